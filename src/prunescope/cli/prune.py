@@ -1,0 +1,2 @@
+"""`prunescope prune` commands."""
+from prunescope.cli._app import app  # noqa: F401

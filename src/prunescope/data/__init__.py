@@ -1,0 +1,1 @@
+"""prunescope.data (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""prunescope.metrics (see docs/architecture.md)."""

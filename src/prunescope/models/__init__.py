@@ -1,0 +1,1 @@
+"""prunescope.models (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""prunescope.prune (see docs/architecture.md)."""

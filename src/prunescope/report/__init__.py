@@ -1,0 +1,1 @@
+"""prunescope.report (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""prunescope.stats (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""prunescope.study (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""prunescope.train (see docs/architecture.md)."""
