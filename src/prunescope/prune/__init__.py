@@ -1,1 +1,44 @@
-"""prunescope.prune (see docs/architecture.md)."""
+"""prunescope.prune: one-shot unstructured pruning (SPEC 3; see docs/pruning.md).
+
+``prunable`` picks the weights a criterion may remove, ``data_gradients`` computes the data-loss
+gradient GP and UP need, ``score`` ranks weights by MP, GP, UP or RP, ``make_masks`` keeps the
+top-k to an exact compression ratio (global or per-layer scope) and ``prune_model`` does it all.
+"""
+from prunescope.prune.gradients import GRADIENT_MODES, data_gradients
+from prunescope.prune.interop import from_torch_prune, to_torch_prune
+from prunescope.prune.masks import (
+    SCOPES,
+    MaskResult,
+    UnreachableRatioError,
+    apply_masks,
+    keep_count,
+    load_masks,
+    make_masks,
+    masks_from_scores,
+    save_masks,
+)
+from prunescope.prune.oneshot import prune_model
+from prunescope.prune.params import count_parameters, prunable
+from prunescope.prune.scores import METHODS, recorded_weight_decay, score
+
+__all__ = [
+    "GRADIENT_MODES",
+    "METHODS",
+    "SCOPES",
+    "MaskResult",
+    "UnreachableRatioError",
+    "apply_masks",
+    "count_parameters",
+    "data_gradients",
+    "from_torch_prune",
+    "keep_count",
+    "load_masks",
+    "make_masks",
+    "masks_from_scores",
+    "prunable",
+    "prune_model",
+    "recorded_weight_decay",
+    "save_masks",
+    "score",
+    "to_torch_prune",
+]

@@ -1,0 +1,227 @@
+"""Masks to an exact pruning ratio (SPEC 3, "Pruning ratio" and "Layer-wise scope").
+
+Ratio ``t = n_total / n_nonzero`` where ``n_total`` counts every parameter of the model (weights,
+biases, BatchNorm, classifier) and ``n_nonzero = (n_total - n_prunable) + k``: parameters outside
+the prunable set always count as nonzero, ``k`` is the number of prunable weights kept. So
+``k = round(n_total / t - (n_total - n_prunable))``, which puts the achieved ratio within one
+prunable weight of the requested one. The largest reachable ratio keeps ``k = 0``:
+``n_total / (n_total - n_prunable)``.
+
+Thresholds are computed for one model at a time from a dict of that model's scores
+(:func:`masks_from_scores`); a stacked pack of G models calls it once per model on per-model views,
+so no threshold is ever shared across models.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from prunescope.prune.params import count_parameters
+
+SCOPES = ("global", "layer")
+
+
+class UnreachableRatioError(ValueError):
+    """The requested ratio would need keeping fewer than zero prunable weights."""
+
+
+@dataclass(frozen=True)
+class MaskResult:
+    """Masks of one model and what they achieve.
+
+    Attributes:
+        masks: ``{param name: bool tensor of the param's shape}``, True = kept. Only prunable
+            parameters appear; every other parameter is dense.
+        achieved_ratio: ``n_total / n_nonzero`` after masking (float).
+        kept: ``{param name: number of kept weights}``.
+        densities: ``{param name: kept / numel}`` in [0, 1].
+        requested_ratio: the ratio asked for.
+        n_total: all parameters of the model.
+        n_nonzero: ``n_total - pruned`` (parameters that are nonzero by mask).
+        scope: ``"global"`` or ``"layer"``.
+    """
+
+    masks: dict[str, torch.Tensor]
+    achieved_ratio: float
+    kept: dict[str, int]
+    densities: dict[str, float]
+    requested_ratio: float
+    n_total: int
+    n_nonzero: int
+    scope: str = field(default="global")
+
+    def summary(self) -> dict:
+        """JSON-ready record of the ratio and per-layer densities, for a checkpoint sidecar."""
+        return {
+            "requested_ratio": self.requested_ratio,
+            "achieved_ratio": self.achieved_ratio,
+            "scope": self.scope,
+            "n_total": self.n_total,
+            "n_nonzero": self.n_nonzero,
+            "kept": dict(self.kept),
+            "densities": dict(self.densities),
+        }
+
+
+def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
+    """Number ``k`` of prunable weights to keep so that ``n_total / (n_total - n_prunable + k)``
+    is the requested ``ratio`` to within one prunable weight.
+
+    Raises:
+        ValueError: ``ratio < 1`` or not finite, or inconsistent counts.
+        UnreachableRatioError: ``ratio`` exceeds ``n_total / (n_total - n_prunable)``; the message
+            names both.
+    """
+    if not 0 < n_prunable <= n_total:
+        raise ValueError(f"need 0 < n_prunable <= n_total, got {n_prunable} and {n_total}")
+    if not (math.isfinite(ratio) and ratio >= 1.0):
+        raise ValueError(f"pruning ratio must be a finite number >= 1 (1 = dense), got {ratio}")
+    n_fixed = n_total - n_prunable
+    exact = n_total / ratio - n_fixed
+    if exact < 0:
+        max_ratio = math.inf if n_fixed == 0 else n_total / n_fixed
+        raise UnreachableRatioError(
+            f"pruning ratio {ratio:g} is unreachable: {n_fixed} of the {n_total} parameters are not "
+            f"prunable and always count as nonzero, so the largest reachable ratio is "
+            f"{max_ratio:.6g} (all {n_prunable} prunable weights removed); lower the ratio or "
+            "widen the prunable set (prune_classifier=True, prune_biases=True)"
+        )
+    return min(n_prunable, math.floor(exact + 0.5))
+
+
+def _layer_quotas(sizes: list[int], k: int) -> list[int]:
+    """Split ``k`` kept weights over layers of ``sizes`` with the same keep fraction ``k / sum``.
+
+    Largest-remainder rounding: each quota is ``floor`` or ``ceil`` of ``k * n_l / sum`` and the
+    quotas add up to ``k`` exactly; leftover units go to the largest remainders, ties to the
+    earlier layer.
+    """
+    total = sum(sizes)
+    exact = [k * n / total for n in sizes]
+    quotas = [math.floor(e) for e in exact]
+    rest = k - sum(quotas)
+    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - quotas[i]), i))
+    for i in order[:rest]:
+        quotas[i] += 1
+    return quotas
+
+
+def _top_k_mask(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask of the ``k`` largest entries of 1-D ``flat``; ties go to the lower index."""
+    mask = torch.zeros(flat.numel(), dtype=torch.bool)
+    if k > 0:
+        order = torch.sort(flat, descending=True, stable=True).indices
+        mask[order[:k]] = True
+    return mask
+
+
+def masks_from_scores(
+    scores: Mapping[str, torch.Tensor],
+    n_total: int,
+    ratio: float,
+    scope: str = "global",
+) -> MaskResult:
+    """Keep the top-k scores of one model so that its ratio is ``ratio`` (SPEC 3).
+
+    Args:
+        scores: ``{param name: score tensor}`` of one model's prunable parameters (any shapes,
+            any device; higher = keep). The dict order and row-major flattening define the flat
+            index; equal scores are broken by lower flat index first (stable sort on
+            (score desc, index asc)), so the result is deterministic.
+        n_total: all parameters of that model (every tensor counted).
+        ratio: requested ratio ``t >= 1``.
+        scope: ``"global"``: one threshold over all prunable weights; ``"layer"``: the same keep
+            fraction ``k / n_prunable`` in every layer (per-layer counts rounded by largest
+            remainder so they add up to the global ``k``).
+
+    Returns:
+        :class:`MaskResult` with bool CPU masks shaped like the scores.
+
+    Raises:
+        ValueError: unknown scope, empty or non-finite scores, bad ratio.
+        UnreachableRatioError: see :func:`keep_count`.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown mask scope {scope!r}; choose one of {SCOPES}")
+    if not scores:
+        raise ValueError("no scores given: the model has no prunable parameters")
+    names = list(scores)
+    flats = [scores[n].detach().reshape(-1).to("cpu", torch.float64) for n in names]
+    for n, f in zip(names, flats):
+        if not torch.isfinite(f).all():
+            raise ValueError(f"scores of {n!r} contain NaN or inf; scores must be finite")
+    sizes = [f.numel() for f in flats]
+    n_prunable = sum(sizes)
+    k = keep_count(n_total, n_prunable, ratio)
+    if scope == "global":
+        flat_mask = _top_k_mask(torch.cat(flats), k)
+        parts = torch.split(flat_mask, sizes)
+    else:
+        parts = [_top_k_mask(f, q) for f, q in zip(flats, _layer_quotas(sizes, k))]
+    masks = {n: part.reshape(scores[n].shape) for n, part in zip(names, parts)}
+    kept = {n: int(m.sum()) for n, m in masks.items()}
+    n_nonzero = n_total - n_prunable + sum(kept.values())
+    return MaskResult(
+        masks=masks,
+        achieved_ratio=n_total / n_nonzero,
+        kept=kept,
+        densities={n: kept[n] / m.numel() for n, m in masks.items()},
+        requested_ratio=float(ratio),
+        n_total=n_total,
+        n_nonzero=n_nonzero,
+        scope=scope,
+    )
+
+
+def make_masks(
+    model: nn.Module,
+    scores: Mapping[str, torch.Tensor],
+    ratio: float,
+    scope: str = "global",
+) -> MaskResult:
+    """Masks for ``model`` at ``ratio``: :func:`masks_from_scores` with ``n_total`` counted from
+    ``model`` (:func:`prunescope.prune.params.count_parameters`).
+
+    Raises:
+        ValueError: a score names no parameter of ``model`` or has another shape.
+    """
+    named = dict(model.named_parameters())
+    for n, s in scores.items():
+        if n not in named:
+            raise ValueError(f"score {n!r} names no parameter of {type(model).__name__}")
+        if named[n].shape != s.shape:
+            raise ValueError(
+                f"score {n!r} has shape {tuple(s.shape)}, parameter has {tuple(named[n].shape)}"
+            )
+    return masks_from_scores(scores, count_parameters(model), ratio, scope)
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
+    """Zero the masked-out weights of ``model`` in place (``param *= mask``).
+
+    Raises:
+        KeyError: a mask names no parameter of ``model``.
+    """
+    named = dict(model.named_parameters())
+    for n, m in masks.items():
+        if n not in named:
+            raise KeyError(f"mask {n!r} names no parameter of {type(model).__name__}")
+        p = named[n]
+        p.mul_(m.to(device=p.device, dtype=p.dtype))
+
+
+def save_masks(path: str | Path, masks: Mapping[str, torch.Tensor]) -> None:
+    """Write masks to a safetensors file (bool tensors, keyed by parameter name)."""
+    save_file({n: m.detach().to("cpu", torch.bool).contiguous() for n, m in masks.items()}, str(path))
+
+
+def load_masks(path: str | Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Read masks written by :func:`save_masks`: ``{param name: bool tensor}``."""
+    return {n: m.to(torch.bool) for n, m in load_file(str(path), device=str(device)).items()}

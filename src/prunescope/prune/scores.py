@@ -1,0 +1,128 @@
+"""Pruning criteria of SPEC 3: MP, GP, UP, RP. A score ranks the prunable weights; the lowest are zeroed.
+
+Scores are float64 so that the properties of SPEC 3 hold exactly, not just up to rounding: the
+product of two float32 numbers is exact in float64, so UP with ``eps = 0`` gives bit-for-bit the GP
+score, and UP with ``g = 0`` (``eps * theta^2``) is strictly monotone in ``|theta|`` like MP.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+METHODS = ("mp", "gp", "up", "rp")
+"""The one-shot criteria, lower case: magnitude, gradient, undecayed, random."""
+
+
+def recorded_weight_decay(meta: Mapping[str, Any] | None) -> float | None:
+    """The weight decay a model was trained with, read from its checkpoint sidecar ``meta``.
+
+    Looks at ``meta["weight_decay"]``, then ``meta["recipe"]["weight_decay"]`` (the recipe that
+    produced the weights). Returns ``None`` when neither is there.
+    """
+    if not meta:
+        return None
+    if meta.get("weight_decay") is not None:
+        return float(meta["weight_decay"])
+    recipe = meta.get("recipe")
+    if isinstance(recipe, Mapping) and recipe.get("weight_decay") is not None:
+        return float(recipe["weight_decay"])
+    return None
+
+
+def _resolve_eps(model: nn.Module, eps: float | None, meta: Mapping[str, Any] | None) -> float:
+    if eps is not None:
+        value = float(eps)
+    else:
+        found = recorded_weight_decay(meta)
+        if found is None:
+            found = recorded_weight_decay(getattr(model, "prunescope_meta", None))
+        if found is None:
+            raise ValueError(
+                "UP needs eps, the weight decay the model was trained with (SPEC 3), and none is "
+                "recorded: pass eps=<weight decay>, or meta=<the checkpoint sidecar dict> whose "
+                "'weight_decay' or 'recipe.weight_decay' holds it"
+            )
+        value = found
+    if not value >= 0.0:
+        raise ValueError(f"UP eps must be a finite weight decay >= 0, got {value}")
+    return value
+
+
+def score(
+    method: str,
+    model: nn.Module,
+    params: Mapping[str, torch.Tensor],
+    grads: Mapping[str, torch.Tensor] | None = None,
+    eps: float | None = None,
+    seed: int | torch.Generator | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Score every prunable weight with one criterion of SPEC 3.
+
+    Args:
+        method: ``"mp"`` ``|theta|``; ``"gp"`` ``|theta * g|``; ``"up"``
+            ``|-theta * g + eps * theta^2|``; ``"rp"`` i.i.d. uniform on [0, 1). Case-insensitive.
+        model: the model the parameters belong to (UP reads its recorded ``prunescope_meta``
+            attribute when neither ``eps`` nor ``meta`` is given).
+        params: ``{name: tensor}`` as returned by :func:`prunescope.prune.prunable` (or per-model
+            views of a stacked pack); the dict order fixes RP's draw order.
+        grads: ``{name: tensor}`` of the same shapes: the data-loss gradient from
+            :func:`prunescope.prune.data_gradients`. Required by GP and UP (use the same dict for both).
+        eps: UP's weight decay; default read from ``meta`` (checkpoint sidecar) or the model's
+            ``prunescope_meta``. Never defaulted to a constant.
+        seed: RP's seed (int) or a ``torch.Generator`` (CPU); required by RP.
+        meta: the checkpoint sidecar dict, where UP finds the training weight decay.
+
+    Returns:
+        ``{name: float64 CPU tensor of the parameter's shape}``, higher = more important.
+
+    Raises:
+        ValueError: unknown method, missing grads/eps/seed, shape mismatch, non-finite scores.
+    """
+    m = method.lower()
+    if m not in METHODS:
+        raise ValueError(f"unknown pruning method {method!r}; choose one of {METHODS}")
+    if m in ("gp", "up"):
+        if grads is None:
+            raise ValueError(
+                f"{m.upper()} needs the data-loss gradient: pass grads=data_gradients(model, images)"
+            )
+        missing = [n for n in params if n not in grads]
+        if missing:
+            raise ValueError(f"grads lack entries for prunable parameters {missing}")
+        for n, p in params.items():
+            if grads[n].shape != p.shape:
+                raise ValueError(
+                    f"grads[{n!r}] has shape {tuple(grads[n].shape)}, parameter has {tuple(p.shape)}"
+                )
+    if m == "rp":
+        if seed is None:
+            raise ValueError("RP needs a seed (int or torch.Generator) so its mask is reproducible")
+        if isinstance(seed, torch.Generator):
+            gen = seed
+        else:
+            gen = torch.Generator(device="cpu")
+            gen.manual_seed(int(seed))
+        return {
+            n: torch.rand(p.shape, generator=gen, dtype=torch.float64) for n, p in params.items()
+        }
+    eps_value = _resolve_eps(model, eps, meta) if m == "up" else 0.0
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for n, p in params.items():
+            theta = p.detach().to("cpu", torch.float64)
+            if m == "mp":
+                s = theta.abs()
+            else:
+                g = grads[n].detach().to("cpu", torch.float64)  # type: ignore[index]
+                s = (theta * g).abs() if m == "gp" else (-theta * g + eps_value * theta * theta).abs()
+            if not torch.isfinite(s).all():
+                raise ValueError(
+                    f"{m.upper()} score of {n!r} is not finite (NaN/inf weights or gradients); "
+                    "check the checkpoint and the gradient pass"
+                )
+            out[n] = s
+    return out
