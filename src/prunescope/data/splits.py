@@ -1,0 +1,38 @@
+"""The validation hold-out (SPEC 4): a seeded, stratified draw from the training split."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def train_val_indices(y: np.ndarray, n_val: int = 5000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split training indices into a training part and a validation hold-out.
+
+    Each class gets ``n_val * count_c / N`` validation images, rounded by largest remainder (ties to
+    the lower class id) so the total is exactly ``n_val``; which images is a seeded random draw within
+    the class. Never a slice: CIFAR rows are sorted by class.
+
+    Args:
+        y: labels, integer ``(N,)``, values ``>= 0``.
+        n_val: validation size, ``0 <= n_val < N``.
+        seed: seed of the draw; the same (y, n_val, seed) always gives the same split.
+
+    Returns:
+        ``(train_idx, val_idx)``: sorted ``int64`` index arrays, disjoint, together ``0..N-1``.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
+        raise ValueError(f"y must be a 1-d array of non-negative integer labels, got {y.dtype} shape {y.shape}")
+    n = len(y)
+    if not 0 <= n_val < n:
+        raise ValueError(f"n_val must be in 0..{n - 1} for {n} training images, got {n_val}")
+    counts = np.bincount(y)
+    quota = n_val * counts / n
+    take = np.floor(quota).astype(np.int64)
+    short = n_val - int(take.sum())
+    take[np.argsort(-(quota - take), kind="stable")[:short]] += 1
+    rng = np.random.default_rng(seed)
+    val = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in enumerate(take)]
+    val_idx = np.sort(np.concatenate(val)).astype(np.int64)
+    train_mask = np.ones(n, dtype=bool)
+    train_mask[val_idx] = False
+    return np.flatnonzero(train_mask).astype(np.int64), val_idx
