@@ -1,1 +1,26 @@
-"""prunescope.train (see docs/architecture.md)."""
+"""prunescope.train: the SPEC 4 training loop, recipes and checkpoints (docs/architecture.md)."""
+from prunescope.train.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
+from prunescope.train.loop import (
+    FitResult,
+    TrainingDiverged,
+    data_generator,
+    derive_seed,
+    evaluate,
+    fit,
+    predict,
+)
+from prunescope.train.recipe import Recipe
+
+__all__ = [
+    "FitResult",
+    "Recipe",
+    "TrainingDiverged",
+    "data_generator",
+    "derive_seed",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "predict",
+    "save_checkpoint",
+    "sidecar_path",
+]

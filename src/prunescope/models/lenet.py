@@ -1,0 +1,70 @@
+"""LeNet-5 (LeCun et al. 1998) in the modern form used by pruning studies.
+
+Layer sizes (input ``(N, in_channels, 28, 28)``, MNIST-like; see ``docs/training.md``):
+
+=========  ==================================  =================
+name       layer                               output shape
+=========  ==================================  =================
+conv1      Conv2d(in, 6, 5x5, padding 2)       (N, 6, 28, 28)
+           ReLU, MaxPool 2x2                   (N, 6, 14, 14)
+conv2      Conv2d(6, 16, 5x5)                  (N, 16, 10, 10)
+           ReLU, MaxPool 2x2                   (N, 16, 5, 5)
+           flatten                             (N, 400)
+fc1        Linear(400, 120), ReLU              (N, 120)
+fc2        Linear(120, 84), ReLU               (N, 84)
+classifier Linear(84, C)                       (N, C) logits
+=========  ==================================  =================
+
+Why: the original net took 32x32 inputs with no padding; padding conv1 by 2 keeps the
+original 28x28 -> 14 -> 10 -> 5 feature-map sizes on 28x28 MNIST images, so the layer
+widths (6, 16, 120, 84) and all parameter counts of the classic design are unchanged
+(61,706 parameters for 1 channel and 10 classes). ReLU and max-pooling replace the original
+scaled tanh and trainable subsampling, as in the pruning literature's LeNet-5.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 for square ``image_size`` x ``image_size`` inputs.
+
+    Args:
+        num_classes: number of output logits C.
+        in_channels: input channels (1 for MNIST, 3 for RGB).
+        image_size: input height = width in pixels (28 for MNIST; 32 works too, giving a
+            16x6x6 = 576-wide flatten).
+
+    Input ``(N, in_channels, image_size, image_size)`` float; output ``(N, num_classes)`` logits.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> None:
+        super().__init__()
+        side = (image_size // 2 - 4) // 2  # after conv1(pad 2)+pool, conv2(no pad)+pool
+        if side < 1:
+            raise ValueError(
+                f"LeNet-5 needs images of at least 12x12 pixels, got image_size={image_size}; "
+                "pass the real input size as image_size"
+            )
+        self.image_size = image_size
+        self.conv1 = nn.Conv2d(in_channels, 6, kernel_size=5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
+        self.fc1 = nn.Linear(16 * side * side, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.classifier = nn.Linear(84, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in_channels, S, S)`` float -> ``(N, num_classes)`` logits."""
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            raise ValueError(
+                f"LeNet-5 was built for {self.image_size}x{self.image_size} inputs, got "
+                f"{tuple(x.shape[-2:])}; build it with image_size={x.shape[-1]}"
+            )
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.classifier(x)

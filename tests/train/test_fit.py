@@ -1,0 +1,150 @@
+"""The training loop (SPEC 4): masks held through SGD, best-val-loss reload, divergence,
+determinism, and the confusion matrix evaluate() returns."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from prunescope.data.device import DeviceImages
+from prunescope.models import build_model
+from prunescope.train import Recipe, TrainingDiverged, evaluate, fit, predict
+
+QUICK = Recipe(schedule=((2, 0.02),), batch_size=64)
+
+
+def state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_fit_learns_and_reports_history(quadrants):
+    train, val = quadrants
+    model = build_model("lenet5", 4, 1, seed=0)
+    calls = []
+    res = fit(model, train, val, QUICK, seed=0, progress=lambda s, t, i: calls.append((s, t, i)))
+    assert len(res.history) == 2
+    h = res.history[-1]
+    assert set(h) == {"epoch", "lr", "steps", "train_loss", "val_loss", "val_acc", "seconds",
+                      "images_per_s"}
+    assert h["steps"] == 8 and h["lr"] == 0.02 and h["images_per_s"] > 0
+    assert max(r["val_acc"] for r in res.history) > 0.9  # chance is 0.25
+    step_calls = [c for c in calls if "loss" in c[2]]
+    assert [c[0] for c in step_calls] == list(range(1, 17)) and step_calls[0][1] == 16
+    assert [c[2]["epoch"] for c in calls if "val_loss" in c[2]] == [1, 2]
+    assert not model.training
+
+
+def test_masks_stay_exactly_zero_with_momentum_and_decay(quadrants):
+    """SPEC 3: pruned weights stay exactly zero through momentum and weight decay."""
+    train, val = quadrants
+    model = build_model("resnet20", 4, 1, seed=1)
+    gen = torch.Generator().manual_seed(0)
+    names = ["conv1.weight", "layer1.0.conv1.weight", "layer3.2.conv2.weight", "classifier.weight"]
+    params = dict(model.named_parameters())
+    masks = {n: torch.rand(params[n].shape, generator=gen) < 0.5 for n in names}
+    before = state(model)
+    recipe = Recipe(schedule=((1, 0.05), (1, 0.01)), momentum=0.9, weight_decay=5e-3,
+                    batch_size=64, max_steps_per_epoch=3)
+    fit(model, train, val, recipe, seed=0, masks=masks)
+    params = dict(model.named_parameters())
+    for n, m in masks.items():
+        assert torch.count_nonzero(params[n][~m]) == 0, n
+        kept = params[n][m]
+        assert not torch.equal(kept, before[n][m]), f"unmasked weights of {n} must train"
+    assert not torch.equal(params["layer2.0.conv1.weight"], before["layer2.0.conv1.weight"])
+
+
+def test_mask_errors(quadrants):
+    train, val = quadrants
+    model = build_model("lenet5", 4, 1)
+    with pytest.raises(ValueError, match="names no parameter"):
+        fit(model, train, val, QUICK, 0, masks={"conv9.weight": torch.ones(1)})
+    with pytest.raises(ValueError, match="shape"):
+        fit(model, train, val, QUICK, 0, masks={"conv1.weight": torch.ones(3)})
+
+
+def test_keeps_and_reloads_best_val_loss_epoch(quadrants):
+    """SPEC 4: keep the weights of the epoch with the lowest validation loss. The validation
+    labels are shifted by one class, so learning the training task makes val loss worse after
+    the first epoch and the kept epoch is not the last."""
+    train, val = quadrants
+    bad_val = DeviceImages(val.x, (val.y + 1) % 4, val.mean, val.std)
+    model = build_model("lenet5", 4, 1, seed=0)
+    snapshots = {}
+
+    def snap(step, total, info):
+        if "val_loss" in info:
+            snapshots[info["epoch"]] = state(model)
+
+    res = fit(model, train, bad_val, Recipe(schedule=((4, 0.02),), batch_size=64), 0,
+              progress=snap)
+    losses = [h["val_loss"] for h in res.history]
+    assert res.best_epoch == 1 + int(np.argmin(losses))
+    assert res.best_epoch < 4
+    kept = snapshots[res.best_epoch]
+    now = model.state_dict()
+    assert all(torch.equal(now[k], kept[k]) for k in kept)
+    assert not torch.equal(now["fc1.weight"], snapshots[4]["fc1.weight"])
+    assert all(torch.equal(res.state_dict[k], kept[k]) for k in kept)
+
+
+def test_nan_loss_raises_with_epoch_and_step(quadrants):
+    train, val = quadrants
+    model = build_model("lenet5", 4, 1)
+    with torch.no_grad():
+        model.fc2.weight[0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged, match="epoch 1, step 1") as err:
+        fit(model, train, val, QUICK, 0)
+    assert err.value.epoch == 1 and err.value.step == 1
+
+
+def test_exploding_lr_raises(quadrants):
+    train, val = quadrants
+    model = build_model("lenet5", 4, 1)
+    with pytest.raises(TrainingDiverged, match="diverged"):
+        fit(model, train, val, Recipe(schedule=((3, 1e6),), batch_size=64), 0)
+
+
+def test_same_seed_identical_weights_different_seed_differs(quadrants):
+    train, val = quadrants
+    recipe = Recipe(schedule=((1, 0.05),), batch_size=64, augment=True, max_steps_per_epoch=4)
+    runs = []
+    for seed in (5, 5, 6):
+        model = build_model("resnet20", 4, 1, seed=0)  # same init: only data order differs
+        fit(model, train, val, recipe, seed=seed)
+        runs.append(state(model))
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert not torch.equal(runs[0]["conv1.weight"], runs[2]["conv1.weight"])
+
+
+def test_evaluate_confusion_rows_true_cols_predicted():
+    class Fixed(nn.Module):
+        """Predicts class (first pixel value) % 3 regardless of the label."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            k = torch.round(x[:, 0, 0, 0] * 255).long() % 3
+            return nn.functional.one_hot(k, 3).float() + self.w
+
+    x = np.zeros((7, 2, 2, 1), np.uint8)
+    x[:, 0, 0, 0] = [0, 1, 2, 0, 1, 1, 2]
+    y = np.array([0, 0, 2, 1, 1, 1, 2])
+    images = DeviceImages(x, y, [0.0], [1.0])
+    assert predict(Fixed(), images, batch_size=3).tolist() == [0, 1, 2, 0, 1, 1, 2]
+    cm = evaluate(Fixed(), images, 3, batch_size=3)
+    assert cm.dtype == np.int64
+    assert cm.tolist() == [[1, 1, 0], [1, 2, 0], [0, 0, 2]]
+    assert cm.sum(1).tolist() == np.bincount(y).tolist()
+    with pytest.raises(ValueError, match="num_classes"):
+        evaluate(Fixed(), images, 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA to have two devices")
+def test_device_mismatch_error(quadrants):
+    train, val = quadrants
+    model = build_model("lenet5", 4, 1).cuda()
+    with pytest.raises(ValueError, match="DeviceImages"):
+        fit(model, train, val, QUICK, 0)
