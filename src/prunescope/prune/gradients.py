@@ -13,6 +13,10 @@ Modes:
     ``"shrinkbench"``: one batch of ``batch_size`` (128 by default) from a seeded shuffle, in
     train mode as ShrinkBench does (BatchNorm normalises with the batch statistics); the running
     statistics it updates are restored afterwards, so the model's state is unchanged.
+
+A stacked pack (:class:`prunescope.models.stacked.StackedModel`) is accepted as the model: each of
+its G models sees the same batches, and since no operation mixes models the returned stacked
+gradient viewed per model (``unstack_tensors``) is each model's own data gradient.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunescope.data.device import DeviceImages
+from prunescope.models.stacked import StackedModel
 
 GRADIENT_MODES = ("full", "batches", "shrinkbench")
 
@@ -36,7 +41,8 @@ def data_gradients(
     """Gradient of the mean cross-entropy of ``model`` over (part of) ``images``.
 
     Args:
-        model: a classifier returning logits ``(B, C)``; its parameters must live on
+        model: a classifier returning logits ``(B, C)``, or a stacked pack of G of them
+            (input ``(G, B, ...)``, logits ``(G, B, C)``); its parameters must live on
             ``images.device``. Its weights, buffers, ``.grad`` fields and train/eval flags are left
             as they were.
         images: the training split (without the validation hold-out), e.g. ``DeviceImages``.
@@ -80,6 +86,7 @@ def data_gradients(
         steps = n_batches if mode == "batches" else 1
         batches = images.batches(batch_size, shuffle=True, generator=gen, max_steps=steps)
 
+    stacked = isinstance(model, StackedModel)
     flags = {m: m.training for m in model.modules()}
     saved_buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
     params = [p for _, p in named]
@@ -88,7 +95,11 @@ def data_gradients(
     model.train(mode == "shrinkbench")
     try:
         for x, y in batches:
-            loss = F.cross_entropy(model(x), y, reduction="sum")
+            if stacked:  # every model of the pack sees the same batch; losses add up per model
+                logits = model(x.unsqueeze(0).expand(model.groups, *x.shape))
+                loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(model.groups), reduction="sum")
+            else:
+                loss = F.cross_entropy(model(x), y, reduction="sum")
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             for acc, g in zip(sums, grads):
                 if g is not None:

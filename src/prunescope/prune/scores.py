@@ -38,12 +38,11 @@ def _resolve_eps(model: nn.Module, eps: float | None, meta: Mapping[str, Any] | 
     else:
         found = recorded_weight_decay(meta)
         if found is None:
-            found = recorded_weight_decay(getattr(model, "prunescope_meta", None))
-        if found is None:
             raise ValueError(
-                "UP needs eps, the weight decay the model was trained with (SPEC 3), and none is "
-                "recorded: pass eps=<weight decay>, or meta=<the checkpoint sidecar dict> whose "
-                "'weight_decay' or 'recipe.weight_decay' holds it"
+                f"UP needs eps, the weight decay {type(model).__name__} was trained with (SPEC 3), "
+                "and none is recorded: pass eps=<weight decay>, or meta=<the checkpoint sidecar "
+                "dict from prunescope.train.load_checkpoint> whose 'weight_decay' or "
+                "'recipe.weight_decay' holds it"
             )
         value = found
     if not value >= 0.0:
@@ -65,14 +64,13 @@ def score(
     Args:
         method: ``"mp"`` ``|theta|``; ``"gp"`` ``|theta * g|``; ``"up"``
             ``|-theta * g + eps * theta^2|``; ``"rp"`` i.i.d. uniform on [0, 1). Case-insensitive.
-        model: the model the parameters belong to (UP reads its recorded ``prunescope_meta``
-            attribute when neither ``eps`` nor ``meta`` is given).
+        model: the model the parameters belong to (named in error messages).
         params: ``{name: tensor}`` as returned by :func:`prunescope.prune.prunable` (or per-model
             views of a stacked pack); the dict order fixes RP's draw order.
         grads: ``{name: tensor}`` of the same shapes: the data-loss gradient from
             :func:`prunescope.prune.data_gradients`. Required by GP and UP (use the same dict for both).
-        eps: UP's weight decay; default read from ``meta`` (checkpoint sidecar) or the model's
-            ``prunescope_meta``. Never defaulted to a constant.
+        eps: UP's weight decay; default read from ``meta`` (checkpoint sidecar). Never
+            defaulted to a constant.
         seed: RP's seed (int) or a ``torch.Generator`` (CPU); required by RP.
         meta: the checkpoint sidecar dict, where UP finds the training weight decay.
 
