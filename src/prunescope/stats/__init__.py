@@ -1,1 +1,34 @@
-"""prunescope.stats (see docs/architecture.md)."""
+"""prunescope.stats: CIs, t-tests, multiple-testing corrections and the SPEC 5 test families.
+Pure NumPy/SciPy/pandas/statsmodels; never imports torch. See docs/metrics.md."""
+from prunescope.stats.ci import CELL_KEYS, CI_COLUMNS, ci_label, mean_ci, t_interval
+from prunescope.stats.families import (
+    ARCH_ORDER,
+    DATASET_ARCHS,
+    DATASET_PAIRS,
+    METHOD_ORDER,
+    FamilyResult,
+    all_families,
+    arch_tests,
+    dataset_tests,
+    method_tests,
+    mp_vs_up_tests,
+    ratio_tests,
+)
+from prunescope.stats.tests import (
+    ALTERNATIVES,
+    CORRECTIONS,
+    TEST_COLUMNS,
+    correct,
+    correct_within,
+    independent_from_moments,
+    paired_from_moments,
+    t_pvalue,
+    ttest,
+)
+
+__all__ = [
+    "ALTERNATIVES", "ARCH_ORDER", "CELL_KEYS", "CI_COLUMNS", "CORRECTIONS", "DATASET_ARCHS", "DATASET_PAIRS",
+    "METHOD_ORDER", "TEST_COLUMNS", "FamilyResult", "all_families", "arch_tests", "ci_label", "correct",
+    "correct_within", "dataset_tests", "independent_from_moments", "mean_ci", "method_tests",
+    "mp_vs_up_tests", "paired_from_moments", "ratio_tests", "t_interval", "t_pvalue", "ttest",
+]

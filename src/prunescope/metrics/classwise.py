@@ -1,0 +1,168 @@
+"""Per-class metrics, balances and intensification ratios (SPEC 2).
+
+All quantities are fractions in [0, 1] (not percent) unless stated otherwise.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from prunescope.metrics._groups import group_codes, gsum
+from prunescope.metrics.tidy import DENSE_METHOD, PARENT_KEYS, key_columns, validate
+
+Metric = Literal["recall", "precision", "f1"]
+METRICS: tuple[str, ...] = ("recall", "precision", "f1")
+
+#: Columns :func:`per_class` adds to a tidy frame.
+CLASSWISE_COLUMNS: tuple[str, ...] = ("metric", "value", "accuracy", "B", "Bn", "balanced")
+#: Columns :func:`pair_with_dense` produces besides the pruned row's keys.
+PAIRED_COLUMNS: tuple[str, ...] = (
+    "metric", "value_before", "value_after", "accuracy_before", "accuracy_after",
+    "B_before", "B_after", "Bn_before", "Bn_after", "I", "balanced",
+)
+
+
+class ImbalanceWarning(UserWarning):
+    """A test set has unequal class supports: sum_c B = 0 and sum_c Bn = 0 (SPEC 2) do not hold."""
+
+
+def per_class(frame: pd.DataFrame, metric: Metric = "recall") -> pd.DataFrame:
+    """Per-class metric value, accuracy, balance and normalized balance (SPEC 2).
+
+    Parameters
+    ----------
+    frame:
+        Tidy count frame (docs/architecture.md), N rows.
+    metric:
+        ``"recall"`` (primary): R^c = correct / support; ``"precision"``: P^c = correct /
+        predicted (NaN for a class never predicted); ``"f1"``: F^c = 2 P R / (P + R) computed as
+        2 correct / (support + predicted) (0 when the class is neither present nor hit correctly
+        but predicted; NaN only when support + predicted = 0).
+
+    Returns
+    -------
+    The input rows (all key and count columns, same order) plus
+
+    * ``metric`` (str), ``value`` -- the per-class metric, fraction;
+    * ``accuracy`` -- A = sum_c correct / sum_c support of the same evaluation (model, method,
+      ratio, distribution and extra keys), fraction;
+    * ``B`` = value - A and ``Bn`` = B / A (NaN when A = 0);
+    * ``balanced`` (bool) -- all class supports of the evaluation are equal. For recall on a
+      balanced set sum_c B = sum_c Bn = 0 exactly; when any evaluation is unbalanced an
+      :class:`ImbalanceWarning` is emitted and ``balanced`` is False on its rows.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    validate(frame)
+    eval_keys = [c for c in key_columns(frame) if c != "cls"]
+    codes, groups = group_codes(frame, eval_keys)
+    g = len(groups)
+    support = frame["support"].to_numpy(np.float64)
+    predicted = frame["predicted"].to_numpy(np.float64)
+    correct = frame["correct"].to_numpy(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc_g = gsum(codes, correct, g) / gsum(codes, support, g)
+        if metric == "recall":
+            value = correct / support
+        elif metric == "precision":
+            value = correct / predicted
+        else:
+            value = 2.0 * correct / (support + predicted)
+    value = np.where(np.isfinite(value), value, np.nan)
+    acc_g = np.where(np.isfinite(acc_g), acc_g, np.nan)
+    acc = acc_g[codes]
+    smax = np.full(g, -np.inf)
+    smin = np.full(g, np.inf)
+    np.maximum.at(smax, codes, support)
+    np.minimum.at(smin, codes, support)
+    balanced = (smax == smin)[codes]
+    if not balanced.all():
+        n_bad = int((smax != smin).sum())
+        warnings.warn(
+            f"{n_bad} of {g} evaluations have unequal class supports: sum_c B = 0 and "
+            "sum_c Bn = 0 do not hold for them (SPEC 2); see the 'balanced' column and "
+            "consider model_alpha(..., intercept=True)",
+            ImbalanceWarning, stacklevel=2,
+        )
+    b = value - acc
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bn = np.where(acc > 0, b / acc, np.nan)
+    out = frame.copy()
+    out["metric"] = metric
+    out["value"] = value
+    out["accuracy"] = acc
+    out["B"] = b
+    out["Bn"] = bn
+    out["balanced"] = balanced
+    return out
+
+
+def pair_with_dense(classwise: pd.DataFrame, parent_keys: Sequence[str] = PARENT_KEYS) -> pd.DataFrame:
+    """Pair each pruned row with its dense parent and compute the intensification ratio I (SPEC 2).
+
+    Parameters
+    ----------
+    classwise:
+        Output of :func:`per_class` (dense rows have ``method == "dense"``).
+    parent_keys:
+        Columns that identify the dense parent of a pruned row (default: dataset, arch, model,
+        distribution, cls). Add extra keys that the dense row shares (e.g. ``seed``); keys the
+        dense row lacks (e.g. ``level``) must not be listed.
+
+    Returns
+    -------
+    One row per pruned row (same key columns, in the same order; extra keys pass through) plus
+    ``metric``, ``value_before``, ``value_after``, ``accuracy_before``, ``accuracy_after``,
+    ``B_before``, ``B_after``, ``Bn_before``, ``Bn_after``,
+    ``I`` = Bn_after / Bn_before (NaN where Bn_before is 0 or undefined -- never dropped; counted
+    per model by :func:`prunescope.metrics.model_alpha` as ``n_undefined_I``), and ``balanced``
+    (both evaluations balanced). Raises ``ValueError`` if a pruned row has no dense parent or a
+    parent is not unique.
+    """
+    missing = [c for c in (*parent_keys, "method", *CLASSWISE_COLUMNS) if c not in classwise.columns]
+    if missing:
+        raise ValueError(f"classwise frame lacks {missing}; build it with per_class(tidy)")
+    is_dense = (classwise["method"] == DENSE_METHOD).to_numpy()
+    keys = [c for c in key_columns(classwise) if c not in CLASSWISE_COLUMNS]
+    dense = classwise.loc[is_dense, [*parent_keys, "value", "accuracy", "B", "Bn", "balanced"]]
+    if dense.duplicated(subset=list(parent_keys)).any():
+        row = dense.loc[dense.duplicated(subset=list(parent_keys)), list(parent_keys)].iloc[0].to_dict()
+        raise ValueError(f"more than one dense row for parent {row}; add the distinguishing key "
+                         "(e.g. 'seed') to parent_keys")
+    pruned = classwise.loc[~is_dense, [*keys, "metric", "value", "accuracy", "B", "Bn", "balanced"]]
+    merged = pruned.merge(dense, on=list(parent_keys), how="left", suffixes=("_after", "_before"),
+                          validate="many_to_one", indicator=True)
+    orphan = (merged["_merge"] != "both").to_numpy()
+    if orphan.any():
+        row = merged.loc[orphan, list(parent_keys)].iloc[0].to_dict()
+        raise ValueError(f"{int(orphan.sum())} pruned rows have no dense parent, e.g. {row}: "
+                         "evaluate the dense model (method='dense', ratio=1.0) on the same "
+                         "distribution")
+    before = merged["Bn_before"].to_numpy()
+    after = merged["Bn_after"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_i = np.where(before != 0, after / before, np.nan)
+    out = merged[keys].copy()
+    out["metric"] = merged["metric"].to_numpy()
+    for name in ("value", "accuracy", "B", "Bn"):
+        out[f"{name}_before"] = merged[f"{name}_before"].to_numpy()
+        out[f"{name}_after"] = merged[f"{name}_after"].to_numpy()
+    out["I"] = np.where(np.isfinite(ratio_i), ratio_i, np.nan)
+    out["balanced"] = merged["balanced_before"].to_numpy(bool) & merged["balanced_after"].to_numpy(bool)
+    return out[[*keys, *PAIRED_COLUMNS]]
+
+
+def intensification(frame: pd.DataFrame, metric: Metric = "recall",
+                    parent_keys: Sequence[str] = PARENT_KEYS) -> pd.DataFrame:
+    """``pair_with_dense(per_class(frame, metric), parent_keys)``: tidy counts -> paired frame."""
+    return pair_with_dense(per_class(frame, metric), parent_keys)
+
+
+__all__ = [
+    "CLASSWISE_COLUMNS", "ImbalanceWarning", "METRICS", "PAIRED_COLUMNS",
+    "intensification", "pair_with_dense", "per_class",
+]
