@@ -7,6 +7,7 @@ shapes, class counts and array checksums before anything reaches the cache.
 """
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import io
@@ -108,11 +109,14 @@ def _run(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess[st
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler for the dataset pickles: allows numpy arrays and nothing else executable."""
+    """Unpickler for the dataset pickles: allows numpy arrays (and ``codecs.encode`` for bytes) and
+    nothing else executable, so a tampered archive cannot run code."""
 
     _ALLOWED = {"_reconstruct", "scalar", "ndarray", "dtype"}
 
     def find_class(self, module: str, name: str) -> object:
+        if (module, name) == ("_codecs", "encode"):  # how protocol-2 pickles from Python 3 store bytes
+            return codecs.encode
         if module in {"numpy", "numpy.core.multiarray", "numpy._core.multiarray"} and name in self._ALLOWED:
             if name in {"ndarray", "dtype"}:
                 return getattr(np, name)
@@ -121,7 +125,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             except ImportError:  # numpy < 2
                 from numpy.core import multiarray  # type: ignore[no-redef]
             return getattr(multiarray, name)
-        raise pickle.UnpicklingError(f"dataset pickle refers to {module}.{name}: refusing to load it")
+        raise VerificationError(f"dataset pickle refers to {module}.{name}: refusing to load it")
 
 
 def unpickle(data: bytes) -> object:
