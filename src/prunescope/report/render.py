@@ -1,0 +1,445 @@
+"""``render_report``: a tidy results frame -> figures, tables and one self-contained report.html.
+
+All statistics come from :mod:`prunescope.metrics` and :mod:`prunescope.stats`; this module only
+selects, arranges and draws them (SPEC 6).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import prunescope
+from prunescope import metrics, stats
+from prunescope.report import figures, tables
+from prunescope.report.html import FigureItem, Section, TableItem, build_page
+from prunescope.report.style import method_label, ordered, save_figure
+
+FACTORS = ("method", "arch", "dataset")
+#: Per-evaluation values that are not keys (they differ between a model and its dense parent).
+VALUE_COLUMNS = ("achieved_ratio",)
+#: Job statuses that count as finished.
+DONE_STATUSES = ("done",)
+#: Confidence level of every interval in the report (SPEC 5).
+CI_LEVEL = 0.99
+
+CAPTIONS = {
+    "scatter": "Each point is one class of one model: its normalized recall balance Bn before "
+               "pruning (x) against after pruning at the row's ratio (y); the solid line is the "
+               "pooled through-origin least-squares fit with slope α̂ (α̂ > 1: the gaps between "
+               "classes widen, intensification; α̂ < 1: they shrink), the dashed line y = x is no "
+               "change, r² is the uncentered r² of the through-origin fit and Ā the mean accuracy "
+               "after pruning.",
+    "box": "Each box summarises the per-model slopes α_t(m) over the models of one cell (median, "
+           "quartiles, whiskers to 1.5 IQR, dots = models); the mark under each ratio is < or > "
+           "when the 99 % CI of E[α] lies below or above 1 and ? when it contains 1.",
+    "ci": "Mean per-model slope α with its 99 % t-interval for each cell; an interval entirely "
+          "above the dashed line at 1 is significant intensification, entirely below it "
+          "significant de-intensification.",
+    "acc": "Mean test accuracy (solid, left axis) and mean slope α (dashed, right axis) against "
+           "the compression ratio, each with ±1 standard error over models: how accuracy loss and "
+           "the widening of class gaps grow together.",
+    "potential": "Largest tested compression ratio at which a pruned model's error on each test "
+                 "distribution stays within δ of its dense parent's error on the same "
+                 "distribution (mean over models, 99 % CI; log scale): bars lower than the "
+                 "nominal one mean pruning costs more robustness than test accuracy shows.",
+    "error": "Mean top-1 error against the compression ratio for every test distribution (dense "
+             "model at 1x; the nominal test set in black): curves that rise earlier than the "
+             "nominal one show where pruning hurts robustness first.",
+}
+
+
+@dataclass
+class Analysis:
+    """Everything the report draws, computed by metrics/stats from the nominal results.
+
+    Attributes:
+        paired: ``metrics.pair_with_dense`` rows (one per pruned class), nominal distribution.
+        alphas: ``metrics.model_alpha`` (one row per pruned model evaluation).
+        pooled: ``metrics.pooled_alpha`` per cell.
+        ci: ``stats.mean_ci`` of alpha per cell (only cells with >= 2 models), or None.
+        cell_keys: the keys of one cell (dataset, arch, method, ratio, distribution[, level]).
+        dense_acc: ``dataset, arch, model, accuracy`` of every dense model (fraction).
+    """
+
+    paired: pd.DataFrame
+    alphas: pd.DataFrame
+    pooled: pd.DataFrame
+    ci: pd.DataFrame | None
+    cell_keys: list[str]
+    dense_acc: pd.DataFrame
+    notices: list[str] = field(default_factory=list)
+
+
+def _slug(*parts: object) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", "_".join(str(p) for p in parts)).strip("-").lower()
+
+
+def _check_frame(frame: pd.DataFrame) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"results_frame must be a pandas DataFrame, got {type(frame).__name__}")
+    if frame.empty:
+        raise ValueError("results frame is empty: no evaluation of the study has finished yet; "
+                         "run the study (prunescope run STUDY) and render the report when at "
+                         "least one dense and one pruned model are evaluated")
+    metrics.validate(frame)
+
+
+def _mean_ci(frame: pd.DataFrame, value: str, by: list[str], null: float) -> pd.DataFrame:
+    """``stats.mean_ci`` at :data:`CI_LEVEL`, keeping a pruning ``level`` key (not the CI level)."""
+    renamed = "level" in by
+    if renamed:
+        frame = frame.rename(columns={"level": "_prune_level"})
+        by = ["_prune_level" if c == "level" else c for c in by]
+    out = stats.mean_ci(frame, value=value, by=by, level=CI_LEVEL, null=null)
+    if renamed:
+        out = out.drop(columns="level").rename(columns={"_prune_level": "level"})
+    return out
+
+
+def _drop_orphans(frame: pd.DataFrame, notices: list[str]) -> pd.DataFrame:
+    """Pruned rows whose dense parent was not evaluated cannot be paired: leave them out, say so."""
+    keys = list(metrics.PARENT_KEYS)
+    dense = frame.loc[frame["method"] == metrics.DENSE_METHOD, keys].drop_duplicates()
+    flag = frame.merge(dense.assign(_has_parent=True), on=keys, how="left")["_has_parent"]
+    orphan = (frame["method"] != metrics.DENSE_METHOD).to_numpy() & flag.isna().to_numpy()
+    if orphan.any():
+        models = frame.loc[orphan, ["dataset", "arch", "model"]].drop_duplicates()
+        notices.append(f"{int(orphan.sum())} pruned rows of {len(models)} model(s) have no "
+                       "evaluated dense parent and are left out of every figure: evaluate the "
+                       "dense models (method 'dense', ratio 1.0) to include them.")
+    return frame.loc[~orphan]
+
+
+def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL) -> Analysis:
+    """Pair, fit and bound the nominal-distribution results of ``frame`` (see :class:`Analysis`)."""
+    notices: list[str] = []
+    nom = frame[frame["distribution"] == nominal]
+    if nom.empty:
+        raise ValueError(f"no results on the nominal distribution {nominal!r} (found "
+                         f"{sorted(frame['distribution'].unique())}); pass nominal=... naming the "
+                         "unshifted test set")
+    nom = _drop_orphans(nom, notices)
+    if (nom["method"] == metrics.DENSE_METHOD).all():
+        raise ValueError("the results hold only dense models: no pruned model is evaluated yet, "
+                         "so there is nothing to compare; render again when pruning jobs finish")
+    # extra columns (achieved_ratio, seed, level) ride along as keys of each evaluation
+    paired = metrics.pair_with_dense(metrics.per_class(nom))
+    cell_keys = list(metrics.CELL_KEYS) + (["level"] if "level" in frame.columns else [])
+    alphas = metrics.model_alpha(paired)
+    pooled = metrics.pooled_alpha(paired, by=cell_keys)
+    dense_rows = nom[nom["method"] == metrics.DENSE_METHOD]
+    dense_acc = (dense_rows.groupby(["dataset", "arch", "model"], sort=False)[["correct", "support"]]
+                 .sum().reset_index())
+    dense_acc["accuracy"] = dense_acc["correct"] / dense_acc["support"]
+    ci = _mean_ci(alphas, "alpha", cell_keys, null=1.0)
+    if ci["n"].max() < 2:
+        notices.append("Every cell has a single model (one seed): confidence intervals, the "
+                       "< / > / ? labels and the t-tests need at least two independent models "
+                       "per cell, so they are not shown. Add seeds to the study to get them.")
+        ci = None
+    else:
+        single = ci[ci["n"] < 2]
+        if len(single):
+            notices.append(f"{len(single)} cell(s) have fewer than two models: they have no "
+                           "confidence interval (marked ? with a reason in the CI table).")
+    return Analysis(paired, alphas, pooled, ci, cell_keys, dense_acc[["dataset", "arch", "model",
+                                                                       "accuracy"]], notices)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One matrix of panels: ``factor`` varies over ``levels`` with the other factors ``fixed``."""
+
+    factor: str
+    fixed: tuple[tuple[str, str], ...]
+    levels: tuple[str, ...]
+
+    def select(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Rows of ``frame`` in this group."""
+        mask = np.ones(len(frame), dtype=bool)
+        for k, v in self.fixed:
+            mask &= (frame[k] == v).to_numpy()
+        return frame.loc[mask & frame[self.factor].isin(self.levels).to_numpy()]
+
+    @property
+    def title(self) -> str:
+        """Human-readable ``dataset · arch · method`` of the fixed factors."""
+        fixed = " · ".join(method_label(v) if k == "method" else v for k, v in self.fixed)
+        return f"{fixed}: {figures.FACTOR_NAMES[self.factor]} varies" if len(self.levels) > 1 \
+            else fixed + f" · {method_label(self.levels[0]) if self.factor == 'method' else self.levels[0]}"
+
+    @property
+    def slug(self) -> str:
+        """File-name stem part identifying the group."""
+        return _slug(self.factor, *(v for _, v in self.fixed))
+
+
+def factor_groups(cells: pd.DataFrame) -> list[Group]:
+    """The panel matrices of a study: for each factor (method, arch, dataset) every combination of
+    the other two in which it takes >= 2 levels; cells in no such group get a one-column group.
+
+    Args:
+        cells: distinct ``dataset, arch, method`` rows of the pruned results.
+    """
+    groups: list[Group] = []
+    covered: set[tuple[str, str, str]] = set()
+    for factor in FACTORS:
+        others = [f for f in ("dataset", "arch", "method") if f != factor]
+        for fixed, sub in cells.groupby(others, sort=False):
+            levels = ordered(factor, sub[factor].unique())
+            if len(levels) >= 2:
+                groups.append(Group(factor, tuple(zip(others, fixed)), tuple(levels)))
+                covered |= set(map(tuple, sub[["dataset", "arch", "method"]].to_numpy()))
+    for dataset, arch, method in cells[["dataset", "arch", "method"]].itertuples(index=False):
+        if (dataset, arch, method) not in covered:
+            groups.append(Group("method", (("dataset", dataset), ("arch", arch)), (method,)))
+    order = {f: i for i, f in enumerate(FACTORS)}
+    return sorted(groups, key=lambda g: (order[g.factor], [str(v) for _, v in g.fixed]))
+
+
+def _alpha_sections(an: Analysis, out: Path, groups: list[Group]) -> list[Section]:
+    fig_dir = out / "figures"
+    scatter = Section("scatter", "Recall balance before vs after pruning (scatter matrices)",
+                      intro=CAPTIONS["scatter"])
+    box = Section("boxplots", "Per-model slopes α_t(m) (boxplots)", intro=CAPTIONS["box"])
+    cis = Section("ci-plots", "99 % confidence intervals of E[α]", intro=CAPTIONS["ci"])
+    if an.ci is None:
+        cis.notices.append("No confidence intervals: every cell has a single model (one seed); "
+                           "a t-interval needs at least two independent models.")
+    for g in groups:
+        pts = g.select(an.paired)
+        pooled = g.select(an.pooled)
+        png, pdf = save_figure(figures.scatter_matrix(pts, pooled, g.factor, g.title),
+                               fig_dir / f"scatter_{g.slug}")
+        scatter.figures.append(FigureItem(g.title, CAPTIONS["scatter"], png, pdf,
+                                          f"fig-scatter-{g.slug}"))
+        ci = None if an.ci is None else g.select(an.ci)
+        png, pdf = save_figure(figures.alpha_boxplots(g.select(an.alphas), ci, g.factor, g.title),
+                               fig_dir / f"boxplot_{g.slug}")
+        box.figures.append(FigureItem(g.title, CAPTIONS["box"], png, pdf, f"fig-box-{g.slug}"))
+        if ci is not None and ci["n"].max() >= 2:
+            png, pdf = save_figure(figures.ci_plot(ci, g.factor, g.title), fig_dir / f"ci_{g.slug}")
+            cis.figures.append(FigureItem(g.title, CAPTIONS["ci"], png, pdf, f"fig-ci-{g.slug}"))
+    acc = Section("accuracy", "Accuracy and intensification vs compression", intro=CAPTIONS["acc"])
+    png, pdf = save_figure(figures.accuracy_alpha_plot(an.alphas, an.dense_acc),
+                           fig_dir / "accuracy_alpha")
+    acc.figures.append(FigureItem("All cells", CAPTIONS["acc"], png, pdf, "fig-accuracy-alpha"))
+    return [scatter, box, cis, acc]
+
+
+def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float) -> Section:
+    sec = Section("shift", "Beyond test accuracy (Lost in Pruning views)")
+    dists = [nominal, *sorted(d for d in frame["distribution"].unique() if d != nominal)]
+    if len(dists) == 1:
+        sec.notices.append(f"Only the nominal test distribution ({nominal!r}) was evaluated: add "
+                           "distributions (corruptions, noise) to the study's 'distributions' "
+                           "to get prune potential and error-vs-ratio per distribution.")
+        return sec
+    errors = metrics.error_frame(frame.drop(columns=[c for c in VALUE_COLUMNS if c in frame]))
+    potential = metrics.prune_potential(errors, delta=delta)
+    pot_ci = _mean_ci(potential, "potential", ["dataset", "arch", "method", "distribution"],
+                      null=1.0)
+    excess = metrics.excess_error(errors, nominal=nominal)
+    sec.intro = (f"Test distributions: {', '.join(dists)}. Tolerance δ = {100 * delta:g} "
+                 "percentage points.")
+    fig_dir = out / "figures"
+    for (dataset, arch), sub in pot_ci.groupby(["dataset", "arch"], sort=True):
+        title = f"{dataset} · {arch}"
+        stem = _slug(dataset, arch)
+        png, pdf = save_figure(figures.prune_potential_plot(sub, dists, title, delta),
+                               fig_dir / f"prune_potential_{stem}")
+        sec.figures.append(FigureItem(f"Prune potential: {title}", CAPTIONS["potential"], png, pdf,
+                                      f"fig-potential-{stem}"))
+        err = errors[(errors["dataset"] == dataset) & (errors["arch"] == arch)]
+        png, pdf = save_figure(figures.error_vs_ratio_plot(err, dists, title),
+                               fig_dir / f"error_vs_ratio_{stem}")
+        sec.figures.append(FigureItem(f"Error vs ratio: {title}", CAPTIONS["error"], png, pdf,
+                                      f"fig-error-{stem}"))
+    tdir = out / "tables"
+    pot_tab = pot_ci[["dataset", "arch", "method", "distribution", "n", "mean", "ci_low",
+                      "ci_high"]].rename(columns={"mean": "mean potential", "ci_low": "99% CI low",
+                                                  "ci_high": "99% CI high"})
+    sec.tables.append(_table(pot_tab, tdir / "prune_potential",
+                             "Prune potential per distribution",
+                             f"Mean over models of the largest tested ratio with error within "
+                             f"{100 * delta:g} points of the dense model, with 99 % CI.",
+                             "tab-prune-potential", digits=2))
+    if not excess.empty:
+        keys = ["dataset", "arch", "method", "ratio", "distribution"]
+        ex_ci = _mean_ci(excess, "excess_error", keys, null=0.0)
+        ex_tab = ex_ci[[*keys, "n", "mean", "ci_low", "ci_high", "label"]].copy()
+        for c in ("mean", "ci_low", "ci_high"):
+            ex_tab[c] = 100 * ex_tab[c]
+        ex_tab = ex_tab.rename(columns={"mean": "excess error (pts)", "ci_low": "99% CI low",
+                                        "ci_high": "99% CI high"})
+        sec.tables.append(_table(ex_tab, tdir / "excess_error", "Excess error under shift",
+                                 "(pruned − dense error on the shifted distribution) − (pruned − "
+                                 "dense error on the nominal test set), percentage points, mean "
+                                 "over models with 99 % CI; > means pruning hurts more under "
+                                 "shift than on the nominal test set.", "tab-excess-error"))
+    return sec
+
+
+def _table(frame: pd.DataFrame, stem: Path, title: str, caption: str, anchor: str,
+           digits: int = 3) -> TableItem:
+    files = tables.write_table(frame, stem, f"{title}. {caption}", digits)
+    return TableItem(title, caption, frame, files, anchor, digits)
+
+
+FAMILY_TITLES = {
+    "ratios_by_arch": ("Consecutive ratios within each architecture",
+                       "One-sided paired t-test per model, H_a: E[α] at the smaller ratio < E[α] at "
+                       "the next; Bonferroni-corrected p."),
+    "ratios_by_dataset": ("Consecutive ratios within each dataset",
+                          "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]; Bonferroni-corrected p."),
+    "ratios_by_method": ("Consecutive ratios within each method",
+                         "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]; Bonferroni-corrected p."),
+    "archs": ("Consecutive architecture sizes at fixed ratio",
+              "One-sided independent t-test, H_a: the smaller architecture has the larger E[α]; "
+              "Bonferroni-corrected p."),
+    "datasets": ("Dataset pairs at fixed ratio",
+                 "One-sided independent t-test, H_a: the simpler dataset has the smaller E[α]; "
+                 "Bonferroni-corrected p."),
+    "methods": ("Method pairs at fixed ratio",
+                "Two-sided paired t-test (pairs share the dense model); Bonferroni-corrected p."),
+    "mp_vs_up": ("MP vs UP for every architecture",
+                 "Two-sided paired t-test, one family over all architectures and ratios; "
+                 "Bonferroni-corrected p."),
+}
+
+
+def _tables_section(an: Analysis, out: Path) -> Section:
+    sec = Section("tables", "Tables")
+    tdir = out / "tables"
+    sec.tables.append(_table(
+        tables.dense_accuracy_table(an.alphas), tdir / "dense_accuracy",
+        "Mean accuracy before pruning", "Test accuracy (%) of the dense parents of the pruned "
+        "models, mean over models, per dataset, architecture and method.", "tab-dense-accuracy",
+        digits=2))
+    sec.tables.append(_table(
+        tables.recall_variance_table(an.alphas), tdir / "recall_variance",
+        "Mean recall variance per ratio", "Variance over classes of the per-class recall "
+        "(fractions, ddof 0), mean over models; 1x is the dense parents.", "tab-recall-variance",
+        digits=5))
+    if an.ci is not None:
+        sec.tables.append(_table(
+            tables.alpha_ci_table(an.ci, an.pooled, an.cell_keys), tdir / "alpha_ci",
+            "α per cell with 99 % CI", "Mean per-model slope with its 99 % t-interval and "
+            "label (< below 1, > above 1, ? contains 1), the pooled slope α̂ with its uncentered "
+            "r², and the mean accuracy Ā after pruning.", "tab-alpha-ci"))
+        for name, fam in stats.all_families(an.alphas, cell=an.cell_keys).items():
+            if fam.table.empty:
+                continue
+            title, caption = FAMILY_TITLES.get(name, (name, "Corrected p-values."))
+            sec.tables.append(_table(fam.table, tdir / f"pvalues_{name}", f"p-values: {title}",
+                                     caption + " Rows: compared pairs; columns: ratios or levels. "
+                                     "Full statistics (n, mean difference, t, df, raw p) in "
+                                     f"pvalues_{name}_long.csv.", f"tab-p-{_slug(name)}"))
+            fam.long.to_csv(tdir / f"pvalues_{name}_long.csv", index=False)
+    else:
+        sec.notices.append("No α CI table and no p-value tables: every cell has a single model "
+                           "(one seed), and intervals and t-tests need at least two.")
+    pooled = an.pooled[[*an.cell_keys, "n_models", "n_points", "alpha_hat", "r2", "A_bar"]].copy()
+    pooled["A_bar"] = 100 * pooled["A_bar"]
+    sec.tables.append(_table(
+        pooled.rename(columns={"alpha_hat": "α̂", "r2": "r²", "A_bar": "Ā (%)"}),
+        tdir / "pooled_alpha", "Pooled slope per cell", "Through-origin least-squares slope α̂ "
+        "of Bn after on Bn before over all (model, class) points of the cell, its uncentered r² "
+        "and the mean accuracy after pruning (the numbers in the scatter panels).",
+        "tab-pooled-alpha"))
+    if "level" in an.alphas.columns and an.alphas["level"].notna().any():
+        sec.tables.append(_table(
+            tables.level_table(an.alphas, an.ci), tdir / "levels",
+            "Accuracy and intensification per level", "Iterative / structured methods: mean "
+            "achieved compression ratio, accuracy (%) and slope α per pruning level, with the CI "
+            "label of α.", "tab-levels"))
+    return sec
+
+
+def _coverage(frame: pd.DataFrame, jobs: pd.DataFrame | None, out: Path) -> tuple[Section, list[str]]:
+    """What exists and what is missing: models per cell vs dense models, and unfinished jobs."""
+    sec = Section("coverage", "Study coverage", intro="Models evaluated per cell (nominal test "
+                  "set) against the dense models available for its dataset and architecture.")
+    notices: list[str] = []
+    models = (frame.groupby(["dataset", "arch", "method", "ratio"], sort=False)["model"].nunique()
+              .rename("models").reset_index())
+    dense = models[models["method"] == metrics.DENSE_METHOD][["dataset", "arch", "models"]]
+    cov = models[models["method"] != metrics.DENSE_METHOD].merge(
+        dense.rename(columns={"models": "dense models"}), on=["dataset", "arch"], how="left")
+    cov["dense models"] = cov["dense models"].fillna(0).astype(int)
+    cov = tables._sorted_cells(cov, ["dataset", "arch", "method", "ratio"]).reset_index(drop=True)
+    incomplete = cov[cov["models"] < cov["dense models"]]
+    if len(incomplete):
+        notices.append(f"Partial results: {len(incomplete)} of {len(cov)} cells have fewer pruned "
+                       "models than dense models (see Study coverage); their statistics use the "
+                       "models that exist.")
+    sec.tables.append(_table(cov, out / "tables" / "coverage", "Models per cell",
+                             "Pruned models evaluated on each cell vs dense models of its "
+                             "dataset and architecture.", "tab-coverage", digits=0))
+    if jobs is not None:
+        if "status" not in jobs.columns:
+            raise ValueError(f"jobs frame has no 'status' column (columns: {list(jobs.columns)}); "
+                             "pass the jobs frame of prunescope.study.load_results")
+        todo = jobs[~jobs["status"].isin(DONE_STATUSES)]
+        by_status = jobs.groupby([c for c in ("kind", "status") if c in jobs], sort=True).size()
+        summary = by_status.rename("jobs").reset_index()
+        sec.tables.append(_table(summary, out / "tables" / "jobs", "Jobs by status",
+                                 "Number of planned jobs per kind and status.", "tab-jobs",
+                                 digits=0))
+        if len(todo):
+            notices.append(f"The study is not finished: {len(todo)} of {len(jobs)} jobs are not "
+                           f"done ({', '.join(f'{k}: {v}' for k, v in todo['status'].value_counts().items())}); "
+                           "the report shows the results that exist. Missing jobs are listed under "
+                           "Study coverage.")
+            cols = [c for c in ("kind", "dataset", "arch", "method", "ratio", "model", "seed",
+                                "distribution", "status") if c in todo.columns]
+            missing = todo[cols].reset_index(drop=True)
+            sec.tables.append(_table(missing, out / "tables" / "missing_jobs", "Jobs not done",
+                                     "Every planned job whose status is not 'done'.",
+                                     "tab-missing-jobs", digits=3))
+    return sec, notices
+
+
+def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text: str | None = None,
+                  study_name: str = "study", version: str | None = None,
+                  jobs: pd.DataFrame | None = None, nominal: str = metrics.NOMINAL,
+                  delta: float = metrics.DEFAULT_DELTA) -> Path:
+    """Write every figure (PNG + PDF), table (Markdown, CSV, LaTeX) and ``report.html``.
+
+    Args:
+        results_frame: tidy per-class results (docs/architecture.md): one row per (dataset, arch,
+            method, ratio, model, distribution, cls) with int64 ``support, predicted, correct``;
+            extra columns (``achieved_ratio``, ``seed``, ``level``) are carried along.
+        out_dir: folder to write into (created): ``report.html``, ``figures/``, ``tables/``.
+        spec_text: the study's TOML text, shown in the page (and linked from every number).
+        study_name: name shown in the page title.
+        version: prunescope version stated as the producer (default: the installed one).
+        jobs: the study's jobs frame with a ``status`` column, to list unfinished jobs.
+        nominal: name of the unshifted test distribution.
+        delta: prune-potential tolerance, a fraction (0.005 = 0.5 percentage points).
+
+    Returns:
+        Path of ``report.html``.
+
+    Raises:
+        ValueError: empty frame, a frame that is not tidy, no nominal results, or no pruned model.
+    """
+    _check_frame(results_frame)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    version = version or prunescope.__version__
+    an = analyse(results_frame, nominal)
+    cells = an.alphas[["dataset", "arch", "method"]].drop_duplicates()
+    groups = factor_groups(cells)
+    coverage, cov_notices = _coverage(results_frame, jobs, out)
+    sections = [coverage, *_alpha_sections(an, out, groups),
+                _shift_section(results_frame, out, nominal, delta), _tables_section(an, out)]
+    page = build_page(study_name=study_name, version=version, spec_text=spec_text,
+                      sections=sections, notices=[*cov_notices, *an.notices], root=out)
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

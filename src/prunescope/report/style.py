@@ -1,0 +1,88 @@
+"""Shared look of every report figure: one fixed colour per method, level orders, file output.
+
+Matplotlib is switched to the non-interactive Agg backend on import of this module, so figures can
+be drawn on machines without a display.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after selecting the backend)
+from matplotlib.figure import Figure  # noqa: E402
+
+#: Fixed colour per pruning method, the same in every figure (colour-blind-safe Okabe-Ito/Tol).
+METHOD_COLORS: dict[str, str] = {
+    "dense": "#000000",
+    "mp": "#0072B2",
+    "up": "#D55E00",
+    "gp": "#009E73",
+    "rp": "#7F7F7F",
+    "lth": "#CC79A7",
+    "chip": "#E69F00",
+    "l1-filter": "#56B4E9",
+}
+#: Colours handed out, in order, to methods not in :data:`METHOD_COLORS`.
+_EXTRA_COLORS = ("#882255", "#117733", "#332288", "#AA4499", "#44AA99", "#999933")
+
+#: Display names.
+METHOD_LABELS: dict[str, str] = {
+    "dense": "dense", "mp": "MP", "up": "UP", "gp": "GP", "rp": "RP", "lth": "LTH",
+    "chip": "CHIP", "l1-filter": "L1-filter",
+}
+ARCH_ORDER = ("lenet5", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+DATASET_ORDER = ("mnist", "fashion-mnist", "cifar10", "cifar100")
+METHOD_ORDER = tuple(METHOD_COLORS)
+#: Markers that tell levels of a non-method factor apart inside one method colour.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+PNG_DPI = 110
+
+
+def method_color(method: str) -> str:
+    """Hex colour of ``method``: fixed for known methods, stable (name-hashed) for others."""
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    return _EXTRA_COLORS[sum(method.encode()) % len(_EXTRA_COLORS)]
+
+
+def method_label(method: str) -> str:
+    """Human-readable name of ``method`` (``mp`` -> ``MP``)."""
+    return METHOD_LABELS.get(method, method)
+
+
+def ordered(factor: str, levels: Iterable[object]) -> list:
+    """``levels`` of ``factor`` in the report's canonical order (known names first, then sorted)."""
+    known = {"arch": ARCH_ORDER, "dataset": DATASET_ORDER, "method": METHOD_ORDER}.get(factor, ())
+    levels = list(dict.fromkeys(levels))
+    first = [k for k in known if k in levels]
+    rest = sorted((v for v in levels if v not in known), key=lambda v: (str(type(v)), v))
+    return first + rest
+
+
+def ratio_label(ratio: float) -> str:
+    """Compact label of a compression ratio: ``2.0`` -> ``2x``, ``2.5`` -> ``2.5x``."""
+    return f"{ratio:g}x"
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of ``width`` x ``height`` inches with constrained layout (no overlapping labels)."""
+    return plt.figure(figsize=(width, height), layout="constrained")
+
+
+def save_figure(fig: Figure, stem: Path) -> tuple[Path, Path]:
+    """Write ``fig`` to ``<stem>.png`` (``PNG_DPI`` dots per inch) and ``<stem>.pdf``; close it.
+
+    Returns the two paths (PNG, PDF).
+    """
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    try:
+        fig.savefig(png, dpi=PNG_DPI)
+        fig.savefig(pdf)
+    finally:
+        plt.close(fig)
+    return png, pdf

@@ -1,0 +1,184 @@
+"""Report tables: writers for Markdown, CSV and LaTeX, and the shaping of analysis frames.
+
+The writers need no optional dependency (no ``tabulate``, no ``jinja2``). CSV keeps full
+precision; Markdown, LaTeX and HTML show numbers rounded by :func:`format_cell`.
+"""
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prunescope.report.style import ordered, ratio_label
+
+_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+                  "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "\\": r"\textbackslash{}", "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
+def format_cell(value: object, digits: int = 3) -> str:
+    """Text of one table cell: floats with ``digits`` significant decimals, NaN as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return ""
+        if value != 0 and abs(value) < 10 ** -digits:
+            return f"{value:.1e}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _flat(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its index as ordinary columns and column labels as strings."""
+    out = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame.copy()
+    out.columns = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in out.columns]
+    return out
+
+
+def _rows(frame: pd.DataFrame, digits: int) -> tuple[list[str], list[list[str]]]:
+    flat = _flat(frame)
+    return list(flat.columns), [[format_cell(v, digits) for v in row]
+                                for row in flat.itertuples(index=False)]
+
+
+def to_markdown(frame: pd.DataFrame, digits: int = 3) -> str:
+    """GitHub-flavoured Markdown table of ``frame`` (index written as leading columns)."""
+    header, rows = _rows(frame, digits)
+    esc = [[c.replace("|", r"\|") for c in r] for r in [header, *rows]]
+    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in esc[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def to_latex(frame: pd.DataFrame, caption: str, digits: int = 3) -> str:
+    """A LaTeX ``table`` environment (booktabs rules) of ``frame`` with ``caption``."""
+    header, rows = _rows(frame, digits)
+    spec = "l" * len(header)
+    body = [" & ".join(_latex_escape(c) for c in header) + r" \\", r"\midrule"]
+    body += [" & ".join(_latex_escape(c) for c in r) + r" \\" for r in rows]
+    return "\n".join([r"\begin{table}[ht]", r"\centering", f"\\caption{{{_latex_escape(caption)}}}",
+                      f"\\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\bottomrule",
+                      r"\end{tabular}", r"\end{table}"]) + "\n"
+
+
+def to_html(frame: pd.DataFrame, digits: int = 3) -> str:
+    """An HTML ``<table>`` of ``frame`` (escaped; numbers right-aligned by the page's CSS)."""
+    header, rows = _rows(frame, digits)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_table(frame: pd.DataFrame, stem: Path, caption: str, digits: int = 3
+                ) -> tuple[Path, Path, Path]:
+    """Write ``frame`` as ``<stem>.md``, ``<stem>.csv`` (full precision) and ``<stem>.tex``."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    md, csv, tex = (stem.with_suffix(s) for s in (".md", ".csv", ".tex"))
+    md.write_text(f"{caption}\n\n{to_markdown(frame, digits)}", encoding="utf-8")
+    _flat(frame).to_csv(csv, index=False)
+    tex.write_text(to_latex(frame, caption, digits), encoding="utf-8")
+    return md, csv, tex
+
+
+def _sorted_cells(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``frame`` with rows in canonical dataset/arch/method order, then by the other keys."""
+    out = frame.copy()
+    for k in ("dataset", "arch", "method"):
+        if k in keys:
+            rank = {v: i for i, v in enumerate(ordered(k, out[k].unique()))}
+            out[f"_{k}"] = out[k].map(rank)
+    sort = [f"_{k}" if f"_{k}" in out else k for k in keys]
+    return out.sort_values(sort).drop(columns=[c for c in out if c.startswith("_")])
+
+
+def dense_accuracy_table(alphas: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy before pruning (%) per (dataset, arch, method), over the pruned models' parents.
+
+    Args:
+        alphas: ``metrics.model_alpha`` output (``accuracy_before`` a fraction, one row per
+            pruned evaluation; each dense parent counted once per method).
+
+    Returns:
+        Columns ``dataset, arch, method, models, accuracy before (%)``.
+    """
+    parents = alphas.drop_duplicates(["dataset", "arch", "method", "model"])
+    out = (parents.groupby(["dataset", "arch", "method"], sort=False)
+           .agg(models=("model", "nunique"), acc=("accuracy_before", "mean")).reset_index())
+    out["acc"] = 100 * out["acc"]
+    out = out.rename(columns={"acc": "accuracy before (%)"})
+    return _sorted_cells(out, ["dataset", "arch", "method"]).reset_index(drop=True)
+
+
+def recall_variance_table(alphas: pd.DataFrame) -> pd.DataFrame:
+    """Mean over models of the recall variance over classes, per cell group (rows) and ratio (cols).
+
+    Args:
+        alphas: ``metrics.model_alpha`` output (``var_before``/``var_after``: variance of the
+            per-class recall fractions, ddof 0).
+
+    Returns:
+        Rows ``(dataset, arch, method)``; columns ``1x (dense)`` (the parents' variance) and one
+        per ratio (``2x``, ...), values in recall-fraction squared.
+    """
+    keys = ["dataset", "arch", "method"]
+    after = alphas.groupby([*keys, "ratio"], sort=False)["var_after"].mean().unstack("ratio")
+    after = after[sorted(after.columns)]
+    after.columns = [ratio_label(r) for r in after.columns]
+    dense = (alphas.drop_duplicates([*keys, "model"]).groupby(keys, sort=False)["var_before"].mean()
+             .rename("1x (dense)"))
+    out = pd.concat([dense, after], axis=1).reset_index()
+    return _sorted_cells(out, keys).reset_index(drop=True)
+
+
+def alpha_ci_table(ci: pd.DataFrame, pooled: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per cell: models, mean alpha with its 99 % CI and label, and the pooled fit.
+
+    Args:
+        ci: ``stats.mean_ci`` output: one row per cell with ``n, mean, ci_low, ci_high, label``.
+        pooled: ``metrics.pooled_alpha`` output (``alpha_hat, r2, A_bar``).
+        keys: cell key columns shared by both frames (``dataset, arch, method, ratio`` ...).
+
+    Returns:
+        Columns ``*keys, n, mean α, 99% CI low, 99% CI high, label, α̂, r², Ā (%)``.
+    """
+    out = ci[[*keys, "n", "mean", "ci_low", "ci_high", "label"]].merge(
+        pooled[[*keys, "alpha_hat", "r2", "A_bar"]], on=keys, how="left")
+    out["A_bar"] = 100 * out["A_bar"]
+    out = out.rename(columns={"mean": "mean α", "ci_low": "99% CI low", "ci_high": "99% CI high",
+                              "alpha_hat": "α̂", "r2": "r²", "A_bar": "Ā (%)"})
+    return _sorted_cells(out, keys).reset_index(drop=True)
+
+
+def level_table(alphas: pd.DataFrame, ci: pd.DataFrame | None) -> pd.DataFrame:
+    """Accuracy and intensification per level of iterative/structured methods.
+
+    Args:
+        alphas: ``metrics.model_alpha`` output with a ``level`` column (and ``achieved_ratio``
+            when the study recorded it).
+        ci: CI rows with ``level`` and ``label`` per cell, or None (single seed).
+
+    Returns:
+        One row per (dataset, arch, method, level): ``models``, ``achieved ratio`` (mean),
+        ``accuracy (%)`` (mean), ``mean α``, ``label``.
+    """
+    keys = ["dataset", "arch", "method", "level"]
+    agg = {"models": ("model", "nunique"), "accuracy (%)": ("accuracy_after", "mean"),
+           "mean α": ("alpha", "mean")}
+    ratio_col = "achieved_ratio" if "achieved_ratio" in alphas else "ratio"
+    agg["achieved ratio"] = (ratio_col, "mean")
+    out = alphas.dropna(subset=["level"]).groupby(keys, sort=False).agg(**agg).reset_index()
+    out["accuracy (%)"] = 100 * out["accuracy (%)"]
+    if ci is not None and "level" in ci:
+        out = out.merge(ci[keys + ["label"]].drop_duplicates(keys), on=keys, how="left")
+    out = out[[*keys, "models", "achieved ratio", "accuracy (%)", "mean α",
+               *(["label"] if "label" in out else [])]]
+    return _sorted_cells(out, keys).reset_index(drop=True)
