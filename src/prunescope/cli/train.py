@@ -1,2 +1,89 @@
-"""`prunescope train` commands."""
-from prunescope.cli._app import app  # noqa: F401
+"""`prunescope train`: train one model with the SPEC 4 recipe, save it, print test recall."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import numpy as np
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from prunescope import data as D
+from prunescope.cli._app import app
+from prunescope.models import ARCHS
+from prunescope.train import Recipe, TrainingDiverged, train_on_dataset
+
+
+@app.command("train")
+def train_cmd(
+    dataset: Annotated[str, typer.Option("--dataset", help=f"One of: {', '.join(D.names())}.")],
+    arch: Annotated[str, typer.Option("--arch", help=f"One of: {', '.join(ARCHS)}.")],
+    seed: Annotated[int, typer.Option("--seed", help="Model seed: initialisation and data order.")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(
+        "--epochs", help="Shorten (or lengthen) the SPEC 4 schedule to this many epochs, "
+                         "scaling every learning-rate block proportionally.")] = None,
+    max_steps_per_epoch: Annotated[Optional[int], typer.Option(
+        "--max-steps-per-epoch", help="Cap the optimiser steps per epoch (quick runs).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Checkpoint path (default runs/train/DATASET-ARCH-seedSEED.safetensors); "
+                      "the sidecar is PATH.json.")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    data_dir: Annotated[Optional[Path], typer.Option(
+        "--data-dir", help="Dataset cache (default: $PRUNESCOPE_DATA or ~/.cache/prunescope).")] = None,
+    n_val: Annotated[int, typer.Option("--n-val", help="Validation images held out of train.")] = 5000,
+) -> None:
+    """Train one model with the SPEC 4 recipe; save the checkpoint; print test accuracy and
+    per-class recall."""
+    console = Console()
+    if dataset not in D.names():
+        raise typer.BadParameter(f"unknown dataset {dataset!r}; choose from {', '.join(D.names())}")
+    if arch not in ARCHS:
+        raise typer.BadParameter(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise typer.BadParameter("--device cuda was given but no CUDA device is visible; use --device cpu")
+    recipe = Recipe.paper(arch)
+    if epochs is not None:
+        recipe = recipe.with_epochs(epochs)
+    if max_steps_per_epoch is not None:
+        recipe = Recipe.from_dict({**recipe.to_dict(), "max_steps_per_epoch": max_steps_per_epoch})
+    out = out if out is not None else Path("runs/train") / f"{dataset}-{arch}-seed{seed}.safetensors"
+    console.print(f"training {arch} on {dataset}, seed {seed}, {recipe.epochs} epochs "
+                  f"{list(recipe.schedule)}, device {device}")
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[status]}"), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bars:
+        task = bars.add_task("steps", total=None, status="")
+
+        def progress(step: int, total: int, info: dict[str, Any]) -> None:
+            if "val_loss" in info:
+                console.print(
+                    f"epoch {info['epoch']:>3}  lr {info['lr']:.4g}  train loss "
+                    f"{info['train_loss']:.4f}  val loss {info['val_loss']:.4f}  val acc "
+                    f"{info['val_acc']:.4f}  {info['images_per_s']:.0f} img/s")
+            else:
+                bars.update(task, completed=step, total=total,
+                            status=f"epoch {info['epoch']} loss {info['loss']:.3f}")
+
+        try:
+            run = train_on_dataset(dataset, arch, seed, recipe, device=device, data_dir=data_dir,
+                                   n_val=n_val, progress=progress)
+        except (TrainingDiverged, D.FetchError, ValueError) as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(1) from e
+    path = run.save(out)
+    recall = run.test_recall
+    acc = run.test_accuracy
+    table = Table(title=f"test recall per class ({dataset}, {arch}, seed {seed})")
+    for col in ("class", "name", "support", "recall", "recall - acc"):
+        table.add_column(col, justify="right")
+    support = run.confusion.sum(axis=1)
+    for c, name in enumerate(run.classes):
+        table.add_row(str(c), name, str(int(support[c])), f"{recall[c]:.4f}", f"{recall[c] - acc:+.4f}")
+    console.print(table)
+    console.print(f"best epoch {run.fit.best_epoch} (lowest validation loss); test accuracy "
+                  f"[bold]{acc:.4f}[/bold]; recall variance {np.var(recall):.3g}")
+    console.print(f"checkpoint: {path} (+ {path.name}.json)")

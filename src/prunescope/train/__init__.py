@@ -10,10 +10,12 @@ from prunescope.train.loop import (
     predict,
 )
 from prunescope.train.recipe import Recipe
+from prunescope.train.run import TrainRun, train_on_dataset
 
 __all__ = [
     "FitResult",
     "Recipe",
+    "TrainRun",
     "TrainingDiverged",
     "data_generator",
     "derive_seed",
@@ -23,4 +25,5 @@ __all__ = [
     "predict",
     "save_checkpoint",
     "sidecar_path",
+    "train_on_dataset",
 ]

@@ -1,0 +1,126 @@
+"""Train one model on a registered dataset end to end: data -> fit -> test confusion -> meta.
+
+This is the Python API behind ``prunescope train``: load the official splits, hold out the
+validation images (SPEC 4: seeded stratified draw from the training split), put the sets on
+the device, build the model from ``seed``, ``fit`` it and evaluate it on the test set.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunescope import data as D
+from prunescope.data.device import DeviceImages
+from prunescope.models import build_model
+from prunescope.train.checkpoint import save_checkpoint
+from prunescope.train.loop import FitResult, ProgressFn, evaluate, fit
+from prunescope.train.recipe import Recipe
+
+
+@dataclass
+class TrainRun:
+    """Result of :func:`train_on_dataset`.
+
+    Attributes:
+        model: the trained model (best-validation-loss weights), eval mode, on the device.
+        fit: the :class:`FitResult` (history per epoch).
+        confusion: test-set confusion matrix, int64 ``(C, C)``, rows true, columns predicted.
+        classes: class names, index = label.
+        meta: the checkpoint sidecar contents (JSON-able): arch, dataset, seed, recipe, ...
+    """
+
+    model: nn.Module
+    fit: FitResult
+    confusion: np.ndarray
+    classes: tuple[str, ...]
+    meta: dict[str, Any]
+
+    @property
+    def test_accuracy(self) -> float:
+        """Fraction of test images classified correctly (0..1)."""
+        return float(np.trace(self.confusion) / self.confusion.sum())
+
+    @property
+    def test_recall(self) -> np.ndarray:
+        """Per-class test recall, float ``(C,)``: correct in class c / samples of class c."""
+        return np.diag(self.confusion) / self.confusion.sum(axis=1)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the checkpoint (safetensors + ``<path>.json``); returns its path."""
+        return save_checkpoint(path, self.model, self.meta)
+
+
+def train_on_dataset(
+    dataset: str,
+    arch: str,
+    seed: int,
+    recipe: Recipe | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    data_dir: str | Path | None = None,
+    n_val: int = 5000,
+    split_seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> TrainRun:
+    """Train ``arch`` on ``dataset`` with ``recipe`` (default: the SPEC 4 recipe of ``arch``).
+
+    Args:
+        dataset: a registered dataset (``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``).
+        arch: ``lenet5`` or ``resnet20/32/44/56/110``.
+        seed: the model's seed: initialisation (``build_model(seed=seed)``) and data order and
+            augmentation (``fit(seed=seed)``).
+        recipe: training recipe; ``None`` = ``Recipe.paper(arch)``.
+        device: where data and model live.
+        data_dir: dataset cache root (``None``: ``$PRUNESCOPE_DATA`` or ``~/.cache/prunescope``).
+        n_val: validation images held out from the training split.
+        split_seed: seed of the validation draw (the same for every model of a study).
+        progress: forwarded to :func:`fit`.
+    """
+    recipe = recipe if recipe is not None else Recipe.paper(arch)
+    info = D.info(dataset)
+    train_set = D.load(dataset, "train", data_dir)
+    test_set = D.load(dataset, "test", data_dir)
+    train_idx, val_idx = D.train_val_indices(train_set.y, n_val=n_val, seed=split_seed)
+    full = DeviceImages(train_set.x, train_set.y, info.mean, info.std, device)
+    train, val = full.subset(train_idx), full.subset(val_idx)
+    del full
+    test = DeviceImages(test_set.x, test_set.y, info.mean, info.std, device)
+    height, _, channels = info.shape_hwc
+    model = build_model(arch, info.num_classes, channels, seed=seed, image_size=height).to(device)
+    t0 = time.perf_counter()
+    result = fit(model, train, val, recipe, seed=seed, progress=progress)
+    wall = time.perf_counter() - t0
+    confusion = evaluate(model, test, info.num_classes, recipe.val_batch_size)
+    best = result.history[result.best_epoch - 1]
+    acc = float(np.trace(confusion) / confusion.sum())
+    meta: dict[str, Any] = {
+        "arch": arch,
+        "dataset": dataset,
+        "num_classes": info.num_classes,
+        "in_channels": channels,
+        "image_size": height,
+        "seed": seed,
+        "split_seed": split_seed,
+        "n_val": n_val,
+        "recipe": recipe.to_dict(),
+        "weight_decay": recipe.weight_decay,
+        "epochs": recipe.epochs,
+        "best_epoch": result.best_epoch,
+        "history": result.history,
+        "metrics": {
+            "val_loss": best["val_loss"],
+            "val_acc": best["val_acc"],
+            "test_acc": acc,
+            "test_confusion": confusion.tolist(),
+        },
+        "train_seconds": wall,
+        "device": str(device),
+        "torch_version": torch.__version__,
+    }
+    return TrainRun(model, result, confusion, test_set.classes, meta)
