@@ -13,7 +13,9 @@ Every function returns a :class:`FamilyResult`:
   df, p_raw`` (H_a stated for mean1 - mean2, where side 1 is ``a``), ``correction``,
   ``family_size``, ``p_corrected`` and ``note`` (why a comparison has no p-value);
 * ``table`` -- corrected p-values shaped like the table they feed: rows = fixed keys +
-  ``comparison``, columns = ratios (or levels).
+  ``comparison`` (in test order), columns = ratios (or levels). All tables of one function share
+  this frame, so its columns are the union over them; one table is
+  ``result.table.loc[fixed_values].dropna(axis=1, how="all")``.
 
 Family size = the number of comparisons actually made in the family (finite p-values);
 comparisons whose levels are absent are not listed, those with too few models (paired: < 2

@@ -1,0 +1,140 @@
+"""The SPEC 5 test families on a synthetic per-model alpha frame with known structure."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from prunescope.stats import (
+    all_families,
+    arch_tests,
+    dataset_tests,
+    method_tests,
+    mp_vs_up_tests,
+    ratio_tests,
+)
+
+RATIOS = (2.0, 4.0, 10.0, 20.0, 50.0)
+
+
+def study(n_models: int = 6, seed: int = 0) -> pd.DataFrame:
+    """alpha = 0.8 + 0.01 t + 0.1 [resnet20] - 0.05 [up] - 0.2 [mnist] + model effect + noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    setups = [("cifar10", "resnet20", "mp"), ("cifar10", "resnet20", "up"), ("cifar10", "resnet56", "mp"),
+              ("cifar10", "resnet56", "up"), ("mnist", "lenet5", "mp")]
+    model_effect = rng.normal(0, 0.05, n_models)
+    for dataset, arch, method in setups:
+        for t in RATIOS:
+            for m in range(n_models):
+                alpha = (0.8 + 0.01 * t + 0.1 * (arch == "resnet20") - 0.05 * (method == "up")
+                         - 0.2 * (dataset == "mnist") + model_effect[m] + rng.normal(0, 0.02))
+                rows.append(dict(dataset=dataset, arch=arch, method=method, ratio=t, model=m,
+                                 distribution="nominal", alpha=alpha))
+    return pd.DataFrame(rows)
+
+
+def pick(f: pd.DataFrame, **kw) -> np.ndarray:
+    mask = np.ones(len(f), bool)
+    for k, v in kw.items():
+        mask &= (f[k] == v).to_numpy()
+    return f.loc[mask].sort_values("model")["alpha"].to_numpy()
+
+
+def test_ratio_family_matches_scipy_and_has_table_shape():
+    f = study()
+    res = ratio_tests(f, "arch")
+    long = res.long[res.long["dataset"] == "cifar10"]
+    fam = long[long["method"] == "mp"]
+    assert len(fam) == 8 and (fam["family_size"] == 8).all()  # 4 ratio pairs x 2 archs
+    row = fam[(fam["arch"] == "resnet56") & (fam["comparison"] == "4 vs 10")].iloc[0]
+    a = pick(f, dataset="cifar10", arch="resnet56", method="mp", ratio=4.0)
+    b = pick(f, dataset="cifar10", arch="resnet56", method="mp", ratio=10.0)
+    ref = sps.ttest_rel(a, b, alternative="less")
+    assert row["t"] == pytest.approx(ref.statistic, rel=1e-12)
+    assert row["p_raw"] == pytest.approx(ref.pvalue, rel=1e-12)
+    assert row["p_corrected"] == pytest.approx(min(8 * ref.pvalue, 1.0), rel=1e-12)
+    assert row["n1"] == row["n2"] == 6 and row["df"] == 5 and row["test"] == "paired"
+    assert row["mean_diff"] == pytest.approx(a.mean() - b.mean(), abs=1e-14)
+    table = res.table.loc[("cifar10", "mp", "nominal")].dropna(axis=1, how="all")
+    assert list(table.index) == ["2 vs 4", "4 vs 10", "10 vs 20", "20 vs 50"]
+    assert list(table.columns) == ["resnet20", "resnet56"]
+    assert table.loc["20 vs 50", "resnet56"] < 0.01  # alpha rises by 0.3 from t = 20 to 50
+
+
+def test_missing_levels_are_skipped_and_shrink_the_family():
+    f = study()
+    f = f[~((f["arch"] == "resnet20") & (f["ratio"] == 10.0))]
+    fam = ratio_tests(f, "arch").long.query("dataset == 'cifar10' and method == 'mp'")
+    assert fam.loc[fam["arch"] == "resnet20", "comparison"].tolist() == ["2 vs 4", "4 vs 20", "20 vs 50"]
+    assert (fam["family_size"] == 7).all()
+    per_level = ratio_tests(f, "arch", family_by=["dataset", "method", "distribution", "arch"]).long
+    sizes = per_level.query("dataset == 'cifar10' and method == 'mp'").groupby("arch")["family_size"].first()
+    assert sizes.to_dict() == {"resnet20": 3, "resnet56": 4}
+
+
+def test_arch_family_independent_one_sided_and_skips_absent_sizes():
+    f = study()
+    res = arch_tests(f)
+    fam = res.long.query("dataset == 'cifar10' and method == 'mp'")
+    assert fam["comparison"].unique().tolist() == ["resnet20 vs resnet56"]  # 32, 44 absent
+    assert len(fam) == 5 and (fam["family_size"] == 5).all()
+    row = fam[fam["ratio"] == 20.0].iloc[0]
+    a = pick(f, dataset="cifar10", arch="resnet20", method="mp", ratio=20.0)
+    b = pick(f, dataset="cifar10", arch="resnet56", method="mp", ratio=20.0)
+    ref = sps.ttest_ind(a, b, alternative="greater")
+    assert row["t"] == pytest.approx(ref.statistic, rel=1e-12) and row["df"] == 10
+    assert row["p_raw"] == pytest.approx(ref.pvalue, rel=1e-12)
+    assert row["alternative"] == "greater" and row["test"] == "independent"
+    assert list(res.table.columns) == list(RATIOS)
+
+
+def test_dataset_family_uses_the_dataset_architecture():
+    f = study()
+    res = dataset_tests(f)
+    fam = res.long
+    assert fam["comparison"].unique().tolist() == ["mnist vs cifar10"]  # others absent: skipped
+    assert (fam["arch_a"] == "lenet5").all() and (fam["arch_b"] == "resnet56").all()
+    assert (fam["method"] == "mp").all() and len(fam) == 5 and (fam["family_size"] == 5).all()
+    row = fam[fam["ratio"] == 2.0].iloc[0]
+    a = pick(f, dataset="mnist", method="mp", ratio=2.0)
+    b = pick(f, dataset="cifar10", arch="resnet56", method="mp", ratio=2.0)
+    ref = sps.ttest_ind(a, b, alternative="less")
+    assert row["p_raw"] == pytest.approx(ref.pvalue, rel=1e-12)
+    assert dataset_tests(f, archs=None).long.empty  # no dataset pair shares an architecture
+
+
+def test_method_and_mp_vs_up_families_are_two_sided_paired():
+    f = study()
+    meth = method_tests(f).long
+    assert meth["comparison"].unique().tolist() == ["mp vs up"]
+    row = meth.query("arch == 'resnet20' and ratio == 4.0").iloc[0]
+    a = pick(f, dataset="cifar10", arch="resnet20", method="mp", ratio=4.0)
+    b = pick(f, dataset="cifar10", arch="resnet20", method="up", ratio=4.0)
+    ref = sps.ttest_rel(a, b)
+    assert row["t"] == pytest.approx(ref.statistic, rel=1e-12)
+    assert row["p_raw"] == pytest.approx(ref.pvalue, rel=1e-12) and row["family_size"] == 5
+    mvu = mp_vs_up_tests(f)
+    assert (mvu.long["family_size"] == 10).all()  # 2 archs x 5 ratios in one family
+    assert mvu.long["p_corrected"].to_numpy() == pytest.approx(np.minimum(mvu.long["p_raw"] * 10, 1), rel=1e-12)
+    assert mvu.table.shape == (2, 5)
+    holm = mp_vs_up_tests(f, correction="holm").long
+    assert (holm["correction"] == "holm").all() and (holm["p_corrected"] <= mvu.long["p_corrected"] + 1e-15).all()
+
+
+def test_too_few_models_are_noted_and_not_counted():
+    f = study()
+    f = f[~((f["arch"] == "resnet56") & (f["method"] == "up") & (f["ratio"] == 2.0) & (f["model"] > 0))]
+    long = mp_vs_up_tests(f).long
+    bad = long.query("arch == 'resnet56' and ratio == 2.0").iloc[0]
+    assert np.isnan(bad["p_raw"]) and np.isnan(bad["p_corrected"]) and bad["note"].startswith("fewer than 2")
+    assert (long["family_size"] == 9).all()
+
+
+def test_all_families_runs_every_family():
+    out = all_families(study())
+    assert set(out) == {"ratios_by_arch", "ratios_by_dataset", "ratios_by_method", "archs", "datasets",
+                        "methods", "mp_vs_up"}
+    for res in out.values():
+        assert {"n1", "n2", "mean1", "mean2", "mean_diff", "t", "df", "p_raw", "p_corrected", "family",
+                "correction"} <= set(res.long.columns)
+        assert (res.long["p_corrected"].dropna() <= 1).all()
