@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import prunescope.data as D
+from prunescope.data.verify import array_sha256, labels_sha256
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -164,3 +165,42 @@ def fetch_real(real_cache: Path) -> Callable[..., D.DatasetStatus]:
             pytest.skip(f"no source for {name} reachable here: {e}")
 
     return fetch
+
+
+def _check_split(ds: D.ImageSet, counts: tuple[int, ...], shape_hwc: tuple[int, int, int]) -> None:
+    """Assert a real split's shape, dtypes, per-class counts and the registry's array checksums."""
+    n = sum(counts)
+    assert ds.x.shape == (n, *shape_hwc) and ds.x.dtype == np.uint8
+    assert ds.y.shape == (n,) and ds.y.dtype == np.int64
+    assert tuple(np.bincount(ds.y, minlength=len(counts))) == counts
+    want = D.expected(ds.name).sha256[ds.split]
+    assert array_sha256(ds.x) == want["x"] and labels_sha256(ds.y) == want["y"]
+
+
+def _check_stats(ds: D.ImageSet) -> None:
+    """Assert ``info(name).mean/std`` equal the per-channel statistics of ``ds`` (0..1 scale)."""
+    c = ds.x.shape[-1]
+    total = np.zeros(c)
+    squares = np.zeros(c)
+    for start in range(0, len(ds.x), 2000):  # chunks keep the float64 copy small
+        block = ds.x[start:start + 2000].reshape(-1, c).astype(np.float64) / 255.0
+        total += block.sum(axis=0)
+        squares += (block * block).sum(axis=0)
+    count = ds.x.size // c
+    mean = total / count
+    std = np.sqrt(squares / count - mean * mean)
+    meta = D.info(ds.name)
+    np.testing.assert_allclose(mean, meta.mean, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(std, meta.std, rtol=0, atol=1e-7)
+
+
+@pytest.fixture(name="check_split")
+def check_split_fixture() -> Callable[..., None]:
+    """The real-split assertions (shape, dtype, counts, checksums), as a fixture."""
+    return _check_split
+
+
+@pytest.fixture(name="check_stats")
+def check_stats_fixture() -> Callable[[D.ImageSet], None]:
+    """The normalisation-constant assertions, as a fixture."""
+    return _check_stats

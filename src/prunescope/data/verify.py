@@ -80,7 +80,7 @@ def verify_split(
     shape_hwc: tuple[int, int, int],
     expected: Expected,
     origin: str,
-) -> None:
+) -> dict[str, str]:
     """Check one decoded split before it is cached.
 
     Args:
@@ -89,6 +89,9 @@ def verify_split(
         y: labels, must be ``int64`` ``(N,)``.
         expected: counts per class and (if known) array sha256 values for ``split``.
         origin: the file or source the arrays were decoded from, named in every error.
+
+    Returns:
+        ``{"x": sha256, "y": sha256}`` of the arrays (module docstring), for the cache's record.
 
     Raises:
         VerificationError: naming ``origin``, the expected and the found value.
@@ -107,7 +110,9 @@ def verify_split(
     found_counts = tuple(int(c) for c in np.bincount(y, minlength=len(counts)))
     if found_counts != counts:
         raise VerificationError(f"{where}: images per class: expected {counts}, found {found_counts}")
+    found = {"x": array_sha256(x), "y": labels_sha256(y)}
     sums = expected.sha256.get(split)
     if sums is not None:
-        check_digest(f"{where}: images x", array_sha256(x), sums["x"], "sha256")
-        check_digest(f"{where}: labels y", labels_sha256(y), sums["y"], "sha256")
+        check_digest(f"{where}: images x", found["x"], sums["x"], "sha256")
+        check_digest(f"{where}: labels y", found["y"], sums["y"], "sha256")
+    return found
