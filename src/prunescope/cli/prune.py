@@ -1,2 +1,139 @@
-"""`prunescope prune` commands."""
-from prunescope.cli._app import app  # noqa: F401
+"""`prunescope prune`: one-shot prune a trained checkpoint, fine-tune with the mask held, save it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from prunescope import data as D
+from prunescope.cli._app import app
+from prunescope.data.device import DeviceImages
+from prunescope.prune import GRADIENT_METHODS, GRADIENT_MODES, METHODS, SCOPES
+from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
+from prunescope.train import TrainingDiverged, load_checkpoint, save_checkpoint
+
+
+def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Path:
+    suffix = "" if scope == "global" else f"-{scope}"
+    return Path("runs/prune") / f"{checkpoint.name.removesuffix('.safetensors')}-{method}-r{ratio:g}{suffix}.safetensors"
+
+
+@app.command("prune")
+def prune_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="Dense checkpoint from `prunescope train` "
+                                                    "(PATH.safetensors with PATH.safetensors.json).")],
+    method: Annotated[str, typer.Option("--method", help=f"One of: {', '.join(METHODS)}.")] = "mp",
+    ratio: Annotated[float, typer.Option(
+        "--ratio", help="Compression ratio: all parameters / nonzero parameters (>= 1).")] = 10.0,
+    scope: Annotated[str, typer.Option("--scope", help=f"One of: {', '.join(SCOPES)}.")] = "global",
+    finetune_epochs: Annotated[Optional[int], typer.Option(
+        "--finetune-epochs", help="Fine-tuning epochs; the SPEC 4 fine-tuning schedule of the "
+                                  "architecture is scaled to N epochs (default: the full schedule; "
+                                  "0: no fine-tuning).")] = None,
+    max_steps_per_epoch: Annotated[Optional[int], typer.Option(
+        "--max-steps-per-epoch", help="Cap the optimiser steps per fine-tuning epoch (quick runs).")] = None,
+    grad_mode: Annotated[str, typer.Option(
+        "--grad-mode", help=f"Data gradient of GP/UP: {', '.join(GRADIENT_MODES)}.")] = "full",
+    grad_batches: Annotated[Optional[int], typer.Option(
+        "--grad-batches", help="Batches of 128 for --grad-mode batches.")] = None,
+    eps: Annotated[Optional[float], typer.Option(
+        "--eps", help="UP's eps; default: the weight decay recorded in the checkpoint.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds RP, gradient batches and fine-tuning "
+                                                     "data order.")] = 0,
+    prune_classifier: Annotated[bool, typer.Option("--prune-classifier",
+                                                   help="Also prune the final Linear.")] = False,
+    prune_biases: Annotated[bool, typer.Option("--prune-biases",
+                                               help="Also prune Conv/Linear biases.")] = False,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Pruned checkpoint path (default runs/prune/NAME-METHOD-rRATIO.safetensors); "
+                      "masks are stored in it, the sidecar is PATH.json.")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    data_dir: Annotated[Optional[Path], typer.Option(
+        "--data-dir", help="Dataset cache (default: $PRUNESCOPE_DATA or ~/.cache/prunescope).")] = None,
+) -> None:
+    """Prune CHECKPOINT to --ratio with --method, fine-tune with the mask held, write the pruned
+    checkpoint with its masks, and print the achieved ratio and test accuracy before and after."""
+    console = Console()
+    method = method.lower()
+    if method not in METHODS:
+        raise typer.BadParameter(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if scope not in SCOPES:
+        raise typer.BadParameter(f"unknown scope {scope!r}; choose from {', '.join(SCOPES)}")
+    if grad_mode not in GRADIENT_MODES:
+        raise typer.BadParameter(f"unknown gradient mode {grad_mode!r}; choose from "
+                                 f"{', '.join(GRADIENT_MODES)}")
+    if method not in GRADIENT_METHODS and (grad_mode != "full" or grad_batches is not None):
+        raise typer.BadParameter(f"--grad-mode/--grad-batches only apply to GP and UP, not "
+                                 f"{method.upper()}")
+    if finetune_epochs is not None and finetune_epochs < 0:
+        raise typer.BadParameter(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise typer.BadParameter("--device cuda was given but no CUDA device is visible; use --device cpu")
+    try:
+        model, meta, old_masks = load_checkpoint(checkpoint, device=device)
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from e
+    if old_masks:
+        console.print(f"[red]error:[/red] {checkpoint} is already pruned; prune the dense parent "
+                      "(one-shot: every ratio starts from the same dense checkpoint)")
+        raise typer.Exit(1)
+    if "dataset" not in meta:
+        console.print(f"[red]error:[/red] the sidecar of {checkpoint} names no 'dataset'; "
+                      "it was not written by `prunescope train`")
+        raise typer.Exit(1)
+    dataset = meta["dataset"]
+    try:
+        info = D.info(dataset)
+        train_set = D.load(dataset, "train", data_dir)
+        test_set = D.load(dataset, "test", data_dir)
+    except (D.FetchError, ValueError, FileNotFoundError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from e
+    n_val, split_seed = int(meta.get("n_val", 5000)), int(meta.get("split_seed", 0))
+    train_idx, val_idx = D.train_val_indices(train_set.y, n_val=n_val, seed=split_seed)
+    full = DeviceImages(train_set.x, train_set.y, info.mean, info.std, device)
+    train, val = full.subset(train_idx), full.subset(val_idx)
+    del full
+    test = DeviceImages(test_set.x, test_set.y, info.mean, info.std, device)
+    recipe = finetune_recipe(meta["arch"], finetune_epochs or None, max_steps_per_epoch)
+    do_finetune = finetune_epochs != 0
+    console.print(f"pruning {checkpoint} ({meta['arch']}, {dataset}) with {method.upper()} to "
+                  f"ratio {ratio:g} ({scope}); fine-tuning "
+                  + (f"{recipe.epochs} epochs {list(recipe.schedule)}" if do_finetune else "off"))
+
+    def progress(step: int, total: int, inf: dict[str, Any]) -> None:
+        if "val_loss" in inf:
+            console.print(f"epoch {inf['epoch']:>3}  lr {inf['lr']:.4g}  train loss "
+                          f"{inf['train_loss']:.4f}  val loss {inf['val_loss']:.4f}  val acc "
+                          f"{inf['val_acc']:.4f}")
+
+    try:
+        run = prune_and_finetune(
+            model, meta, train, val, test, method, ratio, scope=scope, recipe=recipe,
+            finetune=do_finetune, grad_mode=grad_mode,
+            grad_batches=grad_batches if grad_mode == "batches" else None, eps=eps, seed=seed,
+            prune_classifier=prune_classifier, prune_biases=prune_biases, progress=progress)
+    except (ValueError, TrainingDiverged) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from e
+    out = out if out is not None else _default_out(checkpoint, method, ratio, scope)
+    path = save_checkpoint(out, run.model, run.meta, masks=run.result.masks)
+    res = run.result
+    table = Table(title="pruned layers (kept / total, density)")
+    for col in ("parameter", "kept", "total", "density"):
+        table.add_column(col, justify="right")
+    for name, density in res.densities.items():
+        table.add_row(name, str(res.kept[name]), str(res.masks[name].numel()), f"{density:.4f}")
+    console.print(table)
+    console.print(f"requested ratio {res.requested_ratio:g}, achieved ratio "
+                  f"[bold]{res.achieved_ratio:.4f}[/bold] ({res.n_nonzero} of {res.n_total} "
+                  "parameters nonzero)")
+    console.print(f"test accuracy: dense {run.acc_dense:.4f}, pruned {run.acc_pruned:.4f}, "
+                  f"fine-tuned [bold]{run.acc_finetuned:.4f}[/bold]" if do_finetune else
+                  f"test accuracy: dense {run.acc_dense:.4f}, pruned [bold]{run.acc_pruned:.4f}[/bold]")
+    console.print(f"checkpoint: {path} (+ {path.name}.json, masks inside)")

@@ -21,9 +21,10 @@ from prunescope.prune.masks import (
 from prunescope.prune.oneshot import prune_model
 from prunescope.prune.pack import prune_pack
 from prunescope.prune.params import count_parameters, prunable
-from prunescope.prune.scores import METHODS, recorded_weight_decay, score
+from prunescope.prune.scores import GRADIENT_METHODS, METHODS, recorded_weight_decay, score
 
 __all__ = [
+    "GRADIENT_METHODS",
     "GRADIENT_MODES",
     "METHODS",
     "SCOPES",

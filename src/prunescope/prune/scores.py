@@ -15,6 +15,9 @@ from torch import nn
 METHODS = ("mp", "gp", "up", "rp")
 """The one-shot criteria, lower case: magnitude, gradient, undecayed, random."""
 
+GRADIENT_METHODS = ("gp", "up")
+"""The criteria that need the data-loss gradient (they must share the same ``g``)."""
+
 
 def recorded_weight_decay(meta: Mapping[str, Any] | None) -> float | None:
     """The weight decay a model was trained with, read from its checkpoint sidecar ``meta``.
@@ -83,7 +86,7 @@ def score(
     m = method.lower()
     if m not in METHODS:
         raise ValueError(f"unknown pruning method {method!r}; choose one of {METHODS}")
-    if m in ("gp", "up"):
+    if m in GRADIENT_METHODS:
         if grads is None:
             raise ValueError(
                 f"{m.upper()} needs the data-loss gradient: pass grads=data_gradients(model, images)"

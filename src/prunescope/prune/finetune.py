@@ -1,0 +1,148 @@
+"""Prune a trained model and fine-tune it with the mask held (SPEC 3 and 4): the API behind
+``prunescope prune``.
+
+Steps: test accuracy of the dense model -> data gradient (GP, UP) -> one-shot masks at the
+requested ratio -> test accuracy right after pruning -> fine-tuning with ``fit(masks=...)`` using
+the SPEC 4 fine-tuning recipe of the architecture (optionally scaled to fewer epochs) -> test
+accuracy after fine-tuning.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from prunescope.data.device import DeviceImages
+from prunescope.prune.gradients import data_gradients
+from prunescope.prune.masks import MaskResult
+from prunescope.prune.oneshot import prune_model
+from prunescope.prune.scores import GRADIENT_METHODS
+from prunescope.train import FitResult, Recipe, derive_seed, evaluate, fit
+from prunescope.train.loop import ProgressFn
+
+_CARRIED = ("arch", "num_classes", "in_channels", "image_size", "dataset", "n_val", "split_seed",
+            "seed")
+
+
+def _accuracy(confusion: np.ndarray) -> float:
+    return float(np.trace(confusion) / max(1, confusion.sum()))
+
+
+@dataclass
+class PruneRun:
+    """Result of :func:`prune_and_finetune`.
+
+    Attributes:
+        model: the pruned (and fine-tuned) model; masked weights exactly zero.
+        result: the masks, achieved ratio and per-layer densities.
+        fit: the fine-tuning :class:`~prunescope.train.FitResult`, ``None`` without fine-tuning.
+        acc_dense, acc_pruned, acc_finetuned: test accuracy (0..1) of the dense parent, right
+            after pruning, and after fine-tuning (``acc_pruned`` again without fine-tuning).
+        confusion: test confusion matrix of the returned model, int64 ``(C, C)``.
+        meta: the sidecar for ``save_checkpoint(path, run.model, run.meta, masks=run.result.masks)``.
+    """
+
+    model: nn.Module
+    result: MaskResult
+    fit: FitResult | None
+    acc_dense: float
+    acc_pruned: float
+    acc_finetuned: float
+    confusion: np.ndarray
+    meta: dict[str, Any]
+
+
+def finetune_recipe(arch: str, epochs: int | None = None,
+                    max_steps_per_epoch: int | None = None) -> Recipe:
+    """SPEC 4 fine-tuning recipe of ``arch`` (ResNet: 25 epochs 10@0.1, 5@0.01, 5@0.001,
+    5@0.0001; LeNet-5: 15 @0.01), its schedule scaled to ``epochs`` in total when given
+    (:meth:`Recipe.with_epochs`), and optionally capped at ``max_steps_per_epoch`` steps."""
+    recipe = Recipe.paper(arch, finetune=True)
+    if epochs is not None:
+        recipe = recipe.with_epochs(epochs)
+    if max_steps_per_epoch is not None:
+        recipe = Recipe.from_dict({**recipe.to_dict(), "max_steps_per_epoch": max_steps_per_epoch})
+    return recipe
+
+
+def prune_and_finetune(
+    model: nn.Module,
+    meta: Mapping[str, Any],
+    train: DeviceImages,
+    val: DeviceImages,
+    test: DeviceImages,
+    method: str,
+    ratio: float,
+    *,
+    scope: str = "global",
+    recipe: Recipe | None = None,
+    finetune: bool = True,
+    grad_mode: str = "full",
+    grad_batches: int | None = None,
+    eps: float | None = None,
+    seed: int = 0,
+    prune_classifier: bool = False,
+    prune_biases: bool = False,
+    progress: ProgressFn | None = None,
+) -> PruneRun:
+    """Prune ``model`` (in place) to ``ratio`` with ``method`` and fine-tune it with the mask held.
+
+    Args:
+        model: the dense parent, on the device of the image sets.
+        meta: its checkpoint sidecar (``arch``, ``num_classes``; ``weight_decay`` is UP's eps).
+        train, val: the training part and validation hold-out the parent was trained with;
+            ``train`` also gives the data gradient of GP and UP.
+        test: the test set (only measured, never used to choose anything).
+        method, ratio, scope, eps, prune_classifier, prune_biases: see
+            :func:`prunescope.prune.prune_model`.
+        recipe: fine-tuning recipe; ``None`` = :func:`finetune_recipe` of ``meta["arch"]``.
+        finetune: ``False`` skips fine-tuning (the model is returned right after pruning).
+        grad_mode, grad_batches: :func:`prunescope.prune.data_gradients` mode and ``n_batches``.
+        seed: seeds RP (``derive_seed(seed, "rp")``), the gradient batches and the fine-tuning
+            data order (``derive_seed(seed, "finetune")``).
+        progress: forwarded to :func:`prunescope.train.fit`.
+
+    Returns:
+        :class:`PruneRun`.
+    """
+    num_classes = int(meta["num_classes"])
+    dense_cm = evaluate(model, test, num_classes)
+    grads = None
+    if method.lower() in GRADIENT_METHODS:
+        grads = data_gradients(model, train, mode=grad_mode, n_batches=grad_batches,
+                               seed=derive_seed(seed, "gradients"))
+    result = prune_model(model, method, ratio, grads=grads, eps=eps,
+                         seed=derive_seed(seed, "rp"), scope=scope,
+                         prune_classifier=prune_classifier, prune_biases=prune_biases, meta=meta)
+    pruned_cm = evaluate(model, test, num_classes)
+    fit_res = None
+    final_cm = pruned_cm
+    new_meta = {k: meta[k] for k in _CARRIED if k in meta}
+    # UP on this checkpoint later must read the decay its weights were last trained with
+    new_meta["weight_decay"] = meta.get("weight_decay")
+    if finetune:
+        recipe = recipe if recipe is not None else finetune_recipe(str(meta["arch"]))
+        fit_res = fit(model, train, val, recipe, derive_seed(seed, "finetune"),
+                      masks=result.masks, progress=progress)
+        final_cm = evaluate(model, test, num_classes)
+        new_meta |= {"recipe": recipe.to_dict(), "weight_decay": recipe.weight_decay,
+                     "epochs": recipe.epochs, "best_epoch": fit_res.best_epoch,
+                     "history": fit_res.history}
+    new_meta |= {
+        "parent_weight_decay": meta.get("weight_decay"),
+        "method": method.lower(),
+        "prune_seed": seed,
+        "gradient_mode": grad_mode if grads is not None else None,
+        "pruning": result.summary(),
+        "metrics": {
+            "test_acc_dense": _accuracy(dense_cm),
+            "test_acc_pruned": _accuracy(pruned_cm),
+            "test_acc": _accuracy(final_cm),
+            "test_confusion": final_cm.tolist(),
+        },
+    }
+    return PruneRun(model, result, fit_res, _accuracy(dense_cm), _accuracy(pruned_cm),
+                    _accuracy(final_cm), final_cm, new_meta)
