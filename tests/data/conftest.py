@@ -129,7 +129,7 @@ def write_idx_dir(folder: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]
         for stem, arr in zip(names[split], (x[..., 0], y.astype(np.uint8))):
             raw = _idx_bytes(arr)
             md5[stem] = hashlib.md5(raw).hexdigest()
-            (folder / (stem + ".gz" if compress else stem)).write_bytes(gzip.compress(raw) if compress else raw)
+            (folder / (stem + ".gz" if compress else stem)).write_bytes(gzip.compress(raw, compresslevel=1) if compress else raw)
     return md5
 
 
