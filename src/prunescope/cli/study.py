@@ -1,2 +1,155 @@
-"""`prunescope study` commands."""
-from prunescope.cli._app import app  # noqa: F401
+"""`prunescope plan | run | status | export STUDY`: thin wrappers over :mod:`prunescope.study`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from prunescope.cli._app import app
+
+StudyArg = Annotated[Path, typer.Argument(help="the study's TOML file, e.g. studies/quick.toml")]
+OutputOpt = Annotated[Optional[str], typer.Option(
+    "--output", help="output folder overriding the spec's `output` (relative to the cwd)")]
+
+_console = Console()
+_err = Console(stderr=True)
+
+
+def _spec(study: Path, output: str | None):
+    from prunescope.study import SpecError, load_spec
+
+    try:
+        return load_spec(study, output=output)
+    except SpecError as e:
+        _err.print(f"[red]invalid study spec[/red]: {e}")
+        raise typer.Exit(2) from e
+
+
+@app.command("plan")
+def plan_cmd(study: StudyArg, output: OutputOpt = None) -> None:
+    """Print the job counts per phase and the estimated work, without running anything."""
+    from prunescope.study import KINDS, Store, estimate_work, make_plan
+
+    spec = _spec(study, output)
+    plan = make_plan(spec)
+    work = estimate_work(plan)
+    done: dict[str, int] = {}
+    if (Path(spec.output) / "study.sqlite").is_file():
+        with Store(spec.output, readonly=True) as store:
+            status = store.statuses()
+        for j in plan.jobs:
+            if status.get(j.id) == "done":
+                done[j.kind] = done.get(j.kind, 0) + 1
+    table = Table(title=f"study {spec.name}: {len(plan.jobs)} jobs, output {spec.output}")
+    for col in ("phase", "jobs", "done", "epochs", "images (M)"):
+        table.add_column(col, justify="left" if col == "phase" else "right")
+    for k in KINDS:
+        w = work[k]
+        table.add_row(k, f"{int(w['jobs'])}", f"{done.get(k, 0)}", f"{w['epochs']:.0f}",
+                      f"{w['images'] / 1e6:.2f}")
+    total = sum(w["images"] for w in work.values())
+    table.add_row("total", f"{len(plan.jobs)}", f"{sum(done.values())}",
+                  f"{sum(w['epochs'] for w in work.values()):.0f}", f"{total / 1e6:.2f}")
+    _console.print(table)
+    _console.print("images = single-image forward passes (training images x epochs plus one "
+                   "validation pass per epoch, gradient passes, test images).")
+
+
+@app.command("run")
+def run_cmd(
+    study: StudyArg,
+    executor: Annotated[str, typer.Option(help="local (in-process) or ray")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster address (default: start a local Ray instance)")] = None,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="rerun failed jobs and the jobs they blocked")] = False,
+    output: OutputOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress display")] = False,
+) -> None:
+    """Run every job of the study that is not done yet (resumable: rerun after any kill)."""
+    from prunescope.study import StudyLocked, run_study
+    from prunescope.study.progress import RichDisplay
+
+    if executor not in ("local", "ray"):
+        _err.print(f"[red]--executor {executor!r} is unknown[/red]; use local or ray")
+        raise typer.Exit(2)
+    spec = _spec(study, output)
+    try:
+        summary = run_study(spec, executor=executor, address=address,
+                            retry_failed=retry_failed,
+                            display=None if quiet else RichDisplay(_err))
+    except StudyLocked as e:
+        _err.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from e
+    except KeyboardInterrupt:
+        _err.print("[yellow]interrupted[/yellow]: finished jobs are saved; run the same command "
+                   "again to resume")
+        raise typer.Exit(130) from None
+    _console.print(
+        f"study {spec.name}: {summary.total} jobs, {summary.already_done} already done, "
+        f"{summary.ran} run now, {summary.failed} failed, {summary.blocked} blocked "
+        f"({summary.wall_s:.1f} s). Store: {spec.output}/study.sqlite")
+    if summary.failed:
+        _console.print("see `prunescope status` for the errors; `prunescope run --retry-failed` "
+                       "reruns them")
+        raise typer.Exit(1)
+
+
+@app.command("status")
+def status_cmd(study: StudyArg, output: OutputOpt = None) -> None:
+    """List job counts per phase and status, and every failed job with its error."""
+    from prunescope.study import KINDS, load_results
+
+    spec = _spec(study, output)
+    try:
+        res = load_results(spec)
+    except FileNotFoundError as e:
+        _err.print(str(e))
+        raise typer.Exit(1) from e
+    jobs = res.jobs
+    statuses = ("pending", "running", "done", "failed", "blocked")
+    table = Table(title=f"study {spec.name} ({spec.output})")
+    table.add_column("phase")
+    for s in statuses:
+        table.add_column(s, justify="right")
+    for k in KINDS:
+        sub = jobs[jobs["kind"] == k]["status"].value_counts()
+        table.add_row(k, *(str(int(sub.get(s, 0))) for s in statuses))
+    table.add_row("total", *(str(int((jobs["status"] == s).sum())) for s in statuses))
+    _console.print(table)
+    _console.print("(running = in flight, or left by an interrupted run: `prunescope run` "
+                   "redoes them)")
+    failed = jobs[jobs["status"] == "failed"]
+    for _, row in failed.iterrows():
+        what = f"{row['kind']} {row['arch']}/{row['dataset']} model {row['model']}"
+        if row["kind"] != "train":
+            what += f" {row['method']}@{row['ratio']:g}"
+        _console.print(f"[red]failed[/red] {what} [{row['id'][:12]}]:\n  {row['error']}")
+
+
+@app.command("export")
+def export_cmd(
+    study: StudyArg,
+    format: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="file to write (default <output>/results.<format>)")] = None,
+    output: OutputOpt = None,
+) -> None:
+    """Write the tidy per-class results (one row per model, ratio, method, distribution,
+    class) for pandas or R."""
+    from prunescope.study import export_results, load_results
+
+    if format not in ("parquet", "csv"):
+        _err.print(f"[red]--format {format!r} is unknown[/red]; use parquet or csv")
+        raise typer.Exit(2)
+    spec = _spec(study, output)
+    try:
+        res = load_results(spec)
+    except FileNotFoundError as e:
+        _err.print(str(e))
+        raise typer.Exit(1) from e
+    path = export_results(res, format, out)
+    _console.print(f"wrote {len(res.frame)} rows to {path}")

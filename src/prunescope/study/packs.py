@@ -1,0 +1,36 @@
+"""Packs: the unit an executor schedules (DESIGN.md).
+
+A pack is a list of ready jobs of the same kind, dataset and architecture. The stacked pack
+trainer (issue 7) trains the G models of a ``train`` or ``prune_finetune`` pack as one network;
+until then, and on the CPU by default (``pack_size = 1``), a worker runs a pack's jobs one after
+another.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prunescope.study.plan import Job
+
+
+@dataclass(frozen=True, eq=False)
+class Pack:
+    """Jobs of one ``kind`` on one (``dataset``, ``arch``); ``jobs`` in plan order."""
+
+    kind: str
+    dataset: str
+    arch: str
+    jobs: tuple[Job, ...]
+
+    @property
+    def label(self) -> str:
+        """Short human-readable name, e.g. ``train lenet5/mnist x2 [3f9a1c2b]``."""
+        parts = [self.kind, f"{self.arch}/{self.dataset}"]
+        if len(self.jobs) > 1:
+            parts.append(f"x{len(self.jobs)}")
+        elif self.kind in ("prune_finetune", "evaluate"):
+            j = self.jobs[0]
+            parts.append(f"{j.method}@{j.ratio:g}")
+            if j.distribution is not None:
+                parts.append(j.distribution)
+        parts.append(f"[{self.jobs[0].id[:8]}]")
+        return " ".join(parts)

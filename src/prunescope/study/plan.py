@@ -1,0 +1,195 @@
+"""The plan: a :class:`~prunescope.study.spec.StudySpec` expanded into content-addressed jobs.
+
+Job kinds, in dependency order (:data:`KINDS`):
+
+* ``train(dataset, arch, seed)``: the dense model of one seed (SPEC 4).
+* ``gradients(train)``: the data-loss gradient of that dense model (SPEC 3), shared by GP and UP.
+* ``prune_finetune(train, method, ratio)``: one-shot pruning from the dense parent, then
+  fine-tuning with the mask held; GP/UP depend on the ``gradients`` job as well.
+* ``evaluate(model job, distribution)``: the per-class confusion matrix of a dense or pruned
+  model on one test distribution.
+
+A job's id is the sha256 of the canonical JSON (sorted keys, no whitespace) of its ``params``:
+exactly what determines its result (dataset, arch, seed, recipe, method, ratio, scope, gradient
+mode, parent ids, the validation split, :data:`RESULTS_VERSION`) and nothing else: no output
+path, device, model index label or study name. Parent ids are inside the params, so a changed
+training recipe changes every id downstream of it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from prunescope.study.spec import GRADIENT_METHODS, StudySpec
+
+#: Bump when a code change alters the result of an unchanged job (ids then change, nothing
+#: stale is reused). Part of every job id.
+RESULTS_VERSION = 1
+#: job kinds in dependency order (the plan's phases)
+KINDS = ("train", "gradients", "prune_finetune", "evaluate")
+
+
+@dataclass(frozen=True, eq=False)
+class Job:
+    """One unit of work.
+
+    Attributes:
+        id: 64 hex chars, sha256 of :func:`canonical_json` (``params``).
+        kind: one of :data:`KINDS`.
+        params: what determines the result (JSON-able; the ids of parents included).
+        deps: ids of the jobs whose artifacts this one reads.
+        dataset, arch, seed: the dense model's dataset, architecture and seed.
+        model: the model index within the study (a label, not in the id).
+        method: ``dense`` for train/gradients and evaluations of dense models, else the pruning
+            method; ratio: the requested compression ratio (1.0 for dense).
+        distribution: the test distribution of an ``evaluate`` job, else ``None``.
+    """
+
+    id: str
+    kind: str
+    params: dict[str, Any]
+    deps: tuple[str, ...]
+    dataset: str
+    arch: str
+    seed: int
+    model: int
+    method: str = "dense"
+    ratio: float = 1.0
+    distribution: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """All jobs of a study, parents before children (``jobs`` in :data:`KINDS` order)."""
+
+    spec: StudySpec
+    jobs: tuple[Job, ...]
+
+    def by_id(self) -> dict[str, Job]:
+        """``{job id: job}``."""
+        return {j.id: j for j in self.jobs}
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs per kind, every kind present (0 when none)."""
+        c = Counter(j.kind for j in self.jobs)
+        return {k: c.get(k, 0) for k in KINDS}
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace; floats in Python's shortest round-trip form."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def job_id(params: dict[str, Any]) -> str:
+    """sha256 hex of :func:`canonical_json` (``params``)."""
+    return hashlib.sha256(canonical_json(params).encode()).hexdigest()
+
+
+def model_seed(study_seed: int, index: int) -> int:
+    """Seed of model ``index`` (0-based) of a study: the first 4 bytes of
+    sha256("prunescope-model/<study seed>/<index>") as an int in [0, 2**31)."""
+    digest = hashlib.sha256(f"prunescope-model/{int(study_seed)}/{int(index)}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def make_plan(spec: StudySpec) -> Plan:
+    """Expand ``spec`` into its jobs (deterministic order: kind, then cell, model, method,
+    ratio, distribution). A job reached from two grid entries appears once."""
+    seen: dict[str, Job] = {}
+
+    def add(kind: str, params: dict[str, Any], deps: tuple[str, ...], **labels: Any) -> Job:
+        full = {"kind": kind, "version": RESULTS_VERSION, **params}
+        jid = job_id(full)
+        if jid not in seen:
+            seen[jid] = Job(jid, kind, full, deps, **labels)
+        return seen[jid]
+
+    for cell in spec.cells:
+        train_recipe = spec.recipe(cell.arch, "train").to_dict()
+        ft_recipe = spec.recipe(cell.arch, "finetune").to_dict()
+        methods = dict(cell.methods)
+        for m in range(spec.models):
+            seed = model_seed(spec.seed, m)
+            labels = dict(dataset=cell.dataset, arch=cell.arch, seed=seed, model=m)
+            train = add("train", {
+                "dataset": cell.dataset, "arch": cell.arch, "seed": seed, "recipe": train_recipe,
+                "n_val": spec.n_val, "split_seed": spec.split_seed,
+            }, (), **labels)
+            models = [train]
+            grads = None
+            if any(meth in GRADIENT_METHODS for meth in methods):
+                g = spec.gradients
+                gparams: dict[str, Any] = {"parent": train.id, "mode": g.mode}
+                if g.mode != "full":
+                    gparams |= {"n_batches": g.n_batches, "batch_size": train_recipe["batch_size"],
+                                "seed": seed}
+                grads = add("gradients", gparams, (train.id,), **labels)
+            for meth, ratios in methods.items():
+                for r in ratios:
+                    params: dict[str, Any] = {
+                        "parent": train.id, "method": meth, "ratio": r, "scope": spec.scope,
+                        "recipe": ft_recipe, "seed": seed,
+                    }
+                    deps: tuple[str, ...] = (train.id,)
+                    if meth in GRADIENT_METHODS:
+                        assert grads is not None
+                        params["gradients"] = grads.id
+                        deps = (train.id, grads.id)
+                    models.append(add("prune_finetune", params, deps, method=meth, ratio=r,
+                                      **labels))
+            for model_job in models:
+                for dist in spec.distributions:
+                    eparams: dict[str, Any] = {"parent": model_job.id, "distribution": dist}
+                    if dist != "nominal":
+                        eparams["corruption_seed"] = spec.corruption_seed
+                    if spec.test_subset is not None:
+                        eparams |= {"test_subset": spec.test_subset,
+                                    "split_seed": spec.split_seed}
+                    add("evaluate", eparams, (model_job.id,), method=model_job.method,
+                        ratio=model_job.ratio, distribution=dist, **labels)
+    jobs = sorted(seen.values(), key=lambda j: KINDS.index(j.kind))  # stable: keeps plan order
+    return Plan(spec, tuple(jobs))
+
+
+def dataset_sizes(dataset: str) -> tuple[int, int]:
+    """``(train split size, test split size)`` in images, from the data registry's constants."""
+    from prunescope.data import expected
+
+    counts = expected(dataset).counts
+    return sum(counts["train"]), sum(counts["test"])
+
+
+def estimate_work(plan: Plan) -> dict[str, dict[str, float]]:
+    """Estimated work per kind, without running anything.
+
+    Returns:
+        ``{kind: {"jobs": n, "epochs": total epochs, "images": images processed}}`` where
+        ``images`` counts forward passes of single images: training/fine-tuning images
+        (epochs x min(train images, max_steps_per_epoch x batch size)) plus one validation pass
+        per epoch, gradient-pass images, and test images for evaluations.
+    """
+    from prunescope.train import Recipe
+
+    out = {k: {"jobs": 0.0, "epochs": 0.0, "images": 0.0} for k in KINDS}
+    for job in plan.jobs:
+        n_train_all, n_test = dataset_sizes(job.dataset)
+        n_train = n_train_all - plan.spec.n_val
+        row = out[job.kind]
+        row["jobs"] += 1
+        if job.kind in ("train", "prune_finetune"):
+            r = Recipe.from_dict(job.params["recipe"])
+            per_epoch = n_train if r.max_steps_per_epoch is None else min(
+                n_train, r.max_steps_per_epoch * r.batch_size)
+            row["epochs"] += r.epochs
+            row["images"] += r.epochs * (per_epoch + plan.spec.n_val)
+        elif job.kind == "gradients":
+            mode = job.params["mode"]
+            row["images"] += (n_train if mode == "full" else
+                              min(n_train, job.params["n_batches"] * job.params["batch_size"])
+                              if mode == "batches" else job.params["batch_size"])
+        else:
+            row["images"] += job.params.get("test_subset", n_test)
+    return out

@@ -1,0 +1,92 @@
+"""Progress displays for :func:`prunescope.study.run.run_study`.
+
+:class:`RunDisplay` is the interface (every method optional to override); :class:`RichDisplay`
+shows an overall bar weighted by estimated work (images processed, so a 2-epoch training counts
+more than an evaluation) with an ETA, and one bar per running pack with its own ETA.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from prunescope.study.packs import Pack
+from prunescope.study.plan import Job, Plan
+from prunescope.study.store import JobResult
+
+
+class RunDisplay:
+    """Receives the driver's events; the base class ignores them all."""
+
+    def start(self, plan: Plan, todo: Sequence[Job], work: Callable[[Job], float]) -> None:
+        """The run starts with ``todo`` jobs; ``work(job)`` estimates a job's cost."""
+
+    def pack_started(self, pack: Pack) -> None:
+        """``pack`` was submitted."""
+
+    def pack_progress(self, pack: Pack, job: Job, done: int, total: int) -> None:
+        """``job`` of a running ``pack`` reached step ``done`` of ``total``."""
+
+    def pack_finished(self, pack: Pack, results: list[JobResult]) -> None:
+        """``pack`` finished with ``results``."""
+
+    def stop(self) -> None:
+        """The run ended (normally or not)."""
+
+
+class RichDisplay(RunDisplay):
+    """Live rich progress bars (overall + per pack), printing each failure as it happens."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=self.console, transient=False,
+        )
+        self._overall: TaskID | None = None
+        self._packs: dict[int, TaskID] = {}
+        self._work: Callable[[Job], float] = lambda j: 1.0
+        self._done_jobs = 0
+        self._todo = 0
+
+    def start(self, plan: Plan, todo: Sequence[Job], work: Callable[[Job], float]) -> None:
+        self._work = work
+        self._todo = len(todo)
+        total = sum(work(j) for j in todo) or 1.0
+        self.progress.start()
+        self._overall = self.progress.add_task(
+            f"study {plan.spec.name}", total=total, note=f"0/{self._todo} jobs")
+
+    def pack_started(self, pack: Pack) -> None:
+        self._packs[id(pack)] = self.progress.add_task(f"  {pack.label}", total=None, note="")
+
+    def pack_progress(self, pack: Pack, job: Job, done: int, total: int) -> None:
+        task = self._packs.get(id(pack))
+        if task is not None:
+            self.progress.update(task, completed=done, total=total)
+
+    def pack_finished(self, pack: Pack, results: list[JobResult]) -> None:
+        task = self._packs.pop(id(pack), None)
+        if task is not None:
+            self.progress.remove_task(task)
+        self._done_jobs += len(results)
+        if self._overall is not None:
+            self.progress.update(self._overall, advance=sum(self._work(j) for j in pack.jobs),
+                                 note=f"{self._done_jobs}/{self._todo} jobs")
+        for r in results:
+            if r.status == "failed":
+                first = (r.error or "").splitlines()[0] if r.error else ""
+                self.progress.console.print(f"[red]failed[/red] {pack.label}: {first}")
+
+    def stop(self) -> None:
+        self.progress.stop()

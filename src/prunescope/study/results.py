@@ -1,0 +1,115 @@
+"""Reading a study's results: the tidy per-class frame the analysis and the report consume.
+
+``load_results(study_path)`` re-plans the spec (labels such as the model index come from the
+plan, not the store) and joins it with the store's rows. Only jobs of the current plan appear.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from prunescope.study.plan import make_plan
+from prunescope.study.spec import StudySpec, load_spec
+from prunescope.study.store import Store
+
+#: columns of :attr:`StudyResults.frame`, in order (docs/architecture.md, "study")
+FRAME_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distribution", "cls",
+                 "achieved_ratio", "seed", "support", "predicted", "correct")
+#: columns of :attr:`StudyResults.jobs`
+JOB_COLUMNS = ("id", "kind", "dataset", "arch", "method", "ratio", "model", "seed",
+               "distribution", "status", "error", "attempts", "started", "finished", "wall_s",
+               "achieved_ratio", "artifacts", "deps", "params")
+
+
+@dataclass(frozen=True, eq=False)
+class StudyResults:
+    """A study's results.
+
+    Attributes:
+        frame: tidy per-class counts, one row per (dataset, arch, method, ratio, model,
+            distribution, cls) of every finished evaluation, columns :data:`FRAME_COLUMNS`:
+            ``method`` is ``dense`` with ``ratio`` 1.0 for the unpruned models; ``ratio`` is the
+            requested compression ratio (float), ``achieved_ratio`` the one the masks reached
+            (1.0 for dense); ``model`` the 0-based model index, ``seed`` its seed; ``cls``
+            int64 class id; ``support``/``predicted``/``correct`` int64 counts (row sum, column
+            sum and diagonal of the confusion matrix).
+        jobs: one row per planned job, columns :data:`JOB_COLUMNS` (status ``pending`` for jobs
+            not in the store yet; ``artifacts``/``deps``/``params`` parsed from JSON).
+        spec: the validated spec; spec_text: the TOML text it came from.
+        out_dir: the study's output folder.
+    """
+
+    frame: pd.DataFrame
+    jobs: pd.DataFrame
+    spec: StudySpec
+    spec_text: str
+    out_dir: str
+
+
+def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None = None
+                 ) -> StudyResults:
+    """Read the results of a study (finished or not).
+
+    Args:
+        study: the study TOML path, or an already loaded :class:`StudySpec`.
+        output: output folder overriding the spec's (as ``prunescope run --output``).
+
+    Raises:
+        FileNotFoundError: the study has never been run (no store in its output folder).
+    """
+    spec = study if isinstance(study, StudySpec) else load_spec(study, output=output)
+    plan = make_plan(spec)
+    labels = pd.DataFrame({
+        "id": [j.id for j in plan.jobs], "kind": [j.kind for j in plan.jobs],
+        "dataset": [j.dataset for j in plan.jobs], "arch": [j.arch for j in plan.jobs],
+        "method": [j.method for j in plan.jobs],
+        "ratio": np.array([j.ratio for j in plan.jobs], dtype=np.float64),
+        "model": np.array([j.model for j in plan.jobs], dtype=np.int64),
+        "seed": np.array([j.seed for j in plan.jobs], dtype=np.int64),
+        "distribution": [j.distribution for j in plan.jobs],
+        "parent": [j.params.get("parent") if j.kind == "evaluate" else None for j in plan.jobs],
+    })
+    with Store(spec.output, readonly=True) as store:
+        rows = store.jobs_frame()
+        evals = store.evaluations_frame()
+    rows = rows.drop(columns=["kind", "seed"])
+    jobs = labels.merge(rows, on="id", how="left")
+    jobs["status"] = jobs["status"].fillna("pending")
+    jobs["attempts"] = jobs["attempts"].fillna(0).astype(np.int64)
+    for col in ("artifacts", "deps", "params"):
+        jobs[col] = [json.loads(x) if isinstance(x, str) else None for x in jobs[col]]
+    frame = _frame(jobs, evals)
+    return StudyResults(frame=frame, jobs=jobs[list(JOB_COLUMNS)], spec=spec,
+                        spec_text=spec.text, out_dir=spec.output)
+
+
+def _frame(jobs: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
+    """Join evaluation counts with the labels of their evaluate job and its model's ratio."""
+    done = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")]
+    achieved = jobs.set_index("id")["achieved_ratio"]
+    keys = done[["id", "dataset", "arch", "method", "ratio", "model", "seed"]].copy()
+    keys["achieved_ratio"] = achieved.reindex(done["parent"]).to_numpy(dtype=np.float64)
+    out = keys.merge(evals.rename(columns={"job_id": "id"}), on="id", how="inner")
+    for col in ("cls", "support", "predicted", "correct", "model", "seed"):
+        out[col] = out[col].astype(np.int64)
+    out = out[list(FRAME_COLUMNS)].sort_values(
+        ["dataset", "arch", "method", "ratio", "model", "distribution", "cls"], kind="stable")
+    return out.reset_index(drop=True)
+
+
+def export_results(results: StudyResults, fmt: str, out: str | os.PathLike[str] | None = None
+                   ) -> str:
+    """Write ``results.frame`` as ``parquet`` or ``csv``; default path
+    ``<output>/results.<fmt>``. Returns the path written."""
+    if fmt not in ("parquet", "csv"):
+        raise ValueError(f"export format must be 'parquet' or 'csv', got {fmt!r}")
+    path = str(out) if out is not None else os.path.join(results.out_dir, f"results.{fmt}")
+    if fmt == "parquet":
+        results.frame.to_parquet(path, index=False)
+    else:
+        results.frame.to_csv(path, index=False)
+    return path

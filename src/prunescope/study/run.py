@@ -1,0 +1,278 @@
+"""The driver: plan -> store -> packs -> executor -> store, resumable at any moment.
+
+``run_study`` inserts the plan's jobs into the store (new ones as ``pending``), then repeatedly
+submits packs of jobs whose parents are done and records what comes back, one transaction per
+finished pack. Jobs left ``running`` by a killed driver are simply run again. A failed job is
+recorded with its error; its dependents become ``blocked`` and everything else goes on.
+``retry_failed`` turns failed and blocked jobs back to pending first.
+
+Only one driver may run a study folder at a time (an ``fcntl`` lock on ``<output>/run.lock``).
+"""
+from __future__ import annotations
+
+import fcntl
+import heapq
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prunescope.study.artifacts import Artifacts
+from prunescope.study.executors import Executor, LocalExecutor, RayExecutor
+from prunescope.study.packs import Pack
+from prunescope.study.plan import Job, Plan, dataset_sizes, make_plan
+from prunescope.study.spec import StudySpec
+from prunescope.study.store import JobResult, Store
+from prunescope.study.worker import WorkerContext
+
+LOCK_FILE = "run.lock"
+
+
+@dataclass
+class RunSummary:
+    """What one ``run_study`` call did.
+
+    Attributes:
+        total: jobs in the plan; already_done: done before this call; ran: finished now
+            (done or failed); failed, blocked: jobs in those states at the end; wall_s: seconds.
+    """
+
+    total: int
+    already_done: int
+    ran: int = 0
+    failed: int = 0
+    blocked: int = 0
+    wall_s: float = 0.0
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class StudyLocked(RuntimeError):
+    """Another driver is running this study folder."""
+
+
+@contextmanager
+def study_lock(folder: str | Path) -> Iterator[None]:
+    """Hold an exclusive, non-blocking ``fcntl`` lock on ``<folder>/run.lock``."""
+    path = Path(folder) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            fh.seek(0)
+            raise StudyLocked(
+                f"another `prunescope run` is using {folder} (lock {path}, held by pid "
+                f"{fh.read().strip() or '?'}); wait for it or stop it") from e
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into ``KeyboardInterrupt`` in the main thread, so that a terminated run
+    unwinds like Ctrl-C (closing the executor); restored afterwards."""
+    try:
+        old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def job_work(job: Job, spec: StudySpec) -> float:
+    """Relative cost of ``job`` in images processed (weights the overall progress bar)."""
+    n_train, n_test = dataset_sizes(job.dataset)
+    n_train -= spec.n_val
+    p = job.params
+    if job.kind in ("train", "prune_finetune"):
+        r = p["recipe"]
+        epochs = sum(e for e, _ in r["schedule"])
+        per_epoch = n_train if r["max_steps_per_epoch"] is None else min(
+            n_train, r["max_steps_per_epoch"] * r["batch_size"])
+        return float(epochs * (per_epoch + spec.n_val))
+    if job.kind == "gradients":
+        return float(n_train if p["mode"] == "full" else p.get("n_batches", 1) * p["batch_size"])
+    return float(p.get("test_subset", n_test))
+
+
+def run_study(
+    spec: StudySpec,
+    executor: str | Executor = "local",
+    address: str | None = None,
+    retry_failed: bool = False,
+    display: RunDisplay | None = None,
+) -> RunSummary:
+    """Run every job of ``spec`` that is not done yet.
+
+    Args:
+        spec: the study (:func:`prunescope.study.load_spec`).
+        executor: ``local``, ``ray``, or an object implementing
+            :class:`~prunescope.study.executors.Executor` (closed by this call).
+        address: Ray address for ``executor="ray"`` (``None``: start a local Ray instance).
+        retry_failed: rerun failed jobs (and the jobs they blocked).
+        display: progress sink (e.g. :class:`prunescope.study.progress.RichDisplay`);
+            ``None`` shows nothing.
+
+    Returns:
+        :class:`RunSummary`. ``KeyboardInterrupt`` (Ctrl-C, SIGTERM) propagates after the
+        executor is closed; every finished job is already in the store.
+    """
+    t0 = time.perf_counter()
+    plan = make_plan(spec)
+    with study_lock(spec.output), Store(spec.output) as store, _sigterm_as_interrupt():
+        Artifacts(spec.artifacts).clean_temporaries()
+        store.add_jobs(plan.jobs)
+        status = store.statuses()
+        if retry_failed:
+            again = [j.id for j in plan.jobs if status[j.id] in ("failed", "blocked")]
+            store.set_status(again, "pending")
+            status.update(dict.fromkeys(again, "pending"))
+        summary = RunSummary(total=len(plan.jobs),
+                             already_done=sum(status[j.id] == "done" for j in plan.jobs))
+        todo = [j for j in plan.jobs if status[j.id] in ("pending", "running")]
+        if todo:
+            ex = _make_executor(spec, executor, address, display)
+            try:
+                _drive(plan, todo, status, store, ex, spec, display, summary)
+            finally:
+                ex.close()
+                if display:
+                    display.stop()
+        in_plan = {j.id for j in plan.jobs}
+        errors = {i: e for i, e in store.conn.execute(
+            "SELECT id, error FROM jobs WHERE status = 'failed'") if i in in_plan}
+        summary.errors = errors
+        summary.failed = len(errors)
+        summary.blocked = sum(1 for j in plan.jobs if status[j.id] == "blocked")
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _make_executor(spec: StudySpec, kind: str | Executor, address: str | None,
+                   display: RunDisplay | None) -> Executor:
+    if not isinstance(kind, str):
+        return kind
+    if kind == "local":
+        return LocalExecutor(progress=display.pack_progress if display else None)
+    if kind == "ray":
+        return RayExecutor(address, spec.executor.gpus_per_pack, spec.executor.cpus_per_pack)
+    raise ValueError(f"unknown executor {kind!r}; choose 'local' or 'ray'")
+
+
+def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex: Executor,
+           spec: StudySpec, display: RunDisplay | None, summary: RunSummary) -> None:
+    """The scheduling loop (see the module docstring).
+
+    Ready jobs wait in one heap per (kind, dataset, arch), ordered by plan position; the next
+    pack is taken from the group whose first job comes earliest in the plan, so parents are
+    scheduled before unrelated later work. Cost per job: O(log n) plus two store transactions
+    per pack (running, finished).
+    """
+    by_id = plan.by_id()
+    order = {j.id: i for i, j in enumerate(plan.jobs)}
+    children: dict[str, list[str]] = {}
+    for j in plan.jobs:
+        for d in j.deps:
+            children.setdefault(d, []).append(j.id)
+    waiting = {j.id for j in todo}
+    blocked = _block_descendants(
+        [j.id for j in plan.jobs if status[j.id] in ("failed", "blocked")], children, waiting,
+        status)
+    if blocked:
+        store.set_status(blocked, "blocked", "blocked: a job it depends on failed")
+    missing = {j.id: sum(status[d] != "done" for d in j.deps) for j in todo if j.id in waiting}
+    ready: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
+
+    def make_ready(jid: str) -> None:
+        j = by_id[jid]
+        heapq.heappush(ready.setdefault((j.kind, j.dataset, j.arch), []), (order[jid], jid))
+
+    for jid, n in missing.items():
+        if n == 0:
+            make_ready(jid)
+    arts = store.artifacts(d for j in todo for d in j.deps if status[d] == "done")
+    device = spec.device_name()
+    if isinstance(ex, RayExecutor) and spec.device == "auto":
+        device = ex.device
+    if display:
+        display.start(plan, [by_id[i] for i in waiting], lambda j: job_work(j, spec))
+    in_flight = 0
+    while waiting:
+        while ex.free_slots() > 0 and any(ready.values()):
+            key = min((k for k, h in ready.items() if h), key=lambda k: ready[k][0][0])
+            heap = ready[key]
+            jobs = [by_id[heapq.heappop(heap)[1]]
+                    for _ in range(min(spec.executor.pack_size, len(heap)))]
+            pack = Pack(key[0], key[1], key[2], tuple(jobs))
+            store.set_status([j.id for j in jobs], "running")
+            in_flight += len(jobs)
+            deps = sorted({d for j in jobs for d in j.deps})
+            ex.submit(pack, WorkerContext(
+                artifacts=spec.artifacts, device=device, threads=spec.executor.threads,
+                parent_artifacts=tuple((d, tuple(sorted(arts[d].items()))) for d in deps)))
+            if display:
+                display.pack_started(pack)
+        if in_flight == 0:
+            raise RuntimeError(
+                f"{len(waiting)} jobs wait on parents that are neither done nor scheduled; the "
+                "store and the plan disagree. Delete the study's store to start over")
+        for pack, results in ex.wait():
+            in_flight -= len(pack.jobs)
+            _record(results, store, status, children, waiting, summary)
+            for r in results:
+                if r.status != "done":
+                    continue
+                arts[r.job_id] = r.artifacts
+                for c in children.get(r.job_id, ()):
+                    if c in missing:
+                        missing[c] -= 1
+                        if missing[c] == 0 and c in waiting:
+                            make_ready(c)
+            if display:
+                display.pack_finished(pack, results)
+
+
+def _record(results: list[JobResult], store: Store, status: dict[str, str],
+            children: dict[str, list[str]], waiting: set[str], summary: RunSummary) -> None:
+    """Write one finished pack and block the dependents of its failed jobs."""
+    store.record(results)
+    failed = []
+    for r in results:
+        status[r.job_id] = r.status
+        waiting.discard(r.job_id)
+        summary.ran += 1
+        if r.status == "failed":
+            failed.append(r.job_id)
+    blocked = _block_descendants(failed, children, waiting, status)
+    if blocked:
+        store.set_status(blocked, "blocked", "blocked: a job it depends on failed")
+
+
+def _block_descendants(roots: list[str], children: dict[str, list[str]], waiting: set[str],
+                       status: dict[str, str]) -> list[str]:
+    """Mark every waiting descendant of ``roots`` blocked (in ``status``); return their ids."""
+    out = []
+    stack = list(roots)
+    while stack:
+        for c in children.get(stack.pop(), ()):
+            if c in waiting:
+                waiting.discard(c)
+                status[c] = "blocked"
+                out.append(c)
+                stack.append(c)
+    return out
+
+
+from prunescope.study.progress import RunDisplay  # noqa: E402  (type used in signatures)

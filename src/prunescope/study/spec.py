@@ -1,0 +1,545 @@
+"""Study specification: one TOML file -> a validated, frozen :class:`StudySpec`.
+
+Every key, its default and its allowed values are documented in ``docs/studies.md``. Validation
+happens entirely in :func:`load_spec` / :func:`parse_spec`, before any work: an unknown key, a
+wrong type or an impossible value raises :class:`SpecError` naming the key, the value found and
+what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prunescope.train import Recipe
+
+#: datasets a study may name (SPEC 4)
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
+#: architectures a study may name (SPEC 4)
+ARCHS = ("lenet5", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+#: pruning methods the study layer runs (SPEC 3)
+METHODS = ("mp", "gp", "up", "rp")
+#: methods of SPEC 3 the spec recognises but the study layer cannot run yet
+PLANNED_METHODS = ("lth", "chip", "l1-filter")
+#: methods that need the data-loss gradient of the dense model
+GRADIENT_METHODS = ("gp", "up")
+SCOPES = ("global", "layer")
+GRADIENT_MODES = ("full", "batches", "shrinkbench")
+DEVICES = ("auto", "cpu", "cuda")
+
+_TOP_KEYS = {
+    "name", "seed", "models", "datasets", "architectures", "methods", "ratios", "scope",
+    "distributions", "output", "artifacts", "device", "n_val", "test_subset", "split_seed", "corruption_seed",
+    "gradients", "train", "finetune", "executor", "grid",
+}
+_GRID_KEYS = {"datasets", "architectures", "methods", "ratios"}
+_GRADIENT_KEYS = {"mode", "n_batches"}
+_EXECUTOR_KEYS = {"pack_size", "gpus_per_pack", "cpus_per_pack", "threads"}
+_RECIPE_EXTRA_KEYS = {"epochs_scale", "epochs"}
+
+
+class SpecError(ValueError):
+    """A study spec is invalid; the message names the file, key, value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (dataset, architecture) cell of the grid and the pruning it receives.
+
+    Attributes:
+        dataset, arch: names from :data:`DATASETS`, :data:`ARCHS`.
+        methods: ``((method, (ratio, ...)), ...)``, methods in :data:`METHODS` order, ratios
+            ascending compression ratios > 1 (SPEC 3).
+    """
+
+    dataset: str
+    arch: str
+    methods: tuple[tuple[str, tuple[float, ...]], ...]
+
+
+@dataclass(frozen=True)
+class GradientSpec:
+    """How GP and UP obtain the data-loss gradient (SPEC 3): ``mode`` in :data:`GRADIENT_MODES`;
+    ``n_batches`` (batches of the training recipe's batch size) only for ``mode = "batches"``."""
+
+    mode: str = "full"
+    n_batches: int | None = None
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """Scheduling settings (never part of a job id).
+
+    Attributes:
+        pack_size: jobs of one (kind, dataset, arch) fused into one pack, >= 1. 1 = one model
+            at a time (the CPU default).
+        gpus_per_pack: GPUs a Ray pack task asks for when the cluster has GPUs, in (0, 1] or a
+            whole number.
+        cpus_per_pack: CPUs a Ray pack task asks for when there are no GPUs.
+        threads: torch intra-op threads in each worker; 0 = torch's default. Pin it (e.g. 1)
+            when results must be bit-identical between executors with different CPU counts.
+    """
+
+    pack_size: int = 1
+    gpus_per_pack: float = 1.0
+    cpus_per_pack: int = 1
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study.
+
+    Attributes:
+        name: study name (letters, digits, ``-``, ``_``, ``.``).
+        seed: study seed; model m's seed is :func:`prunescope.study.plan.model_seed` (seed, m).
+        models: number of independently trained models (seeds) per cell.
+        cells: the grid, one :class:`Cell` per (dataset, arch), in the file's order.
+        scope: mask scope, ``global`` or ``layer`` (SPEC 3).
+        distributions: test distributions every model is evaluated on (``nominal`` first).
+        gradients: gradient mode of GP/UP.
+        train_overrides, finetune_overrides: ``((key, value), ...)`` applied on top of the
+            SPEC 4 recipe of each architecture; ``arch_overrides`` per-architecture ones,
+            ``((phase, arch, ((key, value), ...)), ...)``.
+        n_val: images held out of the training split for checkpoint choice (SPEC 4).
+        test_subset: evaluate on a seeded stratified subset of this many test images
+            (``None``: the whole test split, as the paper); for smoke tests only.
+        split_seed: seed of the stratified train/validation draw (and of ``test_subset``).
+        corruption_seed: seed of the corrupted test sets (shared by every model).
+        output: absolute local path of the study's output folder (the SQLite store lives there).
+        artifacts: where weights, masks and gradients go: a local path or any fsspec URL
+            (default ``<output>/artifacts``); Ray workers on other machines need a shared one.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        executor: scheduling settings.
+        path: the spec file (``None`` when parsed from a string); text: its exact text.
+    """
+
+    name: str
+    seed: int
+    models: int
+    cells: tuple[Cell, ...]
+    scope: str = "global"
+    distributions: tuple[str, ...] = ("nominal",)
+    gradients: GradientSpec = GradientSpec()
+    train_overrides: tuple[tuple[str, Any], ...] = ()
+    finetune_overrides: tuple[tuple[str, Any], ...] = ()
+    arch_overrides: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] = ()
+    n_val: int = 5000
+    test_subset: int | None = None
+    split_seed: int = 0
+    corruption_seed: int = 0
+    output: str = ""
+    artifacts: str = ""
+    device: str = "auto"
+    executor: ExecutorSpec = ExecutorSpec()
+    path: str | None = None
+    text: str = ""
+
+    def recipe(self, arch: str, phase: str) -> Recipe:
+        """The recipe of ``phase`` (``train`` or ``finetune``) for ``arch``: SPEC 4's
+        ``Recipe.paper(arch)`` with the spec's ``[train]``/``[finetune]`` overrides, then the
+        ``[train.<arch>]``/``[finetune.<arch>]`` ones."""
+        if phase not in ("train", "finetune"):
+            raise ValueError(f"phase must be 'train' or 'finetune', got {phase!r}")
+        base = Recipe.paper(arch, finetune=phase == "finetune")
+        general = self.train_overrides if phase == "train" else self.finetune_overrides
+        specific = next((o for p, a, o in self.arch_overrides if p == phase and a == arch), ())
+        return _apply_overrides(base, dict(general) | dict(specific), f"[{phase}]")
+
+    def device_name(self) -> str:
+        """The torch device to use: ``auto`` resolves to ``cuda`` when available, else ``cpu``."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_spec(path: str | os.PathLike[str], output: str | None = None) -> StudySpec:
+    """Read and validate a study TOML file.
+
+    Args:
+        path: the ``.toml`` file.
+        output: overrides the spec's ``output`` (a local folder; relative to the current
+            directory).
+
+    Returns:
+        The frozen :class:`StudySpec`. A relative ``output`` in the file resolves against the
+        file's folder; without ``output`` the study writes to ``<file's folder>/runs/<name>``.
+
+    Raises:
+        SpecError: unreadable file, TOML syntax error, or any invalid key/value.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError(f"cannot read study spec {str(p)!r}: {e.strerror or e}") from e
+    out = None if output is None else str(Path(output).resolve())
+    return parse_spec(text, base_dir=p.resolve().parent, source=str(p.resolve()), output=out)
+
+
+def parse_spec(
+    text: str,
+    base_dir: str | os.PathLike[str] | None = None,
+    source: str | None = None,
+    output: str | None = None,
+) -> StudySpec:
+    """Validate TOML ``text`` into a :class:`StudySpec` (see :func:`load_spec`).
+
+    ``base_dir`` (default: the current directory) anchors a relative ``output``; ``source``
+    names the file in error messages and becomes ``StudySpec.path``; ``output`` overrides the
+    spec's output folder as given.
+    """
+    where = source or "<study spec>"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{where}: not valid TOML: {e}") from e
+    v = _Validator(where)
+    v.keys(raw, _TOP_KEYS, "")
+
+    name = v.get(raw, "name", str, required=True)
+    if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
+        v.fail("name", name, "a non-empty name of letters, digits, '-', '_' or '.'")
+    seed = v.get(raw, "seed", int, default=0)
+    if seed < 0:
+        v.fail("seed", seed, "an integer >= 0")
+    models = v.get(raw, "models", int, required=True)
+    if models < 1:
+        v.fail("models", models, "an integer >= 1 (the number of seeds per cell)")
+    scope = v.choice(raw, "scope", SCOPES, default="global")
+    device = v.get(raw, "device", str, default="auto")
+    if device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
+        v.fail("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+    n_val = v.get(raw, "n_val", int, default=5000)
+    if n_val < 1:
+        v.fail("n_val", n_val, "an integer >= 1 (validation images held out of the train split)")
+    test_subset = v.get(raw, "test_subset", int, default=None)
+    if test_subset is not None and test_subset < 1:
+        v.fail("test_subset", test_subset, "an integer >= 1 (test images to evaluate on)")
+    split_seed = v.get(raw, "split_seed", int, default=0)
+    corruption_seed = v.get(raw, "corruption_seed", int, default=0)
+
+    raw_dists = v.get(raw, "distributions", list, default=["nominal"])
+    distributions = tuple(_distribution(v, f"distributions[{i}]", d)
+                          for i, d in enumerate(raw_dists))
+    if len(set(distributions)) != len(distributions) or not distributions:
+        v.fail("distributions", raw_dists, "a non-empty list without repeats")
+    distributions = tuple(sorted(distributions, key=lambda d: (d != "nominal", d)))
+
+    top_methods = v.methods(raw, "methods", default=None)
+    top_ratios = v.ratios(raw, "ratios", default=None)
+    cells = _cells(v, raw, top_methods, top_ratios)
+
+    gtab = v.get(raw, "gradients", dict, default={})
+    v.keys(gtab, _GRADIENT_KEYS, "gradients.")
+    mode = v.choice(gtab, "mode", GRADIENT_MODES, default="full", prefix="gradients.")
+    n_batches = v.get(gtab, "n_batches", int, default=None, prefix="gradients.")
+    if mode == "batches" and (n_batches is None or n_batches < 1):
+        v.fail("gradients.n_batches", n_batches, "an integer >= 1 when gradients.mode = 'batches'")
+    if mode != "batches" and n_batches is not None:
+        v.fail("gradients.n_batches", n_batches, "absent unless gradients.mode = 'batches'")
+
+    etab = v.get(raw, "executor", dict, default={})
+    v.keys(etab, _EXECUTOR_KEYS, "executor.")
+    ex = ExecutorSpec(
+        pack_size=v.get(etab, "pack_size", int, default=1, prefix="executor."),
+        gpus_per_pack=float(v.get(etab, "gpus_per_pack", float, default=1.0, prefix="executor.")),
+        cpus_per_pack=v.get(etab, "cpus_per_pack", int, default=1, prefix="executor."),
+        threads=v.get(etab, "threads", int, default=0, prefix="executor."),
+    )
+    if ex.pack_size < 1:
+        v.fail("executor.pack_size", ex.pack_size, "an integer >= 1")
+    g = ex.gpus_per_pack
+    if not (0 < g <= 1 or (g > 1 and g == int(g))):
+        v.fail("executor.gpus_per_pack", g, "a fraction in (0, 1] or a whole number of GPUs")
+    if ex.cpus_per_pack < 1:
+        v.fail("executor.cpus_per_pack", ex.cpus_per_pack, "an integer >= 1")
+    if ex.threads < 0:
+        v.fail("executor.threads", ex.threads, "an integer >= 0 (0 = torch's default)")
+
+    archs = sorted({c.arch for c in cells})
+    phase_over: dict[str, tuple[tuple[str, Any], ...]] = {}
+    arch_over: list[tuple[str, str, tuple[tuple[str, Any], ...]]] = []
+    for phase in ("train", "finetune"):
+        tab = v.get(raw, phase, dict, default={})
+        general = {k: val for k, val in tab.items() if not isinstance(val, dict)}
+        phase_over[phase] = _validated_overrides(v, general, f"{phase}.")
+        for arch, sub in ((k, val) for k, val in tab.items() if isinstance(val, dict)):
+            if arch not in ARCHS:
+                v.fail(f"{phase}.{arch}", "(table)", f"a recipe key or an architecture table "
+                       f"[{phase}.<arch>] with <arch> one of {', '.join(ARCHS)}")
+            arch_over.append((phase, arch, _validated_overrides(v, sub, f"{phase}.{arch}.")))
+
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    if output is None:
+        out_raw = v.get(raw, "output", str, default=f"runs/{name}")
+        if _is_url(out_raw):
+            v.fail("output", out_raw, "a local folder (the SQLite store needs a local file); put "
+                   "remote artifacts under the 'artifacts' key instead")
+        output = str((base / out_raw).resolve())
+    art_raw = v.get(raw, "artifacts", str, default=None)
+    if art_raw is None:
+        artifacts = str(Path(output) / "artifacts")
+    else:
+        artifacts = art_raw if _is_url(art_raw) else str((base / art_raw).resolve())
+
+    spec = StudySpec(
+        name=name, seed=seed, models=models, cells=cells, scope=scope,
+        distributions=distributions, gradients=GradientSpec(mode, n_batches),
+        train_overrides=phase_over["train"], finetune_overrides=phase_over["finetune"],
+        arch_overrides=tuple(arch_over), n_val=n_val, test_subset=test_subset, split_seed=split_seed,
+        corruption_seed=corruption_seed, output=output, artifacts=artifacts, device=device, executor=ex,
+        path=source, text=text,
+    )
+    for arch in archs:  # build every recipe now so recipe errors surface before any work
+        for phase in ("train", "finetune"):
+            try:
+                spec.recipe(arch, phase)
+            except SpecError:
+                raise
+            except ValueError as e:
+                raise SpecError(f"{where}: the [{phase}] recipe of {arch} is invalid: {e}") from e
+    _check_ratios(v, spec)
+    return spec
+
+
+def _check_ratios(v: _Validator, spec: StudySpec) -> None:
+    """Fail on a ratio that no model of its cell can reach (SPEC 3: all params / nonzero)."""
+    from prunescope.data import info
+    from prunescope.models import build_model
+    from prunescope.prune import UnreachableRatioError, count_parameters, keep_count, prunable
+
+    for cell in spec.cells:
+        if not cell.methods:
+            continue
+        top = max(r for _, ratios in cell.methods for r in ratios)
+        inf = info(cell.dataset)
+        h, _, c = inf.shape_hwc
+        model = build_model(cell.arch, inf.num_classes, c, image_size=h)
+        n_prunable = sum(p.numel() for p in prunable(model).values())
+        try:
+            keep_count(count_parameters(model), n_prunable, top)
+        except UnreachableRatioError as e:
+            v.fail("ratios", top, f"ratios {cell.arch} on {cell.dataset} can reach: {e}")
+
+
+# ---- grid -----------------------------------------------------------------------------------
+def _cells(
+    v: _Validator,
+    raw: dict[str, Any],
+    top_methods: tuple[str, ...] | None,
+    top_ratios: tuple[float, ...] | None,
+) -> tuple[Cell, ...]:
+    """Expand the top-level grid or the ``[[grid]]`` entries into merged cells."""
+    entries: list[tuple[str, dict[str, Any]]]
+    if "grid" in raw:
+        for key in ("datasets", "architectures"):
+            if key in raw:
+                v.fail(key, raw[key], "absent when [[grid]] entries are given (put it in each "
+                       "[[grid]] entry instead)")
+        grid = raw["grid"]
+        if not isinstance(grid, list) or not grid or not all(isinstance(g, dict) for g in grid):
+            v.fail("grid", grid, "a non-empty array of tables ([[grid]] entries)")
+        entries = [(f"grid[{i}].", g) for i, g in enumerate(grid)]
+    else:
+        entries = [("", {k: raw[k] for k in _GRID_KEYS if k in raw})]
+
+    merged: dict[tuple[str, str], dict[str, set[float]]] = {}
+    for prefix, entry in entries:
+        if prefix:
+            v.keys(entry, _GRID_KEYS, prefix)
+        datasets = v.names(entry, "datasets", DATASETS, prefix)
+        archs = v.names(entry, "architectures", ARCHS, prefix)
+        methods = v.methods(entry, "methods", default=top_methods, prefix=prefix)
+        ratios = v.ratios(entry, "ratios", default=top_ratios, prefix=prefix)
+        if methods is None:
+            v.fail(f"{prefix}methods", None, f"a list of methods from {', '.join(METHODS)} "
+                   "(here or at the top level); use [] for dense models only")
+        if methods and ratios is None:
+            v.fail(f"{prefix}ratios", None, "a list of compression ratios > 1 (here or at the "
+                   "top level)")
+        for d in datasets:
+            for a in archs:
+                if a == "lenet5" and d.startswith("cifar") or a != "lenet5" and "mnist" in d:
+                    v.fail(f"{prefix}architectures", a, f"an architecture that fits {d}: "
+                           + ("resnet*" if d.startswith("cifar") else "lenet5"))
+                cell = merged.setdefault((d, a), {})
+                for m in methods or ():
+                    cell.setdefault(m, set()).update(ratios or ())
+    return tuple(
+        Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in METHODS if m in ms))
+        for (d, a), ms in merged.items()
+    )
+
+
+# ---- recipe overrides -----------------------------------------------------------------------
+def _validated_overrides(v: _Validator, tab: dict[str, Any], prefix: str
+                         ) -> tuple[tuple[str, Any], ...]:
+    """Type-check ``[train]``/``[finetune]`` keys against :class:`Recipe`'s fields."""
+    hints = typing.get_type_hints(Recipe)
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    v.keys(tab, fields | _RECIPE_EXTRA_KEYS, prefix)
+    if "epochs" in tab and "epochs_scale" in tab:
+        v.fail(f"{prefix}epochs", tab["epochs"], "absent when epochs_scale is given (use one)")
+    out: list[tuple[str, Any]] = []
+    for key in sorted(tab):
+        val = tab[key]
+        if key == "epochs_scale":
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or not val > 0:
+                v.fail(prefix + key, val, "a number > 0 multiplying every schedule block's epochs")
+            out.append((key, float(val)))
+        elif key == "epochs":
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                v.fail(prefix + key, val, "an integer >= 1 (the schedule is scaled to it)")
+            out.append((key, val))
+        elif key == "schedule":
+            ok = isinstance(val, list) and val and all(
+                isinstance(b, list) and len(b) == 2 and _is_int(b[0]) and _is_num(b[1])
+                for b in val)
+            if not ok:
+                v.fail(prefix + key, val, "a non-empty list of [epochs, lr] pairs, e.g. "
+                       "[[10, 0.1], [5, 0.01]]")
+            out.append((key, tuple((int(e), float(lr)) for e, lr in val)))
+        else:
+            if not _matches(val, hints[key]):
+                v.fail(prefix + key, val, f"a value of type {_type_name(hints[key])}")
+            out.append((key, float(val) if hints[key] is float else val))
+    return tuple(out)
+
+
+def _apply_overrides(base: Recipe, over: dict[str, Any], where: str) -> Recipe:
+    """``base`` with ``over`` applied; ``epochs_scale``/``epochs`` rescale the schedule last."""
+    fields = {k: val for k, val in over.items() if k not in _RECIPE_EXTRA_KEYS}
+    recipe = dataclasses.replace(base, **fields)
+    if "epochs_scale" in over:
+        epochs = max(1, round(recipe.epochs * over["epochs_scale"]))
+        recipe = recipe.with_epochs(epochs)
+    if "epochs" in over:
+        recipe = recipe.with_epochs(over["epochs"])
+    return recipe
+
+
+def _matches(val: Any, hint: Any) -> bool:
+    """Whether a TOML value fits a simple type hint (bool, int, float, str, X | None)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_matches(val, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return val is None
+    if hint is bool:
+        return isinstance(val, bool)
+    if hint is int:
+        return _is_int(val)
+    if hint is float:
+        return _is_num(val)
+    if hint is str:
+        return isinstance(val, str)
+    return False
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
+
+
+def _is_url(s: str) -> bool:
+    return "://" in s
+
+
+def _distribution(v: _Validator, key: str, name: Any) -> str:
+    """The canonical name of a test distribution (``prunescope.data.corruptions``)."""
+    from prunescope.data.corruptions import CORRUPTIONS, Distribution
+
+    try:
+        return Distribution.parse(name).name
+    except (TypeError, ValueError):
+        v.fail(key, name, "'nominal', '<corruption>-<severity 1..5>' with corruption one of "
+               f"{', '.join(CORRUPTIONS)}, or 'noise-<std>' (std on the 0..1 scale)")
+
+
+class _Validator:
+    """Typed access to a TOML table; every failure names the file, key, value and allowed."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, key: str, value: Any, allowed: str) -> typing.NoReturn:
+        raise SpecError(f"{self.where}: key '{key}' = {value!r} is invalid; allowed: {allowed}")
+
+    def keys(self, tab: dict[str, Any], allowed: set[str], prefix: str) -> None:
+        unknown = sorted(set(tab) - allowed)
+        if unknown:
+            raise SpecError(
+                f"{self.where}: unknown key '{prefix}{unknown[0]}'"
+                + (f" (and {', '.join(prefix + u for u in unknown[1:])})" if unknown[1:] else "")
+                + f"; allowed keys here: {', '.join(sorted(allowed))}"
+            )
+
+    def get(self, tab: dict[str, Any], key: str, typ: type, *, default: Any = None,
+            required: bool = False, prefix: str = "") -> Any:
+        if key not in tab:
+            if required:
+                raise SpecError(f"{self.where}: missing required key '{prefix}{key}'")
+            return default
+        val = tab[key]
+        ok = _is_int(val) if typ is int else _is_num(val) if typ is float else isinstance(val, typ)
+        if not ok:
+            self.fail(prefix + key, val, f"a value of type {typ.__name__}")
+        return val
+
+    def choice(self, tab: dict[str, Any], key: str, allowed: tuple[str, ...], *, default: str,
+               prefix: str = "") -> str:
+        val = self.get(tab, key, str, default=default, prefix=prefix)
+        if val not in allowed:
+            self.fail(prefix + key, val, f"one of {', '.join(allowed)}")
+        return val
+
+    def names(self, tab: dict[str, Any], key: str, allowed: tuple[str, ...], prefix: str
+              ) -> tuple[str, ...]:
+        vals = self.get(tab, key, list, required=True, prefix=prefix)
+        if not vals:
+            self.fail(prefix + key, vals, f"a non-empty list from {', '.join(allowed)}")
+        for i, x in enumerate(vals):
+            if x not in allowed:
+                self.fail(f"{prefix}{key}[{i}]", x, f"one of {', '.join(allowed)}")
+        return tuple(dict.fromkeys(vals))
+
+    def methods(self, tab: dict[str, Any], key: str, *, default: tuple[str, ...] | None,
+                prefix: str = "") -> tuple[str, ...] | None:
+        if key not in tab:
+            return default
+        vals = self.get(tab, key, list, prefix=prefix)
+        for i, m in enumerate(vals):
+            if m in PLANNED_METHODS:
+                self.fail(f"{prefix}{key}[{i}]", m, f"one of {', '.join(METHODS)} ({m} is "
+                          "specified in SPEC 3 but not implemented in the study layer yet)")
+            if m not in METHODS:
+                self.fail(f"{prefix}{key}[{i}]", m, f"one of {', '.join(METHODS)}")
+        return tuple(dict.fromkeys(vals))
+
+    def ratios(self, tab: dict[str, Any], key: str, *, default: tuple[float, ...] | None,
+               prefix: str = "") -> tuple[float, ...] | None:
+        if key not in tab:
+            return default
+        vals = self.get(tab, key, list, prefix=prefix)
+        if not vals:
+            self.fail(prefix + key, vals, "a non-empty list of compression ratios > 1")
+        for i, r in enumerate(vals):
+            if not _is_num(r) or r <= 1:
+                self.fail(f"{prefix}{key}[{i}]", r, "a finite compression ratio > 1 "
+                          "(all params / nonzero params, SPEC 3)")
+        return tuple(sorted({float(r) for r in vals}))

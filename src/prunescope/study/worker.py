@@ -1,0 +1,269 @@
+"""What a worker does with a pack: train, compute gradients, prune + fine-tune, evaluate.
+
+Workers read the data themselves (from the local dataset cache), read parent artifacts, write
+their own artifacts, and return :class:`~prunescope.study.store.JobResult` objects; they never
+touch the SQLite store. Each job of a pack runs in its own ``try``: an exception (NaN loss,
+out of memory, a missing file...) becomes a ``failed`` result carrying the error, and the other
+jobs of the pack go on.
+
+Determinism: every job runs with ``torch.use_deterministic_algorithms(True)`` and explicit
+seeds only, so a job computes the same weights and counts whenever and wherever it runs on the
+same kind of device (and the same number of torch threads: pin ``[executor] threads`` when
+comparing executors).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from prunescope.study.artifacts import Artifacts
+from prunescope.study.packs import Pack
+from prunescope.study.plan import Job
+from prunescope.study.store import JobResult
+
+#: ``progress(job, done, total)``: a job of the pack advanced (optimiser steps or phases)
+ProgressFn = Callable[[Job, int, int], None]
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Everything a worker needs besides the pack (picklable, sent to Ray workers).
+
+    Attributes:
+        artifacts: artifact root (local folder or fsspec URL).
+        device: torch device name (``cpu``, ``cuda``, ``cuda:1``).
+        data_dir: dataset cache folder (``None``: ``PRUNESCOPE_DATA`` or ``~/.cache/prunescope``).
+        threads: torch intra-op threads (0 = leave torch's default).
+        parent_artifacts: ``{job id: {name: url}}`` of the done parents of the pack's jobs.
+    """
+
+    artifacts: str
+    device: str = "cpu"
+    data_dir: str | None = None
+    threads: int = 0
+    parent_artifacts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+    def parent(self, job_id: str) -> dict[str, str]:
+        """Artifacts of parent ``job_id``."""
+        for jid, arts in self.parent_artifacts:
+            if jid == job_id:
+                return dict(arts)
+        raise KeyError(f"the driver sent no artifacts for parent job {job_id}")
+
+
+def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
+             ) -> list[JobResult]:
+    """Run every job of ``pack``; one :class:`JobResult` per job, in pack order.
+
+    A pack of G > 1 jobs runs its jobs one after another here; the stacked pack trainer
+    (docs/architecture.md, "packs") replaces this for ``train``/``prune_finetune`` packs.
+    """
+    arts = Artifacts(ctx.artifacts)
+    with _deterministic(ctx.threads):
+        return [_run_one(job, ctx, arts, progress) for job in pack.jobs]
+
+
+def _run_one(job: Job, ctx: WorkerContext, arts: Artifacts, progress: ProgressFn | None
+             ) -> JobResult:
+    started = time.time()
+    t0 = time.perf_counter()
+    step = (lambda d, t: progress(job, d, t)) if progress is not None else None
+    try:
+        fn = _RUNNERS[job.kind]
+        result = fn(job, ctx, arts, step)
+    except Exception as e:  # noqa: BLE001 -- every failure is recorded, the study goes on
+        tb = traceback.format_exc(limit=-4)
+        result = JobResult(job.id, "failed", error=f"{type(e).__name__}: {e}\n{tb}")
+    result.started, result.finished = started, time.time()
+    result.wall_s = time.perf_counter() - t0
+    result.info["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    return result
+
+
+@contextmanager
+def _deterministic(threads: int) -> Iterator[None]:
+    """Deterministic torch algorithms (and ``threads`` intra-op threads) inside the block; the
+    previous settings are restored afterwards."""
+    was_det = torch.are_deterministic_algorithms_enabled()
+    was_threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True, warn_only=False)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_det)
+        torch.set_num_threads(was_threads)
+
+
+# ---- data -------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _split(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(x uint8 NHWC, y int64)`` of a dataset split, cached per worker process."""
+    from prunescope.data import load
+
+    s = load(dataset, split, data_dir)
+    return s.x, s.y
+
+
+def _train_val(dataset: str, n_val: int, split_seed: int, data_dir: str | None, device: str):
+    """Training part and validation hold-out of the train split as ``DeviceImages``."""
+    from prunescope.data import info, train_val_indices
+    from prunescope.data.device import DeviceImages
+
+    x, y = _split(dataset, "train", data_dir)
+    tr, va = train_val_indices(y, n_val, seed=split_seed)
+    inf = info(dataset)
+    return (DeviceImages(x[tr], y[tr], inf.mean, inf.std, device),
+            DeviceImages(x[va], y[va], inf.mean, inf.std, device))
+
+
+@functools.lru_cache(maxsize=8)
+def _test_arrays(dataset: str, subset: int | None, split_seed: int, distribution: str,
+                 corruption_seed: int, data_dir: str | None) -> tuple[torch.Tensor, np.ndarray]:
+    """``(x uint8 NHWC tensor, y int64)`` of the test split (or its seeded stratified
+    ``subset``), shifted to ``distribution``; cached per worker process, since every model of a
+    study is evaluated on the same images."""
+    from prunescope.data import train_val_indices
+    from prunescope.data.corruptions import apply_distribution
+
+    x, y = _split(dataset, "test", data_dir)
+    if subset is not None and subset < len(y):
+        _, idx = train_val_indices(y, subset, seed=split_seed)
+        x, y = x[idx], y[idx]
+    return apply_distribution(torch.from_numpy(x), distribution, corruption_seed), y
+
+
+def _load_parent(ctx: WorkerContext, job_id: str, device: str):
+    """``(model, meta, masks)`` of a done train/prune_finetune parent."""
+    from prunescope.train import load_checkpoint
+
+    url = ctx.parent(job_id)["weights"]
+    arts = Artifacts(ctx.artifacts)
+    side = url + ".json"
+    with arts.reading(url, side) as (weights, _):
+        return load_checkpoint(weights, device=device)
+
+
+def _save_model(arts: Artifacts, job: Job, model: torch.nn.Module, meta: dict[str, Any],
+                masks: dict[str, torch.Tensor] | None = None) -> dict[str, str]:
+    from prunescope.train import save_checkpoint
+
+    name = f"{job.id}.safetensors"
+    with arts.writing(job.kind) as tmp:
+        save_checkpoint(tmp / name, model, meta, masks=masks)
+    return {"weights": arts.url(f"{job.kind}/{name}")}
+
+
+# ---- the job kinds ------------------------------------------------------------------------------
+def _train(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None) -> JobResult:
+    from prunescope.data import info
+    from prunescope.models import build_model
+    from prunescope.train import Recipe, fit
+
+    p = job.params
+    train, val = _train_val(p["dataset"], p["n_val"], p["split_seed"], ctx.data_dir, ctx.device)
+    inf = info(p["dataset"])
+    h, _, c = inf.shape_hwc
+    model = build_model(p["arch"], inf.num_classes, c, seed=p["seed"], image_size=h)
+    model = model.to(ctx.device)
+    recipe = Recipe.from_dict(p["recipe"])
+    fit_res = fit(model, train, val, recipe, p["seed"],
+                  progress=(lambda s, t, _i: step(s, t)) if step else None)
+    meta = {"arch": p["arch"], "num_classes": inf.num_classes, "in_channels": c,
+            "image_size": h, "dataset": p["dataset"], "n_val": p["n_val"],
+            "split_seed": p["split_seed"], "recipe": recipe, "seed": p["seed"],
+            "epochs": recipe.epochs, "best_epoch": fit_res.best_epoch,
+            "history": fit_res.history, "job_id": job.id}
+    arts_out = _save_model(arts, job, model, meta)
+    return JobResult(job.id, "done", achieved_ratio=1.0, artifacts=arts_out,
+                     info={"best_epoch": fit_res.best_epoch, "history": fit_res.history})
+
+
+def _gradients(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
+               ) -> JobResult:
+    from safetensors.torch import save_file
+
+    from prunescope.prune import data_gradients
+
+    p = job.params
+    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
+    train, _ = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"], ctx.data_dir,
+                          ctx.device)
+    kw: dict[str, Any] = {"mode": p["mode"]}
+    if p["mode"] != "full":
+        kw |= {"n_batches": p.get("n_batches"), "batch_size": p["batch_size"], "seed": p["seed"]}
+    grads = data_gradients(model, train, **kw)
+    name = f"{job.id}.safetensors"
+    with arts.writing(job.kind) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in grads.items()}, str(tmp / name))
+    if step:
+        step(1, 1)
+    return JobResult(job.id, "done", artifacts={"gradients": arts.url(f"{job.kind}/{name}")})
+
+
+def _prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
+                    ) -> JobResult:
+    from safetensors.torch import load_file
+
+    from prunescope.prune import prune_model
+    from prunescope.train import Recipe, derive_seed, fit
+
+    p = job.params
+    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
+    grads = None
+    if "gradients" in p:
+        url = ctx.parent(p["gradients"])["gradients"]
+        with arts.reading(url) as (path,):
+            grads = load_file(str(path), device=ctx.device)
+    mres = prune_model(model, p["method"], p["ratio"], grads=grads,
+                       seed=derive_seed(p["seed"], "rp"), scope=p["scope"], meta=meta)
+    train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
+                            ctx.data_dir, ctx.device)
+    recipe = Recipe.from_dict(p["recipe"])
+    fit_res = fit(model, train, val, recipe, derive_seed(p["seed"], "finetune"),
+                  masks=mres.masks, progress=(lambda s, t, _i: step(s, t)) if step else None)
+    new_meta = {k: meta[k] for k in ("arch", "num_classes", "in_channels", "image_size",
+                                     "dataset", "n_val", "split_seed", "seed")}
+    new_meta |= {"recipe": recipe, "parent_weight_decay": meta["weight_decay"],
+                 "method": p["method"], "pruning": mres.summary(), "epochs": recipe.epochs,
+                 "best_epoch": fit_res.best_epoch, "history": fit_res.history, "job_id": job.id}
+    arts_out = _save_model(arts, job, model, new_meta, masks=mres.masks)
+    return JobResult(job.id, "done", achieved_ratio=mres.achieved_ratio, artifacts=arts_out,
+                     info={"best_epoch": fit_res.best_epoch, "history": fit_res.history,
+                           "densities": mres.densities})
+
+
+def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
+              ) -> JobResult:
+    from prunescope.train import evaluate
+
+    p = job.params
+    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
+    from prunescope.data import info
+    from prunescope.data.device import DeviceImages
+
+    x, y = _test_arrays(meta["dataset"], p.get("test_subset"), p.get("split_seed", 0),
+                        p["distribution"], p.get("corruption_seed", 0), ctx.data_dir)
+    inf = info(meta["dataset"])
+    images = DeviceImages(x, y, inf.mean, inf.std, ctx.device)
+    cm = evaluate(model, images, int(meta["num_classes"]))
+    if step:
+        step(1, 1)
+    acc = float(np.trace(cm) / max(1, cm.sum()))
+    return JobResult(job.id, "done", confusion=cm, distribution=p["distribution"],
+                     info={"accuracy": acc})
+
+
+_RUNNERS = {"train": _train, "gradients": _gradients, "prune_finetune": _prune_finetune,
+            "evaluate": _evaluate}
