@@ -68,38 +68,27 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def _present(alphas: pd.DataFrame, keys: list[str], factor: str) -> pd.DataFrame:
-    return alphas[[*keys, factor]].drop_duplicates()
-
-
-def _consecutive_pairs(alphas: pd.DataFrame, keys: list[str], factor: str,
-                       order: Sequence[object] | None) -> pd.DataFrame:
-    """Pairs of consecutive present values of ``factor`` within each ``keys`` group (ascending
-    values, or the position in ``order``; values not in ``order`` are skipped)."""
-    present = _present(alphas, keys, factor)
-    if order is None:
-        present = present.assign(_rank=present[factor].astype(np.float64))
-    else:
-        pos = {v: i for i, v in enumerate(order)}
-        present = present.assign(_rank=present[factor].map(pos)).dropna(subset=["_rank"])
+def _consecutive_pairs(enc: pd.DataFrame, keys: list[str], factor: str, rank: np.ndarray) -> pd.DataFrame:
+    """Pairs of consecutive present values of ``factor`` within each ``keys`` group, in the order
+    of ``rank`` (indexed by the factor's code; NaN = not compared)."""
+    present = enc[[*keys, factor]].drop_duplicates()
+    present = present.assign(_rank=rank[present[factor].to_numpy()]).dropna(subset=["_rank"])
     present = present.sort_values([*keys, "_rank"], kind="stable")
-    present["b"] = present.groupby(keys, sort=False, dropna=False)[factor].shift(-1)
+    present["b"] = present.groupby(keys, sort=False)[factor].shift(-1)
     pairs = present.dropna(subset=["b"]).rename(columns={factor: "a"})
+    pairs["b"] = pairs["b"].astype(np.int64)
     return pairs[[*keys, "a", "b", "_rank"]]
 
 
-def _listed_pairs(alphas: pd.DataFrame, keys: list[str], factor: str,
-                  pairs: Sequence[tuple[object, object]]) -> pd.DataFrame:
-    """The listed (a, b) pairs where both values are present within a ``keys`` group."""
-    present = _present(alphas, keys, factor)
-    parts = []
+def _listed_pairs(enc: pd.DataFrame, keys: list[str], factor: str,
+                  pairs: Sequence[tuple[int, int]]) -> pd.DataFrame:
+    """The listed (a, b) code pairs where both values are present within a ``keys`` group."""
+    present = enc[[*keys, factor]].drop_duplicates()
+    parts = [pd.DataFrame(columns=[*keys, "a", "b", "_rank"], dtype=np.int64)]
     for rank, (a, b) in enumerate(pairs):
         left = present.loc[present[factor] == a, keys]
         right = present.loc[present[factor] == b, keys]
-        both = left.merge(right, on=keys, how="inner")
-        parts.append(both.assign(a=a, b=b, _rank=rank))
-    if not parts:
-        return pd.DataFrame(columns=[*keys, "a", "b", "_rank"])
+        parts.append(left.merge(right, on=keys, how="inner").assign(a=a, b=b, _rank=rank))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -157,11 +146,29 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
     missing = [c for c in (*keys, factor, value, *(pair_on if paired else ())) if c not in alphas.columns]
     if missing:
         raise ValueError(f"alpha frame lacks column(s) {missing}; build it with prunescope.metrics.model_alpha")
+    # integer-code every key once: merges and groupbys on int64 are far cheaper than on strings
+    cols = list(dict.fromkeys([*keys, factor, *(pair_on if paired else ())]))
+    enc = pd.DataFrame({value: alphas[value].to_numpy(np.float64)})
+    uniques = {}
+    for c in cols:
+        enc[c], uniques[c] = pd.factorize(alphas[c], sort=True, use_na_sentinel=False)
+    levels = uniques[factor]
     if pairs_of == "consecutive":
-        pair_frame = _consecutive_pairs(alphas, keys, factor, order)
+        if order is None:
+            rank = np.arange(len(levels), dtype=np.float64)
+        else:
+            pos = {v: i for i, v in enumerate(order)}
+            rank = np.array([pos.get(v, np.nan) for v in levels], dtype=np.float64)
+        pair_frame = _consecutive_pairs(enc, keys, factor, rank)
     else:
-        pair_frame = _listed_pairs(alphas, keys, factor, pairs or ())
-    res = _run(alphas, pair_frame, keys, factor, value, paired, alternative, pair_on, equal_var)
+        code = {v: i for i, v in enumerate(levels)}
+        coded = [(code[a], code[b]) for a, b in (pairs or ()) if a in code and b in code]
+        pair_frame = _listed_pairs(enc, keys, factor, coded)
+    res = _run(enc, pair_frame, keys, factor, value, paired, alternative, pair_on, equal_var)
+    for c in keys:
+        res[c] = uniques[c].take(res[c].to_numpy()).array
+    res["a"] = levels.take(res["a"].to_numpy()).array
+    res["b"] = levels.take(res["b"].to_numpy()).array
     fam = list(fixed if family_by is None else family_by)
     name = pd.Series(kind, index=res.index)
     for k in fam:
