@@ -1,0 +1,147 @@
+"""The driver with a scripted executor: dependency order, failures, blocking, retry, resume,
+and the tidy results frame (issue 5). No training happens here (see test_run_real.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prunescope.metrics.tidy import validate
+from prunescope.study import FRAME_COLUMNS, load_results, make_plan, parse_spec, run_study
+from prunescope.study.store import JobResult
+
+SPEC = """
+name = "d"
+models = 2
+datasets = ["mnist"]
+architectures = ["lenet5"]
+methods = ["mp", "up"]
+ratios = [2, 4]
+distributions = ["nominal", "contrast-1"]
+[executor]
+pack_size = 3
+"""
+
+
+class ScriptedExecutor:
+    """Returns synthetic results; fails the jobs whose id is in ``fail``; two packs in flight."""
+
+    def __init__(self, fail=()):
+        self.fail = set(fail)
+        self.running = []
+        self.submitted = []
+        self.done = set()
+
+    def free_slots(self):
+        return 2 - len(self.running)
+
+    def submit(self, pack, ctx):
+        for j in pack.jobs:
+            assert all(d in self.done or d in dict(ctx.parent_artifacts) for d in j.deps)
+            for d in j.deps:
+                assert ctx.parent(d)["file"] == f"{d}.bin"
+        assert len({(j.kind, j.arch, j.dataset) for j in pack.jobs}) == 1
+        self.running.append(pack)
+        self.submitted.append(pack)
+
+    def wait(self):
+        pack = self.running.pop(0)
+        out = []
+        for j in pack.jobs:
+            if j.id in self.fail:
+                out.append(JobResult(j.id, "failed", error="RuntimeError: scripted failure"))
+                continue
+            self.done.add(j.id)
+            cm = None
+            if j.kind == "evaluate":
+                rng = np.random.default_rng(j.seed + int(j.ratio) + len(j.distribution))
+                cm = rng.integers(0, 50, size=(10, 10))
+            out.append(JobResult(j.id, "done", artifacts={"file": f"{j.id}.bin"},
+                                 achieved_ratio=j.ratio, confusion=cm,
+                                 distribution=j.distribution))
+        return [(pack, out)]
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def spec(tmp_path):
+    return parse_spec(SPEC, base_dir=tmp_path)
+
+
+def test_runs_everything_in_dependency_order(spec):
+    ex = ScriptedExecutor()
+    summary = run_study(spec, executor=ex)
+    plan = make_plan(spec)
+    assert summary.total == len(plan.jobs) == summary.ran and summary.failed == 0
+    assert max(len(p.jobs) for p in ex.submitted) == 3  # pack_size respected
+    res = load_results(spec)
+    assert set(res.jobs["status"]) == {"done"}
+    # a rerun on a complete store submits nothing
+    ex2 = ScriptedExecutor()
+    again = run_study(spec, executor=ex2)
+    assert again.ran == 0 and again.already_done == again.total and not ex2.submitted
+
+
+def test_results_frame_is_the_documented_tidy_frame(spec):
+    run_study(spec, executor=ScriptedExecutor())
+    res = load_results(spec)
+    f = res.frame
+    assert tuple(f.columns) == FRAME_COLUMNS
+    validate(f)  # the metrics layer accepts it as a tidy count frame
+    # 2 models x (dense + 2 methods x 2 ratios) x 2 distributions x 10 classes
+    assert len(f) == 2 * 5 * 2 * 10
+    dense = f[f["method"] == "dense"]
+    assert set(dense["ratio"]) == {1.0} and set(dense["achieved_ratio"]) == {1.0}
+    pruned = f[f["method"] != "dense"]
+    assert (pruned["achieved_ratio"] == pruned["ratio"]).all()
+    assert set(f["model"]) == {0, 1} and f["seed"].nunique() == 2
+    assert set(f["distribution"]) == {"nominal", "contrast-1"}
+    for col in ("cls", "support", "predicted", "correct", "model", "seed"):
+        assert f[col].dtype == np.int64
+    assert res.spec_text == SPEC and res.out_dir == spec.output
+
+
+def test_failure_blocks_dependents_and_retry_reruns_them(spec):
+    plan = make_plan(spec)
+    grads = [j for j in plan.jobs if j.kind == "gradients"]
+    target = grads[0]
+    summary = run_study(spec, executor=ScriptedExecutor(fail={target.id}))
+    assert summary.failed == 1 and summary.errors[target.id].startswith("RuntimeError")
+    res = load_results(spec)
+    st = res.jobs.set_index("id")["status"]
+    # dependents: the UP fine-tunings of that model and their evaluations
+    blocked = {j.id for j in plan.jobs if target.id in j.deps}
+    blocked |= {j.id for j in plan.jobs if set(j.deps) & blocked}
+    assert len(blocked) == 2 + 2 * 2
+    assert all(st[i] == "blocked" for i in blocked)
+    assert (st == "done").sum() == len(plan.jobs) - 1 - len(blocked)
+    # the rest of the study went on: model 1 is complete
+    assert (res.frame["model"] == 1).sum() == 5 * 2 * 10
+    # a plain rerun keeps the failure; --retry-failed reruns it and its dependents
+    ex = ScriptedExecutor()
+    assert run_study(spec, executor=ex).ran == 0 and not ex.submitted
+    again = run_study(spec, executor=ScriptedExecutor(), retry_failed=True)
+    assert again.ran == 1 + len(blocked) and again.failed == 0
+    assert set(load_results(spec).jobs["status"]) == {"done"}
+
+
+def test_interrupted_running_jobs_are_redone(spec):
+    """Jobs left 'running' by a killed driver are run again; done ones are not."""
+
+    class Interrupting(ScriptedExecutor):
+        def wait(self):
+            if len(self.done) >= 5:
+                raise KeyboardInterrupt
+            return super().wait()
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, executor=Interrupting())
+    jobs = load_results(spec).jobs
+    n_done = int((jobs["status"] == "done").sum())
+    assert n_done >= 5 and (jobs["status"] == "running").any()
+    ex = ScriptedExecutor()
+    summary = run_study(spec, executor=ex)
+    assert summary.already_done == n_done
+    assert summary.ran == len(jobs) - n_done
+    assert set(load_results(spec).jobs["status"]) == {"done"}

@@ -1,0 +1,115 @@
+"""The plan: content-addressed job ids, shared gradients, model seeds (issue 5; SPEC 3, SPEC 4)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from prunescope.study import RESULTS_VERSION, estimate_work, job_id, load_spec, make_plan, parse_spec
+from prunescope.study.plan import canonical_json, model_seed
+
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
+
+SPEC = """
+name = "p"
+seed = 3
+models = 3
+datasets = ["mnist"]
+architectures = ["lenet5"]
+methods = ["mp", "gp", "up", "rp"]
+ratios = [2, 10]
+distributions = ["nominal", "contrast-1"]
+"""
+
+
+def _plan(text=SPEC, tmp=None, **kw):
+    return make_plan(parse_spec(text, base_dir=tmp, **kw))
+
+
+def test_job_counts_and_dependency_order(tmp_path):
+    plan = _plan(tmp=tmp_path)
+    # 3 models: 3 dense, 3 gradients (GP and UP share one), 3 * 4 methods * 2 ratios pruned,
+    # every dense and pruned model on 2 distributions
+    assert plan.counts() == {"train": 3, "gradients": 3, "prune_finetune": 24,
+                             "evaluate": 2 * (3 + 24)}
+    seen = set()
+    for j in plan.jobs:
+        assert all(d in seen for d in j.deps), "parents must come before children"
+        seen.add(j.id)
+    assert len(seen) == len(plan.jobs)
+
+
+def test_gp_and_up_share_one_gradient_job(tmp_path):
+    plan = _plan(tmp=tmp_path)
+    for m in range(3):
+        grads = {j.params["gradients"] for j in plan.jobs
+                 if j.kind == "prune_finetune" and j.model == m and j.method in ("gp", "up")}
+        assert len(grads) == 1
+        assert not any("gradients" in j.params for j in plan.jobs
+                       if j.kind == "prune_finetune" and j.method in ("mp", "rp"))
+
+
+def test_ids_hash_exactly_the_result_determinants(tmp_path):
+    a = _plan(tmp=tmp_path)
+    # not part of the id: output folder, study name, device, executor settings
+    b = _plan(SPEC.replace('name = "p"', 'name = "other"') + 'device = "cpu"\n'
+              '[executor]\npack_size = 4\n', tmp=tmp_path / "elsewhere")
+    assert [j.id for j in a.jobs] == [j.id for j in b.jobs]
+    # a changed fine-tuning recipe keeps dense ids and changes every pruned id (and below)
+    c = _plan(SPEC + "[finetune]\nmax_steps_per_epoch = 5\n", tmp=tmp_path)
+    kinds = {j.id: j.kind for j in a.jobs}
+    same = {j.id for j in a.jobs} & {j.id for j in c.jobs}
+    assert {kinds[i] for i in same} == {"train", "gradients", "evaluate"}
+    assert sum(kinds[i] == "evaluate" for i in same) == 2 * 3  # evaluations of dense models
+    # a changed training recipe changes everything
+    d = _plan(SPEC + "[train]\nepochs = 2\n", tmp=tmp_path)
+    assert not {j.id for j in a.jobs} & {j.id for j in d.jobs}
+    # the id is the sha256 of the canonical params, which carry the version constant
+    j = a.jobs[0]
+    assert j.params["version"] == RESULTS_VERSION and job_id(j.params) == j.id
+    assert canonical_json({"b": 1, "a": [1.5, "x"]}) == '{"a":[1.5,"x"],"b":1}'
+
+
+def test_model_index_is_a_label_not_part_of_the_id(tmp_path):
+    # 5 models contain the 3 models of the 3-model study with the same ids
+    three = _plan(tmp=tmp_path)
+    five = _plan(SPEC.replace("models = 3", "models = 5"), tmp=tmp_path)
+    assert {j.id for j in three.jobs} < {j.id for j in five.jobs}
+    for j in three.jobs:
+        assert "model" not in j.params
+
+
+def test_model_seeds_deterministic_distinct_and_recorded(tmp_path):
+    plan = _plan(tmp=tmp_path)
+    seeds = {j.model: j.seed for j in plan.jobs if j.kind == "train"}
+    assert seeds == {m: model_seed(3, m) for m in range(3)}
+    assert len(set(seeds.values())) == 3
+    assert all(j.params["seed"] == j.seed for j in plan.jobs if j.kind == "train")
+    assert model_seed(3, 0) == model_seed(3, 0) != model_seed(4, 0)
+    assert all(0 <= model_seed(s, m) < 2**31 for s in range(3) for m in range(50))
+
+
+def test_estimate_counts_epochs_and_images(tmp_path):
+    plan = _plan(SPEC + "n_val = 1000\n[train]\nepochs = 2\n[finetune]\nepochs = 1\n"
+                 "max_steps_per_epoch = 10\n", tmp=tmp_path)
+    w = estimate_work(plan)
+    assert w["train"] == {"jobs": 3, "epochs": 6, "images": 3 * 2 * (59000 + 1000)}
+    assert w["prune_finetune"]["images"] == 24 * 1 * (10 * 128 + 1000)
+    assert w["gradients"]["images"] == 3 * 59000
+    assert w["evaluate"]["images"] == 54 * 10000
+
+
+def test_paper_grid_size():
+    plan = make_plan(load_spec(STUDIES / "paper.toml"))
+    # SPEC 4: 8 (dataset, arch) cells x 30 models; pruned per model: LeNet MP 5 x2 datasets,
+    # 4 ResNets MP+UP 10 each, ResNet-56/CIFAR-10 MP+UP+GP+RP 20, ResNet-56/CIFAR-100 MP+UP 10
+    assert plan.counts()["train"] == 240
+    assert plan.counts()["prune_finetune"] == 30 * (5 + 5 + 4 * 10 + 20 + 10)
+    assert plan.counts()["gradients"] == 30 * 6
+    assert plan.counts()["evaluate"] == 240 + 2400
+
+
+def test_lowratio_shares_ids_with_paper():
+    paper = {j.id for j in make_plan(load_spec(STUDIES / "paper.toml")).jobs}
+    low = make_plan(load_spec(STUDIES / "lowratio.toml"))
+    shared = [j for j in low.jobs if j.id in paper]
+    assert {j.kind for j in shared} == {"train", "gradients", "prune_finetune", "evaluate"}
+    assert {j.ratio for j in shared if j.kind == "prune_finetune"} == {2.0, 4.0, 10.0}

@@ -1,0 +1,177 @@
+"""Study spec validation (issue 5; SPEC 3 ratios, SPEC 4 grid and recipes)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prunescope.study import SpecError, load_spec, parse_spec
+from prunescope.train import Recipe
+
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
+
+BASE = """
+name = "t"
+models = 2
+datasets = ["mnist"]
+architectures = ["lenet5"]
+methods = ["mp", "up"]
+ratios = [4, 2]
+"""
+
+
+def test_minimal_spec_defaults(tmp_path):
+    spec = parse_spec(BASE, base_dir=tmp_path)
+    assert spec.name == "t" and spec.models == 2 and spec.seed == 0
+    assert [(c.dataset, c.arch, c.methods) for c in spec.cells] == [
+        ("mnist", "lenet5", (("mp", (2.0, 4.0)), ("up", (2.0, 4.0))))]
+    assert spec.scope == "global" and spec.distributions == ("nominal",)
+    assert spec.gradients.mode == "full" and spec.n_val == 5000
+    assert spec.output == str((tmp_path / "runs" / "t").resolve())
+    assert spec.artifacts == str(Path(spec.output) / "artifacts")
+    # SPEC 4 recipes by default
+    assert spec.recipe("lenet5", "train") == Recipe.paper_lenet()
+    assert spec.recipe("lenet5", "finetune") == Recipe.paper_lenet_finetune()
+
+
+def test_recipe_overrides_general_and_per_arch(tmp_path):
+    spec = parse_spec(BASE + """
+[train]
+epochs_scale = 0.1
+batch_size = 64
+[finetune]
+schedule = [[2, 0.05], [1, 0.005]]
+max_steps_per_epoch = 7
+[train.lenet5]
+weight_decay = 1e-4
+""", base_dir=tmp_path)
+    tr = spec.recipe("lenet5", "train")
+    assert tr.epochs == 3 and tr.batch_size == 64 and tr.weight_decay == 1e-4  # 30 * 0.1
+    ft = spec.recipe("lenet5", "finetune")
+    assert ft.schedule == ((2, 0.05), (1, 0.005)) and ft.max_steps_per_epoch == 7
+
+
+def test_resnet_recipe_scaled_keeps_spec4_shape(tmp_path):
+    spec = parse_spec("""
+name = "r"
+models = 1
+datasets = ["cifar10"]
+architectures = ["resnet20"]
+methods = ["mp"]
+ratios = [2]
+[train]
+epochs = 6
+""", base_dir=tmp_path)
+    assert spec.recipe("resnet20", "train") == Recipe.paper_resnet().with_epochs(6)
+    assert spec.recipe("resnet20", "finetune") == Recipe.paper_resnet_finetune()
+
+
+@pytest.mark.parametrize("extra, key, words", [
+    ("colour = 1", "colour", "allowed keys"),
+    ("[train]\nepochz = 3", "train.epochz", "allowed keys"),
+    ("[gradients]\nmode = 'half'", "gradients.mode", "full, batches, shrinkbench"),
+    ("[gradients]\nmode = 'batches'", "gradients.n_batches", ">= 1"),
+    ("[train]\nbatch_size = 'big'", "train.batch_size", "int"),
+    ("[train]\nnesterov = 1", "train.nesterov", "bool"),
+    ("[train]\nmomentum = 1.5", "train", "momentum"),
+    ("[train]\nschedule = [[0.5]]", "train.schedule", "[epochs, lr]"),
+    ("[executor]\npack_size = 0", "executor.pack_size", ">= 1"),
+    ("[executor]\ngpus_per_pack = 1.5", "executor.gpus_per_pack", "fraction"),
+    ("scope = 'row'", "scope", "global, layer"),
+    ("distributions = ['fog-3']", "distributions[0]", "gaussian_noise"),
+    ("device = 'tpu'", "device", "cuda:N"),
+    ("n_val = 0", "n_val", ">= 1"),
+])
+def test_invalid_values_name_key_and_allowed(tmp_path, extra, key, words):
+    with pytest.raises(SpecError) as e:
+        parse_spec(BASE + extra, base_dir=tmp_path)
+    assert f"'{key}" in str(e.value) or key in str(e.value)
+    assert words in str(e.value)
+
+
+@pytest.mark.parametrize("replace, key, words", [
+    ('models = 2', 'models = 0', ">= 1"),
+    ('ratios = [4, 2]', 'ratios = [4, 1]', "> 1"),
+    ('ratios = [4, 2]', 'ratios = [4, "2"]', "> 1"),
+    ('methods = ["mp", "up"]', 'methods = ["mp", "lth"]', "not implemented"),
+    ('methods = ["mp", "up"]', 'methods = ["magnitude"]', "mp, gp, up, rp"),
+    ('datasets = ["mnist"]', 'datasets = ["svhn"]', "cifar100"),
+    ('architectures = ["lenet5"]', 'architectures = ["resnet56"]', "fits mnist"),
+    ('name = "t"', 'name = "a b"', "letters"),
+    ('ratios = [4, 2]', 'ratios = [4, 100000]', "largest reachable ratio"),
+])
+def test_impossible_values_fail_before_work(tmp_path, replace, key, words):
+    with pytest.raises(SpecError, match=words):
+        parse_spec(BASE.replace(replace, key), base_dir=tmp_path)
+
+
+def test_missing_required_key_and_bad_toml(tmp_path):
+    with pytest.raises(SpecError, match="missing required key 'models'"):
+        parse_spec(BASE.replace("models = 2", ""), base_dir=tmp_path)
+    with pytest.raises(SpecError, match="not valid TOML"):
+        parse_spec("name = ", base_dir=tmp_path)
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "absent.toml")
+
+
+def test_grid_entries_merge_per_cell_methods(tmp_path):
+    spec = parse_spec("""
+name = "g"
+models = 1
+ratios = [2, 4]
+[[grid]]
+datasets = ["cifar10"]
+architectures = ["resnet20", "resnet56"]
+methods = ["mp", "up"]
+[[grid]]
+datasets = ["cifar10"]
+architectures = ["resnet56"]
+methods = ["gp", "rp"]
+ratios = [10]
+""", base_dir=tmp_path)
+    cells = {(c.dataset, c.arch): dict(c.methods) for c in spec.cells}
+    assert cells[("cifar10", "resnet20")] == {"mp": (2.0, 4.0), "up": (2.0, 4.0)}
+    assert cells[("cifar10", "resnet56")] == {"mp": (2.0, 4.0), "gp": (10.0,), "up": (2.0, 4.0),
+                                             "rp": (10.0,)}
+    with pytest.raises(SpecError, match="absent when \\[\\[grid\\]\\]"):
+        parse_spec(BASE + "[[grid]]\ndatasets = ['mnist']\narchitectures = ['lenet5']",
+                   base_dir=tmp_path)
+
+
+def test_distributions_canonical_nominal_first(tmp_path):
+    spec = parse_spec(BASE + "distributions = ['noise-.10', 'nominal', 'contrast-2']",
+                      base_dir=tmp_path)
+    assert spec.distributions == ("nominal", "contrast-2", "noise-0.1")
+
+
+def test_output_relative_to_spec_file_and_override(tmp_path):
+    (tmp_path / "s").mkdir()
+    f = tmp_path / "s" / "x.toml"
+    f.write_text(BASE + 'output = "../out/x"\nartifacts = "memory://arts/x"')
+    spec = load_spec(f)
+    assert spec.output == str((tmp_path / "out" / "x").resolve())
+    assert spec.artifacts == "memory://arts/x"
+    assert spec.path == str(f.resolve()) and spec.text == f.read_text()
+    assert load_spec(f, output=str(tmp_path / "o2")).output == str(tmp_path / "o2")
+    f.write_text(BASE + 'output = "s3://bucket/x"')
+    with pytest.raises(SpecError, match="local folder"):
+        load_spec(f)
+
+
+def test_shipped_studies_are_valid():
+    quick = load_spec(STUDIES / "quick.toml")
+    assert quick.models >= 5 and quick.cells[0].dataset == "mnist"
+    assert dict(quick.cells[0].methods) == {m: (2.0, 4.0, 10.0, 20.0, 50.0)
+                                            for m in ("mp", "gp", "up", "rp")}
+    paper = load_spec(STUDIES / "paper.toml")
+    assert paper.models == 30
+    cells = {(c.dataset, c.arch): set(dict(c.methods)) for c in paper.cells}
+    assert cells[("mnist", "lenet5")] == cells[("fashion-mnist", "lenet5")] == {"mp"}
+    for depth in (20, 32, 44, 110):
+        assert cells[("cifar10", f"resnet{depth}")] == {"mp", "up"}
+    assert cells[("cifar10", "resnet56")] == {"mp", "gp", "up", "rp"}
+    assert cells[("cifar100", "resnet56")] == {"mp", "up"}
+    assert paper.recipe("resnet56", "train") == Recipe.paper_resnet()
+    low = load_spec(STUDIES / "lowratio.toml")
+    assert dict(low.cells[0].methods) == {"mp": (2.0, 4.0, 6.0, 8.0, 10.0),
+                                          "up": (2.0, 4.0, 6.0, 8.0, 10.0)}
