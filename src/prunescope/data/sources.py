@@ -321,15 +321,15 @@ def fashion_debian(tmp: Path, expected: Expected, progress: Progress) -> Decoded
 # ------------------------------------------------------------------------------------------ CIFAR
 
 
-def find_shared_cifar10(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+def find_shared_cifar10() -> Path | None:
     """The directory with the verified CIFAR-10 ``train.npz``/``test.npz`` copy, or ``None``.
 
-    Order: ``explicit`` > env ``PRUNESCOPE_CIFAR10_DIR`` > the first ``shared/data/cifar10`` found
-    walking up from the current directory, then from this file's location.
+    Order: env ``PRUNESCOPE_CIFAR10_DIR`` > the first ``shared/data/cifar10`` found walking up from
+    the current directory, then from this file's location. (``fetch(source=DIR)`` names one directly.)
     """
-    for given in (explicit, os.environ.get("PRUNESCOPE_CIFAR10_DIR")):
-        if given:
-            return Path(given).expanduser()
+    given = os.environ.get("PRUNESCOPE_CIFAR10_DIR")
+    if given:
+        return Path(given).expanduser()
     for start in (Path.cwd(), Path(__file__).resolve().parent):
         for folder in (start, *start.parents):
             candidate = folder / "shared" / "data" / "cifar10"
