@@ -13,7 +13,8 @@ def group_codes(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, p
     Groups are numbered in order of first appearance; NaN keys form their own group.
     """
     codes = frame.groupby(list(keys), sort=False, dropna=False).ngroup().to_numpy()
-    _, first = np.unique(codes, return_index=True)
+    # groups are numbered by first appearance, so the running maximum steps up exactly there
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
     key_frame = frame.iloc[first][list(keys)].reset_index(drop=True)
     return codes, key_frame
 

@@ -54,32 +54,8 @@ def _with_intercept(s: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return slope, my - slope * mx
 
 
-def model_alpha(paired: pd.DataFrame, intercept: bool = False) -> pd.DataFrame:
-    """Per-model slope alpha_t(m) = sum_c Bn^c Bn_t^c / sum_c (Bn^c)^2 (SPEC 2).
-
-    Parameters
-    ----------
-    paired:
-        Output of :func:`prunescope.metrics.pair_with_dense` (one row per pruned class).
-    intercept:
-        Also fit y = a + b x per model (for unbalanced test sets, where sum_c Bn = 0 fails):
-        adds ``alpha_intercept`` (b) and ``intercept`` (a).
-
-    Returns
-    -------
-    One row per pruned evaluation (all key columns of ``paired`` except ``cls``, extra keys
-    included) with
-
-    * ``alpha`` -- least-squares slope through the origin, equal to the (Bn^c)^2-weighted mean of
-      the finite I^c; NaN when all Bn^c are 0;
-    * ``mean_I`` -- unweighted mean of the finite I^c (SPEC 5: shown to explain why the slope is
-      preferred); ``n_undefined_I`` -- classes with I = NaN (Bn^c = 0 or undefined);
-    * ``n_classes`` (rows), ``n_points`` (classes with finite before and after Bn);
-    * ``accuracy_before``, ``accuracy_after`` -- fractions;
-    * ``var_before``, ``var_after`` -- variance over classes of the metric value (recall by
-      default) with ddof = 0 (the classes are the whole population, not a sample);
-    * ``balanced`` -- every class support equal before and after.
-    """
+def _model_level(paired: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """:func:`model_alpha` without the intercept columns, plus the per-model slope sums."""
     keys = _model_keys(paired)
     codes, out = group_codes(paired, keys)
     g = len(out)
@@ -109,7 +85,38 @@ def model_alpha(paired: pd.DataFrame, intercept: bool = False) -> pd.DataFrame:
             out[f"var_{when}"] = gsum(codes, dev * dev, g) / n_v
             out[f"accuracy_{when}"] = gsum(codes, acc, g) / n_rows
     out["balanced"] = np.bincount(codes, weights=~paired["balanced"].to_numpy(bool), minlength=g) == 0
-    out = out[[*keys, *MODEL_ALPHA_COLUMNS]]
+    return out[[*keys, *MODEL_ALPHA_COLUMNS]], s
+
+
+
+
+def model_alpha(paired: pd.DataFrame, intercept: bool = False) -> pd.DataFrame:
+    """Per-model slope alpha_t(m) = sum_c Bn^c Bn_t^c / sum_c (Bn^c)^2 (SPEC 2).
+
+    Parameters
+    ----------
+    paired:
+        Output of :func:`prunescope.metrics.pair_with_dense` (one row per pruned class).
+    intercept:
+        Also fit y = a + b x per model (for unbalanced test sets, where sum_c Bn = 0 fails):
+        adds ``alpha_intercept`` (b) and ``intercept`` (a).
+
+    Returns
+    -------
+    One row per pruned evaluation (all key columns of ``paired`` except ``cls``, extra keys
+    included) with
+
+    * ``alpha`` -- least-squares slope through the origin, equal to the (Bn^c)^2-weighted mean of
+      the finite I^c; NaN when all Bn^c are 0;
+    * ``mean_I`` -- unweighted mean of the finite I^c (SPEC 5: shown to explain why the slope is
+      preferred); ``n_undefined_I`` -- classes with I = NaN (Bn^c = 0 or undefined);
+    * ``n_classes`` (rows), ``n_points`` (classes with finite before and after Bn);
+    * ``accuracy_before``, ``accuracy_after`` -- fractions;
+    * ``var_before``, ``var_after`` -- variance over classes of the metric value (recall by
+      default) with ddof = 0 (the classes are the whole population, not a sample);
+    * ``balanced`` -- every class support equal before and after.
+    """
+    out, s = _model_level(paired)
     if intercept:
         out["alpha_intercept"], out["intercept"] = _with_intercept(s)
     return out
@@ -140,27 +147,23 @@ def pooled_alpha(paired: pd.DataFrame, by: Sequence[str] = CELL_KEYS, intercept:
     missing = [c for c in by if c not in paired.columns]
     if missing:
         raise ValueError(f"paired frame lacks cell key(s) {missing}")
-    codes, out = group_codes(paired, by)
+    models, sm = _model_level(paired)
+    cell_of_model, out = group_codes(models, by)
     g = len(out)
-    s = _slope_sums(codes, g, paired["Bn_before"].to_numpy(np.float64), paired["Bn_after"].to_numpy(np.float64))
+    s = {k: gsum(cell_of_model, v, g) for k, v in sm.items()}
     with np.errstate(divide="ignore", invalid="ignore"):
         alpha = np.where(s["sxx"] > 0, s["sxy"] / s["sxx"], np.nan)
         r2 = np.where((s["sxx"] > 0) & (s["syy"] > 0), s["sxy"] ** 2 / (s["sxx"] * s["syy"]), np.nan)
-    models = model_alpha(paired)
-    # cell id of every model row (both frames are keyed by the same `by` values)
-    cell_index = pd.MultiIndex.from_frame(out[by])
-    model_cells = cell_index.get_indexer(pd.MultiIndex.from_frame(models[by]))
-    n_models = np.bincount(model_cells, minlength=g)
+    n_models = np.bincount(cell_of_model, minlength=g)
     out["metric"] = models["metric"].iloc[0] if len(models) else "recall"
     out["n_models"] = n_models
     out["n_points"] = s["n"].astype(np.int64)
     out["alpha_hat"] = alpha
     out["r2"] = r2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["A_bar"] = gsum(model_cells, models["accuracy_after"].to_numpy(), g) / n_models
-        out["A_bar_before"] = gsum(model_cells, models["accuracy_before"].to_numpy(), g) / n_models
-    out["n_undefined_I"] = np.bincount(model_cells, weights=models["n_undefined_I"].to_numpy(), minlength=g).astype(np.int64)
-    out["balanced"] = np.bincount(model_cells, weights=~models["balanced"].to_numpy(bool), minlength=g) == 0
+    out["A_bar"] = gsum(cell_of_model, models["accuracy_after"].to_numpy(), g) / n_models
+    out["A_bar_before"] = gsum(cell_of_model, models["accuracy_before"].to_numpy(), g) / n_models
+    out["n_undefined_I"] = gsum(cell_of_model, models["n_undefined_I"].to_numpy(), g).astype(np.int64)
+    out["balanced"] = gsum(cell_of_model, ~models["balanced"].to_numpy(bool), g) == 0
     out = out[[*by, *POOLED_COLUMNS]]
     if intercept:
         out["alpha_hat_intercept"], out["intercept"] = _with_intercept(s)

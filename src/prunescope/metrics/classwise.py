@@ -11,8 +11,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from prunescope.metrics._groups import group_codes, gsum
-from prunescope.metrics.tidy import DENSE_METHOD, PARENT_KEYS, key_columns, validate
+from prunescope.metrics._groups import gsum
+from prunescope.metrics.tidy import DENSE_METHOD, PARENT_KEYS, check_and_group, key_columns, validate_counts
 
 Metric = Literal["recall", "precision", "f1"]
 METRICS: tuple[str, ...] = ("recall", "precision", "f1")
@@ -57,9 +57,8 @@ def per_class(frame: pd.DataFrame, metric: Metric = "recall") -> pd.DataFrame:
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    validate(frame)
-    eval_keys = [c for c in key_columns(frame) if c != "cls"]
-    codes, groups = group_codes(frame, eval_keys)
+    validate_counts(frame)
+    codes, groups = check_and_group(frame)
     g = len(groups)
     support = frame["support"].to_numpy(np.float64)
     predicted = frame["predicted"].to_numpy(np.float64)
@@ -128,31 +127,36 @@ def pair_with_dense(classwise: pd.DataFrame, parent_keys: Sequence[str] = PARENT
         raise ValueError(f"classwise frame lacks {missing}; build it with per_class(tidy)")
     is_dense = (classwise["method"] == DENSE_METHOD).to_numpy()
     keys = [c for c in key_columns(classwise) if c not in CLASSWISE_COLUMNS]
-    dense = classwise.loc[is_dense, [*parent_keys, "value", "accuracy", "B", "Bn", "balanced"]]
-    if dense.duplicated(subset=list(parent_keys)).any():
-        row = dense.loc[dense.duplicated(subset=list(parent_keys)), list(parent_keys)].iloc[0].to_dict()
+    codes = classwise.groupby(list(parent_keys), sort=False, dropna=False).ngroup().to_numpy()
+    dense_rows = np.flatnonzero(is_dense)
+    dense_codes = codes[dense_rows]
+    if dense_codes.size and np.bincount(dense_codes).max() > 1:
+        dup = pd.Series(dense_codes).duplicated().to_numpy()
+        row = classwise.iloc[dense_rows[dup][:1]][list(parent_keys)].iloc[0].to_dict()
         raise ValueError(f"more than one dense row for parent {row}; add the distinguishing key "
                          "(e.g. 'seed') to parent_keys")
-    pruned = classwise.loc[~is_dense, [*keys, "metric", "value", "accuracy", "B", "Bn", "balanced"]]
-    merged = pruned.merge(dense, on=list(parent_keys), how="left", suffixes=("_after", "_before"),
-                          validate="many_to_one", indicator=True)
-    orphan = (merged["_merge"] != "both").to_numpy()
+    parent_of = np.full(int(codes.max(initial=-1)) + 1, -1, dtype=np.int64)
+    parent_of[dense_codes] = dense_rows
+    pruned_rows = np.flatnonzero(~is_dense)
+    parent = parent_of[codes[pruned_rows]]
+    orphan = parent < 0
     if orphan.any():
-        row = merged.loc[orphan, list(parent_keys)].iloc[0].to_dict()
+        row = classwise.iloc[pruned_rows[orphan][:1]][list(parent_keys)].iloc[0].to_dict()
         raise ValueError(f"{int(orphan.sum())} pruned rows have no dense parent, e.g. {row}: "
                          "evaluate the dense model (method='dense', ratio=1.0) on the same "
                          "distribution")
-    before = merged["Bn_before"].to_numpy()
-    after = merged["Bn_after"].to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio_i = np.where(before != 0, after / before, np.nan)
-    out = merged[keys].copy()
-    out["metric"] = merged["metric"].to_numpy()
+    out = classwise.iloc[pruned_rows][keys].reset_index(drop=True)
+    out["metric"] = classwise["metric"].to_numpy()[pruned_rows]
     for name in ("value", "accuracy", "B", "Bn"):
-        out[f"{name}_before"] = merged[f"{name}_before"].to_numpy()
-        out[f"{name}_after"] = merged[f"{name}_after"].to_numpy()
+        col = classwise[name].to_numpy(np.float64)
+        out[f"{name}_before"] = col[parent]
+        out[f"{name}_after"] = col[pruned_rows]
+    before = out["Bn_before"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_i = np.where(before != 0, out["Bn_after"].to_numpy() / before, np.nan)
     out["I"] = np.where(np.isfinite(ratio_i), ratio_i, np.nan)
-    out["balanced"] = merged["balanced_before"].to_numpy(bool) & merged["balanced_after"].to_numpy(bool)
+    bal = classwise["balanced"].to_numpy(bool)
+    out["balanced"] = bal[parent] & bal[pruned_rows]
     return out[[*keys, *PAIRED_COLUMNS]]
 
 

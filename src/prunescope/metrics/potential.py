@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from prunescope.metrics._groups import group_codes, gsum
-from prunescope.metrics.tidy import DENSE_METHOD, NOMINAL, key_columns, validate
+from prunescope.metrics.tidy import DENSE_METHOD, NOMINAL, check_and_group, validate_counts
 
 #: Keys that identify the dense parent of a pruned evaluation (no ``cls``: errors are per model).
 ERROR_PARENT_KEYS: tuple[str, ...] = ("dataset", "arch", "model", "distribution")
@@ -29,9 +29,9 @@ def error_frame(tidy: pd.DataFrame) -> pd.DataFrame:
     Returns one row per (dataset, arch, method, ratio, model, distribution, extra keys) with
     ``n_samples`` (int, sum of supports) and ``error`` = 1 - sum correct / sum support (fraction).
     """
-    validate(tidy)
-    keys = [c for c in key_columns(tidy) if c != "cls"]
-    codes, out = group_codes(tidy, keys)
+    validate_counts(tidy)
+    codes, out = check_and_group(tidy)
+    keys = list(out.columns)
     g = len(out)
     n = gsum(codes, tidy["support"].to_numpy(), g)
     with np.errstate(divide="ignore", invalid="ignore"):

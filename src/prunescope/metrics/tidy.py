@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from prunescope.metrics._groups import group_codes
+
 #: Key columns every tidy frame has, in this order.
 KEY_COLUMNS: tuple[str, ...] = ("dataset", "arch", "method", "ratio", "model", "distribution", "cls")
 #: Count columns every tidy frame has (int64, >= 0).
@@ -43,6 +45,13 @@ def validate(frame: pd.DataFrame) -> pd.DataFrame:
     non-integer counts, ``correct`` larger than ``support`` or ``predicted``, or a duplicated
     key (two rows for the same class of the same model).
     """
+    validate_counts(frame)
+    check_and_group(frame)
+    return frame
+
+
+def validate_counts(frame: pd.DataFrame) -> None:
+    """The column and count checks of :func:`validate` (all but the duplicate-key check)."""
     missing = [c for c in (*KEY_COLUMNS, *COUNT_COLUMNS) if c not in frame.columns]
     if missing:
         raise ValueError(
@@ -61,13 +70,21 @@ def validate(frame: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"correct exceeds support or predicted in row {row}: counts must come "
                          "from one confusion matrix (correct = diagonal, support = row sum, "
                          "predicted = column sum)")
-    keys = key_columns(frame)
-    dup = frame.duplicated(subset=keys)
-    if dup.any():
-        row = frame.loc[dup, keys].iloc[0].to_dict()
+
+
+def check_and_group(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Evaluation group code per row ``(N,)`` (all keys but ``cls``) and the ``(G, keys)`` frame
+    of the evaluations; raises ``ValueError`` on a duplicated (evaluation, cls) key."""
+    eval_keys = [c for c in key_columns(frame) if c != "cls"]
+    codes, groups = group_codes(frame, eval_keys)
+    cls_codes, cls_levels = pd.factorize(frame["cls"])
+    pair = codes.astype(np.int64) * max(len(cls_levels), 1) + cls_codes
+    if pair.size and np.bincount(pair).max() > 1:
+        dup = pd.Series(pair).duplicated().to_numpy()
+        row = frame.loc[dup, key_columns(frame)].iloc[0].to_dict()
         raise ValueError(f"duplicated key {row}: each (model, ratio, method, distribution, cls, "
                          "extra keys) must appear once")
-    return frame
+    return codes, groups
 
 
 def from_confusions(confusions: np.ndarray, keys: pd.DataFrame) -> pd.DataFrame:
