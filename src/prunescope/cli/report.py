@@ -1,2 +1,50 @@
-"""`prunescope report` commands."""
-from prunescope.cli._app import app  # noqa: F401
+"""`prunescope report STUDY`: render a study's figures, tables and report.html.
+
+A thin wrapper: ``prunescope.study.load_results`` then ``prunescope.report.render_report``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from prunescope.cli._app import app
+
+_console = Console()
+_err = Console(stderr=True)
+
+
+@app.command("report")
+def report_cmd(
+    study: Annotated[Path, typer.Argument(help="the study's TOML file, e.g. studies/quick.toml")],
+    output: Annotated[Optional[str], typer.Option(
+        "--output", help="the study's output folder, overriding the spec's `output`")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="folder for the report (default: <study output>/report)")] = None,
+    delta: Annotated[float, typer.Option(
+        "--delta", help="prune-potential tolerance in percentage points of error", min=0.0)] = 0.5,
+) -> None:
+    """Write the study's figures (PNG, PDF), tables (Markdown, CSV, LaTeX) and one
+    self-contained report.html; works on unfinished studies (it lists what is missing)."""
+    from prunescope.report import render_report
+    from prunescope.study import SpecError, load_results
+
+    try:
+        res = load_results(study, output=output)
+    except SpecError as e:
+        _err.print(f"[red]invalid study spec[/red]: {e}")
+        raise typer.Exit(2) from e
+    except FileNotFoundError as e:
+        _err.print(f"{e}\nRun the study first: prunescope run {study}")
+        raise typer.Exit(1) from e
+    target = out if out is not None else Path(res.out_dir) / "report"
+    try:
+        path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,
+                             jobs=res.jobs, delta=delta / 100.0)
+    except ValueError as e:
+        _err.print(f"[red]cannot render the report[/red]: {e}")
+        raise typer.Exit(1) from e
+    done = int((res.jobs["status"] == "done").sum())
+    _console.print(f"report of study {res.spec.name} ({done}/{len(res.jobs)} jobs done): {path}")

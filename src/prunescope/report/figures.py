@@ -54,6 +54,15 @@ def _density_cmap(color: str) -> LinearSegmentedColormap:
     return LinearSegmentedColormap.from_list(f"dens-{color}", ["#f4f4f4", color])
 
 
+def _square_limits(points: pd.DataFrame) -> tuple[float, float]:
+    """Common (low, high) of x = Bn before and y = Bn after over ``points``, padded by 5 %."""
+    xy = points[["Bn_before", "Bn_after"]].to_numpy(float)
+    xy = xy[np.isfinite(xy)]
+    lo, hi = (float(xy.min()), float(xy.max())) if xy.size else (-1.0, 1.0)
+    pad = 0.05 * (hi - lo or 1.0)
+    return lo - pad, hi + pad
+
+
 def scatter_matrix(points: pd.DataFrame, pooled: pd.DataFrame, factor: str, title: str) -> Figure:
     """Bn after vs Bn before, one panel per (ratio row, ``factor`` level column) (SPEC 6).
 
@@ -71,21 +80,17 @@ def scatter_matrix(points: pd.DataFrame, pooled: pd.DataFrame, factor: str, titl
     ratios = sorted(points["ratio"].unique())
     levels = ordered(factor, points[factor].unique())
     methods = _level_methods(points, factor)
-    x_all = points["Bn_before"].to_numpy(float)
-    y_all = points["Bn_after"].to_numpy(float)
-    finite = np.isfinite(x_all) & np.isfinite(y_all)
-    lo = float(min(np.min(x_all[finite]), np.min(y_all[finite]))) if finite.any() else -1.0
-    hi = float(max(np.max(x_all[finite]), np.max(y_all[finite]))) if finite.any() else 1.0
-    pad = 0.05 * (hi - lo or 1.0)
-    lim = (lo - pad, hi + pad)
     fig = new_figure(1.2 + 2.55 * len(levels), 0.9 + 2.35 * len(ratios))
-    axes = fig.subplots(len(ratios), len(levels), sharex=True, sharey=True, squeeze=False)
+    # columns share square limits (levels such as datasets can differ in scale by 10x)
+    axes = fig.subplots(len(ratios), len(levels), sharex="col", sharey="col", squeeze=False)
     by_panel = {k: g for k, g in points.groupby(["ratio", factor], sort=False)}
     fits = pooled.set_index(["ratio", factor])
-    used_hexbin = False
+    used_hexbin = used_scatter = False
+    limits = {level: _square_limits(g) for level, g in points.groupby(factor, sort=False)}
     for i, ratio in enumerate(ratios):
         for j, level in enumerate(levels):
             ax = axes[i, j]
+            lim = limits[level]
             color = method_color(methods[level])
             ax.axline((0, 0), slope=1.0, color="0.45", lw=0.9, ls="--", zorder=1)
             ax.axhline(0, color="0.85", lw=0.6, zorder=0)
@@ -102,6 +107,7 @@ def scatter_matrix(points: pd.DataFrame, pooled: pd.DataFrame, factor: str, titl
                     ax.hexbin(x, y, gridsize=40, extent=(*lim, *lim), mincnt=1, bins="log",
                               cmap=_density_cmap(color), linewidths=0, zorder=2)
                 else:
+                    used_scatter = True
                     alpha = float(np.clip(150.0 / max(len(x), 1), 0.12, 0.8))
                     ax.scatter(x, y, s=7, color=color, alpha=alpha, linewidths=0, zorder=2,
                                rasterized=True)
@@ -124,10 +130,13 @@ def scatter_matrix(points: pd.DataFrame, pooled: pd.DataFrame, factor: str, titl
                 ax.set_ylabel(f"t = {ratio_label(ratio)}\nBn after pruning", fontsize=8)
     handles = [Line2D([], [], color="0.2", lw=1.6, label="fit y = α̂·x (through origin)"),
                Line2D([], [], color="0.45", lw=0.9, ls="--", label="y = x (no change)")]
-    handles.append(Patch(color="0.6", label="point density (log hexbins)") if used_hexbin
-                   else Line2D([], [], color="0.4", marker="o", ls="", ms=4,
-                               label="one (model, class)"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    if used_scatter:
+        handles.append(Line2D([], [], color="0.4", marker="o", ls="", ms=4,
+                              label="one (model, class)"))
+    if used_hexbin:
+        handles.append(Patch(color="0.6", label="(model, class) density (log hexbins)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8,
+               frameon=False)
     fig.suptitle(f"{title}\nBn = (recall − accuracy) / accuracy per class (dimensionless); "
                  "rows: compression ratio t", fontsize=10)
     return fig

@@ -117,12 +117,11 @@ def _drop_orphans(frame: pd.DataFrame, notices: list[str]) -> pd.DataFrame:
 def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL) -> Analysis:
     """Pair, fit and bound the nominal-distribution results of ``frame`` (see :class:`Analysis`)."""
     notices: list[str] = []
-    nom = frame[frame["distribution"] == nominal]
+    nom = _drop_orphans(frame[frame["distribution"] == nominal], notices)
     if nom.empty:
         raise ValueError(f"no results on the nominal distribution {nominal!r} (found "
                          f"{sorted(frame['distribution'].unique())}); pass nominal=... naming the "
                          "unshifted test set")
-    nom = _drop_orphans(nom, notices)
     if (nom["method"] == metrics.DENSE_METHOD).all():
         raise ValueError("the results hold only dense models: no pruned model is evaluated yet, "
                          "so there is nothing to compare; render again when pruning jobs finish")
@@ -198,7 +197,8 @@ def factor_groups(cells: pd.DataFrame) -> list[Group]:
         if (dataset, arch, method) not in covered:
             groups.append(Group("method", (("dataset", dataset), ("arch", arch)), (method,)))
     order = {f: i for i, f in enumerate(FACTORS)}
-    return sorted(groups, key=lambda g: (order[g.factor], [str(v) for _, v in g.fixed]))
+    rank = {f: {v: i for i, v in enumerate(ordered(f, cells[f].unique()))} for f in FACTORS}
+    return sorted(groups, key=lambda g: (order[g.factor], [rank[k][v] for k, v in g.fixed]))
 
 
 def _alpha_sections(an: Analysis, out: Path, groups: list[Group]) -> list[Section]:
@@ -239,6 +239,7 @@ def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float) -
                            "distributions (corruptions, noise) to the study's 'distributions' "
                            "to get prune potential and error-vs-ratio per distribution.")
         return sec
+    frame = _drop_orphans(frame, sec.notices)
     errors = metrics.error_frame(frame.drop(columns=[c for c in VALUE_COLUMNS if c in frame]))
     potential = metrics.prune_potential(errors, delta=delta)
     pot_ci = _mean_ci(potential, "potential", ["dataset", "arch", "method", "distribution"],
@@ -331,7 +332,8 @@ def _tables_section(an: Analysis, out: Path) -> Section:
             "α per cell with 99 % CI", "Mean per-model slope with its 99 % t-interval and "
             "label (< below 1, > above 1, ? contains 1), the pooled slope α̂ with its uncentered "
             "r², and the mean accuracy Ā after pruning.", "tab-alpha-ci"))
-        for name, fam in stats.all_families(an.alphas, cell=an.cell_keys).items():
+        # families over the SPEC 5 cell keys: a pruning level is a function of the ratio
+        for name, fam in stats.all_families(an.alphas, cell=metrics.CELL_KEYS).items():
             if fam.table.empty:
                 continue
             title, caption = FAMILY_TITLES.get(name, (name, "Corrected p-values."))

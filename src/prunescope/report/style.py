@@ -82,6 +82,8 @@ def save_figure(fig: Figure, stem: Path) -> tuple[Path, Path]:
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
     try:
         fig.savefig(png, dpi=PNG_DPI)
+        # the layout is solved in figure-relative units: reuse it for the PDF instead of redoing it
+        fig.set_layout_engine("none")
         fig.savefig(pdf)
     finally:
         plt.close(fig)

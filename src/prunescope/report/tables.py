@@ -39,10 +39,18 @@ def _flat(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: Columns shown with as many digits as they need (ratios such as 1.5625, counts).
+_EXACT_COLUMNS = frozenset({"ratio", "level", "n", "models", "dense models", "n_models",
+                            "n_points", "jobs", "model", "seed"})
+
+
 def _rows(frame: pd.DataFrame, digits: int) -> tuple[list[str], list[list[str]]]:
     flat = _flat(frame)
-    return list(flat.columns), [[format_cell(v, digits) for v in row]
-                                for row in flat.itertuples(index=False)]
+    exact = [c in _EXACT_COLUMNS for c in flat.columns]
+    return list(flat.columns), [
+        [format_cell(v, digits) if not ex or not isinstance(v, (float, np.floating))
+         or math.isnan(v) else f"{v:g}" for v, ex in zip(row, exact)]
+        for row in flat.itertuples(index=False)]
 
 
 def to_markdown(frame: pd.DataFrame, digits: int = 3) -> str:
