@@ -125,3 +125,15 @@ def test_bootstrap_ci_is_seeded_and_matches_scipy():
     row = a.set_index("ratio").loc[2.0]
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((ref.low, ref.high), rel=1e-12)
     assert (a["ci_method"] == "bootstrap").all()
+
+
+def test_ci_over_models_of_excess_error_uses_null_zero():
+    # SPEC 2 excess error, CIs over models (issue 8): label against 0, not 1
+    rows = [dict(dataset="d", arch="a", method="mp", ratio=4.0, distribution="shot-3", model=m, excess_error=e)
+            for m, e in enumerate([0.021, 0.034, 0.028, 0.025, 0.031])]
+    out = mean_ci(pd.DataFrame(rows), value="excess_error", null=0.0).iloc[0]
+    lo, hi = t_interval(np.array([0.021, 0.034, 0.028, 0.025, 0.031]))
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx((lo, hi), rel=1e-12)
+    assert out["label"] == ">"
+    with pytest.raises(ValueError, match="lacks column"):
+        mean_ci(pd.DataFrame(rows), value="alpha")
