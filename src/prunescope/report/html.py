@@ -34,7 +34,7 @@ figcaption{font-size:.92rem;color:#333;margin-top:.3rem}
 .notice.error{background:#fdecea;border-color:#c0392b}
 table{border-collapse:collapse;font-size:.82rem;margin:.5rem 0;display:block;overflow-x:auto}
 th,td{border:1px solid #ddd;padding:.2rem .45rem;text-align:right;white-space:nowrap}
-th{background:#f0f3f7} td:first-child,th:first-child{text-align:left}
+th{background:#f0f3f7;text-align:center} td.t{text-align:left}
 pre{background:#f4f4f4;border:1px solid #ddd;padding:.7rem;overflow-x:auto;font-size:.82rem}
 code{font-size:.85em}
 """

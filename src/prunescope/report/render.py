@@ -438,8 +438,9 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
     cells = an.alphas[["dataset", "arch", "method"]].drop_duplicates()
     groups = factor_groups(cells)
     coverage, cov_notices = _coverage(results_frame, jobs, out)
-    sections = [coverage, *_alpha_sections(an, out, groups),
-                _shift_section(results_frame, out, nominal, delta), _tables_section(an, out)]
+    sections = [*_alpha_sections(an, out, groups),
+                _shift_section(results_frame, out, nominal, delta), _tables_section(an, out),
+                coverage]
     page = build_page(study_name=study_name, version=version, spec_text=spec_text,
                       sections=sections, notices=[*cov_notices, *an.notices], root=out)
     path = out / "report.html"

@@ -78,11 +78,15 @@ def to_latex(frame: pd.DataFrame, caption: str, digits: int = 3) -> str:
 
 
 def to_html(frame: pd.DataFrame, digits: int = 3) -> str:
-    """An HTML ``<table>`` of ``frame`` (escaped; numbers right-aligned by the page's CSS)."""
+    """An HTML ``<table>`` of ``frame`` (escaped; text cells get class ``t``, left-aligned by the
+    page's CSS, numbers stay right-aligned)."""
     header, rows = _rows(frame, digits)
+    numeric = [pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+               for t in _flat(frame).dtypes]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                   for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" if num else
+                                    f'<td class="t">{html.escape(c)}</td>'
+                                    for c, num in zip(r, numeric)) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

@@ -1,0 +1,51 @@
+"""`prunescope report STUDY`: load_results -> render_report, with clear failures."""
+from __future__ import annotations
+
+import pandas as pd
+import prunescope.study as study_pkg
+from report_synth import multi_method, synthetic_results
+from typer.testing import CliRunner
+
+from prunescope.cli import app
+
+
+class _Spec:
+    name = "cli-study"
+
+
+def _results(frame: pd.DataFrame, out_dir) -> study_pkg.StudyResults:
+    jobs = pd.DataFrame({"kind": ["train", "evaluate"], "status": ["done", "pending"]})
+    return study_pkg.StudyResults(frame=frame, jobs=jobs, spec=_Spec(), spec_text="[study]\n",
+                                  out_dir=str(out_dir))
+
+
+def test_report_command_renders_into_the_study_folder(tmp_path, monkeypatch):
+    frame = synthetic_results(multi_method()[:2], n_models=3, ratios=(2.0, 20.0))
+    seen = {}
+
+    def fake_load(study, output=None):
+        seen["args"] = (str(study), output)
+        return _results(frame, tmp_path)
+
+    monkeypatch.setattr(study_pkg, "load_results", fake_load)
+    res = CliRunner().invoke(app, ["report", "studies/x.toml", "--delta", "1.0"])
+    assert res.exit_code == 0, res.output
+    assert seen["args"] == ("studies/x.toml", None)
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "prunescope report: cli-study" in page
+    assert "The study is not finished: 1 of 2 jobs are not done" in page
+    assert "(1/2 jobs done)" in res.output
+
+
+def test_report_command_explains_an_unrun_study_and_an_empty_one(tmp_path, monkeypatch):
+    def never_run(study, output=None):
+        raise FileNotFoundError(f"no store in {tmp_path}")
+
+    monkeypatch.setattr(study_pkg, "load_results", never_run)
+    res = CliRunner().invoke(app, ["report", "s.toml"])
+    assert res.exit_code == 1 and "Run the study first: prunescope run s.toml" in res.output
+
+    empty = synthetic_results(multi_method()[:1], n_models=1, ratios=(2.0,)).iloc[:0]
+    monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: _results(empty, tmp_path))
+    res = CliRunner().invoke(app, ["report", "s.toml", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1 and "results frame is empty" in res.output
