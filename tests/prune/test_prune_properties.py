@@ -5,9 +5,6 @@ import torch
 from prunescope.models import build_model
 from prunescope.prune import make_masks, prunable, score
 
-RATIOS = (2, 4, 10, 20, 50)
-
-
 @pytest.fixture(scope="module")
 def resnet20():
     return build_model("resnet20", 10, 3, seed=1)
@@ -24,7 +21,8 @@ def global_order(scores):
 
 
 def same_masks(model, a, b):
-    for r in RATIOS:
+    """Equal global orders already imply equal top-k masks; check two ratios end to end."""
+    for r in (4, 50):
         ma, mb = make_masks(model, a, r).masks, make_masks(model, b, r).masks
         assert all(torch.equal(ma[n], mb[n]) for n in ma), f"masks differ at ratio {r}"
 
