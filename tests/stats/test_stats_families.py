@@ -138,3 +138,19 @@ def test_all_families_runs_every_family():
         assert {"n1", "n2", "mean1", "mean2", "mean_diff", "t", "df", "p_raw", "p_corrected", "family",
                 "correction"} <= set(res.long.columns)
         assert (res.long["p_corrected"].dropna() <= 1).all()
+
+
+def test_duplicate_model_in_a_cell_is_an_error_for_paired_tests():
+    f = study()
+    f = pd.concat([f, f.iloc[[0]]], ignore_index=True)
+    with pytest.raises(ValueError, match="one value per model"):
+        method_tests(f)
+
+
+def test_nan_alphas_are_left_out_of_the_tests():
+    f = study()
+    f.loc[(f["arch"] == "resnet20") & (f["method"] == "up") & (f["ratio"] == 2.0) & (f["model"] == 0), "alpha"] = np.nan
+    row = mp_vs_up_tests(f).long.query("arch == 'resnet20' and ratio == 2.0").iloc[0]
+    a = pick(f, dataset="cifar10", arch="resnet20", method="mp", ratio=2.0)[1:]
+    b = pick(f, dataset="cifar10", arch="resnet20", method="up", ratio=2.0)[1:]
+    assert row["n1"] == 5 and row["p_raw"] == pytest.approx(sps.ttest_rel(a, b).pvalue, rel=1e-12)

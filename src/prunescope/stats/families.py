@@ -68,71 +68,136 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def _consecutive_pairs(enc: pd.DataFrame, keys: list[str], factor: str, rank: np.ndarray) -> pd.DataFrame:
+def _present(enc: pd.DataFrame, keys: list[str], factor: str,
+             sizes: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (key code, factor code) combinations present, sorted by key code."""
+    nf = sizes[factor]
+    present = np.unique(_composite(enc, keys, sizes) * nf + enc[factor].to_numpy(np.int64))
+    return present // nf, present % nf
+
+
+def _pair_frame(keys: list[str], sizes: dict[str, int], kc: np.ndarray, a: np.ndarray, b: np.ndarray,
+                rank: np.ndarray) -> pd.DataFrame:
+    """Pairs frame: the key columns decoded from the mixed-radix ``kc``, plus a, b and _rank."""
+    cols = np.unravel_index(kc, [sizes[k] for k in keys]) if keys else ()
+    data = {k: c.astype(np.int64) for k, c in zip(keys, cols)}
+    return pd.DataFrame({**data, "a": a, "b": b, "_rank": rank})
+
+
+def _consecutive_pairs(enc: pd.DataFrame, keys: list[str], factor: str, rank: np.ndarray,
+                       sizes: dict[str, int]) -> pd.DataFrame:
     """Pairs of consecutive present values of ``factor`` within each ``keys`` group, in the order
     of ``rank`` (indexed by the factor's code; NaN = not compared)."""
-    present = enc[[*keys, factor]].drop_duplicates()
-    present = present.assign(_rank=rank[present[factor].to_numpy()]).dropna(subset=["_rank"])
-    present = present.sort_values([*keys, "_rank"], kind="stable")
-    present["b"] = present.groupby(keys, sort=False)[factor].shift(-1)
-    pairs = present.dropna(subset=["b"]).rename(columns={factor: "a"})
-    pairs["b"] = pairs["b"].astype(np.int64)
-    return pairs[[*keys, "a", "b", "_rank"]]
+    kc, fc = _present(enc, keys, factor, sizes)
+    r = rank[fc]
+    keep = np.isfinite(r)
+    kc, fc, r = kc[keep], fc[keep], r[keep]
+    order = np.lexsort((r, kc))
+    kc, fc, r = kc[order], fc[order], r[order]
+    nxt = np.flatnonzero(kc[:-1] == kc[1:])
+    return _pair_frame(keys, sizes, kc[nxt], fc[nxt], fc[nxt + 1], r[nxt])
 
 
-def _listed_pairs(enc: pd.DataFrame, keys: list[str], factor: str,
-                  pairs: Sequence[tuple[int, int]]) -> pd.DataFrame:
+def _listed_pairs(enc: pd.DataFrame, keys: list[str], factor: str, pairs: Sequence[tuple[int, int]],
+                  sizes: dict[str, int]) -> pd.DataFrame:
     """The listed (a, b) code pairs where both values are present within a ``keys`` group."""
-    present = enc[[*keys, factor]].drop_duplicates()
-    parts = [pd.DataFrame(columns=[*keys, "a", "b", "_rank"], dtype=np.int64)]
-    for rank, (a, b) in enumerate(pairs):
-        left = present.loc[present[factor] == a, keys]
-        right = present.loc[present[factor] == b, keys]
-        parts.append(left.merge(right, on=keys, how="inner").assign(a=a, b=b, _rank=rank))
-    return pd.concat(parts, ignore_index=True)
+    kc, fc = _present(enc, keys, factor, sizes)
+    parts = [np.intersect1d(kc[fc == a], kc[fc == b]) for a, b in pairs]
+    sizes_p = [p.size for p in parts]
+    return _pair_frame(keys, sizes, np.concatenate([np.zeros(0, np.int64), *parts]),
+                       np.repeat([a for a, _ in pairs], sizes_p).astype(np.int64),
+                       np.repeat([b for _, b in pairs], sizes_p).astype(np.int64),
+                       np.repeat(np.arange(len(pairs), dtype=np.float64), sizes_p))
 
 
-def _side(alphas: pd.DataFrame, factor: str, value: str, side: str) -> pd.DataFrame:
-    return alphas.rename(columns={factor: side, value: f"v_{side}"})
+def _composite(frame: pd.DataFrame, cols: Sequence[str], sizes: dict[str, int]) -> np.ndarray:
+    """One int64 code per row combining the integer codes of ``cols`` (mixed radix)."""
+    out = np.zeros(len(frame), dtype=np.int64)
+    for c in cols:
+        out = out * sizes[c] + frame[c].to_numpy(np.int64)
+    return out
 
 
-def _run(alphas: pd.DataFrame, pairs: pd.DataFrame, keys: list[str], factor: str, value: str,
-         paired: bool, alternative: str, pair_on: Sequence[str], equal_var: bool) -> pd.DataFrame:
-    """Statistics per row of ``pairs`` (columns keys, a, b, _rank)."""
-    gk = [*keys, "a", "b"]
-    data = alphas.loc[np.isfinite(alphas[value].to_numpy(np.float64))]
+def _group_moments(code: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted distinct codes and n, mean, variance (ddof = 1; NaN for n < 2) of ``v`` per code."""
+    order = np.argsort(code, kind="stable")
+    cs, vs = code[order], v[order]
+    new = np.r_[True, cs[1:] != cs[:-1]] if cs.size else np.zeros(0, bool)
+    gid = np.cumsum(new) - 1
+    n = np.bincount(gid).astype(np.float64)
+    mean = np.bincount(gid, weights=vs) / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.where(n >= 2, np.bincount(gid, weights=(vs - mean[gid]) ** 2) / (n - 1), np.nan)
+    return cs[new], n, mean, var
+
+
+def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each of ``keys`` in ``sorted_keys`` and whether it is there."""
+    if sorted_keys.size == 0:
+        return np.zeros(keys.size, np.int64), np.zeros(keys.size, bool)
+    j = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+    return j, sorted_keys[j] == keys
+
+
+def _run(enc: pd.DataFrame, pairs: pd.DataFrame, keys: list[str], factor: str, value: str,
+         paired: bool, alternative: str, pair_on: Sequence[str], equal_var: bool,
+         sizes: dict[str, int]) -> pd.DataFrame:
+    """Statistics per row of ``pairs`` (integer-coded columns keys, a, b, _rank), vectorised:
+    every observation and pair is reduced to one int64 code, matched by sorting/searchsorted."""
+    ok = np.isfinite(enc[value].to_numpy(np.float64))
+    data = enc.loc[ok]
+    v = data[value].to_numpy(np.float64)
+    nf = sizes[factor]
+    cf = _composite(data, keys, sizes) * nf + data[factor].to_numpy(np.int64)
+    pk = _composite(pairs, keys, sizes) * nf
+    pa = pk + pairs["a"].to_numpy(np.int64)
+    pb = pk + pairs["b"].to_numpy(np.int64)
+    n_pairs = len(pairs)
+    res = pairs.copy()
     if paired:
-        cols = [*keys, factor, *pair_on, value]
-        s1 = pairs[gk].merge(_side(data[cols], factor, value, "a"), on=[*keys, "a"])
-        s2 = pairs[gk].merge(_side(data[cols], factor, value, "b"), on=[*keys, "b"])
-        m = s1.merge(s2, on=[*gk, *pair_on], how="inner")
-        m["d"] = m["v_a"] - m["v_b"]
-        agg = m.groupby(gk, sort=False, dropna=False).agg(
-            n1=("d", "size"), mean1=("v_a", "mean"), mean2=("v_b", "mean"),
-            mean_diff=("d", "mean"), var_d=("d", "var")).reset_index()
-        res = pairs.merge(agg, on=gk, how="left")
-        res["n1"] = res["n1"].fillna(0).astype(np.int64)
+        nm = int(np.prod([sizes[c] for c in pair_on]))
+        full = cf * nm + _composite(data, pair_on, sizes)
+        order = np.argsort(full, kind="stable")
+        full_s, v_s = full[order], v[order]
+        if full_s.size > 1 and (np.diff(full_s) == 0).any():
+            raise ValueError(f"two rows share a cell and {list(pair_on)}: paired tests need one value per "
+                             "model in each cell; add the distinguishing key to pair_on or the cell keys")
+        cf_s = full_s // nm
+        lo = np.searchsorted(cf_s, pa, "left")
+        count = np.searchsorted(cf_s, pa, "right") - lo
+        pair_idx = np.repeat(np.arange(n_pairs), count)
+        pos = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(lo, count)
+        target = pb[pair_idx] * nm + full_s[pos] % nm
+        j, hit = _lookup(full_s, target)
+        pair_idx, va, vb = pair_idx[hit], v_s[pos[hit]], v_s[j[hit]]
+        d = va - vb
+        n = np.bincount(pair_idx, minlength=n_pairs).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_d = np.bincount(pair_idx, weights=d, minlength=n_pairs) / n
+            var_d = np.where(n >= 2, np.bincount(pair_idx, weights=(d - mean_d[pair_idx]) ** 2,
+                                                 minlength=n_pairs) / (n - 1), np.nan)
+            res["mean1"] = np.bincount(pair_idx, weights=va, minlength=n_pairs) / n
+            res["mean2"] = np.bincount(pair_idx, weights=vb, minlength=n_pairs) / n
+        res["n1"] = n.astype(np.int64)
         res["n2"] = res["n1"]
-        res["t"], res["df"], res["p_raw"] = paired_from_moments(
-            res["n1"].to_numpy(), res["mean_diff"].to_numpy(np.float64),
-            res["var_d"].to_numpy(np.float64), alternative)
+        res["mean_diff"] = mean_d
+        res["t"], res["df"], res["p_raw"] = paired_from_moments(n, mean_d, var_d, alternative)
         res["test"] = "paired"
-        res["note"] = np.where(res["n1"] < 2, "fewer than 2 models paired by " + "+".join(pair_on), "")
+        res["note"] = np.where(n < 2, "fewer than 2 models paired by " + "+".join(pair_on), "")
     else:
-        st = data.groupby([*keys, factor], sort=False, dropna=False)[value].agg(["size", "mean", "var"]).reset_index()
-        res = pairs.merge(st.rename(columns={factor: "a", "size": "n1", "mean": "mean1", "var": "var1"}),
-                          on=[*keys, "a"], how="left")
-        res = res.merge(st.rename(columns={factor: "b", "size": "n2", "mean": "mean2", "var": "var2"}),
-                        on=[*keys, "b"], how="left")
-        res["n1"] = res["n1"].fillna(0).astype(np.int64)
-        res["n2"] = res["n2"].fillna(0).astype(np.int64)
-        res["mean_diff"] = res["mean1"] - res["mean2"]
-        res["t"], res["df"], res["p_raw"] = independent_from_moments(
-            res["n1"].to_numpy(), res["mean1"].to_numpy(np.float64), res["var1"].to_numpy(np.float64),
-            res["n2"].to_numpy(), res["mean2"].to_numpy(np.float64), res["var2"].to_numpy(np.float64),
-            alternative, equal_var)
+        gkeys, gn, gmean, gvar = _group_moments(cf, v)
+        # a missing side reads the padded last entry: n = 0, mean = var = NaN
+        gn, gmean, gvar = np.append(gn, 0.0), np.append(gmean, np.nan), np.append(gvar, np.nan)
+        j1, found1 = _lookup(gkeys, pa)
+        j2, found2 = _lookup(gkeys, pb)
+        i1, i2 = np.where(found1, j1, gkeys.size), np.where(found2, j2, gkeys.size)
+        n1, m1, v1 = gn[i1], gmean[i1], gvar[i1]
+        n2, m2, v2 = gn[i2], gmean[i2], gvar[i2]
+        res["n1"], res["n2"] = n1.astype(np.int64), n2.astype(np.int64)
+        res["mean1"], res["mean2"], res["mean_diff"] = m1, m2, m1 - m2
+        res["t"], res["df"], res["p_raw"] = independent_from_moments(n1, m1, v1, n2, m2, v2, alternative, equal_var)
         res["test"] = "independent" if equal_var else "welch"
-        res["note"] = np.where((res["n1"] < 2) | (res["n2"] < 2), "fewer than 2 models on a side", "")
+        res["note"] = np.where((n1 < 2) | (n2 < 2), "fewer than 2 models on a side", "")
     res["alternative"] = alternative
     return res
 
@@ -146,6 +211,9 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
     missing = [c for c in (*keys, factor, value, *(pair_on if paired else ())) if c not in alphas.columns]
     if missing:
         raise ValueError(f"alpha frame lacks column(s) {missing}; build it with prunescope.metrics.model_alpha")
+    fam = list(fixed if family_by is None else family_by)
+    if not set(fam) <= set(keys):
+        raise ValueError(f"family_by {fam} must be a subset of the keys held fixed in one comparison {keys}")
     # integer-code every key once: merges and groupbys on int64 are far cheaper than on strings
     cols = list(dict.fromkeys([*keys, factor, *(pair_on if paired else ())]))
     enc = pd.DataFrame({value: alphas[value].to_numpy(np.float64)})
@@ -153,23 +221,23 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
     for c in cols:
         enc[c], uniques[c] = pd.factorize(alphas[c], sort=True, use_na_sentinel=False)
     levels = uniques[factor]
+    sizes = {c: max(len(u), 1) for c, u in uniques.items()}
     if pairs_of == "consecutive":
         if order is None:
             rank = np.arange(len(levels), dtype=np.float64)
         else:
             pos = {v: i for i, v in enumerate(order)}
             rank = np.array([pos.get(v, np.nan) for v in levels], dtype=np.float64)
-        pair_frame = _consecutive_pairs(enc, keys, factor, rank)
+        pair_frame = _consecutive_pairs(enc, keys, factor, rank, sizes)
     else:
         code = {v: i for i, v in enumerate(levels)}
         coded = [(code[a], code[b]) for a, b in (pairs or ()) if a in code and b in code]
-        pair_frame = _listed_pairs(enc, keys, factor, coded)
-    res = _run(enc, pair_frame, keys, factor, value, paired, alternative, pair_on, equal_var)
+        pair_frame = _listed_pairs(enc, keys, factor, coded, sizes)
+    res = _run(enc, pair_frame, keys, factor, value, paired, alternative, pair_on, equal_var, sizes)
     for c in keys:
         res[c] = uniques[c].take(res[c].to_numpy()).array
     res["a"] = levels.take(res["a"].to_numpy()).array
     res["b"] = levels.take(res["b"].to_numpy()).array
-    fam = list(fixed if family_by is None else family_by)
     name = pd.Series(kind, index=res.index)
     for k in fam:
         name = name + "|" + k + "=" + res[k].map(_fmt)
