@@ -24,6 +24,7 @@ from prunescope.study.artifacts import Artifacts
 from prunescope.study.executors import Executor, LocalExecutor, RayExecutor
 from prunescope.study.packs import Pack
 from prunescope.study.plan import Job, Plan, dataset_sizes, make_plan
+from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import StudySpec
 from prunescope.study.store import JobResult, Store
 from prunescope.study.worker import WorkerContext
@@ -273,6 +274,3 @@ def _block_descendants(roots: list[str], children: dict[str, list[str]], waiting
                 out.append(c)
                 stack.append(c)
     return out
-
-
-from prunescope.study.progress import RunDisplay  # noqa: E402  (type used in signatures)
