@@ -75,8 +75,8 @@ def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
 
     Raises:
         ValueError: ``ratio < 1`` or not finite, or inconsistent counts.
-        UnreachableRatioError: ``ratio`` exceeds ``n_total / (n_total - n_prunable)``; the message
-            names both.
+        UnreachableRatioError: ``ratio`` exceeds ``n_total / (n_total - n_prunable)`` by more
+            than half a prunable weight; the message names both.
     """
     if not 0 < n_prunable <= n_total:
         raise ValueError(f"need 0 < n_prunable <= n_total, got {n_prunable} and {n_total}")
@@ -84,7 +84,8 @@ def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
         raise ValueError(f"pruning ratio must be a finite number >= 1 (1 = dense), got {ratio}")
     n_fixed = n_total - n_prunable
     exact = n_total / ratio - n_fixed
-    if exact < 0:
+    k = math.floor(exact + 0.5)
+    if k < 0:  # within half a weight of the maximum still rounds to k = 0 (float-safe at the limit)
         max_ratio = math.inf if n_fixed == 0 else n_total / n_fixed
         raise UnreachableRatioError(
             f"pruning ratio {ratio:g} is unreachable: {n_fixed} of the {n_total} parameters are not "
@@ -92,7 +93,7 @@ def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
             f"{max_ratio:.6g} (all {n_prunable} prunable weights removed); lower the ratio or "
             "widen the prunable set (prune_classifier=True, prune_biases=True)"
         )
-    return min(n_prunable, math.floor(exact + 0.5))
+    return min(n_prunable, k)
 
 
 def _layer_quotas(sizes: list[int], k: int) -> list[int]:
