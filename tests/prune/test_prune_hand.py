@@ -136,6 +136,9 @@ def test_keep_count_rounds_to_nearest_weight():
     assert keep_count(100, 90, 100 / 9.6) == 0  # 0.4 weights past it still rounds to k = 0
     with pytest.raises(UnreachableRatioError):
         keep_count(100, 90, 100 / 9.4)  # 0.6 weights past it: unreachable
+    assert keep_count(50, 50, 50.0) == 1  # everything prunable: keeping one weight is the limit
+    with pytest.raises(UnreachableRatioError, match="largest reachable ratio is 50 "):
+        keep_count(50, 50, 200.0)
     with pytest.raises(ValueError, match=">= 1"):
         keep_count(100, 90, 0.5)
 

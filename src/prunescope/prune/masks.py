@@ -76,7 +76,8 @@ def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
     Raises:
         ValueError: ``ratio < 1`` or not finite, or inconsistent counts.
         UnreachableRatioError: ``ratio`` exceeds ``n_total / (n_total - n_prunable)`` by more
-            than half a prunable weight; the message names both.
+            than half a prunable weight (``n_total`` when every parameter is prunable: one must
+            stay nonzero); the message names both.
     """
     if not 0 < n_prunable <= n_total:
         raise ValueError(f"need 0 < n_prunable <= n_total, got {n_prunable} and {n_total}")
@@ -85,13 +86,18 @@ def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
     n_fixed = n_total - n_prunable
     exact = n_total / ratio - n_fixed
     k = math.floor(exact + 0.5)
-    if k < 0:  # within half a weight of the maximum still rounds to k = 0 (float-safe at the limit)
-        max_ratio = math.inf if n_fixed == 0 else n_total / n_fixed
+    # within half a weight of the maximum still rounds to k = 0 (float-safe at the limit); a
+    # model whose every parameter is prunable must keep one, or the ratio is undefined
+    if k < 0 or n_fixed + k == 0:
+        if n_fixed:
+            max_ratio, how = n_total / n_fixed, f"all {n_prunable} prunable weights removed"
+        else:
+            max_ratio, how = float(n_total), "every parameter is prunable and one must stay"
         raise UnreachableRatioError(
             f"pruning ratio {ratio:g} is unreachable: {n_fixed} of the {n_total} parameters are not "
             f"prunable and always count as nonzero, so the largest reachable ratio is "
-            f"{max_ratio:.6g} (all {n_prunable} prunable weights removed); lower the ratio or "
-            "widen the prunable set (prune_classifier=True, prune_biases=True)"
+            f"{max_ratio:.6g} ({how}); lower the ratio or widen the prunable set "
+            "(prune_classifier=True, prune_biases=True)"
         )
     return min(n_prunable, k)
 
