@@ -88,8 +88,6 @@ def _model_level(paired: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarr
     return out[[*keys, *MODEL_ALPHA_COLUMNS]], s
 
 
-
-
 def model_alpha(paired: pd.DataFrame, intercept: bool = False) -> pd.DataFrame:
     """Per-model slope alpha_t(m) = sum_c Bn^c Bn_t^c / sum_c (Bn^c)^2 (SPEC 2).
 
