@@ -59,6 +59,7 @@ def test_from_confusions_stacks_models():
 @pytest.mark.parametrize("bad, msg", [
     (np.zeros((2, 3)), "shape"),
     (np.array([[1.5, 0], [0, 1]]), "whole numbers"),
+    (np.array([[3, -1], [0, 1]]), ">= 0"),
 ])
 def test_bad_confusions_are_rejected(bad, msg):
     with pytest.raises(ValueError, match=msg):

@@ -111,6 +111,8 @@ def from_confusions(confusions: np.ndarray, keys: pd.DataFrame) -> pd.DataFrame:
     if not np.issubdtype(cms.dtype, np.integer):
         if not np.all(np.isfinite(cms)) or not np.array_equal(cms, np.round(cms)):
             raise ValueError("confusion counts must be whole numbers")
+    if cms.size and cms.min() < 0:
+        raise ValueError("confusion counts must be >= 0")
     if len(keys) != cms.shape[0]:
         raise ValueError(f"keys has {len(keys)} rows but there are {cms.shape[0]} matrices")
     if "cls" in keys.columns:
