@@ -92,5 +92,7 @@ def test_cli_rejects_bad_input_clearly(tmp_path):
     assert bad.exit_code != 0 and "unknown method" in bad.output
     bad = runner.invoke(app, ["prune", str(dense), "--method", "mp", "--grad-mode", "batches"])
     assert bad.exit_code != 0 and "only apply to GP and UP" in bad.output
+    bad = runner.invoke(app, ["prune", str(dense), "--method", "gp", "--grad-mode", "batches"])
+    assert bad.exit_code != 0 and "--grad-batches N goes with" in bad.output
     missing = runner.invoke(app, ["prune", str(tmp_path / "nope.safetensors")])
     assert missing.exit_code == 1 and "no checkpoint" in missing.output

@@ -69,6 +69,8 @@ def prune_cmd(
     if method not in GRADIENT_METHODS and (grad_mode != "full" or grad_batches is not None):
         raise typer.BadParameter(f"--grad-mode/--grad-batches only apply to GP and UP, not "
                                  f"{method.upper()}")
+    if (grad_mode == "batches") != (grad_batches is not None):
+        raise typer.BadParameter("--grad-batches N goes with --grad-mode batches (and only with it)")
     if finetune_epochs is not None and finetune_epochs < 0:
         raise typer.BadParameter(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -116,7 +118,7 @@ def prune_cmd(
         run = prune_and_finetune(
             model, meta, train, val, test, method, ratio, scope=scope, recipe=recipe,
             finetune=do_finetune, grad_mode=grad_mode,
-            grad_batches=grad_batches if grad_mode == "batches" else None, eps=eps, seed=seed,
+            grad_batches=grad_batches, eps=eps, seed=seed,
             prune_classifier=prune_classifier, prune_biases=prune_biases, progress=progress)
     except (ValueError, TrainingDiverged) as e:
         console.print(f"[red]error:[/red] {e}")
