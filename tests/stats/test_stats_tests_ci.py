@@ -137,3 +137,9 @@ def test_ci_over_models_of_excess_error_uses_null_zero():
     assert out["label"] == ">"
     with pytest.raises(ValueError, match="lacks column"):
         mean_ci(pd.DataFrame(rows), value="alpha")
+
+
+def test_cell_key_clashing_with_an_output_column_is_an_error():
+    f = cells({2.0: list(X)}).assign(level=1)
+    with pytest.raises(ValueError, match="clash"):
+        mean_ci(f, by=["ratio", "level"])

@@ -67,6 +67,10 @@ def mean_ci(frame: pd.DataFrame, value: str = "alpha", by: Sequence[str] = CELL_
     if method not in ("t", "bootstrap"):
         raise ValueError(f"method must be 't' or 'bootstrap', got {method!r}")
     by = list(by)
+    clash = [c for c in by if c in CI_COLUMNS]
+    if clash:
+        raise ValueError(f"cell key(s) {clash} clash with output columns of mean_ci {list(CI_COLUMNS)}; "
+                         "rename them before the call (e.g. a pruning 'level' to 'prune_level')")
     missing = [c for c in (*by, value) if c not in frame.columns]
     if missing:
         raise ValueError(f"frame lacks column(s) {missing}")
