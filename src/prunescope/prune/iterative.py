@@ -1,0 +1,319 @@
+"""Iterative magnitude pruning with weight rewinding (lottery-ticket style; SPEC 3, last bullet).
+
+Algorithm (Frankle & Carbin 2019; rewinding to an early iterate as in Frankle et al. 2020,
+"Linear Mode Connectivity and the Lottery Ticket Hypothesis"):
+
+1. Train the dense network with the recipe and save its whole state (weights and BatchNorm
+   buffers) right after optimiser step ``rewind_steps`` (0 = the initialisation). The trained
+   dense network is level 0 (ratio 1).
+2. Level L = 1, 2, ...: rank the surviving prunable weights by magnitude ``|theta|`` of the
+   weights trained at level L-1 and keep the top ``k_L = round(n_prunable * (1 - f)^L)``
+   (``f = prune_fraction``, 0.2 by default: 20% of the remaining weights go at every level).
+   ``k_L`` is computed from the level number, not from ``k_{L-1}``, so rounding never
+   accumulates: after level L exactly ``round(n_prunable * 0.8^L)`` prunable weights survive
+   and the achieved ratio is ``n_total / (n_total - n_prunable + k_L)``, recorded in a
+   :class:`~prunescope.prune.MaskResult` made by :func:`~prunescope.prune.make_masks`.
+   Already-pruned weights score below every survivor, so each level's mask is a subset of the
+   previous one.
+3. Rewind: load the saved early state into the model, zero the pruned weights, and retrain
+   with ``fit(..., masks=...)`` (masked weights stay exactly zero).
+
+The rewind state is captured with :class:`RewindCapture`, a ``progress`` callback of
+:func:`prunescope.train.fit` (``fit`` calls it after every optimiser step with the global step
+count), so the dense run is exactly an ordinary ``fit`` run; no training code is duplicated.
+A dense model trained elsewhere (e.g. the study's dense checkpoint) can be pruned iteratively by
+passing its trained weights in ``model`` and the state captured during its training as
+``rewind_state``.
+
+Retraining restarts the recipe's schedule from its first epoch at every level (``fit`` has no way
+to resume mid-schedule); Frankle et al. instead run the remaining ``T - k`` iterations. With
+``rewind_steps`` small against the schedule the difference is a few hundred steps of warm-up.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunescope.data.device import DeviceImages
+from prunescope.prune.masks import MaskResult, UnreachableRatioError, make_masks
+from prunescope.prune.params import count_parameters, prunable
+from prunescope.train import FitResult, Recipe, derive_seed, fit
+from prunescope.train.loop import ProgressFn
+
+__all__ = ["LevelRecord", "RewindCapture", "imp_keep_count", "iterative_magnitude_pruning"]
+
+#: ``on_level(level, model, mask_result, fit_result)``; ``mask_result`` is ``None`` at level 0
+#: (dense), ``fit_result`` is ``None`` at level 0 when the dense model was trained elsewhere.
+OnLevelFn = Callable[[int, nn.Module, "MaskResult | None", "FitResult | None"], None]
+
+
+class RewindCapture:
+    """A ``progress`` callback for :func:`prunescope.train.fit` that keeps a copy of the model's
+    state right after optimiser step ``step`` (1-based, counted over the whole run).
+
+    Usage: ``cap = RewindCapture(model, 500); fit(model, ..., progress=cap); cap.state``.
+
+    Args:
+        model: the model ``fit`` trains.
+        step: the optimiser step after which to copy the state (>= 1).
+        then: another progress callback to forward every call to (e.g. a progress bar).
+
+    Attributes:
+        state: ``None`` until the step is reached, then ``{name: CPU tensor}``, a detached copy of
+            ``model.state_dict()`` (weights and BatchNorm buffers).
+    """
+
+    def __init__(self, model: nn.Module, step: int, then: ProgressFn | None = None) -> None:
+        if step < 1:
+            raise ValueError(f"RewindCapture needs step >= 1, got {step}; for step 0 (the "
+                             "initialisation) copy model.state_dict() before training")
+        self.model, self.step, self.then = model, int(step), then
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, step: int, total: int, info: dict[str, Any]) -> None:
+        if step == self.step and self.state is None:
+            self.state = _cpu_state(self.model)
+        if self.then is not None:
+            self.then(step, total, info)
+
+
+@dataclass
+class LevelRecord:
+    """One level of iterative pruning (level 0 = the dense network).
+
+    Attributes:
+        level: 0, 1, 2, ...
+        achieved_ratio: ``n_total / n_nonzero`` after this level's mask (1.0 at level 0).
+        requested_ratio: the ratio the level aimed at, ``n_total / (n_fixed + n_prunable *
+            (1 - f)^level)`` (1.0 at level 0).
+        mask_result: the :class:`~prunescope.prune.MaskResult` (``None`` at level 0).
+        masks: ``{param name: bool CPU tensor}``, True = kept (empty at level 0).
+        densities: ``{param name: kept / numel}`` of the prunable weights (all 1.0 at level 0).
+        state_dict: the level's trained weights and buffers (CPU copies).
+        history: the level's ``fit`` history (one dict per epoch; empty if not trained here).
+        best_epoch: the kept epoch of that ``fit`` (0 if not trained here).
+        val_loss, val_acc: validation loss (nats) and accuracy (0..1) of the kept epoch (NaN if
+            not trained here).
+        seed: the data-order seed of the level's ``fit``.
+    """
+
+    level: int
+    achieved_ratio: float
+    requested_ratio: float
+    mask_result: MaskResult | None
+    masks: dict[str, torch.Tensor]
+    densities: dict[str, float]
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    val_loss: float = math.nan
+    val_acc: float = math.nan
+    seed: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready record (no tensors) for a store row or a checkpoint sidecar."""
+        return {
+            "level": self.level,
+            "achieved_ratio": self.achieved_ratio,
+            "requested_ratio": self.requested_ratio,
+            "densities": dict(self.densities),
+            "best_epoch": self.best_epoch,
+            "val_loss": self.val_loss,
+            "val_acc": self.val_acc,
+            "seed": self.seed,
+            "pruning": self.mask_result.summary() if self.mask_result is not None else None,
+        }
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def imp_keep_count(n_prunable: int, prune_fraction: float, level: int) -> int:
+    """Prunable weights kept after ``level`` levels: ``round(n_prunable * (1 - f)^level)``
+    (half rounds up, as :func:`prunescope.prune.keep_count` does)."""
+    return math.floor(n_prunable * (1.0 - prune_fraction) ** level + 0.5)
+
+
+def _level_ratio(n_total: int, n_prunable: int, prune_fraction: float, level: int) -> float:
+    """The ratio whose :func:`~prunescope.prune.keep_count` is ``imp_keep_count(level)``.
+
+    ``keep_count`` computes ``floor(n_total / t - n_fixed + 0.5)``; with ``t = n_total /
+    (n_fixed + k)`` that is ``k`` plus a float rounding error far below 0.5, so it returns ``k``.
+    """
+    k = imp_keep_count(n_prunable, prune_fraction, level)
+    return n_total / (n_total - n_prunable + k)
+
+
+def _history_best(fit_result: FitResult) -> tuple[float, float]:
+    rec = fit_result.history[fit_result.best_epoch - 1]
+    return float(rec["val_loss"]), float(rec["val_acc"])
+
+
+def iterative_magnitude_pruning(
+    model: nn.Module,
+    train: DeviceImages,
+    val: DeviceImages,
+    recipe: Recipe,
+    seed: int,
+    *,
+    rewind_steps: int = 500,
+    prune_fraction: float = 0.2,
+    levels: int | None = None,
+    target_ratio: float | None = None,
+    scope: str = "global",
+    on_level: OnLevelFn | None = None,
+    rewind_state: Mapping[str, torch.Tensor] | None = None,
+    retrain_recipe: Recipe | None = None,
+    prune_classifier: bool = False,
+    prune_biases: bool = False,
+    progress: ProgressFn | None = None,
+) -> list[LevelRecord]:
+    """Lottery-ticket pruning of ``model`` in place: see the module docstring for the algorithm.
+
+    Args:
+        model: without ``rewind_state``, the freshly initialised network (e.g.
+            ``build_model(arch, C, seed=seed)``), trained here as level 0. With
+            ``rewind_state``, the already trained dense network.
+        train, val: training images and the validation hold-out (on the model's device); ``fit``
+            keeps each level's best-validation-loss epoch (SPEC 4).
+        recipe: the training recipe of the dense run (level 0).
+        seed: seeds the data order: level 0 uses ``seed`` itself (so it equals a plain
+            ``fit(model, train, val, recipe, seed)``), level L uses
+            ``derive_seed(seed, f"imp/level{L}")``.
+        rewind_steps: the optimiser step whose weights survivors are rewound to; 0 rewinds to the
+            initialisation (the original lottery ticket). Must not exceed the dense run's steps.
+        prune_fraction: fraction f of the remaining prunable weights removed per level, in (0, 1).
+        levels: stop after this many pruning levels.
+        target_ratio: stop at the first level whose achieved ratio is >= this.
+            At least one of ``levels`` and ``target_ratio`` is required; with both, the first
+            met stops.
+        scope: ``"global"`` (one magnitude threshold over all prunable weights, default) or
+            ``"layer"`` (the same keep fraction in every prunable layer).
+        on_level: called after level 0 and after every level's retraining as
+            ``on_level(level, model, mask_result, fit_result)``, the model holding that level's
+            trained weights, so each level can be evaluated and stored as it finishes.
+        rewind_state: the dense run's state after ``rewind_steps`` steps (from
+            :class:`RewindCapture`); given, level 0 is not trained here.
+        retrain_recipe: recipe of the levels' retraining (default: ``recipe``).
+        prune_classifier, prune_biases: widen the prunable set (:func:`prunescope.prune.prunable`).
+        progress: forwarded to every ``fit`` call.
+
+    Returns:
+        One :class:`LevelRecord` per level, level 0 first. The model ends holding the last
+        level's weights, masked weights exactly zero.
+
+    Raises:
+        ValueError: bad ``prune_fraction``, ``rewind_steps`` or stopping rule; a level prunes
+            nothing (the network is too small for another level).
+        UnreachableRatioError: ``target_ratio`` above the largest reachable ratio.
+    """
+    if not 0.0 < prune_fraction < 1.0:
+        raise ValueError(f"prune_fraction must be in (0, 1), got {prune_fraction}")
+    if levels is None and target_ratio is None:
+        raise ValueError("give levels=<number of pruning levels> and/or target_ratio=<ratio to "
+                         "pass>; otherwise iterative pruning would never stop")
+    if levels is not None and levels < 1:
+        raise ValueError(f"levels must be >= 1, got {levels}")
+    if rewind_steps < 0:
+        raise ValueError(f"rewind_steps must be >= 0, got {rewind_steps}")
+    params = prunable(model, prune_classifier=prune_classifier, prune_biases=prune_biases)
+    n_total = count_parameters(model)
+    n_prunable = sum(p.numel() for p in params.values())
+    n_fixed = n_total - n_prunable
+    if target_ratio is not None:
+        if not (math.isfinite(target_ratio) and target_ratio > 1.0):
+            raise ValueError(f"target_ratio must be a finite ratio > 1, got {target_ratio}")
+        max_ratio = math.inf if n_fixed == 0 else n_total / n_fixed
+        if not target_ratio < max_ratio:
+            raise UnreachableRatioError(
+                f"target_ratio {target_ratio:g} is unreachable: {n_fixed} of the {n_total} "
+                f"parameters are not prunable, so the largest ratio is {max_ratio:.6g} (every "
+                "prunable weight removed); lower target_ratio or widen the prunable set"
+            )
+    retrain_recipe = retrain_recipe if retrain_recipe is not None else recipe
+
+    records: list[LevelRecord] = []
+    if rewind_state is None:
+        total_steps = train.num_batches(recipe.batch_size, recipe.max_steps_per_epoch) * recipe.epochs
+        if rewind_steps > total_steps:
+            raise ValueError(
+                f"rewind_steps={rewind_steps} exceeds the {total_steps} optimiser steps of the "
+                "dense run; lower rewind_steps or lengthen the recipe"
+            )
+        if rewind_steps == 0:
+            rewind = _cpu_state(model)
+            dense_fit = fit(model, train, val, recipe, seed, progress=progress)
+        else:
+            capture = RewindCapture(model, rewind_steps, then=progress)
+            dense_fit = fit(model, train, val, recipe, seed, progress=capture)
+            assert capture.state is not None  # step <= total_steps was checked above
+            rewind = capture.state
+        val_loss, val_acc = _history_best(dense_fit)
+        dense = LevelRecord(0, 1.0, 1.0, None, {}, {n: 1.0 for n in params}, _cpu_state(model),
+                            dense_fit.history, dense_fit.best_epoch, val_loss, val_acc, seed)
+    else:
+        rewind = {k: v.detach().to("cpu", copy=True) for k, v in rewind_state.items()}
+        missing = sorted(set(model.state_dict()) - set(rewind))
+        if missing:
+            raise ValueError(f"rewind_state lacks {missing[:5]} of the model's state; pass the "
+                             "RewindCapture.state of this model's dense training")
+        dense_fit = None
+        dense = LevelRecord(0, 1.0, 1.0, None, {}, {n: 1.0 for n in params}, _cpu_state(model))
+    records.append(dense)
+    if on_level is not None:
+        on_level(0, model, None, dense_fit)
+
+    prev_masks: dict[str, torch.Tensor] | None = None
+    level = 0
+    while True:
+        level += 1
+        k = imp_keep_count(n_prunable, prune_fraction, level)
+        k_prev = imp_keep_count(n_prunable, prune_fraction, level - 1)
+        if k == k_prev:
+            raise ValueError(
+                f"level {level} would prune nothing ({k} of {n_prunable} prunable weights left and "
+                f"{prune_fraction:g} of them rounds to 0); stop earlier (levels={level - 1}) or "
+                "raise prune_fraction"
+            )
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            scores = {}
+            for n in params:
+                s = named[n].detach().to("cpu", torch.float64).abs()
+                if prev_masks is not None:  # pruned weights rank below every survivor
+                    s = torch.where(prev_masks[n], s, torch.full_like(s, -1.0))
+                scores[n] = s
+        result = make_masks(model, scores, _level_ratio(n_total, n_prunable, prune_fraction,
+                                                        level), scope=scope)
+        if prev_masks is not None:
+            grown = [n for n, m in result.masks.items() if bool((m & ~prev_masks[n]).any())]
+            if grown:
+                raise ValueError(
+                    f"level {level}: scope={scope!r} would revive pruned weights of {grown} (the "
+                    "per-layer quota rounded up past the layer's survivors); use scope='global' "
+                    "or fewer levels"
+                )
+        # rewind: the early state (weights and BN buffers), pruned weights zeroed by fit
+        model.load_state_dict(rewind)  # copies into the model's tensors, on its device
+        level_seed = derive_seed(seed, f"imp/level{level}")
+        fit_result = fit(model, train, val, retrain_recipe, level_seed, masks=result.masks,
+                         progress=progress)
+        val_loss, val_acc = _history_best(fit_result)
+        records.append(LevelRecord(level, result.achieved_ratio, result.requested_ratio, result,
+                                   dict(result.masks), dict(result.densities), _cpu_state(model),
+                                   fit_result.history, fit_result.best_epoch, val_loss, val_acc,
+                                   level_seed))
+        if on_level is not None:
+            on_level(level, model, result, fit_result)
+        prev_masks = result.masks
+        if levels is not None and level >= levels:
+            break
+        if target_ratio is not None and result.achieved_ratio >= target_ratio:
+            break
+    return records
