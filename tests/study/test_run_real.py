@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from prunescope.study import load_results, make_plan, run_study
+from prunescope.study import load_results, load_spec, make_plan, run_study
 from prunescope.train import load_checkpoint
 
 
@@ -36,3 +36,18 @@ def test_tiny_study_end_to_end(tiny_reference):
     t0 = time.perf_counter()
     again = run_study(spec)
     assert again.ran == 0 and time.perf_counter() - t0 < 5.0
+
+
+def test_diverging_training_is_recorded_and_blocks_its_dependents(tiny_spec, tmp_path):
+    """A real NaN loss (lr 1e12) fails the train jobs with TrainingDiverged; every job that
+    needs a dense model is blocked, nothing crashes."""
+    spec = tiny_spec(tmp_path)
+    text = spec.text.replace("schedule = [[1, 0.05]]", "schedule = [[1, 1e12]]")
+    (tmp_path / "tiny.toml").write_text(text)
+    spec = load_spec(tmp_path / "tiny.toml")
+    summary = run_study(spec)
+    assert summary.failed == 2 and summary.blocked == 12
+    assert all("TrainingDiverged" in e for e in summary.errors.values())
+    jobs = load_results(spec).jobs
+    assert set(jobs.loc[jobs["kind"] == "train", "status"]) == {"failed"}
+    assert set(jobs.loc[jobs["kind"] != "train", "status"]) == {"blocked"}

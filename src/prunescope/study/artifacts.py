@@ -68,8 +68,8 @@ class Artifacts:
             if missing:
                 raise FileNotFoundError(
                     f"artifact(s) {missing} are missing although their job is recorded as done; "
-                    "rerun with --retry-failed after deleting the study's store rows, or restore "
-                    "the artifacts folder")
+                    "restore the artifacts folder, or delete the study's study.sqlite to "
+                    "recompute everything")
             yield paths
             return
         tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))

@@ -9,7 +9,7 @@ jobs of the pack go on.
 Determinism: every job runs with ``torch.use_deterministic_algorithms(True)`` and explicit
 seeds only, so a job computes the same weights and counts whenever and wherever it runs on the
 same kind of device (and the same number of torch threads: pin ``[executor] threads`` when
-comparing executors).
+comparing executors). On CUDA, ops that have no deterministic kernel warn instead of failing.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
     (docs/architecture.md, "packs") replaces this for ``train``/``prune_finetune`` packs.
     """
     arts = Artifacts(ctx.artifacts)
-    with _deterministic(ctx.threads):
+    with _deterministic(ctx.threads, ctx.device):
         return [_run_one(job, ctx, arts, progress) for job in pack.jobs]
 
 
@@ -91,18 +91,23 @@ def _run_one(job: Job, ctx: WorkerContext, arts: Artifacts, progress: ProgressFn
 
 
 @contextmanager
-def _deterministic(threads: int) -> Iterator[None]:
+def _deterministic(threads: int, device: str) -> Iterator[None]:
     """Deterministic torch algorithms (and ``threads`` intra-op threads) inside the block; the
-    previous settings are restored afterwards."""
+    previous settings are restored afterwards. On CUDA, ops without a deterministic kernel only
+    warn (``warn_only``) and cuBLAS gets the workspace setting its determinism needs."""
     was_det = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     was_threads = torch.get_num_threads()
-    torch.use_deterministic_algorithms(True, warn_only=False)
+    on_cpu = torch.device(device).type == "cpu"
+    if not on_cpu:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=not on_cpu)
     if threads > 0:
         torch.set_num_threads(threads)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(was_det)
+        torch.use_deterministic_algorithms(was_det, warn_only=was_warn)
         torch.set_num_threads(was_threads)
 
 
