@@ -32,10 +32,16 @@ def format_cell(value: object, digits: int = 3) -> str:
     return str(value)
 
 
+def _label(column: object) -> str:
+    """Column label as text: float labels (ratios of a pivoted table) without a trailing .0."""
+    return f"{column:g}" if isinstance(column, (float, np.floating)) else str(column)
+
+
 def _flat(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame with its index as ordinary columns and column labels as strings."""
     out = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame.copy()
-    out.columns = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in out.columns]
+    out.columns = [" ".join(map(_label, c)) if isinstance(c, tuple) else _label(c)
+                   for c in out.columns]
     return out
 
 
