@@ -89,7 +89,7 @@ class StackedLinear(nn.Module):
         wt = self.weight.transpose(1, 2)
         if self.bias is None:
             return torch.bmm(x, wt)
-        return torch.baddbmm(self.bias.unsqueeze(1).to(x.dtype), x, wt.to(x.dtype))
+        return torch.baddbmm(self.bias.unsqueeze(1), x, wt)
 
 
 def _to_channels(x: torch.Tensor) -> torch.Tensor:
@@ -101,6 +101,8 @@ def _to_channels(x: torch.Tensor) -> torch.Tensor:
     if x.ndim != 5:
         raise ValueError(f"a stacked model takes (G, B, C, H, W) input, got shape {tuple(x.shape)}")
     g, b, c, h, w = x.shape
+    if g == 1:  # the single model's input itself, strides included: convolution kernels pick
+        return x[0]  # their algorithm by memory layout, and a pack of one must run the same one
     return x.transpose(0, 1).reshape(b, g * c, h, w)
 
 
