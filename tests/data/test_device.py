@@ -111,3 +111,17 @@ def test_max_steps_subset_and_errors():
         DeviceImages(np.zeros((2, 3, 3), np.uint8), np.zeros(2), [0.5], [0.5])
     with pytest.raises(ValueError, match="one value per channel"):
         DeviceImages(np.zeros((2, 3, 3, 3), np.uint8), np.zeros(2, np.int64), [0.5], [0.5])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batches_equal_cpu_batches_for_a_seed():
+    """The data stream depends on the seed only, not on the device."""
+    ds, _, _ = make_set(n=40)
+    cuda = ds.to("cuda")
+    a = collect(ds, 7, shuffle=True, augment=True)
+    b = collect(cuda, 7, shuffle=True, augment=True)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        assert xb.device.type == "cuda"
+        assert torch.equal(ya, yb.cpu())
+        torch.testing.assert_close(xa, xb.cpu())

@@ -148,3 +148,16 @@ def test_device_mismatch_error(quadrants):
     model = build_model("lenet5", 4, 1).cuda()
     with pytest.raises(ValueError, match="DeviceImages"):
         fit(model, train, val, QUICK, 0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_on_cuda_holds_masks(quadrants):
+    train, val = (s.to("cuda") for s in quadrants)
+    model = build_model("resnet20", 4, 1, seed=0).cuda()
+    mask = torch.rand(model.conv1.weight.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    res = fit(model, train, val, Recipe(schedule=((2, 0.05),), batch_size=64, augment=True), 0,
+              masks={"conv1.weight": mask.cuda()})
+    assert torch.count_nonzero(model.conv1.weight[~mask.cuda()]) == 0
+    assert max(h["val_acc"] for h in res.history) > 0.5
+    assert evaluate(model, val, 4).sum() == len(val)

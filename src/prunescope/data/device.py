@@ -81,7 +81,9 @@ class DeviceImages:
 
     def subset(self, indices: np.ndarray | torch.Tensor | Sequence[int]) -> DeviceImages:
         """The images at ``indices`` (int array ``(M,)``) as a new set on the same device."""
-        idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64, device=self.device)
+        if not isinstance(indices, torch.Tensor):
+            indices = torch.from_numpy(np.asarray(indices, dtype=np.int64))
+        idx = indices.to(device=self.device, dtype=torch.int64)
         return DeviceImages(self.x[idx], self.y[idx], self.mean, self.std, self.device)
 
     def to(self, device: torch.device | str) -> DeviceImages:
