@@ -76,6 +76,7 @@ epochs = 6
     ("[train]\nmomentum = 1.5", "train", "momentum"),
     ("[train]\nschedule = [[0.5]]", "train.schedule", "[epochs, lr]"),
     ("[executor]\npack_size = 0", "executor.pack_size", ">= 1"),
+    ("[executor]\nworkers = 0", "executor.workers", ">= 1"),
     ("[executor]\ngpus_per_pack = 1.5", "executor.gpus_per_pack", "fraction"),
     ("scope = 'row'", "scope", "global, layer"),
     ("distributions = ['fog-3']", "distributions[0]", "gaussian_noise"),

@@ -6,12 +6,17 @@ writes the store.
 
 * :class:`LocalExecutor` runs one pack at a time in the driver's process (default), with
   per-step progress.
+* :class:`ProcessExecutor` runs up to ``workers`` packs at once in worker processes of this
+  machine (``[executor] workers``), each with ``threads`` torch threads (1 unless set): on a
+  small shared CPU, N single-threaded workers beat one N-threaded process by far.
 * :class:`RayExecutor` runs each pack as one Ray task asking for ``gpus_per_pack`` GPUs when the
   cluster has GPUs, else ``cpus_per_pack`` CPUs; workers read data and parent artifacts
   themselves and return :class:`~prunescope.study.store.JobResult` lists.
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
+import multiprocessing
 import traceback
 from collections.abc import Callable
 from typing import Protocol
@@ -78,6 +83,57 @@ class LocalExecutor:
 
     def close(self) -> None:
         self._queued = None
+
+
+class ProcessExecutor:
+    """Runs packs in ``workers`` processes of this machine (``spawn``ed, so no state is shared).
+
+    A worker that dies (killed, out of memory) fails the jobs of its pack; the pool is then
+    restarted for the remaining packs.
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._pool = self._new_pool()
+        self._running: dict[cf.Future, Pack] = {}
+
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(self.workers,
+                                      mp_context=multiprocessing.get_context("spawn"))
+
+    def free_slots(self) -> int:
+        return self.workers - len(self._running)
+
+    def submit(self, pack: Pack, ctx: WorkerContext) -> None:
+        self._running[self._pool.submit(run_pack, pack, ctx)] = pack
+
+    def wait(self) -> list[tuple[Pack, list[JobResult]]]:
+        if not self._running:
+            return []
+        done, _ = cf.wait(list(self._running), return_when=cf.FIRST_COMPLETED)
+        out = []
+        broken = False
+        for fut in done:
+            pack = self._running.pop(fut)
+            try:
+                out.append((pack, fut.result()))
+            except Exception as e:  # noqa: BLE001 -- a dead worker fails its pack only
+                broken |= isinstance(e, cf.process.BrokenProcessPool)
+                out.append((pack, failed_results(
+                    pack, f"worker process failed: {type(e).__name__}: {e}")))
+        if broken:
+            for fut, pack in list(self._running.items()):
+                self._running.pop(fut)
+                out.append((pack, failed_results(pack, "worker pool broke while this ran")))
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._running.clear()
 
 
 def _run_pack_remote(pack: Pack, ctx: WorkerContext) -> list[JobResult]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prunescope.study.artifacts import Artifacts
-from prunescope.study.executors import Executor, LocalExecutor, RayExecutor
+from prunescope.study.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
 from prunescope.study.packs import Pack
 from prunescope.study.plan import Job, Plan, dataset_sizes, make_plan
 from prunescope.study.progress import RunDisplay
@@ -166,6 +166,8 @@ def _make_executor(spec: StudySpec, kind: str | Executor, address: str | None,
     if not isinstance(kind, str):
         return kind
     if kind == "local":
+        if spec.executor.workers > 1:
+            return ProcessExecutor(spec.executor.workers)
         return LocalExecutor(progress=display.pack_progress if display else None)
     if kind == "ray":
         return RayExecutor(address, spec.executor.gpus_per_pack, spec.executor.cpus_per_pack)
@@ -207,6 +209,9 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     device = spec.device_name()
     if isinstance(ex, RayExecutor) and spec.device == "auto":
         device = ex.device
+    threads = spec.executor.threads
+    if isinstance(ex, ProcessExecutor) and threads == 0:
+        threads = 1
     if display:
         display.start(plan, [by_id[i] for i in waiting], lambda j: job_work(j, spec))
     in_flight = 0
@@ -221,7 +226,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             in_flight += len(jobs)
             deps = sorted({d for j in jobs for d in j.deps})
             ex.submit(pack, WorkerContext(
-                artifacts=spec.artifacts, device=device, threads=spec.executor.threads,
+                artifacts=spec.artifacts, device=device, threads=threads,
                 parent_artifacts=tuple((d, tuple(sorted(arts[d].items()))) for d in deps)))
             if display:
                 display.pack_started(pack)

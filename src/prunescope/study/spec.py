@@ -40,7 +40,7 @@ _TOP_KEYS = {
 }
 _GRID_KEYS = {"datasets", "architectures", "methods", "ratios"}
 _GRADIENT_KEYS = {"mode", "n_batches"}
-_EXECUTOR_KEYS = {"pack_size", "gpus_per_pack", "cpus_per_pack", "threads"}
+_EXECUTOR_KEYS = {"pack_size", "workers", "gpus_per_pack", "cpus_per_pack", "threads"}
 _RECIPE_EXTRA_KEYS = {"epochs_scale", "epochs"}
 
 
@@ -79,14 +79,18 @@ class ExecutorSpec:
     Attributes:
         pack_size: jobs of one (kind, dataset, arch) fused into one pack, >= 1. 1 = one model
             at a time (the CPU default).
+        workers: packs the local executor runs at once, each in its own process (1 = in the
+            driver's process, with per-step progress).
         gpus_per_pack: GPUs a Ray pack task asks for when the cluster has GPUs, in (0, 1] or a
             whole number.
         cpus_per_pack: CPUs a Ray pack task asks for when there are no GPUs.
-        threads: torch intra-op threads in each worker; 0 = torch's default. Pin it (e.g. 1)
-            when results must be bit-identical between executors with different CPU counts.
+        threads: torch intra-op threads in each worker; 0 = torch's default (1 in the worker
+            processes of ``workers > 1``). Pin it (e.g. 1) when results must be bit-identical
+            between executors with different CPU counts.
     """
 
     pack_size: int = 1
+    workers: int = 1
     gpus_per_pack: float = 1.0
     cpus_per_pack: int = 1
     threads: int = 0
@@ -251,12 +255,15 @@ def parse_spec(
     v.keys(etab, _EXECUTOR_KEYS, "executor.")
     ex = ExecutorSpec(
         pack_size=v.get(etab, "pack_size", int, default=1, prefix="executor."),
+        workers=v.get(etab, "workers", int, default=1, prefix="executor."),
         gpus_per_pack=float(v.get(etab, "gpus_per_pack", float, default=1.0, prefix="executor.")),
         cpus_per_pack=v.get(etab, "cpus_per_pack", int, default=1, prefix="executor."),
         threads=v.get(etab, "threads", int, default=0, prefix="executor."),
     )
     if ex.pack_size < 1:
         v.fail("executor.pack_size", ex.pack_size, "an integer >= 1")
+    if ex.workers < 1:
+        v.fail("executor.workers", ex.workers, "an integer >= 1 (local worker processes)")
     g = ex.gpus_per_pack
     if not (0 < g <= 1 or (g > 1 and g == int(g))):
         v.fail("executor.gpus_per_pack", g, "a fraction in (0, 1] or a whole number of GPUs")
