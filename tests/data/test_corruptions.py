@@ -22,7 +22,7 @@ from prunescope.data import corruptions as C
 from prunescope.data.sources import find_shared_cifar10
 
 _CIFAR = find_shared_cifar10()
-_N = 300  # images per fixture set
+_N = 200  # images per fixture set
 
 needs_cifar = pytest.mark.skipif(
     _CIFAR is None or not (_CIFAR / "test.npz").is_file(),
@@ -55,7 +55,7 @@ def _subset(n_total: int, n: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def rgb() -> torch.Tensor:
-    """uint8 (300, 32, 32, 3): real CIFAR-10 test images."""
+    """uint8 (200, 32, 32, 3): real CIFAR-10 test images."""
     if _CIFAR is None:
         pytest.skip("no shared/data/cifar10 copy here (set PRUNESCOPE_CIFAR10_DIR to use one)")
     x, _ = _cifar("test")
@@ -64,7 +64,7 @@ def rgb() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def grey(real_cache) -> torch.Tensor:
-    """uint8 (300, H, W, 1): real MNIST test images, or CIFAR-10 test images in grey (BT.601 luma)."""
+    """uint8 (200, H, W, 1): real MNIST test images, or CIFAR-10 test images in grey (BT.601 luma)."""
     mnist = _mnist("test", real_cache)
     if mnist is not None:
         return torch.from_numpy(mnist.x[_subset(len(mnist.x), _N, 2)])
@@ -136,6 +136,7 @@ def test_same_arguments_give_bit_identical_images(images, name):
 
 @pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "impulse_noise"])
 def test_noise_depends_on_the_seed(images, name):
+    images = images[:50]
     a, b = C.corrupt(images, name, 3, seed=1), C.corrupt(images, name, 3, seed=2)
     assert (a != b).any()
     assert not torch.equal(C.gaussian_input_noise(images, 0.05, 1), C.gaussian_input_noise(images, 0.05, 2))
@@ -151,7 +152,7 @@ def test_deterministic_corruptions_ignore_the_seed(rgb, name):
 @pytest.mark.parametrize("name", C.CORRUPTIONS)
 def test_batch_split_and_chunking_do_not_change_results(images, name, monkeypatch):
     whole = C.corrupt(images, name, 4, seed=11)
-    pieces = [C.corrupt(images[a:b], name, 4, seed=11, start=a) for a, b in ((0, 1), (1, 50), (50, 173), (173, _N))]
+    pieces = [C.corrupt(images[a:b], name, 4, seed=11, start=a) for a, b in ((0, 1), (1, 50), (50, 123), (123, _N))]
     np.testing.assert_array_equal(torch.cat(pieces), whole)
     monkeypatch.setattr(C, "_CHUNK", 7)
     np.testing.assert_array_equal(C.corrupt(images, name, 4, seed=11), whole)
@@ -289,21 +290,22 @@ def test_brightness_of_grey_images_adds_to_the_intensity(grey):
 
 @pytest.mark.parametrize("level", [0, 40, 128, 250])
 def test_noise_has_the_published_distribution_on_flat_images(level):
-    x = torch.full((400, 32, 32, 3), level, dtype=torch.uint8)
+    x = torch.full((64, 32, 32, 1), level, dtype=torch.uint8)
     v = level / 255.0
+    n_ref = 10 * x.numel()  # reference draws (numpy), 10x as many as ours
     for severity in C.SEVERITIES:
         sigma = C.PARAMETERS["gaussian_noise"][severity - 1]
         noisy = _unit(C.corrupt(x, "gaussian_noise", severity, seed=4))
-        draws = np.random.default_rng(severity).normal(v, sigma, size=400 * 1024)
+        draws = np.random.default_rng(severity).normal(v, sigma, size=n_ref)
         ref = np.round(np.clip(draws, 0, 1) * 255) / 255  # clipping moves the mean at the ends
-        assert abs(float(noisy.mean()) - ref.mean()) < 4 * sigma / np.sqrt(ref.size) + 1e-3
+        assert abs(float(noisy.mean()) - ref.mean()) < 5 * sigma / np.sqrt(x.numel()) + 1e-3
         assert abs(float(noisy.std()) / ref.std() - 1) < 0.02
 
         rate = C.PARAMETERS["shot_noise"][severity - 1]
         shot = _unit(C.corrupt(x, "shot_noise", severity, seed=4))
-        ref = np.round(np.clip(np.random.default_rng(severity).poisson(v * rate, size=400 * 1024) / rate, 0, 1)
+        ref = np.round(np.clip(np.random.default_rng(severity).poisson(v * rate, size=n_ref) / rate, 0, 1)
                        * 255) / 255
-        assert abs(float(shot.mean()) - ref.mean()) < 1e-3
+        assert abs(float(shot.mean()) - ref.mean()) <= 5 * np.sqrt(ref.var() / x.numel()) + 1e-9
         assert abs(float(shot.var()) - ref.var()) <= 0.03 * ref.var() + 1e-9
 
         amount = C.PARAMETERS["impulse_noise"][severity - 1]
