@@ -89,7 +89,8 @@ class JobResult:
         started, finished: Unix seconds; wall_s: seconds the job took in the worker.
         achieved_ratio: all params / nonzero params of a pruned model (1.0 for a dense one).
         artifacts: ``{name: path or URL}`` of files the job wrote (weights, masks, gradients).
-        info: JSON-able details (best epoch, per-epoch history, worker host/pid).
+        info: JSON-able details (best epoch, per-epoch history, ``cpu_s`` CPU seconds of the
+            worker process, worker host/pid).
         confusion: ``(C, C)`` int64 confusion matrix of an ``evaluate`` job, else ``None``.
         distribution: the evaluated test distribution (``evaluate`` jobs).
     """

@@ -77,6 +77,7 @@ def _run_one(job: Job, ctx: WorkerContext, arts: Artifacts, progress: ProgressFn
              ) -> JobResult:
     started = time.time()
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     step = (lambda d, t: progress(job, d, t)) if progress is not None else None
     try:
         fn = _RUNNERS[job.kind]
@@ -86,6 +87,7 @@ def _run_one(job: Job, ctx: WorkerContext, arts: Artifacts, progress: ProgressFn
         result = JobResult(job.id, "failed", error=f"{type(e).__name__}: {e}\n{tb}")
     result.started, result.finished = started, time.time()
     result.wall_s = time.perf_counter() - t0
+    result.info["cpu_s"] = time.process_time() - cpu0
     result.info["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     return result
 
