@@ -7,14 +7,14 @@ in torch on the images' device, batched and seeded. See docs/corruptions.md for 
 table, the exact semantics and the determinism scheme.
 
 Images are uint8 NHWC tensors (``(N, H, W, C)``, C = 1 for MNIST-like, 3 for RGB, values
-0..255); every function returns a new uint8 tensor of the same shape on the same device. All
-arithmetic on the 0..1 scale happens in float64; results are clipped to [0, 1], scaled by 255
-and rounded half to even (the published script truncates with ``np.uint8`` instead; see
-docs/corruptions.md).
+0..255); :func:`corrupt` and :func:`gaussian_input_noise` return a new uint8 tensor of the same
+shape on the same device. All arithmetic on the 0..1 scale happens in float64 (CPU and CUDA;
+not Apple MPS); results are clipped to [0, 1], scaled by 255 and rounded half to even (the
+published script truncates with ``np.uint8`` instead; see docs/corruptions.md).
 
 Randomness (Gaussian, shot, impulse noise and Gaussian input noise) is counter based: the value
 of element ``e`` of image ``start + i`` is a function of ``(seed, noise family, start + i, e)``
-only, so a result does not depend on the batch split, the chunking or the device. Each noisy
+only, so a result does not depend on the batch split or the chunking. Each noisy
 pixel is drawn by inverting the exact distribution of its output level (a 256 x 256 table per
 corruption and severity) with a 53-bit uniform integer, using integer arithmetic only.
 """
@@ -401,7 +401,9 @@ def corrupt(x: torch.Tensor, name: str, severity: int, seed: int, *, start: int 
 
     Returns:
         uint8 tensor of the shape and device of ``x``. The same arguments give bit-identical
-        results on every call, batch split and device (JPEG runs on the CPU).
+        results on every call and batch split. The arithmetic (integers, and float64 steps that
+        are single IEEE operations) is chosen to give the same bits on every device as well;
+        JPEG always runs on the CPU.
     """
     _check_images(x)
     if name not in PARAMETERS:
