@@ -200,16 +200,14 @@ def _shot_table(rate: float) -> torch.Tensor:
     """Table of ``round(clip(Poisson(rate * k/255) / rate, 0, 1) * 255)`` for input levels k.
 
     A count p >= rate saturates at 255; smaller counts map to ``round(p / rate * 255)`` (float64,
-    half to even), which is non-decreasing in p, so P(level <= m) is a Poisson CDF at the largest
-    count that maps to at most m.
+    half to even), which is non-decreasing in p and 0 for p = 0, so P(level <= m) is the Poisson
+    CDF at the largest count below the rate that maps to at most m.
     """
-    counts = np.arange(math.ceil(rate), dtype=np.float64)
-    count_level = np.round(np.minimum(counts / rate, 1.0) * 255.0)
-    count_level[counts >= rate] = 255.0
-    largest = np.searchsorted(count_level, np.arange(_LEVELS - 1), side="right") - 1  # (255,)
+    counts = np.arange(math.ceil(rate), dtype=np.float64)  # the counts below the rate
+    count_level = np.round(counts / rate * 255.0)
+    largest = np.searchsorted(count_level, np.arange(_LEVELS - 1), side="right") - 1  # (255,), >= 0
     mean = rate * np.arange(_LEVELS, dtype=np.float64)[:, None] / 255.0
-    cdf = np.where(largest[None, :] >= 0, special.pdtr(np.maximum(largest, 0)[None, :], mean), 0.0)
-    return _thresholds(cdf)
+    return _thresholds(special.pdtr(largest[None, :], mean))
 
 
 @functools.lru_cache(maxsize=16)
