@@ -10,7 +10,12 @@ import prunescope.prune.iterative as iterative
 from prunescope.data.device import DeviceImages
 from prunescope.models import build_model
 from prunescope.prune import UnreachableRatioError, count_parameters, prunable
-from prunescope.prune.iterative import RewindCapture, imp_keep_count, iterative_magnitude_pruning
+from prunescope.prune.iterative import (
+    RewindCapture,
+    imp_keep_count,
+    imp_schedule,
+    iterative_magnitude_pruning,
+)
 from prunescope.train import Recipe, fit
 
 # 2 epochs x 3 steps = 6 optimiser steps per fit; LeNet-5 on 16 images per step
@@ -85,6 +90,8 @@ def test_kept_count_and_ratio_follow_point_eight_to_the_level(run):
         assert set(r.masks) == set(prunable(model))
         for n, m in r.masks.items():
             assert r.densities[n] == pytest.approx(int(m.sum()) / m.numel())
+    # the planner's view, from counts alone, is what the run achieved
+    assert imp_schedule(model, levels=3) == [r.achieved_ratio for r in records[1:]]
 
 
 def test_masks_are_nested_and_prune_by_magnitude_of_the_previous_level(run):
@@ -143,6 +150,7 @@ def test_target_ratio_stops_at_the_first_level_past_it():
     # LeNet-5: 61,706 params, 60,630 prunable: 0.8^3 gives 1.85, 0.8^4 gives 2.28
     assert [r.level for r in records] == [0, 1, 2, 3, 4]
     assert records[-2].achieved_ratio < 2.0 <= records[-1].achieved_ratio
+    assert imp_schedule(lenet(), target_ratio=2.0) == [r.achieved_ratio for r in records[1:]]
 
 
 def test_trained_parent_with_captured_rewind_state_gives_the_same_levels(run):

@@ -18,6 +18,7 @@ from prunescope.prune.structured import (
     load_structured_checkpoint,
     structured_meta,
     structured_prune,
+    structured_prune_model,
     structured_scores,
 )
 from prunescope.train import Recipe, fit, save_checkpoint
@@ -264,3 +265,16 @@ def test_smaller_model_fine_tunes_and_round_trips_through_a_checkpoint(resnet, t
     dense = save_checkpoint(tmp_path / "d.safetensors", resnet, meta)
     with pytest.raises(ValueError, match="not a structurally pruned checkpoint"):
         load_structured_checkpoint(dense)
+
+
+def test_one_call_prune_model_for_both_methods(resnet):
+    imgs = cifar_images(6, 4)
+    for method in ("l1-filter", "CHIP"):
+        res = structured_prune_model(resnet, method, 2.0, images=imgs, n_images=6)
+        want = (l1_filter_scores(resnet) if method == "l1-filter"
+                else chip_scores(resnet, imgs, n_images=6))
+        again = structured_prune(resnet, want, 2.0)
+        assert res.widths == again.widths
+        assert all(torch.equal(res.keep[n], k) for n, k in again.keep.items())
+    with pytest.raises(ValueError, match="CHIP needs feature maps"):
+        structured_prune_model(resnet, "chip", 2.0)

@@ -45,7 +45,8 @@ from prunescope.prune.params import count_parameters, prunable
 from prunescope.train import FitResult, Recipe, derive_seed, fit
 from prunescope.train.loop import ProgressFn
 
-__all__ = ["LevelRecord", "RewindCapture", "imp_keep_count", "iterative_magnitude_pruning"]
+__all__ = ["LevelRecord", "RewindCapture", "imp_keep_count", "imp_schedule",
+           "iterative_magnitude_pruning"]
 
 #: ``on_level(level, model, mask_result, fit_result)``; ``mask_result`` is ``None`` at level 0
 #: (dense), ``fit_result`` is ``None`` at level 0 when the dense model was trained elsewhere.
@@ -150,6 +151,61 @@ def _level_ratio(n_total: int, n_prunable: int, prune_fraction: float, level: in
     return n_total / (n_total - n_prunable + k)
 
 
+def imp_schedule(
+    model: nn.Module,
+    *,
+    levels: int | None = None,
+    target_ratio: float | None = None,
+    prune_fraction: float = 0.2,
+    prune_classifier: bool = False,
+    prune_biases: bool = False,
+) -> list[float]:
+    """The achieved ratios of levels 1, 2, ... that :func:`iterative_magnitude_pruning` will
+    reach, computed from parameter counts alone (no training), e.g. for a planner that needs to
+    know how many levels a requested ratio takes.
+
+    Stops after ``levels`` levels or at the first level whose ratio is >= ``target_ratio``
+    (the first met). Raises as :func:`iterative_magnitude_pruning` does for the same arguments.
+    """
+    if not 0.0 < prune_fraction < 1.0:
+        raise ValueError(f"prune_fraction must be in (0, 1), got {prune_fraction}")
+    if levels is None and target_ratio is None:
+        raise ValueError("give levels=<number of pruning levels> and/or target_ratio=<ratio to "
+                         "pass>; otherwise iterative pruning would never stop")
+    if levels is not None and levels < 1:
+        raise ValueError(f"levels must be >= 1, got {levels}")
+    n_total = count_parameters(model)
+    n_prunable = sum(p.numel() for p in prunable(model, prune_classifier=prune_classifier,
+                                                 prune_biases=prune_biases).values())
+    n_fixed = n_total - n_prunable
+    if target_ratio is not None:
+        if not (math.isfinite(target_ratio) and target_ratio > 1.0):
+            raise ValueError(f"target_ratio must be a finite ratio > 1, got {target_ratio}")
+        max_ratio = math.inf if n_fixed == 0 else n_total / n_fixed
+        if not target_ratio < max_ratio:
+            raise UnreachableRatioError(
+                f"target_ratio {target_ratio:g} is unreachable: {n_fixed} of the {n_total} "
+                f"parameters are not prunable, so the largest ratio is {max_ratio:.6g} (every "
+                "prunable weight removed); lower target_ratio or widen the prunable set"
+            )
+    ratios: list[float] = []
+    level = 0
+    while True:
+        level += 1
+        k = imp_keep_count(n_prunable, prune_fraction, level)
+        if k == imp_keep_count(n_prunable, prune_fraction, level - 1):
+            raise ValueError(
+                f"level {level} would prune nothing ({k} of {n_prunable} prunable weights left and "
+                f"{prune_fraction:g} of them rounds to 0); stop earlier (levels={level - 1}) or "
+                "raise prune_fraction"
+            )
+        ratios.append(n_total / (n_fixed + k))
+        if levels is not None and level >= levels:
+            return ratios
+        if target_ratio is not None and ratios[-1] >= target_ratio:
+            return ratios
+
+
 def _history_best(fit_result: FitResult) -> tuple[float, float]:
     rec = fit_result.history[fit_result.best_epoch - 1]
     return float(rec["val_loss"]), float(rec["val_acc"])
@@ -213,29 +269,14 @@ def iterative_magnitude_pruning(
             nothing (the network is too small for another level).
         UnreachableRatioError: ``target_ratio`` above the largest reachable ratio.
     """
-    if not 0.0 < prune_fraction < 1.0:
-        raise ValueError(f"prune_fraction must be in (0, 1), got {prune_fraction}")
-    if levels is None and target_ratio is None:
-        raise ValueError("give levels=<number of pruning levels> and/or target_ratio=<ratio to "
-                         "pass>; otherwise iterative pruning would never stop")
-    if levels is not None and levels < 1:
-        raise ValueError(f"levels must be >= 1, got {levels}")
     if rewind_steps < 0:
         raise ValueError(f"rewind_steps must be >= 0, got {rewind_steps}")
+    schedule = imp_schedule(model, levels=levels, target_ratio=target_ratio,
+                            prune_fraction=prune_fraction, prune_classifier=prune_classifier,
+                            prune_biases=prune_biases)
     params = prunable(model, prune_classifier=prune_classifier, prune_biases=prune_biases)
     n_total = count_parameters(model)
     n_prunable = sum(p.numel() for p in params.values())
-    n_fixed = n_total - n_prunable
-    if target_ratio is not None:
-        if not (math.isfinite(target_ratio) and target_ratio > 1.0):
-            raise ValueError(f"target_ratio must be a finite ratio > 1, got {target_ratio}")
-        max_ratio = math.inf if n_fixed == 0 else n_total / n_fixed
-        if not target_ratio < max_ratio:
-            raise UnreachableRatioError(
-                f"target_ratio {target_ratio:g} is unreachable: {n_fixed} of the {n_total} "
-                f"parameters are not prunable, so the largest ratio is {max_ratio:.6g} (every "
-                "prunable weight removed); lower target_ratio or widen the prunable set"
-            )
     retrain_recipe = retrain_recipe if retrain_recipe is not None else recipe
 
     records: list[LevelRecord] = []
@@ -270,17 +311,7 @@ def iterative_magnitude_pruning(
         on_level(0, model, None, dense_fit)
 
     prev_masks: dict[str, torch.Tensor] | None = None
-    level = 0
-    while True:
-        level += 1
-        k = imp_keep_count(n_prunable, prune_fraction, level)
-        k_prev = imp_keep_count(n_prunable, prune_fraction, level - 1)
-        if k == k_prev:
-            raise ValueError(
-                f"level {level} would prune nothing ({k} of {n_prunable} prunable weights left and "
-                f"{prune_fraction:g} of them rounds to 0); stop earlier (levels={level - 1}) or "
-                "raise prune_fraction"
-            )
+    for level in range(1, len(schedule) + 1):
         named = dict(model.named_parameters())
         with torch.no_grad():
             scores = {}
@@ -312,8 +343,4 @@ def iterative_magnitude_pruning(
         if on_level is not None:
             on_level(level, model, result, fit_result)
         prev_masks = result.masks
-        if levels is not None and level >= levels:
-            break
-        if target_ratio is not None and result.achieved_ratio >= target_ratio:
-            break
     return records

@@ -77,6 +77,7 @@ __all__ = [
     "structured_masks",
     "structured_meta",
     "structured_prune",
+    "structured_prune_model",
     "structured_scores",
 ]
 
@@ -575,6 +576,24 @@ def structured_prune(
         max_ratio=max_ratio,
         scope=scope,
     )
+
+
+def structured_prune_model(
+    model: nn.Module,
+    method: str,
+    ratio: float,
+    *,
+    images: DeviceImages | None = None,
+    n_images: int = 256,
+    seed: int = 0,
+    scope: str = "layer",
+) -> StructuredResult:
+    """Score ``model`` with ``method`` (``"l1-filter"`` or ``"chip"``; CHIP reads ``n_images``
+    of ``images``, drawn with ``seed``) and remove channels to ``ratio``: one call for a study
+    job. Fine-tune ``result.model`` with ``prunescope.train.fit`` (no masks needed: the removed
+    channels no longer exist)."""
+    scores = structured_scores(method, model, images, n_images=n_images, seed=seed)
+    return structured_prune(model, scores, ratio, scope=scope)
 
 
 def structured_meta(result: StructuredResult, method: str, meta: Mapping[str, Any]
