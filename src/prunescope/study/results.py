@@ -22,7 +22,7 @@ FRAME_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distribution", 
 #: columns of :attr:`StudyResults.jobs`
 JOB_COLUMNS = ("id", "kind", "dataset", "arch", "method", "ratio", "model", "seed",
                "distribution", "status", "error", "attempts", "started", "finished", "wall_s",
-               "achieved_ratio", "artifacts", "deps", "params")
+               "achieved_ratio", "artifacts", "info", "deps", "params")
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,7 +38,8 @@ class StudyResults:
             int64 class id; ``support``/``predicted``/``correct`` int64 counts (row sum, column
             sum and diagonal of the confusion matrix).
         jobs: one row per planned job, columns :data:`JOB_COLUMNS` (status ``pending`` for jobs
-            not in the store yet; ``artifacts``/``deps``/``params`` parsed from JSON).
+            not in the store yet; ``artifacts``/``info``/``deps``/``params`` parsed from JSON;
+            ``info`` holds ``cpu_s``, ``worker``, ``best_epoch``, ``history``, ``pack_size``...).
         spec: the validated spec; spec_text: the TOML text it came from.
         out_dir: the study's output folder.
     """
@@ -80,7 +81,7 @@ def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None =
     jobs = labels.merge(rows, on="id", how="left")
     jobs["status"] = jobs["status"].fillna("pending")
     jobs["attempts"] = jobs["attempts"].fillna(0).astype(np.int64)
-    for col in ("artifacts", "deps", "params"):
+    for col in ("artifacts", "info", "deps", "params"):
         jobs[col] = [json.loads(x) if isinstance(x, str) else None for x in jobs[col]]
     frame = _frame(jobs, evals)
     return StudyResults(frame=frame, jobs=jobs[list(JOB_COLUMNS)], spec=spec,

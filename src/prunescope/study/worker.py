@@ -25,11 +25,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
+from prunescope.data import info, load, train_val_indices
+from prunescope.data.corruptions import apply_distribution
+from prunescope.data.device import DeviceImages
+from prunescope.models import build_model
+from prunescope.prune import data_gradients, prune_model
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.packs import Pack
 from prunescope.study.plan import Job
 from prunescope.study.store import JobResult
+from prunescope.train import Recipe, derive_seed, evaluate, fit, load_checkpoint, save_checkpoint
+from prunescope.train.pack import fit_pack
 
 #: ``progress(job, done, total)``: a job of the pack advanced (optimiser steps or phases)
 ProgressFn = Callable[[Job, int, int], None]
@@ -65,11 +73,16 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
              ) -> list[JobResult]:
     """Run every job of ``pack``; one :class:`JobResult` per job, in pack order.
 
-    A pack of G > 1 jobs runs its jobs one after another here; the stacked pack trainer
-    (docs/architecture.md, "packs") replaces this for ``train``/``prune_finetune`` packs.
+    ``train`` and ``prune_finetune`` packs of G > 1 jobs are trained together as one stacked
+    network (:func:`prunescope.train.pack.fit_pack`; each model keeps its own data order and
+    masks, results equal solo training up to floating-point rounding). If the pack fails as a
+    whole (e.g. one model diverges), its jobs are rerun one by one so that only the culprit
+    fails. Other packs run their jobs one after another.
     """
     arts = Artifacts(ctx.artifacts)
     with _deterministic(ctx.threads, ctx.device):
+        if len(pack.jobs) > 1 and pack.kind in _FITTERS:
+            return _run_fit_pack(pack, ctx, arts, progress)
         return [_run_one(job, ctx, arts, progress) for job in pack.jobs]
 
 
@@ -80,16 +93,76 @@ def _run_one(job: Job, ctx: WorkerContext, arts: Artifacts, progress: ProgressFn
     cpu0 = time.process_time()
     step = (lambda d, t: progress(job, d, t)) if progress is not None else None
     try:
-        fn = _RUNNERS[job.kind]
-        result = fn(job, ctx, arts, step)
+        if job.kind in _FITTERS:
+            prepare, finish = _FITTERS[job.kind]
+            fj = prepare(job, ctx, arts)
+
+            res = fit(fj.model, fj.train, fj.val, fj.recipe, fj.seed, masks=fj.masks,
+                      progress=(lambda s_, t_, _i: step(s_, t_)) if step else None)
+            result = finish(fj, res, arts)
+        else:
+            result = _RUNNERS[job.kind](job, ctx, arts, step)
     except Exception as e:  # noqa: BLE001 -- every failure is recorded, the study goes on
-        tb = traceback.format_exc(limit=-4)
-        result = JobResult(job.id, "failed", error=f"{type(e).__name__}: {e}\n{tb}")
+        result = _failure(job, e)
+    return _stamp(result, started, t0, cpu0)
+
+
+def _failure(job: Job, e: BaseException) -> JobResult:
+    tb = traceback.format_exc(limit=-4)
+    return JobResult(job.id, "failed", error=f"{type(e).__name__}: {e}\n{tb}")
+
+
+def _stamp(result: JobResult, started: float, t0: float, cpu0: float, share: int = 1
+           ) -> JobResult:
+    """Add timings (``share``: jobs that shared this wall/CPU time) and the worker's name."""
     result.started, result.finished = started, time.time()
-    result.wall_s = time.perf_counter() - t0
-    result.info["cpu_s"] = time.process_time() - cpu0
+    result.wall_s = (time.perf_counter() - t0) / share
+    result.info["cpu_s"] = (time.process_time() - cpu0) / share
     result.info["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    if share > 1:
+        result.info["pack_size"] = share
     return result
+
+
+def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
+                  progress: ProgressFn | None) -> list[JobResult]:
+    """Train the jobs of a ``train``/``prune_finetune`` pack as one stacked network."""
+
+    started, t0, cpu0 = time.time(), time.perf_counter(), time.process_time()
+    prepare, finish = _FITTERS[pack.kind]
+    prepared: dict[str, _FitJob] = {}
+    results: dict[str, JobResult] = {}
+    for job in pack.jobs:
+        try:
+            prepared[job.id] = prepare(job, ctx, arts)
+        except Exception as e:  # noqa: BLE001
+            results[job.id] = _stamp(_failure(job, e), started, t0, cpu0)
+    fjs = list(prepared.values())
+    if len({fj.recipe for fj in fjs}) > 1:
+        raise ValueError("a pack's jobs must share one recipe; the driver packs jobs of one "
+                         "(kind, dataset, arch) of one study")
+    if fjs:
+        first = fjs[0].job
+        try:
+            fits = fit_pack([fj.model for fj in fjs], fjs[0].train, fjs[0].val, fjs[0].recipe,
+                            [fj.seed for fj in fjs],
+                            masks=[fj.masks for fj in fjs] if pack.kind == "prune_finetune"
+                            else None,
+                            progress=(lambda s_, t_, _i: progress(first, s_, t_))
+                            if progress else None)
+        except Exception:  # noqa: BLE001 -- find the culprit: rerun the jobs one by one
+            for fj in fjs:
+                results[fj.job.id] = _run_one(fj.job, ctx, arts, progress)
+        else:
+            for fj, res in zip(fjs, fits):
+                try:
+                    r = finish(fj, res, arts)
+                except Exception as e:  # noqa: BLE001
+                    r = _failure(fj.job, e)
+                results[fj.job.id] = _stamp(r, started, t0, cpu0, share=len(fjs))
+    return [results[j.id] for j in pack.jobs]
+
+
 
 
 @contextmanager
@@ -117,7 +190,6 @@ def _deterministic(threads: int, device: str) -> Iterator[None]:
 @functools.lru_cache(maxsize=4)
 def _split(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     """``(x uint8 NHWC, y int64)`` of a dataset split, cached per worker process."""
-    from prunescope.data import load
 
     s = load(dataset, split, data_dir)
     return s.x, s.y
@@ -125,8 +197,6 @@ def _split(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, 
 
 def _train_val(dataset: str, n_val: int, split_seed: int, data_dir: str | None, device: str):
     """Training part and validation hold-out of the train split as ``DeviceImages``."""
-    from prunescope.data import info, train_val_indices
-    from prunescope.data.device import DeviceImages
 
     x, y = _split(dataset, "train", data_dir)
     tr, va = train_val_indices(y, n_val, seed=split_seed)
@@ -141,8 +211,6 @@ def _test_arrays(dataset: str, subset: int | None, split_seed: int, distribution
     """``(x uint8 NHWC tensor, y int64)`` of the test split (or its seeded stratified
     ``subset``), shifted to ``distribution``; cached per worker process, since every model of a
     study is evaluated on the same images."""
-    from prunescope.data import train_val_indices
-    from prunescope.data.corruptions import apply_distribution
 
     x, y = _split(dataset, "test", data_dir)
     if subset is not None and subset < len(y):
@@ -153,7 +221,6 @@ def _test_arrays(dataset: str, subset: int | None, split_seed: int, distribution
 
 def _load_parent(ctx: WorkerContext, job_id: str, device: str):
     """``(model, meta, masks)`` of a done train/prune_finetune parent."""
-    from prunescope.train import load_checkpoint
 
     url = ctx.parent(job_id)["weights"]
     arts = Artifacts(ctx.artifacts)
@@ -164,8 +231,6 @@ def _load_parent(ctx: WorkerContext, job_id: str, device: str):
 
 def _save_model(arts: Artifacts, job: Job, model: torch.nn.Module, meta: dict[str, Any],
                 masks: dict[str, torch.Tensor] | None = None) -> dict[str, str]:
-    from prunescope.train import save_checkpoint
-
     name = f"{job.id}.safetensors"
     with arts.writing(job.kind) as tmp:
         save_checkpoint(tmp / name, model, meta, masks=masks)
@@ -173,36 +238,51 @@ def _save_model(arts: Artifacts, job: Job, model: torch.nn.Module, meta: dict[st
 
 
 # ---- the job kinds ------------------------------------------------------------------------------
-def _train(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None) -> JobResult:
-    from prunescope.data import info
-    from prunescope.models import build_model
-    from prunescope.train import Recipe, fit
+@dataclass(eq=False)
+class _FitJob:
+    """A ``train`` or ``prune_finetune`` job ready to fit: model on the device, data, recipe,
+    the seed of its data order, masks (pruned models), and what its checkpoint must record."""
 
+    job: Job
+    model: torch.nn.Module
+    train: Any
+    val: Any
+    recipe: Any
+    seed: int
+    masks: dict[str, torch.Tensor] | None
+    meta: dict[str, Any]
+    achieved_ratio: float = 1.0
+    densities: dict[str, float] | None = None
+
+
+def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
+    """Build the seeded model of a ``train`` job and its training/validation sets."""
     p = job.params
     train, val = _train_val(p["dataset"], p["n_val"], p["split_seed"], ctx.data_dir, ctx.device)
     inf = info(p["dataset"])
     h, _, c = inf.shape_hwc
     model = build_model(p["arch"], inf.num_classes, c, seed=p["seed"], image_size=h)
-    model = model.to(ctx.device)
     recipe = Recipe.from_dict(p["recipe"])
-    fit_res = fit(model, train, val, recipe, p["seed"],
-                  progress=(lambda s, t, _i: step(s, t)) if step else None)
     meta = {"arch": p["arch"], "num_classes": inf.num_classes, "in_channels": c,
             "image_size": h, "dataset": p["dataset"], "n_val": p["n_val"],
             "split_seed": p["split_seed"], "recipe": recipe, "seed": p["seed"],
-            "epochs": recipe.epochs, "best_epoch": fit_res.best_epoch,
-            "history": fit_res.history, "job_id": job.id}
-    arts_out = _save_model(arts, job, model, meta)
-    return JobResult(job.id, "done", achieved_ratio=1.0, artifacts=arts_out,
-                     info={"best_epoch": fit_res.best_epoch, "history": fit_res.history})
+            "epochs": recipe.epochs, "job_id": job.id}
+    return _FitJob(job, model.to(ctx.device), train, val, recipe, p["seed"], None, meta)
+
+
+def _finish(fj: _FitJob, fit_res: Any, arts: Artifacts) -> JobResult:
+    """Save the fitted model (with its masks) and describe the result."""
+    meta = fj.meta | {"best_epoch": fit_res.best_epoch, "history": fit_res.history}
+    arts_out = _save_model(arts, fj.job, fj.model, meta, masks=fj.masks)
+    details: dict[str, Any] = {"best_epoch": fit_res.best_epoch, "history": fit_res.history}
+    if fj.densities is not None:
+        details["densities"] = fj.densities
+    return JobResult(fj.job.id, "done", achieved_ratio=fj.achieved_ratio, artifacts=arts_out,
+                     info=details)
 
 
 def _gradients(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
                ) -> JobResult:
-    from safetensors.torch import save_file
-
-    from prunescope.prune import data_gradients
-
     p = job.params
     model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
     train, _ = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"], ctx.data_dir,
@@ -219,12 +299,9 @@ def _gradients(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | N
     return JobResult(job.id, "done", artifacts={"gradients": arts.url(f"{job.kind}/{name}")})
 
 
-def _prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
-                    ) -> JobResult:
-    from safetensors.torch import load_file
+def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
+    """Load the dense parent, prune it one-shot (SPEC 3); fine-tuning then holds the masks."""
 
-    from prunescope.prune import prune_model
-    from prunescope.train import Recipe, derive_seed, fit
 
     p = job.params
     model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
@@ -238,28 +315,20 @@ def _prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callabl
     train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
                             ctx.data_dir, ctx.device)
     recipe = Recipe.from_dict(p["recipe"])
-    fit_res = fit(model, train, val, recipe, derive_seed(p["seed"], "finetune"),
-                  masks=mres.masks, progress=(lambda s, t, _i: step(s, t)) if step else None)
     new_meta = {k: meta[k] for k in ("arch", "num_classes", "in_channels", "image_size",
                                      "dataset", "n_val", "split_seed", "seed")}
     new_meta |= {"recipe": recipe, "parent_weight_decay": meta["weight_decay"],
                  "method": p["method"], "pruning": mres.summary(), "epochs": recipe.epochs,
-                 "best_epoch": fit_res.best_epoch, "history": fit_res.history, "job_id": job.id}
-    arts_out = _save_model(arts, job, model, new_meta, masks=mres.masks)
-    return JobResult(job.id, "done", achieved_ratio=mres.achieved_ratio, artifacts=arts_out,
-                     info={"best_epoch": fit_res.best_epoch, "history": fit_res.history,
-                           "densities": mres.densities})
+                 "job_id": job.id}
+    return _FitJob(job, model, train, val, recipe, derive_seed(p["seed"], "finetune"),
+                   mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
+                   densities=mres.densities)
 
 
 def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
               ) -> JobResult:
-    from prunescope.train import evaluate
-
     p = job.params
     model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
-    from prunescope.data import info
-    from prunescope.data.device import DeviceImages
-
     x, y = _test_arrays(meta["dataset"], p.get("test_subset"), p.get("split_seed", 0),
                         p["distribution"], p.get("corruption_seed", 0), ctx.data_dir)
     inf = info(meta["dataset"])
@@ -272,5 +341,7 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
                      info={"accuracy": acc})
 
 
-_RUNNERS = {"train": _train, "gradients": _gradients, "prune_finetune": _prune_finetune,
-            "evaluate": _evaluate}
+#: kinds that fit a model: (prepare, finish); fitted alone by ``fit`` or in a pack by ``fit_pack``
+_FITTERS = {"train": (_prepare_train, _finish),
+            "prune_finetune": (_prepare_prune_finetune, _finish)}
+_RUNNERS = {"gradients": _gradients, "evaluate": _evaluate}
