@@ -17,6 +17,8 @@ Column conventions of the inputs:
 """
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
@@ -54,6 +56,11 @@ def _density_cmap(color: str) -> LinearSegmentedColormap:
     return LinearSegmentedColormap.from_list(f"dens-{color}", ["#f4f4f4", color])
 
 
+#: Scatter-matrix geometry in inches: panel side, margins (labels, title, legend), gaps.
+_SC_PANEL, _SC_LEFT, _SC_RIGHT, _SC_TOP, _SC_BOTTOM = 2.2, 1.0, 0.2, 0.45, 0.65
+_SC_WSPACE, _SC_HSPACE = 0.55, 0.15
+
+
 def _square_limits(points: pd.DataFrame) -> tuple[float, float]:
     """Common (low, high) of x = Bn before and y = Bn after over ``points``, padded by 5 %."""
     xy = points[["Bn_before", "Bn_after"]].to_numpy(float)
@@ -80,12 +87,32 @@ def scatter_matrix(points: pd.DataFrame, pooled: pd.DataFrame, factor: str, titl
     ratios = sorted(points["ratio"].unique())
     levels = ordered(factor, points[factor].unique())
     methods = _level_methods(points, factor)
-    fig = new_figure(1.2 + 2.55 * len(levels), 0.9 + 2.35 * len(ratios))
-    # columns share square limits (levels such as datasets can differ in scale by 10x)
-    axes = fig.subplots(len(ratios), len(levels), sharex="col", sharey="col", squeeze=False)
+    # a regular grid placed in inches: as legible as constrained layout at a third of the cost
+    nr, nc = len(ratios), len(levels)
+    width = _SC_LEFT + _SC_RIGHT + nc * _SC_PANEL + (nc - 1) * _SC_WSPACE
+    heading = [line for part in (title, "Bn = (recall − accuracy) / accuracy per class "
+                                 "(dimensionless); rows: compression ratio t")
+               for line in textwrap.wrap(part, width=int(width * 12))]
+    top = _SC_TOP + 0.17 * len(heading)
     by_panel = {k: g for k, g in points.groupby(["ratio", factor], sort=False)}
+    sizes = [len(g) for g in by_panel.values()]
+    handles = [Line2D([], [], color="0.2", lw=1.6, label="fit y = α̂·x (through origin)"),
+               Line2D([], [], color="0.45", lw=0.9, ls="--", label="y = x (no change)")]
+    if any(n <= HEXBIN_THRESHOLD for n in sizes):
+        handles.append(Line2D([], [], color="0.4", marker="o", ls="", ms=4,
+                              label="one (model, class)"))
+    if any(n > HEXBIN_THRESHOLD for n in sizes):
+        handles.append(Patch(color="0.6", label="(model, class) density (log hexbins)"))
+    legend_cols = max(1, min(len(handles), int(width // 2.6)))
+    bottom = _SC_BOTTOM + 0.2 * -(-len(handles) // legend_cols)
+    height = top + bottom + nr * _SC_PANEL + (nr - 1) * _SC_HSPACE
+    fig = new_figure(width, height, constrained=False)
+    # columns share square limits (levels such as datasets can differ in scale by 10x)
+    axes = fig.subplots(nr, nc, sharex="col", sharey="col", squeeze=False, gridspec_kw={
+        "left": _SC_LEFT / width, "right": 1 - _SC_RIGHT / width, "bottom": bottom / height,
+        "top": 1 - top / height, "wspace": _SC_WSPACE / _SC_PANEL,
+        "hspace": _SC_HSPACE / _SC_PANEL})
     fits = pooled.set_index(["ratio", factor])
-    used_hexbin = used_scatter = False
     limits = {level: _square_limits(g) for level, g in points.groupby(factor, sort=False)}
     for i, ratio in enumerate(ratios):
         for j, level in enumerate(levels):
@@ -103,11 +130,9 @@ def scatter_matrix(points: pd.DataFrame, pooled: pd.DataFrame, factor: str, titl
                 x = panel["Bn_before"].to_numpy(float)
                 y = panel["Bn_after"].to_numpy(float)
                 if len(x) > HEXBIN_THRESHOLD:
-                    used_hexbin = True
                     ax.hexbin(x, y, gridsize=40, extent=(*lim, *lim), mincnt=1, bins="log",
                               cmap=_density_cmap(color), linewidths=0, zorder=2)
                 else:
-                    used_scatter = True
                     alpha = float(np.clip(150.0 / max(len(x), 1), 0.12, 0.8))
                     ax.scatter(x, y, s=7, color=color, alpha=alpha, linewidths=0, zorder=2,
                                rasterized=True)
@@ -128,17 +153,9 @@ def scatter_matrix(points: pd.DataFrame, pooled: pd.DataFrame, factor: str, titl
                 ax.set_xlabel("Bn before pruning (dense)", fontsize=8)
             if j == 0:
                 ax.set_ylabel(f"t = {ratio_label(ratio)}\nBn after pruning", fontsize=8)
-    handles = [Line2D([], [], color="0.2", lw=1.6, label="fit y = α̂·x (through origin)"),
-               Line2D([], [], color="0.45", lw=0.9, ls="--", label="y = x (no change)")]
-    if used_scatter:
-        handles.append(Line2D([], [], color="0.4", marker="o", ls="", ms=4,
-                              label="one (model, class)"))
-    if used_hexbin:
-        handles.append(Patch(color="0.6", label="(model, class) density (log hexbins)"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8,
-               frameon=False)
-    fig.suptitle(f"{title}\nBn = (recall − accuracy) / accuracy per class (dimensionless); "
-                 "rows: compression ratio t", fontsize=10)
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.04 / height),
+               ncols=legend_cols, fontsize=8, frameon=False)
+    fig.suptitle("\n".join(heading), fontsize=10, y=1 - 0.06 / height, va="top")
     return fig
 
 

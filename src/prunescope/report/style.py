@@ -68,9 +68,10 @@ def ratio_label(ratio: float) -> str:
     return f"{ratio:g}x"
 
 
-def new_figure(width: float, height: float) -> Figure:
-    """A figure of ``width`` x ``height`` inches with constrained layout (no overlapping labels)."""
-    return plt.figure(figsize=(width, height), layout="constrained")
+def new_figure(width: float, height: float, constrained: bool = True) -> Figure:
+    """A figure of ``width`` x ``height`` inches, with constrained layout (no overlapping labels)
+    unless ``constrained`` is False (the caller then places every axes itself)."""
+    return plt.figure(figsize=(width, height), layout="constrained" if constrained else None)
 
 
 def save_figure(fig: Figure, stem: Path) -> tuple[Path, Path]:
@@ -82,8 +83,9 @@ def save_figure(fig: Figure, stem: Path) -> tuple[Path, Path]:
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
     try:
         fig.savefig(png, dpi=PNG_DPI)
-        # the layout is solved in figure-relative units: reuse it for the PDF instead of redoing it
-        fig.set_layout_engine("none")
+        if fig.get_layout_engine() is not None:
+            # the layout is solved in figure-relative units: reuse it for the PDF, do not redo it
+            fig.set_layout_engine("none")
         fig.savefig(pdf)
     finally:
         plt.close(fig)
