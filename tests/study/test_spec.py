@@ -77,6 +77,7 @@ epochs = 6
     ("[train]\nschedule = [[0.5]]", "train.schedule", "[epochs, lr]"),
     ("[executor]\npack_size = 0", "executor.pack_size", ">= 1"),
     ("[executor]\nworkers = 0", "executor.workers", ">= 1"),
+    ("[executor]\npack_size = 'big'", "executor.pack_size", "auto"),
     ("[executor]\ngpus_per_pack = 1.5", "executor.gpus_per_pack", "fraction"),
     ("scope = 'row'", "scope", "global, layer"),
     ("distributions = ['fog-3']", "distributions[0]", "gaussian_noise"),
@@ -104,6 +105,15 @@ def test_invalid_values_name_key_and_allowed(tmp_path, extra, key, words):
 def test_impossible_values_fail_before_work(tmp_path, replace, key, words):
     with pytest.raises(SpecError, match=words):
         parse_spec(BASE.replace(replace, key), base_dir=tmp_path)
+
+
+def test_pack_size_auto(tmp_path):
+    from prunescope.study.run import pack_size
+
+    spec = parse_spec(BASE + "[executor]\npack_size = 'auto'", base_dir=tmp_path)
+    assert spec.executor.pack_size == "auto"
+    assert pack_size(spec, "mnist", "lenet5", "cpu") >= 1
+    assert pack_size(parse_spec(BASE, base_dir=tmp_path), "mnist", "lenet5", "cpu") == 1
 
 
 def test_missing_required_key_and_bad_toml(tmp_path):

@@ -108,6 +108,20 @@ def job_work(job: Job, spec: StudySpec) -> float:
     return float(p.get("test_subset", n_test))
 
 
+def pack_size(spec: StudySpec, dataset: str, arch: str, device: str) -> int:
+    """Jobs per pack for ``arch``: ``[executor] pack_size``, or with ``"auto"`` what
+    ``prunescope.train.pack.auto_pack_size`` fits on ``device`` for the training batch size."""
+    if spec.executor.pack_size != "auto":
+        return int(spec.executor.pack_size)
+    from prunescope.data import info
+    from prunescope.train.pack import auto_pack_size
+
+    inf = info(dataset)
+    h, _, c = inf.shape_hwc
+    return auto_pack_size(arch, device, batch_size=spec.recipe(arch, "train").batch_size,
+                          num_classes=inf.num_classes, in_channels=c, image_size=h)
+
+
 def run_study(
     spec: StudySpec,
     executor: str | Executor = "local",
@@ -214,13 +228,15 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
         threads = 1
     if display:
         display.start(plan, [by_id[i] for i in waiting], lambda j: job_work(j, spec))
+    sizes: dict[tuple[str, str], int] = {}
     in_flight = 0
     while waiting:
         while ex.free_slots() > 0 and any(ready.values()):
             key = min((k for k, h in ready.items() if h), key=lambda k: ready[k][0][0])
             heap = ready[key]
-            jobs = [by_id[heapq.heappop(heap)[1]]
-                    for _ in range(min(spec.executor.pack_size, len(heap)))]
+            if key[1:] not in sizes:
+                sizes[key[1:]] = pack_size(spec, key[1], key[2], device)
+            jobs = [by_id[heapq.heappop(heap)[1]] for _ in range(min(sizes[key[1:]], len(heap)))]
             pack = Pack(key[0], key[1], key[2], tuple(jobs))
             store.set_status([j.id for j in jobs], "running")
             in_flight += len(jobs)

@@ -77,8 +77,9 @@ class ExecutorSpec:
     """Scheduling settings (never part of a job id).
 
     Attributes:
-        pack_size: jobs of one (kind, dataset, arch) fused into one pack, >= 1. 1 = one model
-            at a time (the CPU default).
+        pack_size: jobs of one (kind, dataset, arch) fused into one pack, >= 1 (1 = one model
+            at a time, the default), or ``"auto"``: ``prunescope.train.pack.auto_pack_size``
+            (from the GPU's free memory; 4 on a CPU).
         workers: packs the local executor runs at once, each in its own process (1 = in the
             driver's process, with per-step progress).
         gpus_per_pack: GPUs a Ray pack task asks for when the cluster has GPUs, in (0, 1] or a
@@ -89,7 +90,7 @@ class ExecutorSpec:
             between executors with different CPU counts.
     """
 
-    pack_size: int = 1
+    pack_size: int | str = 1
     workers: int = 1
     gpus_per_pack: float = 1.0
     cpus_per_pack: int = 1
@@ -254,14 +255,14 @@ def parse_spec(
     etab = v.get(raw, "executor", dict, default={})
     v.keys(etab, _EXECUTOR_KEYS, "executor.")
     ex = ExecutorSpec(
-        pack_size=v.get(etab, "pack_size", int, default=1, prefix="executor."),
+        pack_size=etab.get("pack_size", 1),
         workers=v.get(etab, "workers", int, default=1, prefix="executor."),
         gpus_per_pack=float(v.get(etab, "gpus_per_pack", float, default=1.0, prefix="executor.")),
         cpus_per_pack=v.get(etab, "cpus_per_pack", int, default=1, prefix="executor."),
         threads=v.get(etab, "threads", int, default=0, prefix="executor."),
     )
-    if ex.pack_size < 1:
-        v.fail("executor.pack_size", ex.pack_size, "an integer >= 1")
+    if ex.pack_size != "auto" and not (_is_int(ex.pack_size) and ex.pack_size >= 1):
+        v.fail("executor.pack_size", ex.pack_size, "an integer >= 1 or \"auto\"")
     if ex.workers < 1:
         v.fail("executor.workers", ex.workers, "an integer >= 1 (local worker processes)")
     g = ex.gpus_per_pack
