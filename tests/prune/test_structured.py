@@ -186,7 +186,8 @@ def test_l1_scores_are_filter_l1_norms(resnet):
     sc = l1_filter_scores(resnet)
     assert [g.name for g in channel_groups(resnet)] == list(sc)
     w = resnet.layer2[1].conv1.weight
-    assert sc["layer2.1.conv1"][5].item() == pytest.approx(float(w[5].detach().double().abs().sum()))
+    want = float(w[5].detach().double().abs().sum())
+    assert sc["layer2.1.conv1"][5].item() == pytest.approx(want)
 
 
 def test_nuclear_drop_matches_the_definition():

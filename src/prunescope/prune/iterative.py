@@ -281,7 +281,8 @@ def iterative_magnitude_pruning(
 
     records: list[LevelRecord] = []
     if rewind_state is None:
-        total_steps = train.num_batches(recipe.batch_size, recipe.max_steps_per_epoch) * recipe.epochs
+        per_epoch = train.num_batches(recipe.batch_size, recipe.max_steps_per_epoch)
+        total_steps = per_epoch * recipe.epochs
         if rewind_steps > total_steps:
             raise ValueError(
                 f"rewind_steps={rewind_steps} exceeds the {total_steps} optimiser steps of the "

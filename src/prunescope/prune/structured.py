@@ -192,8 +192,8 @@ def chip_scores(
     ``relu(bn1(conv1(x)))`` of a block; LeNet-5: ``relu(conv(x))`` before pooling), as a
     ``(C, H*W)`` matrix; channel c scores ``||A||_* - ||A with row c zeroed||_*`` (nuclear norms
     in float64, all C row-deletions of a batch of images at once via the Gram matrix, see
-    :func:`_nuclear_drop`), averaged over the images. A channel whose map is linearly dependent on the others scores
-    ~0; an independent one scores high.
+    :func:`_nuclear_drop`), averaged over the images. A channel whose map is zero scores 0, one
+    that is linearly dependent on the others scores low, an independent one scores high.
 
     Args:
         model: the trained network (unchanged; run in eval mode, its mode restored).
