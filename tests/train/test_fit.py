@@ -161,3 +161,25 @@ def test_fit_on_cuda_holds_masks(quadrants):
     assert torch.count_nonzero(model.conv1.weight[~mask.cuda()]) == 0
     assert max(h["val_acc"] for h in res.history) > 0.5
     assert evaluate(model, val, 4).sum() == len(val)
+
+
+def test_deferred_loss_checks_change_nothing_but_sync_points(quadrants):
+    """sync_every > 1 (the GPU default) trains identically and still names the first bad step."""
+    train, val = quadrants
+    recipe = Recipe(schedule=((1, 0.05),), batch_size=64, max_steps_per_epoch=6)
+    states, calls = [], []
+    for every in (1, 4):
+        model = build_model("lenet5", 4, 1, seed=0)
+        res = fit(model, train, val, recipe, 0, sync_every=every,
+                  progress=lambda s, t, i: calls.append((every, s)) if "loss" in i else None)
+        states.append((state(model), res.history[0]["train_loss"]))
+    assert all(torch.equal(states[0][0][k], states[1][0][k]) for k in states[0][0])
+    assert states[0][1] == states[1][1]
+    assert [s for e, s in calls if e == 4] == [4]
+    model = build_model("lenet5", 4, 1)
+    with torch.no_grad():
+        model.fc1.bias[0] = float("inf")
+    with pytest.raises(TrainingDiverged, match="epoch 1, step 1"):
+        fit(model, train, val, recipe, 0, sync_every=4)
+    with pytest.raises(ValueError, match="sync_every"):
+        fit(model, train, val, recipe, 0, sync_every=0)

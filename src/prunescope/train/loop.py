@@ -107,6 +107,16 @@ def _check_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[st
     return out
 
 
+def _check_losses(losses: torch.Tensor, start: int, stop: int, epoch: int) -> float:
+    """Raise :class:`TrainingDiverged` at the first non-finite entry of ``losses[start:stop]``
+    (0-based steps; reported 1-based); return the last loss."""
+    values = losses[start:stop].tolist()
+    for i, v in enumerate(values):
+        if not math.isfinite(v):
+            raise TrainingDiverged(epoch, start + i + 1, v)
+    return values[-1]
+
+
 @torch.no_grad()
 def _validation(model: nn.Module, val: DeviceImages, batch_size: int) -> tuple[float, float]:
     """Mean cross-entropy (nats) and accuracy (0..1) on ``val``, model in eval mode."""
@@ -130,6 +140,7 @@ def fit(
     seed: int,
     masks: Mapping[str, torch.Tensor] | None = None,
     progress: ProgressFn | None = None,
+    sync_every: int | None = None,
 ) -> FitResult:
     """Train ``model`` in place with ``recipe`` and keep the best-validation-loss epoch.
 
@@ -145,9 +156,12 @@ def fit(
         masks: ``{param name: 0/1 tensor of the param's shape}``; masked weights are zeroed at
             the start, their gradients are multiplied by the mask before each step and the
             weights after it, so they stay exactly 0 through momentum and weight decay.
-        progress: called after every optimiser step as ``progress(step, total_steps, info)``,
-            ``info = {"epoch", "lr", "loss"}``; after each epoch's validation once more with
-            the same step and the epoch's history dict as ``info``.
+        progress: called as ``progress(step, total_steps, info)`` after every ``sync_every``-th
+            optimiser step with ``info = {"epoch", "lr", "loss"}``, and after each epoch's
+            validation with the same step and the epoch's history dict as ``info``.
+        sync_every: check the training losses for NaN/inf (one host-device sync) every this
+            many steps and at the end of each epoch. Default: 1 on the CPU (a bad loss is
+            caught before its step is taken), 25 elsewhere (so the host runs ahead of the GPU).
 
     Returns:
         :class:`FitResult`; the model holds the kept weights and is left in eval mode.
@@ -156,6 +170,10 @@ def fit(
         TrainingDiverged: a training or validation loss is NaN or infinite.
     """
     device = _model_device(model)
+    if sync_every is None:
+        sync_every = 1 if device.type == "cpu" else 25
+    if sync_every < 1:
+        raise ValueError(f"sync_every must be >= 1, got {sync_every}")
     for name, images in (("train", train), ("val", val)):
         if not _same_device(images.device, device):
             raise ValueError(
@@ -192,17 +210,22 @@ def fit(
             group["lr"] = lr
         model.train()
         t0 = time.perf_counter()
-        loss_sum = 0.0
-        seen = 0
+        losses = torch.zeros(steps_per_epoch, dtype=torch.float32, device=device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        seen = checked = steps = 0
         batches = train.batches(
             recipe.batch_size, shuffle=True, augment=recipe.augment, generator=gen,
             max_steps=recipe.max_steps_per_epoch,
         )
-        for step, (xb, yb) in enumerate(batches, start=1):
+        for steps, (xb, yb) in enumerate(batches, start=1):
             loss = F.cross_entropy(model(xb), yb)
-            loss_val = float(loss.detach())
-            if not math.isfinite(loss_val):
-                raise TrainingDiverged(epoch, step, loss_val)
+            losses[steps - 1] = loss.detach()
+            loss_sum += loss.detach().double() * len(yb)
+            seen += len(yb)
+            synced = steps % sync_every == 0
+            if synced:  # one host sync for the losses since the last check
+                last = _check_losses(losses, checked, steps, epoch)
+                checked = steps
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if masked:
@@ -215,11 +238,11 @@ def fit(
                 with torch.no_grad():
                     for p, m in masked:
                         p.mul_(m)
-            loss_sum += loss_val * len(yb)
-            seen += len(yb)
             step_global += 1
-            if progress is not None:
-                progress(step_global, total_steps, {"epoch": epoch, "lr": lr, "loss": loss_val})
+            if progress is not None and synced:
+                progress(step_global, total_steps, {"epoch": epoch, "lr": lr, "loss": last})
+        if checked < steps:
+            _check_losses(losses, checked, steps, epoch)
         train_seconds = time.perf_counter() - t0
         val_loss, val_acc = _validation(model, val, recipe.val_batch_size)
         if not math.isfinite(val_loss):
@@ -227,8 +250,8 @@ def fit(
         record = {
             "epoch": epoch,
             "lr": lr,
-            "steps": steps_per_epoch,
-            "train_loss": loss_sum / seen,
+            "steps": steps,
+            "train_loss": float(loss_sum) / seen,
             "val_loss": val_loss,
             "val_acc": val_acc,
             "seconds": time.perf_counter() - t0,
