@@ -5,6 +5,7 @@ import base64
 import re
 import subprocess
 import sys
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -241,3 +242,12 @@ def test_parallel_drawing_writes_the_same_figures(tmp_path):
     assert all((parallel / "figures" / n).stat().st_size > 5000 for n in names)
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
         render_report(frame, tmp_path / "bad", workers=0)
+
+
+def test_unbalanced_test_set_becomes_a_notice_not_a_warning(tmp_path):
+    frame = synthetic_results(multi_method()[:1], n_models=2, ratios=(4.0,))
+    frame.loc[frame["cls"] == 0, "support"] += 50  # class 0 has more test samples
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", metrics.ImbalanceWarning)
+        page = render_report(frame, tmp_path).read_text(encoding="utf-8")
+    assert "Unbalanced test set: 4 of 4 evaluations have unequal class supports" in page

@@ -6,6 +6,7 @@ selects, arranges and draws them (SPEC 6).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -129,7 +130,15 @@ def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL) -> Analysis:
         raise ValueError("the results hold only dense models: no pruned model is evaluated yet, "
                          "so there is nothing to compare; render again when pruning jobs finish")
     # extra columns (achieved_ratio, seed, level) ride along as keys of each evaluation
-    paired = metrics.pair_with_dense(metrics.per_class(nom))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", metrics.ImbalanceWarning)
+        paired = metrics.pair_with_dense(metrics.per_class(nom))
+    for w in caught:
+        if issubclass(w.category, metrics.ImbalanceWarning):
+            notices.append(f"Unbalanced test set: {w.message}. The slopes are still "
+                           "least-squares fits through the origin.")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     cell_keys = list(metrics.CELL_KEYS) + (["level"] if "level" in frame.columns else [])
     alphas = metrics.model_alpha(paired)
     pooled = metrics.pooled_alpha(paired, by=cell_keys)
@@ -344,6 +353,22 @@ FAMILY_TITLES = {
 }
 
 
+def _families(alphas: pd.DataFrame) -> dict[str, stats.FamilyResult]:
+    """The SPEC 5 test families of ``stats.all_families`` (same names and defaults, cells keyed by
+    ``metrics.CELL_KEYS``: a pruning level is a function of the ratio), leaving out the ratio
+    families when no (dataset, arch, method) has two ratios to compare."""
+    fams = {}
+    per_group = alphas.groupby(["dataset", "arch", "method", "distribution"])["ratio"].nunique()
+    if per_group.max() >= 2:
+        for level in ("arch", "dataset", "method"):
+            fams[f"ratios_by_{level}"] = stats.ratio_tests(alphas, level)
+    fams["archs"] = stats.arch_tests(alphas)
+    fams["datasets"] = stats.dataset_tests(alphas)
+    fams["methods"] = stats.method_tests(alphas)
+    fams["mp_vs_up"] = stats.mp_vs_up_tests(alphas)
+    return fams
+
+
 def _tables_section(an: Analysis, out: Path) -> Section:
     sec = Section("tables", "Tables")
     tdir = out / "tables"
@@ -363,8 +388,7 @@ def _tables_section(an: Analysis, out: Path) -> Section:
             "α per cell with 99 % CI", "Mean per-model slope with its 99 % t-interval and "
             "label (< below 1, > above 1, ? contains 1), the pooled slope α̂ with its uncentered "
             "r², and the mean accuracy Ā after pruning.", "tab-alpha-ci"))
-        # families over the SPEC 5 cell keys: a pruning level is a function of the ratio
-        for name, fam in stats.all_families(an.alphas, cell=metrics.CELL_KEYS).items():
+        for name, fam in _families(an.alphas).items():
             if fam.table.empty:
                 continue
             title, caption = FAMILY_TITLES.get(name, (name, "Corrected p-values."))
