@@ -20,7 +20,7 @@ import prunescope
 from prunescope import metrics, stats
 from prunescope.report import figures, tables
 from prunescope.report.html import FigureItem, Section, TableItem, build_page
-from prunescope.report.style import method_label, ordered, save_figure
+from prunescope.report.style import ordered, save_figure
 
 FACTORS = ("method", "arch", "dataset")
 #: Per-evaluation values that are not keys (they differ between a model and its dense parent).
@@ -48,8 +48,9 @@ CAPTIONS = {
            "the widening of class gaps grow together.",
     "potential": "Largest tested compression ratio at which a pruned model's error on each test "
                  "distribution stays within δ of its dense parent's error on the same "
-                 "distribution (mean over models, 99 % CI; log scale): bars lower than the "
-                 "nominal one mean pruning costs more robustness than test accuracy shows.",
+                 "distribution (mean over models with 99 % CI; 1 = only the dense model "
+                 "qualifies): a distribution whose potential is below the nominal one is where "
+                 "pruning costs more robustness than test accuracy shows.",
     "error": "Mean top-1 error against the compression ratio for every test distribution (dense "
              "model at 1x; the nominal test set in black): curves that rise earlier than the "
              "nominal one show where pruning hurts robustness first.",
@@ -179,9 +180,10 @@ class Group:
     @property
     def title(self) -> str:
         """Human-readable ``dataset · arch · method`` of the fixed factors."""
-        fixed = " · ".join(method_label(v) if k == "method" else v for k, v in self.fixed)
-        return f"{fixed}: {figures.FACTOR_NAMES[self.factor]} varies" if len(self.levels) > 1 \
-            else fixed + f" · {method_label(self.levels[0]) if self.factor == 'method' else self.levels[0]}"
+        fixed = " · ".join(figures.level_label(k, v) for k, v in self.fixed)
+        if len(self.levels) > 1:
+            return f"{fixed}: {figures.FACTOR_NAMES[self.factor]} varies"
+        return f"{fixed} · {figures.level_label(self.factor, self.levels[0])}"
 
     @property
     def slug(self) -> str:
