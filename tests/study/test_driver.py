@@ -145,3 +145,20 @@ def test_interrupted_running_jobs_are_redone(spec):
     assert summary.already_done == n_done
     assert summary.ran == len(jobs) - n_done
     assert set(load_results(spec).jobs["status"]) == {"done"}
+
+
+def test_rich_display_reports_progress_and_failures(spec):
+    import io
+
+    from rich.console import Console
+
+    from prunescope.study.progress import RichDisplay
+
+    plan = make_plan(spec)
+    train0 = next(j for j in plan.jobs if j.kind == "train")
+    buf = io.StringIO()
+    display = RichDisplay(Console(file=buf, width=120, force_terminal=False))
+    summary = run_study(spec, executor=ScriptedExecutor(fail={train0.id}), display=display)
+    text = buf.getvalue()
+    assert "study d" in text and f"{summary.ran}/{summary.ran} jobs" in text
+    assert "failed" in text and "scripted failure" in text and train0.id[:8] in text

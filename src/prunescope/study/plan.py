@@ -162,34 +162,35 @@ def dataset_sizes(dataset: str) -> tuple[int, int]:
     return sum(counts["train"]), sum(counts["test"])
 
 
+def job_work(job: Job, n_val: int) -> tuple[int, int]:
+    """``(epochs, images)`` of one job, estimated without running it: images = single-image
+    forward passes: for train/prune_finetune, epochs x (min(train images, max_steps_per_epoch x
+    batch size) + one validation pass of ``n_val``); the gradient pass's images; the test
+    images of an evaluation."""
+    n_train_all, n_test = dataset_sizes(job.dataset)
+    n_train = n_train_all - n_val
+    p = job.params
+    if job.kind in ("train", "prune_finetune"):
+        r = p["recipe"]
+        epochs = sum(e for e, _ in r["schedule"])
+        per_epoch = n_train if r["max_steps_per_epoch"] is None else min(
+            n_train, r["max_steps_per_epoch"] * r["batch_size"])
+        return epochs, epochs * (per_epoch + n_val)
+    if job.kind == "gradients":
+        if p["mode"] == "full":
+            return 0, n_train
+        return 0, min(n_train, p.get("n_batches", 1) * p["batch_size"])
+    return 0, p.get("test_subset", n_test)
+
+
 def estimate_work(plan: Plan) -> dict[str, dict[str, float]]:
-    """Estimated work per kind, without running anything.
-
-    Returns:
-        ``{kind: {"jobs": n, "epochs": total epochs, "images": images processed}}`` where
-        ``images`` counts forward passes of single images: training/fine-tuning images
-        (epochs x min(train images, max_steps_per_epoch x batch size)) plus one validation pass
-        per epoch, gradient-pass images, and test images for evaluations.
-    """
-    from prunescope.train import Recipe
-
+    """Estimated work per kind, without running anything: ``{kind: {"jobs": n, "epochs":
+    total epochs, "images": single-image forward passes}}`` summed over :func:`job_work`."""
     out = {k: {"jobs": 0.0, "epochs": 0.0, "images": 0.0} for k in KINDS}
     for job in plan.jobs:
-        n_train_all, n_test = dataset_sizes(job.dataset)
-        n_train = n_train_all - plan.spec.n_val
+        epochs, images = job_work(job, plan.spec.n_val)
         row = out[job.kind]
         row["jobs"] += 1
-        if job.kind in ("train", "prune_finetune"):
-            r = Recipe.from_dict(job.params["recipe"])
-            per_epoch = n_train if r.max_steps_per_epoch is None else min(
-                n_train, r.max_steps_per_epoch * r.batch_size)
-            row["epochs"] += r.epochs
-            row["images"] += r.epochs * (per_epoch + plan.spec.n_val)
-        elif job.kind == "gradients":
-            mode = job.params["mode"]
-            row["images"] += (n_train if mode == "full" else
-                              min(n_train, job.params["n_batches"] * job.params["batch_size"])
-                              if mode == "batches" else job.params["batch_size"])
-        else:
-            row["images"] += job.params.get("test_subset", n_test)
+        row["epochs"] += epochs
+        row["images"] += images
     return out

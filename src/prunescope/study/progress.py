@@ -39,6 +39,9 @@ class RunDisplay:
     def pack_finished(self, pack: Pack, results: list[JobResult]) -> None:
         """``pack`` finished with ``results``."""
 
+    def jobs_blocked(self, jobs: Sequence[Job]) -> None:
+        """``jobs`` will not run (a job they depend on failed)."""
+
     def stop(self) -> None:
         """The run ended (normally or not)."""
 
@@ -87,6 +90,14 @@ class RichDisplay(RunDisplay):
             if r.status == "failed":
                 first = (r.error or "").splitlines()[0] if r.error else ""
                 self.progress.console.print(f"[red]failed[/red] {pack.label}: {first}")
+
+    def jobs_blocked(self, jobs: Sequence[Job]) -> None:
+        self._todo -= len(jobs)
+        if self._overall is not None:
+            task = self.progress.tasks[self._overall]
+            total = (task.total or 0.0) - sum(self._work(j) for j in jobs)
+            self.progress.update(self._overall, total=max(total, 1.0),
+                                 note=f"{self._done_jobs}/{self._todo} jobs")
 
     def stop(self) -> None:
         self.progress.stop()

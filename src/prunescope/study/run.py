@@ -23,7 +23,7 @@ from pathlib import Path
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
 from prunescope.study.packs import Pack
-from prunescope.study.plan import Job, Plan, dataset_sizes, make_plan
+from prunescope.study.plan import Job, Plan, job_work, make_plan
 from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import StudySpec
 from prunescope.study.store import JobResult, Store
@@ -90,22 +90,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
-
-
-def job_work(job: Job, spec: StudySpec) -> float:
-    """Relative cost of ``job`` in images processed (weights the overall progress bar)."""
-    n_train, n_test = dataset_sizes(job.dataset)
-    n_train -= spec.n_val
-    p = job.params
-    if job.kind in ("train", "prune_finetune"):
-        r = p["recipe"]
-        epochs = sum(e for e, _ in r["schedule"])
-        per_epoch = n_train if r["max_steps_per_epoch"] is None else min(
-            n_train, r["max_steps_per_epoch"] * r["batch_size"])
-        return float(epochs * (per_epoch + spec.n_val))
-    if job.kind == "gradients":
-        return float(n_train if p["mode"] == "full" else p.get("n_batches", 1) * p["batch_size"])
-    return float(p.get("test_subset", n_test))
 
 
 def pack_size(spec: StudySpec, dataset: str, arch: str, device: str) -> int:
@@ -227,7 +211,8 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     if isinstance(ex, ProcessExecutor) and threads == 0:
         threads = 1
     if display:
-        display.start(plan, [by_id[i] for i in waiting], lambda j: job_work(j, spec))
+        display.start(plan, [by_id[i] for i in waiting],
+                      lambda j: float(job_work(j, spec.n_val)[1]))
     sizes: dict[tuple[str, str], int] = {}
     in_flight = 0
     while waiting:
@@ -252,7 +237,9 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
                 "store and the plan disagree. Delete the study's store to start over")
         for pack, results in ex.wait():
             in_flight -= len(pack.jobs)
-            _record(results, store, status, children, waiting, summary)
+            blocked = _record(results, store, status, children, waiting, summary)
+            if display and blocked:
+                display.jobs_blocked([by_id[i] for i in blocked])
             for r in results:
                 if r.status != "done":
                     continue
@@ -267,8 +254,9 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
 
 
 def _record(results: list[JobResult], store: Store, status: dict[str, str],
-            children: dict[str, list[str]], waiting: set[str], summary: RunSummary) -> None:
-    """Write one finished pack and block the dependents of its failed jobs."""
+            children: dict[str, list[str]], waiting: set[str], summary: RunSummary
+            ) -> list[str]:
+    """Write one finished pack and block the dependents of its failed jobs (returned)."""
     store.record(results)
     failed = []
     for r in results:
@@ -280,6 +268,7 @@ def _record(results: list[JobResult], store: Store, status: dict[str, str],
     blocked = _block_descendants(failed, children, waiting, status)
     if blocked:
         store.set_status(blocked, "blocked", "blocked: a job it depends on failed")
+    return blocked
 
 
 def _block_descendants(roots: list[str], children: dict[str, list[str]], waiting: set[str],
