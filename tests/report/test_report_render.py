@@ -37,6 +37,9 @@ def test_multi_method_writes_every_figure_as_png_and_pdf(multi_report):
                 "ci_method-cifar10-resnet56", "accuracy_alpha",
                 "prune_potential_cifar10-resnet56", "error_vs_ratio_cifar10-resnet56"}
     assert stems == expected
+    wide = pd.read_csv(multi_report.parent / "tables" / "alpha_by_distribution.csv")
+    assert list(wide.columns[4:]) == ["nominal", "contrast-5", "gaussian_noise-3"]
+    assert len(wide) == 4 * 3
     for stem in expected:
         png, pdf = figs / f"{stem}.png", figs / f"{stem}.pdf"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -46,7 +49,7 @@ def test_multi_method_writes_every_figure_as_png_and_pdf(multi_report):
 def test_tables_written_in_three_formats(multi_report):
     tables = multi_report.parent / "tables"
     for name in ("dense_accuracy", "recall_variance", "alpha_ci", "pooled_alpha", "coverage",
-                 "prune_potential", "excess_error", "pvalues_methods"):
+                 "prune_potential", "excess_error", "pvalues_methods", "alpha_by_distribution"):
         for ext in (".md", ".csv", ".tex"):
             assert (tables / f"{name}{ext}").stat().st_size > 0, f"{name}{ext}"
     ci = pd.read_csv(tables / "alpha_ci.csv")
@@ -180,12 +183,16 @@ def test_empty_and_dense_only_frames_are_clear_errors(multi_frame, tmp_path):
 
 def test_level_table_for_iterative_methods(tmp_path):
     frame = synthetic_results([Cell("cifar10", "resnet20", "lth")], n_models=3,
-                              ratios=(1.25, 1.5625, 1.953125), levels=True)
+                              ratios=(1.25, 1.5625, 1.953125), levels=True,
+                              distributions=("nominal", "contrast-5"))
     render_report(frame, tmp_path)
     levels = pd.read_csv(tmp_path / "tables" / "levels.csv")
     assert list(levels["level"]) == [1, 2, 3]
     assert levels["achieved ratio"].is_monotonic_increasing
     assert set(levels["label"]) <= {"<", ">", "?"}
+    # one prune-potential curve per distribution over all levels (the level is not a curve key)
+    potential = pd.read_csv(tmp_path / "tables" / "prune_potential.csv")
+    assert sorted(potential["distribution"]) == ["contrast-5", "nominal"]
 
 
 def test_factor_groups_of_the_paper_grid():

@@ -283,8 +283,10 @@ def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
                            "distributions (corruptions, noise) to the study's 'distributions' "
                            "to get prune potential and error-vs-ratio per distribution.")
         return sec
-    frame = _drop_orphans(frame, sec.notices)
-    errors = metrics.error_frame(frame.drop(columns=[c for c in VALUE_COLUMNS if c in frame]))
+    # a pruning level is a function of the ratio: as a key it would cut error curves into points
+    frame = _drop_orphans(frame, sec.notices).drop(
+        columns=[c for c in (*VALUE_COLUMNS, "level") if c in frame])
+    errors = metrics.error_frame(frame)
     potential = metrics.prune_potential(errors, delta=delta)
     pot_ci = _mean_ci(potential, "potential", ["dataset", "arch", "method", "distribution"],
                       null=1.0)
@@ -324,7 +326,30 @@ def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
                                  "dense error on the nominal test set), percentage points, mean "
                                  "over models with 99 % CI; > means pruning hurts more under "
                                  "shift than on the nominal test set.", "tab-excess-error"))
+    sec.tables.append(_alpha_by_distribution(frame, dists, tdir))
     return sec
+
+
+def _alpha_by_distribution(frame: pd.DataFrame, dists: list[str], tdir: Path) -> TableItem:
+    """Mean alpha (with its CI label where a cell has >= 2 models) per cell and distribution."""
+    with warnings.catch_warnings():
+        # the shifted sets are corruptions of the nominal test set: same class supports, and an
+        # unbalanced nominal set is already stated on the page by analyse()
+        warnings.simplefilter("ignore", metrics.ImbalanceWarning)
+        alphas = metrics.model_alpha(metrics.pair_with_dense(metrics.per_class(frame)))
+    keys = ["dataset", "arch", "method", "ratio"]
+    ci = _mean_ci(alphas, "alpha", [*keys, "distribution"], null=1.0)
+    ci.to_csv(tdir / "alpha_by_distribution_long.csv", index=False)
+    ci["cell"] = [f"{m:.3f} {lab}" if n >= 2 else f"{m:.3f}"
+                  for m, lab, n in ci[["mean", "label", "n"]].itertuples(index=False)]
+    wide = ci.pivot(index=keys, columns="distribution", values="cell")
+    wide = tables._sorted_cells(wide[[d for d in dists if d in wide.columns]].reset_index(), keys)
+    return _table(wide.reset_index(drop=True), tdir / "alpha_by_distribution",
+                  "Recall distortion per test distribution",
+                  "Mean per-model slope α of every cell on each test distribution (Bn before and "
+                  "after measured on that distribution), with the 99 % CI label (< below 1, > "
+                  "above 1, ? contains 1). Full statistics in alpha_by_distribution_long.csv.",
+                  "tab-alpha-by-distribution")
 
 
 def _table(frame: pd.DataFrame, stem: Path, title: str, caption: str, anchor: str,
