@@ -11,16 +11,20 @@ batch) is reported.
 On CUDA each pass is bracketed by ``torch.cuda.synchronize``.
 
 Usage:
-    python bench/structured_speedup.py                       # CPU, ResNet-56, ratios 2 4 10 max
+    python bench/structured_speedup.py                       # CPU, ResNet-56, ratios 2 4 10 max,
+                                                             # NCHW and channels_last
     python bench/structured_speedup.py --device cuda --repeats 50
     python bench/structured_speedup.py --json out.json       # also write the table as JSON
 
-Prints one markdown row per (device, batch, model): params, achieved ratio, median ms per batch,
-images/s and speedup over dense at the same batch size.
+Prints one markdown row per (device, layout, batch, model): params, achieved ratio, median ms per batch,
+MACs of the Conv/Linear layers, images/s and speedup over dense at the same layout and batch
+size, from the medians and from the minima (on a shared machine the minimum is the run least
+disturbed by other processes).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -54,6 +58,31 @@ def time_models(models: list[torch.nn.Module], x: torch.Tensor, repeats: int, wa
     return times
 
 
+def conv_linear_macs(model: torch.nn.Module, image_hw: tuple[int, int] = (32, 32)) -> int:
+    """Multiply-accumulates of the Conv2d and Linear layers for one image (BN, ReLU, adds and
+    pooling not counted)."""
+    total = 0
+
+    def count(module: torch.nn.Module, _inp: object, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            per_out = module.in_channels // module.groups * module.kernel_size[0] * \
+                module.kernel_size[1]
+        else:
+            per_out = module.in_features
+        total += out[0].numel() * per_out
+
+    handles = [m.register_forward_hook(count) for m in model.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, *image_hw, device=next(model.parameters()).device))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", default="resnet56")
@@ -61,6 +90,9 @@ def main() -> None:
                     help="target ratios; the largest reachable ratio is always added")
     ap.add_argument("--batches", type=int, nargs="*", default=[128, 1])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--formats", nargs="*", default=["nchw", "channels_last"],
+                    choices=["nchw", "channels_last"],
+                    help="memory layouts of weights and input (default: both)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
@@ -84,25 +116,32 @@ def main() -> None:
     print(f"# {args.arch}, {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, threads {torch.get_num_threads()}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    print("| device | batch | model | params | ratio | median ms | min ms | max ms | images/s "
-          "| speedup |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| device | layout | batch | model | params | ratio | MMACs | MAC ratio | median ms "
+          "| min ms | max ms | images/s | speedup (median) | speedup (min) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    macs = [conv_linear_macs(m) for _, _, m in models]
     rows = []
-    for batch in args.batches:
-        x = torch.randn(batch, 3, 32, 32, generator=gen).to(device)
-        timed = time_models([m.to(device) for _, _, m in models], x, args.repeats, args.warmup)
-        base = statistics.median(timed[0])
-        for (name, ratio, model), ts in zip(models, timed):
+    for fmt, batch in itertools.product(args.formats, args.batches):
+        layout = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+        x = torch.randn(batch, 3, 32, 32, generator=gen).to(device, memory_format=layout)
+        timed = time_models([m.to(device, memory_format=layout) for _, _, m in models], x,
+                            args.repeats, args.warmup)
+        base, base_min = statistics.median(timed[0]), min(timed[0])
+        for (name, ratio, model), ts, mac in zip(models, timed, macs):
             med = statistics.median(ts)
-            row = {"device": str(device), "batch": batch, "model": name,
-                   "params": count_parameters(model), "ratio": ratio, "median_ms": med * 1e3,
+            row = {"device": str(device), "layout": fmt, "batch": batch, "model": name,
+                   "params": count_parameters(model), "ratio": ratio, "macs": mac,
+                   "mac_ratio": macs[0] / mac, "median_ms": med * 1e3,
                    "min_ms": min(ts) * 1e3, "max_ms": max(ts) * 1e3,
                    "images_per_s": batch / med, "speedup": base / med,
+                   "speedup_min": base_min / min(ts),
                    "repeats": args.repeats, "threads": torch.get_num_threads()}
             rows.append(row)
-            print(f"| {device} | {batch} | {name} | {row['params']:,} | {ratio:.2f} | "
+            print(f"| {device} | {fmt} | {batch} | {name} | {row['params']:,} | {ratio:.2f} | "
+                  f"{mac / 1e6:.1f} | {row['mac_ratio']:.2f} | "
                   f"{row['median_ms']:.2f} | {row['min_ms']:.2f} | {row['max_ms']:.2f} | "
-                  f"{row['images_per_s']:.0f} | {row['speedup']:.2f}x |", flush=True)
+                  f"{row['images_per_s']:.0f} | {row['speedup']:.2f}x | {row['speedup_min']:.2f}x |",
+                  flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
