@@ -93,6 +93,18 @@ def test_lenet_conv_channels_removed_equal_masked():
     with torch.no_grad():
         torch.testing.assert_close(res.model(x), masked_copy(model, res.masks)(x),
                                    rtol=1e-5, atol=1e-5)
+    # CHIP on LeNet-5 reads relu(conv) maps of 28x28 (conv1) and 10x10 (conv2)
+    gen = torch.Generator().manual_seed(1)
+    grey = DeviceImages(torch.randint(0, 256, (4, 28, 28, 1), generator=gen, dtype=torch.uint8),
+                        torch.arange(4), (0.13,), (0.31,))
+    chip = chip_scores(model, grey, n_images=4)
+    assert {n: tuple(s.shape) for n, s in chip.items()} == {"conv1": (6,), "conv2": (16,)}
+    assert (torch.cat(list(chip.values())) >= -1e-9).all()
+    with torch.no_grad():
+        maps = torch.relu(model.conv1(next(grey.batches(4))[0])).double().flatten(2)
+    nuc = torch.linalg.matrix_norm
+    drop0 = (nuc(maps, ord="nuc") - nuc(maps[:, 1:], ord="nuc")).mean()
+    assert float(chip["conv1"][0]) == pytest.approx(float(drop0), rel=1e-6)
 
 
 def resnet20_params(widths, num_classes=10, in_channels=3):
