@@ -247,9 +247,11 @@ def test_auto_pack_size():
                           max_size=10_000) < g80
     assert auto_pack_size("resnet56", "cuda", free_memory=1) == 1
     assert auto_pack_size("resnet20", "cpu") == CPU_PACK_SIZE
+    assert auto_pack_size("lenet5", "cpu") == 1  # grouped-conv backward is slow on the CPU
     assert auto_pack_size("resnet20", "cpu", max_size=2) == 2
-    with pytest.raises(ValueError, match="unknown architecture"):
-        auto_pack_size("vgg16", "cuda", free_memory=gib)
+    for device in ("cuda", "cpu"):
+        with pytest.raises(ValueError, match="unknown architecture"):
+            auto_pack_size("vgg16", device, free_memory=gib if device == "cuda" else None)
 
 
 @pytest.mark.gpu

@@ -408,7 +408,9 @@ _PARAM_BYTES = 16
 _MEMORY_SHARE = 0.6
 #: packs larger than this gain little more throughput on an H100 and slow every model's epoch
 MAX_PACK_SIZE = 64
-#: default pack size on the CPU (see docs/speed.md: a CPU gains little from larger packs)
+#: pack size on the CPU for the ResNets (measured 1.3x one-at-a-time with G = 4 for ResNet-20
+#: on 2 cores, docs/benchmarks/speed.md); LeNet-5 gets 1: the CPU's grouped-convolution backward
+#: is slower than G plain ones for its layers (0.8x at G = 4)
 CPU_PACK_SIZE = 4
 
 
@@ -430,23 +432,25 @@ def auto_pack_size(
     activation_elements * 2.0 * bytes_per_value + 16 * parameters`` (bytes_per_value 2 with
     bf16 autocast, else 4), clamped to ``1..max_size``. ``free_memory`` (bytes) overrides the
     measured free memory (``torch.cuda.mem_get_info``). Elsewhere (CPU): ``min(CPU_PACK_SIZE,
-    max_size)`` unless ``free_memory`` is given, which then bounds G the same way.
+    max_size)`` for the ResNets and 1 for LeNet-5, unless ``free_memory`` is given, which then
+    bounds G the same way.
     """
     device = torch.device(device)
     opts = options if options is not None else PackOptions.for_device(device)
     if max_size < 1:
         raise ValueError(f"max_size must be >= 1, got {max_size}")
+    acts = activation_elements(arch, num_classes, in_channels, image_size)  # checks ``arch``
+    cpu_cap = 1 if arch == "lenet5" else min(CPU_PACK_SIZE, max_size)
     if free_memory is None:
         if device.type != "cuda":
-            return min(CPU_PACK_SIZE, max_size)
+            return cpu_cap
         free_memory = torch.cuda.mem_get_info(device)[0]
     value_bytes = 2 if opts.bf16 else 4
-    acts = activation_elements(arch, num_classes, in_channels, image_size)
     with torch.device("meta"):
         single = (LeNet5(num_classes, in_channels, image_size) if arch == "lenet5"
                   else CifarResNet(int(arch[6:]), num_classes, in_channels))
     n_params = sum(p.numel() for p in single.parameters())
     per_model = batch_size * acts * _ACT_FACTOR * value_bytes + _PARAM_BYTES * n_params
     g = int(_MEMORY_SHARE * free_memory // per_model)
-    cap = max_size if device.type == "cuda" else min(CPU_PACK_SIZE, max_size)
+    cap = max_size if device.type == "cuda" else cpu_cap
     return max(1, min(g, cap))

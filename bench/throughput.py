@@ -1,0 +1,267 @@
+"""Training throughput: the naive one-model baseline against prunescope's packs (issue 7).
+
+In one process, on synthetic data already on the device (CIFAR-10-shaped uint8 32x32x3 for the
+ResNets, MNIST-shaped 28x28x1 for LeNet-5; crop/flip augmentation for the ResNets, as in
+training), this times
+
+* baseline: ``prunescope.train.fit`` on one model: fp32, eager, batch 128, SGD Nesterov with
+  weight decay, the loss read back every step (the ShrinkBench-style loop);
+* pack: ``prunescope.train.pack.fit_pack`` on G models with ``PackOptions.for_device`` (on CUDA:
+  bf16 autocast, channels_last, torch.compile with CUDA graphs, fused SGD; on the CPU: fp32
+  eager).
+
+Each run is 2 epochs of ``--steps`` steps; the first epoch warms up (compilation, CUDA graph
+capture, allocator) and the second epoch's training images/s (validation excluded) is reported.
+Printed per architecture: images/s per model and summed over the pack, the ratio of the summed
+figure to the baseline, and on CUDA the achieved fraction of the GPU's dense bf16 peak
+(training FLOPs = 3 x forward FLOPs of the convolutions and linear layers).
+
+    python bench/throughput.py                       # CUDA: ResNet-20/56/110, auto pack size
+    nice python bench/throughput.py --device cpu --steps 5   # CPU: LeNet-5 and ResNet-20, G=4
+    python bench/throughput.py --json out.json --archs resnet56 --pack-size 32 --no-compile
+    python bench/throughput.py --project studies/paper.toml  # + the study's projected time
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunescope.data.device import DeviceImages
+from prunescope.models import LeNet5, build_model
+from prunescope.models.resnet_cifar import CifarResNet
+from prunescope.train import Recipe, fit
+from prunescope.train.pack import PackOptions, auto_pack_size, fit_pack
+
+#: dense bf16 tensor-core peak, FLOP/s, by a substring of torch.cuda.get_device_name()
+BF16_PEAK = {"H200": 989.4e12, "H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12,
+             "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12, "L40S": 362.1e12}
+
+SHAPES = {"lenet5": (28, 28, 1), "resnet": (32, 32, 3)}
+
+
+def image_shape(arch: str) -> tuple[int, int, int]:
+    """``(H, W, C)`` of the synthetic images for ``arch``."""
+    return SHAPES["lenet5"] if arch == "lenet5" else SHAPES["resnet"]
+
+
+def forward_flops(arch: str) -> int:
+    """Forward FLOPs of one image (2 x multiply-accumulates of every Conv2d and Linear), counted
+    on the meta device."""
+    h, w, c = image_shape(arch)
+    with torch.device("meta"):
+        model = LeNet5(10, c, h) if arch == "lenet5" else CifarResNet(int(arch[6:]), 10, c)
+    macs = 0
+
+    def count(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(mod, nn.Conv2d):
+            macs += out[0].numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] \
+                * mod.kernel_size[1]
+        else:
+            macs += mod.in_features * mod.out_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.device("meta"):
+        model(torch.empty(1, c, h, w))
+    for hk in hooks:
+        hk.remove()
+    return 2 * macs
+
+
+def synthetic(arch: str, n: int, device: torch.device, seed: int) -> DeviceImages:
+    """``n`` random uint8 images of ``arch``'s input shape with labels 0..9, on ``device``."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, *image_shape(arch)), dtype=np.uint8)
+    y = rng.integers(0, 10, n)
+    c = x.shape[-1]
+    return DeviceImages(x, y, [0.5] * c, [0.25] * c, device=device)
+
+
+def run_arch(arch: str, device: torch.device, steps: int, g: int, options: PackOptions,
+             batch: int, repeat: int = 1) -> dict[str, Any]:
+    """Time the baseline and a pack of ``g`` for ``arch`` (each ``repeat`` times, alternating,
+    keeping the best rate of each); returns one result row."""
+    train = synthetic(arch, steps * batch, device, seed=0)
+    val = synthetic(arch, batch, device, seed=1)
+    h, _, c = image_shape(arch)
+    augment = arch != "lenet5"
+    recipe = Recipe(schedule=((2, 0.05),), batch_size=batch, augment=augment,
+                    max_steps_per_epoch=steps, val_batch_size=batch)
+
+    def make(seed: int) -> nn.Module:
+        return build_model(arch, 10, c, seed=seed, image_size=h).to(device)
+
+    base_ips, per_model, pack_wall = 0.0, 0.0, 0.0
+    for _ in range(repeat):  # alternate, keep the best of each: robust to a busy machine
+        base = fit(make(0), train, val, recipe, seed=0)
+        base_ips = max(base_ips, base.history[-1]["images_per_s"])
+        t0 = time.perf_counter()
+        results = fit_pack([make(s) for s in range(g)], train, val, recipe,
+                           seeds=list(range(g)), options=options)
+        pack_wall = time.perf_counter() - t0
+        per_model = max(per_model, results[0].history[-1]["images_per_s"])
+    row: dict[str, Any] = {
+        "arch": arch, "device": str(device), "pack_size": g, "batch": batch, "steps": steps,
+        "repeat": repeat,
+        "baseline_images_per_s": base_ips, "pack_images_per_s_per_model": per_model,
+        "pack_images_per_s_total": per_model * g, "speedup": per_model * g / base_ips,
+        "pack_wall_s_incl_warmup": pack_wall, "options": asdict(options),
+        "train_flops_per_image": 3 * forward_flops(arch),
+    }
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = next((v for k, v in BF16_PEAK.items() if k in name), None)
+        row["gpu"] = name
+        row["bf16_peak_flops"] = peak
+        for key in ("baseline", "pack"):
+            ips = base_ips if key == "baseline" else per_model * g
+            row[f"{key}_peak_fraction"] = (None if peak is None
+                                           else ips * row["train_flops_per_image"] / peak)
+    return row
+
+
+#: images in the official training split of each dataset (SPEC 4); a study trains on
+#: this minus its validation hold-out ``n_val``
+TRAIN_SPLIT = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
+
+
+def study_images(spec_path: str) -> dict[str, float]:
+    """Training images a study pushes through each architecture (training + fine-tuning):
+    per cell ``models * (epochs_train + jobs_per_model * epochs_finetune) * (split - n_val)``
+    with ``jobs_per_model`` = the cell's (method, ratio) pairs. Gradient passes and evaluation
+    (forward only, once per model) are left out; they add a few percent."""
+    from prunescope.study.spec import load_spec
+
+    spec = load_spec(spec_path)
+    out: dict[str, float] = {}
+    for cell in spec.cells:
+        n = TRAIN_SPLIT[cell.dataset] - spec.n_val
+        train, ft = spec.recipe(cell.arch, "train"), spec.recipe(cell.arch, "finetune")
+
+        def epoch_images(recipe: Recipe) -> int:
+            if recipe.max_steps_per_epoch is None:
+                return n
+            return min(n, recipe.max_steps_per_epoch * recipe.batch_size)
+
+        jobs = sum(len(ratios) for _, ratios in cell.methods)
+        images = spec.models * (train.epochs * epoch_images(train)
+                                + jobs * ft.epochs * epoch_images(ft))
+        out[cell.arch] = out.get(cell.arch, 0.0) + images
+    return out
+
+
+def projection(spec_path: str, rows: list[dict[str, Any]]) -> str:
+    """Markdown: the study's images per architecture, the measured pack rate and the projected
+    hours ``images / (pack images/s summed)``; architectures not measured are listed as such."""
+    rates = {r["arch"]: r["pack_images_per_s_total"] for r in rows}
+    base = {r["arch"]: r["baseline_images_per_s"] for r in rows}
+    lines = [f"projected time of {spec_path} (training + fine-tuning images / measured rate):",
+             "| arch | images (M) | pack img/s | hours (pack) | hours (baseline) |",
+             "|---|---|---|---|---|"]
+    total, total_base, missing = 0.0, 0.0, []
+    for arch, images in study_images(spec_path).items():
+        if arch not in rates:
+            missing.append(arch)
+            lines.append(f"| {arch} | {images / 1e6:,.0f} | not measured | | |")
+            continue
+        hours, hours_base = images / rates[arch] / 3600, images / base[arch] / 3600
+        total, total_base = total + hours, total_base + hours_base
+        lines.append(f"| {arch} | {images / 1e6:,.0f} | {rates[arch]:,.0f} | {hours:.2f} | "
+                     f"{hours_base:.1f} |")
+    lines.append(f"| total | | | {total:.2f} | {total_base:.1f} |")
+    if missing:
+        lines.append(f"(incomplete: {', '.join(missing)} not measured; rerun with --archs)")
+    return "\n".join(lines)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The result rows as a Markdown table."""
+    head = ("| arch | device | G | baseline img/s | pack img/s per model | pack img/s summed "
+            "| ratio | peak fraction (baseline / pack) |\n|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        frac = "n/a (CPU)" if "gpu" not in r else (
+            "unknown GPU peak" if r["bf16_peak_flops"] is None else
+            f"{r['baseline_peak_fraction']:.2%} / {r['pack_peak_fraction']:.2%}")
+        lines.append(f"| {r['arch']} | {r.get('gpu', r['device'])} | {r['pack_size']} | "
+                     f"{r['baseline_images_per_s']:,.0f} | "
+                     f"{r['pack_images_per_s_per_model']:,.0f} | "
+                     f"{r['pack_images_per_s_total']:,.0f} | {r['speedup']:.2f}x | {frac} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--archs", nargs="+", help="default: resnet20 resnet56 resnet110 on CUDA, "
+                    "lenet5 resnet20 on the CPU")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="timed steps per epoch (default 50 on CUDA, 5 on the CPU)")
+    ap.add_argument("--pack-size", type=int, default=None,
+                    help="G (default: auto_pack_size on CUDA, 4 on the CPU)")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="time baseline and pack this many times each, alternating, and keep "
+                         "the best rate of each (use 3 on a shared CPU)")
+    for flag in ("bf16", "channels-last", "compile", "cuda-graphs", "fused-optimizer"):
+        ap.add_argument(f"--no-{flag}", action="store_true", help=f"turn {flag} off (CUDA)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--project", metavar="STUDY.toml",
+                    help="also print this study's projected time from the measured rates "
+                         "(default archs: the study's)")
+    ap.add_argument("--json", help="also write the rows (and the command) to this JSON file")
+    args = ap.parse_args(argv)
+
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cuda = device.type == "cuda"
+    archs = args.archs or (list(study_images(args.project)) if args.project else
+                           ["resnet20", "resnet56", "resnet110"] if cuda else ["lenet5", "resnet20"])
+    steps = args.steps or (50 if cuda else 5)
+    options = PackOptions.for_device(device)
+    off = {f.replace("-", "_"): False for f in
+           ("bf16", "channels-last", "compile", "cuda-graphs", "fused-optimizer")
+           if getattr(args, "no_" + f.replace("-", "_"))}
+    if "compile" in off:
+        off["cuda_graphs"] = False
+    options = replace(options, **off)
+    rows = []
+    for arch in archs:
+        g = args.pack_size or auto_pack_size(arch, device, options=options,
+                                             in_channels=image_shape(arch)[2],
+                                             image_size=image_shape(arch)[0],
+                                             batch_size=args.batch)
+        rows.append(run_arch(arch, device, steps, g, options, args.batch, args.repeat))
+        print(markdown(rows[-1:]).splitlines()[-1], flush=True)
+    command = "python " + " ".join(["bench/throughput.py", *sys.argv[1:]])
+    print()
+    print(f"command: {command}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, python {platform.python_version()}, "
+          f"{torch.get_num_threads()} CPU threads, {os.cpu_count()} cores, "
+          f"1-min load average {load:.1f} at the end")
+    print(markdown(rows))
+    if args.project:
+        print()
+        print(projection(args.project, rows))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"command": command, "torch": torch.__version__, "rows": rows}, fh,
+                      indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
