@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Protocol
@@ -85,6 +88,18 @@ class LocalExecutor:
         self._queued = None
 
 
+def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Worker-process initializer: a daemon thread ends the worker as soon as the driver is gone
+    (e.g. ``kill -9``), so no orphan keeps computing a pack nobody will record."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class ProcessExecutor:
     """Runs packs in ``workers`` processes of this machine (``spawn``ed, so no state is shared).
 
@@ -100,8 +115,8 @@ class ProcessExecutor:
         self._running: dict[cf.Future, Pack] = {}
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(self.workers,
-                                      mp_context=multiprocessing.get_context("spawn"))
+        return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_exit_with_parent, initargs=(os.getpid(),))
 
     def free_slots(self) -> int:
         return self.workers - len(self._running)
