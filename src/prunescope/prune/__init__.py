@@ -7,6 +7,13 @@ one model and ``prune_pack`` for each model of a stacked pack.
 """
 from prunescope.prune.gradients import GRADIENT_MODES, data_gradients
 from prunescope.prune.interop import from_torch_prune, to_torch_prune
+from prunescope.prune.iterative import (
+    LevelRecord,
+    RewindCapture,
+    imp_keep_count,
+    imp_schedule,
+    iterative_magnitude_pruning,
+)
 from prunescope.prune.masks import (
     SCOPES,
     MaskResult,
@@ -22,8 +29,33 @@ from prunescope.prune.oneshot import prune_model
 from prunescope.prune.pack import prune_pack
 from prunescope.prune.params import count_parameters, prunable
 from prunescope.prune.scores import GRADIENT_METHODS, METHODS, recorded_weight_decay, score
+from prunescope.prune.structured import (
+    STRUCTURED_METHODS,
+    StructuredResult,
+    chip_scores,
+    l1_filter_scores,
+    load_structured_checkpoint,
+    structured_masks,
+    structured_meta,
+    structured_prune,
+    structured_prune_model,
+)
 
 __all__ = [
+    "STRUCTURED_METHODS",
+    "LevelRecord",
+    "RewindCapture",
+    "StructuredResult",
+    "chip_scores",
+    "imp_keep_count",
+    "imp_schedule",
+    "iterative_magnitude_pruning",
+    "l1_filter_scores",
+    "load_structured_checkpoint",
+    "structured_masks",
+    "structured_meta",
+    "structured_prune",
+    "structured_prune_model",
     "GRADIENT_METHODS",
     "GRADIENT_MODES",
     "METHODS",
