@@ -83,6 +83,7 @@ epochs = 6
     ("distributions = ['fog-3']", "distributions[0]", "gaussian_noise"),
     ("device = 'tpu'", "device", "cuda:N"),
     ("n_val = 0", "n_val", ">= 1"),
+    ("n_val = 60000", "n_val", "fewer than the 60000"),
 ])
 def test_invalid_values_name_key_and_allowed(tmp_path, extra, key, words):
     with pytest.raises(SpecError) as e:

@@ -4,7 +4,9 @@
 jobs, ``run_study(spec)`` runs what is not done yet (local or Ray), ``load_results(path)`` gives
 the tidy per-class frame the analysis and the report consume.
 """
-from prunescope.study.plan import KINDS, RESULTS_VERSION, Job, Plan, estimate_work, job_id, make_plan, model_seed
+from prunescope.study.plan import (
+    KINDS, RESULTS_VERSION, Job, Plan, estimate_work, job_id, make_plan, model_seed,
+)
 from prunescope.study.results import FRAME_COLUMNS, StudyResults, export_results, load_results
 from prunescope.study.run import RunSummary, StudyLocked, run_study
 from prunescope.study.spec import Cell, SpecError, StudySpec, load_spec, parse_spec

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prunescope.data import expected, info
+from prunescope.data.corruptions import CORRUPTIONS, Distribution
+from prunescope.models import build_model
+from prunescope.prune import UnreachableRatioError, count_parameters, keep_count, prunable
 from prunescope.train import Recipe
 
 #: datasets a study may name (SPEC 4)
@@ -35,8 +39,8 @@ DEVICES = ("auto", "cpu", "cuda")
 
 _TOP_KEYS = {
     "name", "seed", "models", "datasets", "architectures", "methods", "ratios", "scope",
-    "distributions", "output", "artifacts", "device", "n_val", "test_subset", "split_seed", "corruption_seed",
-    "gradients", "train", "finetune", "executor", "grid",
+    "distributions", "output", "artifacts", "device", "n_val", "test_subset", "split_seed",
+    "corruption_seed", "gradients", "train", "finetune", "executor", "grid",
 }
 _GRID_KEYS = {"datasets", "architectures", "methods", "ratios"}
 _GRADIENT_KEYS = {"mode", "n_batches"}
@@ -303,28 +307,26 @@ def parse_spec(
         name=name, seed=seed, models=models, cells=cells, scope=scope,
         distributions=distributions, gradients=GradientSpec(mode, n_batches),
         train_overrides=phase_over["train"], finetune_overrides=phase_over["finetune"],
-        arch_overrides=tuple(arch_over), n_val=n_val, test_subset=test_subset, split_seed=split_seed,
-        corruption_seed=corruption_seed, output=output, artifacts=artifacts, device=device, executor=ex,
-        path=source, text=text,
+        arch_overrides=tuple(arch_over), n_val=n_val, test_subset=test_subset,
+        split_seed=split_seed, corruption_seed=corruption_seed, output=output,
+        artifacts=artifacts, device=device, executor=ex, path=source, text=text,
     )
     for arch in archs:  # build every recipe now so recipe errors surface before any work
         for phase in ("train", "finetune"):
             try:
                 spec.recipe(arch, phase)
-            except SpecError:
-                raise
             except ValueError as e:
                 raise SpecError(f"{where}: the [{phase}] recipe of {arch} is invalid: {e}") from e
+    for dataset in sorted({c.dataset for c in cells}):
+        n_train = sum(expected(dataset).counts["train"])
+        if n_val >= n_train:
+            v.fail("n_val", n_val, f"fewer than the {n_train} training images of {dataset}")
     _check_ratios(v, spec)
     return spec
 
 
 def _check_ratios(v: _Validator, spec: StudySpec) -> None:
     """Fail on a ratio that no model of its cell can reach (SPEC 3: all params / nonzero)."""
-    from prunescope.data import info
-    from prunescope.models import build_model
-    from prunescope.prune import UnreachableRatioError, count_parameters, keep_count, prunable
-
     for cell in spec.cells:
         if not cell.methods:
             continue
@@ -470,8 +472,6 @@ def _is_url(s: str) -> bool:
 
 def _distribution(v: _Validator, key: str, name: Any) -> str:
     """The canonical name of a test distribution (``prunescope.data.corruptions``)."""
-    from prunescope.data.corruptions import CORRUPTIONS, Distribution
-
     try:
         return Distribution.parse(name).name
     except (TypeError, ValueError):

@@ -1,4 +1,4 @@
-"""The study store: one SQLite file (``<output>/study.sqlite``, WAL mode) written by the driver only.
+"""The study store: one SQLite file (``<output>/study.sqlite``, WAL mode), written by the driver.
 
 Tables (schema :data:`SCHEMA_VERSION`, documented in ``docs/studies.md``):
 
