@@ -68,6 +68,19 @@ def test_ids_hash_exactly_the_result_determinants(tmp_path):
     assert canonical_json({"b": 1, "a": [1.5, "x"]}) == '{"a":[1.5,"x"],"b":1}'
 
 
+def test_prunable_set_flags_change_only_pruned_ids(tmp_path):
+    a = _plan(tmp=tmp_path)
+    b = _plan(SPEC + "prune_classifier = true\n", tmp=tmp_path)
+    kinds = {j.id: j.kind for j in a.jobs}
+    same = {j.id for j in a.jobs} & {j.id for j in b.jobs}
+    assert {kinds[i] for i in same} == {"train", "gradients", "evaluate"}
+    assert all(j.params["prune_classifier"] for j in b.jobs if j.kind == "prune_finetune")
+    # the classifier widens the prunable set, so ratios beyond the default maximum are reachable
+    spec = parse_spec(SPEC.replace("ratios = [2, 10]", "ratios = [100]")
+                      + "prune_classifier = true\nprune_biases = true\n", base_dir=tmp_path)
+    assert spec.prune_classifier and spec.prune_biases
+
+
 def test_model_index_is_a_label_not_part_of_the_id(tmp_path):
     # 5 models contain the 3 models of the 3-model study with the same ids
     three = _plan(tmp=tmp_path)

@@ -80,6 +80,7 @@ epochs = 6
     ("[executor]\npack_size = 'big'", "executor.pack_size", "auto"),
     ("[executor]\ngpus_per_pack = 1.5", "executor.gpus_per_pack", "fraction"),
     ("scope = 'row'", "scope", "global, layer"),
+    ("prune_biases = 'yes'", "prune_biases", "bool"),
     ("distributions = ['fog-3']", "distributions[0]", "gaussian_noise"),
     ("device = 'tpu'", "device", "cuda:N"),
     ("n_val = 0", "n_val", ">= 1"),

@@ -133,6 +133,11 @@ def make_plan(spec: StudySpec) -> Plan:
                         "parent": train.id, "method": meth, "ratio": r, "scope": spec.scope,
                         "recipe": ft_recipe, "seed": seed,
                     }
+                    # only when set, so that default studies keep their ids
+                    if spec.prune_classifier:
+                        params["prune_classifier"] = True
+                    if spec.prune_biases:
+                        params["prune_biases"] = True
                     deps: tuple[str, ...] = (train.id,)
                     if meth in GRADIENT_METHODS:
                         assert grads is not None

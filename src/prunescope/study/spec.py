@@ -41,6 +41,7 @@ _TOP_KEYS = {
     "name", "seed", "models", "datasets", "architectures", "methods", "ratios", "scope",
     "distributions", "output", "artifacts", "device", "n_val", "test_subset", "split_seed",
     "corruption_seed", "gradients", "train", "finetune", "executor", "grid",
+    "prune_classifier", "prune_biases",
 }
 _GRID_KEYS = {"datasets", "architectures", "methods", "ratios"}
 _GRADIENT_KEYS = {"mode", "n_batches"}
@@ -111,6 +112,7 @@ class StudySpec:
         models: number of independently trained models (seeds) per cell.
         cells: the grid, one :class:`Cell` per (dataset, arch), in the file's order.
         scope: mask scope, ``global`` or ``layer`` (SPEC 3).
+        prune_classifier, prune_biases: widen the prunable set (SPEC 3; both off by default).
         distributions: test distributions every model is evaluated on (``nominal`` first).
         gradients: gradient mode of GP/UP.
         train_overrides, finetune_overrides: ``((key, value), ...)`` applied on top of the
@@ -134,6 +136,8 @@ class StudySpec:
     models: int
     cells: tuple[Cell, ...]
     scope: str = "global"
+    prune_classifier: bool = False
+    prune_biases: bool = False
     distributions: tuple[str, ...] = ("nominal",)
     gradients: GradientSpec = GradientSpec()
     train_overrides: tuple[tuple[str, Any], ...] = ()
@@ -224,6 +228,8 @@ def parse_spec(
     if models < 1:
         v.fail("models", models, "an integer >= 1 (the number of seeds per cell)")
     scope = v.choice(raw, "scope", SCOPES, default="global")
+    prune_classifier = v.get(raw, "prune_classifier", bool, default=False)
+    prune_biases = v.get(raw, "prune_biases", bool, default=False)
     device = v.get(raw, "device", str, default="auto")
     if device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
         v.fail("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
@@ -305,6 +311,7 @@ def parse_spec(
 
     spec = StudySpec(
         name=name, seed=seed, models=models, cells=cells, scope=scope,
+        prune_classifier=prune_classifier, prune_biases=prune_biases,
         distributions=distributions, gradients=GradientSpec(mode, n_batches),
         train_overrides=phase_over["train"], finetune_overrides=phase_over["finetune"],
         arch_overrides=tuple(arch_over), n_val=n_val, test_subset=test_subset,
@@ -334,7 +341,9 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
         inf = info(cell.dataset)
         h, _, c = inf.shape_hwc
         model = build_model(cell.arch, inf.num_classes, c, image_size=h)
-        n_prunable = sum(p.numel() for p in prunable(model).values())
+        n_prunable = sum(p.numel() for p in prunable(
+            model, prune_classifier=spec.prune_classifier, prune_biases=spec.prune_biases
+        ).values())
         try:
             keep_count(count_parameters(model), n_prunable, top)
         except UnreachableRatioError as e:

@@ -311,7 +311,9 @@ def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _F
         with arts.reading(url) as (path,):
             grads = load_file(str(path), device=ctx.device)
     mres = prune_model(model, p["method"], p["ratio"], grads=grads,
-                       seed=derive_seed(p["seed"], "rp"), scope=p["scope"], meta=meta)
+                       seed=derive_seed(p["seed"], "rp"), scope=p["scope"], meta=meta,
+                       prune_classifier=p.get("prune_classifier", False),
+                       prune_biases=p.get("prune_biases", False))
     train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
                             ctx.data_dir, ctx.device)
     recipe = Recipe.from_dict(p["recipe"])
