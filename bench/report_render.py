@@ -8,12 +8,11 @@ ones for the Lost-in-Pruning views).
 
 Usage::
 
-    .venv/bin/python bench/report_render.py [--repeat 1] [--distributions 1] [--workers 1]
-                                            [--json out.json]
+    .venv/bin/python bench/report_render.py [--repeat 1] [--distributions 1] [--json out.json]
 
 Prints one JSON object: frame rows, figure and table counts, HTML size, and per run the wall and
-CPU seconds of ``render_report`` (CPU = this process plus its finished worker processes); on a
-shared machine CPU seconds are the better measure of the work, wall seconds of what a user waits.
+CPU seconds (user + system) of ``render_report``; on a shared machine CPU seconds are the better
+measure of the work, wall seconds of what a user waits.
 """
 from __future__ import annotations
 
@@ -35,9 +34,9 @@ SHIFTED = ("gaussian_noise-3", "contrast-3", "jpeg-5", "gaussian_blur-5", "impul
 
 
 def _cpu_s() -> float:
-    """CPU seconds (user + system) of this process and of its terminated children."""
+    """CPU seconds (user + system) of this process."""
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return t.user + t.system
 
 
 def main() -> None:
@@ -46,7 +45,6 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="renders to time (default 1)")
     ap.add_argument("--distributions", type=int, default=1,
                     help=f"test distributions incl. nominal, 1..{1 + len(SHIFTED)} (default 1)")
-    ap.add_argument("--workers", type=int, default=1, help="figure-drawing processes (default 1)")
     ap.add_argument("--json", type=Path, help="also write the result to this file")
     args = ap.parse_args()
     if not 1 <= args.distributions <= 1 + len(SHIFTED):
@@ -61,7 +59,7 @@ def main() -> None:
             out = Path(tmp) / f"run{i}"
             wall, cpu = time.perf_counter(), _cpu_s()
             html = render_report(frame, out, spec_text="# synthetic full grid\n",
-                                 study_name="paper-grid-synthetic", workers=args.workers)
+                                 study_name="paper-grid-synthetic")
             runs.append({"wall_s": round(time.perf_counter() - wall, 2),
                          "cpu_s": round(_cpu_s() - cpu, 2)})
         figs = list((out / "figures").glob("*.png"))
@@ -69,7 +67,7 @@ def main() -> None:
             "frame_rows": len(frame), "pruned_models": int(
                 frame[frame["method"] != "dense"].groupby(["dataset", "arch", "method", "ratio",
                                                            "model"]).ngroups),
-            "distributions": len(dists), "workers": args.workers, "figures_png_pdf": len(figs),
+            "distributions": len(dists), "figures_png_pdf": len(figs),
             "tables": len(list((out / "tables").glob("*.csv"))),
             "html_mb": round(html.stat().st_size / 1e6, 2), "generate_frame_s": round(gen_s, 2),
             "runs": runs, "cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],

@@ -240,17 +240,6 @@ def test_method_colours_cover_the_known_methods():
     assert np.all([re.fullmatch(r"#[0-9A-Fa-f]{6}", c) for c in METHOD_COLORS.values()])
 
 
-def test_parallel_drawing_writes_the_same_figures(tmp_path):
-    frame = synthetic_results(multi_method()[:2], n_models=2, ratios=(2.0, 20.0))
-    serial = render_report(frame, tmp_path / "serial").parent
-    parallel = render_report(frame, tmp_path / "parallel", workers=2).parent
-    names = sorted(p.name for p in (serial / "figures").iterdir())
-    assert names == sorted(p.name for p in (parallel / "figures").iterdir()) and len(names) == 8
-    assert all((parallel / "figures" / n).stat().st_size > 5000 for n in names)
-    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
-        render_report(frame, tmp_path / "bad", workers=0)
-
-
 def test_unbalanced_test_set_becomes_a_notice_not_a_warning(tmp_path):
     frame = synthetic_results(multi_method()[:1], n_models=2, ratios=(4.0,))
     frame.loc[frame["cls"] == 0, "support"] += 50  # class 0 has more test samples

@@ -25,8 +25,6 @@ def report_cmd(
         "--out", help="folder for the report (default: <study output>/report)")] = None,
     delta: Annotated[float, typer.Option(
         "--delta", help="prune-potential tolerance in percentage points of error", min=0.0)] = 0.5,
-    workers: Annotated[int, typer.Option(
-        "--workers", help="processes drawing the figures in parallel", min=1)] = 1,
 ) -> None:
     """Write the study's figures (PNG, PDF), tables (Markdown, CSV, LaTeX) and one
     self-contained report.html; works on unfinished studies (it lists what is missing)."""
@@ -44,7 +42,7 @@ def report_cmd(
     target = out if out is not None else Path(res.out_dir) / "report"
     try:
         path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,
-                             jobs=res.jobs, delta=delta / 100.0, workers=workers)
+                             jobs=res.jobs, delta=delta / 100.0)
     except ValueError as e:
         _err.print(f"[red]cannot render the report[/red]: {e}")
         raise typer.Exit(1) from e

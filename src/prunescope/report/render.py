@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,40 +214,15 @@ def factor_groups(cells: pd.DataFrame) -> list[Group]:
     return sorted(groups, key=lambda g: (order[g.factor], [rank[k][v] for k, v in g.fixed]))
 
 
-@dataclass(frozen=True)
-class _FigureTask:
-    """One figure to draw: ``draw(*args)`` (a function of :mod:`figures`) saved to ``stem``."""
-
-    draw: Callable[..., Figure]
-    args: tuple
-    stem: Path
-
-
-def _draw(task: _FigureTask) -> tuple[Path, Path]:
-    """Draw and save one figure (module-level so that worker processes can run it)."""
-    return save_figure(task.draw(*task.args), task.stem)
+def _add_figure(section: Section, title: str, caption: str, anchor: str, stem: Path,
+                draw: Callable[..., Figure], *args: object) -> None:
+    """Draw ``draw(*args)`` (a function of :mod:`figures`), save it to ``stem`` (.png, .pdf) and
+    list it in ``section``."""
+    png, pdf = save_figure(draw(*args), stem)
+    section.figures.append(FigureItem(title, caption, png, pdf, anchor))
 
 
-def _add_figure(section: Section, tasks: list[_FigureTask], title: str, caption: str,
-                anchor: str, stem: Path, draw: Callable[..., Figure], *args: object) -> None:
-    """Queue a figure and list it in ``section`` (its files exist once the tasks have run)."""
-    tasks.append(_FigureTask(draw, args, stem))
-    section.figures.append(FigureItem(title, caption, stem.with_suffix(".png"),
-                                      stem.with_suffix(".pdf"), anchor))
-
-
-def _run_tasks(tasks: list[_FigureTask], workers: int) -> None:
-    """Draw every queued figure, in ``workers`` processes when ``workers > 1``."""
-    if workers == 1 or len(tasks) < 2:
-        for task in tasks:
-            _draw(task)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(_draw, tasks, chunksize=1))
-
-
-def _alpha_sections(an: Analysis, out: Path, groups: list[Group], tasks: list[_FigureTask]
-                    ) -> list[Section]:
+def _alpha_sections(an: Analysis, out: Path, groups: list[Group]) -> list[Section]:
     fig_dir = out / "figures"
     scatter = Section("scatter", "Recall balance before vs after pruning (scatter matrices)",
                       intro=CAPTIONS["scatter"])
@@ -258,24 +232,23 @@ def _alpha_sections(an: Analysis, out: Path, groups: list[Group], tasks: list[_F
         cis.notices.append("No confidence intervals: every cell has a single model (one seed); "
                            "a t-interval needs at least two independent models.")
     for g in groups:
-        _add_figure(scatter, tasks, g.title, CAPTIONS["scatter"], f"fig-scatter-{g.slug}",
+        _add_figure(scatter, g.title, CAPTIONS["scatter"], f"fig-scatter-{g.slug}",
                     fig_dir / f"scatter_{g.slug}", figures.scatter_matrix, g.select(an.paired),
                     g.select(an.pooled), g.factor, g.title)
         ci = None if an.ci is None else g.select(an.ci)
-        _add_figure(box, tasks, g.title, CAPTIONS["box"], f"fig-box-{g.slug}",
+        _add_figure(box, g.title, CAPTIONS["box"], f"fig-box-{g.slug}",
                     fig_dir / f"boxplot_{g.slug}", figures.alpha_boxplots, g.select(an.alphas),
                     ci, g.factor, g.title)
         if ci is not None and ci["n"].max() >= 2:
-            _add_figure(cis, tasks, g.title, CAPTIONS["ci"], f"fig-ci-{g.slug}",
+            _add_figure(cis, g.title, CAPTIONS["ci"], f"fig-ci-{g.slug}",
                         fig_dir / f"ci_{g.slug}", figures.ci_plot, ci, g.factor, g.title)
     acc = Section("accuracy", "Accuracy and intensification vs compression", intro=CAPTIONS["acc"])
-    _add_figure(acc, tasks, "All cells", CAPTIONS["acc"], "fig-accuracy-alpha",
+    _add_figure(acc, "All cells", CAPTIONS["acc"], "fig-accuracy-alpha",
                 fig_dir / "accuracy_alpha", figures.accuracy_alpha_plot, an.alphas, an.dense_acc)
     return [scatter, box, cis, acc]
 
 
-def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
-                   tasks: list[_FigureTask]) -> Section:
+def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float) -> Section:
     sec = Section("shift", "Beyond test accuracy (Lost in Pruning views)")
     dists = [nominal, *sorted(d for d in frame["distribution"].unique() if d != nominal)]
     if len(dists) == 1:
@@ -297,11 +270,11 @@ def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
     for (dataset, arch), sub in pot_ci.groupby(["dataset", "arch"], sort=True):
         title = f"{dataset} · {arch}"
         stem = _slug(dataset, arch)
-        _add_figure(sec, tasks, f"Prune potential: {title}", CAPTIONS["potential"],
+        _add_figure(sec, f"Prune potential: {title}", CAPTIONS["potential"],
                     f"fig-potential-{stem}", fig_dir / f"prune_potential_{stem}",
                     figures.prune_potential_plot, sub, dists, title, delta)
         err = errors[(errors["dataset"] == dataset) & (errors["arch"] == arch)]
-        _add_figure(sec, tasks, f"Error vs ratio: {title}", CAPTIONS["error"], f"fig-error-{stem}",
+        _add_figure(sec, f"Error vs ratio: {title}", CAPTIONS["error"], f"fig-error-{stem}",
                     fig_dir / f"error_vs_ratio_{stem}", figures.error_vs_ratio_plot, err, dists,
                     title)
     tdir = out / "tables"
@@ -491,7 +464,7 @@ def _coverage(frame: pd.DataFrame, jobs: pd.DataFrame | None, out: Path) -> tupl
 def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text: str | None = None,
                   study_name: str = "study", version: str | None = None,
                   jobs: pd.DataFrame | None = None, nominal: str = metrics.NOMINAL,
-                  delta: float = metrics.DEFAULT_DELTA, workers: int = 1) -> Path:
+                  delta: float = metrics.DEFAULT_DELTA) -> Path:
     """Write every figure (PNG + PDF), table (Markdown, CSV, LaTeX) and ``report.html``.
 
     Args:
@@ -505,8 +478,6 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
         jobs: the study's jobs frame with a ``status`` column, to list unfinished jobs.
         nominal: name of the unshifted test distribution.
         delta: prune-potential tolerance, a fraction (0.005 = 0.5 percentage points).
-        workers: processes that draw the figures (each figure is independent); 1 draws them in
-            this process.
 
     Returns:
         Path of ``report.html``.
@@ -515,9 +486,6 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
         ValueError: empty frame, a frame that is not tidy, no nominal results, or no pruned model.
     """
     _check_frame(results_frame)
-    if not (isinstance(workers, int) and workers >= 1):
-        raise ValueError(f"workers must be an integer >= 1 (processes drawing figures), got "
-                         f"{workers!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     version = version or prunescope.__version__
@@ -525,11 +493,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
     cells = an.alphas[["dataset", "arch", "method"]].drop_duplicates()
     groups = factor_groups(cells)
     coverage, cov_notices = _coverage(results_frame, jobs, out)
-    tasks: list[_FigureTask] = []
-    sections = [*_alpha_sections(an, out, groups, tasks),
-                _shift_section(results_frame, out, nominal, delta, tasks),
+    sections = [*_alpha_sections(an, out, groups), _shift_section(results_frame, out, nominal, delta),
                 _tables_section(an, out), coverage]
-    _run_tasks(tasks, workers)
     page = build_page(study_name=study_name, version=version, spec_text=spec_text,
                       sections=sections, notices=[*cov_notices, *an.notices], root=out)
     path = out / "report.html"
