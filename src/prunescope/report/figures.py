@@ -321,7 +321,8 @@ def prune_potential_plot(potential_ci: pd.DataFrame, distributions: list[str], t
         delta: tolerance of the prune potential, a fraction (0.005 = 0.5 points).
     """
     methods = ordered("method", potential_ci["method"].unique())
-    fig = new_figure(max(5.5, 1.5 + 0.42 * len(distributions) * max(1, len(methods)) ** 0.5), 4.2)
+    fig_w = max(5.5, 1.5 + 0.42 * len(distributions) * max(1, len(methods)) ** 0.5)
+    fig = new_figure(fig_w, 4.2)
     ax = fig.subplots()
     width = 0.8 / max(len(methods), 1)
     pos = {d: i for i, d in enumerate(distributions)}
@@ -341,8 +342,9 @@ def prune_potential_plot(potential_ci: pd.DataFrame, distributions: list[str], t
     ax.set_xlabel("test distribution")
     ax.set_ylabel("prune potential (compression ratio t)")
     ax.legend(title="method", fontsize=8, title_fontsize=8, frameon=False)
-    ax.set_title(f"{title}: largest t with error ≤ dense error + {100 * delta:g} pts "
-                 "(mean, 99 % CI; 1 = only dense)", fontsize=9)
+    ax.set_title(textwrap.fill(f"{title}: largest t with error ≤ dense error + {100 * delta:g} "
+                               "pts (mean, 99 % CI; 1 = only dense)", width=int(fig_w * 13)),
+                 fontsize=9)
     return fig
 
 
