@@ -126,6 +126,33 @@ def test_failure_blocks_dependents_and_retry_reruns_them(spec):
     assert set(load_results(spec).jobs["status"]) == {"done"}
 
 
+def test_unavailable_dataset_fails_its_cells_only(tmp_path, monkeypatch):
+    """Workers that read this machine's cache: the driver fetches each dataset once up front;
+    one it cannot get fails that dataset's training jobs (the rest of the study runs)."""
+    from prunescope.data import FetchError
+    from prunescope.study import run as run_mod
+
+    def fake_fetch(name):
+        if name == "fashion-mnist":
+            raise FetchError("fashion-mnist: every source failed (test)")
+
+    monkeypatch.setattr(run_mod, "fetch", fake_fetch)
+    spec = parse_spec(SPEC.replace('datasets = ["mnist"]', 'datasets = ["mnist", "fashion-mnist"]'),
+                      base_dir=tmp_path)
+    ex = ScriptedExecutor()
+    ex.local_data = True
+    summary = run_study(spec, executor=ex)
+    assert summary.failed == 2
+    assert all("dataset fashion-mnist is not available: FetchError" in e
+               for e in summary.errors.values())
+    submitted = {j.dataset for p in ex.submitted for j in p.jobs}
+    assert submitted == {"mnist"}
+    res = load_results(spec)
+    assert set(res.frame["dataset"]) == {"mnist"}
+    fashion = res.jobs[res.jobs["dataset"] == "fashion-mnist"]
+    assert set(fashion["status"]) == {"failed", "blocked"}
+
+
 def test_interrupted_running_jobs_are_redone(spec):
     """Jobs left 'running' by a killed driver are run again; done ones are not."""
 

@@ -34,7 +34,13 @@ PackProgressFn = Callable[[Pack, Job, int, int], None]
 
 
 class Executor(Protocol):
-    """What the driver needs from an executor."""
+    """What the driver needs from an executor.
+
+    ``local_data``: whether the workers read datasets from this machine's cache; if so the
+    driver fills the cache first and fails the training jobs of a dataset it cannot get.
+    """
+
+    local_data: bool
 
     def free_slots(self) -> int:
         """How many more packs may be submitted now."""
@@ -60,6 +66,8 @@ class LocalExecutor:
     Args:
         progress: optional :data:`PackProgressFn` for live per-pack progress.
     """
+
+    local_data = True
 
     def __init__(self, progress: PackProgressFn | None = None) -> None:
         self.progress = progress
@@ -106,6 +114,8 @@ class ProcessExecutor:
     A worker that dies (killed, out of memory) fails the jobs of its pack; the pool is then
     restarted for the remaining packs.
     """
+
+    local_data = True
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
@@ -169,6 +179,8 @@ class RayExecutor:
 
     The number of packs in flight is what the cluster's resources allow (at least one).
     """
+
+    local_data = False  # workers may be on other machines, each with its own cache
 
     def __init__(self, address: str | None = None, gpus_per_pack: float = 1.0,
                  cpus_per_pack: int = 1, num_cpus: int | None = None) -> None:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prunescope.data import fetch
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
 from prunescope.study.packs import Pack
@@ -193,6 +194,14 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
         status)
     if blocked:
         store.set_status(blocked, "blocked", "blocked: a job it depends on failed")
+    if getattr(ex, "local_data", False):
+        no_data = _unavailable_datasets(sorted({by_id[i].dataset for i in waiting}))
+        failed = [JobResult(i, "failed", error=f"dataset {by_id[i].dataset} is not available: "
+                            f"{no_data[by_id[i].dataset]}")
+                  for i in sorted(waiting, key=order.__getitem__)
+                  if by_id[i].kind == "train" and by_id[i].dataset in no_data]
+        if failed:
+            _record(failed, store, status, children, waiting, summary)
     missing = {j.id: sum(status[d] != "done" for d in j.deps) for j in todo if j.id in waiting}
     ready: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
 
@@ -251,6 +260,18 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
                             make_ready(c)
             if display:
                 display.pack_finished(pack, results)
+
+
+def _unavailable_datasets(names: list[str]) -> dict[str, str]:
+    """``{dataset: error}`` for datasets that are neither cached nor fetchable here (each is
+    fetched into the local cache once, by the driver, before any worker needs it)."""
+    out = {}
+    for name in names:
+        try:
+            fetch(name)
+        except Exception as e:  # noqa: BLE001 -- recorded as the training jobs' error
+            out[name] = f"{type(e).__name__}: {e}"
+    return out
 
 
 def _record(results: list[JobResult], store: Store, status: dict[str, str],
