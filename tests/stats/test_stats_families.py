@@ -154,3 +154,18 @@ def test_nan_alphas_are_left_out_of_the_tests():
     a = pick(f, dataset="cifar10", arch="resnet20", method="mp", ratio=2.0)[1:]
     b = pick(f, dataset="cifar10", arch="resnet20", method="up", ratio=2.0)[1:]
     assert row["n1"] == 5 and row["p_raw"] == pytest.approx(sps.ttest_rel(a, b).pvalue, rel=1e-12)
+
+
+def test_families_with_no_comparison_return_empty_tables():
+    """A study with a single ratio has nothing to compare in the ratio family (SPEC 5 test 1):
+    the family is empty, not an error; the method family still runs."""
+    rng = np.random.default_rng(3)
+    rows = [{"dataset": "mnist", "arch": "lenet5", "method": m, "ratio": 10.0, "model": i,
+             "distribution": "nominal", "alpha": 1.0 + rng.normal(0, 0.1)}
+            for m in ("mp", "up") for i in range(5)]
+    alphas = pd.DataFrame(rows)
+    fams = all_families(alphas)
+    sizes = {name: len(f.long) for name, f in fams.items()}
+    assert sizes["ratios_by_arch"] == sizes["ratios_by_method"] == sizes["archs"] == 0
+    assert sizes["methods"] == 1 and sizes["mp_vs_up"] == 1
+    assert fams["ratios_by_method"].table.empty

@@ -240,11 +240,11 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
     res["b"] = levels.take(res["b"].to_numpy()).array
     name = pd.Series(kind, index=res.index)
     for k in fam:
-        name = name + "|" + k + "=" + res[k].map(_fmt)
+        name = name + "|" + k + "=" + res[k].map(_fmt).astype(str)
     res["family"] = name
     res["kind"] = kind
     res["factor"] = factor
-    res["comparison"] = res["a"].map(_fmt) + " vs " + res["b"].map(_fmt)
+    res["comparison"] = res["a"].map(_fmt).astype(str) + " vs " + res["b"].map(_fmt).astype(str)
     if extra is not None:
         res = res.merge(extra, on=["a", "b"], how="left")
     res = res.sort_values([*fixed, "_rank", column], kind="stable").reset_index(drop=True)
