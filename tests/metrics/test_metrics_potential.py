@@ -76,3 +76,13 @@ def test_functional_agreement():
     np.testing.assert_array_equal(functional_agreement(np.stack([a, b]), np.stack([a, a])), [1.0, 0.75])
     with pytest.raises(ValueError, match="equal non-empty shapes"):
         functional_agreement(a, b[:3])
+
+
+def test_prune_potential_curve_ignores_position_columns():
+    """achieved_ratio and level vary along one curve: they must not split it into points."""
+    errors = curve(0.10, [0.099, 0.102, 0.1049, 0.11, 0.2])
+    errors["achieved_ratio"] = errors["ratio"] * 1.0001
+    errors["level"] = np.arange(len(errors))
+    out = prune_potential(errors)
+    assert len(out) == 1
+    assert out["potential"].iloc[0] == 10.0 and out["n_ratios"].iloc[0] == 5

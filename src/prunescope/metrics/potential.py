@@ -59,6 +59,11 @@ def _split_dense(errors: pd.DataFrame, parent_keys: Sequence[str]) -> tuple[pd.D
     return pruned, dense
 
 
+#: Columns that place a point along an error-vs-ratio curve (the requested ratio, the ratio
+#: actually reached, the level of iterative pruning): never part of a curve's identity.
+CURVE_POSITION_COLUMNS = ("ratio", "achieved_ratio", "level")
+
+
 def prune_potential(errors: pd.DataFrame, delta: float = DEFAULT_DELTA,
                     parent_keys: Sequence[str] = ERROR_PARENT_KEYS) -> pd.DataFrame:
     """Prune potential per (model, method, distribution): the largest tested ratio t with
@@ -76,7 +81,7 @@ def prune_potential(errors: pd.DataFrame, delta: float = DEFAULT_DELTA,
 
     Returns
     -------
-    One row per curve (all keys of ``errors`` except ``ratio``) with ``dense_error``, ``delta``,
+    One row per curve (all keys of ``errors`` except :data:`CURVE_POSITION_COLUMNS`) with ``dense_error``, ``delta``,
     ``n_ratios`` (ratios tested), ``n_within`` (ratios within tolerance), ``potential`` and
     ``status``:
 
@@ -89,7 +94,8 @@ def prune_potential(errors: pd.DataFrame, delta: float = DEFAULT_DELTA,
     if not delta >= 0:
         raise ValueError(f"delta must be a fraction >= 0 (0.005 = 0.5 points), got {delta}")
     pruned, _ = _split_dense(errors, parent_keys)
-    curve_keys = [c for c in errors.columns if c not in ("ratio", "error", "n_samples")]
+    curve_keys = [c for c in errors.columns
+                  if c not in (*CURVE_POSITION_COLUMNS, "error", "n_samples")]
     codes, out = group_codes(pruned, curve_keys)
     g = len(out)
     within = (pruned["error"] <= pruned["dense_error"] + delta + _TOL).to_numpy()
