@@ -116,6 +116,9 @@ def _to_features(x: torch.Tensor, g: int) -> torch.Tensor:
 class StackedModel(nn.Module):
     """Base of the stacked architectures: G models, input ``(G, B, C, H, W)`` -> ``(G, B, K)``.
 
+    Build packs with :func:`stack`; constructed directly (``StackedCifarResNet(G, depth, K,
+    C_in, device)``) the tensors are uninitialised ``torch.empty`` storage, no random draws.
+
     Attributes:
         groups: G, the number of models.
         arch: the single model's architecture name (``"lenet5"``, ``"resnet20"``, ...).
