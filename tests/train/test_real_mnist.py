@@ -39,7 +39,7 @@ def test_train_command_end_to_end(mnist, tmp_path):
     out = tmp_path / "m.safetensors"
     result = CliRunner().invoke(app, [
         "train", "--dataset", "mnist", "--arch", "lenet5", "--seed", "3", "--epochs", "2",
-        "--max-steps-per-epoch", "20", "--n-val", "1000", "--out", str(out)])
+        "--max-steps-per-epoch", "20", "--n-val", "1000", "--threads", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.output and "recall" in result.output
     model, meta, masks = load_checkpoint(out)

@@ -34,6 +34,9 @@ def train_cmd(
     data_dir: Annotated[Optional[Path], typer.Option(
         "--data-dir", help="Dataset cache (default: $PRUNESCOPE_DATA or ~/.cache/prunescope).")] = None,
     n_val: Annotated[int, typer.Option("--n-val", help="Validation images held out of train.")] = 5000,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", help="CPU threads for torch (default: torch's choice; 1 is fastest on a "
+                          "busy shared machine).")] = None,
 ) -> None:
     """Train one model with the SPEC 4 recipe; save the checkpoint; print test accuracy and
     per-class recall."""
@@ -44,6 +47,10 @@ def train_cmd(
         raise typer.BadParameter(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise typer.BadParameter("--device cuda was given but no CUDA device is visible; use --device cpu")
+    if threads is not None:
+        if threads < 1:
+            raise typer.BadParameter(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
     recipe = Recipe.paper(arch)
     if epochs is not None:
         recipe = recipe.with_epochs(epochs)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 import prunescope
@@ -90,7 +90,8 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"checkpoint_format": str(CHECKPOINT_FORMAT)})
+    # serialised in memory and written with open() so the file gets the usual umask permissions
+    tmp.write_bytes(save(tensors, metadata={"checkpoint_format": str(CHECKPOINT_FORMAT)}))
     side_path = sidecar_path(path)
     side_tmp = side_path.with_name(side_path.name + ".tmp")
     side_tmp.write_text(text + "\n")
