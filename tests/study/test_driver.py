@@ -189,3 +189,17 @@ def test_rich_display_reports_progress_and_failures(spec):
     text = buf.getvalue()
     assert "study d" in text and f"{summary.ran}/{summary.ran} jobs" in text
     assert "failed" in text and "scripted failure" in text and train0.id[:8] in text
+
+
+def test_cuda_without_a_gpu_fails_before_any_work(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    spec = parse_spec(SPEC.replace('name = "d"', 'name = "d"\ndevice = "cuda"'),
+                      base_dir=tmp_path)
+    ex = ScriptedExecutor()
+    ex.local_data = True
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        run_study(spec, executor=ex)
+    assert not ex.submitted

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from prunescope.data import fetch
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
@@ -216,6 +218,10 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     device = spec.device_name()
     if isinstance(ex, RayExecutor) and spec.device == "auto":
         device = ex.device
+    if (getattr(ex, "local_data", False) and torch.device(device).type == "cuda"
+            and not torch.cuda.is_available()):
+        raise RuntimeError(f"the study asks for device {device!r} but this machine has no CUDA "
+                           "device; set device = \"auto\" or \"cpu\" in the spec")
     threads = spec.executor.threads
     if isinstance(ex, ProcessExecutor) and threads == 0:
         threads = 1
