@@ -1,6 +1,6 @@
 """The local executor with worker processes (`[executor] workers = 2`): killed with kill -9, its
-workers exit with it, and the jobs they finished plus the in-process rest equal the
-in-process run (issue 5)."""
+workers exit with it; resumed, it reports per-step progress from its workers and the results
+equal the in-process run (issue 5)."""
 from __future__ import annotations
 
 import os
@@ -14,6 +14,15 @@ from pathlib import Path
 import pandas as pd
 
 from prunescope.study import load_results, load_spec, run_study
+from prunescope.study.progress import RunDisplay
+
+
+class Recorder(RunDisplay):
+    def __init__(self):
+        self.steps = []
+
+    def pack_progress(self, pack, job, done, total):
+        self.steps.append((pack.kind, job.id, done, total))
 
 
 def _done(store: Path) -> int:
@@ -71,10 +80,12 @@ def test_two_worker_processes_killed_and_resumed(tiny_reference, tiny_spec, weig
         time.sleep(0.2)
     assert not any(_alive(w) for w in workers), "worker processes outlived the killed driver"
     killed_at = _done(store)
-    spec = tiny_spec(tmp_path)  # the same study, finished in-process (workers = 1)
-    assert spec.executor.workers == 1
-    summary = run_study(spec)
+    display = Recorder()
+    summary = run_study(spec, display=display)
     assert summary.failed == 0 and summary.already_done == killed_at
     assert summary.ran == 14 - killed_at
+    fitted = [s for s in display.steps if s[0] in ("train", "prune_finetune")]
+    assert fitted and all(1 <= d <= t for _, _, d, t in fitted)
+    assert any(d == t > 1 for _, _, d, t in fitted)  # the last step of a fit always arrives
     pd.testing.assert_frame_equal(load_results(spec).frame, ref_frame)
     assert weights_digests(spec) == ref_digests

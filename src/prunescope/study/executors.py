@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import queue as queue_mod
 import threading
 import time
 import traceback
@@ -96,9 +97,18 @@ class LocalExecutor:
         self._queued = None
 
 
-def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
-    """Worker-process initializer: a daemon thread ends the worker as soon as the driver is gone
-    (e.g. ``kill -9``), so no orphan keeps computing a pack nobody will record."""
+#: in a worker process of :class:`ProcessExecutor`: the queue its progress goes to, or None
+_progress_queue = None
+#: seconds between two progress messages of one pack (the last step is always sent)
+PROGRESS_INTERVAL_S = 0.25
+
+
+def _init_worker(parent_pid: int, queue: object, poll_s: float = 1.0) -> None:
+    """Worker-process initializer: remember the progress queue, and start a daemon thread that
+    ends the worker as soon as the driver is gone (e.g. ``kill -9``), so no orphan keeps
+    computing a pack nobody will record."""
+    global _progress_queue
+    _progress_queue = queue
 
     def watch() -> None:
         while os.getppid() == parent_pid:
@@ -108,8 +118,30 @@ def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def _run_pack_in_worker(pack: Pack, ctx: WorkerContext, key: int) -> list[JobResult]:
+    """``run_pack`` in a worker process, sending throttled ``(key, job index, done, total)``
+    progress messages to the driver."""
+    queue = _progress_queue
+    if queue is None:
+        return run_pack(pack, ctx)
+    index = {j.id: i for i, j in enumerate(pack.jobs)}
+    last = [0.0]
+
+    def report(job: Job, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - last[0] >= PROGRESS_INTERVAL_S:
+            last[0] = now
+            queue.put((key, index[job.id], done, total))
+
+    return run_pack(pack, ctx, report)
+
+
 class ProcessExecutor:
     """Runs packs in ``workers`` processes of this machine (``spawn``ed, so no state is shared).
+
+    Args:
+        workers: processes, >= 1.
+        progress: optional :data:`PackProgressFn`; workers send their steps through a queue.
 
     A worker that dies (killed, out of memory) fails the jobs of its pack; the pool is then
     restarted for the remaining packs.
@@ -117,31 +149,54 @@ class ProcessExecutor:
 
     local_data = True
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, progress: PackProgressFn | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers = workers
+        self.progress = progress
+        self._mp = multiprocessing.get_context("spawn")
+        self._queue = self._mp.Queue() if progress is not None else None
         self._pool = self._new_pool()
-        self._running: dict[cf.Future, Pack] = {}
+        self._running: dict[cf.Future, tuple[int, Pack]] = {}
+        self._next_key = 0
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_exit_with_parent, initargs=(os.getpid(),))
+        return cf.ProcessPoolExecutor(self.workers, mp_context=self._mp,
+                                      initializer=_init_worker,
+                                      initargs=(os.getpid(), self._queue))
 
     def free_slots(self) -> int:
         return self.workers - len(self._running)
 
     def submit(self, pack: Pack, ctx: WorkerContext) -> None:
-        self._running[self._pool.submit(run_pack, pack, ctx)] = pack
+        self._next_key += 1
+        fut = self._pool.submit(_run_pack_in_worker, pack, ctx, self._next_key)
+        self._running[fut] = (self._next_key, pack)
+
+    def _drain_progress(self) -> None:
+        if self._queue is None or self.progress is None:
+            return
+        packs = dict(self._running.values())
+        while True:
+            try:
+                key, i, done, total = self._queue.get_nowait()
+            except queue_mod.Empty:
+                return
+            if key in packs:
+                self.progress(packs[key], packs[key].jobs[i], done, total)
 
     def wait(self) -> list[tuple[Pack, list[JobResult]]]:
         if not self._running:
             return []
-        done, _ = cf.wait(list(self._running), return_when=cf.FIRST_COMPLETED)
+        done: set[cf.Future] = set()
+        while not done:
+            done, _ = cf.wait(list(self._running), timeout=PROGRESS_INTERVAL_S,
+                              return_when=cf.FIRST_COMPLETED)
+            self._drain_progress()
         out = []
         broken = False
         for fut in done:
-            pack = self._running.pop(fut)
+            _, pack = self._running.pop(fut)
             try:
                 out.append((pack, fut.result()))
             except Exception as e:  # noqa: BLE001 -- a dead worker fails its pack only
@@ -149,7 +204,7 @@ class ProcessExecutor:
                 out.append((pack, failed_results(
                     pack, f"worker process failed: {type(e).__name__}: {e}")))
         if broken:
-            for fut, pack in list(self._running.items()):
+            for fut, (_, pack) in list(self._running.items()):
                 self._running.pop(fut)
                 out.append((pack, failed_results(pack, "worker pool broke while this ran")))
             self._pool.shutdown(wait=False, cancel_futures=True)

@@ -168,7 +168,8 @@ def _make_executor(spec: StudySpec, kind: str | Executor, address: str | None,
         return kind
     if kind == "local":
         if spec.executor.workers > 1:
-            return ProcessExecutor(spec.executor.workers)
+            return ProcessExecutor(spec.executor.workers,
+                                   progress=display.pack_progress if display else None)
         return LocalExecutor(progress=display.pack_progress if display else None)
     if kind == "ray":
         return RayExecutor(address, spec.executor.gpus_per_pack, spec.executor.cpus_per_pack)
