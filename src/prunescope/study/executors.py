@@ -4,8 +4,7 @@ Both executors share one small interface (:class:`Executor`): the driver ``submi
 ``free_slots()`` is positive and calls ``wait()`` for the next finished pack(s). Only the driver
 writes the store.
 
-* :class:`LocalExecutor` runs one pack at a time in the driver's process (default), with
-  per-step progress.
+* :class:`LocalExecutor` runs one pack at a time in the driver's process (default).
 * :class:`ProcessExecutor` runs up to ``workers`` packs at once in worker processes of this
   machine (``[executor] workers``), each with ``threads`` torch threads (1 unless set): on a
   small shared CPU, N single-threaded workers beat one N-threaded process by far.
@@ -30,7 +29,7 @@ from prunescope.study.plan import Job
 from prunescope.study.store import JobResult
 from prunescope.study.worker import WorkerContext, run_pack
 
-#: ``progress(pack, job, done, total)`` called as a running pack advances (local executor only)
+#: ``progress(pack, job, done, total)`` called as a running pack advances (local executors)
 PackProgressFn = Callable[[Pack, Job, int, int], None]
 
 

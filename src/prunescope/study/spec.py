@@ -86,7 +86,7 @@ class ExecutorSpec:
             at a time, the default), or ``"auto"``: ``prunescope.train.pack.auto_pack_size``
             (from the GPU's free memory; 4 on a CPU).
         workers: packs the local executor runs at once, each in its own process (1 = in the
-            driver's process, with per-step progress).
+            driver's process).
         gpus_per_pack: GPUs a Ray pack task asks for when the cluster has GPUs, in (0, 1] or a
             whole number.
         cpus_per_pack: CPUs a Ray pack task asks for when there are no GPUs.
