@@ -173,13 +173,13 @@ def projection(spec_path: str, rows: list[dict[str, Any]]) -> str:
     for arch, images in study_images(spec_path).items():
         if arch not in rates:
             missing.append(arch)
-            lines.append(f"| {arch} | {images / 1e6:,.0f} | not measured | | |")
+            lines.append(f"| {arch} | {images / 1e6:,.1f} | not measured | | |")
             continue
         hours, hours_base = images / rates[arch] / 3600, images / base[arch] / 3600
         total, total_base = total + hours, total_base + hours_base
-        lines.append(f"| {arch} | {images / 1e6:,.0f} | {rates[arch]:,.0f} | {hours:.2f} | "
-                     f"{hours_base:.1f} |")
-    lines.append(f"| total | | | {total:.2f} | {total_base:.1f} |")
+        lines.append(f"| {arch} | {images / 1e6:,.1f} | {rates[arch]:,.0f} | {hours:.2f} | "
+                     f"{hours_base:.2f} |")
+    lines.append(f"| total | | | {total:.2f} | {total_base:.2f} |")
     if missing:
         lines.append(f"(incomplete: {', '.join(missing)} not measured; rerun with --archs)")
     return "\n".join(lines)

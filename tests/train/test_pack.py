@@ -87,18 +87,19 @@ def test_pack_of_one_equals_fit_exactly(quadrants, arch, augment):
 
 def test_pack_models_match_their_solo_runs(quadrants):
     """G = 3 LeNet-5 with different seeds, masks (one model dense) and one model's own training
-    set: each model ends where it ends trained alone, up to float rounding."""
+    and validation sets: each model ends where it ends trained alone, up to float rounding."""
     train, val = quadrants
-    x2, y2 = quadrant_images(512, seed=5)
-    own_train = DeviceImages(x2, y2, train.mean, train.std)
+    x2, y2 = quadrant_images(512 + 256, seed=5)
+    own_train = DeviceImages(x2[:512], y2[:512], train.mean, train.std)
+    own_val = DeviceImages(x2[512:], y2[512:], train.mean, train.std)
     seeds = [0, 1, 2]
     solos = [build_model("lenet5", 4, 1, seed=s) for s in seeds]
     packed = [build_model("lenet5", 4, 1, seed=s) for s in seeds]
     masks = [_random_masks(solos[0], 0.3, 1), None, _random_masks(solos[0], 0.6, 2)]
-    trains = [train, own_train, train]
-    refs = [fit(m, t, val, QUICK, seed=s, masks=mk)
-            for m, t, s, mk in zip(solos, trains, seeds, masks)]
-    results = fit_pack(packed, trains, val, QUICK, seeds=seeds, masks=masks)
+    trains, vals = [train, own_train, train], [val, own_val, val]
+    refs = [fit(m, t, v, QUICK, seed=s, masks=mk)
+            for m, t, v, s, mk in zip(solos, trains, vals, seeds, masks)]
+    results = fit_pack(packed, trains, vals, QUICK, seeds=seeds, masks=masks)
     assert len(results) == 3
     for i, (ref, res, a, b) in enumerate(zip(refs, results, solos, packed)):
         assert res.best_epoch == ref.best_epoch, i

@@ -408,9 +408,9 @@ _PARAM_BYTES = 16
 _MEMORY_SHARE = 0.6
 #: packs larger than this gain little more throughput on an H100 and slow every model's epoch
 MAX_PACK_SIZE = 64
-#: pack size on the CPU for the ResNets (measured 1.3x one-at-a-time with G = 4 for ResNet-20
-#: on 2 cores, docs/benchmarks/speed.md); LeNet-5 gets 1: the CPU's grouped-convolution backward
-#: is slower than G plain ones for its layers (0.8x at G = 4)
+#: pack size on the CPU for the ResNets (ResNet-20, G = 4 on 2 cores: 1.2-3.4x one model at a
+#: time, docs/benchmarks/speed.md); LeNet-5 gets 1: the CPU's grouped-convolution backward is
+#: slower than G plain ones for its layers (0.3-1.0x at G = 4)
 CPU_PACK_SIZE = 4
 
 
