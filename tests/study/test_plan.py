@@ -28,8 +28,8 @@ def test_job_counts_and_dependency_order(tmp_path):
     plan = _plan(tmp=tmp_path)
     # 3 models: 3 dense, 3 gradients (GP and UP share one), 3 * 4 methods * 2 ratios pruned,
     # every dense and pruned model on 2 distributions
-    assert plan.counts() == {"train": 3, "gradients": 3, "prune_finetune": 24,
-                             "evaluate": 2 * (3 + 24)}
+    assert plan.counts() == {"train": 3, "rewind": 0, "gradients": 3, "prune_finetune": 24,
+                             "structured": 0, "lth_level": 0, "evaluate": 2 * (3 + 24)}
     seen = set()
     for j in plan.jobs:
         assert all(d in seen for d in j.deps), "parents must come before children"

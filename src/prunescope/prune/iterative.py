@@ -45,7 +45,7 @@ from prunescope.prune.params import count_parameters, prunable
 from prunescope.train import FitResult, Recipe, derive_seed, fit
 from prunescope.train.loop import ProgressFn
 
-__all__ = ["LevelRecord", "RewindCapture", "imp_keep_count", "imp_schedule",
+__all__ = ["LevelRecord", "RewindCapture", "imp_keep_count", "imp_level_masks", "imp_schedule",
            "iterative_magnitude_pruning"]
 
 #: ``on_level(level, model, mask_result, fit_result)``; ``mask_result`` is ``None`` at level 0
@@ -206,6 +206,57 @@ def imp_schedule(
             return ratios
 
 
+def imp_level_masks(
+    model: nn.Module,
+    level: int,
+    prev_masks: Mapping[str, torch.Tensor] | None,
+    *,
+    prune_fraction: float = 0.2,
+    scope: str = "global",
+    prune_classifier: bool = False,
+    prune_biases: bool = False,
+) -> MaskResult:
+    """The mask of pruning level ``level`` (>= 1), from the weights of level ``level - 1``.
+
+    Scores are ``|theta|`` of ``model``'s current (level ``level - 1``, trained) prunable weights;
+    weights already pruned by ``prev_masks`` (``{param name: bool tensor}``, True = kept; ``None``
+    or empty for level 1) score -1, below every survivor, so the new mask is a subset of the
+    previous one. Keeps ``imp_keep_count(n_prunable, prune_fraction, level)`` weights; the
+    achieved ratio (all params / nonzero, SPEC 3) is in the returned ``MaskResult``. This is the
+    pruning step of :func:`iterative_magnitude_pruning`, exposed so that a study can run each
+    level as its own resumable job.
+
+    Raises:
+        ValueError: ``level < 1``, or ``scope="layer"`` would revive pruned weights.
+    """
+    if level < 1:
+        raise ValueError(f"level must be >= 1 (level 0 is the dense model), got {level}")
+    params = prunable(model, prune_classifier=prune_classifier, prune_biases=prune_biases)
+    n_total = count_parameters(model)
+    n_prunable = sum(p.numel() for p in params.values())
+    prev = {n: m.to("cpu", torch.bool) for n, m in prev_masks.items()} if prev_masks else None
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        scores = {}
+        for n in params:
+            s = named[n].detach().to("cpu", torch.float64).abs()
+            if prev is not None:  # pruned weights rank below every survivor
+                s = torch.where(prev[n], s, torch.full_like(s, -1.0))
+            scores[n] = s
+    result = make_masks(model, scores, _level_ratio(n_total, n_prunable, prune_fraction, level),
+                        scope=scope)
+    if prev is not None:
+        grown = [n for n, m in result.masks.items()
+                 if bool((m.to("cpu", torch.bool) & ~prev[n]).any())]
+        if grown:
+            raise ValueError(
+                f"level {level}: scope={scope!r} would revive pruned weights of {grown} (the "
+                "per-layer quota rounded up past the layer's survivors); use scope='global' "
+                "or fewer levels"
+            )
+    return result
+
+
 def _history_best(fit_result: FitResult) -> tuple[float, float]:
     rec = fit_result.history[fit_result.best_epoch - 1]
     return float(rec["val_loss"]), float(rec["val_acc"])
@@ -275,8 +326,6 @@ def iterative_magnitude_pruning(
                             prune_fraction=prune_fraction, prune_classifier=prune_classifier,
                             prune_biases=prune_biases)
     params = prunable(model, prune_classifier=prune_classifier, prune_biases=prune_biases)
-    n_total = count_parameters(model)
-    n_prunable = sum(p.numel() for p in params.values())
     retrain_recipe = retrain_recipe if retrain_recipe is not None else recipe
 
     records: list[LevelRecord] = []
@@ -313,24 +362,9 @@ def iterative_magnitude_pruning(
 
     prev_masks: dict[str, torch.Tensor] | None = None
     for level in range(1, len(schedule) + 1):
-        named = dict(model.named_parameters())
-        with torch.no_grad():
-            scores = {}
-            for n in params:
-                s = named[n].detach().to("cpu", torch.float64).abs()
-                if prev_masks is not None:  # pruned weights rank below every survivor
-                    s = torch.where(prev_masks[n], s, torch.full_like(s, -1.0))
-                scores[n] = s
-        result = make_masks(model, scores, _level_ratio(n_total, n_prunable, prune_fraction,
-                                                        level), scope=scope)
-        if prev_masks is not None:
-            grown = [n for n, m in result.masks.items() if bool((m & ~prev_masks[n]).any())]
-            if grown:
-                raise ValueError(
-                    f"level {level}: scope={scope!r} would revive pruned weights of {grown} (the "
-                    "per-layer quota rounded up past the layer's survivors); use scope='global' "
-                    "or fewer levels"
-                )
+        result = imp_level_masks(model, level, prev_masks, prune_fraction=prune_fraction,
+                                 scope=scope, prune_classifier=prune_classifier,
+                                 prune_biases=prune_biases)
         # rewind: the early state (weights and BN buffers), pruned weights zeroed by fit
         model.load_state_dict(rewind)  # copies into the model's tensors, on its device
         level_seed = derive_seed(seed, f"imp/level{level}")

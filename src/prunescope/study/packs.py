@@ -1,7 +1,8 @@
 """Packs: the unit an executor schedules (DESIGN.md).
 
 A pack is a list of ready jobs of the same kind, dataset and architecture. The stacked pack
-trainer (issue 7) trains the G models of a ``train`` or ``prune_finetune`` pack as one network;
+trainer (issue 7) trains the G models of a ``train``, ``prune_finetune`` or ``lth_level`` pack as
+one network (``structured`` packs always hold one job: narrowed networks do not stack);
 until then, and on the CPU by default (``pack_size = 1``), a worker runs a pack's jobs one after
 another.
 """
@@ -27,9 +28,10 @@ class Pack:
         parts = [self.kind, f"{self.arch}/{self.dataset}"]
         if len(self.jobs) > 1:
             parts.append(f"x{len(self.jobs)}")
-        elif self.kind in ("prune_finetune", "evaluate"):
+        elif self.kind in ("prune_finetune", "structured", "lth_level", "evaluate"):
             j = self.jobs[0]
-            parts.append(f"{j.method}@{j.ratio:g}")
+            parts.append(f"{j.method}@{j.ratio:g}" if j.level is None
+                         else f"{j.method}@{j.ratio:g} L{j.level}")
             if j.distribution is not None:
                 parts.append(j.distribution)
         parts.append(f"[{self.jobs[0].id[:8]}]")

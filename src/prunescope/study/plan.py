@@ -6,6 +6,14 @@ Job kinds, in dependency order (:data:`KINDS`):
 * ``gradients(train)``: the data-loss gradient of that dense model (SPEC 3), shared by GP and UP.
 * ``prune_finetune(train, method, ratio)``: one-shot pruning from the dense parent, then
   fine-tuning with the mask held; GP/UP depend on the ``gradients`` job as well.
+* ``rewind(dataset, arch, seed, rewind_steps)`` (cells with ``lth``): the dense run's state after
+  ``[lth] rewind_steps`` optimiser steps, recomputed by rerunning the same seeded ``fit`` and
+  stopping there (so the ``train`` job and its id are the same with or without ``lth``).
+* ``structured(train, method, ratio)``: ``l1-filter``/``chip`` channel removal from the dense
+  parent, then fine-tuning of the smaller network (no masks).
+* ``lth_level(previous level, rewind, level)``: one level of iterative magnitude pruning: mask
+  from the previous level's trained weights (level 1: the dense model), rewind, retrain with
+  the mask held. One job per level, chained, so a killed run redoes at most the level in flight.
 * ``evaluate(model job, distribution)``: the per-class confusion matrix of a dense or pruned
   model on one test distribution.
 
@@ -23,13 +31,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from prunescope.study.spec import GRADIENT_METHODS, StudySpec
+from prunescope.study.spec import GRADIENT_METHODS, STRUCTURED_METHODS, StudySpec, lth_schedule
 
 #: Bump when a code change alters the result of an unchanged job (ids then change, nothing
 #: stale is reused). Part of every job id.
 RESULTS_VERSION = 1
 #: job kinds in dependency order (the plan's phases)
-KINDS = ("train", "gradients", "prune_finetune", "evaluate")
+KINDS = ("train", "rewind", "gradients", "prune_finetune", "structured", "lth_level", "evaluate")
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +54,10 @@ class Job:
         method: ``dense`` for train/gradients and evaluations of dense models, else the pruning
             method; ratio: the requested compression ratio (1.0 for dense).
         distribution: the test distribution of an ``evaluate`` job, else ``None``.
+        level: the LTH level (1, 2, ...) of ``lth_level`` jobs and their evaluations, else
+            ``None``. Their ``ratio`` is the smallest requested ``lth`` ratio that this level is
+            the first to reach (achieved ratio >= it), or, for a level in between, the level's
+            own achieved ratio (exact from parameter counts): see :func:`lth_ratio_labels`.
     """
 
     id: str
@@ -59,6 +71,7 @@ class Job:
     method: str = "dense"
     ratio: float = 1.0
     distribution: str | None = None
+    level: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,6 +108,23 @@ def model_seed(study_seed: int, index: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def lth_ratio_labels(achieved: list[float], requested: tuple[float, ...]) -> list[float]:
+    """The ``ratio`` label of each LTH level (``achieved[L-1]`` = level L's achieved ratio).
+
+    A level that is the first to reach one or more requested ratios (achieved >= r, the level
+    before < r) is labelled with the smallest of them, so LTH rows sit in the same ratio cells as
+    one-shot MP at the requested ratios (their ``achieved_ratio`` column holds the exact, usually
+    somewhat larger, ratio). Levels in between are labelled with their achieved ratio.
+    """
+    out = []
+    prev = 1.0
+    for a in achieved:
+        hit = [r for r in requested if prev < r <= a]
+        out.append(min(hit) if hit else a)
+        prev = a
+    return out
+
+
 def make_plan(spec: StudySpec) -> Plan:
     """Expand ``spec`` into its jobs (deterministic order: kind, then cell, model, method,
     ratio, distribution). A job reached from two grid entries appears once."""
@@ -128,6 +158,20 @@ def make_plan(spec: StudySpec) -> Plan:
                                 "seed": seed}
                 grads = add("gradients", gparams, (train.id,), **labels)
             for meth, ratios in methods.items():
+                if meth == "lth":
+                    models.extend(_lth_jobs(spec, cell, add, train, ratios, labels))
+                    continue
+                if meth in STRUCTURED_METHODS:
+                    st = spec.structured
+                    for r in ratios:
+                        sparams: dict[str, Any] = {
+                            "parent": train.id, "method": meth, "ratio": r, "scope": st.scope,
+                            "recipe": ft_recipe, "seed": seed}
+                        if meth == "chip":
+                            sparams["chip_images"] = st.chip_images
+                        models.append(add("structured", sparams, (train.id,), method=meth,
+                                          ratio=r, **labels))
+                    continue
                 for r in ratios:
                     params: dict[str, Any] = {
                         "parent": train.id, "method": meth, "ratio": r, "scope": spec.scope,
@@ -154,9 +198,39 @@ def make_plan(spec: StudySpec) -> Plan:
                         eparams |= {"test_subset": spec.test_subset,
                                     "split_seed": spec.split_seed}
                     add("evaluate", eparams, (model_job.id,), method=model_job.method,
-                        ratio=model_job.ratio, distribution=dist, **labels)
+                        ratio=model_job.ratio, distribution=dist, level=model_job.level,
+                        **labels)
     jobs = sorted(seen.values(), key=lambda j: KINDS.index(j.kind))  # stable: keeps plan order
     return Plan(spec, tuple(jobs))
+
+
+def _lth_jobs(spec: StudySpec, cell: Any, add: Any, train: Job, ratios: tuple[float, ...],
+              labels: dict[str, Any]) -> list[Job]:
+    """The ``rewind`` job and the chain of ``lth_level`` jobs of one dense model; returns the
+    level jobs (the models to evaluate)."""
+    lth = spec.lth
+    tp = train.params
+    rewind = add("rewind", {
+        "dataset": tp["dataset"], "arch": tp["arch"], "seed": tp["seed"], "recipe": tp["recipe"],
+        "n_val": tp["n_val"], "split_seed": tp["split_seed"], "rewind_steps": lth.rewind_steps,
+    }, (), **labels)
+    recipe = spec.recipe(cell.arch, lth.retrain).to_dict()
+    achieved = lth_schedule(spec, cell)
+    out = []
+    parent = train
+    for level, label in enumerate(lth_ratio_labels(achieved, ratios), start=1):
+        params: dict[str, Any] = {
+            "parent": parent.id, "rewind": rewind.id, "method": "lth", "level": level,
+            "prune_fraction": lth.prune_fraction, "scope": spec.scope, "recipe": recipe,
+            "seed": tp["seed"]}
+        if spec.prune_classifier:
+            params["prune_classifier"] = True
+        if spec.prune_biases:
+            params["prune_biases"] = True
+        parent = add("lth_level", params, (parent.id, rewind.id), method="lth", ratio=label,
+                     level=level, **labels)
+        out.append(parent)
+    return out
 
 
 def dataset_sizes(dataset: str) -> tuple[int, int]:
@@ -170,12 +244,16 @@ def dataset_sizes(dataset: str) -> tuple[int, int]:
 def job_work(job: Job, n_val: int) -> tuple[int, int]:
     """``(epochs, images)`` of one job, estimated without running it: images = single-image
     forward passes: for train/prune_finetune, epochs x (min(train images, max_steps_per_epoch x
-    batch size) + one validation pass of ``n_val``); the gradient pass's images; the test
+    batch size) + one validation pass of ``n_val``) (likewise structured and lth_level); a rewind
+    job's ``rewind_steps x batch size``; the gradient pass's images; the test
     images of an evaluation."""
     n_train_all, n_test = dataset_sizes(job.dataset)
     n_train = n_train_all - n_val
     p = job.params
-    if job.kind in ("train", "prune_finetune"):
+    if job.kind == "rewind":
+        r = p["recipe"]
+        return 0, p["rewind_steps"] * r["batch_size"]
+    if job.kind in ("train", "prune_finetune", "structured", "lth_level"):
         r = p["recipe"]
         epochs = sum(e for e, _ in r["schedule"])
         per_epoch = n_train if r["max_steps_per_epoch"] is None else min(

@@ -20,7 +20,7 @@ from prunescope.study.store import Store
 FRAME_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distribution", "cls",
                  "achieved_ratio", "seed", "support", "predicted", "correct")
 #: columns of :attr:`StudyResults.jobs`
-JOB_COLUMNS = ("id", "kind", "dataset", "arch", "method", "ratio", "model", "seed",
+JOB_COLUMNS = ("id", "kind", "dataset", "arch", "method", "ratio", "level", "model", "seed",
                "distribution", "status", "error", "attempts", "started", "finished", "wall_s",
                "achieved_ratio", "artifacts", "info", "deps", "params")
 
@@ -36,7 +36,11 @@ class StudyResults:
             requested compression ratio (float), ``achieved_ratio`` the one the masks reached
             (1.0 for dense); ``model`` the 0-based model index, ``seed`` its seed; ``cls``
             int64 class id; ``support``/``predicted``/``correct`` int64 counts (row sum, column
-            sum and diagonal of the confusion matrix).
+            sum and diagonal of the confusion matrix). Studies with ``lth`` get one more
+            column, ``level`` (float64: the LTH level 1, 2, ... of ``lth`` rows, NaN for every
+            other row); there ``ratio`` is the smallest requested ratio the level is the first
+            to reach, or the level's achieved ratio for levels in between
+            (:func:`prunescope.study.plan.lth_ratio_labels`).
         jobs: one row per planned job, columns :data:`JOB_COLUMNS` (status ``pending`` for jobs
             not in the store yet; ``artifacts``/``info``/``deps``/``params`` parsed from JSON;
             ``info`` holds ``cpu_s``, ``worker``, ``best_epoch``, ``history``, ``pack_size``...).
@@ -72,6 +76,8 @@ def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None =
         "model": np.array([j.model for j in plan.jobs], dtype=np.int64),
         "seed": np.array([j.seed for j in plan.jobs], dtype=np.int64),
         "distribution": [j.distribution for j in plan.jobs],
+        "level": np.array([np.nan if j.level is None else j.level for j in plan.jobs],
+                          dtype=np.float64),
         "parent": [j.params.get("parent") if j.kind == "evaluate" else None for j in plan.jobs],
     })
     with Store(spec.output, readonly=True) as store:
@@ -83,21 +89,23 @@ def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None =
     jobs["attempts"] = jobs["attempts"].fillna(0).astype(np.int64)
     for col in ("artifacts", "info", "deps", "params"):
         jobs[col] = [json.loads(x) if isinstance(x, str) else None for x in jobs[col]]
-    frame = _frame(jobs, evals)
+    frame = _frame(jobs, evals, with_level=any(j.level is not None for j in plan.jobs))
     return StudyResults(frame=frame, jobs=jobs[list(JOB_COLUMNS)], spec=spec,
                         spec_text=spec.text, out_dir=spec.output)
 
 
-def _frame(jobs: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
-    """Join evaluation counts with the labels of their evaluate job and its model's ratio."""
+def _frame(jobs: pd.DataFrame, evals: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
+    """Join evaluation counts with the labels of their evaluate job and its model's ratio
+    (and the LTH ``level`` column when ``with_level``)."""
     done = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")]
     achieved = jobs.set_index("id")["achieved_ratio"]
-    keys = done[["id", "dataset", "arch", "method", "ratio", "model", "seed"]].copy()
+    keys = done[["id", "dataset", "arch", "method", "ratio", "model", "seed", "level"]].copy()
     keys["achieved_ratio"] = achieved.reindex(done["parent"]).to_numpy(dtype=np.float64)
     out = keys.merge(evals.rename(columns={"job_id": "id"}), on="id", how="inner")
     for col in ("cls", "support", "predicted", "correct", "model", "seed"):
         out[col] = out[col].astype(np.int64)
-    out = out[list(FRAME_COLUMNS)].sort_values(
+    cols = list(FRAME_COLUMNS) + (["level"] if with_level else [])
+    out = out[cols].sort_values(
         ["dataset", "arch", "method", "ratio", "model", "distribution", "cls"], kind="stable")
     return out.reset_index(drop=True)
 

@@ -237,7 +237,9 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             heap = ready[key]
             if key[1:] not in sizes:
                 sizes[key[1:]] = pack_size(spec, key[1], key[2], device)
-            jobs = [by_id[heapq.heappop(heap)[1]] for _ in range(min(sizes[key[1:]], len(heap)))]
+            # narrowed (structured) networks of different widths cannot stack: packs of one
+            size = 1 if key[0] == "structured" else sizes[key[1:]]
+            jobs = [by_id[heapq.heappop(heap)[1]] for _ in range(min(size, len(heap)))]
             pack = Pack(key[0], key[1], key[2], tuple(jobs))
             store.set_status([j.id for j in jobs], "running")
             in_flight += len(jobs)

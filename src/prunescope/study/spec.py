@@ -27,10 +27,16 @@ from prunescope.train import Recipe
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
 #: architectures a study may name (SPEC 4)
 ARCHS = ("lenet5", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
-#: pruning methods the study layer runs (SPEC 3)
-METHODS = ("mp", "gp", "up", "rp")
-#: methods of SPEC 3 the spec recognises but the study layer cannot run yet
-PLANNED_METHODS = ("lth", "chip", "l1-filter")
+#: one-shot unstructured criteria (SPEC 3): prune_finetune jobs
+ONE_SHOT_METHODS = ("mp", "gp", "up", "rp")
+#: iterative magnitude pruning with weight rewinding (SPEC 3, last bullet): rewind + lth_level jobs
+ITERATIVE_METHODS = ("lth",)
+#: structured channel pruning (SPEC 3, last bullet): structured jobs, channels removed for real
+STRUCTURED_METHODS = ("l1-filter", "chip")
+#: pruning methods the study layer runs (SPEC 3), in the order cells list them
+METHODS = ONE_SHOT_METHODS + ITERATIVE_METHODS + STRUCTURED_METHODS
+#: methods of SPEC 3 the spec recognises but the study layer cannot run yet (none left)
+PLANNED_METHODS: tuple[str, ...] = ()
 #: methods that need the data-loss gradient of the dense model
 GRADIENT_METHODS = ("gp", "up")
 SCOPES = ("global", "layer")
@@ -41,8 +47,12 @@ _TOP_KEYS = {
     "name", "seed", "models", "datasets", "architectures", "methods", "ratios", "scope",
     "distributions", "output", "artifacts", "device", "n_val", "test_subset", "split_seed",
     "corruption_seed", "gradients", "train", "finetune", "executor", "grid",
-    "prune_classifier", "prune_biases",
+    "prune_classifier", "prune_biases", "lth", "structured",
 }
+_LTH_KEYS = {"rewind_steps", "prune_fraction", "retrain"}
+_STRUCTURED_KEYS = {"chip_images", "scope"}
+#: recipes an LTH level may retrain with (``[lth] retrain``)
+LTH_RETRAIN = ("finetune", "train")
 _GRID_KEYS = {"datasets", "architectures", "methods", "ratios"}
 _GRADIENT_KEYS = {"mode", "n_batches"}
 _EXECUTOR_KEYS = {"pack_size", "workers", "gpus_per_pack", "cpus_per_pack", "threads"}
@@ -75,6 +85,41 @@ class GradientSpec:
 
     mode: str = "full"
     n_batches: int | None = None
+
+
+@dataclass(frozen=True)
+class LthSpec:
+    """Iterative magnitude pruning with rewinding (``[lth]``, method ``lth``).
+
+    Attributes:
+        rewind_steps: optimiser steps of the dense run after which the weights (and BN buffers)
+            are saved; survivors are rewound to them at every level (0 = the initialisation,
+            the original lottery ticket; default 500, Frankle et al. 2020).
+        prune_fraction: fraction of the remaining prunable weights removed per level, in (0, 1)
+            (default 0.2).
+        retrain: recipe each level retrains with after rewinding: ``"finetune"`` (default, the
+            ``[finetune]`` recipe, as long as MP's fine-tuning) or ``"train"`` (the full
+            ``[train]`` recipe, as Frankle et al.).
+    """
+
+    rewind_steps: int = 500
+    prune_fraction: float = 0.2
+    retrain: str = "finetune"
+
+
+@dataclass(frozen=True)
+class StructuredSpec:
+    """Structured channel pruning (``[structured]``, methods ``l1-filter`` and ``chip``).
+
+    Attributes:
+        chip_images: training images (no augmentation) CHIP averages its nuclear-norm channel
+            scores over (default 256, "a few hundred").
+        scope: ``"layer"`` (default: every channel group loses the same fraction, so the
+            achieved ratio depends only on the architecture and ratio) or ``"global"``.
+    """
+
+    chip_images: int = 256
+    scope: str = "layer"
 
 
 @dataclass(frozen=True)
@@ -128,6 +173,8 @@ class StudySpec:
             (default ``<output>/artifacts``); Ray workers on other machines need a shared one.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         executor: scheduling settings.
+        lth: settings of method ``lth`` (:class:`LthSpec`).
+        structured: settings of methods ``l1-filter`` and ``chip`` (:class:`StructuredSpec`).
         path: the spec file (``None`` when parsed from a string); text: its exact text.
     """
 
@@ -151,6 +198,8 @@ class StudySpec:
     artifacts: str = ""
     device: str = "auto"
     executor: ExecutorSpec = ExecutorSpec()
+    lth: LthSpec = LthSpec()
+    structured: StructuredSpec = StructuredSpec()
     path: str | None = None
     text: str = ""
 
@@ -283,6 +332,29 @@ def parse_spec(
     if ex.threads < 0:
         v.fail("executor.threads", ex.threads, "an integer >= 0 (0 = torch's default)")
 
+    ltab = v.get(raw, "lth", dict, default={})
+    v.keys(ltab, _LTH_KEYS, "lth.")
+    lth = LthSpec(
+        rewind_steps=v.get(ltab, "rewind_steps", int, default=500, prefix="lth."),
+        prune_fraction=float(v.get(ltab, "prune_fraction", float, default=0.2, prefix="lth.")),
+        retrain=v.choice(ltab, "retrain", LTH_RETRAIN, default="finetune", prefix="lth."),
+    )
+    if lth.rewind_steps < 0:
+        v.fail("lth.rewind_steps", lth.rewind_steps, "an integer >= 0 (optimiser steps of the "
+               "dense run; 0 = rewind to the initialisation)")
+    if not 0.0 < lth.prune_fraction < 1.0:
+        v.fail("lth.prune_fraction", lth.prune_fraction, "a fraction in (0, 1) of the remaining "
+               "prunable weights removed per level (0.2 = 20%)")
+    stab = v.get(raw, "structured", dict, default={})
+    v.keys(stab, _STRUCTURED_KEYS, "structured.")
+    structured = StructuredSpec(
+        chip_images=v.get(stab, "chip_images", int, default=256, prefix="structured."),
+        scope=v.choice(stab, "scope", SCOPES, default="layer", prefix="structured."),
+    )
+    if structured.chip_images < 1:
+        v.fail("structured.chip_images", structured.chip_images, "an integer >= 1 (training "
+               "images CHIP averages its channel scores over; a few hundred)")
+
     archs = sorted({c.arch for c in cells})
     phase_over: dict[str, tuple[tuple[str, Any], ...]] = {}
     arch_over: list[tuple[str, str, tuple[tuple[str, Any], ...]]] = []
@@ -316,7 +388,8 @@ def parse_spec(
         train_overrides=phase_over["train"], finetune_overrides=phase_over["finetune"],
         arch_overrides=tuple(arch_over), n_val=n_val, test_subset=test_subset,
         split_seed=split_seed, corruption_seed=corruption_seed, output=output,
-        artifacts=artifacts, device=device, executor=ex, path=source, text=text,
+        artifacts=artifacts, device=device, executor=ex, lth=lth, structured=structured,
+        path=source, text=text,
     )
     for arch in archs:  # build every recipe now so recipe errors surface before any work
         for phase in ("train", "finetune"):
@@ -332,22 +405,87 @@ def parse_spec(
     return spec
 
 
+def lth_schedule(spec: StudySpec, cell: Cell) -> list[float]:
+    """Achieved ratios of LTH levels 1, 2, ... of ``cell`` up to the first level that reaches the
+    cell's largest ``lth`` ratio (from parameter counts alone, :func:`imp_schedule`); ``[]``
+    when the cell has no ``lth``.
+
+    Raises:
+        UnreachableRatioError: that ratio is above ``n_total / n_fixed``.
+        ValueError: a level would prune nothing (too few weights for another level).
+    """
+    from prunescope.prune.iterative import imp_schedule
+
+    ratios = dict(cell.methods).get("lth")
+    if not ratios:
+        return []
+    inf = info(cell.dataset)
+    h, _, c = inf.shape_hwc
+    model = build_model(cell.arch, inf.num_classes, c, image_size=h)
+    return imp_schedule(model, target_ratio=max(ratios), prune_fraction=spec.lth.prune_fraction,
+                        prune_classifier=spec.prune_classifier, prune_biases=spec.prune_biases)
+
+
 def _check_ratios(v: _Validator, spec: StudySpec) -> None:
-    """Fail on a ratio that no model of its cell can reach (SPEC 3: all params / nonzero)."""
+    """Fail on a ratio that no model of its cell can reach (SPEC 3: all params / nonzero), per
+    method family: one-shot and LTH masks can keep every non-prunable parameter only; structured
+    pruning keeps at least one channel per group (:func:`structured_max_ratio`). Also checks
+    that ``[lth] rewind_steps`` fits in the dense run."""
     for cell in spec.cells:
-        if not cell.methods:
+        methods = dict(cell.methods)
+        if not methods:
             continue
-        top = max(r for _, ratios in cell.methods for r in ratios)
         inf = info(cell.dataset)
         h, _, c = inf.shape_hwc
         model = build_model(cell.arch, inf.num_classes, c, image_size=h)
-        n_prunable = sum(p.numel() for p in prunable(
-            model, prune_classifier=spec.prune_classifier, prune_biases=spec.prune_biases
-        ).values())
-        try:
-            keep_count(count_parameters(model), n_prunable, top)
-        except UnreachableRatioError as e:
-            v.fail("ratios", top, f"ratios {cell.arch} on {cell.dataset} can reach: {e}")
+        unstructured = [r for m, rs in methods.items() if m not in STRUCTURED_METHODS for r in rs]
+        if unstructured:
+            top = max(unstructured)
+            n_prunable = sum(p.numel() for p in prunable(
+                model, prune_classifier=spec.prune_classifier, prune_biases=spec.prune_biases
+            ).values())
+            try:
+                keep_count(count_parameters(model), n_prunable, top)
+            except UnreachableRatioError as e:
+                v.fail("ratios", top, f"ratios {cell.arch} on {cell.dataset} can reach: {e}")
+        if "lth" in methods:
+            try:
+                lth_schedule(spec, cell)
+            except ValueError as e:
+                v.fail("lth.prune_fraction", spec.lth.prune_fraction,
+                       f"a fraction that reaches ratio {max(methods['lth']):g} on {cell.arch}: {e}")
+            recipe = spec.recipe(cell.arch, "train")
+            n_train = sum(expected(cell.dataset).counts["train"]) - spec.n_val
+            per_epoch = math.ceil(n_train / recipe.batch_size)
+            if recipe.max_steps_per_epoch is not None:
+                per_epoch = min(per_epoch, recipe.max_steps_per_epoch)
+            total = per_epoch * recipe.epochs
+            if spec.lth.rewind_steps > total:
+                v.fail("lth.rewind_steps", spec.lth.rewind_steps,
+                       f"at most the {total} optimiser steps of the dense [train] run of "
+                       f"{cell.arch} on {cell.dataset}")
+        structured = [r for m, rs in methods.items() if m in STRUCTURED_METHODS for r in rs]
+        if structured:
+            top = max(structured)
+            try:
+                max_ratio = structured_max_ratio(model)
+            except (TypeError, ValueError, KeyError) as e:
+                v.fail("methods", [m for m in methods if m in STRUCTURED_METHODS],
+                       f"structured methods only on architectures prunescope.prune.structured "
+                       f"supports (lenet5, resnet*); {cell.arch} failed: {e}")
+            if top > max_ratio * (1 + 1e-12):
+                v.fail("ratios", top, f"structured ratios (l1-filter, chip) {cell.arch} on "
+                       f"{cell.dataset} can reach: at most {max_ratio:.6g} (every channel group "
+                       "down to one channel); lower the ratio or drop it for these methods "
+                       "with a [[grid]] entry")
+
+
+def structured_max_ratio(model: Any) -> float:
+    """The largest compression ratio structured pruning reaches on ``model`` (every channel
+    group down to one channel): ``n_total / n_after`` (all parameters counted, SPEC 3)."""
+    from prunescope.prune.structured import l1_filter_scores, structured_prune
+
+    return structured_prune(model, l1_filter_scores(model), keep_fraction=1e-9).max_ratio
 
 
 # ---- grid -----------------------------------------------------------------------------------
@@ -541,7 +679,7 @@ class _Validator:
             return default
         vals = self.get(tab, key, list, prefix=prefix)
         for i, m in enumerate(vals):
-            if m in PLANNED_METHODS:
+            if m in PLANNED_METHODS:  # pragma: no cover -- none left
                 self.fail(f"{prefix}{key}[{i}]", m, f"one of {', '.join(METHODS)} ({m} is "
                           "specified in SPEC 3 but not implemented in the study layer yet)")
             if m not in METHODS:

@@ -14,13 +14,16 @@ comparing executors). On CUDA, ops that have no deterministic kernel warn instea
 from __future__ import annotations
 
 import functools
+import json
 import os
+import shutil
 import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,11 +35,15 @@ from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
 from prunescope.models import build_model
 from prunescope.prune import data_gradients, prune_model
+from prunescope.prune.iterative import RewindCapture, imp_level_masks
+from prunescope.prune.structured import (load_structured_checkpoint, structured_meta,
+                                         structured_prune_model)
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.packs import Pack
 from prunescope.study.plan import Job
 from prunescope.study.store import JobResult
 from prunescope.train import Recipe, derive_seed, evaluate, fit, load_checkpoint, save_checkpoint
+from prunescope.train.checkpoint import sidecar_path
 from prunescope.train.pack import fit_pack
 
 #: ``progress(job, done, total)``: a job of the pack advanced (optimiser steps or phases)
@@ -73,7 +80,8 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
              ) -> list[JobResult]:
     """Run every job of ``pack``; one :class:`JobResult` per job, in pack order.
 
-    ``train`` and ``prune_finetune`` packs of G > 1 jobs are trained together as one stacked
+    ``train``, ``prune_finetune`` and ``lth_level`` packs of G > 1 jobs are trained together as
+    one stacked
     network (:func:`prunescope.train.pack.fit_pack`; each model keeps its own data order and
     masks, results equal solo training up to floating-point rounding). If the pack fails as a
     whole (e.g. one model diverges), its jobs are rerun one by one so that only the culprit
@@ -81,7 +89,7 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
     """
     arts = Artifacts(ctx.artifacts)
     with _deterministic(ctx.threads, ctx.device):
-        if len(pack.jobs) > 1 and pack.kind in _FITTERS:
+        if len(pack.jobs) > 1 and pack.kind in _FITTERS and pack.kind != "structured":
             return _run_fit_pack(pack, ctx, arts, progress)
         return [_run_one(job, ctx, arts, progress) for job in pack.jobs]
 
@@ -146,8 +154,8 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
         try:
             fits = fit_pack([fj.model for fj in fjs], fjs[0].train, fjs[0].val, fjs[0].recipe,
                             [fj.seed for fj in fjs],
-                            masks=[fj.masks for fj in fjs] if pack.kind == "prune_finetune"
-                            else None,
+                            masks=[fj.masks for fj in fjs]
+                            if pack.kind in ("prune_finetune", "lth_level") else None,
                             progress=(lambda s_, t_, _i: progress(first, s_, t_))
                             if progress else None)
         except Exception:  # noqa: BLE001 -- find the culprit: rerun the jobs one by one
@@ -220,12 +228,19 @@ def _test_arrays(dataset: str, subset: int | None, split_seed: int, distribution
 
 
 def _load_parent(ctx: WorkerContext, job_id: str, device: str):
-    """``(model, meta, masks)`` of a done train/prune_finetune parent."""
+    """``(model, meta, masks)`` of a done train/prune_finetune/lth_level/structured parent
+    (structurally pruned checkpoints, recognised by ``structured`` in their sidecar, are rebuilt
+    at their smaller widths and have no masks: ``{}``)."""
 
     url = ctx.parent(job_id)["weights"]
     arts = Artifacts(ctx.artifacts)
     side = url + ".json"
-    with arts.reading(url, side) as (weights, _):
+    with arts.reading(url, side) as (weights, side_path):
+        if "structured" in json.loads(Path(side_path).read_text()):
+            if sidecar_path(weights) != Path(side_path):  # remote copies: name it as expected
+                shutil.copyfile(side_path, sidecar_path(weights))
+            model, meta = load_structured_checkpoint(weights, device=device)
+            return model, meta, {}
         return load_checkpoint(weights, device=device)
 
 
@@ -253,6 +268,7 @@ class _FitJob:
     meta: dict[str, Any]
     achieved_ratio: float = 1.0
     densities: dict[str, float] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
@@ -277,6 +293,7 @@ def _finish(fj: _FitJob, fit_res: Any, arts: Artifacts) -> JobResult:
     details: dict[str, Any] = {"best_epoch": fit_res.best_epoch, "history": fit_res.history}
     if fj.densities is not None:
         details["densities"] = fj.densities
+    details |= fj.details
     return JobResult(fj.job.id, "done", achieved_ratio=fj.achieved_ratio, artifacts=arts_out,
                      info=details)
 
@@ -343,7 +360,108 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
                      info={"accuracy": acc})
 
 
+def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe) -> dict[str, Any]:
+    """Sidecar of a pruned model: its parent's data/architecture keys plus what made it."""
+    out = {k: meta[k] for k in ("arch", "num_classes", "in_channels", "image_size", "dataset",
+                                "n_val", "split_seed", "seed")}
+    return out | {"recipe": recipe, "parent_weight_decay": meta.get("parent_weight_decay",
+                                                                   meta["weight_decay"]),
+                  "method": job.params["method"], "epochs": recipe.epochs, "job_id": job.id}
+
+
+class _RewindReached(Exception):
+    """Raised by the rewind job's progress callback to stop ``fit`` after the rewind step."""
+
+
+def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None) -> JobResult:
+    """The dense run's state after ``rewind_steps`` optimiser steps (LTH rewinding point).
+
+    Reruns exactly the ``train`` job's seeded ``fit`` (same model seed, data, recipe) with a
+    :class:`RewindCapture` and stops it right after that step, so the state equals the train
+    job's state at that step (bit-identical on the CPU when the train job was not fitted in a
+    stacked pack; up to float rounding otherwise). ``rewind_steps = 0``: the initialisation.
+    Writes ``rewind/<id>.safetensors`` (``{name: tensor}`` of ``model.state_dict()``).
+    """
+    p = job.params
+    k = int(p["rewind_steps"])
+    inf = info(p["dataset"])
+    h, _, c = inf.shape_hwc
+    model = build_model(p["arch"], inf.num_classes, c, seed=p["seed"], image_size=h)
+    model = model.to(ctx.device)
+    if k == 0:
+        state = {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
+    else:
+        train, val = _train_val(p["dataset"], p["n_val"], p["split_seed"], ctx.data_dir,
+                                ctx.device)
+
+        def stop(s_: int, _t: int, _i: dict[str, Any]) -> None:
+            if step:
+                step(min(s_, k), k)
+            if s_ >= k:
+                raise _RewindReached
+
+        cap = RewindCapture(model, k, then=stop)
+        try:
+            fit(model, train, val, Recipe.from_dict(p["recipe"]), p["seed"], progress=cap)
+        except _RewindReached:
+            pass
+        if cap.state is None:
+            raise ValueError(f"the dense run ended before rewind step {k}; lower [lth] "
+                             "rewind_steps")
+        state = cap.state
+    name = f"{job.id}.safetensors"
+    with arts.writing(job.kind) as tmp:
+        save_file({n: t.contiguous() for n, t in state.items()}, str(tmp / name))
+    return JobResult(job.id, "done", artifacts={"rewind": arts.url(f"{job.kind}/{name}")},
+                     info={"rewind_steps": k})
+
+
+def _prepare_lth_level(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
+    """One LTH level: mask from the previous level's trained weights (a subset of its mask),
+    rewind to the early state, then retraining holds the mask (``fit(masks=...)``)."""
+    p = job.params
+    level = int(p["level"])
+    model, meta, prev_masks = _load_parent(ctx, p["parent"], ctx.device)
+    mres = imp_level_masks(model, level, prev_masks or None,
+                           prune_fraction=p["prune_fraction"], scope=p["scope"],
+                           prune_classifier=p.get("prune_classifier", False),
+                           prune_biases=p.get("prune_biases", False))
+    with arts.reading(ctx.parent(p["rewind"])["rewind"]) as (path,):
+        model.load_state_dict(load_file(str(path), device=ctx.device))
+    train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
+                            ctx.data_dir, ctx.device)
+    recipe = Recipe.from_dict(p["recipe"])
+    new_meta = _pruned_meta(meta, job, recipe) | {"level": level, "pruning": mres.summary()}
+    return _FitJob(job, model, train, val, recipe, derive_seed(p["seed"], f"imp/level{level}"),
+                   mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
+                   densities=mres.densities, details={"level": level})
+
+
+def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
+    """Remove channels (``l1-filter`` or ``chip``) from the dense parent; the smaller network is
+    then fine-tuned without masks and saved with its widths (``structured_meta``)."""
+    p = job.params
+    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
+    train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
+                            ctx.data_dir, ctx.device)
+    res = structured_prune_model(model, p["method"], p["ratio"], images=train,
+                                 n_images=p.get("chip_images", 256),
+                                 seed=derive_seed(p["seed"], "chip"), scope=p["scope"])
+    recipe = Recipe.from_dict(p["recipe"])
+    new_meta = structured_meta(res, p["method"], _pruned_meta(meta, job, recipe))
+    summary = res.summary()
+    return _FitJob(job, res.model.to(ctx.device), train, val, recipe,
+                   derive_seed(p["seed"], "finetune"), None, new_meta,
+                   achieved_ratio=res.achieved_ratio,
+                   details={"structured": {"widths": summary["widths"],
+                                           "n_before": summary["n_before"],
+                                           "n_after": summary["n_after"]}})
+
+
 #: kinds that fit a model: (prepare, finish); fitted alone by ``fit`` or in a pack by ``fit_pack``
+#: (never ``structured``: narrowed networks do not stack)
 _FITTERS = {"train": (_prepare_train, _finish),
-            "prune_finetune": (_prepare_prune_finetune, _finish)}
-_RUNNERS = {"gradients": _gradients, "evaluate": _evaluate}
+            "prune_finetune": (_prepare_prune_finetune, _finish),
+            "lth_level": (_prepare_lth_level, _finish),
+            "structured": (_prepare_structured, _finish)}
+_RUNNERS = {"gradients": _gradients, "rewind": _rewind, "evaluate": _evaluate}
