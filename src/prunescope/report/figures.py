@@ -25,6 +25,7 @@ from matplotlib import colormaps
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 from matplotlib.patches import Patch
 from scipy import stats as sps
 
@@ -58,7 +59,7 @@ def _density_cmap(color: str) -> LinearSegmentedColormap:
 
 #: Scatter-matrix geometry in inches: panel side, margins (labels, title, legend), gaps.
 _SC_PANEL, _SC_LEFT, _SC_RIGHT, _SC_TOP, _SC_BOTTOM = 2.2, 1.0, 0.2, 0.45, 0.65
-_SC_WSPACE, _SC_HSPACE = 0.55, 0.15
+_SC_WSPACE, _SC_HSPACE = 0.55, 0.35
 
 
 def _square_limits(points: pd.DataFrame) -> tuple[float, float]:
@@ -107,22 +108,22 @@ def scatter_matrix(points: pd.DataFrame, pooled: pd.DataFrame, factor: str, titl
     bottom = _SC_BOTTOM + 0.2 * -(-len(handles) // legend_cols)
     height = top + bottom + nr * _SC_PANEL + (nr - 1) * _SC_HSPACE
     fig = new_figure(width, height, constrained=False)
-    # columns share square limits (levels such as datasets can differ in scale by 10x)
-    axes = fig.subplots(nr, nc, sharex="col", sharey="col", squeeze=False, gridspec_kw={
+    # each panel has its own square limits: levels (datasets) differ in scale by 10x, and one
+    # collapsed model (ratio near the reachable maximum) must not flatten the other rows
+    axes = fig.subplots(nr, nc, squeeze=False, gridspec_kw={
         "left": _SC_LEFT / width, "right": 1 - _SC_RIGHT / width, "bottom": bottom / height,
         "top": 1 - top / height, "wspace": _SC_WSPACE / _SC_PANEL,
         "hspace": _SC_HSPACE / _SC_PANEL})
     fits = pooled.set_index(["ratio", factor])
-    limits = {level: _square_limits(g) for level, g in points.groupby(factor, sort=False)}
     for i, ratio in enumerate(ratios):
         for j, level in enumerate(levels):
             ax = axes[i, j]
-            lim = limits[level]
+            panel = by_panel.get((ratio, level))
+            lim = _square_limits(panel) if panel is not None else (-1.0, 1.0)
             color = method_color(methods[level])
             ax.axline((0, 0), slope=1.0, color="0.45", lw=0.9, ls="--", zorder=1)
             ax.axhline(0, color="0.85", lw=0.6, zorder=0)
             ax.axvline(0, color="0.85", lw=0.6, zorder=0)
-            panel = by_panel.get((ratio, level))
             if panel is None or (ratio, level) not in fits.index:
                 ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", va="center",
                         color="0.4")
@@ -146,6 +147,8 @@ def scatter_matrix(points: pd.DataFrame, pooled: pd.DataFrame, factor: str, titl
                         zorder=4)
             ax.set_xlim(lim)
             ax.set_ylim(lim)
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.yaxis.set_major_locator(MaxNLocator(5))
             ax.tick_params(labelsize=7)
             if i == 0:
                 ax.set_title(level_label(factor, level), fontsize=10, color=color)
