@@ -237,3 +237,41 @@ def test_killed_lth_run_redoes_only_the_level_in_flight(reference, tmp_path):
     cols = ["method", "ratio", "level", "cls", "achieved_ratio", "support", "predicted",
             "correct"]
     assert new[cols].equals(ref[cols])
+
+
+def test_lth_levels_stack_into_packs_and_structured_jobs_never_do(tmp_path):
+    text = MODERN.replace("models = 1", "models = 2").replace("[executor]",
+                                                             "[executor]\npack_size = 2")
+    spec = _spec(tmp_path, text)
+    summary = run_study(spec)
+    assert summary.failed == 0, summary.errors
+    jobs = load_results(spec).jobs
+    sizes = {k: {(i or {}).get("pack_size", 1) for i in g}
+             for k, g in jobs.groupby("kind")["info"]}
+    assert sizes["lth_level"] == {2} and sizes["structured"] == {1}
+    for _, chain in jobs[jobs["kind"] == "lth_level"].groupby("model"):
+        prev = None
+        for _, row in chain.sort_values("level").iterrows():
+            _, _, masks = load_checkpoint(row["artifacts"]["weights"])
+            if prev is not None:
+                assert all(not (m & ~prev[n]).any() for n, m in masks.items())
+            prev = masks
+
+
+@pytest.mark.parametrize("name, counts", [
+    ("modern", {"train": 5, "rewind": 5, "prune_finetune": 15, "lth_level": 60,
+                "structured": 20, "evaluate": 100}),
+    ("paper-modern", {"train": 30, "rewind": 30, "prune_finetune": 150, "lth_level": 570,
+                      "structured": 240, "evaluate": 990}),
+])
+def test_shipped_modern_studies_plan(name, counts):
+    from prunescope.study import load_spec
+
+    path = Path(__file__).resolve().parents[2] / "studies" / f"{name}.toml"
+    plan = make_plan(load_spec(path))
+    assert {k: v for k, v in plan.counts().items() if v} == counts
+    # their dense models and MP jobs are those of quick.toml / paper.toml (shared ids)
+    base = make_plan(load_spec(path.with_name("quick.toml" if name == "modern"
+                                              else "paper.toml")))
+    base_ids = {j.id for j in base.jobs}
+    assert all(j.id in base_ids for j in plan.jobs if j.kind in ("train", "prune_finetune"))
