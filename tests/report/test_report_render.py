@@ -195,6 +195,15 @@ def test_level_table_for_iterative_methods(tmp_path):
     assert sorted(potential["distribution"]) == ["contrast-5", "nominal"]
 
 
+def test_level_table_lists_structured_methods_per_ratio(tmp_path):
+    frame = synthetic_results([Cell("cifar10", "resnet20", "chip"),
+                               Cell("cifar10", "resnet20", "mp")], n_models=3, ratios=(2.0, 4.0))
+    render_report(frame, tmp_path)
+    levels = pd.read_csv(tmp_path / "tables" / "levels.csv")
+    assert list(zip(levels["method"], levels["ratio"])) == [("chip", 2.0), ("chip", 4.0)]
+    assert levels["level"].isna().all() and (levels["models"] == 3).all()
+
+
 def test_factor_groups_of_the_paper_grid():
     cells = pd.DataFrame([(c.dataset, c.arch, c.method) for c in paper_grid()],
                          columns=["dataset", "arch", "method"])

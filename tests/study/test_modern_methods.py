@@ -150,8 +150,14 @@ def test_report_per_level_table_reads_the_lth_frame(reference):
     _, res = reference
     an = analyse(res.frame)
     table = tables.level_table(an.alphas, an.ci)
-    assert set(table["method"]) == {"lth"}
-    assert table["level"].to_list() == [1, 2, 3, 4]
+    lth = table[table["method"] == "lth"]
+    assert lth["level"].to_list() == [1, 2, 3, 4]
+    assert lth["ratio"].iloc[-1] == 2.0 and lth["achieved ratio"].is_monotonic_increasing
+    # structured methods: one row per requested ratio, no level; MP is not in the table
+    rest = table[table["method"] != "lth"]
+    assert sorted(zip(rest["method"], rest["ratio"])) == [
+        ("chip", 2.0), ("chip", 4.0), ("l1-filter", 2.0), ("l1-filter", 4.0)]
+    assert rest["level"].isna().all()
     assert (table["models"] == 1).all() and table["mean α"].notna().all()
     # MP at ratio 2 and the LTH level labelled 2 share a ratio cell
     ratios = an.alphas.groupby("method")["ratio"].apply(set)

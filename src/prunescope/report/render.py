@@ -408,12 +408,13 @@ def _tables_section(an: Analysis, out: Path) -> Section:
         "of Bn after on Bn before over all (model, class) points of the cell, its uncentered r² "
         "and the mean accuracy after pruning (the numbers in the scatter panels).",
         "tab-pooled-alpha"))
-    if "level" in an.alphas.columns and an.alphas["level"].notna().any():
+    if tables.has_level_rows(an.alphas):
         sec.tables.append(_table(
             tables.level_table(an.alphas, an.ci), tdir / "levels",
             "Accuracy and intensification per level", "Iterative / structured methods: mean "
-            "achieved compression ratio, accuracy (%) and slope α per pruning level, with the CI "
-            "label of α.", "tab-levels"))
+            "achieved compression ratio, accuracy (%) and slope α per pruning level (LTH) or per "
+            "requested ratio (structured methods, no level), with the CI label of α.",
+            "tab-levels"))
     return sec
 
 

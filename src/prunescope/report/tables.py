@@ -176,27 +176,43 @@ def alpha_ci_table(ci: pd.DataFrame, pooled: pd.DataFrame, keys: list[str]) -> p
     return _sorted_cells(out, keys).reset_index(drop=True)
 
 
+#: structured methods: no levels; the per-level table gives them one row per requested ratio
+STRUCTURED_METHODS = ("l1-filter", "chip")
+
+
+def has_level_rows(alphas: pd.DataFrame) -> bool:
+    """Whether :func:`level_table` has rows: an iterative method with a ``level`` or a
+    structured method (:data:`STRUCTURED_METHODS`) is present."""
+    leveled = "level" in alphas and bool(alphas["level"].notna().any())
+    return leveled or bool(alphas["method"].isin(STRUCTURED_METHODS).any())
+
+
 def level_table(alphas: pd.DataFrame, ci: pd.DataFrame | None) -> pd.DataFrame:
-    """Accuracy and intensification per level of iterative/structured methods.
+    """Accuracy and intensification per level of iterative/structured methods (SPEC 6).
 
     Args:
-        alphas: ``metrics.model_alpha`` output with a ``level`` column (and ``achieved_ratio``
-            when the study recorded it).
-        ci: CI rows with ``level`` and ``label`` per cell, or None (single seed).
+        alphas: ``metrics.model_alpha`` output, with a ``level`` column for iterative methods
+            (and ``achieved_ratio`` when the study recorded it).
+        ci: CI rows with ``label`` per cell (``level`` when the frame had one), or None (single
+            seed).
 
     Returns:
-        One row per (dataset, arch, method, level): ``models``, ``achieved ratio`` (mean),
-        ``accuracy (%)`` (mean), ``mean α``, ``label``.
+        One row per (dataset, arch, method, level, ratio): rows with a ``level`` (LTH) and rows of
+        structured methods (``level`` NaN, one row per requested ``ratio``), with ``models``,
+        ``achieved ratio`` (mean), ``accuracy (%)`` (mean), ``mean α``, ``label``.
     """
-    keys = ["dataset", "arch", "method", "level"]
+    keys = ["dataset", "arch", "method", "level", "ratio"]
+    a = alphas if "level" in alphas else alphas.assign(level=np.nan)
+    rows = a[a["level"].notna() | a["method"].isin(STRUCTURED_METHODS)]
     agg = {"models": ("model", "nunique"), "accuracy (%)": ("accuracy_after", "mean"),
            "mean α": ("alpha", "mean")}
-    ratio_col = "achieved_ratio" if "achieved_ratio" in alphas else "ratio"
+    ratio_col = "achieved_ratio" if "achieved_ratio" in rows else "ratio"
     agg["achieved ratio"] = (ratio_col, "mean")
-    out = alphas.dropna(subset=["level"]).groupby(keys, sort=False).agg(**agg).reset_index()
+    out = rows.groupby(keys, sort=False, dropna=False).agg(**agg).reset_index()
     out["accuracy (%)"] = 100 * out["accuracy (%)"]
-    if ci is not None and "level" in ci:
-        out = out.merge(ci[keys + ["label"]].drop_duplicates(keys), on=keys, how="left")
+    if ci is not None and "ratio" in ci:
+        c = ci if "level" in ci else ci.assign(level=np.nan)
+        out = out.merge(c[keys + ["label"]].drop_duplicates(keys), on=keys, how="left")
     out = out[[*keys, "models", "achieved ratio", "accuracy (%)", "mean α",
                *(["label"] if "label" in out else [])]]
     return _sorted_cells(out, keys).reset_index(drop=True)
