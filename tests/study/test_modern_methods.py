@@ -141,6 +141,20 @@ def test_lth_stores_one_row_per_level_with_nested_masks(reference):
     w = state["conv1.weight"]
     assert not torch.equal(w, init.conv1.weight.detach())
     assert not torch.equal(w, dense.conv1.weight.detach())
+    # ... and it is the state of the train job's own run after step 3 (not step 2 or 4)
+    from prunescope.prune.iterative import RewindCapture
+    from prunescope.study.worker import _train_val
+    from prunescope.train import Recipe, fit
+
+    train_job = res.jobs[res.jobs["kind"] == "train"].iloc[0]
+    tp = train_job["params"]
+    tr, va = _train_val("mnist", tp["n_val"], tp["split_seed"], None, "cpu")
+    caps = {k: RewindCapture(init, k) for k in (2, 3, 4)}
+    fit(init, tr, va, Recipe.from_dict(tp["recipe"]), tp["seed"],
+        progress=lambda s_, t_, i_: [c(s_, t_, i_) for c in caps.values()])
+    close = {k: torch.allclose(c.state["conv1.weight"], w, rtol=0, atol=1e-6)
+             for k, c in caps.items()}
+    assert close == {2: False, 3: True, 4: False}
 
 
 def test_report_per_level_table_reads_the_lth_frame(reference):
