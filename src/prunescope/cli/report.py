@@ -28,17 +28,10 @@ def report_cmd(
 ) -> None:
     """Write the study's figures (PNG, PDF), tables (Markdown, CSV, LaTeX) and one
     self-contained report.html; works on unfinished studies (it lists what is missing)."""
+    from prunescope.cli.study import study_results
     from prunescope.report import render_report
-    from prunescope.study import SpecError, load_results
 
-    try:
-        res = load_results(study, output=output)
-    except SpecError as e:
-        _err.print(f"[red]invalid study spec[/red]: {e}")
-        raise typer.Exit(2) from e
-    except FileNotFoundError as e:
-        _err.print(f"{e}\nRun the study first: prunescope run {study}")
-        raise typer.Exit(1) from e
+    res = study_results(study, output)
     target = out if out is not None else Path(res.out_dir) / "report"
     try:
         path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,

@@ -28,6 +28,20 @@ def _spec(study: Path, output: str | None):
         raise typer.Exit(2) from e
 
 
+def study_results(study: Path, output: str | None):
+    """``load_results`` of STUDY; a bad spec exits 2, a study never run exits 1, both saying so."""
+    from prunescope.study import SpecError, load_results
+
+    try:
+        return load_results(study, output=output)
+    except SpecError as e:
+        _err.print(f"[red]invalid study spec[/red]: {e}")
+        raise typer.Exit(2) from e
+    except FileNotFoundError as e:
+        _err.print(f"{e}\nRun the study first: prunescope run {study}")
+        raise typer.Exit(1) from e
+
+
 @app.command("plan")
 def plan_cmd(study: StudyArg, output: OutputOpt = None) -> None:
     """Print the job counts per phase and the estimated work, without running anything."""
@@ -101,14 +115,10 @@ def run_cmd(
 @app.command("status")
 def status_cmd(study: StudyArg, output: OutputOpt = None) -> None:
     """List job counts per phase and status, and every failed job with its error."""
-    from prunescope.study import KINDS, load_results
+    from prunescope.study import KINDS
 
-    spec = _spec(study, output)
-    try:
-        res = load_results(spec)
-    except FileNotFoundError as e:
-        _err.print(str(e))
-        raise typer.Exit(1) from e
+    res = study_results(study, output)
+    spec = res.spec
     jobs = res.jobs
     statuses = ("pending", "running", "done", "failed", "blocked")
     table = Table(title=f"study {spec.name} ({spec.output})")
@@ -140,16 +150,11 @@ def export_cmd(
 ) -> None:
     """Write the tidy per-class results (one row per model, ratio, method, distribution,
     class) for pandas or R."""
-    from prunescope.study import export_results, load_results
+    from prunescope.study import export_results
 
     if format not in ("parquet", "csv"):
         _err.print(f"[red]--format {format!r} is unknown[/red]; use parquet or csv")
         raise typer.Exit(2)
-    spec = _spec(study, output)
-    try:
-        res = load_results(spec)
-    except FileNotFoundError as e:
-        _err.print(str(e))
-        raise typer.Exit(1) from e
+    res = study_results(study, output)
     path = export_results(res, format, out)
     _console.print(f"wrote {len(res.frame)} rows to {path}")
