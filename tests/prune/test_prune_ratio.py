@@ -91,3 +91,14 @@ def test_prune_model_zeroes_weights_and_leaves_the_rest():
         else:
             assert torch.equal(v, before[n]), n
     assert set(res.masks) == {"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"}
+
+
+def test_ratio_just_past_the_maximum_is_unreachable(dense):
+    """SPEC 3: a ratio that needs fewer than zero prunable weights is an error, even when it is
+    within half a weight of the maximum (rounding must not quietly achieve less)."""
+    params = prunable(dense)
+    n_total = count_parameters(dense)
+    n_fixed = n_total - sum(p.numel() for p in params.values())
+    just_past = n_total / (n_fixed - 0.25)  # needs -0.25 prunable weights
+    with pytest.raises(UnreachableRatioError):
+        make_masks(dense, score("mp", dense, params), just_past)

@@ -75,9 +75,9 @@ def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
 
     Raises:
         ValueError: ``ratio < 1`` or not finite, or inconsistent counts.
-        UnreachableRatioError: ``ratio`` exceeds ``n_total / (n_total - n_prunable)`` by more
-            than half a prunable weight (``n_total`` when every parameter is prunable: one must
-            stay nonzero); the message names both.
+        UnreachableRatioError: ``ratio`` exceeds ``n_total / (n_total - n_prunable)``, i.e. it
+            would need fewer than zero prunable weights (SPEC 3; ``n_total`` when every
+            parameter is prunable: one must stay nonzero); the message names both.
     """
     if not 0 < n_prunable <= n_total:
         raise ValueError(f"need 0 < n_prunable <= n_total, got {n_prunable} and {n_total}")
@@ -85,10 +85,11 @@ def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
         raise ValueError(f"pruning ratio must be a finite number >= 1 (1 = dense), got {ratio}")
     n_fixed = n_total - n_prunable
     exact = n_total / ratio - n_fixed
-    k = math.floor(exact + 0.5)
-    # within half a weight of the maximum still rounds to k = 0 (float-safe at the limit); a
-    # model whose every parameter is prunable must keep one, or the ratio is undefined
-    if k < 0 or n_fixed + k == 0:
+    k = max(math.floor(exact + 0.5), 0)
+    # exact < 0 needs fewer than zero weights (the 1e-9 relative slack only absorbs float error
+    # of a ratio given as exactly the maximum); a model whose every parameter is prunable must
+    # keep one, or the ratio is undefined
+    if exact < -1e-9 * n_total or n_fixed + k == 0:
         if n_fixed:
             max_ratio, how = n_total / n_fixed, f"all {n_prunable} prunable weights removed"
         else:
