@@ -87,3 +87,19 @@ def test_metrics_and_stats_do_not_import_torch():
     code = ("import sys, prunescope.metrics, prunescope.stats; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_f1_is_undefined_where_precision_or_recall_is():
+    """SPEC 2: F = 2PR/(P+R) needs P and R; a never-predicted class has no precision, so no F
+    (NaN, like precision); a predicted but never-hit class has P = R = 0 and F = 0."""
+    from prunescope.metrics import per_class
+
+    cm = np.array([[5, 5, 0], [0, 10, 0], [0, 10, 0]])  # class 2 never predicted, class 0 ok
+    t = from_confusion(cm, dataset="d", arch="a", method="dense", ratio=1.0, model=0)
+    f = per_class(t, "f1").set_index("cls")["value"]
+    assert np.isnan(f[2])
+    assert f[0] == pytest.approx(2 * 5 / (10 + 5))
+    cm2 = np.array([[0, 10], [5, 5]])  # class 0 predicted 5 times, never right
+    f2 = per_class(from_confusion(cm2, dataset="d", arch="a", method="dense", ratio=1.0,
+                                  model=0), "f1").set_index("cls")["value"]
+    assert f2[0] == 0.0

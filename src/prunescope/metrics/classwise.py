@@ -40,8 +40,9 @@ def per_class(frame: pd.DataFrame, metric: Metric = "recall") -> pd.DataFrame:
     metric:
         ``"recall"`` (primary): R^c = correct / support; ``"precision"``: P^c = correct /
         predicted (NaN for a class never predicted); ``"f1"``: F^c = 2 P R / (P + R) computed as
-        2 correct / (support + predicted) (0 when the class is neither present nor hit correctly
-        but predicted; NaN only when support + predicted = 0).
+        2 correct / (support + predicted), NaN wherever P or R is undefined (class never
+        predicted, or absent from the test set), as for precision; 0 when both are defined and
+        zero (predicted and present, never hit: the limit of the harmonic mean).
 
     Returns
     -------
@@ -70,7 +71,8 @@ def per_class(frame: pd.DataFrame, metric: Metric = "recall") -> pd.DataFrame:
         elif metric == "precision":
             value = correct / predicted
         else:
-            value = 2.0 * correct / (support + predicted)
+            defined = (support > 0) & (predicted > 0)
+            value = np.where(defined, 2.0 * correct / (support + predicted), np.nan)
     value = np.where(np.isfinite(value), value, np.nan)
     acc_g = np.where(np.isfinite(acc_g), acc_g, np.nan)
     acc = acc_g[codes]
