@@ -25,7 +25,7 @@ from matplotlib import colormaps
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.patches import Patch
 from scipy import stats as sps
 
@@ -162,6 +162,24 @@ def scatter_matrix(points: pd.DataFrame, pooled: pd.DataFrame, factor: str, titl
     return fig
 
 
+#: |alpha| beyond which an alpha axis turns symmetric-log (linear within +-ALPHA_LINTHRESH): a
+#: collapsed model (accuracy near chance, e.g. LeNet-5 at t = 50) has alpha in the tens or
+#: hundreds and would otherwise squash every informative cell onto the line alpha = 1.
+ALPHA_SYMLOG_ABOVE, ALPHA_LINTHRESH = 5.0, 2.0
+
+
+def _alpha_axis(ax, values: np.ndarray, label: str, fontsize: float) -> None:
+    """Label an alpha axis and make it symmetric-log when ``values`` reach past
+    :data:`ALPHA_SYMLOG_ABOVE` in absolute value (the label then says so)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size and np.abs(v).max() > ALPHA_SYMLOG_ABOVE:
+        ax.set_yscale("symlog", linthresh=ALPHA_LINTHRESH, linscale=1.5)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+        label = f"{label}\n(symlog axis: linear within ±{ALPHA_LINTHRESH:g})"
+    ax.set_ylabel(label, fontsize=fontsize)
+
+
 def _ratio_tick(ratio: float, label: str | None) -> str:
     return ratio_label(ratio) if not label else f"{ratio_label(ratio)}\n{label}"
 
@@ -202,7 +220,8 @@ def alpha_boxplots(alphas: pd.DataFrame, ci: pd.DataFrame | None, factor: str, t
         ax.set_xticks(pos, [_ratio_tick(r, labels.get((r, level))) for r in ratios], fontsize=8)
         ax.set_title(level_label(factor, level), fontsize=10, color=color)
         ax.set_xlabel("compression ratio t (all / nonzero params)", fontsize=8)
-    axes[0].set_ylabel("α_t(m): per-model slope (dimensionless)", fontsize=9)
+    _alpha_axis(axes[0], alphas["alpha"].to_numpy(float),
+                "α_t(m): per-model slope (dimensionless)", 9)
     fig.suptitle(title, fontsize=11)
     return fig
 
@@ -241,7 +260,8 @@ def ci_plot(ci: pd.DataFrame, factor: str, title: str) -> Figure:
     ax.axhline(1.0, color="0.3", ls="--", lw=1.0)
     ax.set_xticks(range(len(ratios)), [ratio_label(r) for r in ratios])
     ax.set_xlabel("compression ratio t (all / nonzero params)")
-    ax.set_ylabel("E[α]: mean slope with 99 % CI")
+    _alpha_axis(ax, ci[["mean", "ci_low", "ci_high"]].to_numpy(float).ravel(),
+                "E[α]: mean slope with 99 % CI", 10)
     ax.legend(title=FACTOR_NAMES.get(factor, factor), fontsize=8, title_fontsize=8,
               loc="best", frameon=False)
     ax.set_title(title, fontsize=10)
@@ -299,7 +319,8 @@ def accuracy_alpha_plot(alphas: pd.DataFrame, dense_acc: pd.DataFrame) -> Figure
         ax2.errorbar(ratios, mm, yerr=np.nan_to_num(me), color=color, marker="s", ms=4,
                      capsize=2, lw=1.2, ls="--")
         ax2.axhline(1.0, color="0.5", lw=0.7, ls=":")
-        ax2.set_ylabel("mean α ± SE", fontsize=8)
+        _alpha_axis(ax2, np.concatenate([mm - np.nan_to_num(me), mm + np.nan_to_num(me)]),
+                    "mean α ± SE", 8)
         ax2.tick_params(labelsize=7)
         ax.set_title(f"{dataset} · {arch} · {method_label(method)}", fontsize=9, color=color)
     handles = [Line2D([], [], color="0.3", marker="o", lw=1.4, label="accuracy (left axis)"),
@@ -388,5 +409,63 @@ def error_vs_ratio_plot(errors: pd.DataFrame, distributions: list[str], title: s
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)), fontsize=7,
                frameon=False, title="test distribution", title_fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def agreement_plot(ci: pd.DataFrame, panels: list[tuple[str, list[str]]], title: str) -> Figure:
+    """Functional agreement with the dense model (%) vs compression ratio, one line per method.
+
+    Args:
+        ci: ``stats.mean_ci`` rows of one (dataset, arch) over models: ``method, ratio,
+            distribution, n, mean, ci_low, ci_high`` (agreement as a fraction in [0, 1]; the CI
+            is NaN for single-model cells and then not drawn).
+        panels: ``(panel title, distributions)`` in drawing order; a panel of several
+            distributions (a corruption family) draws one line per method and distribution,
+            lighter for the earlier (milder) ones.
+        title: figure title.
+
+    Every line starts at (1x, 100 %): the dense model agrees with itself.
+    """
+    methods = ordered("method", ci["method"].unique())
+    ncols = min(4, max(len(panels), 1))
+    nrows = -(-max(len(panels), 1) // ncols)
+    fig = new_figure(0.8 + 3.6 * ncols, 0.6 + 3.2 * nrows)
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    for ax, (name, dists) in zip(axes, panels):
+        shown = [d for d in dists if d in set(ci["distribution"])]
+        ratios = {1.0}
+        for method in methods:
+            for k, dist in enumerate(shown):
+                sub = ci[(ci["method"] == method) & (ci["distribution"] == dist)]
+                if sub.empty:
+                    continue
+                sub = sub.sort_values("ratio")
+                ratios |= set(sub["ratio"])
+                xs = np.r_[1.0, sub["ratio"].to_numpy(dtype=float)]
+                ys = 100 * np.r_[1.0, sub["mean"].to_numpy(dtype=float)]
+                alpha = 1.0 if len(shown) == 1 else 0.35 + 0.65 * k / (len(shown) - 1)
+                color = method_color(method)
+                ax.plot(xs, ys, marker=".", color=color, alpha=alpha, lw=1.3,
+                        label=method_label(method) if k == len(shown) - 1 else None)
+                lo = 100 * np.r_[1.0, sub["ci_low"].to_numpy(dtype=float)]
+                hi = 100 * np.r_[1.0, sub["ci_high"].to_numpy(dtype=float)]
+                if np.isfinite(lo[1:]).any():
+                    ax.fill_between(xs, lo, hi, color=color, alpha=0.15 * alpha, lw=0)
+        ax.set_xscale("log")
+        rs = sorted(ratios)
+        ax.set_xticks(rs, [ratio_label(r) for r in rs], fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("compression ratio t")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    for row in range(nrows):
+        axes[row * ncols].set_ylabel("agreement with dense (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)),
+                   fontsize=8, frameon=False, title="method", title_fontsize=8)
     fig.suptitle(title, fontsize=11)
     return fig
