@@ -92,3 +92,13 @@ class Artifacts:
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
         return len(stale)
+
+
+def read_bytes(url: str) -> bytes:
+    """The content of one artifact, given its local path or fsspec URL (as recorded in a job's
+    ``artifacts``); a missing file raises ``FileNotFoundError`` naming it."""
+    fs, path = fsspec.core.url_to_fs(url)
+    try:
+        return fs.cat_file(path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"artifact {url} is missing") from e

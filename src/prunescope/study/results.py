@@ -5,13 +5,17 @@ plan, not the store) and joins it with the store's rows. Only jobs of the curren
 """
 from __future__ import annotations
 
+import io
 import json
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from prunescope.metrics import functional_agreement
+from prunescope.study.artifacts import read_bytes
 from prunescope.study.plan import make_plan
 from prunescope.study.spec import StudySpec, load_spec
 from prunescope.study.store import Store
@@ -23,6 +27,9 @@ FRAME_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distribution", 
 JOB_COLUMNS = ("id", "kind", "dataset", "arch", "method", "ratio", "level", "model", "seed",
                "distribution", "status", "error", "attempts", "started", "finished", "wall_s",
                "achieved_ratio", "artifacts", "info", "deps", "params")
+#: columns of :attr:`StudyResults.agreement` (plus ``level`` in studies with ``lth``)
+AGREEMENT_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distribution",
+                     "agreement")
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +53,13 @@ class StudyResults:
             ``info`` holds ``cpu_s``, ``worker``, ``best_epoch``, ``history``, ``pack_size``...).
         spec: the validated spec; spec_text: the TOML text it came from.
         out_dir: the study's output folder.
+        agreement: functional agreement with the dense model (SPEC 2), one row per finished
+            pruned evaluation, columns :data:`AGREEMENT_COLUMNS` (+ ``level`` as in ``frame``):
+            ``agreement`` (float64 in [0, 1]) is the fraction of the N_test test images of
+            ``distribution`` on which the pruned model predicts the same class as the dense
+            model of the same (dataset, arch, model). Evaluations without a ``predictions``
+            artifact (run before predictions were kept), or whose dense partner has none,
+            have no row; empty (with these columns) when no evaluation has one.
     """
 
     frame: pd.DataFrame
@@ -53,6 +67,8 @@ class StudyResults:
     spec: StudySpec
     spec_text: str
     out_dir: str
+    agreement: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({c: [] for c in AGREEMENT_COLUMNS}))
 
 
 def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None = None
@@ -89,9 +105,11 @@ def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None =
     jobs["attempts"] = jobs["attempts"].fillna(0).astype(np.int64)
     for col in ("artifacts", "info", "deps", "params"):
         jobs[col] = [json.loads(x) if isinstance(x, str) else None for x in jobs[col]]
-    frame = _frame(jobs, evals, with_level=any(j.level is not None for j in plan.jobs))
+    with_level = any(j.level is not None for j in plan.jobs)
+    frame = _frame(jobs, evals, with_level=with_level)
     return StudyResults(frame=frame, jobs=jobs[list(JOB_COLUMNS)], spec=spec,
-                        spec_text=spec.text, out_dir=spec.output)
+                        spec_text=spec.text, out_dir=spec.output,
+                        agreement=_agreement(jobs, with_level=with_level))
 
 
 def _frame(jobs: pd.DataFrame, evals: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
@@ -107,6 +125,72 @@ def _frame(jobs: pd.DataFrame, evals: pd.DataFrame, with_level: bool = False) ->
     cols = list(FRAME_COLUMNS) + (["level"] if with_level else [])
     out = out[cols].sort_values(
         ["dataset", "arch", "method", "ratio", "model", "distribution", "cls"], kind="stable")
+    return out.reset_index(drop=True)
+
+
+def read_predictions(url: str) -> np.ndarray:
+    """Predicted classes of one evaluate job, int64 ``(N_test,)`` in test-set order, from its
+    ``predictions`` artifact (local path or fsspec URL)."""
+    arr = np.load(io.BytesIO(read_bytes(url)), allow_pickle=False)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise ValueError(f"predictions artifact {url} holds a {arr.dtype} array of shape "
+                         f"{arr.shape}, expected integer (N_test,)")
+    return arr.astype(np.int64)
+
+
+def _agreement(jobs: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
+    """Functional agreement of every done pruned evaluation with the dense evaluation of the
+    same (dataset, arch, model, distribution); see :attr:`StudyResults.agreement`.
+
+    Each predictions file is read once; the pruned predictions sharing one dense partner are
+    compared as one ``(k, N_test)`` stack. Files recorded but missing are skipped with a
+    warning naming them (restore the artifacts folder to get their rows back)."""
+    cols = list(AGREEMENT_COLUMNS[:-1]) + (["level"] if with_level else [])
+    empty = pd.DataFrame({c: pd.Series(dtype=np.float64 if c in ("ratio", "level", "agreement")
+                                       else np.int64 if c == "model" else object)
+                          for c in cols + ["agreement"]})
+    ev = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")]
+    urls = [a.get("predictions") if isinstance(a, dict) else None for a in ev["artifacts"]]
+    ev = ev.assign(url=urls)
+    ev = ev[ev["url"].notna()]
+    key = ["dataset", "arch", "model", "distribution"]
+    dense = ev[ev["method"] == "dense"]
+    if dense.duplicated(key).any():
+        raise ValueError("two dense evaluations share one (dataset, arch, model, distribution):"
+                         f" {dense.loc[dense.duplicated(key, keep=False), 'id'].tolist()}")
+    pairs = ev[ev["method"] != "dense"].merge(
+        dense[key + ["url", "id"]].rename(columns={"url": "dense_url", "id": "dense_id"}),
+        on=key, how="inner")
+    if pairs.empty:
+        return empty
+    preds: dict[str, np.ndarray | None] = {}
+    missing: list[str] = []
+    for u in pd.unique(pd.concat([pairs["url"], pairs["dense_url"]])):
+        try:
+            preds[u] = read_predictions(u)
+        except FileNotFoundError:
+            preds[u] = None
+            missing.append(u)
+    if missing:
+        warnings.warn(f"{len(missing)} predictions artifact(s) are missing, their agreement "
+                      f"rows are left out: {missing[:3]}{' ...' if len(missing) > 3 else ''}",
+                      stacklevel=3)
+    pairs = pairs[[preds[u] is not None and preds[d] is not None
+                   for u, d in zip(pairs["url"], pairs["dense_url"])]]
+    agree = pd.Series(np.nan, index=pairs.index, dtype=np.float64)
+    for dense_url, grp in pairs.groupby("dense_url", sort=False):
+        ref = preds[dense_url]
+        stack = [preds[u] for u in grp["url"]]
+        bad = [jid for jid, p in zip(grp["id"], stack) if p.shape != ref.shape]
+        if bad:
+            raise ValueError(f"predictions of evaluate job(s) {bad} do not have the shape "
+                             f"{ref.shape} of their dense evaluation "
+                             f"{grp['dense_id'].iloc[0]}; the artifacts do not belong together")
+        st = np.stack(stack)
+        agree[grp.index] = functional_agreement(st, np.broadcast_to(ref, st.shape))
+    out = pairs[cols].assign(agreement=agree.to_numpy())
+    out["model"] = out["model"].astype(np.int64)
+    out = out.sort_values(cols[:6] + (["level"] if with_level else []), kind="stable")
     return out.reset_index(drop=True)
 
 

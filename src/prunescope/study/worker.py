@@ -42,7 +42,8 @@ from prunescope.study.artifacts import Artifacts
 from prunescope.study.packs import Pack
 from prunescope.study.plan import Job
 from prunescope.study.store import JobResult
-from prunescope.train import Recipe, derive_seed, evaluate, fit, load_checkpoint, save_checkpoint
+from prunescope.train import (Recipe, derive_seed, fit, load_checkpoint, predict,
+                              save_checkpoint)
 from prunescope.train.checkpoint import sidecar_path
 from prunescope.train.pack import fit_pack
 
@@ -346,18 +347,60 @@ def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _F
 
 def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
               ) -> JobResult:
+    """Evaluate a model on one test distribution: per-class confusion counts for the store,
+    and the per-image predicted classes (``uint8``/``int16`` ``(N_test,)`` in test-set order,
+    :func:`predictions_dtype`) as artifact ``predictions`` = ``evaluate/<id>.npy``, from which
+    :func:`prunescope.study.load_results` computes functional agreement (SPEC 2)."""
     p = job.params
     model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
     x, y = _test_arrays(meta["dataset"], p.get("test_subset"), p.get("split_seed", 0),
                         p["distribution"], p.get("corruption_seed", 0), ctx.data_dir)
     inf = info(meta["dataset"])
     images = DeviceImages(x, y, inf.mean, inf.std, ctx.device)
-    cm = evaluate(model, images, int(meta["num_classes"]))
+    n_cls = int(meta["num_classes"])
+    pred = predict(model, images)
+    cm = confusion_from_predictions(y, pred, n_cls)
+    name = f"{job.id}{PREDICTIONS_SUFFIX}"
+    with arts.writing(job.kind) as tmp:
+        np.save(tmp / name, pred.astype(predictions_dtype(n_cls)), allow_pickle=False)
     if step:
         step(1, 1)
     acc = float(np.trace(cm) / max(1, cm.sum()))
     return JobResult(job.id, "done", confusion=cm, distribution=p["distribution"],
+                     artifacts={"predictions": arts.url(f"{job.kind}/{name}")},
                      info={"accuracy": acc})
+
+
+#: file name suffix of an evaluate job's predictions artifact (``evaluate/<id>.npy``)
+PREDICTIONS_SUFFIX = ".npy"
+
+
+def predictions_dtype(num_classes: int) -> type:
+    """Smallest stored dtype of class predictions: ``uint8`` up to 256 classes, else ``int16``
+    (up to 32,768 classes)."""
+    if num_classes <= 256:
+        return np.uint8
+    if num_classes <= 32768:
+        return np.int16
+    raise ValueError(f"{num_classes} classes do not fit the int16 predictions artifact")
+
+
+def confusion_from_predictions(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion matrix, int64 ``(C, C)`` (rows true, columns predicted), of true labels ``y``
+    and predicted classes ``pred`` (both integer ``(N,)``); the same matrix as
+    :func:`prunescope.train.evaluate` from one forward pass whose predictions are also kept."""
+    y = np.asarray(y, dtype=np.int64)
+    pred = np.asarray(pred, dtype=np.int64)
+    if y.shape != pred.shape or y.ndim != 1:
+        raise ValueError(f"labels {y.shape} and predictions {pred.shape} must both be (N,)")
+    if len(y) and (int(y.max()) >= num_classes or int(y.min()) < 0):
+        raise ValueError(
+            f"labels run from {int(y.min())} to {int(y.max())} but num_classes={num_classes}")
+    if len(pred) and (int(pred.max()) >= num_classes or int(pred.min()) < 0):
+        raise ValueError(f"the model predicts class {int(pred.max())} but "
+                         f"num_classes={num_classes}; pass the model's number of outputs")
+    counts = np.bincount(y * num_classes + pred, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).astype(np.int64)
 
 
 def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe) -> dict[str, Any]:
