@@ -49,3 +49,19 @@ def test_report_command_explains_an_unrun_study_and_an_empty_one(tmp_path, monke
     monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: _results(empty, tmp_path))
     res = CliRunner().invoke(app, ["report", "s.toml", "--out", str(tmp_path / "r")])
     assert res.exit_code == 1 and "results frame is empty" in res.output
+
+
+def test_report_command_passes_the_agreement_frame(tmp_path, monkeypatch):
+    """The study's functional-agreement frame reaches render_report: its figure and table."""
+    frame = synthetic_results(multi_method()[:2], n_models=3, ratios=(2.0, 20.0))
+    keys = ["dataset", "arch", "method", "ratio", "model", "distribution"]
+    ag = frame.loc[frame["method"] != "dense", keys].drop_duplicates().assign(agreement=0.9)
+    res_obj = study_pkg.StudyResults(frame=frame, jobs=_results(frame, tmp_path).jobs,
+                                     spec=_Spec(), spec_text="[study]\n", out_dir=str(tmp_path),
+                                     agreement=ag)
+    monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: res_obj)
+    res = CliRunner().invoke(app, ["report", "s.toml"])
+    assert res.exit_code == 0, res.output
+    tab = pd.read_csv(tmp_path / "report" / "tables" / "agreement.csv")
+    assert len(tab) == 2 * 2 and (tab["agreement (%)"] == 90.0).all()
+    assert list((tmp_path / "report" / "figures").glob("agreement_*.png"))

@@ -35,7 +35,7 @@ def report_cmd(
     target = out if out is not None else Path(res.out_dir) / "report"
     try:
         path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,
-                             jobs=res.jobs, delta=delta / 100.0)
+                             jobs=res.jobs, delta=delta / 100.0, agreement=res.agreement)
     except ValueError as e:
         _err.print(f"[red]cannot render the report[/red]: {e}")
         raise typer.Exit(1) from e

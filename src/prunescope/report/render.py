@@ -50,6 +50,12 @@ CAPTIONS = {
                  "distribution (mean over models with 99 % CI; 1 = only the dense model "
                  "qualifies): a distribution whose potential is below the nominal one is where "
                  "pruning costs more robustness than test accuracy shows.",
+    "agreement": "Functional agreement: the fraction of test images on which the pruned model "
+                 "predicts the same class as its dense parent on the same test distribution "
+                 "(mean over models with 99 % t-interval; 100 % at 1x by definition): accuracy "
+                 "can stay level while the pruned model answers differently, and agreement "
+                 "that falls faster under shift than on the nominal set shows a pruned model "
+                 "diverging from its parent where robustness matters.",
     "error": "Mean top-1 error against the compression ratio for every test distribution (dense "
              "model at 1x; the nominal test set in black): curves that rise earlier than the "
              "nominal one show where pruning hurts robustness first.",
@@ -303,6 +309,87 @@ def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float) -
     return sec
 
 
+#: Up to this many distributions the agreement figure draws one panel per distribution;
+#: beyond it, one panel per distribution family (``gaussian_noise-1..5`` -> ``gaussian_noise``).
+AGREEMENT_PANELS_MAX = 6
+#: Columns an agreement frame must have (``prunescope.study.StudyResults.agreement``).
+AGREEMENT_KEYS = ("dataset", "arch", "method", "ratio", "model", "distribution", "agreement")
+
+
+def _distribution_family(dist: str) -> str:
+    """``gaussian_noise-3`` -> ``gaussian_noise``, ``noise-0.1`` -> ``noise``, else ``dist``."""
+    head, sep, tail = dist.rpartition("-")
+    return head if sep and re.fullmatch(r"[0-9.]+", tail) else dist
+
+
+def _agreement_panels(dists: list[str], nominal: str) -> list[tuple[str, list[str]]]:
+    """``(title, distributions)`` panels of the agreement figure, nominal first; a family's
+    members in increasing severity (numeric suffix)."""
+    if len(dists) <= AGREEMENT_PANELS_MAX:
+        return [(d, [d]) for d in dists]
+    fams: dict[str, list[str]] = {}
+    for d in dists:
+        fams.setdefault(_distribution_family(d), []).append(d)
+
+    def severity(d: str) -> float:
+        tail = d.rpartition("-")[2]
+        try:
+            return float(tail)
+        except ValueError:
+            return 0.0
+
+    order = sorted(fams, key=lambda f: (f != _distribution_family(nominal), f))
+    return [(fams[f][0] if len(fams[f]) == 1 else f"{f} (lighter = milder)",
+             sorted(fams[f], key=severity)) for f in order]
+
+
+def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str) -> Section:
+    """Figure per (dataset, arch) and table of functional agreement with the dense model."""
+    if not isinstance(agreement, pd.DataFrame):
+        raise TypeError(f"agreement must be a pandas DataFrame, got {type(agreement).__name__}")
+    missing = [c for c in AGREEMENT_KEYS if c not in agreement.columns]
+    if missing:
+        raise ValueError(f"agreement frame lacks column(s) {missing}; expected "
+                         f"{list(AGREEMENT_KEYS)} (prunescope.study.StudyResults.agreement)")
+    sec = Section("agreement", "Functional agreement with the dense model",
+                  intro=CAPTIONS["agreement"])
+    frame = agreement.dropna(subset=["agreement"])
+    if frame.empty:
+        sec.notices.append("No functional agreement: no evaluation of this study kept its "
+                           "per-image predictions (studies run before prunescope stored them); "
+                           "rerun the evaluate jobs to get this view.")
+        return sec
+    bad = ~frame["agreement"].between(0.0, 1.0)
+    if bad.any():
+        raise ValueError(f"agreement must be a fraction in [0, 1]; got "
+                         f"{frame.loc[bad, 'agreement'].tolist()[:5]}")
+    keys = ["dataset", "arch", "method", "ratio", "distribution"]
+    # a pruning level is a function of the ratio: it is not a separate key here
+    ci = _mean_ci(frame, "agreement", keys, null=1.0)
+    dists = [d for d in [nominal, *sorted(set(frame["distribution"]) - {nominal})]
+             if d in set(frame["distribution"])]
+    panels = _agreement_panels(dists, nominal)
+    for (dataset, arch), sub in ci.groupby(["dataset", "arch"], sort=True):
+        title = f"{dataset} · {arch}"
+        stem = _slug(dataset, arch)
+        _add_figure(sec, f"Functional agreement: {title}", CAPTIONS["agreement"],
+                    f"fig-agreement-{stem}", out / "figures" / f"agreement_{stem}",
+                    figures.agreement_plot, sub, panels, title)
+    tab = ci[[*keys, "n", "mean", "ci_low", "ci_high"]].copy()
+    for c in ("mean", "ci_low", "ci_high"):
+        tab[c] = 100 * tab[c]
+    tab["_dist"] = tab["distribution"].map({d: i for i, d in enumerate(dists)})
+    tab = tables._sorted_cells(tab, ["dataset", "arch", "method", "ratio", "_dist"])
+    tab = tab.rename(columns={"mean": "agreement (%)", "ci_low": "99% CI low",
+                              "ci_high": "99% CI high"}).reset_index(drop=True)
+    sec.tables.append(_table(tab, out / "tables" / "agreement", "Functional agreement",
+                             "Mean over models of the percentage of test images on which the "
+                             "pruned model predicts the same class as its dense parent, per "
+                             "method, ratio and test distribution, with 99 % t-interval.",
+                             "tab-agreement", digits=2))
+    return sec
+
+
 def _alpha_by_distribution(frame: pd.DataFrame, dists: list[str], tdir: Path) -> TableItem:
     """Mean alpha (with its CI label where a cell has >= 2 models) per cell and distribution."""
     with warnings.catch_warnings():
@@ -465,7 +552,8 @@ def _coverage(frame: pd.DataFrame, jobs: pd.DataFrame | None, out: Path) -> tupl
 def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text: str | None = None,
                   study_name: str = "study", version: str | None = None,
                   jobs: pd.DataFrame | None = None, nominal: str = metrics.NOMINAL,
-                  delta: float = metrics.DEFAULT_DELTA) -> Path:
+                  delta: float = metrics.DEFAULT_DELTA,
+                  agreement: pd.DataFrame | None = None) -> Path:
     """Write every figure (PNG + PDF), table (Markdown, CSV, LaTeX) and ``report.html``.
 
     Args:
@@ -479,6 +567,11 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
         jobs: the study's jobs frame with a ``status`` column, to list unfinished jobs.
         nominal: name of the unshifted test distribution.
         delta: prune-potential tolerance, a fraction (0.005 = 0.5 percentage points).
+        agreement: functional agreement with the dense model, one row per pruned evaluation
+            with ``dataset, arch, method, ratio, model, distribution`` and ``agreement`` (a
+            fraction in [0, 1]; ``prunescope.study.StudyResults.agreement``): adds the
+            agreement figures (``figures/agreement_<dataset>_<arch>``) and table
+            (``tables/agreement``). ``None``: no agreement section.
 
     Returns:
         Path of ``report.html``.
@@ -496,6 +589,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
     coverage, cov_notices = _coverage(results_frame, jobs, out)
     sections = [*_alpha_sections(an, out, groups), _shift_section(results_frame, out, nominal, delta),
                 _tables_section(an, out), coverage]
+    if agreement is not None:
+        sections.insert(-2, _agreement_section(agreement, out, nominal))
     page = build_page(study_name=study_name, version=version, spec_text=spec_text,
                       sections=sections, notices=[*cov_notices, *an.notices], root=out)
     path = out / "report.html"
