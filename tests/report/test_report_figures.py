@@ -42,3 +42,25 @@ def test_scatter_panels_have_their_own_limits():
     fig = figures.scatter_matrix(points, pooled, "method", "t")
     top, bottom = fig.axes[0], fig.axes[1]
     assert np.ptp(top.get_ylim()) < 0.2 < np.ptp(bottom.get_ylim())
+
+
+def test_collapsed_cells_are_named_in_a_notice():
+    """A pruned model that predicts one class for everything is flagged, a working one is not."""
+    from prunescope import metrics
+    from prunescope.report.render import analyse
+
+    rng = np.random.default_rng(2)
+    frames = []
+    for m in range(3):
+        dense = np.diag(rng.integers(80, 95, 10)) + 1
+        frames.append(metrics.from_confusion(dense, dataset="mnist", arch="lenet5", method="dense",
+                                             ratio=1.0, model=m))
+        frames.append(metrics.from_confusion(dense, dataset="mnist", arch="lenet5", method="mp",
+                                             ratio=2.0, model=m))
+        collapsed = np.zeros((10, 10), dtype=np.int64)
+        collapsed[:, 0] = dense.sum(1)
+        frames.append(metrics.from_confusion(collapsed, dataset="mnist", arch="lenet5", method="mp",
+                                             ratio=50.0, model=m))
+    an = analyse(pd.concat(frames, ignore_index=True))
+    notice = [n for n in an.notices if "collapsed" in n]
+    assert len(notice) == 1 and "mp@50x" in notice[0] and "mp@2x" not in notice[0]

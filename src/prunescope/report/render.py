@@ -19,7 +19,7 @@ import prunescope
 from prunescope import metrics, stats
 from prunescope.report import figures, tables
 from prunescope.report.html import FigureItem, Section, TableItem, build_page
-from prunescope.report.style import ordered, save_figure
+from prunescope.report.style import ordered, ratio_label, save_figure
 
 FACTORS = ("method", "arch", "dataset")
 #: Per-evaluation values that are not keys (they differ between a model and its dense parent).
@@ -124,6 +124,20 @@ def _drop_orphans(frame: pd.DataFrame, notices: list[str]) -> pd.DataFrame:
     return frame.loc[~orphan]
 
 
+#: A cell whose mean accuracy after pruning is below this multiple of chance (1 / classes) is
+#: reported as collapsed.
+COLLAPSE_FACTOR = 2.0
+
+
+def _collapsed_cells(pooled: pd.DataFrame, nom: pd.DataFrame) -> list[str]:
+    """Names ``dataset/arch/method@ratio`` of cells whose mean accuracy after pruning
+    (``A_bar``, a fraction) is below :data:`COLLAPSE_FACTOR` / number of classes."""
+    classes = nom.groupby(["dataset", "arch"])["cls"].nunique().rename("n_classes").reset_index()
+    cells = pooled.merge(classes, on=["dataset", "arch"])
+    low = cells[cells["A_bar"] < COLLAPSE_FACTOR / cells["n_classes"]]
+    return [f"{r.dataset}/{r.arch}/{r.method}@{ratio_label(r.ratio)}" for r in low.itertuples()]
+
+
 def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL) -> Analysis:
     """Pair, fit and bound the nominal-distribution results of ``frame`` (see :class:`Analysis`)."""
     notices: list[str] = []
@@ -152,6 +166,13 @@ def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL) -> Analysis:
     dense_acc = (dense_rows.groupby(["dataset", "arch", "model"], sort=False)[["correct", "support"]]
                  .sum().reset_index())
     dense_acc["accuracy"] = dense_acc["correct"] / dense_acc["support"]
+    collapsed = _collapsed_cells(pooled, nom)
+    if len(collapsed):
+        notices.append(
+            f"{len(collapsed)} cell(s) have a mean accuracy after pruning below "
+            f"{COLLAPSE_FACTOR:g}x chance ({', '.join(collapsed)}): those models have collapsed "
+            "(most inputs get one class), so their α measures the collapse, not a distortion of "
+            "a working classifier (α axes turn symmetric-log when |α| > 5).")
     ci = _mean_ci(alphas, "alpha", cell_keys, null=1.0)
     if ci["n"].max() < 2:
         notices.append("Every cell has a single model (one seed): confidence intervals, the "
