@@ -133,9 +133,9 @@ def test_keep_count_rounds_to_nearest_weight():
     assert keep_count(100, 90, 100 / 33.5) == 24  # half rounds up
     assert keep_count(100, 90, 1.0) == 90
     assert keep_count(100, 90, 10.0) == 0  # exactly the largest reachable ratio
-    assert keep_count(100, 90, 100 / 9.6) == 0  # 0.4 weights past it still rounds to k = 0
-    with pytest.raises(UnreachableRatioError):
-        keep_count(100, 90, 100 / 9.4)  # 0.6 weights past it: unreachable
+    for past in (9.6, 9.4):  # 0.4 or 0.6 weights past it: both need k < 0 (SPEC 3)
+        with pytest.raises(UnreachableRatioError):
+            keep_count(100, 90, 100 / past)
     assert keep_count(50, 50, 50.0) == 1  # everything prunable: keeping one weight is the limit
     with pytest.raises(UnreachableRatioError, match="largest reachable ratio is 50 "):
         keep_count(50, 50, 200.0)
