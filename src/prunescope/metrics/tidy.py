@@ -156,7 +156,9 @@ def confusion_from_predictions(y_true: np.ndarray, y_pred: np.ndarray, num_class
         raise ValueError(f"y_true and y_pred must be 1-D of equal length, got {yt.shape} and {yp.shape}")
     for name, y in (("y_true", yt), ("y_pred", yp)):
         if y.size and (y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(f"{name} has values outside 0..{num_classes - 1}")
+            raise ValueError(f"{name} has values outside 0..{num_classes - 1} (found "
+                             f"{int(y.min())}..{int(y.max())}); num_classes must cover every "
+                             "label and every class the model can predict")
     flat = yt.astype(np.int64) * num_classes + yp.astype(np.int64)
     return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 

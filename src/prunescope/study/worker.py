@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from prunescope.data import info, load, train_val_indices
 from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
+from prunescope.metrics import confusion_from_predictions
 from prunescope.models import build_model
 from prunescope.prune import data_gradients, prune_model
 from prunescope.prune.iterative import RewindCapture, imp_level_masks
@@ -383,24 +384,6 @@ def predictions_dtype(num_classes: int) -> type:
     if num_classes <= 32768:
         return np.int16
     raise ValueError(f"{num_classes} classes do not fit the int16 predictions artifact")
-
-
-def confusion_from_predictions(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Confusion matrix, int64 ``(C, C)`` (rows true, columns predicted), of true labels ``y``
-    and predicted classes ``pred`` (both integer ``(N,)``); the same matrix as
-    :func:`prunescope.train.evaluate` from one forward pass whose predictions are also kept."""
-    y = np.asarray(y, dtype=np.int64)
-    pred = np.asarray(pred, dtype=np.int64)
-    if y.shape != pred.shape or y.ndim != 1:
-        raise ValueError(f"labels {y.shape} and predictions {pred.shape} must both be (N,)")
-    if len(y) and (int(y.max()) >= num_classes or int(y.min()) < 0):
-        raise ValueError(
-            f"labels run from {int(y.min())} to {int(y.max())} but num_classes={num_classes}")
-    if len(pred) and (int(pred.max()) >= num_classes or int(pred.min()) < 0):
-        raise ValueError(f"the model predicts class {int(pred.max())} but "
-                         f"num_classes={num_classes}; pass the model's number of outputs")
-    counts = np.bincount(y * num_classes + pred, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).astype(np.int64)
 
 
 def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe) -> dict[str, Any]:
