@@ -240,7 +240,8 @@ def audit(
         val = DeviceImages(x_train[va_idx], y_train[va_idx], mean, std, device)
     else:
         train = DeviceImages(x_train, y_train, mean, std, device)
-        val = None if val_data is None else DeviceImages(*as_arrays(val_data, "val_data"), mean, std, device)
+        val = (None if val_data is None or recipe is None  # only fine-tuning reads val
+               else DeviceImages(*as_arrays(val_data, "val_data"), mean, std, device))
     x_test_t = torch.as_tensor(x_test, device=device)
     test_sets = {d: DeviceImages(apply_distribution(x_test_t, d, derive_seed(seed, d)), y_test, mean, std, device)
                  for d in dists}
@@ -259,6 +260,7 @@ def audit(
         grads = data_gradients(dense, train, mode=grad_mode, n_batches=grad_batches,
                                seed=derive_seed(seed, "gradients"))
     n_total = count_parameters(dense)
+    acc_dense = float((dense_pred["nominal"] == y_test).mean())
     runs, agree = [], []
     total = len(methods) * len(ratios)
     for i, (method, ratio) in enumerate((m, r) for m in methods for r in ratios):
@@ -266,18 +268,20 @@ def audit(
         pruned = copy.deepcopy(dense)
         result = prune_model(pruned, method, float(ratio), grads=grads, seed=derive_seed(seed, "rp"),
                              scope=scope, meta=meta)
-        acc_pruned = float((predict(pruned, test_sets["nominal"]) == y_test).mean())
         if recipe is not None:
+            acc_pruned = float((predict(pruned, test_sets["nominal"]) == y_test).mean())
             fit(pruned, train, val, recipe, derive_seed(seed, "finetune"), masks=result.masks)
         pruned.eval()
         preds = {d: predict(pruned, s) for d, s in test_sets.items()}
+        if recipe is None:  # nothing changed the weights since pruning
+            acc_pruned = float((preds["nominal"] == y_test).mean())
         for d, pred in preds.items():
             frames.append(metrics.from_predictions(y_test, pred, n_cls, method=method.lower(),
                                                         ratio=float(ratio), distribution=d, **keys))
             agree.append({"method": method.lower(), "ratio": float(ratio), "distribution": d,
                           "agreement": float(metrics.functional_agreement(pred, dense_pred[d]))})
         runs.append({"method": method.lower(), "ratio": float(ratio), "achieved_ratio": result.achieved_ratio,
-                     "n_parameters": n_total, "accuracy_dense": float((dense_pred["nominal"] == y_test).mean()),
+                     "n_parameters": n_total, "accuracy_dense": acc_dense,
                      "accuracy_pruned": acc_pruned, "accuracy_final": float((preds["nominal"] == y_test).mean()),
                      "finetuned": recipe is not None, "seconds": time.perf_counter() - t0})
         if progress is not None:
