@@ -42,6 +42,7 @@ from torch import nn
 from prunescope.data.device import DeviceImages
 from prunescope.prune.masks import MaskResult, UnreachableRatioError, make_masks
 from prunescope.prune.params import count_parameters, prunable
+from prunescope.prune.scores import score
 from prunescope.train import FitResult, Recipe, derive_seed, fit
 from prunescope.train.loop import ProgressFn
 
@@ -235,14 +236,9 @@ def imp_level_masks(
     n_total = count_parameters(model)
     n_prunable = sum(p.numel() for p in params.values())
     prev = {n: m.to("cpu", torch.bool) for n, m in prev_masks.items()} if prev_masks else None
-    named = dict(model.named_parameters())
-    with torch.no_grad():
-        scores = {}
-        for n in params:
-            s = named[n].detach().to("cpu", torch.float64).abs()
-            if prev is not None:  # pruned weights rank below every survivor
-                s = torch.where(prev[n], s, torch.full_like(s, -1.0))
-            scores[n] = s
+    scores = score("mp", model, params)  # |theta|, float64 on the CPU
+    if prev is not None:  # pruned weights rank below every survivor
+        scores = {n: torch.where(prev[n], s, torch.full_like(s, -1.0)) for n, s in scores.items()}
     result = make_masks(model, scores, _level_ratio(n_total, n_prunable, prune_fraction, level),
                         scope=scope)
     if prev is not None:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import torch
 
 from prunescope.models.stacked import StackedModel, per_model_params, stack_masks, unstack_tensors
-from prunescope.prune.masks import MaskResult, masks_from_scores
+from prunescope.prune.masks import MaskResult, apply_masks, masks_from_scores
 from prunescope.prune.params import count_parameters, prunable
 from prunescope.prune.scores import score
 
@@ -80,8 +80,5 @@ def prune_pack(
                        eps=epss[g], seed=seeds[g], meta=metas[g])
         results.append(masks_from_scores(scores, n_total, ratios[g], scope))
     pack_masks = stack_masks(pack, [r.masks for r in results])
-    with torch.no_grad():
-        named = dict(pack.named_parameters())
-        for n, m in pack_masks.items():
-            named[n].mul_(m)
+    apply_masks(pack, pack_masks)
     return results, pack_masks
