@@ -23,8 +23,9 @@ from prunescope.prune.scores import GRADIENT_METHODS
 from prunescope.train import FitResult, Recipe, derive_seed, evaluate, fit
 from prunescope.train.loop import ProgressFn
 
-_CARRIED = ("arch", "num_classes", "in_channels", "image_size", "dataset", "n_val", "split_seed",
-            "seed")
+#: Sidecar keys a pruned model inherits from its dense parent (data, architecture, seed).
+CARRIED_META = ("arch", "num_classes", "in_channels", "image_size", "dataset", "n_val", "split_seed",
+                "seed")
 
 
 def _accuracy(confusion: np.ndarray) -> float:
@@ -120,7 +121,7 @@ def prune_and_finetune(
     pruned_cm = evaluate(model, test, num_classes)
     fit_res = None
     final_cm = pruned_cm
-    new_meta = {k: meta[k] for k in _CARRIED if k in meta}
+    new_meta = {k: meta[k] for k in CARRIED_META if k in meta}
     # UP on this checkpoint later must read the decay its weights were last trained with
     new_meta["weight_decay"] = meta.get("weight_decay")
     if finetune:

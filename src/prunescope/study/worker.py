@@ -36,6 +36,7 @@ from prunescope.data.device import DeviceImages
 from prunescope.metrics import confusion_from_predictions
 from prunescope.models import build_model
 from prunescope.prune import data_gradients, prune_model
+from prunescope.prune.finetune import CARRIED_META
 from prunescope.prune.iterative import RewindCapture, imp_level_masks
 from prunescope.prune.structured import (load_structured_checkpoint, structured_meta,
                                          structured_prune_model)
@@ -336,11 +337,7 @@ def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _F
     train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
                             ctx.data_dir, ctx.device)
     recipe = Recipe.from_dict(p["recipe"])
-    new_meta = {k: meta[k] for k in ("arch", "num_classes", "in_channels", "image_size",
-                                     "dataset", "n_val", "split_seed", "seed")}
-    new_meta |= {"recipe": recipe, "parent_weight_decay": meta["weight_decay"],
-                 "method": p["method"], "pruning": mres.summary(), "epochs": recipe.epochs,
-                 "job_id": job.id}
+    new_meta = _pruned_meta(meta, job, recipe) | {"pruning": mres.summary()}
     return _FitJob(job, model, train, val, recipe, derive_seed(p["seed"], "finetune"),
                    mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
                    densities=mres.densities)
@@ -388,8 +385,7 @@ def predictions_dtype(num_classes: int) -> type:
 
 def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe) -> dict[str, Any]:
     """Sidecar of a pruned model: its parent's data/architecture keys plus what made it."""
-    out = {k: meta[k] for k in ("arch", "num_classes", "in_channels", "image_size", "dataset",
-                                "n_val", "split_seed", "seed")}
+    out = {k: meta[k] for k in CARRIED_META}
     return out | {"recipe": recipe, "parent_weight_decay": meta.get("parent_weight_decay",
                                                                    meta["weight_decay"]),
                   "method": job.params["method"], "epochs": recipe.epochs, "job_id": job.id}
