@@ -34,7 +34,8 @@ from prunescope.data.device import CROP_PADDING, DeviceImages, crop_flip
 from prunescope.models.lenet import LeNet5
 from prunescope.models.resnet_cifar import DEPTHS, CifarResNet
 from prunescope.models.stacked import StackedModel, stack, stack_masks
-from prunescope.train.loop import FitResult, ProgressFn, TrainingDiverged, data_generator
+from prunescope.train.loop import (FitResult, ProgressFn, TrainingDiverged, _same_device,
+                                   data_generator)
 from prunescope.train.recipe import Recipe
 
 __all__ = ["PackOptions", "activation_elements", "auto_pack_size", "fit_pack"]
@@ -255,7 +256,7 @@ def fit_pack(
     pack = stack(models)
     device = next(pack.parameters()).device
     for s in trains + vals:
-        if s.device.type != device.type or (s.device.index or 0) != (device.index or 0):
+        if not _same_device(s.device, device):
             raise ValueError(f"the images are on {s.device} but the models are on {device}; "
                              f"build DeviceImages with device={str(device)!r}")
     opts = options if options is not None else PackOptions.for_device(device)
