@@ -11,10 +11,9 @@ from rich.table import Table
 
 from prunescope import data as D
 from prunescope.cli._app import app
-from prunescope.data.device import DeviceImages
 from prunescope.prune import GRADIENT_METHODS, GRADIENT_MODES, METHODS, SCOPES
 from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
-from prunescope.train import TrainingDiverged, load_checkpoint, save_checkpoint
+from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
 
 
 def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Path:
@@ -89,19 +88,12 @@ def prune_cmd(
                       "it was not written by `prunescope train`")
         raise typer.Exit(1)
     dataset = meta["dataset"]
+    n_val, split_seed = int(meta.get("n_val", 5000)), int(meta.get("split_seed", 0))
     try:
-        info = D.info(dataset)
-        train_set = D.load(dataset, "train", data_dir)
-        test_set = D.load(dataset, "test", data_dir)
+        _, train, val, test = device_splits(dataset, n_val, split_seed, device, data_dir)
     except (D.FetchError, ValueError, FileNotFoundError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(1) from e
-    n_val, split_seed = int(meta.get("n_val", 5000)), int(meta.get("split_seed", 0))
-    train_idx, val_idx = D.train_val_indices(train_set.y, n_val=n_val, seed=split_seed)
-    full = DeviceImages(train_set.x, train_set.y, info.mean, info.std, device)
-    train, val = full.subset(train_idx), full.subset(val_idx)
-    del full
-    test = DeviceImages(test_set.x, test_set.y, info.mean, info.std, device)
     recipe = finetune_recipe(meta["arch"], finetune_epochs or None, max_steps_per_epoch)
     do_finetune = finetune_epochs != 0
     console.print(f"pruning {checkpoint} ({meta['arch']}, {dataset}) with {method.upper()} to "

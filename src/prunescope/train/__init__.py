@@ -10,7 +10,7 @@ from prunescope.train.loop import (
     predict,
 )
 from prunescope.train.recipe import Recipe
-from prunescope.train.run import TrainRun, train_on_dataset
+from prunescope.train.run import TrainRun, device_splits, train_on_dataset
 
 __all__ = [
     "FitResult",
@@ -25,5 +25,6 @@ __all__ = [
     "predict",
     "save_checkpoint",
     "sidecar_path",
+    "device_splits",
     "train_on_dataset",
 ]

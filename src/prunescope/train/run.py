@@ -56,6 +56,27 @@ class TrainRun:
         return save_checkpoint(path, self.model, self.meta)
 
 
+def device_splits(
+    dataset: str,
+    n_val: int,
+    split_seed: int,
+    device: torch.device | str = "cpu",
+    data_dir: str | Path | None = None,
+) -> tuple[D.DatasetInfo, DeviceImages, DeviceImages, DeviceImages]:
+    """``(info, train, val, test)`` of ``dataset`` on ``device``: the official training split
+    less a seeded stratified hold-out of ``n_val`` validation images (SPEC 4), and the test split.
+    Fetches the dataset into the cache (``data_dir``) when it is missing."""
+    info = D.info(dataset)
+    train_set = D.load(dataset, "train", data_dir)
+    test_set = D.load(dataset, "test", data_dir)
+    train_idx, val_idx = D.train_val_indices(train_set.y, n_val=n_val, seed=split_seed)
+    full = DeviceImages(train_set.x, train_set.y, info.mean, info.std, device)
+    train, val = full.subset(train_idx), full.subset(val_idx)
+    del full
+    test = DeviceImages(test_set.x, test_set.y, info.mean, info.std, device)
+    return info, train, val, test
+
+
 def train_on_dataset(
     dataset: str,
     arch: str,
@@ -83,14 +104,7 @@ def train_on_dataset(
         progress: forwarded to :func:`fit`.
     """
     recipe = recipe if recipe is not None else Recipe.paper(arch)
-    info = D.info(dataset)
-    train_set = D.load(dataset, "train", data_dir)
-    test_set = D.load(dataset, "test", data_dir)
-    train_idx, val_idx = D.train_val_indices(train_set.y, n_val=n_val, seed=split_seed)
-    full = DeviceImages(train_set.x, train_set.y, info.mean, info.std, device)
-    train, val = full.subset(train_idx), full.subset(val_idx)
-    del full
-    test = DeviceImages(test_set.x, test_set.y, info.mean, info.std, device)
+    info, train, val, test = device_splits(dataset, n_val, split_seed, device, data_dir)
     height, _, channels = info.shape_hwc
     model = build_model(arch, info.num_classes, channels, seed=seed, image_size=height).to(device)
     t0 = time.perf_counter()
@@ -123,4 +137,4 @@ def train_on_dataset(
         "device": str(device),
         "torch_version": torch.__version__,
     }
-    return TrainRun(model, result, confusion, test_set.classes, meta)
+    return TrainRun(model, result, confusion, info.classes, meta)
