@@ -131,11 +131,9 @@ class DeviceImages:
         n = len(self)
         steps = self.num_batches(batch_size, max_steps)
         used = min(n, steps * batch_size)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        order = order[:used].to(self.device, non_blocking=True)
+        order, offsets, flips = epoch_draws(n, used, shuffle, augment, generator)
+        order = order.to(self.device, non_blocking=True)
         if augment:
-            offsets = torch.randint(0, 2 * CROP_PADDING + 1, (used, 2), generator=generator)
-            flips = torch.rand(used, generator=generator) < 0.5
             offsets = offsets.to(self.device, non_blocking=True)
             flips = flips.to(self.device, non_blocking=True)
         for step in range(steps):
@@ -145,6 +143,25 @@ class DeviceImages:
             if augment:
                 xb = crop_flip(xb, offsets[sl], flips[sl])
             yield self.normalize(xb), self.y[idx]
+
+
+def epoch_draws(
+    n: int, used: int, shuffle: bool, augment: bool, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """One epoch's random choices, on the CPU, drawn from ``generator`` in this fixed order:
+    the permutation of the ``n`` images (when ``shuffle``; else stored order), then the crop
+    offsets and the flips of the ``used`` visited images (when ``augment``).
+
+    Returns ``order`` int64 ``(used,)``, ``offsets`` int64 ``(used, 2)`` in ``0..2*CROP_PADDING``
+    and ``flips`` bool ``(used,)`` (the last two ``None`` without augmentation). The stacked
+    pack trainer calls this per model, so a model in a pack sees the batches it sees alone.
+    """
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if not augment:
+        return order[:used], None, None
+    offsets = torch.randint(0, 2 * CROP_PADDING + 1, (used, 2), generator=generator)
+    flips = torch.rand(used, generator=generator) < 0.5
+    return order[:used], offsets, flips
 
 
 def crop_flip(

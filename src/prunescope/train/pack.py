@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunescope.data.device import CROP_PADDING, DeviceImages, crop_flip
+from prunescope.data.device import DeviceImages, crop_flip, epoch_draws
 from prunescope.models.lenet import LeNet5
 from prunescope.models.resnet_cifar import DEPTHS, CifarResNet
 from prunescope.models.stacked import StackedModel, stack, stack_masks
@@ -143,12 +143,7 @@ def _epoch_draws(n: int, used: int, augment: bool, gens: Sequence[torch.Generato
     Returns ``order (G, used)``, ``offsets (G, used, 2)`` and ``flips (G, used)`` on ``device``
     (the last two ``None`` without augmentation).
     """
-    orders, offs, flips = [], [], []
-    for gen in gens:
-        orders.append(torch.randperm(n, generator=gen)[:used])
-        if augment:
-            offs.append(torch.randint(0, 2 * CROP_PADDING + 1, (used, 2), generator=gen))
-            flips.append(torch.rand(used, generator=gen) < 0.5)
+    orders, offs, flips = zip(*(epoch_draws(n, used, True, augment, gen) for gen in gens))
     order = torch.stack(orders).to(device, non_blocking=True)
     if not augment:
         return order, None, None
