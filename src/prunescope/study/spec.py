@@ -8,6 +8,7 @@ what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import tomllib
@@ -414,16 +415,25 @@ def lth_schedule(spec: StudySpec, cell: Cell) -> list[float]:
         UnreachableRatioError: that ratio is above ``n_total / n_fixed``.
         ValueError: a level would prune nothing (too few weights for another level).
     """
-    from prunescope.prune.iterative import imp_schedule
-
     ratios = dict(cell.methods).get("lth")
     if not ratios:
         return []
-    inf = info(cell.dataset)
+    return list(_imp_schedule(cell.dataset, cell.arch, float(max(ratios)),
+                              spec.lth.prune_fraction, spec.prune_classifier, spec.prune_biases))
+
+
+@functools.lru_cache(maxsize=64)
+def _imp_schedule(dataset: str, arch: str, target: float, fraction: float,
+                  prune_classifier: bool, prune_biases: bool) -> tuple[float, ...]:
+    """:func:`imp_schedule` of a fresh ``arch`` for ``dataset``; it depends on parameter counts
+    only, so validation and planning share one computation per process."""
+    from prunescope.prune.iterative import imp_schedule
+
+    inf = info(dataset)
     h, _, c = inf.shape_hwc
-    model = build_model(cell.arch, inf.num_classes, c, image_size=h)
-    return imp_schedule(model, target_ratio=max(ratios), prune_fraction=spec.lth.prune_fraction,
-                        prune_classifier=spec.prune_classifier, prune_biases=spec.prune_biases)
+    model = build_model(arch, inf.num_classes, c, image_size=h)
+    return tuple(imp_schedule(model, target_ratio=target, prune_fraction=fraction,
+                              prune_classifier=prune_classifier, prune_biases=prune_biases))
 
 
 def _check_ratios(v: _Validator, spec: StudySpec) -> None:
