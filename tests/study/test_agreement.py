@@ -122,6 +122,67 @@ def test_missing_prediction_files_leave_rows_out_with_a_warning(tiny_reference, 
     assert len(ag) == 3 and not ((ag["method"] == "gp") & (ag["model"] == 1)).any()
 
 
+def test_status_and_export_read_no_predictions_and_agreement_is_unchanged(tiny_reference,
+                                                                        tmp_path, monkeypatch):
+    """``agreement`` is computed on first access: ``prunescope status`` and ``export`` (and
+    ``load_results`` itself) read no predictions artifact; the first access reads each file once,
+    later accesses none, and the frame equals the one computed from the jobs directly."""
+    from typer.testing import CliRunner
+
+    from prunescope.cli import app
+
+    spec, _, frame, _ = tiny_reference
+    reads: list[str] = []
+    real = results_mod.read_predictions
+
+    def counting(url):
+        reads.append(url)
+        return real(url)
+
+    monkeypatch.setattr(results_mod, "read_predictions", counting)
+    out = CliRunner().invoke(app, ["status", spec.path])
+    assert out.exit_code == 0, out.output
+    out = CliRunner().invoke(app, ["export", spec.path, "--format", "csv",
+                                   "--out", str(tmp_path / "r.csv")])
+    assert out.exit_code == 0, out.output
+    assert len(pd.read_csv(tmp_path / "r.csv")) == len(frame)
+    res = load_results(spec)
+    pd.testing.assert_frame_equal(res.frame, frame)
+    assert reads == []
+    ag = res.agreement
+    urls = [a["predictions"] for a in _evals(res)["artifacts"]]
+    assert sorted(reads) == sorted(urls)  # 2 dense + 4 pruned, each once
+    assert res.agreement is ag and len(reads) == len(urls)
+    pd.testing.assert_frame_equal(ag, results_mod._agreement(res.jobs))
+
+
+def test_status_works_with_the_predictions_artifacts_gone(tiny_reference, tmp_path):
+    """Status and export of a study whose predictions files are gone: no warning, same
+    output; the warning about the missing files comes when ``agreement`` is read."""
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from prunescope.cli import app
+
+    spec, _, frame, _ = tiny_reference
+    conn, copy = _copy_store(spec, tmp_path / "copy")
+    _edit_artifacts(conn, lambda j, a: a | {"predictions": str(tmp_path / f"gone-{j}.npy")})
+    ref = CliRunner().invoke(app, ["status", spec.path])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = load_results(copy)
+        out = CliRunner().invoke(app, ["status", spec.path, "--output", copy.output])
+        exp = CliRunner().invoke(app, ["export", spec.path, "--output", copy.output,
+                                       "--format", "csv", "--out", str(tmp_path / "r.csv")])
+    assert out.exit_code == 0 and exp.exit_code == 0, out.output + exp.output
+    table = out.output[out.output.index("┏"):]  # the title names the folder
+    assert table == ref.output[ref.output.index("┏"):] and "done" in table
+    pd.testing.assert_frame_equal(res.frame, frame)
+    with pytest.warns(UserWarning, match="gone-"):
+        assert res.agreement.empty
+
+
 def test_predictions_round_trip_through_an_fsspec_url():
     arts = Artifacts("memory://prunescope-agreement-test")
     pred = np.array([0, 3, 9, 3], dtype=np.uint8)

@@ -9,7 +9,8 @@ import io
 import json
 import os
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -32,9 +33,15 @@ AGREEMENT_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distributio
                      "agreement")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class StudyResults:
     """A study's results.
+
+    ``StudyResults(frame, jobs, spec, spec_text, out_dir, agreement=None, *,
+    load_agreement=None)``: ``agreement`` is either given as a frame, or computed by
+    ``load_agreement()`` on first access and kept (what :func:`load_results` does, so callers
+    that never touch it, such as ``prunescope status`` and ``export``, read no predictions
+    artifact); with neither it is an empty frame with columns :data:`AGREEMENT_COLUMNS`.
 
     Attributes:
         frame: tidy per-class counts, one row per (dataset, arch, method, ratio, model,
@@ -59,7 +66,9 @@ class StudyResults:
             ``distribution`` on which the pruned model predicts the same class as the dense
             model of the same (dataset, arch, model). Evaluations without a ``predictions``
             artifact (run before predictions were kept), or whose dense partner has none,
-            have no row; empty (with these columns) when no evaluation has one.
+            have no row; empty (with these columns) when no evaluation has one. Computed on
+            first access when the results came from :func:`load_results`: the warning about
+            missing predictions files, and the errors about mismatched ones, come then.
     """
 
     frame: pd.DataFrame
@@ -67,13 +76,35 @@ class StudyResults:
     spec: StudySpec
     spec_text: str
     out_dir: str
-    agreement: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame({c: [] for c in AGREEMENT_COLUMNS}))
+
+    def __init__(self, frame: pd.DataFrame, jobs: pd.DataFrame, spec: StudySpec,
+                 spec_text: str, out_dir: str, agreement: pd.DataFrame | None = None, *,
+                 load_agreement: Callable[[], pd.DataFrame] | None = None) -> None:
+        if agreement is not None and load_agreement is not None:
+            raise TypeError("give StudyResults an agreement frame or load_agreement, not both")
+        for name, value in (("frame", frame), ("jobs", jobs), ("spec", spec),
+                            ("spec_text", spec_text), ("out_dir", out_dir),
+                            ("_agreement", agreement), ("_load_agreement", load_agreement)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def agreement(self) -> pd.DataFrame:
+        """Functional agreement with the dense model (see the class docstring); computed on
+        first access when the results were loaded lazily, then kept."""
+        if self._agreement is None:
+            ag = (self._load_agreement() if self._load_agreement is not None
+                  else pd.DataFrame({c: [] for c in AGREEMENT_COLUMNS}))
+            object.__setattr__(self, "_agreement", ag)
+            object.__setattr__(self, "_load_agreement", None)
+        return self._agreement
 
 
 def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None = None
                  ) -> StudyResults:
     """Read the results of a study (finished or not).
+
+    The ``agreement`` frame is computed on its first access (it reads every predictions
+    artifact), so callers that use only ``frame`` and ``jobs`` read none.
 
     Args:
         study: the study TOML path, or an already loaded :class:`StudySpec`.
@@ -109,7 +140,7 @@ def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None =
     frame = _frame(jobs, evals, with_level=with_level)
     return StudyResults(frame=frame, jobs=jobs[list(JOB_COLUMNS)], spec=spec,
                         spec_text=spec.text, out_dir=spec.output,
-                        agreement=_agreement(jobs, with_level=with_level))
+                        load_agreement=lambda: _agreement(jobs, with_level=with_level))
 
 
 def _frame(jobs: pd.DataFrame, evals: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
@@ -174,7 +205,7 @@ def _agreement(jobs: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
     if missing:
         warnings.warn(f"{len(missing)} predictions artifact(s) are missing, their agreement "
                       f"rows are left out: {missing[:3]}{' ...' if len(missing) > 3 else ''}",
-                      stacklevel=3)
+                      stacklevel=4)  # _agreement <- load_agreement <- .agreement <- caller
     pairs = pairs[[preds[u] is not None and preds[d] is not None
                    for u, d in zip(pairs["url"], pairs["dense_url"])]]
     agree = pd.Series(np.nan, index=pairs.index, dtype=np.float64)
