@@ -17,7 +17,22 @@ from prunescope.models.resnet_cifar import DEPTHS, BasicBlock, CifarResNet
 ARCHS: tuple[str, ...] = ("lenet5",) + tuple(f"resnet{d}" for d in DEPTHS)
 
 __all__ = ["ARCHS", "BasicBlock", "CifarResNet", "LeNet5", "build_model", "classifier_name",
-           "init_weights"]
+           "init_weights", "skeleton"]
+
+
+def skeleton(arch: str, num_classes: int = 10, in_channels: int = 3, *,
+             image_size: int = 28) -> nn.Module:
+    """``arch`` on the meta device: every shape, no storage, nothing drawn from any RNG.
+
+    For counting parameters or activations, or as the template of a model to be filled in
+    (``.to_empty(device=...)``). Arguments as in :func:`build_model`.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    with torch.device("meta"):
+        if arch == "lenet5":
+            return LeNet5(num_classes, in_channels, image_size)
+        return CifarResNet(int(arch[len("resnet"):]), num_classes, in_channels)
 
 
 def build_model(
@@ -47,16 +62,9 @@ def build_model(
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     # Built on the meta device so that construction draws nothing from the global RNG; the
     # storage is then allocated and every tensor initialised from the seed.
-    with torch.device("meta"):
-        if arch == "lenet5":
-            model: nn.Module = LeNet5(num_classes, in_channels, image_size)
-        else:
-            model = CifarResNet(int(arch[len("resnet"):]), num_classes, in_channels)
-    model = model.to_empty(device="cpu")
+    model = skeleton(arch, num_classes, in_channels, image_size=image_size).to_empty(device="cpu")
     init_weights(model, seed, scheme="kaiming_normal" if arch != "lenet5" else "torch_default")
     return model
 

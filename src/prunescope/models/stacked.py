@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunescope.models import skeleton
 from prunescope.models.lenet import LeNet5
 from prunescope.models.resnet_cifar import DEPTHS, BasicBlock, CifarResNet
 
@@ -172,8 +173,8 @@ class StackedLeNet5(StackedModel):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.image_size = image_size
+        template = skeleton("lenet5", num_classes, in_channels, image_size=image_size)
         with torch.device("meta"):
-            template = LeNet5(num_classes, in_channels, image_size)
             self.conv1 = _grouped_conv(template.conv1, groups)
             self.conv2 = _grouped_conv(template.conv2, groups)
             self.fc1 = StackedLinear(groups, template.fc1.in_features, template.fc1.out_features)
@@ -183,8 +184,7 @@ class StackedLeNet5(StackedModel):
         self.to_empty(device=device)
 
     def single(self) -> nn.Module:
-        with torch.device("meta"):
-            model = LeNet5(self.num_classes, self.in_channels, self.image_size)
+        model = skeleton("lenet5", self.num_classes, self.in_channels, image_size=self.image_size)
         return model.to_empty(device=self.conv1.weight.device).train(self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -252,8 +252,8 @@ class StackedCifarResNet(StackedModel):
         self.depth = depth
         self.num_classes = num_classes
         self.in_channels = in_channels
+        template = skeleton(self.arch, num_classes, in_channels)
         with torch.device("meta"):
-            template = CifarResNet(depth, num_classes, in_channels)
             self.conv1 = _grouped_conv(template.conv1, groups)
             self.bn1 = _stacked_bn(template.bn1, groups)
             self.layer1, self.layer2, self.layer3 = (
@@ -267,8 +267,7 @@ class StackedCifarResNet(StackedModel):
         self.to_empty(device=device)
 
     def single(self) -> nn.Module:
-        with torch.device("meta"):
-            model = CifarResNet(self.depth, self.num_classes, self.in_channels)
+        model = skeleton(self.arch, self.num_classes, self.in_channels)
         return model.to_empty(device=self.conv1.weight.device).train(self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunescope.data.device import DeviceImages, crop_flip, epoch_draws
-from prunescope.models.lenet import LeNet5
-from prunescope.models.resnet_cifar import DEPTHS, CifarResNet
+from prunescope.models import skeleton
 from prunescope.models.stacked import StackedModel, stack, stack_masks
 from prunescope.train.loop import (FitResult, ProgressFn, TrainingDiverged, _same_device,
                                    data_generator)
@@ -373,24 +372,18 @@ def activation_elements(arch: str, num_classes: int = 10, in_channels: int = 3,
     its Conv2d, BatchNorm2d and Linear layers (computed on the meta device, no memory used).
     The ReLU outputs and residual sums of the same sizes are covered by :func:`auto_pack_size`'s
     factor."""
-    with torch.device("meta"):
-        if arch == "lenet5":
-            model: nn.Module = LeNet5(num_classes, in_channels, image_size)
-        elif arch.startswith("resnet") and arch[6:].isdigit() and int(arch[6:]) in DEPTHS:
-            model = CifarResNet(int(arch[6:]), num_classes, in_channels)
-        else:
-            raise ValueError(f"unknown architecture {arch!r}")
-        total = 0
+    model = skeleton(arch, num_classes, in_channels, image_size=image_size)
+    total = 0
 
-        def count(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
-            nonlocal total
-            total += out[0].numel()
+    def count(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        total += out[0].numel()
 
-        hooks = [m.register_forward_hook(count) for m in model.modules()
-                 if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
-        model(torch.empty(1, in_channels, image_size, image_size))
-        for h in hooks:
-            h.remove()
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
+    model(torch.empty(1, in_channels, image_size, image_size, device="meta"))
+    for h in hooks:
+        h.remove()
     return total
 
 
@@ -442,9 +435,7 @@ def auto_pack_size(
             return cpu_cap
         free_memory = torch.cuda.mem_get_info(device)[0]
     value_bytes = 2 if opts.bf16 else 4
-    with torch.device("meta"):
-        single = (LeNet5(num_classes, in_channels, image_size) if arch == "lenet5"
-                  else CifarResNet(int(arch[6:]), num_classes, in_channels))
+    single = skeleton(arch, num_classes, in_channels, image_size=image_size)
     n_params = sum(p.numel() for p in single.parameters())
     per_model = batch_size * acts * _ACT_FACTOR * value_bytes + _PARAM_BYTES * n_params
     g = int(_MEMORY_SHARE * free_memory // per_model)
