@@ -9,7 +9,7 @@ import torch
 import prunescope.prune.iterative as iterative
 from prunescope.data.device import DeviceImages
 from prunescope.models import build_model
-from prunescope.prune import UnreachableRatioError, count_parameters, prunable
+from prunescope.prune import UnreachableRatioError, count_parameters, make_masks, prunable
 from prunescope.prune.iterative import (
     RewindCapture,
     imp_keep_count,
@@ -92,6 +92,47 @@ def test_kept_count_and_ratio_follow_point_eight_to_the_level(run):
             assert r.densities[n] == pytest.approx(int(m.sum()) / m.numel())
     # the planner's view, from counts alone, is what the run achieved
     assert imp_schedule(model, levels=3) == [r.achieved_ratio for r in records[1:]]
+
+
+@pytest.mark.parametrize("arch,in_ch,fraction,scope,classifier,levels", [
+    ("lenet5", 1, 0.2, "global", False, 20),
+    ("lenet5", 1, 0.5, "layer", True, 6),
+    ("lenet5", 1, 0.35, "global", True, 12),
+    ("resnet20", 3, 0.2, "global", False, 8),
+    ("resnet20", 3, 0.2, "layer", False, 3),
+])
+def test_level_masks_equal_the_former_keep_count_to_ratio_round_trip(arch, in_ch, fraction,
+                                                                     scope, classifier, levels):
+    """``imp_level_masks`` keeps ``imp_keep_count`` weights directly (``keep=``); the masks and
+    records are bit-identical to the former computation, inlined here: turn the count into the
+    ratio ``n_total / (n_fixed + k)`` and ask ``make_masks`` for that ratio. The weights change
+    between levels (as retraining would) so each level ranks anew."""
+    model = build_model(arch, 10, in_ch, seed=11)
+    params = prunable(model, prune_classifier=classifier)
+    n_total = count_parameters(model)
+    n_prunable = sum(p.numel() for p in params.values())
+    gen = torch.Generator().manual_seed(4)
+    prev = None
+    for level in range(1, levels + 1):
+        with torch.no_grad():
+            for p in params.values():
+                p.add_(0.05 * torch.randn(p.shape, generator=gen))
+        new = iterative.imp_level_masks(model, level, prev, prune_fraction=fraction, scope=scope,
+                                        prune_classifier=classifier)
+        # the former computation
+        k = imp_keep_count(n_prunable, fraction, level)
+        scores = {n: p.detach().abs().to("cpu", torch.float64) for n, p in params.items()}
+        if prev is not None:
+            scores = {n: torch.where(prev[n], s, torch.full_like(s, -1.0))
+                      for n, s in scores.items()}
+        old = make_masks(model, scores, n_total / (n_total - n_prunable + k), scope=scope)
+        assert list(new.masks) == list(old.masks)
+        for n in old.masks:
+            assert new.masks[n].dtype == old.masks[n].dtype == torch.bool
+            assert torch.equal(new.masks[n], old.masks[n]), (level, n)
+        assert new.summary() == old.summary()
+        assert sum(new.kept.values()) == k
+        prev = new.masks
 
 
 def test_masks_are_nested_and_prune_by_magnitude_of_the_previous_level(run):

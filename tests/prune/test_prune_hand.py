@@ -143,6 +143,39 @@ def test_keep_count_rounds_to_nearest_weight():
         keep_count(100, 90, 0.5)
 
 
+def test_keep_gives_exactly_k_and_the_mask_of_the_ratio_that_k_gives():
+    """``keep=k`` keeps exactly k prunable weights; for every k it is the mask (and record) of
+    the ratio ``n_total / (n_fixed + k)``, in both scopes."""
+    gen = torch.Generator().manual_seed(0)
+    scores = {"a": torch.randn(4, 5, generator=gen), "b": torch.randn(7, generator=gen)}
+    n_total = 27 + 5  # 5 parameters outside the prunable set
+    for scope in ("global", "layer"):
+        for k in range(28):
+            new = masks_from_scores(scores, n_total, scope=scope, keep=k)
+            old = masks_from_scores(scores, n_total, n_total / (5 + k), scope)
+            assert sum(new.kept.values()) == k
+            assert new.summary() == old.summary()
+            assert all(torch.equal(new.masks[n], old.masks[n]) for n in scores)
+    net = tiny()
+    res = make_masks(net, score("mp", net, prunable(net)), keep=3)
+    assert res.kept == {"0.weight": 3} and res.requested_ratio == 14 / 11
+
+
+def test_keep_and_ratio_are_exclusive_and_keep_is_checked():
+    s = {"a": torch.ones(3), "b": torch.ones(2)}
+    with pytest.raises(TypeError, match="not both"):
+        masks_from_scores(s, 6, 2.0, keep=1)
+    with pytest.raises(TypeError, match="not neither"):
+        masks_from_scores(s, 6)
+    for bad in (-1, 6, 1.5, True):
+        with pytest.raises(ValueError, match=r"keep must be .* \[0, 5\]"):
+            masks_from_scores(s, 6, keep=bad)
+    assert masks_from_scores(s, 6, keep=0).achieved_ratio == 6.0
+    assert masks_from_scores(s, 5, keep=1).achieved_ratio == 5.0
+    with pytest.raises(UnreachableRatioError, match="keep=0"):
+        masks_from_scores(s, 5, keep=0)  # everything prunable: one weight must stay
+
+
 def test_unreachable_ratio_names_ratio_and_maximum():
     net = tiny()
     with pytest.raises(UnreachableRatioError, match=r"ratio 2 is unreachable.*largest reachable ratio is 1\.75"):

@@ -12,7 +12,8 @@ Algorithm (Frankle & Carbin 2019; rewinding to an early iterate as in Frankle et
    ``k_L`` is computed from the level number, not from ``k_{L-1}``, so rounding never
    accumulates: after level L exactly ``round(n_prunable * 0.8^L)`` prunable weights survive
    and the achieved ratio is ``n_total / (n_total - n_prunable + k_L)``, recorded in a
-   :class:`~prunescope.prune.MaskResult` made by :func:`~prunescope.prune.make_masks`.
+   :class:`~prunescope.prune.MaskResult` made by :func:`~prunescope.prune.make_masks` with
+   ``keep=k_L`` (the count itself: no ratio and back).
    Already-pruned weights score below every survivor, so each level's mask is a subset of the
    previous one.
 3. Rewind: load the saved early state into the model, zero the pruned weights, and retrain
@@ -91,8 +92,8 @@ class LevelRecord:
     Attributes:
         level: 0, 1, 2, ...
         achieved_ratio: ``n_total / n_nonzero`` after this level's mask (1.0 at level 0).
-        requested_ratio: the ratio the level aimed at, ``n_total / (n_fixed + n_prunable *
-            (1 - f)^level)`` (1.0 at level 0).
+        requested_ratio: the ratio the level aimed at, ``n_total / (n_fixed + k_L)`` with
+            ``k_L = imp_keep_count(n_prunable, f, level)`` (1.0 at level 0).
         mask_result: the :class:`~prunescope.prune.MaskResult` (``None`` at level 0).
         masks: ``{param name: bool CPU tensor}``, True = kept (empty at level 0).
         densities: ``{param name: kept / numel}`` of the prunable weights (all 1.0 at level 0).
@@ -140,16 +141,6 @@ def imp_keep_count(n_prunable: int, prune_fraction: float, level: int) -> int:
     """Prunable weights kept after ``level`` levels: ``round(n_prunable * (1 - f)^level)``
     (half rounds up, as :func:`prunescope.prune.keep_count` does)."""
     return math.floor(n_prunable * (1.0 - prune_fraction) ** level + 0.5)
-
-
-def _level_ratio(n_total: int, n_prunable: int, prune_fraction: float, level: int) -> float:
-    """The ratio whose :func:`~prunescope.prune.keep_count` is ``imp_keep_count(level)``.
-
-    ``keep_count`` computes ``floor(n_total / t - n_fixed + 0.5)``; with ``t = n_total /
-    (n_fixed + k)`` that is ``k`` plus a float rounding error far below 0.5, so it returns ``k``.
-    """
-    k = imp_keep_count(n_prunable, prune_fraction, level)
-    return n_total / (n_total - n_prunable + k)
 
 
 def imp_schedule(
@@ -233,14 +224,13 @@ def imp_level_masks(
     if level < 1:
         raise ValueError(f"level must be >= 1 (level 0 is the dense model), got {level}")
     params = prunable(model, prune_classifier=prune_classifier, prune_biases=prune_biases)
-    n_total = count_parameters(model)
     n_prunable = sum(p.numel() for p in params.values())
     prev = {n: m.to("cpu", torch.bool) for n, m in prev_masks.items()} if prev_masks else None
     scores = score("mp", model, params)  # |theta|, float64 on the CPU
     if prev is not None:  # pruned weights rank below every survivor
         scores = {n: torch.where(prev[n], s, torch.full_like(s, -1.0)) for n, s in scores.items()}
-    result = make_masks(model, scores, _level_ratio(n_total, n_prunable, prune_fraction, level),
-                        scope=scope)
+    result = make_masks(model, scores, scope=scope,
+                        keep=imp_keep_count(n_prunable, prune_fraction, level))
     if prev is not None:
         grown = [n for n, m in result.masks.items()
                  if bool((m.to("cpu", torch.bool) & ~prev[n]).any())]

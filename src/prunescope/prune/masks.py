@@ -5,7 +5,8 @@ biases, BatchNorm, classifier) and ``n_nonzero = (n_total - n_prunable) + k``: p
 the prunable set always count as nonzero, ``k`` is the number of prunable weights kept. So
 ``k = round(n_total / t - (n_total - n_prunable))``, which puts the achieved ratio within one
 prunable weight of the requested one. The largest reachable ratio keeps ``k = 0``:
-``n_total / (n_total - n_prunable)``.
+``n_total / (n_total - n_prunable)``. A caller that already knows ``k`` (iterative pruning) passes
+``keep=k`` instead of a ratio and gets exactly ``k`` kept weights, with no ratio in between.
 
 Thresholds are computed for one model at a time from a dict of that model's scores
 (:func:`masks_from_scores`); a stacked pack of G models calls it once per model on per-model views,
@@ -41,7 +42,8 @@ class MaskResult:
         achieved_ratio: ``n_total / n_nonzero`` after masking (float).
         kept: ``{param name: number of kept weights}``.
         densities: ``{param name: kept / numel}`` in [0, 1].
-        requested_ratio: the ratio asked for.
+        requested_ratio: the ratio asked for; with ``keep=k`` the ratio that keeping exactly
+            ``k`` prunable weights gives, ``n_total / (n_total - n_prunable + k)``.
         n_total: all parameters of the model.
         n_nonzero: ``n_total - pruned`` (parameters that are nonzero by mask).
         scope: ``"global"`` or ``"layer"``.
@@ -103,6 +105,21 @@ def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
     return min(n_prunable, k)
 
 
+def _check_keep(n_total: int, n_prunable: int, keep: int) -> int:
+    """``keep`` as the number of prunable weights to keep, after the checks :func:`keep_count`
+    makes of its counts (``0 < n_prunable <= n_total``; one parameter must stay nonzero)."""
+    if not 0 < n_prunable <= n_total:
+        raise ValueError(f"need 0 < n_prunable <= n_total, got {n_prunable} and {n_total}")
+    if isinstance(keep, bool) or int(keep) != keep or not 0 <= keep <= n_prunable:
+        raise ValueError(f"keep must be a whole number of prunable weights in [0, {n_prunable}], "
+                         f"got {keep!r}")
+    if n_total - n_prunable + keep == 0:
+        raise UnreachableRatioError(
+            f"keep=0 is unreachable: every one of the {n_total} parameters is prunable and one "
+            "must stay nonzero (the ratio would be undefined); keep at least 1")
+    return int(keep)
+
+
 def _layer_quotas(sizes: list[int], k: int) -> list[int]:
     """Split ``k`` kept weights over layers of ``sizes`` with the same keep fraction ``k / sum``.
 
@@ -132,10 +149,13 @@ def _top_k_mask(flat: torch.Tensor, k: int) -> torch.Tensor:
 def masks_from_scores(
     scores: Mapping[str, torch.Tensor],
     n_total: int,
-    ratio: float,
+    ratio: float | None = None,
     scope: str = "global",
+    *,
+    keep: int | None = None,
 ) -> MaskResult:
-    """Keep the top-k scores of one model so that its ratio is ``ratio`` (SPEC 3).
+    """Keep the top-k scores of one model so that its ratio is ``ratio`` (SPEC 3), or keep
+    exactly ``keep`` of them.
 
     Args:
         scores: ``{param name: score tensor}`` of one model's prunable parameters (any shapes,
@@ -143,18 +163,26 @@ def masks_from_scores(
             index; equal scores are broken by lower flat index first (stable sort on
             (score desc, index asc)), so the result is deterministic.
         n_total: all parameters of that model (every tensor counted).
-        ratio: requested ratio ``t >= 1``.
+        ratio: requested ratio ``t >= 1``; ``k`` is :func:`keep_count` of it.
         scope: ``"global"``: one threshold over all prunable weights; ``"layer"``: the same keep
             fraction ``k / n_prunable`` in every layer (per-layer counts rounded by largest
             remainder so they add up to the global ``k``).
+        keep: instead of ``ratio``, the number ``k`` of prunable weights to keep (an int in
+            ``[0, n_prunable]``); ``requested_ratio`` is then ``n_total / (n_total -
+            n_prunable + k)``. Give exactly one of ``ratio`` and ``keep``.
 
     Returns:
         :class:`MaskResult` with bool CPU masks shaped like the scores.
 
     Raises:
-        ValueError: unknown scope, empty or non-finite scores, bad ratio.
-        UnreachableRatioError: see :func:`keep_count`.
+        TypeError: both or neither of ``ratio`` and ``keep``.
+        ValueError: unknown scope, empty or non-finite scores, bad ratio or ``keep``.
+        UnreachableRatioError: see :func:`keep_count`; with ``keep``, ``keep=0`` when every
+            parameter is prunable.
     """
+    if (ratio is None) == (keep is None):
+        raise TypeError("give masks_from_scores either a ratio or keep=<number of prunable "
+                        f"weights to keep>, not {'both' if keep is not None else 'neither'}")
     if scope not in SCOPES:
         raise ValueError(f"unknown mask scope {scope!r}; choose one of {SCOPES}")
     if not scores:
@@ -166,7 +194,12 @@ def masks_from_scores(
             raise ValueError(f"scores of {n!r} contain NaN or inf; scores must be finite")
     sizes = [f.numel() for f in flats]
     n_prunable = sum(sizes)
-    k = keep_count(n_total, n_prunable, ratio)
+    if keep is None:
+        k = keep_count(n_total, n_prunable, ratio)
+        requested = float(ratio)
+    else:
+        k = _check_keep(n_total, n_prunable, keep)
+        requested = n_total / (n_total - n_prunable + k)
     if scope == "global":
         flat_mask = _top_k_mask(torch.cat(flats), k)
         parts = torch.split(flat_mask, sizes)
@@ -180,7 +213,7 @@ def masks_from_scores(
         achieved_ratio=n_total / n_nonzero,
         kept=kept,
         densities={n: kept[n] / m.numel() for n, m in masks.items()},
-        requested_ratio=float(ratio),
+        requested_ratio=requested,
         n_total=n_total,
         n_nonzero=n_nonzero,
         scope=scope,
@@ -190,11 +223,14 @@ def masks_from_scores(
 def make_masks(
     model: nn.Module,
     scores: Mapping[str, torch.Tensor],
-    ratio: float,
+    ratio: float | None = None,
     scope: str = "global",
+    *,
+    keep: int | None = None,
 ) -> MaskResult:
-    """Masks for ``model`` at ``ratio``: :func:`masks_from_scores` with ``n_total`` counted from
-    ``model`` (:func:`prunescope.prune.params.count_parameters`).
+    """Masks for ``model`` at ``ratio`` (or keeping exactly ``keep`` prunable weights):
+    :func:`masks_from_scores` with ``n_total`` counted from ``model``
+    (:func:`prunescope.prune.params.count_parameters`).
 
     Raises:
         ValueError: a score names no parameter of ``model`` or has another shape.
@@ -207,7 +243,7 @@ def make_masks(
             raise ValueError(
                 f"score {n!r} has shape {tuple(s.shape)}, parameter has {tuple(named[n].shape)}"
             )
-    return masks_from_scores(scores, count_parameters(model), ratio, scope)
+    return masks_from_scores(scores, count_parameters(model), ratio, scope, keep=keep)
 
 
 @torch.no_grad()
