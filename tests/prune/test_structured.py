@@ -280,6 +280,39 @@ def test_smaller_model_fine_tunes_and_round_trips_through_a_checkpoint(resnet, t
         load_structured_checkpoint(dense)
 
 
+def test_structured_checkpoint_is_read_by_load_checkpoint_with_a_narrowing_build(resnet,
+                                                                                  tmp_path):
+    """The structured loader is ``load_checkpoint`` with a narrowing ``build``: the same model
+    (on the requested device, eval mode) as building, narrowing and loading by hand, and the
+    shared checks (missing files, checkpoint format) apply to it."""
+    from prunescope.prune.structured import narrow_model
+    from prunescope.train import load_checkpoint, sidecar_path
+
+    res = structured_prune(resnet, l1_filter_scores(resnet), 3)
+    meta = {"arch": "resnet20", "num_classes": 10, "in_channels": 3, "weight_decay": 5e-4}
+    path = save_checkpoint(tmp_path / "s.safetensors", res.model,
+                           structured_meta(res, "l1-filter", meta))
+    back, back_meta = load_structured_checkpoint(path, device="cpu")
+    hand = narrow_model(build_model("resnet20", 10, 3),
+                        {n: torch.arange(w) for n, w in res.widths.items()})
+    _, meta2, masks = load_checkpoint(path, build=lambda m: hand)
+    assert back_meta == meta2 and masks is None and not back.training
+    assert set(back.state_dict()) == set(hand.state_dict())
+    for k, v in hand.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v) and torch.equal(v, res.model.state_dict()[k])
+    with pytest.raises(RuntimeError):  # the default build is full width: strict load fails
+        load_checkpoint(path)
+    side = sidecar_path(path)
+    side.write_text(side.read_text().replace('"checkpoint_format": 1', '"checkpoint_format": 9'))
+    with pytest.raises(ValueError, match="checkpoint_format 9"):
+        load_structured_checkpoint(path)
+    side.unlink()
+    with pytest.raises(FileNotFoundError, match="no sidecar"):
+        load_structured_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_structured_checkpoint(tmp_path / "absent.safetensors")
+
+
 def test_one_call_prune_model_for_both_methods(resnet):
     imgs = cifar_images(6, 4)
     for method in ("l1-filter", "CHIP"):

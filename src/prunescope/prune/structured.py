@@ -44,26 +44,22 @@ smaller model's parameter count.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
 from prunescope.data.device import DeviceImages
-from prunescope.models import build_model
 from prunescope.models.lenet import LeNet5
 from prunescope.models.resnet_cifar import CifarResNet
 from prunescope.prune.masks import UnreachableRatioError
 from prunescope.prune.params import count_parameters
-from prunescope.train.checkpoint import MASK_PREFIX, sidecar_path
+from prunescope.train.checkpoint import load_checkpoint, model_from_meta, sidecar_path
 
 __all__ = [
     "STRUCTURED_METHODS",
@@ -612,27 +608,28 @@ def load_structured_checkpoint(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Read a structurally pruned checkpoint written with :func:`structured_meta`.
 
-    Rebuilds the architecture with ``build_model``, narrows it to the stored widths
+    :func:`prunescope.train.load_checkpoint` with a ``build`` that rebuilds the architecture
+    (:func:`~prunescope.train.checkpoint.model_from_meta`) and narrows it to the stored widths
     (:func:`narrow_model` with the first ``width`` channels; the stored weights then replace
-    them) and loads the weights strictly.
+    them); the weights are loaded strictly.
 
     Returns:
         ``(model, meta)``: the smaller model on ``device`` in eval mode, and the sidecar dict.
+
+    Raises:
+        FileNotFoundError: no checkpoint or no sidecar at ``path``.
+        ValueError: the sidecar has no ``structured.widths`` (not a structurally pruned
+            checkpoint), or another checkpoint format.
     """
-    path = Path(path)
     side = sidecar_path(path)
-    if not path.is_file() or not side.is_file():
-        raise FileNotFoundError(f"no checkpoint {path} with sidecar {side}")
-    meta = json.loads(side.read_text())
-    if "structured" not in meta or "widths" not in meta["structured"]:
-        raise ValueError(f"{side} has no 'structured.widths'; it is not a structurally pruned "
-                         "checkpoint (load it with prunescope.train.load_checkpoint)")
-    model = build_model(meta["arch"], int(meta["num_classes"]), int(meta["in_channels"]),
-                        image_size=int(meta.get("image_size", 28)))
-    widths = meta["structured"]["widths"]
-    model = narrow_model(model, {n: torch.arange(int(w)) for n, w in widths.items()}).to(device)
-    state = {k: v for k, v in load_file(str(path), device=str(device)).items()
-             if not k.startswith(MASK_PREFIX)}
-    model.load_state_dict(state, strict=True)
-    model.eval()
+
+    def narrowed(meta: dict[str, Any]) -> nn.Module:
+        if "structured" not in meta or "widths" not in meta["structured"]:
+            raise ValueError(f"{side} has no 'structured.widths'; it is not a structurally "
+                             "pruned checkpoint (load it with prunescope.train.load_checkpoint)")
+        widths = meta["structured"]["widths"]
+        return narrow_model(model_from_meta(meta),
+                            {n: torch.arange(int(w)) for n, w in widths.items()})
+
+    model, meta, _ = load_checkpoint(path, device, build=narrowed)
     return model, meta

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +101,31 @@ def save_checkpoint(
     return path
 
 
+def model_from_meta(meta: dict[str, Any]) -> nn.Module:
+    """The model a sidecar describes, freshly built on the CPU: ``build_model(arch,
+    num_classes, in_channels, image_size=image_size or 28)`` (weights still to be loaded)."""
+    return build_model(
+        meta["arch"], int(meta["num_classes"]), int(meta["in_channels"]),
+        image_size=int(meta.get("image_size", 28)),
+    )
+
+
 def load_checkpoint(
-    path: str | os.PathLike[str], device: torch.device | str = "cpu"
+    path: str | os.PathLike[str],
+    device: torch.device | str = "cpu",
+    *,
+    build: Callable[[dict[str, Any]], nn.Module] = model_from_meta,
 ) -> tuple[nn.Module, dict[str, Any], dict[str, torch.Tensor] | None]:
     """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Args:
+        path: the safetensors file (its sidecar is ``<path>.json``).
+        device: where the model and masks go.
+        build: ``build(meta) -> nn.Module`` makes the (CPU) model the stored weights are loaded
+            into, strictly; default :func:`model_from_meta`. A loader of models whose shapes
+            are not the architecture's own (structurally pruned ones,
+            :func:`prunescope.prune.load_structured_checkpoint`) passes its own, which may raise
+            to reject the sidecar.
 
     Returns:
         ``(model, meta, masks)``: the rebuilt model with the stored weights (bit-identical) on
@@ -124,13 +146,11 @@ def load_checkpoint(
         raise ValueError(
             f"{side_path} has checkpoint_format {fmt!r}; this prunescope reads {CHECKPOINT_FORMAT}"
         )
+    model = build(meta)
     tensors = load_file(str(path), device=str(device))
     masks = {k[len(MASK_PREFIX):]: v for k, v in tensors.items() if k.startswith(MASK_PREFIX)}
     state = {k: v for k, v in tensors.items() if not k.startswith(MASK_PREFIX)}
-    model = build_model(
-        meta["arch"], int(meta["num_classes"]), int(meta["in_channels"]),
-        image_size=int(meta.get("image_size", 28)),
-    ).to(device)
+    model = model.to(device)
     model.load_state_dict(state, strict=True)
     model.eval()
     return model, meta, (masks or None)
