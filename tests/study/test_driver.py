@@ -203,3 +203,46 @@ def test_cuda_without_a_gpu_fails_before_any_work(tmp_path):
     with pytest.raises(RuntimeError, match="no CUDA device"):
         run_study(spec, executor=ex)
     assert not ex.submitted
+
+
+STRUCTURED_SPEC = """
+name = "s"
+models = 3
+[[grid]]
+datasets = ["mnist"]
+architectures = ["lenet5"]
+methods = ["mp"]
+ratios = [2]
+[[grid]]
+datasets = ["mnist"]
+architectures = ["lenet5"]
+methods = ["l1-filter", "chip"]
+ratios = [2, 4]
+[executor]
+pack_size = 3
+"""
+
+
+def test_structured_jobs_never_share_a_pack(tmp_path, monkeypatch):
+    """One rule (``packs.stacks``): the driver makes packs of one of structured jobs while the
+    other kinds fill packs of ``pack_size``, and the worker runs a hand-made structured pack of
+    several jobs one by one instead of stacking it."""
+    from prunescope.study import KINDS, worker
+    from prunescope.study.packs import Pack, stacks
+
+    assert [k for k in KINDS if not stacks(k)] == ["structured"]
+    spec = parse_spec(STRUCTURED_SPEC, base_dir=tmp_path)
+    ex = ScriptedExecutor()
+    assert run_study(spec, executor=ex).failed == 0
+    sizes: dict[str, set[int]] = {}
+    for p in ex.submitted:
+        sizes.setdefault(p.kind, set()).add(len(p.jobs))
+    assert sizes["structured"] == {1} and sum(p.kind == "structured" for p in ex.submitted) == 12
+    assert max(sizes["train"]) == 3 and max(sizes["prune_finetune"]) == 3
+
+    jobs = tuple(j for j in make_plan(spec).jobs if j.kind == "structured")[:2]
+    monkeypatch.setattr(worker, "_run_fit_pack", lambda *a: pytest.fail("structured pack stacked"))
+    monkeypatch.setattr(worker, "_run_one", lambda job, ctx, arts, progress: job.id)
+    out = worker.run_pack(Pack("structured", "mnist", "lenet5", jobs),
+                          worker.WorkerContext(artifacts=str(tmp_path / "a")))
+    assert out == [j.id for j in jobs]

@@ -2,8 +2,8 @@
 
 A pack is a list of ready jobs of the same kind, dataset and architecture. The stacked pack
 trainer (issue 7) trains the G models of a ``train``, ``prune_finetune`` or ``lth_level`` pack as
-one network (``structured`` packs always hold one job: narrowed networks do not stack);
-until then, and on the CPU by default (``pack_size = 1``), a worker runs a pack's jobs one after
+one network (``structured`` packs always hold one job: narrowed networks do not stack, see
+:func:`stacks`); until then, and on the CPU by default (``pack_size = 1``), a worker runs a pack's jobs one after
 another.
 """
 from __future__ import annotations
@@ -11,6 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prunescope.study.plan import Job
+
+#: kinds whose jobs never share a pack: structurally pruned (narrowed) networks of different
+#: widths cannot be stacked into one network
+SOLO_KINDS = frozenset({"structured"})
+
+
+def stacks(kind: str) -> bool:
+    """Whether jobs of ``kind`` may share a pack (and, for the fitting kinds, be trained as one
+    stacked network). False for ``structured``: narrowed networks of different widths cannot
+    stack, so the driver makes packs of one of them and the worker never stacks them."""
+    return kind not in SOLO_KINDS
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,7 +25,7 @@ import torch
 from prunescope.data import fetch
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
-from prunescope.study.packs import Pack
+from prunescope.study.packs import Pack, stacks
 from prunescope.study.plan import Job, Plan, job_work, make_plan
 from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import StudySpec
@@ -237,8 +237,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             heap = ready[key]
             if key[1:] not in sizes:
                 sizes[key[1:]] = pack_size(spec, key[1], key[2], device)
-            # narrowed (structured) networks of different widths cannot stack: packs of one
-            size = 1 if key[0] == "structured" else sizes[key[1:]]
+            size = sizes[key[1:]] if stacks(key[0]) else 1  # structured: packs of one
             jobs = [by_id[heapq.heappop(heap)[1]] for _ in range(min(size, len(heap)))]
             pack = Pack(key[0], key[1], key[2], tuple(jobs))
             store.set_status([j.id for j in jobs], "running")

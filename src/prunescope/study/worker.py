@@ -41,7 +41,7 @@ from prunescope.prune.iterative import RewindCapture, imp_level_masks
 from prunescope.prune.structured import (load_structured_checkpoint, structured_meta,
                                          structured_prune_model)
 from prunescope.study.artifacts import Artifacts
-from prunescope.study.packs import Pack
+from prunescope.study.packs import Pack, stacks
 from prunescope.study.plan import Job
 from prunescope.study.store import JobResult
 from prunescope.train import (Recipe, derive_seed, fit, load_checkpoint, predict,
@@ -92,7 +92,7 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
     """
     arts = Artifacts(ctx.artifacts)
     with _deterministic(ctx.threads, ctx.device):
-        if len(pack.jobs) > 1 and pack.kind in _FITTERS and pack.kind != "structured":
+        if len(pack.jobs) > 1 and pack.kind in _FITTERS and stacks(pack.kind):
             return _run_fit_pack(pack, ctx, arts, progress)
         return [_run_one(job, ctx, arts, progress) for job in pack.jobs]
 
@@ -481,7 +481,7 @@ def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJo
 
 
 #: kinds that fit a model: (prepare, finish); fitted alone by ``fit`` or in a pack by ``fit_pack``
-#: (never ``structured``: narrowed networks do not stack)
+#: (never ``structured``: narrowed networks do not stack, :func:`prunescope.study.packs.stacks`)
 _FITTERS = {"train": (_prepare_train, _finish),
             "prune_finetune": (_prepare_prune_finetune, _finish),
             "lth_level": (_prepare_lth_level, _finish),
