@@ -53,6 +53,59 @@ def test_masks_stay_exactly_zero_with_momentum_and_decay(quadrants):
     assert not torch.equal(params["layer2.0.conv1.weight"], before["layer2.0.conv1.weight"])
 
 
+def test_foreach_masking_equals_the_per_parameter_loop_bitwise(quadrants, monkeypatch):
+    """fit masks gradients and weights with one ``torch._foreach_mul_`` each; the result is
+    bit-identical to the former parameter-by-parameter ``mul_`` (written here as the reference),
+    and a masked parameter without a gradient (unused by the loss) is skipped as before."""
+    import prunescope.train.loop as loop
+
+    class WithSpare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = build_model("resnet20", 4, 1, seed=3)
+            self.spare = nn.Parameter(torch.randn(7, generator=torch.Generator().manual_seed(1)))
+
+        def forward(self, x):
+            return self.net(x)
+
+    train, val = quadrants
+    gen = torch.Generator().manual_seed(2)
+    recipe = Recipe(schedule=((1, 0.05), (1, 0.01)), momentum=0.9, weight_decay=5e-3,
+                    batch_size=64, max_steps_per_epoch=3)
+
+    def masks_for(model):
+        return {n: torch.rand(p.shape, generator=gen) < 0.6 for n, p in model.named_parameters()
+                if n.endswith("weight") or n == "spare"}
+
+    def run(model, masks):
+        res = fit(model, train, val, recipe, seed=4, masks=masks)
+        return state(model), res.history
+
+    model = WithSpare()
+    masks = masks_for(model)
+    got = run(model, masks)
+
+    def per_param_params(params, ms):
+        with torch.no_grad():
+            for p, m in zip(params, ms):
+                p.mul_(m)
+
+    def per_param_grads(params, ms):
+        with torch.no_grad():
+            for p, m in zip(params, ms):
+                if p.grad is not None:
+                    p.grad.mul_(m)
+
+    monkeypatch.setattr(loop, "_mask_params", per_param_params)
+    monkeypatch.setattr(loop, "_mask_grads", per_param_grads)
+    want = run(WithSpare(), masks)
+    assert set(got[0]) == set(want[0])
+    for k in want[0]:
+        assert torch.equal(got[0][k], want[0][k]), k
+    assert [h["val_loss"] for h in got[1]] == [h["val_loss"] for h in want[1]]
+    assert torch.count_nonzero(got[0]["spare"][~masks["spare"]]) == 0
+
+
 def test_mask_errors(quadrants):
     train, val = quadrants
     model = build_model("lenet5", 4, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,23 @@ def _check_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[st
     return out
 
 
+@torch.no_grad()
+def _mask_params(params: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> None:
+    """``params[i] *= masks[i]`` in place for every i, as one ``torch._foreach_mul_`` (masks
+    0/1 of each parameter's shape and dtype, on its device)."""
+    if params:
+        torch._foreach_mul_(list(params), list(masks))
+
+
+@torch.no_grad()
+def _mask_grads(params: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> None:
+    """``params[i].grad *= masks[i]`` in place for every parameter that has a gradient (one
+    without, e.g. unused by the loss, is skipped), as one ``torch._foreach_mul_``."""
+    pairs = [(p.grad, m) for p, m in zip(params, masks) if p.grad is not None]
+    if pairs:
+        torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
+
+
 def _check_losses(losses: torch.Tensor, start: int, stop: int, epoch: int) -> float:
     """Raise :class:`TrainingDiverged` at the first non-finite entry of ``losses[start:stop]``
     (0-based steps; reported 1-based); return the last loss."""
@@ -155,7 +172,8 @@ def fit(
             initialisation is seeded where it is built).
         masks: ``{param name: 0/1 tensor of the param's shape}``; masked weights are zeroed at
             the start, their gradients are multiplied by the mask before each step and the
-            weights after it, so they stay exactly 0 through momentum and weight decay.
+            weights after it (one ``torch._foreach_mul_`` each, as ``fit_pack`` does), so they
+            stay exactly 0 through momentum and weight decay.
         progress: called as ``progress(step, total_steps, info)`` after every ``sync_every``-th
             optimiser step with ``info = {"epoch", "lr", "loss"}``, and after each epoch's
             validation with the same step and the epoch's history dict as ``info``.
@@ -184,10 +202,9 @@ def fit(
         raise ValueError(f"need non-empty train and val sets, got {len(train)} and {len(val)}")
     mask_t = _check_masks(model, masks) if masks else {}
     params = dict(model.named_parameters())
-    masked = [(params[n], m) for n, m in mask_t.items()]
-    with torch.no_grad():
-        for p, m in masked:
-            p.mul_(m)
+    masked_params = [params[n] for n in mask_t]
+    masked_by = list(mask_t.values())
+    _mask_params(masked_params, masked_by)
 
     opt = torch.optim.SGD(
         model.parameters(),
@@ -228,16 +245,11 @@ def fit(
                 checked = steps
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if masked:
-                with torch.no_grad():
-                    for p, m in masked:
-                        if p.grad is not None:
-                            p.grad.mul_(m)
+            if masked_params:  # one foreach multiply on the gradients, one on the weights
+                _mask_grads(masked_params, masked_by)
             opt.step()
-            if masked:
-                with torch.no_grad():
-                    for p, m in masked:
-                        p.mul_(m)
+            if masked_params:
+                _mask_params(masked_params, masked_by)
             step_global += 1
             if progress is not None and synced:
                 progress(step_global, total_steps, {"epoch": epoch, "lr": lr, "loss": last})
