@@ -217,6 +217,43 @@ def test_argument_checks(quadrants):
     assert fast.bf16 and fast.channels_last and fast.compile and fast.cuda_graphs
 
 
+def test_compiled_pack_on_cpu(quadrants):
+    """The compiled path (torch.compile + channels_last, the GPU defaults that run on a CPU):
+    it learns what the eager pack learns, masked weights stay exactly 0, a second pack of the
+    same shape reuses the compiled code, and a pack of another shape still compiles when the
+    global recompile limit is exhausted (a study worker compiles many shapes in one process)."""
+    from torch._dynamo.utils import counters
+
+    train, val = quadrants
+    recipe = Recipe(schedule=((2, 0.05),), batch_size=64, max_steps_per_epoch=4)
+    options = PackOptions(compile=True, channels_last=True)
+
+    def run(g: int, opts: PackOptions):
+        models = [build_model("lenet5", 4, 1, seed=s) for s in range(g)]
+        masks = [_random_masks(m, 0.3, seed=s) for s, m in enumerate(models)]
+        results = fit_pack(models, train, val, recipe, seeds=list(range(g)), masks=masks,
+                           options=opts)
+        for m, mask in zip(models, masks):
+            for name, p in m.named_parameters():
+                if name in mask:
+                    assert torch.all(p[mask[name] == 0] == 0)
+        return [h["val_loss"] for r in results for h in r.history]
+
+    torch._dynamo.reset()
+    counters.clear()
+    with torch._dynamo.config.patch(recompile_limit=1, cache_size_limit=1):
+        compiled = run(2, options)
+        graphs = counters["stats"]["unique_graphs"]
+        assert graphs >= 2  # train and eval at least
+        assert run(2, options) == compiled  # same shape: no new graph, same numbers
+        assert counters["stats"]["unique_graphs"] == graphs
+        run(3, options)  # another G: compiled although the global limit is 1
+        assert counters["stats"]["unique_graphs"] > graphs
+    eager = run(2, PackOptions())
+    np.testing.assert_allclose(compiled, eager, rtol=1e-3)
+    torch._dynamo.reset()
+
+
 def test_auto_pack_size():
     # ResNet-56, one image: 19 convs + 19 BNs of 16x32x32, ... = 1,064,970 counted values
     assert activation_elements("resnet56") == 1_064_970

@@ -20,6 +20,7 @@ the CPU). :func:`auto_pack_size` picks G from the device's free memory.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -168,7 +169,7 @@ def _pack_masks(pack: StackedModel, masks: Sequence[Mapping[str, torch.Tensor] |
 
 @torch.no_grad()
 def _validation(fwd: nn.Module, pack: StackedModel, vals: list[DeviceImages], batch_size: int,
-                autocast: bool) -> tuple[list[float], list[float]]:
+                opts: PackOptions) -> tuple[list[float], list[float]]:
     """Per-model mean cross-entropy (nats) and accuracy (0..1) on the validation set(s), the
     pack in eval mode. Per model this is the arithmetic of ``fit``'s validation."""
     pack.eval()
@@ -185,7 +186,9 @@ def _validation(fwd: nn.Module, pack: StackedModel, vals: list[DeviceImages], ba
         else:
             x = torch.stack([p[0] for p in parts])
             y = torch.stack([p[1] for p in parts])
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        if opts.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
             logits = fwd(x)
         for i in range(g):
             loss_sum[i] += F.cross_entropy(logits[i].float(), y[i], reduction="sum").double()
@@ -286,61 +289,65 @@ def fit_pack(
     best = {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in state.items()}
     best_counters: list[dict[str, torch.Tensor]] = [{} for _ in range(g)]
     step_global = 0
-    for epoch in range(1, recipe.epochs + 1):
-        lr = recipe.lr_at(epoch - 1)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        pack.train()
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros(g, dtype=torch.float64, device=device)
-        order, offsets, flips = _epoch_draws(n, used, recipe.augment, gens, device)
-        for step in range(steps):
-            sl = slice(step * bs, min((step + 1) * bs, used))
-            x, y = _pack_batch(trains, order[:, sl], None if offsets is None else offsets[:, sl],
-                               None if flips is None else flips[:, sl])
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
-                logits = fwd(x)
-            flat = logits.float().reshape(-1, logits.shape[-1])
-            # mean over all G*b images times G = sum over models of each model's mean CE
-            loss = F.cross_entropy(flat, y.reshape(-1)) * g
-            with torch.no_grad():
-                per_model = F.cross_entropy(flat.detach(), y.reshape(-1), reduction="none")
-                loss_sum += per_model.view(g, -1).sum(1).double()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if masked_params:
+    with _recompile_room(opts.compile):
+        for epoch in range(1, recipe.epochs + 1):
+            lr = recipe.lr_at(epoch - 1)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            pack.train()
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros(g, dtype=torch.float64, device=device)
+            order, offsets, flips = _epoch_draws(n, used, recipe.augment, gens, device)
+            for step in range(steps):
+                sl = slice(step * bs, min((step + 1) * bs, used))
+                x, y = _pack_batch(trains, order[:, sl],
+                                   None if offsets is None else offsets[:, sl],
+                                   None if flips is None else flips[:, sl])
+                if opts.cuda_graphs:  # the previous step's graph outputs may be overwritten
+                    torch.compiler.cudagraph_mark_step_begin()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
+                    logits = fwd(x)
+                flat = logits.float().reshape(-1, logits.shape[-1])
+                # mean over all G*b images times G = sum over models of each model's mean CE
+                loss = F.cross_entropy(flat, y.reshape(-1)) * g
                 with torch.no_grad():
-                    torch._foreach_mul_([p.grad for p in masked_params], masked_by)
-            opt.step()
-            if masked_params:
-                with torch.no_grad():
-                    torch._foreach_mul_(masked_params, masked_by)
-            step_global += 1
+                    per_model = F.cross_entropy(flat.detach(), y.reshape(-1), reduction="none")
+                    loss_sum += per_model.view(g, -1).sum(1).double()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if masked_params:
+                    with torch.no_grad():
+                        torch._foreach_mul_([p.grad for p in masked_params], masked_by)
+                opt.step()
+                if masked_params:
+                    with torch.no_grad():
+                        torch._foreach_mul_(masked_params, masked_by)
+                step_global += 1
+                if progress is not None:
+                    progress(step_global, total_steps, {"epoch": epoch, "lr": lr})
+            train_losses = (loss_sum / used).tolist()  # one device sync per epoch
+            train_seconds = time.perf_counter() - t0
+            for i, tl in enumerate(train_losses):
+                if not math.isfinite(tl):
+                    raise TrainingDiverged(epoch, steps, tl, where=f"model {i}'s mean training")
+            val_losses, val_accs = _validation(fwd, pack, vals, recipe.val_batch_size, opts)
+            seconds = time.perf_counter() - t0
+            state = pack.state_dict()
+            for i in range(g):
+                if not math.isfinite(val_losses[i]):
+                    raise TrainingDiverged(epoch, 0, val_losses[i], where=f"model {i}'s validation")
+                histories[i].append({
+                    "epoch": epoch, "lr": lr, "steps": steps, "train_loss": train_losses[i],
+                    "val_loss": val_losses[i], "val_acc": val_accs[i], "seconds": seconds,
+                    "images_per_s": used / train_seconds if train_seconds > 0 else math.inf,
+                    "pack_size": g,
+                })
+                if val_losses[i] < best_loss[i]:
+                    best_loss[i], best_epoch[i] = val_losses[i], epoch
+                    _keep_model(pack, state, best, best_counters[i], i)
             if progress is not None:
-                progress(step_global, total_steps, {"epoch": epoch, "lr": lr})
-        train_losses = (loss_sum / used).tolist()  # one device sync per epoch
-        train_seconds = time.perf_counter() - t0
-        for i, tl in enumerate(train_losses):
-            if not math.isfinite(tl):
-                raise TrainingDiverged(epoch, steps, tl, where=f"model {i}'s mean training")
-        val_losses, val_accs = _validation(fwd, pack, vals, recipe.val_batch_size, opts.bf16)
-        seconds = time.perf_counter() - t0
-        state = pack.state_dict()
-        for i in range(g):
-            if not math.isfinite(val_losses[i]):
-                raise TrainingDiverged(epoch, 0, val_losses[i], where=f"model {i}'s validation")
-            histories[i].append({
-                "epoch": epoch, "lr": lr, "steps": steps, "train_loss": train_losses[i],
-                "val_loss": val_losses[i], "val_acc": val_accs[i], "seconds": seconds,
-                "images_per_s": used / train_seconds if train_seconds > 0 else math.inf,
-                "pack_size": g,
-            })
-            if val_losses[i] < best_loss[i]:
-                best_loss[i], best_epoch[i] = val_losses[i], epoch
-                _keep_model(pack, state, best, best_counters[i], i)
-        if progress is not None:
-            progress(step_global, total_steps,
-                     {"epoch": epoch, "lr": lr, "models": [dict(h[-1]) for h in histories]})
+                progress(step_global, total_steps,
+                         {"epoch": epoch, "lr": lr, "models": [dict(h[-1]) for h in histories]})
 
     results = []
     for i, model in enumerate(models):
@@ -352,6 +359,22 @@ def fit_pack(
         model.eval()
         results.append(FitResult(best_epoch=best_epoch[i], history=histories[i], state_dict=kept))
     return results
+
+
+def _recompile_room(compiling: bool) -> contextlib.AbstractContextManager[Any]:
+    """Raise dynamo's per-function recompile limit while a compiled pack trains.
+
+    Every stacked architecture shares one ``forward`` code object per class, and each
+    (depth, G, train/eval, grad mode, batch size) is one compiled entry of it. A study worker
+    runs many packs in one process; with dynamo's default of 8 entries, later packs would
+    silently run eager (measured on the CPU: ResNet-20/32/44 packs of G = 2 and 1 hit the limit at
+    the 9th entry, and the ResNet-44 packs ran uncompiled).
+    """
+    if not compiling:
+        return contextlib.nullcontext()
+    cfg = torch._dynamo.config
+    name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+    return cfg.patch({name: max(getattr(cfg, name), RECOMPILE_LIMIT)})
 
 
 def _keep_model(pack: StackedModel, state: Mapping[str, torch.Tensor],
@@ -395,6 +418,9 @@ _PARAM_BYTES = 16
 #: fraction of the free memory a pack may plan to use (the rest: allocator slack, workspaces,
 #: compiled graphs, the dataset)
 _MEMORY_SHARE = 0.6
+#: compiled entries dynamo may keep per stacked ``forward`` while packs train (see
+#: ``_recompile_room``): 6 architectures x a few pack sizes x train/eval x static/dynamic
+RECOMPILE_LIMIT = 128
 #: packs larger than this gain little more throughput on an H100 and slow every model's epoch
 MAX_PACK_SIZE = 64
 #: pack size on the CPU for the ResNets (ResNet-20, G = 4 on 2 cores: 1.2-3.4x one model at a
