@@ -242,6 +242,20 @@ def test_rewind_capture_forwards_progress_and_copies_once():
         RewindCapture(model, 0)
 
 
+def test_rewind_capture_with_deferred_loss_checks():
+    """SPEC 3 rewinding to an early iterate on the GPU path: ``fit`` reads the loss only every
+    ``sync_every`` steps there (25 on CUDA), and the capture must still land on its exact step
+    (here step 5 with sync_every=4: neither a sync step nor an epoch end)."""
+    caps = []
+    for every in (1, 4):
+        model = lenet()
+        cap = RewindCapture(model, 5)
+        fit(model, TRAIN, VAL, RECIPE, seed=5, progress=cap, sync_every=every)
+        caps.append(cap.state)
+    assert caps[1] is not None
+    assert set(caps[0]) == set(caps[1]) and all(torch.equal(caps[0][k], caps[1][k]) for k in caps[0])
+
+
 def test_bad_arguments_are_refused_with_the_reason():
     with pytest.raises(ValueError, match="levels=.*target_ratio"):
         iterative_magnitude_pruning(lenet(), TRAIN, VAL, RECIPE, seed=0)

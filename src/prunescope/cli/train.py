@@ -71,9 +71,11 @@ def train_cmd(
                     f"epoch {info['epoch']:>3}  lr {info['lr']:.4g}  train loss "
                     f"{info['train_loss']:.4f}  val loss {info['val_loss']:.4f}  val acc "
                     f"{info['val_acc']:.4f}  {info['images_per_s']:.0f} img/s")
-            else:
+            elif "loss" in info:  # read every sync_every-th step only
                 bars.update(task, completed=step, total=total,
                             status=f"epoch {info['epoch']} loss {info['loss']:.3f}")
+            else:
+                bars.update(task, completed=step, total=total)
 
         try:
             run = train_on_dataset(dataset, arch, seed, recipe, device=device, data_dir=data_dir,

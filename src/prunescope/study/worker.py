@@ -399,9 +399,13 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
     """The dense run's state after ``rewind_steps`` optimiser steps (LTH rewinding point).
 
     Reruns exactly the ``train`` job's seeded ``fit`` (same model seed, data, recipe) with a
-    :class:`RewindCapture` and stops it right after that step, so the state equals the train
-    job's state at that step (bit-identical on the CPU when the train job was not fitted in a
-    stacked pack; up to float rounding otherwise). ``rewind_steps = 0``: the initialisation.
+    :class:`RewindCapture` and stops it right after that step. On the CPU, when the train job
+    was not fitted in a stacked pack, the state is bit-identical to the train job's own state at
+    that step. Otherwise (a pack, or CUDA, where packs train in bf16 with torch.compile while this
+    rerun is fp32 eager) it is the iterate of a sibling run with the same initialisation, data
+    order and recipe, differing by rounding that grows with the steps: still an early iterate
+    of the same dense training, which is what rewinding needs (SPEC 3).
+    ``rewind_steps = 0``: the initialisation.
     Writes ``rewind/<id>.safetensors`` (``{name: tensor}`` of ``model.state_dict()``).
     """
     p = job.params

@@ -174,9 +174,10 @@ def fit(
             the start, their gradients are multiplied by the mask before each step and the
             weights after it (one ``torch._foreach_mul_`` each, as ``fit_pack`` does), so they
             stay exactly 0 through momentum and weight decay.
-        progress: called as ``progress(step, total_steps, info)`` after every ``sync_every``-th
-            optimiser step with ``info = {"epoch", "lr", "loss"}``, and after each epoch's
-            validation with the same step and the epoch's history dict as ``info``.
+        progress: called as ``progress(step, total_steps, info)`` after every optimiser step
+            with ``info = {"epoch", "lr"}``, plus ``"loss"`` (that step's training loss) on
+            every ``sync_every``-th step, where the loss has been read anyway; and after each
+            epoch's validation with the same step and the epoch's history dict as ``info``.
         sync_every: check the training losses for NaN/inf (one host-device sync) every this
             many steps and at the end of each epoch. Default: 1 on the CPU (a bad loss is
             caught before its step is taken), 25 elsewhere (so the host runs ahead of the GPU).
@@ -251,8 +252,9 @@ def fit(
             if masked_params:
                 _mask_params(masked_params, masked_by)
             step_global += 1
-            if progress is not None and synced:
-                progress(step_global, total_steps, {"epoch": epoch, "lr": lr, "loss": last})
+            if progress is not None:  # every step (rewind captures need exact steps)
+                info = {"epoch": epoch, "lr": lr}
+                progress(step_global, total_steps, {**info, "loss": last} if synced else info)
         if checked < steps:
             _check_losses(losses, checked, steps, epoch)
         train_seconds = time.perf_counter() - t0
