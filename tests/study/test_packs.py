@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from prunescope.study import load_results, load_spec, run_study
+from .conftest import mnist_available
 
 
 def test_packs_of_two_train_together(tiny_reference, tiny_spec, tmp_path):
@@ -27,3 +29,47 @@ def test_packs_of_two_train_together(tiny_reference, tiny_spec, tmp_path):
     acc = frame.groupby(["model", "method"])["correct"].sum()
     ref = ref_frame.groupby(["model", "method"])["correct"].sum()
     assert (acc - ref).abs().max() <= 6
+
+
+def test_a_failed_pack_is_retried_in_halves(tiny_spec, tmp_path, monkeypatch):
+    """A pack that fails as a whole (here: "out of memory" for more than 2 models, and one
+    model that always diverges) is retried half by half: the models that fit train packed,
+    and only the culprit fails."""
+    from prunescope.study import make_plan, worker
+    from prunescope.study.packs import Pack
+    from prunescope.train import TrainingDiverged
+
+    if not mnist_available():
+        pytest.skip("MNIST is not cached: run `prunescope data fetch mnist`")
+    spec = tiny_spec(tmp_path)
+    f = tmp_path / "tiny.toml"
+    f.write_text(spec.text.replace("models = 2", "models = 5"))
+    jobs = tuple(j for j in make_plan(load_spec(f)).jobs if j.kind == "train")
+    assert len(jobs) == 5
+    culprit = jobs[4].params["seed"]
+    sizes = []
+    real_fit_pack, real_fit = worker.fit_pack, worker.fit
+
+    def fit_pack(models, train, val, recipe, seeds, **kw):
+        sizes.append(len(models))
+        if len(models) > 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        if culprit in seeds:
+            raise TrainingDiverged(1, 1, float("nan"), where="the culprit's")
+        return real_fit_pack(models, train, val, recipe, seeds, **kw)
+
+    def fit(model, train, val, recipe, seed, **kw):
+        if seed == culprit:
+            raise TrainingDiverged(1, 1, float("nan"), where="the culprit's")
+        return real_fit(model, train, val, recipe, seed, **kw)
+
+    monkeypatch.setattr(worker, "fit_pack", fit_pack)
+    monkeypatch.setattr(worker, "fit", fit)
+    out = worker.run_pack(Pack("train", "mnist", "lenet5", jobs),
+                          worker.WorkerContext(artifacts=str(tmp_path / "a"), threads=1))
+    # 5 -> 3 (too big) -> 2 + 1 ; 2 (with the culprit) -> 1 + 1
+    assert sizes == [5, 3, 2, 2]
+    assert [r.job_id for r in out] == [j.id for j in jobs]
+    assert [r.status for r in out] == ["done"] * 4 + ["failed"]
+    assert "TrainingDiverged" in out[4].error
+    assert [r.info.get("pack_size", 1) for r in out[:4]] == [2, 2, 1, 1]

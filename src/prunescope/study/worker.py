@@ -14,6 +14,7 @@ comparing executors). On CUDA, ops that have no deterministic kernel warn instea
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,9 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
     one stacked
     network (:func:`prunescope.train.pack.fit_pack`; each model keeps its own data order and
     masks, results equal solo training up to floating-point rounding). If the pack fails as a
-    whole (e.g. one model diverges), its jobs are rerun one by one so that only the culprit
-    fails. Other packs run their jobs one after another.
+    whole (out of device memory, or one model diverges), each half is retried as a pack of its
+    own, down to single jobs, so that only a culprit fails. Other packs run their jobs one after
+    another.
     """
     arts = Artifacts(ctx.artifacts)
     with _deterministic(ctx.threads, ctx.device):
@@ -152,6 +154,7 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
     if len({fj.recipe for fj in fjs}) > 1:
         raise ValueError("a pack's jobs must share one recipe; the driver packs jobs of one "
                          "(kind, dataset, arch) of one study")
+    fits = None
     if fjs:
         first = fjs[0].job
         try:
@@ -161,17 +164,37 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
                             if pack.kind in ("prune_finetune", "lth_level") else None,
                             progress=(lambda s_, t_, _i: progress(first, s_, t_))
                             if progress else None)
-        except Exception:  # noqa: BLE001 -- find the culprit: rerun the jobs one by one
-            for fj in fjs:
-                results[fj.job.id] = _run_one(fj.job, ctx, arts, progress)
-        else:
-            for fj, res in zip(fjs, fits):
-                try:
-                    r = finish(fj, res, arts)
-                except Exception as e:  # noqa: BLE001
-                    r = _failure(fj.job, e)
-                results[fj.job.id] = _stamp(r, started, t0, cpu0, share=len(fjs))
+        except Exception:  # noqa: BLE001 -- retried in halves below
+            pass
+    if fits is not None:
+        for fj, res in zip(fjs, fits):
+            try:
+                r = finish(fj, res, arts)
+            except Exception as e:  # noqa: BLE001
+                r = _failure(fj.job, e)
+            results[fj.job.id] = _stamp(r, started, t0, cpu0, share=len(fjs))
+    elif fjs:
+        # The pack failed as a whole: out of device memory (the pack size is an estimate), or
+        # one model diverged. Retry each half as its own pack, down to single jobs, so that a
+        # too-large pack still trains packed and only a culprit fails. This runs outside the
+        # ``except`` block, whose traceback would keep the failed attempt's tensors alive.
+        del prepared, fjs
+        _release_device_memory(ctx.device)
+        todo = [j for j in pack.jobs if j.id not in results]
+        half = (len(todo) + 1) // 2
+        for part in (todo[:half], todo[half:]):
+            sub = replace(pack, jobs=tuple(part))
+            outs = ([_run_one(part[0], ctx, arts, progress)] if len(part) == 1
+                    else _run_fit_pack(sub, ctx, arts, progress))
+            results.update((j.id, r) for j, r in zip(part, outs))
     return [results[j.id] for j in pack.jobs]
+
+
+def _release_device_memory(device: str) -> None:
+    """Return cached CUDA blocks after a failed pack (a no-op elsewhere)."""
+    if torch.device(device).type == "cuda":
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 
