@@ -144,6 +144,24 @@ def test_precision_and_f1_variants():
         per_class(tidy(cm, cm), "accuracy")
 
 
+def test_never_predicted_class_counts_in_the_f1_slope():
+    """SPEC 2 (F-score variant of alpha): a class the pruned model never predicts has F = 0
+    (2 correct / (support + predicted) with correct = predicted = 0), so its point stays in
+    alpha_F; precision is undefined for it and its point is left out of alpha_P."""
+    dense = np.diag([90, 80, 70])
+    dense[0, 1], dense[1, 2], dense[2, 0] = 10, 20, 30
+    pruned = np.array([[90, 10, 0], [20, 80, 0], [40, 60, 0]])  # class 2 never predicted
+    f = intensification(tidy(dense, pruned), "f1")
+    assert f["value_after"].iloc[2] == 0.0
+    assert np.isfinite(f["Bn_after"]).all()
+    m = model_alpha(f)
+    assert m["n_points"].iloc[0] == 3
+    x, y = f["Bn_before"].to_numpy(), f["Bn_after"].to_numpy()
+    assert m["alpha"].iloc[0] == pytest.approx((x @ y) / (x @ x), rel=1e-12)
+    p = model_alpha(intensification(tidy(dense, pruned), "precision"))
+    assert p["n_points"].iloc[0] == 2
+
+
 def test_unbalanced_sets_are_flagged_and_warned():
     dense = np.array([[18, 2], [3, 7]])
     pruned = np.array([[15, 5], [4, 6]])

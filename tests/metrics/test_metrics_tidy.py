@@ -89,16 +89,24 @@ def test_metrics_and_stats_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_f1_is_undefined_where_precision_or_recall_is():
-    """SPEC 2: F = 2PR/(P+R) needs P and R; a never-predicted class has no precision, so no F
-    (NaN, like precision); a predicted but never-hit class has P = R = 0 and F = 0."""
-    from prunescope.metrics import per_class
+def test_f1_is_the_count_identity_wherever_the_class_is_present():
+    """SPEC 2: F = 2PR/(P+R) = 2 correct / (support + predicted). A present class that is never
+    predicted has R = 0 and P = 0/0: F = 0, the limit of 2PR/(P+R) at R = 0 for any P (precision
+    itself stays NaN); a predicted but never-hit class has P = R = 0 and F = 0; a class absent
+    from the test set (support 0, recall undefined) has no F."""
+    from prunescope.metrics import ImbalanceWarning, per_class
 
     cm = np.array([[5, 5, 0], [0, 10, 0], [0, 10, 0]])  # class 2 never predicted, class 0 ok
     t = from_confusion(cm, dataset="d", arch="a", method="dense", ratio=1.0, model=0)
     f = per_class(t, "f1").set_index("cls")["value"]
-    assert np.isnan(f[2])
+    assert f[2] == 0.0
+    assert np.isnan(per_class(t, "precision").set_index("cls")["value"][2])
     assert f[0] == pytest.approx(2 * 5 / (10 + 5))
+    absent = np.array([[5, 5, 0], [0, 10, 0], [0, 0, 0]])  # class 2 absent and never predicted
+    with pytest.warns(ImbalanceWarning):
+        fa = per_class(from_confusion(absent, dataset="d", arch="a", method="dense", ratio=1.0,
+                                      model=0), "f1").set_index("cls")["value"]
+    assert np.isnan(fa[2]) and fa[1] == pytest.approx(2 * 10 / (10 + 15))
     cm2 = np.array([[0, 10], [5, 5]])  # class 0 predicted 5 times, never right
     f2 = per_class(from_confusion(cm2, dataset="d", arch="a", method="dense", ratio=1.0,
                                   model=0), "f1").set_index("cls")["value"]

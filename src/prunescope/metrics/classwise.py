@@ -39,10 +39,11 @@ def per_class(frame: pd.DataFrame, metric: Metric = "recall") -> pd.DataFrame:
         Tidy count frame (docs/architecture.md), N rows.
     metric:
         ``"recall"`` (primary): R^c = correct / support; ``"precision"``: P^c = correct /
-        predicted (NaN for a class never predicted); ``"f1"``: F^c = 2 P R / (P + R) computed as
-        2 correct / (support + predicted), NaN wherever P or R is undefined (class never
-        predicted, or absent from the test set), as for precision; 0 when both are defined and
-        zero (predicted and present, never hit: the limit of the harmonic mean).
+        predicted (NaN for a class never predicted); ``"f1"``: F^c = 2 P R / (P + R) computed by
+        the identity F^c = 2 correct / (support + predicted) wherever the class is present
+        (support > 0), NaN where it is absent (recall undefined). A present class that is never
+        predicted has R = 0 and P = 0/0; it gets F = 0, the limit of 2PR/(P + R) at R = 0 for
+        any P, so the most collapsed class stays in the F-score slope instead of dropping out.
 
     Returns
     -------
@@ -71,8 +72,7 @@ def per_class(frame: pd.DataFrame, metric: Metric = "recall") -> pd.DataFrame:
         elif metric == "precision":
             value = correct / predicted
         else:
-            defined = (support > 0) & (predicted > 0)
-            value = np.where(defined, 2.0 * correct / (support + predicted), np.nan)
+            value = np.where(support > 0, 2.0 * correct / (support + predicted), np.nan)
     value = np.where(np.isfinite(value), value, np.nan)
     acc_g = np.where(np.isfinite(acc_g), acc_g, np.nan)
     acc = acc_g[codes]
