@@ -34,8 +34,8 @@ from torch import nn
 from prunescope.data.device import DeviceImages, crop_flip, epoch_draws
 from prunescope.models import skeleton
 from prunescope.models.stacked import StackedModel, stack, stack_masks
-from prunescope.train.loop import (FitResult, ProgressFn, TrainingDiverged, _same_device,
-                                   data_generator)
+from prunescope.train.loop import (FitResult, ProgressFn, TrainingDiverged, _mask_grads,
+                                   _mask_params, _same_device, data_generator)
 from prunescope.train.recipe import Recipe
 
 __all__ = ["PackOptions", "activation_elements", "auto_pack_size", "fit_pack"]
@@ -260,9 +260,7 @@ def fit_pack(
     opts.check(device)
 
     masked_params, masked_by = _pack_masks(pack, masks)
-    with torch.no_grad():
-        if masked_params:
-            torch._foreach_mul_(masked_params, masked_by)
+    _mask_params(masked_params, masked_by)
     if opts.channels_last:  # converts the parameters' storage; the Parameter objects stay
         pack = pack.to(memory_format=torch.channels_last)
         masked_by = [m.contiguous(memory_format=torch.channels_last) if m.ndim == 4 else m
@@ -315,13 +313,11 @@ def fit_pack(
                     loss_sum += per_model.view(g, -1).sum(1).double()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if masked_params:
-                    with torch.no_grad():
-                        torch._foreach_mul_([p.grad for p in masked_params], masked_by)
+                if masked_params:  # one foreach multiply on the gradients, one on the weights
+                    _mask_grads(masked_params, masked_by)
                 opt.step()
                 if masked_params:
-                    with torch.no_grad():
-                        torch._foreach_mul_(masked_params, masked_by)
+                    _mask_params(masked_params, masked_by)
                 step_global += 1
                 if progress is not None:
                     progress(step_global, total_steps, {"epoch": epoch, "lr": lr})
