@@ -1,4 +1,6 @@
 """The SPEC 5 test families on a synthetic per-model alpha frame with known structure."""
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -169,3 +171,38 @@ def test_families_with_no_comparison_return_empty_tables():
     assert sizes["ratios_by_arch"] == sizes["ratios_by_method"] == sizes["archs"] == 0
     assert sizes["methods"] == 1 and sizes["mp_vs_up"] == 1
     assert fams["ratios_by_method"].table.empty
+
+
+def test_zero_variance_comparisons_are_noted():
+    """SPEC 5 (paired tests report n, t, df, raw p): a comparison whose paired differences are
+    all equal has zero variance. All differences 0: t = 0/0, p = NaN (as scipy.stats.ttest_rel),
+    noted and left out of the family size; a constant nonzero difference: t = inf, scipy's p,
+    noted and counted. The same for independent sides that are each constant."""
+    f = study()
+    mp = (f["arch"] == "resnet20") & (f["method"] == "mp")
+    up = (f["arch"] == "resnet20") & (f["method"] == "up")
+    at = lambda r: (f["ratio"] == r).to_numpy()  # noqa: E731
+    f.loc[up & at(2.0), "alpha"] = f.loc[mp & at(2.0), "alpha"].to_numpy()  # identical: d = 0
+    f.loc[mp & at(4.0), "alpha"] = np.arange(6.0)
+    f.loc[up & at(4.0), "alpha"] = np.arange(6.0) - 1.0  # d = 1 for every model
+    long = mp_vs_up_tests(f).long.set_index(["arch", "ratio"])
+    same, shifted = long.loc[("resnet20", 2.0)], long.loc[("resnet20", 4.0)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy: "catastrophic cancellation"
+        ref = sps.ttest_rel(pick(f, arch="resnet20", method="mp", ratio=2.0),
+                            pick(f, arch="resnet20", method="up", ratio=2.0))
+    assert np.isnan(ref.pvalue) and np.isnan(same["p_raw"]) and np.isnan(same["p_corrected"])
+    assert same["note"].startswith("zero variance of differences") and same["n1"] == 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = sps.ttest_rel(np.arange(6.0), np.arange(6.0) - 1.0)
+    assert shifted["t"] == ref.statistic == np.inf and shifted["p_raw"] == ref.pvalue == 0.0
+    assert shifted["note"].startswith("zero variance of differences")
+    assert (long["family_size"] == 9).all()  # 10 comparisons, the all-zero one not counted
+    assert (long.drop(index=[("resnet20", 2.0), ("resnet20", 4.0)])["note"] == "").all()
+    g = study()
+    for arch in ("resnet20", "resnet56"):
+        g.loc[(g["dataset"] == "cifar10") & (g["arch"] == arch) & (g["method"] == "mp")
+              & (g["ratio"] == 10.0), "alpha"] = 1.0
+    row = arch_tests(g).long.query("method == 'mp' and ratio == 10.0").iloc[0]
+    assert np.isnan(row["p_raw"]) and row["note"].startswith("zero variance on both sides")

@@ -19,7 +19,11 @@ Every function returns a :class:`FamilyResult`:
 
 Family size = the number of comparisons actually made in the family (finite p-values);
 comparisons whose levels are absent are not listed, those with too few models (paired: < 2
-pairs; independent: < 2 models on a side) are listed with a note and do not count.
+pairs; independent: < 2 models on a side) are listed with a note and do not count. A paired
+comparison whose differences are all equal (an independent one whose two sides are each
+constant) has zero variance: all differences 0 (equal means) gives t = 0/0 and p = NaN, as
+scipy does, noted ``"zero variance ...: no test"`` and not counted; a constant nonzero
+difference gives t = +/-inf and p = 0 or 1 (scipy's values), counted, with a note saying so.
 """
 from __future__ import annotations
 
@@ -183,7 +187,11 @@ def _run(enc: pd.DataFrame, pairs: pd.DataFrame, keys: list[str], factor: str, v
         res["mean_diff"] = mean_d
         res["t"], res["df"], res["p_raw"] = paired_from_moments(n, mean_d, var_d, alternative)
         res["test"] = "paired"
-        res["note"] = np.where(n < 2, "fewer than 2 models paired by " + "+".join(pair_on), "")
+        res["note"] = np.select(
+            [n < 2, (var_d == 0) & (mean_d == 0), var_d == 0],
+            ["fewer than 2 models paired by " + "+".join(pair_on),
+             "zero variance of differences (all differences 0): no test",
+             "zero variance of differences (constant nonzero difference): t infinite"], "")
     else:
         gkeys, gn, gmean, gvar = _group_moments(cf, v)
         # a missing side reads the padded last entry: n = 0, mean = var = NaN
@@ -197,7 +205,11 @@ def _run(enc: pd.DataFrame, pairs: pd.DataFrame, keys: list[str], factor: str, v
         res["mean1"], res["mean2"], res["mean_diff"] = m1, m2, m1 - m2
         res["t"], res["df"], res["p_raw"] = independent_from_moments(n1, m1, v1, n2, m2, v2, alternative, equal_var)
         res["test"] = "independent" if equal_var else "welch"
-        res["note"] = np.where((n1 < 2) | (n2 < 2), "fewer than 2 models on a side", "")
+        flat = (v1 == 0) & (v2 == 0)
+        res["note"] = np.select(
+            [(n1 < 2) | (n2 < 2), flat & (m1 == m2), flat],
+            ["fewer than 2 models on a side", "zero variance on both sides, equal means: no test",
+             "zero variance on both sides (different means): t infinite"], "")
     res["alternative"] = alternative
     return res
 
