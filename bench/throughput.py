@@ -37,8 +37,8 @@ import torch
 from torch import nn
 
 from prunescope.data.device import DeviceImages
-from prunescope.models import LeNet5, build_model
-from prunescope.models.resnet_cifar import CifarResNet
+from prunescope.models import build_model, skeleton
+from prunescope.study.worker import job_settings
 from prunescope.train import Recipe, fit
 from prunescope.train.pack import PackOptions, auto_pack_size, fit_pack
 
@@ -58,8 +58,7 @@ def forward_flops(arch: str) -> int:
     """Forward FLOPs of one image (2 x multiply-accumulates of every Conv2d and Linear), counted
     on the meta device."""
     h, w, c = image_shape(arch)
-    with torch.device("meta"):
-        model = LeNet5(10, c, h) if arch == "lenet5" else CifarResNet(int(arch[6:]), 10, c)
+    model = skeleton(arch, 10, c, image_size=h)
     macs = 0
 
     def count(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
@@ -72,8 +71,7 @@ def forward_flops(arch: str) -> int:
 
     hooks = [m.register_forward_hook(count) for m in model.modules()
              if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.device("meta"):
-        model(torch.empty(1, c, h, w))
+    model(torch.empty(1, c, h, w, device="meta"))
     for hk in hooks:
         hk.remove()
     return 2 * macs
@@ -217,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("bf16", "channels-last", "compile", "cuda-graphs", "fused-optimizer"):
         ap.add_argument(f"--no-{flag}", action="store_true", help=f"turn {flag} off (CUDA)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--deterministic", choices=("auto", "on", "off"), default="auto",
+                    help="torch deterministic algorithms as a study's [executor] deterministic "
+                         "sets them (auto: on for the CPU; off with cuDNN autotuning on CUDA)")
     ap.add_argument("--project", metavar="STUDY.toml",
                     help="also print this study's projected time from the measured rates "
                          "(default archs: the study's)")
@@ -243,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
                                              in_channels=image_shape(arch)[2],
                                              image_size=image_shape(arch)[0],
                                              batch_size=args.batch)
-        rows.append(run_arch(arch, device, steps, g, options, args.batch, args.repeat))
+        with job_settings(0, str(device), {"auto": None, "on": True, "off": False}[
+                args.deterministic]):
+            rows.append(run_arch(arch, device, steps, g, options, args.batch, args.repeat))
+        rows[-1]["deterministic"] = args.deterministic
         print(markdown(rows[-1:]).splitlines()[-1], flush=True)
     command = "python " + " ".join(["bench/throughput.py", *sys.argv[1:]])
     print()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from prunescope.study import SpecError, load_spec, parse_spec
 from prunescope.train import Recipe
@@ -79,6 +80,7 @@ epochs = 6
     ("[executor]\nworkers = 0", "executor.workers", ">= 1"),
     ("[executor]\npack_size = 'big'", "executor.pack_size", "auto"),
     ("[executor]\ngpus_per_pack = 1.5", "executor.gpus_per_pack", "fraction"),
+    ("[executor]\ndeterministic = 'yes'", "executor.deterministic", '"auto"'),
     ("scope = 'row'", "scope", "global, layer"),
     ("prune_biases = 'yes'", "prune_biases", "bool"),
     ("distributions = ['fog-3']", "distributions[0]", "gaussian_noise"),
@@ -115,6 +117,28 @@ def test_pack_size_auto(tmp_path):
     assert spec.executor.pack_size == "auto"
     assert pack_size(spec, "mnist", "lenet5", "cpu") >= 1
     assert pack_size(parse_spec(BASE, base_dir=tmp_path), "mnist", "lenet5", "cpu") == 1
+
+
+def test_deterministic_policy(tmp_path):
+    """``[executor] deterministic``: "auto" = deterministic algorithms on the CPU, speed
+    (autotuned cuDNN, no deterministic restriction) on CUDA; an explicit value wins; the
+    worker restores the process's settings afterwards. (The "cuda" branch sets flags only, so it
+    runs on a CPU machine too.)"""
+    from prunescope.study.worker import job_settings
+
+    assert parse_spec(BASE, base_dir=tmp_path).executor.deterministic == "auto"
+    spec = parse_spec(BASE + "[executor]\ndeterministic = false", base_dir=tmp_path)
+    assert spec.executor.deterministic is False
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    seen = {}
+    for device, on in (("cpu", None), ("cuda", None), ("cpu", False), ("cuda", True)):
+        with job_settings(0, device, on):
+            seen[device, on] = (torch.are_deterministic_algorithms_enabled(),
+                                torch.backends.cudnn.benchmark)
+        assert (torch.are_deterministic_algorithms_enabled(),
+                torch.backends.cudnn.benchmark) == before
+    assert seen == {("cpu", None): (True, before[1]), ("cuda", None): (False, True),
+                    ("cpu", False): (False, before[1]), ("cuda", True): (True, before[1])}
 
 
 def test_missing_required_key_and_bad_toml(tmp_path):

@@ -245,6 +245,8 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             deps = sorted({d for j in jobs for d in j.deps})
             ex.submit(pack, WorkerContext(
                 artifacts=spec.artifacts, device=device, threads=threads,
+                deterministic=(None if spec.executor.deterministic == "auto"
+                               else spec.executor.deterministic),
                 parent_artifacts=tuple((d, tuple(sorted(arts[d].items()))) for d in deps)))
             if display:
                 display.pack_started(pack)

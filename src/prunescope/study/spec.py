@@ -56,7 +56,8 @@ _STRUCTURED_KEYS = {"chip_images", "scope"}
 LTH_RETRAIN = ("finetune", "train")
 _GRID_KEYS = {"datasets", "architectures", "methods", "ratios"}
 _GRADIENT_KEYS = {"mode", "n_batches"}
-_EXECUTOR_KEYS = {"pack_size", "workers", "gpus_per_pack", "cpus_per_pack", "threads"}
+_EXECUTOR_KEYS = {"pack_size", "workers", "gpus_per_pack", "cpus_per_pack", "threads",
+                  "deterministic"}
 _RECIPE_EXTRA_KEYS = {"epochs_scale", "epochs"}
 
 
@@ -139,6 +140,11 @@ class ExecutorSpec:
         threads: torch intra-op threads in each worker; 0 = torch's default (1 in the worker
             processes of ``workers > 1``). Pin it (e.g. 1) when results must be bit-identical
             between executors with different CPU counts.
+        deterministic: ``True``: every job runs with ``torch.use_deterministic_algorithms``
+            (on CUDA warn-only); ``False``: not, and on CUDA cuDNN autotunes its kernels
+            (``cudnn.benchmark``); ``"auto"`` (default): ``True`` on the CPU (bit-identical
+            reruns and resumes), ``False`` on CUDA, whose fast path (bf16, compiled CUDA graphs)
+            is not bitwise reproducible anyway and where deterministic kernels cost speed.
     """
 
     pack_size: int | str = 1
@@ -146,6 +152,7 @@ class ExecutorSpec:
     gpus_per_pack: float = 1.0
     cpus_per_pack: int = 1
     threads: int = 0
+    deterministic: bool | str = "auto"
 
 
 @dataclass(frozen=True)
@@ -320,6 +327,7 @@ def parse_spec(
         gpus_per_pack=float(v.get(etab, "gpus_per_pack", float, default=1.0, prefix="executor.")),
         cpus_per_pack=v.get(etab, "cpus_per_pack", int, default=1, prefix="executor."),
         threads=v.get(etab, "threads", int, default=0, prefix="executor."),
+        deterministic=etab.get("deterministic", "auto"),
     )
     if ex.pack_size != "auto" and not (_is_int(ex.pack_size) and ex.pack_size >= 1):
         v.fail("executor.pack_size", ex.pack_size, "an integer >= 1 or \"auto\"")
@@ -332,6 +340,8 @@ def parse_spec(
         v.fail("executor.cpus_per_pack", ex.cpus_per_pack, "an integer >= 1")
     if ex.threads < 0:
         v.fail("executor.threads", ex.threads, "an integer >= 0 (0 = torch's default)")
+    if ex.deterministic != "auto" and not isinstance(ex.deterministic, bool):
+        v.fail("executor.deterministic", ex.deterministic, 'true, false or "auto"')
 
     ltab = v.get(raw, "lth", dict, default={})
     v.keys(ltab, _LTH_KEYS, "lth.")

@@ -6,10 +6,12 @@ touch the SQLite store. Each job of a pack runs in its own ``try``: an exception
 out of memory, a missing file...) becomes a ``failed`` result carrying the error, and the other
 jobs of the pack go on.
 
-Determinism: every job runs with ``torch.use_deterministic_algorithms(True)`` and explicit
-seeds only, so a job computes the same weights and counts whenever and wherever it runs on the
-same kind of device (and the same number of torch threads: pin ``[executor] threads`` when
-comparing executors). On CUDA, ops that have no deterministic kernel warn instead of failing.
+Determinism: every job uses explicit seeds only. By default on the CPU (``[executor]
+deterministic``) it also runs with ``torch.use_deterministic_algorithms(True)``, so a job computes
+the same weights and counts whenever and wherever it runs (with the same number of torch
+threads: pin ``[executor] threads`` when comparing executors). On CUDA the default is speed:
+no deterministic-kernel restriction and cuDNN autotuning; with ``deterministic = true`` ops that
+have no deterministic kernel warn instead of failing.
 """
 from __future__ import annotations
 
@@ -63,6 +65,8 @@ class WorkerContext:
         device: torch device name (``cpu``, ``cuda``, ``cuda:1``).
         data_dir: dataset cache folder (``None``: ``PRUNESCOPE_DATA`` or ``~/.cache/prunescope``).
         threads: torch intra-op threads (0 = leave torch's default).
+        deterministic: deterministic algorithms on (``True``) or off (``False``); ``None`` =
+            on for the CPU, off for CUDA (see ``[executor] deterministic``).
         parent_artifacts: ``{job id: {name: url}}`` of the done parents of the pack's jobs.
     """
 
@@ -70,6 +74,7 @@ class WorkerContext:
     device: str = "cpu"
     data_dir: str | None = None
     threads: int = 0
+    deterministic: bool | None = None
     parent_artifacts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     def parent(self, job_id: str) -> dict[str, str]:
@@ -93,7 +98,7 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
     another.
     """
     arts = Artifacts(ctx.artifacts)
-    with _deterministic(ctx.threads, ctx.device):
+    with job_settings(ctx.threads, ctx.device, ctx.deterministic):
         if len(pack.jobs) > 1 and pack.kind in _FITTERS and stacks(pack.kind):
             return _run_fit_pack(pack, ctx, arts, progress)
         return [_run_one(job, ctx, arts, progress) for job in pack.jobs]
@@ -200,23 +205,31 @@ def _release_device_memory(device: str) -> None:
 
 
 @contextmanager
-def _deterministic(threads: int, device: str) -> Iterator[None]:
-    """Deterministic torch algorithms (and ``threads`` intra-op threads) inside the block; the
-    previous settings are restored afterwards. On CUDA, ops without a deterministic kernel only
-    warn (``warn_only``) and cuBLAS gets the workspace setting its determinism needs."""
+def job_settings(threads: int, device: str, on: bool | None = None) -> Iterator[None]:
+    """Inside the block: ``threads`` intra-op threads, and deterministic torch algorithms when
+    ``on`` (``None``: on the CPU only). On CUDA, deterministic mode only warns about ops without
+    a deterministic kernel (``warn_only``) and gives cuBLAS the workspace setting its
+    determinism needs; without it cuDNN autotunes (``cudnn.benchmark``). The previous settings
+    are restored afterwards."""
     was_det = torch.are_deterministic_algorithms_enabled()
     was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    was_bench = torch.backends.cudnn.benchmark
     was_threads = torch.get_num_threads()
     on_cpu = torch.device(device).type == "cpu"
-    if not on_cpu:
+    if on is None:
+        on = on_cpu
+    if on and not on_cpu:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=not on_cpu)
+    torch.use_deterministic_algorithms(on, warn_only=not on_cpu)
+    if not on and not on_cpu:
+        torch.backends.cudnn.benchmark = True
     if threads > 0:
         torch.set_num_threads(threads)
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(was_det, warn_only=was_warn)
+        torch.backends.cudnn.benchmark = was_bench
         torch.set_num_threads(was_threads)
 
 
