@@ -206,3 +206,27 @@ def test_zero_variance_comparisons_are_noted():
               & (g["ratio"] == 10.0), "alpha"] = 1.0
     row = arch_tests(g).long.query("method == 'mp' and ratio == 10.0").iloc[0]
     assert np.isnan(row["p_raw"]) and row["note"].startswith("zero variance on both sides")
+
+
+def test_tables_order_levels_like_the_figures_not_alphabetically():
+    """SPEC 6 p-value tables: architectures by size (resnet20 before resnet110) and datasets from
+    simple to hard (mnist before cifar10), as stats.LEVEL_ORDER and the report's figures order
+    them; ratios numerically."""
+    rng = np.random.default_rng(5)
+    rows = [dict(dataset=d, arch=a, method=m, ratio=t, model=i, distribution="nominal",
+                 alpha=1.0 + 0.01 * t + rng.normal(0, 0.05))
+            for d, a in [("cifar10", "resnet110"), ("cifar10", "resnet20"), ("cifar10", "resnet56"),
+                         ("mnist", "lenet5")]
+            for m in ("up", "mp") for t in (20.0, 2.0, 4.0) for i in range(4)]
+    f = pd.DataFrame(rows)
+    by_arch = ratio_tests(f, "arch").table
+    assert list(by_arch.columns) == ["lenet5", "resnet20", "resnet56", "resnet110"]
+    assert list(by_arch.index.get_level_values("dataset").unique()) == ["mnist", "cifar10"]
+    assert list(by_arch.index.get_level_values("method").unique()) == ["mp", "up"]
+    assert list(by_arch.index.get_level_values("comparison").unique()) == ["2 vs 4", "4 vs 20"]
+    mvu = mp_vs_up_tests(f).table
+    assert list(mvu.index.get_level_values("arch")) == ["lenet5", "resnet20", "resnet56", "resnet110"]
+    assert list(mvu.columns) == [2.0, 4.0, 20.0]
+    archs = arch_tests(f).long.query("method == 'mp' and ratio == 2.0")
+    assert archs["comparison"].tolist() == ["resnet20 vs resnet56", "resnet56 vs resnet110"]
+    assert list(ratio_tests(f, "method").table.columns) == ["mp", "up"]

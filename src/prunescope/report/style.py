@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after selecting the backend)
 from matplotlib.figure import Figure  # noqa: E402
 
+from prunescope.stats.families import LEVEL_ORDER  # noqa: E402
+
 #: Fixed colour per pruning method, the same in every figure (colour-blind-safe Okabe-Ito/Tol).
 METHOD_COLORS: dict[str, str] = {
     "dense": "#000000",
@@ -33,8 +35,9 @@ METHOD_LABELS: dict[str, str] = {
     "dense": "dense", "mp": "MP", "up": "UP", "gp": "GP", "rp": "RP", "lth": "LTH",
     "chip": "CHIP", "l1-filter": "L1-filter",
 }
-ARCH_ORDER = ("lenet5", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
-DATASET_ORDER = ("mnist", "fashion-mnist", "cifar10", "cifar100")
+#: Architecture and dataset orders: the same as the p-value tables (prunescope.stats.LEVEL_ORDER).
+ARCH_ORDER = LEVEL_ORDER["arch"]
+DATASET_ORDER = LEVEL_ORDER["dataset"]
 METHOD_ORDER = tuple(METHOD_COLORS)
 #: Markers that tell levels of a non-method factor apart inside one method colour.
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")

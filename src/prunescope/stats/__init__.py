@@ -4,7 +4,9 @@ from prunescope.stats.ci import CELL_KEYS, CI_COLUMNS, ci_label, mean_ci, t_inte
 from prunescope.stats.families import (
     ARCH_ORDER,
     DATASET_ARCHS,
+    DATASET_ORDER,
     DATASET_PAIRS,
+    LEVEL_ORDER,
     METHOD_ORDER,
     FamilyResult,
     all_families,
@@ -27,8 +29,9 @@ from prunescope.stats.tests import (
 )
 
 __all__ = [
-    "ALTERNATIVES", "ARCH_ORDER", "CELL_KEYS", "CI_COLUMNS", "CORRECTIONS", "DATASET_ARCHS", "DATASET_PAIRS",
-    "METHOD_ORDER", "TEST_COLUMNS", "FamilyResult", "all_families", "arch_tests", "ci_label", "correct",
-    "correct_within", "dataset_tests", "independent_from_moments", "mean_ci", "method_tests",
-    "mp_vs_up_tests", "paired_from_moments", "ratio_tests", "t_interval", "t_pvalue", "ttest",
+    "ALTERNATIVES", "ARCH_ORDER", "CELL_KEYS", "CI_COLUMNS", "CORRECTIONS", "DATASET_ARCHS",
+    "DATASET_ORDER", "DATASET_PAIRS", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS", "FamilyResult",
+    "all_families", "arch_tests", "ci_label", "correct", "correct_within", "dataset_tests",
+    "independent_from_moments", "mean_ci", "method_tests", "mp_vs_up_tests", "paired_from_moments",
+    "ratio_tests", "t_interval", "t_pvalue", "ttest",
 ]

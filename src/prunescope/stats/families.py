@@ -56,6 +56,13 @@ DATASET_ARCHS: dict[str, str] = {
 }
 #: Canonical order of pruning methods in method pairs.
 METHOD_ORDER: tuple[str, ...] = ("mp", "gp", "up", "rp")
+#: Datasets from simplest to hardest: the order of dataset rows and columns in every table.
+DATASET_ORDER: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "cifar100")
+#: Order of the levels of each factor in the tables (rows and columns): known names in this
+#: order, then any other name sorted (the report's figures use the same orders).
+LEVEL_ORDER: dict[str, tuple[str, ...]] = {
+    "dataset": DATASET_ORDER, "arch": ("lenet5", *ARCH_ORDER), "method": METHOD_ORDER,
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,22 @@ class FamilyResult:
 
     table: pd.DataFrame
     long: pd.DataFrame
+
+
+def _factorize(values: pd.Series, column: str) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes and levels of ``values``: sorted, except the factors of
+    :data:`LEVEL_ORDER`, whose known levels come first in that order (resnet20 before
+    resnet110), so sorting by code gives the tables' row and column order."""
+    codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=False)
+    known = LEVEL_ORDER.get(column)
+    if not known or len(uniques) < 2:
+        return codes, uniques
+    rank = {v: i for i, v in enumerate(known)}
+    perm = np.array(sorted(range(len(uniques)), key=lambda i: (uniques[i] not in rank,
+                                                              rank.get(uniques[i], 0), i)))
+    new_code = np.empty(len(perm), dtype=np.int64)
+    new_code[perm] = np.arange(len(perm))
+    return new_code[codes], uniques.take(perm)
 
 
 def _fmt(v: object) -> str:
@@ -231,7 +254,7 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
     enc = pd.DataFrame({value: alphas[value].to_numpy(np.float64)})
     uniques = {}
     for c in cols:
-        enc[c], uniques[c] = pd.factorize(alphas[c], sort=True, use_na_sentinel=False)
+        enc[c], uniques[c] = _factorize(alphas[c], c)
     levels = uniques[factor]
     sizes = {c: max(len(u), 1) for c, u in uniques.items()}
     if pairs_of == "consecutive":
@@ -246,6 +269,8 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
         coded = [(code[a], code[b]) for a, b in (pairs or ()) if a in code and b in code]
         pair_frame = _listed_pairs(enc, keys, factor, coded, sizes)
     res = _run(enc, pair_frame, keys, factor, value, paired, alternative, pair_on, equal_var, sizes)
+    # sort on the integer codes: levels in LEVEL_ORDER (not alphabetically), ratios numerically
+    res = res.sort_values([*fixed, "_rank", column], kind="stable").reset_index(drop=True)
     for c in keys:
         res[c] = uniques[c].take(res[c].to_numpy()).array
     res["a"] = levels.take(res["a"].to_numpy()).array
@@ -258,8 +283,7 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
     res["factor"] = factor
     res["comparison"] = res["a"].map(_fmt).astype(str) + " vs " + res["b"].map(_fmt).astype(str)
     if extra is not None:
-        res = res.merge(extra, on=["a", "b"], how="left")
-    res = res.sort_values([*fixed, "_rank", column], kind="stable").reset_index(drop=True)
+        res = res.merge(extra, on=["a", "b"], how="left")  # keeps the order of res
     res = correct_within(res, "family", "p_raw", correction)
     extra_cols = [] if extra is None else [c for c in extra.columns if c not in ("a", "b")]
     long = res[["family", "kind", *fixed, column, "comparison", "factor", "a", "b", *extra_cols,
@@ -268,6 +292,8 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
     table = long.set_index([*index, column])["p_corrected"].unstack(column)
     if len(long):
         table = table.reindex(pd.MultiIndex.from_frame(long[index].drop_duplicates()))
+        present = set(table.columns)
+        table = table.reindex(columns=[v for v in uniques[column] if v in present])
     table.columns.name = column
     return FamilyResult(table=table, long=long)
 
