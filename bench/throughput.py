@@ -29,7 +29,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -231,13 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     archs = args.archs or (list(study_images(args.project)) if args.project else
                            ["resnet20", "resnet56", "resnet110"] if cuda else ["lenet5", "resnet20"])
     steps = args.steps or (50 if cuda else 5)
-    options = PackOptions.for_device(device)
-    off = {f.replace("-", "_"): False for f in
-           ("bf16", "channels-last", "compile", "cuda-graphs", "fused-optimizer")
-           if getattr(args, "no_" + f.replace("-", "_"))}
-    if "compile" in off:
-        off["cuda_graphs"] = False
-    options = replace(options, **off)
+    options = PackOptions.for_device(device, **{
+        f.replace("-", "_"): False for f in
+        ("bf16", "channels-last", "compile", "cuda-graphs", "fused-optimizer")
+        if getattr(args, "no_" + f.replace("-", "_"))})
     rows = []
     for arch in archs:
         g = args.pack_size or auto_pack_size(arch, device, options=options,

@@ -38,6 +38,7 @@ def test_a_failed_pack_is_retried_in_halves(tiny_spec, tmp_path, monkeypatch):
     from prunescope.study import make_plan, worker
     from prunescope.study.packs import Pack
     from prunescope.train import TrainingDiverged
+    from prunescope.train.pack import PackOptions
 
     if not mnist_available():
         pytest.skip("MNIST is not cached: run `prunescope data fetch mnist`")
@@ -52,6 +53,7 @@ def test_a_failed_pack_is_retried_in_halves(tiny_spec, tmp_path, monkeypatch):
 
     def fit_pack(models, train, val, recipe, seeds, **kw):
         sizes.append(len(models))
+        assert kw["options"] == PackOptions(channels_last=True)  # [executor.pack_options]
         if len(models) > 2:
             raise RuntimeError("CUDA out of memory (simulated)")
         if culprit in seeds:
@@ -66,7 +68,8 @@ def test_a_failed_pack_is_retried_in_halves(tiny_spec, tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "fit_pack", fit_pack)
     monkeypatch.setattr(worker, "fit", fit)
     out = worker.run_pack(Pack("train", "mnist", "lenet5", jobs),
-                          worker.WorkerContext(artifacts=str(tmp_path / "a"), threads=1))
+                          worker.WorkerContext(artifacts=str(tmp_path / "a"), threads=1,
+                                               pack_options=(("channels_last", True),)))
     # 5 -> 3 (too big) -> 2 + 1 ; 2 (with the culprit) -> 1 + 1
     assert sizes == [5, 3, 2, 2]
     assert [r.job_id for r in out] == [j.id for j in jobs]

@@ -8,6 +8,7 @@ import torch
 
 from prunescope.study import SpecError, load_spec, parse_spec
 from prunescope.train import Recipe
+from prunescope.train.pack import PackOptions
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
@@ -81,6 +82,12 @@ epochs = 6
     ("[executor]\npack_size = 'big'", "executor.pack_size", "auto"),
     ("[executor]\ngpus_per_pack = 1.5", "executor.gpus_per_pack", "fraction"),
     ("[executor]\ndeterministic = 'yes'", "executor.deterministic", '"auto"'),
+    ("[executor.pack_options]\nfp8 = true", "executor.pack_options.fp8", "allowed keys"),
+    ("[executor.pack_options]\ncompile = 1", "executor.pack_options.compile", "true or false"),
+    ("[executor.pack_options]\ncompile = false\ncuda_graphs = true", "executor.pack_options",
+     "needs compile"),
+    ("device = 'cpu'\n[executor.pack_options]\nbf16 = true", "executor.pack_options",
+     "need a CUDA device"),
     ("scope = 'row'", "scope", "global, layer"),
     ("prune_biases = 'yes'", "prune_biases", "bool"),
     ("distributions = ['fog-3']", "distributions[0]", "gaussian_noise"),
@@ -139,6 +146,34 @@ def test_deterministic_policy(tmp_path):
                 torch.backends.cudnn.benchmark) == before
     assert seen == {("cpu", None): (True, before[1]), ("cuda", None): (False, True),
                     ("cpu", False): (False, before[1]), ("cuda", True): (True, before[1])}
+
+
+def test_pack_options_reach_the_pack_trainer(tmp_path, monkeypatch):
+    """``[executor.pack_options]`` overrides the device's PackOptions in the workers' packs and
+    in the pack-size estimate; on a machine without CUDA a CUDA-only switch stops the run before
+    any job runs."""
+    import prunescope.study.run as run
+    from prunescope.study.worker import WorkerContext
+
+    spec = parse_spec(BASE + "[executor]\npack_size = 'auto'\n[executor.pack_options]\n"
+                      "compile = false\nbf16 = false", base_dir=tmp_path)
+    assert spec.executor.pack_options == (("bf16", False), ("compile", False))
+    seen = {}
+
+    def fake_auto(arch, device, **kw):
+        seen["auto"] = kw["options"]
+        return 3
+
+    monkeypatch.setattr(run, "auto_pack_size", fake_auto)
+    assert run.pack_size(spec, "mnist", "lenet5", "cuda") == 3
+    assert seen["auto"] == PackOptions(channels_last=True, fused_optimizer=True)
+    ctx = WorkerContext(artifacts=str(tmp_path), device="cuda",
+                        pack_options=spec.executor.pack_options)
+    assert PackOptions.for_device(ctx.device, **dict(ctx.pack_options)) == seen["auto"]
+    if not torch.cuda.is_available():
+        cuda_only = parse_spec(BASE + "[executor.pack_options]\nbf16 = true", base_dir=tmp_path)
+        with pytest.raises(RuntimeError, match="pack_options.*cannot run on cpu"):
+            run.run_study(cuda_only)
 
 
 def test_missing_required_key_and_bad_toml(tmp_path):

@@ -215,6 +215,14 @@ def test_argument_checks(quadrants):
     assert PackOptions.for_device("cpu") == PackOptions()
     fast = PackOptions.for_device("cuda")
     assert fast.bf16 and fast.channels_last and fast.compile and fast.cuda_graphs
+    assert fast.fused_optimizer
+    eager = PackOptions.for_device("cuda", compile=False)  # takes the CUDA graphs with it
+    assert not eager.compile and not eager.cuda_graphs and eager.bf16
+    assert PackOptions.for_device("cpu", compile=True) == PackOptions(compile=True)
+    with pytest.raises(ValueError, match="needs compile"):
+        PackOptions.for_device("cuda", compile=False, cuda_graphs=True)
+    with pytest.raises(ValueError, match="unknown PackOptions switch 'fp8'"):
+        PackOptions.for_device("cuda", fp8=True)
 
 
 def test_compiled_pack_on_cpu(quadrants):

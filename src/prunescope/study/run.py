@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from prunescope.data import fetch
+from prunescope.data import fetch, info
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
 from prunescope.study.packs import Pack, stacks
@@ -31,6 +31,7 @@ from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import StudySpec
 from prunescope.study.store import JobResult, Store
 from prunescope.study.worker import WorkerContext
+from prunescope.train.pack import PackOptions, auto_pack_size
 
 LOCK_FILE = "run.lock"
 
@@ -100,13 +101,12 @@ def pack_size(spec: StudySpec, dataset: str, arch: str, device: str) -> int:
     ``prunescope.train.pack.auto_pack_size`` fits on ``device`` for the training batch size."""
     if spec.executor.pack_size != "auto":
         return int(spec.executor.pack_size)
-    from prunescope.data import info
-    from prunescope.train.pack import auto_pack_size
-
     inf = info(dataset)
     h, _, c = inf.shape_hwc
     return auto_pack_size(arch, device, batch_size=spec.recipe(arch, "train").batch_size,
-                          num_classes=inf.num_classes, in_channels=c, image_size=h)
+                          num_classes=inf.num_classes, in_channels=c, image_size=h,
+                          options=PackOptions.for_device(device,
+                                                         **dict(spec.executor.pack_options)))
 
 
 def run_study(
@@ -223,6 +223,12 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             and not torch.cuda.is_available()):
         raise RuntimeError(f"the study asks for device {device!r} but this machine has no CUDA "
                            "device; set device = \"auto\" or \"cpu\" in the spec")
+    try:  # [executor.pack_options] for the device this run resolved to
+        PackOptions.for_device(device, **dict(spec.executor.pack_options)).check(
+            torch.device(device))
+    except ValueError as e:
+        raise RuntimeError(f"[executor.pack_options] cannot run on {device}: {e}; remove the "
+                           "CUDA-only switches or run on a GPU") from e
     threads = spec.executor.threads
     if isinstance(ex, ProcessExecutor) and threads == 0:
         threads = 1
@@ -247,6 +253,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
                 artifacts=spec.artifacts, device=device, threads=threads,
                 deterministic=(None if spec.executor.deterministic == "auto"
                                else spec.executor.deterministic),
+                pack_options=spec.executor.pack_options,
                 parent_artifacts=tuple((d, tuple(sorted(arts[d].items()))) for d in deps)))
             if display:
                 display.pack_started(pack)

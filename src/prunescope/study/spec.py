@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from prunescope.data import expected, info
 from prunescope.data.corruptions import CORRUPTIONS, Distribution
 from prunescope.models import build_model
 from prunescope.prune import UnreachableRatioError, count_parameters, keep_count, prunable
 from prunescope.train import Recipe
+from prunescope.train.pack import PackOptions
 
 #: datasets a study may name (SPEC 4)
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
@@ -57,7 +60,9 @@ LTH_RETRAIN = ("finetune", "train")
 _GRID_KEYS = {"datasets", "architectures", "methods", "ratios"}
 _GRADIENT_KEYS = {"mode", "n_batches"}
 _EXECUTOR_KEYS = {"pack_size", "workers", "gpus_per_pack", "cpus_per_pack", "threads",
-                  "deterministic"}
+                  "deterministic", "pack_options"}
+#: keys of ``[executor.pack_options]``: the pack trainer's device switches
+_PACK_OPTION_KEYS = set(PackOptions.__dataclass_fields__)
 _RECIPE_EXTRA_KEYS = {"epochs_scale", "epochs"}
 
 
@@ -145,6 +150,9 @@ class ExecutorSpec:
             (``cudnn.benchmark``); ``"auto"`` (default): ``True`` on the CPU (bit-identical
             reruns and resumes), ``False`` on CUDA, whose fast path (bf16, compiled CUDA graphs)
             is not bitwise reproducible anyway and where deterministic kernels cost speed.
+        pack_options: ``(switch, bool)`` pairs from ``[executor.pack_options]`` overriding the
+            device defaults of :class:`~prunescope.train.pack.PackOptions` (everything on for
+            CUDA, fp32 eager on the CPU) for packs of G > 1, e.g. ``compile = false``.
     """
 
     pack_size: int | str = 1
@@ -153,6 +161,7 @@ class ExecutorSpec:
     cpus_per_pack: int = 1
     threads: int = 0
     deterministic: bool | str = "auto"
+    pack_options: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -255,6 +264,23 @@ def load_spec(path: str | os.PathLike[str], output: str | None = None) -> StudyS
     return parse_spec(text, base_dir=p.resolve().parent, source=str(p.resolve()), output=out)
 
 
+def _pack_options(v: _Validator, etab: dict[str, Any], device: str) -> tuple[tuple[str, bool], ...]:
+    """``[executor.pack_options]`` as sorted ``(switch, bool)`` pairs, checked against
+    :class:`~prunescope.train.pack.PackOptions` for the spec's device (``auto``: as for CUDA;
+    the run checks again once the device is known)."""
+    tab = v.get(etab, "pack_options", dict, default={}, prefix="executor.")
+    v.keys(tab, _PACK_OPTION_KEYS, "executor.pack_options.")
+    for key, value in tab.items():
+        if not isinstance(value, bool):
+            v.fail(f"executor.pack_options.{key}", value, "true or false")
+    try:
+        PackOptions.for_device("cpu" if device == "cpu" else "cuda", **tab).check(
+            torch.device("cpu" if device == "cpu" else "cuda"))
+    except ValueError as e:
+        v.fail("executor.pack_options", tab, str(e))
+    return tuple(sorted(tab.items()))
+
+
 def parse_spec(
     text: str,
     base_dir: str | os.PathLike[str] | None = None,
@@ -328,6 +354,7 @@ def parse_spec(
         cpus_per_pack=v.get(etab, "cpus_per_pack", int, default=1, prefix="executor."),
         threads=v.get(etab, "threads", int, default=0, prefix="executor."),
         deterministic=etab.get("deterministic", "auto"),
+        pack_options=_pack_options(v, etab, device),
     )
     if ex.pack_size != "auto" and not (_is_int(ex.pack_size) and ex.pack_size >= 1):
         v.fail("executor.pack_size", ex.pack_size, "an integer >= 1 or \"auto\"")

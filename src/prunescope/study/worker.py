@@ -50,7 +50,7 @@ from prunescope.study.store import JobResult
 from prunescope.train import (Recipe, derive_seed, fit, load_checkpoint, predict,
                               save_checkpoint)
 from prunescope.train.checkpoint import sidecar_path
-from prunescope.train.pack import fit_pack
+from prunescope.train.pack import PackOptions, fit_pack
 
 #: ``progress(job, done, total)``: a job of the pack advanced (optimiser steps or phases)
 ProgressFn = Callable[[Job, int, int], None]
@@ -67,6 +67,8 @@ class WorkerContext:
         threads: torch intra-op threads (0 = leave torch's default).
         deterministic: deterministic algorithms on (``True``) or off (``False``); ``None`` =
             on for the CPU, off for CUDA (see ``[executor] deterministic``).
+        pack_options: ``(switch, bool)`` overrides of the device's default
+            :class:`~prunescope.train.pack.PackOptions` for stacked packs.
         parent_artifacts: ``{job id: {name: url}}`` of the done parents of the pack's jobs.
     """
 
@@ -75,6 +77,7 @@ class WorkerContext:
     data_dir: str | None = None
     threads: int = 0
     deterministic: bool | None = None
+    pack_options: tuple[tuple[str, bool], ...] = ()
     parent_artifacts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     def parent(self, job_id: str) -> dict[str, str]:
@@ -168,7 +171,8 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
                             masks=[fj.masks for fj in fjs]
                             if pack.kind in ("prune_finetune", "lth_level") else None,
                             progress=(lambda s_, t_, _i: progress(first, s_, t_))
-                            if progress else None)
+                            if progress else None,
+                            options=PackOptions.for_device(ctx.device, **dict(ctx.pack_options)))
         except Exception:  # noqa: BLE001 -- retried in halves below
             pass
     if fits is not None:

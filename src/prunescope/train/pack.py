@@ -68,12 +68,19 @@ class PackOptions:
                              "torch.compile's 'reduce-overhead' mode)")
 
     @classmethod
-    def for_device(cls, device: torch.device | str) -> PackOptions:
-        """Everything on for CUDA; fp32 eager (all off) elsewhere."""
-        if torch.device(device).type == "cuda":
-            return cls(bf16=True, channels_last=True, compile=True, cuda_graphs=True,
-                       fused_optimizer=True)
-        return cls()
+    def for_device(cls, device: torch.device | str, **overrides: bool) -> PackOptions:
+        """Everything on for CUDA; fp32 eager (all off) elsewhere; then ``overrides`` (switch
+        name -> bool). Turning ``compile`` off also turns off ``cuda_graphs`` unless that is
+        given too (CUDA graphs come from compiling)."""
+        unknown = sorted(set(overrides) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown PackOptions switch {unknown[0]!r}; the switches are "
+                             f"{', '.join(cls.__dataclass_fields__)}")
+        on = torch.device(device).type == "cuda"
+        values = {name: on for name in cls.__dataclass_fields__}
+        if overrides.get("compile") is False:
+            values["cuda_graphs"] = False
+        return cls(**{**values, **overrides})
 
     def check(self, device: torch.device) -> None:
         """Raise ValueError when a switch needs CUDA and ``device`` is not a CUDA device."""
