@@ -230,3 +230,45 @@ def test_tables_order_levels_like_the_figures_not_alphabetically():
     archs = arch_tests(f).long.query("method == 'mp' and ratio == 2.0")
     assert archs["comparison"].tolist() == ["resnet20 vs resnet56", "resnet56 vs resnet110"]
     assert list(ratio_tests(f, "method").table.columns) == ["mp", "up"]
+
+
+def paper_like(n_models: int = 4, seed: int = 7) -> pd.DataFrame:
+    """The SPEC 4 grid with 3 ratios: MP everywhere, UP on every ResNet, GP and RP on
+    CIFAR-10/ResNet-56 (alpha rising with the ratio, plus noise)."""
+    rng = np.random.default_rng(seed)
+    setups = [("mnist", "lenet5", "mp"), ("fashion-mnist", "lenet5", "mp")]
+    setups += [("cifar10", a, m) for a in ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+               for m in ("mp", "up")]
+    setups += [("cifar10", "resnet56", "gp"), ("cifar10", "resnet56", "rp"),
+               ("cifar100", "resnet56", "mp"), ("cifar100", "resnet56", "up")]
+    return pd.DataFrame([dict(dataset=d, arch=a, method=m, ratio=t, model=i, distribution="nominal",
+                              alpha=0.9 + 0.01 * t + rng.normal(0, 0.05))
+                         for d, a, m in setups for t in (2.0, 4.0, 10.0) for i in range(n_models)])
+
+
+def test_ratios_within_a_dataset_take_each_dataset_on_its_architecture():
+    """SPEC 5 test 1 "within ... a dataset": one family per method over the datasets, each on
+    DATASET_ARCHS (LeNet-5 for MNIST/Fashion, ResNet-56 for CIFAR-10/100, SPEC 4), not one
+    per architecture (which repeated the by-architecture tables for ResNet-20/32/44/110)."""
+    f = paper_like()
+    res = ratio_tests(f, "dataset")
+    long = res.long
+    sizes = long.groupby("family")["family_size"].first().to_dict()
+    assert sizes == {"ratios|method=mp|distribution=nominal": 8,  # 4 datasets x 2 ratio pairs
+                     "ratios|method=up|distribution=nominal": 4,
+                     "ratios|method=gp|distribution=nominal": 2,
+                     "ratios|method=rp|distribution=nominal": 2}
+    assert list(long.columns[:6]) == ["family", "kind", "method", "distribution", "dataset", "arch"]
+    assert long.set_index("dataset")["arch"].to_dict() == {
+        "mnist": "lenet5", "fashion-mnist": "lenet5", "cifar10": "resnet56", "cifar100": "resnet56"}
+    table = res.table.loc[("mp", "nominal")]
+    assert list(table.columns) == ["mnist", "fashion-mnist", "cifar10", "cifar100"]
+    assert list(table.index) == ["2 vs 4", "4 vs 10"]
+    row = long.query("method == 'mp' and dataset == 'cifar10' and comparison == '4 vs 10'").iloc[0]
+    ref = sps.ttest_rel(pick(f, dataset="cifar10", arch="resnet56", method="mp", ratio=4.0),
+                        pick(f, dataset="cifar10", arch="resnet56", method="mp", ratio=10.0),
+                        alternative="less")
+    assert row["p_raw"] == pytest.approx(ref.pvalue, rel=1e-12)
+    assert row["p_corrected"] == pytest.approx(min(8 * ref.pvalue, 1.0), rel=1e-12)
+    per_arch = ratio_tests(f, "dataset", archs=None).long
+    assert per_arch["family"].nunique() == 13 and "arch" in per_arch.columns

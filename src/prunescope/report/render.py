@@ -444,7 +444,10 @@ FAMILY_TITLES = {
                        "One-sided paired t-test per model, H_a: E[α] at the smaller ratio < E[α] at "
                        "the next; Bonferroni-corrected p."),
     "ratios_by_dataset": ("Consecutive ratios within each dataset",
-                          "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]; Bonferroni-corrected p."),
+                          "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]; each dataset on "
+                          "its own architecture (MNIST, Fashion-MNIST: LeNet-5; CIFAR-10, "
+                          "CIFAR-100: ResNet-56), one family per method and distribution over "
+                          "all datasets and ratio pairs; Bonferroni-corrected p."),
     "ratios_by_method": ("Consecutive ratios within each method",
                          "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]; Bonferroni-corrected p."),
     "archs": ("Consecutive architecture sizes at fixed ratio",

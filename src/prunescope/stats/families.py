@@ -291,11 +291,29 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
     index = [*fixed, "comparison"]
     table = long.set_index([*index, column])["p_corrected"].unstack(column)
     if len(long):
-        table = table.reindex(pd.MultiIndex.from_frame(long[index].drop_duplicates()))
+        table = table.reindex(_row_index(long[index].drop_duplicates(), uniques))
         present = set(table.columns)
         table = table.reindex(columns=[v for v in uniques[column] if v in present])
     table.columns.name = column
     return FamilyResult(table=table, long=long)
+
+
+def _row_index(rows: pd.DataFrame, uniques: dict[str, pd.Index]) -> pd.MultiIndex:
+    """MultiIndex of the table rows (already in code order) whose levels keep that order, so the
+    index is lexsorted and ``table.loc[fixed_values]`` needs no sort (no PerformanceWarning);
+    ``comparison`` levels in order of appearance."""
+    levels, codes = [], []
+    for c in rows.columns:
+        if c in uniques:
+            level = pd.Index(uniques[c])
+            code = level.get_indexer(rows[c])
+            used = np.unique(code)
+            level, code = level.take(used), np.searchsorted(used, code)
+        else:
+            code, level = pd.factorize(rows[c], sort=False, use_na_sentinel=False)
+        levels.append(level)
+        codes.append(code)
+    return pd.MultiIndex(levels=levels, codes=codes, names=list(rows.columns))
 
 
 def _fixed(cell: Sequence[str], *drop: str) -> list[str]:
@@ -304,7 +322,8 @@ def _fixed(cell: Sequence[str], *drop: str) -> list[str]:
 
 def ratio_tests(alphas: pd.DataFrame, level: str = "arch", *, value: str = "alpha",
                 cell: Sequence[str] = CELL_KEYS, family_by: Sequence[str] | None = None,
-                correction: Correction = "bonferroni", pair_on: Sequence[str] = ("model",)) -> FamilyResult:
+                correction: Correction = "bonferroni", pair_on: Sequence[str] = ("model",),
+                archs: dict[str, str] | None = DATASET_ARCHS) -> FamilyResult:
     """SPEC 5 family 1: consecutive ratios within each level of ``level`` (arch, dataset or method).
 
     One-sided paired t-test (paired by ``pair_on``, default the model), H_a:
@@ -313,10 +332,27 @@ def ratio_tests(alphas: pd.DataFrame, level: str = "arch", *, value: str = "alph
     (per fixed keys = ``cell`` minus ratio and ``level``), columns = levels. Family (default):
     one table, i.e. all ratio pairs x levels sharing the fixed keys; pass
     ``family_by=[*fixed, level]`` to correct within each level separately.
+
+    ``level="dataset"``: each dataset is taken on its own architecture ``archs[dataset]``
+    (default :data:`DATASET_ARCHS`, as :func:`dataset_tests`: LeNet-5 for the MNIST-like sets,
+    ResNet-56 for CIFAR), rows of other architectures are ignored and arch is not a fixed key,
+    so one table (one family) per (method, distribution) spans the datasets; ``long`` gets an
+    ``arch`` column (the dataset's architecture). ``archs=None``: datasets are compared within
+    each architecture (arch a fixed key, one table per architecture).
     """
-    return _family(alphas, kind="ratios", factor="ratio", column=level, fixed=_fixed(cell, "ratio", level),
-                   family_by=family_by, pairs_of="consecutive", value=value, paired=True,
-                   alternative="less", pair_on=pair_on, equal_var=True, correction=correction)
+    fixed = _fixed(cell, "ratio", level)
+    by_arch = level == "dataset" and archs is not None and "arch" in fixed and "arch" in alphas
+    if by_arch:
+        alphas = alphas.loc[alphas["arch"].to_numpy() == alphas["dataset"].map(archs).to_numpy()]
+        alphas, fixed = alphas.drop(columns="arch"), _fixed(fixed, "arch")
+    res = _family(alphas, kind="ratios", factor="ratio", column=level, fixed=fixed,
+                  family_by=family_by, pairs_of="consecutive", value=value, paired=True,
+                  alternative="less", pair_on=pair_on, equal_var=True, correction=correction)
+    if not by_arch:
+        return res
+    long = res.long.copy()
+    long.insert(long.columns.get_loc("dataset") + 1, "arch", long["dataset"].map(archs))
+    return FamilyResult(table=res.table, long=long)
 
 
 def arch_tests(alphas: pd.DataFrame, order: Sequence[str] = ARCH_ORDER, *, value: str = "alpha",
