@@ -24,6 +24,7 @@ figure to the baseline, and on CUDA the achieved fraction of the GPU's dense bf1
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -241,10 +242,25 @@ def main(argv: list[str] | None = None) -> int:
                                              in_channels=image_shape(arch)[2],
                                              image_size=image_shape(arch)[0],
                                              batch_size=args.batch)
-        with job_settings(0, str(device), {"auto": None, "on": True, "off": False}[
-                args.deterministic]):
-            rows.append(run_arch(arch, device, steps, g, options, args.batch, args.repeat))
-        rows[-1]["deterministic"] = args.deterministic
+        row, tried = None, []
+        while row is None:
+            tried.append(g)
+            try:
+                with job_settings(0, str(device), {"auto": None, "on": True, "off": False}[
+                        args.deterministic]):
+                    row = run_arch(arch, device, steps, g, options, args.batch, args.repeat)
+            except torch.cuda.OutOfMemoryError:
+                if g == 1:
+                    raise
+            if row is None:  # outside the except block, whose traceback holds the tensors
+                gc.collect()
+                torch.cuda.empty_cache()
+                g = max(1, g // 2)
+                print(f"{arch}: out of memory at G = {tried[-1]}, retrying with G = {g}",
+                      flush=True)
+        row["deterministic"] = args.deterministic
+        row["pack_sizes_tried"] = tried  # the first is auto_pack_size's (or --pack-size)
+        rows.append(row)
         print(markdown(rows[-1:]).splitlines()[-1], flush=True)
     command = "python " + " ".join(["bench/throughput.py", *sys.argv[1:]])
     print()
