@@ -107,7 +107,8 @@ def test_dataset_family_uses_the_dataset_architecture():
 
 def test_method_and_mp_vs_up_families_are_two_sided_paired():
     f = study()
-    meth = method_tests(f).long
+    assert method_tests(f).long.empty  # every arch has only MP and UP: left to mp_vs_up_tests
+    meth = method_tests(f, leave_to_mp_vs_up=None).long
     assert meth["comparison"].unique().tolist() == ["mp vs up"]
     row = meth.query("arch == 'resnet20' and ratio == 4.0").iloc[0]
     a = pick(f, dataset="cifar10", arch="resnet20", method="mp", ratio=4.0)
@@ -146,7 +147,9 @@ def test_duplicate_model_in_a_cell_is_an_error_for_paired_tests():
     f = study()
     f = pd.concat([f, f.iloc[[0]]], ignore_index=True)
     with pytest.raises(ValueError, match="one value per model"):
-        method_tests(f)
+        method_tests(f, leave_to_mp_vs_up=None)
+    with pytest.raises(ValueError, match="one value per model"):
+        mp_vs_up_tests(f)
 
 
 def test_nan_alphas_are_left_out_of_the_tests():
@@ -160,7 +163,8 @@ def test_nan_alphas_are_left_out_of_the_tests():
 
 def test_families_with_no_comparison_return_empty_tables():
     """A study with a single ratio has nothing to compare in the ratio family (SPEC 5 test 1):
-    the family is empty, not an error; the method family still runs."""
+    the family is empty, not an error; MP vs UP still runs, in its own family (SPEC 5 test 4),
+    and not a second time in the method-pair family (only MP and UP are present)."""
     rng = np.random.default_rng(3)
     rows = [{"dataset": "mnist", "arch": "lenet5", "method": m, "ratio": 10.0, "model": i,
              "distribution": "nominal", "alpha": 1.0 + rng.normal(0, 0.1)}
@@ -169,7 +173,8 @@ def test_families_with_no_comparison_return_empty_tables():
     fams = all_families(alphas)
     sizes = {name: len(f.long) for name, f in fams.items()}
     assert sizes["ratios_by_arch"] == sizes["ratios_by_method"] == sizes["archs"] == 0
-    assert sizes["methods"] == 1 and sizes["mp_vs_up"] == 1
+    assert sizes["methods"] == 0 and sizes["mp_vs_up"] == 1
+    assert len(method_tests(alphas, leave_to_mp_vs_up=None).long) == 1
     assert fams["ratios_by_method"].table.empty
 
 
@@ -272,3 +277,26 @@ def test_ratios_within_a_dataset_take_each_dataset_on_its_architecture():
     assert row["p_corrected"] == pytest.approx(min(8 * ref.pvalue, 1.0), rel=1e-12)
     per_arch = ratio_tests(f, "dataset", archs=None).long
     assert per_arch["family"].nunique() == 13 and "arch" in per_arch.columns
+
+
+def test_method_pairs_only_where_more_than_mp_and_up_are_compared():
+    """SPEC 5 test 4: method pairs at fixed ratio, and MP vs UP for every architecture with a
+    25-comparison family. An architecture with only MP and UP is in that family alone (not in a
+    5-comparison method family of its own, which was the same test with a smaller correction);
+    CIFAR-10/ResNet-56 with MP, GP, UP, RP gets 6 pairs x ratios, corrected together."""
+    f = paper_like()
+    meth = method_tests(f).long
+    assert meth["family"].unique().tolist() == ["methods|dataset=cifar10|arch=resnet56|distribution=nominal"]
+    assert (meth["family_size"] == 18).all()  # 6 pairs x 3 ratios
+    assert meth["comparison"].unique().tolist() == ["mp vs gp", "mp vs up", "mp vs rp", "gp vs up",
+                                                    "gp vs rp", "up vs rp"]
+    mvu = mp_vs_up_tests(f).long
+    assert mvu.groupby("dataset")["family_size"].first().to_dict() == {"cifar10": 15, "cifar100": 3}
+    row = meth.query("comparison == 'mp vs up' and ratio == 4.0").iloc[0]
+    twin = mvu.query("dataset == 'cifar10' and arch == 'resnet56' and ratio == 4.0").iloc[0]
+    assert row["p_raw"] == twin["p_raw"]
+    assert row["p_corrected"] == pytest.approx(min(18 * row["p_raw"], 1.0), rel=1e-12)
+    # a pair other than MP/UP stays, even with only two methods
+    g = f[~f["method"].isin(["up", "rp"]) & (f["arch"] == "resnet56") & (f["dataset"] == "cifar10")]
+    assert method_tests(g).long["comparison"].unique().tolist() == ["mp vs gp"]
+    assert method_tests(f, leave_to_mp_vs_up=None).long["family"].nunique() == 6

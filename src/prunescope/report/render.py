@@ -457,9 +457,13 @@ FAMILY_TITLES = {
                  "One-sided independent t-test, H_a: the simpler dataset has the smaller E[α]; "
                  "Bonferroni-corrected p."),
     "methods": ("Method pairs at fixed ratio",
-                "Two-sided paired t-test (pairs share the dense model); Bonferroni-corrected p."),
+                "Two-sided paired t-test (pairs share the dense model); one family per dataset, "
+                "architecture and distribution that has methods other than MP and UP, over all "
+                "its method pairs and ratios (an architecture with only MP and UP is in the MP "
+                "vs UP table alone); Bonferroni-corrected p."),
     "mp_vs_up": ("MP vs UP for every architecture",
-                 "Two-sided paired t-test, one family over all architectures and ratios; "
+                 "Two-sided paired t-test, one family per dataset and distribution over all "
+                 "architectures and ratios (25 comparisons in the paper's grid); "
                  "Bonferroni-corrected p."),
 }
 

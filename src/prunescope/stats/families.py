@@ -399,14 +399,30 @@ def dataset_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] = DATAS
 def method_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, *,
                  value: str = "alpha", cell: Sequence[str] = CELL_KEYS,
                  family_by: Sequence[str] | None = None, correction: Correction = "bonferroni",
-                 pair_on: Sequence[str] = ("model",)) -> FamilyResult:
+                 pair_on: Sequence[str] = ("model",),
+                 leave_to_mp_vs_up: tuple[str, str] | None = ("mp", "up")) -> FamilyResult:
     """SPEC 5 family 4: method pairs at each fixed ratio, two-sided paired t-test (by model: the
     pruned models of one pair share their dense parent).
 
     ``pairs=None``: every unordered pair of the methods present (``"dense"`` excluded), ordered
     by :data:`METHOD_ORDER` then name. Table: rows = method pairs (per dataset, arch,
     distribution), columns = ratios; family (default) = that table.
+
+    ``leave_to_mp_vs_up`` (default ``("mp", "up")``): a (dataset, arch, distribution) whose only
+    methods are these two is left out: its one pair is tested in :func:`mp_vs_up_tests`, whose
+    family spans every architecture (25 comparisons in the paper's grid, SPEC 5 test 4); a
+    5-comparison family of its own would report the same test again with a smaller correction.
+    So in the paper's grid only CIFAR-10/ResNet-56 (MP, GP, UP, RP: 6 pairs x 5 ratios = 30)
+    gets a table here. ``None``: every (dataset, arch, distribution) with two methods or more.
     """
+    if leave_to_mp_vs_up is not None:
+        pruned = alphas.loc[alphas["method"] != "dense"]
+        by = ([pruned[k] for k in _fixed(cell, "method", "ratio") if k in pruned.columns]
+              or [pd.Series(0, index=pruned.index)])
+        n_methods = pruned["method"].groupby(by, sort=False, dropna=False).transform("nunique")
+        only_pair = (pruned["method"].isin(leave_to_mp_vs_up)
+                     .groupby(by, sort=False, dropna=False).transform("all"))
+        alphas = pruned.loc[~((n_methods == 2) & only_pair)]
     if pairs is None:
         present = [m for m in pd.unique(alphas["method"]) if m != "dense"]
         rank = {m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), str(m)) for m in present}
