@@ -219,6 +219,16 @@ def test_factor_groups_of_the_paper_grid():
     assert single.levels == ("mp",) and single.factor == "method"
 
 
+def test_table_and_figure_orders_are_one():
+    """SPEC 6: the p-value tables (stats.LEVEL_ORDER) and the figures (report.style) list
+    architectures, datasets and methods in the same order."""
+    from prunescope.report import style
+    from prunescope.stats import LEVEL_ORDER
+
+    assert style.ARCH_ORDER == LEVEL_ORDER["arch"] and style.DATASET_ORDER == LEVEL_ORDER["dataset"]
+    assert style.METHOD_ORDER == ("dense", *LEVEL_ORDER["method"])
+
+
 def test_dense_panels_switch_to_hexbin_and_method_colours_are_fixed():
     frame = synthetic_results([Cell("cifar100", "resnet56", "up"), Cell("cifar10", "resnet56", "up")],
                               n_models=25, ratios=(4.0,))

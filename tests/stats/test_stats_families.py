@@ -235,6 +235,8 @@ def test_tables_order_levels_like_the_figures_not_alphabetically():
     archs = arch_tests(f).long.query("method == 'mp' and ratio == 2.0")
     assert archs["comparison"].tolist() == ["resnet20 vs resnet56", "resnet56 vs resnet110"]
     assert list(ratio_tests(f, "method").table.columns) == ["mp", "up"]
+    g = f.assign(method=f["method"].map({"mp": "gp", "up": "up"}))
+    assert list(ratio_tests(g, "method").table.columns) == ["up", "gp"]  # the figures' order
 
 
 def paper_like(n_models: int = 4, seed: int = 7) -> pd.DataFrame:
