@@ -229,6 +229,41 @@ def test_table_and_figure_orders_are_one():
     assert style.METHOD_ORDER == ("dense", *LEVEL_ORDER["method"])
 
 
+def test_datasets_side_by_side_each_on_its_architecture():
+    """SPEC 6: scatter/box matrices with columns = the varied factor, dataset included: per
+    method, MNIST / Fashion-MNIST (LeNet-5) and CIFAR-10 / CIFAR-100 (ResNet-56) in one matrix,
+    the pairing of stats.DATASET_ARCHS that the by-dataset test families use (SPEC 5)."""
+    cells = pd.DataFrame([(c.dataset, c.arch, c.method) for c in paper_grid()],
+                         columns=["dataset", "arch", "method"])
+    groups = {g.slug: g for g in factor_groups(cells)}
+    grid = groups["dataset-mp"]
+    assert grid.levels == ("mnist", "fashion-mnist", "cifar10", "cifar100")
+    assert dict(grid.arch_of) == {"mnist": "lenet5", "fashion-mnist": "lenet5",
+                                  "cifar10": "resnet56", "cifar100": "resnet56"}
+    assert grid.select(cells)[["dataset", "arch"]].drop_duplicates().to_numpy().tolist() == [
+        ["mnist", "lenet5"], ["fashion-mnist", "lenet5"], ["cifar10", "resnet56"],
+        ["cifar100", "resnet56"]]
+    assert "lenet5" in grid.title and "resnet56" in grid.title
+    assert "dataset-up" not in groups  # UP: CIFAR-10/100 on ResNet-56 is dataset-resnet56-up
+    order = [g.slug for g in factor_groups(cells) if g.factor == "dataset"]
+    assert order[0] == "dataset-mp"
+    frame = synthetic_results([Cell("mnist", "lenet5", "mp"), Cell("cifar10", "resnet20", "mp"),
+                               Cell("cifar10", "resnet56", "mp")], n_models=3, ratios=(2.0, 10.0))
+    an = analyse(frame)
+    (group,) = [g for g in factor_groups(an.alphas[["dataset", "arch", "method"]].drop_duplicates())
+                if g.arch_of]
+    assert group.levels == ("mnist", "cifar10")
+    fig = figures.scatter_matrix(group.select(an.paired), group.select(an.pooled), group.factor,
+                                 group.title)
+    try:
+        notes = _annotations(fig)
+    finally:
+        plt.close(fig)
+    pooled = an.pooled[an.pooled["arch"] != "resnet20"].sort_values(["ratio", "dataset"],
+                                                                     ascending=[True, False])
+    assert [n["alpha_hat"] for n in notes] == pytest.approx(pooled["alpha_hat"].tolist(), abs=5e-4)
+
+
 def test_dense_panels_switch_to_hexbin_and_method_colours_are_fixed():
     frame = synthetic_results([Cell("cifar100", "resnet56", "up"), Cell("cifar10", "resnet56", "up")],
                               n_models=25, ratios=(4.0,))
