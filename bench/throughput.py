@@ -223,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also print this study's projected time from the measured rates "
                          "(default archs: the study's)")
     ap.add_argument("--json", help="also write the rows (and the command) to this JSON file")
+    ap.add_argument("--previous", nargs="+", default=[], metavar="JSON",
+                    help="rows of earlier --json runs to include in the table and projection "
+                         "(architectures measured in this run replace them)")
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)
@@ -262,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         row["pack_sizes_tried"] = tried  # the first is auto_pack_size's (or --pack-size)
         rows.append(row)
         print(markdown(rows[-1:]).splitlines()[-1], flush=True)
+    measured = {r["arch"] for r in rows}
+    for path in args.previous:
+        with open(path) as fh:
+            rows += [r for r in json.load(fh)["rows"] if r["arch"] not in measured]
     command = "python " + " ".join(["bench/throughput.py", *sys.argv[1:]])
     print()
     print(f"command: {command}")
