@@ -26,7 +26,7 @@ class Scripted:
     """Finishes every job at once; fails the train job of model 1."""
 
     def __init__(self, fail):
-        self.fail, self.queue = fail, []
+        self.fail, self.queue, self.clock = fail, [], 1000.0
 
     def free_slots(self):
         return 1 - len(self.queue)
@@ -43,7 +43,9 @@ class Scripted:
             else:
                 cm = np.array([[3, 1], [0, 4]]) if j.kind == "evaluate" else None
                 res.append(JobResult(j.id, "done", achieved_ratio=j.ratio, confusion=cm,
-                                     distribution=j.distribution))
+                                     distribution=j.distribution, started=self.clock,
+                                     finished=self.clock + 30.0, wall_s=30.0))
+                self.clock += 40.0  # 30 s of work, 10 s idle between jobs
         return [(pack, res)]
 
     def close(self):
@@ -85,6 +87,15 @@ def test_status_lists_failures_and_export_writes_tidy_rows(tmp_path):
     assert r.exit_code == 0, r.output
     assert "TrainingDiverged: loss is nan" in r.output and train1.id[:12] in r.output
     assert "blocked" in r.output
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in r.output.splitlines() if line.count("│") == 4}
+    # time of the done jobs (30 s of work each, started 40 s apart): 1 train job,
+    # 2 fine-tunings, 3 evaluations; all 6: 180 s of work from the first start to the last
+    # finish 5 * 40 + 30 s; phases without a done job are left out
+    assert rows["train"] == ["30.0 s", "30.0 s"]
+    assert rows["prune_finetune"][0] == "0:01:00" and rows["evaluate"][0] == "0:01:30"
+    assert "rewind" not in rows
+    assert rows["total"] == ["0:03:00", "0:03:50"]
     for fmt in ("csv", "parquet"):
         out = tmp_path / f"x.{fmt}"
         r = runner.invoke(app, ["export", str(f), "--format", fmt, "--out", str(out)])

@@ -112,9 +112,18 @@ def run_cmd(
         raise typer.Exit(1)
 
 
+def _duration(seconds: float) -> str:
+    """``12.3 s`` under a minute, else ``h:mm:ss``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}"
+
+
 @app.command("status")
 def status_cmd(study: StudyArg, output: OutputOpt = None) -> None:
-    """List job counts per phase and status, and every failed job with its error."""
+    """List job counts per phase and status, the time the done jobs took per phase, and every
+    failed job with its error."""
     from prunescope.study import KINDS
 
     res = study_results(study, output)
@@ -132,6 +141,19 @@ def status_cmd(study: StudyArg, output: OutputOpt = None) -> None:
     _console.print(table)
     _console.print("(running = in flight, or left by an interrupted run: `prunescope run` "
                    "redoes them)")
+    done = jobs[jobs["status"] == "done"]
+    if not done.empty:
+        times = Table(title="time of the done jobs")
+        for name in ("phase", "job time", "span"):
+            times.add_column(name, justify="left" if name == "phase" else "right")
+        for k, sub in [(k, done[done["kind"] == k]) for k in KINDS] + [("total", done)]:
+            if not sub.empty:
+                times.add_row(k, _duration(sub["wall_s"].sum()),
+                              _duration(sub["finished"].max() - sub["started"].min()))
+        _console.print(times)
+        _console.print("(job time = the jobs' worker time summed, a pack's time counted once; "
+                       "span = first start to last finish, across runs if the study was "
+                       "resumed)")
     failed = jobs[jobs["status"] == "failed"]
     for _, row in failed.iterrows():
         what = f"{row['kind']} {row['arch']}/{row['dataset']} model {row['model']}"
