@@ -12,6 +12,11 @@ from rich.console import Console
 
 from prunescope.cli._app import app
 
+#: Choices of --correction and --ci-method (prunescope.stats.CORRECTIONS, report.render.CI_METHODS;
+#: literal here so that --help does not import the report's plotting stack).
+CORRECTIONS = ("bonferroni", "holm")
+CI_METHODS = ("t", "bootstrap")
+
 _console = Console()
 _err = Console(stderr=True)
 
@@ -25,17 +30,31 @@ def report_cmd(
         "--out", help="folder for the report (default: <study output>/report)")] = None,
     delta: Annotated[float, typer.Option(
         "--delta", help="prune-potential tolerance in percentage points of error", min=0.0)] = 0.5,
+    correction: Annotated[str, typer.Option(
+        "--correction", help="multiple-testing correction of the p-value tables within each "
+                             f"family, one of: {', '.join(CORRECTIONS)} (Holm: step-down, never "
+                             "larger)")] = "bonferroni",
+    ci_method: Annotated[str, typer.Option(
+        "--ci-method", help=f"99 % intervals of E[alpha], one of: {', '.join(CI_METHODS)} "
+                            "(bootstrap: BCa, 9,999 resamples, seeded)")] = "t",
 ) -> None:
     """Write the study's figures (PNG, PDF), tables (Markdown, CSV, LaTeX) and one
     self-contained report.html; works on unfinished studies (it lists what is missing)."""
     from prunescope.cli.study import study_results
     from prunescope.report import render_report
 
+    correction, ci_method = correction.lower(), ci_method.lower()
+    if correction not in CORRECTIONS:
+        raise typer.BadParameter(f"unknown correction {correction!r}; choose from {', '.join(CORRECTIONS)}")
+    if ci_method not in CI_METHODS:
+        raise typer.BadParameter(f"unknown interval method {ci_method!r}; choose from "
+                                 f"{', '.join(CI_METHODS)}")
     res = study_results(study, output)
     target = out if out is not None else Path(res.out_dir) / "report"
     try:
         path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,
-                             jobs=res.jobs, delta=delta / 100.0, agreement=res.agreement)
+                             jobs=res.jobs, delta=delta / 100.0, agreement=res.agreement,
+                             correction=correction, ci_method=ci_method)
     except ValueError as e:
         _err.print(f"[red]cannot render the report[/red]: {e}")
         raise typer.Exit(1) from e

@@ -28,6 +28,12 @@ VALUE_COLUMNS = ("achieved_ratio",)
 DONE_STATUSES = ("done",)
 #: Confidence level of every interval in the report (SPEC 5).
 CI_LEVEL = 0.99
+#: Interval methods of E[alpha] (``render_report(ci_method=...)``, ``prunescope report --ci-method``).
+CI_METHODS = ("t", "bootstrap")
+#: Names of the interval methods in captions.
+CI_NAMES = {"t": "t-interval", "bootstrap": "bootstrap interval (BCa, 9,999 resamples)"}
+#: Names of the multiple-testing corrections in captions.
+CORRECTION_NAMES = {"bonferroni": "Bonferroni-corrected", "holm": "Holm-corrected (step-down)"}
 
 CAPTIONS = {
     "scatter": "Each point is one class of one model: its normalized recall balance Bn before "
@@ -39,7 +45,7 @@ CAPTIONS = {
     "box": "Each box summarises the per-model slopes α_t(m) over the models of one cell (median, "
            "quartiles, whiskers to 1.5 IQR, dots = models); the mark under each ratio is < or > "
            "when the 99 % CI of E[α] lies below or above 1 and ? when it contains 1.",
-    "ci": "Mean per-model slope α with its 99 % t-interval for each cell; an interval entirely "
+    "ci": "Mean per-model slope α with its 99 % {interval} for each cell; an interval entirely "
           "above the dashed line at 1 is significant intensification, entirely below it "
           "significant de-intensification.",
     "acc": "Mean test accuracy (solid, left axis) and mean slope α (dashed, right axis) against "
@@ -73,6 +79,7 @@ class Analysis:
         ci: ``stats.mean_ci`` of alpha per cell (only cells with >= 2 models), or None.
         cell_keys: the keys of one cell (dataset, arch, method, ratio, distribution[, level]).
         dense_acc: ``dataset, arch, model, accuracy`` of every dense model (fraction).
+        ci_method: how ``ci`` was computed, ``"t"`` or ``"bootstrap"`` (``stats.mean_ci``).
     """
 
     paired: pd.DataFrame
@@ -82,6 +89,12 @@ class Analysis:
     cell_keys: list[str]
     dense_acc: pd.DataFrame
     notices: list[str] = field(default_factory=list)
+    ci_method: str = "t"
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def _slug(*parts: object) -> str:
@@ -98,13 +111,15 @@ def _check_frame(frame: pd.DataFrame) -> None:
     metrics.validate(frame)
 
 
-def _mean_ci(frame: pd.DataFrame, value: str, by: list[str], null: float) -> pd.DataFrame:
-    """``stats.mean_ci`` at :data:`CI_LEVEL`, keeping a pruning ``level`` key (not the CI level)."""
+def _mean_ci(frame: pd.DataFrame, value: str, by: list[str], null: float,
+             method: str = "t") -> pd.DataFrame:
+    """``stats.mean_ci`` at :data:`CI_LEVEL` (``method`` t or bootstrap, seeded), keeping a
+    pruning ``level`` key (not the CI level)."""
     renamed = "level" in by
     if renamed:
         frame = frame.rename(columns={"level": "_prune_level"})
         by = ["_prune_level" if c == "level" else c for c in by]
-    out = stats.mean_ci(frame, value=value, by=by, level=CI_LEVEL, null=null)
+    out = stats.mean_ci(frame, value=value, by=by, level=CI_LEVEL, null=null, method=method)
     if renamed:
         out = out.drop(columns="level").rename(columns={"_prune_level": "level"})
     return out
@@ -138,8 +153,10 @@ def _collapsed_cells(pooled: pd.DataFrame, nom: pd.DataFrame) -> list[str]:
     return [f"{r.dataset}/{r.arch}/{r.method}@{ratio_label(r.ratio)}" for r in low.itertuples()]
 
 
-def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL) -> Analysis:
-    """Pair, fit and bound the nominal-distribution results of ``frame`` (see :class:`Analysis`)."""
+def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL, ci_method: str = "t") -> Analysis:
+    """Pair, fit and bound the nominal-distribution results of ``frame`` (see :class:`Analysis`);
+    ``ci_method`` (``"t"`` or ``"bootstrap"``) gives the intervals of E[alpha]."""
+    _check_choice("ci_method", ci_method, CI_METHODS)
     notices: list[str] = []
     nom = _drop_orphans(frame[frame["distribution"] == nominal], notices)
     if nom.empty:
@@ -173,7 +190,7 @@ def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL) -> Analysis:
             f"{COLLAPSE_FACTOR:g}x chance ({', '.join(collapsed)}): those models have collapsed "
             "(most inputs get one class), so their α measures the collapse, not a distortion of "
             "a working classifier (α axes turn symmetric-log when |α| > 5).")
-    ci = _mean_ci(alphas, "alpha", cell_keys, null=1.0)
+    ci = _mean_ci(alphas, "alpha", cell_keys, null=1.0, method=ci_method)
     if ci["n"].max() < 2:
         notices.append("Every cell has a single model (one seed): confidence intervals, the "
                        "< / > / ? labels and the t-tests need at least two independent models "
@@ -184,8 +201,8 @@ def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL) -> Analysis:
         if len(single):
             notices.append(f"{len(single)} cell(s) have fewer than two models: they have no "
                            "confidence interval (marked ? with a reason in the CI table).")
-    return Analysis(paired, alphas, pooled, ci, cell_keys, dense_acc[["dataset", "arch", "model",
-                                                                       "accuracy"]], notices)
+    return Analysis(paired, alphas, pooled, ci, cell_keys,
+                    dense_acc[["dataset", "arch", "model", "accuracy"]], notices, ci_method)
 
 
 @dataclass(frozen=True)
@@ -288,10 +305,11 @@ def _alpha_sections(an: Analysis, out: Path, groups: list[Group]) -> list[Sectio
     scatter = Section("scatter", "Recall balance before vs after pruning (scatter matrices)",
                       intro=CAPTIONS["scatter"])
     box = Section("boxplots", "Per-model slopes α_t(m) (boxplots)", intro=CAPTIONS["box"])
-    cis = Section("ci-plots", "99 % confidence intervals of E[α]", intro=CAPTIONS["ci"])
+    ci_caption = CAPTIONS["ci"].format(interval=CI_NAMES[an.ci_method])
+    cis = Section("ci-plots", "99 % confidence intervals of E[α]", intro=ci_caption)
     if an.ci is None:
         cis.notices.append("No confidence intervals: every cell has a single model (one seed); "
-                           "a t-interval needs at least two independent models.")
+                           "an interval needs at least two independent models.")
     for g in groups:
         _add_figure(scatter, g.title, CAPTIONS["scatter"], f"fig-scatter-{g.slug}",
                     fig_dir / f"scatter_{g.slug}", figures.scatter_matrix, g.select(an.paired),
@@ -301,7 +319,7 @@ def _alpha_sections(an: Analysis, out: Path, groups: list[Group]) -> list[Sectio
                     fig_dir / f"boxplot_{g.slug}", figures.alpha_boxplots, g.select(an.alphas),
                     ci, g.factor, g.title)
         if ci is not None and ci["n"].max() >= 2:
-            _add_figure(cis, g.title, CAPTIONS["ci"], f"fig-ci-{g.slug}",
+            _add_figure(cis, g.title, ci_caption, f"fig-ci-{g.slug}",
                         fig_dir / f"ci_{g.slug}", figures.ci_plot, ci, g.factor, g.title)
     acc = Section("accuracy", "Accuracy and intensification vs compression", intro=CAPTIONS["acc"])
     _add_figure(acc, "All cells", CAPTIONS["acc"], "fig-accuracy-alpha",
@@ -309,7 +327,8 @@ def _alpha_sections(an: Analysis, out: Path, groups: list[Group]) -> list[Sectio
     return [scatter, box, cis, acc]
 
 
-def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float) -> Section:
+def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
+                   ci_method: str = "t") -> Section:
     sec = Section("shift", "Beyond test accuracy (Lost in Pruning views)")
     dists = [nominal, *sorted(d for d in frame["distribution"].unique() if d != nominal)]
     if len(dists) == 1:
@@ -360,7 +379,7 @@ def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float) -
                                  "dense error on the nominal test set), percentage points, mean "
                                  "over models with 99 % CI; > means pruning hurts more under "
                                  "shift than on the nominal test set.", "tab-excess-error"))
-    sec.tables.append(_alpha_by_distribution(frame, dists, tdir))
+    sec.tables.append(_alpha_by_distribution(frame, dists, tdir, ci_method))
     return sec
 
 
@@ -445,7 +464,8 @@ def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str) -> Sect
     return sec
 
 
-def _alpha_by_distribution(frame: pd.DataFrame, dists: list[str], tdir: Path) -> TableItem:
+def _alpha_by_distribution(frame: pd.DataFrame, dists: list[str], tdir: Path,
+                           ci_method: str = "t") -> TableItem:
     """Mean alpha (with its CI label where a cell has >= 2 models) per cell and distribution."""
     with warnings.catch_warnings():
         # the shifted sets are corruptions of the nominal test set: same class supports, and an
@@ -453,7 +473,7 @@ def _alpha_by_distribution(frame: pd.DataFrame, dists: list[str], tdir: Path) ->
         warnings.simplefilter("ignore", metrics.ImbalanceWarning)
         alphas = metrics.model_alpha(metrics.pair_with_dense(metrics.per_class(frame)))
     keys = ["dataset", "arch", "method", "ratio"]
-    ci = _mean_ci(alphas, "alpha", [*keys, "distribution"], null=1.0)
+    ci = _mean_ci(alphas, "alpha", [*keys, "distribution"], null=1.0, method=ci_method)
     ci.to_csv(tdir / "alpha_by_distribution_long.csv", index=False)
     ci["cell"] = [f"{m:.3f} {lab}" if n >= 2 else f"{m:.3f}"
                   for m, lab, n in ci[["mean", "label", "n"]].itertuples(index=False)]
@@ -473,53 +493,73 @@ def _table(frame: pd.DataFrame, stem: Path, title: str, caption: str, anchor: st
     return TableItem(title, caption, frame, files, anchor, digits)
 
 
+#: Title and caption of each p-value table; the caption names the family its correction runs
+#: over (the correction itself is appended: Bonferroni or Holm).
 FAMILY_TITLES = {
     "ratios_by_arch": ("Consecutive ratios within each architecture",
                        "One-sided paired t-test per model, H_a: E[α] at the smaller ratio < E[α] at "
-                       "the next; Bonferroni-corrected p."),
+                       "the next; one family per dataset, method and distribution over all its "
+                       "architectures and ratio pairs."),
     "ratios_by_dataset": ("Consecutive ratios within each dataset",
                           "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]; each dataset on "
                           "its own architecture (MNIST, Fashion-MNIST: LeNet-5; CIFAR-10, "
                           "CIFAR-100: ResNet-56), one family per method and distribution over "
-                          "all datasets and ratio pairs; Bonferroni-corrected p."),
+                          "all datasets and ratio pairs."),
     "ratios_by_method": ("Consecutive ratios within each method",
-                         "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]; Bonferroni-corrected p."),
+                         "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]; one family per "
+                         "dataset, architecture and distribution over all its methods and ratio "
+                         "pairs."),
     "archs": ("Consecutive architecture sizes at fixed ratio",
               "One-sided independent t-test, H_a: the smaller architecture has the larger E[α]; "
-              "Bonferroni-corrected p."),
+              "one family per dataset, method and distribution over all size pairs and ratios."),
     "datasets": ("Dataset pairs at fixed ratio",
-                 "One-sided independent t-test, H_a: the simpler dataset has the smaller E[α]; "
-                 "Bonferroni-corrected p."),
+                 "One-sided independent t-test, H_a: the simpler dataset has the smaller E[α] "
+                 "(MNIST, Fashion-MNIST on LeNet-5; CIFAR-10, CIFAR-100 on ResNet-56); one "
+                 "family per method and distribution over all dataset pairs and ratios."),
     "methods": ("Method pairs at fixed ratio",
                 "Two-sided paired t-test (pairs share the dense model); one family per dataset, "
                 "architecture and distribution that has methods other than MP and UP, over all "
                 "its method pairs and ratios (an architecture with only MP and UP is in the MP "
-                "vs UP table alone); Bonferroni-corrected p."),
+                "vs UP table alone)."),
     "mp_vs_up": ("MP vs UP for every architecture",
                  "Two-sided paired t-test, one family per dataset and distribution over all "
-                 "architectures and ratios (25 comparisons in the paper's grid); "
-                 "Bonferroni-corrected p."),
+                 "architectures and ratios (25 comparisons in the paper's grid)."),
 }
 
 
-def _families(alphas: pd.DataFrame) -> dict[str, stats.FamilyResult]:
+def _families(alphas: pd.DataFrame, correction: str = "bonferroni") -> dict[str, stats.FamilyResult]:
     """The SPEC 5 test families of ``stats.all_families`` (same names and defaults, cells keyed by
-    ``metrics.CELL_KEYS``: a pruning level is a function of the ratio), leaving out the ratio
+    ``metrics.CELL_KEYS``: a pruning level is a function of the ratio), corrected by
+    ``correction`` (``"bonferroni"`` or ``"holm"``) within each family, leaving out the ratio
     families when no (dataset, arch, method) has two ratios to compare."""
     fams = {}
     per_group = alphas.groupby(["dataset", "arch", "method", "distribution"])["ratio"].nunique()
     if per_group.max() >= 2:
         for level in ("arch", "dataset", "method"):
-            fams[f"ratios_by_{level}"] = stats.ratio_tests(alphas, level)
-    fams["archs"] = stats.arch_tests(alphas)
-    fams["datasets"] = stats.dataset_tests(alphas)
-    fams["methods"] = stats.method_tests(alphas)
-    fams["mp_vs_up"] = stats.mp_vs_up_tests(alphas)
+            fams[f"ratios_by_{level}"] = stats.ratio_tests(alphas, level, correction=correction)
+    fams["archs"] = stats.arch_tests(alphas, correction=correction)
+    fams["datasets"] = stats.dataset_tests(alphas, correction=correction)
+    fams["methods"] = stats.method_tests(alphas, correction=correction)
+    fams["mp_vs_up"] = stats.mp_vs_up_tests(alphas, correction=correction)
     return fams
 
 
-def _tables_section(an: Analysis, out: Path) -> Section:
-    sec = Section("tables", "Tables")
+def _mean_i(an: Analysis) -> pd.DataFrame:
+    """Per cell: mean and sd over models of the per-model mean of I (``model_alpha``'s
+    ``mean_I``, SPEC 5 option) and the number of (model, class) points with undefined I."""
+    keys = an.cell_keys
+    mi = _mean_ci(an.alphas, "mean_I", keys, null=1.0)[[*keys, "mean", "sd"]]
+    undefined = (an.alphas.groupby(keys, sort=False, dropna=False)["n_undefined_I"].sum()
+                 .rename("n_undefined_I").reset_index())
+    return mi.rename(columns={"mean": "mean_I", "sd": "sd_mean_I"}).merge(undefined, on=keys,
+                                                                          how="left")
+
+
+def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni") -> Section:
+    interval = CI_NAMES[an.ci_method]
+    sec = Section("tables", "Tables", intro=(
+        f"Intervals of E[α]: 99 % {interval} per cell. p-values: {CORRECTION_NAMES[correction]} "
+        "within the family named in each table's caption (family size = comparisons made)."))
     tdir = out / "tables"
     sec.tables.append(_table(
         tables.dense_accuracy_table(an.alphas), tdir / "dense_accuracy",
@@ -533,14 +573,20 @@ def _tables_section(an: Analysis, out: Path) -> Section:
         digits=5))
     if an.ci is not None:
         sec.tables.append(_table(
-            tables.alpha_ci_table(an.ci, an.pooled, an.cell_keys), tdir / "alpha_ci",
-            "α per cell with 99 % CI", "Mean per-model slope with its 99 % t-interval and "
-            "label (< below 1, > above 1, ? contains 1), the pooled slope α̂ with its uncentered "
-            "r², and the mean accuracy Ā after pruning.", "tab-alpha-ci"))
-        for name, fam in _families(an.alphas).items():
+            tables.alpha_ci_table(an.ci, an.pooled, an.cell_keys, _mean_i(an)), tdir / "alpha_ci",
+            "α per cell with 99 % CI", f"Mean per-model slope with its sd over models, its 99 % "
+            f"{interval} and label (< below 1, > above 1, ? contains 1), the pooled slope α̂ "
+            "with its uncentered r², and the mean accuracy Ā after pruning. For comparison, "
+            "mean I: the mean over models of each model's unweighted mean of the per-class "
+            "ratios I = Bn after / Bn before, its sd over models, and the number of (model, "
+            "class) points whose I is undefined (Bn before = 0) and left out of it: classes with "
+            "Bn before near 0 give wild ratios, which is why the slope α (the (Bn before)²-"
+            "weighted mean of I) is the summary used.", "tab-alpha-ci"))
+        for name, fam in _families(an.alphas, correction).items():
             if fam.table.empty:
                 continue
-            title, caption = FAMILY_TITLES.get(name, (name, "Corrected p-values."))
+            title, caption = FAMILY_TITLES.get(name, (name, ""))
+            caption = f"{caption} {CORRECTION_NAMES[correction]} p.".strip()
             sec.tables.append(_table(fam.table, tdir / f"pvalues_{name}", f"p-values: {title}",
                                      caption + " Rows: compared pairs; columns: ratios or levels. "
                                      "Full statistics (n, mean difference, t, df, raw p) in "
@@ -615,7 +661,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
                   study_name: str = "study", version: str | None = None,
                   jobs: pd.DataFrame | None = None, nominal: str = metrics.NOMINAL,
                   delta: float = metrics.DEFAULT_DELTA,
-                  agreement: pd.DataFrame | None = None) -> Path:
+                  agreement: pd.DataFrame | None = None, correction: str = "bonferroni",
+                  ci_method: str = "t") -> Path:
     """Write every figure (PNG + PDF), table (Markdown, CSV, LaTeX) and ``report.html``.
 
     Args:
@@ -634,23 +681,33 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
             fraction in [0, 1]; ``prunescope.study.StudyResults.agreement``): adds the
             agreement figures (``figures/agreement_<dataset>_<arch>``) and table
             (``tables/agreement``). ``None``: no agreement section.
+        correction: multiple-testing correction of the p-value tables within each family,
+            ``"bonferroni"`` (SPEC 5 default) or ``"holm"`` (step-down, never larger).
+        ci_method: intervals of E[α] (CI table, CI plots, the < / > / ? labels of the boxplots,
+            level and per-distribution tables): ``"t"`` (SPEC 5 default, 99 % t-interval) or
+            ``"bootstrap"`` (99 % BCa bootstrap, 9,999 resamples, seeded). The prune-potential,
+            excess-error and agreement intervals stay t-intervals.
 
     Returns:
         Path of ``report.html``.
 
     Raises:
-        ValueError: empty frame, a frame that is not tidy, no nominal results, or no pruned model.
+        ValueError: empty frame, a frame that is not tidy, no nominal results, no pruned model, or
+            an unknown ``correction`` / ``ci_method``.
     """
+    _check_choice("correction", correction, tuple(CORRECTION_NAMES))
+    _check_choice("ci_method", ci_method, CI_METHODS)
     _check_frame(results_frame)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     version = version or prunescope.__version__
-    an = analyse(results_frame, nominal)
+    an = analyse(results_frame, nominal, ci_method)
     cells = an.alphas[["dataset", "arch", "method"]].drop_duplicates()
     groups = factor_groups(cells)
     coverage, cov_notices = _coverage(results_frame, jobs, out)
-    sections = [*_alpha_sections(an, out, groups), _shift_section(results_frame, out, nominal, delta),
-                _tables_section(an, out), coverage]
+    sections = [*_alpha_sections(an, out, groups),
+                _shift_section(results_frame, out, nominal, delta, ci_method),
+                _tables_section(an, out, correction), coverage]
     if agreement is not None:
         sections.insert(-2, _agreement_section(agreement, out, nominal))
     page = build_page(study_name=study_name, version=version, spec_text=spec_text,

@@ -47,7 +47,7 @@ def _flat(frame: pd.DataFrame) -> pd.DataFrame:
 
 #: Columns shown with as many digits as they need (ratios such as 1.5625, counts).
 _EXACT_COLUMNS = frozenset({"ratio", "level", "n", "models", "dense models", "n_models",
-                            "n_points", "jobs", "model", "seed"})
+                            "n_points", "jobs", "model", "seed", "undefined I"})
 
 
 def _rows(frame: pd.DataFrame, digits: int) -> tuple[list[str], list[list[str]]]:
@@ -157,22 +157,32 @@ def recall_variance_table(alphas: pd.DataFrame) -> pd.DataFrame:
     return _sorted_cells(out, keys).reset_index(drop=True)
 
 
-def alpha_ci_table(ci: pd.DataFrame, pooled: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Per cell: models, mean alpha with its 99 % CI and label, and the pooled fit.
+def alpha_ci_table(ci: pd.DataFrame, pooled: pd.DataFrame, keys: list[str],
+                   mean_i: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per cell: models, mean alpha with its sd, 99 % CI and label, the pooled fit, and (with
+    ``mean_i``) the per-model mean of I beside it.
 
     Args:
-        ci: ``stats.mean_ci`` output: one row per cell with ``n, mean, ci_low, ci_high, label``.
+        ci: ``stats.mean_ci`` output: one row per cell with ``n, mean, sd, ci_low, ci_high, label``.
         pooled: ``metrics.pooled_alpha`` output (``alpha_hat, r2, A_bar``).
         keys: cell key columns shared by both frames (``dataset, arch, method, ratio`` ...).
+        mean_i: per cell ``mean_I`` (mean over models of ``model_alpha``'s per-model
+            ``mean_I``), ``sd_mean_I`` (its sd over models) and ``n_undefined_I`` (points with
+            undefined I), or None.
 
     Returns:
-        Columns ``*keys, n, mean α, 99% CI low, 99% CI high, label, α̂, r², Ā (%)``.
+        Columns ``*keys, n, mean α, sd α, 99% CI low, 99% CI high, label, α̂, r², Ā (%)`` [+
+        ``mean I, sd mean I, undefined I``].
     """
-    out = ci[[*keys, "n", "mean", "ci_low", "ci_high", "label"]].merge(
+    out = ci[[*keys, "n", "mean", "sd", "ci_low", "ci_high", "label"]].merge(
         pooled[[*keys, "alpha_hat", "r2", "A_bar"]], on=keys, how="left")
     out["A_bar"] = 100 * out["A_bar"]
-    out = out.rename(columns={"mean": "mean α", "ci_low": "99% CI low", "ci_high": "99% CI high",
-                              "alpha_hat": "α̂", "r2": "r²", "A_bar": "Ā (%)"})
+    if mean_i is not None:
+        out = out.merge(mean_i[[*keys, "mean_I", "sd_mean_I", "n_undefined_I"]], on=keys, how="left")
+    out = out.rename(columns={"mean": "mean α", "sd": "sd α", "ci_low": "99% CI low",
+                              "ci_high": "99% CI high", "alpha_hat": "α̂", "r2": "r²",
+                              "A_bar": "Ā (%)", "mean_I": "mean I", "sd_mean_I": "sd mean I",
+                              "n_undefined_I": "undefined I"})
     return _sorted_cells(out, keys).reset_index(drop=True)
 
 

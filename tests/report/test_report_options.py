@@ -1,0 +1,140 @@
+"""Report options of SPEC 5 "also offer": Holm correction, bootstrap CIs and the per-model mean
+of I, through render_report and `prunescope report`."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import prunescope.report as report_pkg
+import prunescope.study as study_pkg
+import pytest
+from report_synth import Cell, multi_method, synthetic_results
+from typer.testing import CliRunner
+
+from prunescope import stats
+from prunescope.cli import app
+from prunescope.cli import report as cli_report
+from prunescope.report import analyse, render, render_report
+
+
+@pytest.fixture(scope="module")
+def small_frame() -> pd.DataFrame:
+    """CIFAR-10 ResNet-56 with MP, UP, GP and RP at 3 ratios, 5 models."""
+    return synthetic_results(multi_method(), n_models=5, ratios=(2.0, 10.0, 50.0), seed=4)
+
+
+@pytest.fixture(scope="module")
+def tables_by_option(small_frame, tmp_path_factory) -> dict[tuple[str, str], object]:
+    """The tables section (no figures) under each (correction, ci_method)."""
+    out = {}
+    for correction, ci_method in [("bonferroni", "t"), ("holm", "t"), ("bonferroni", "bootstrap")]:
+        d = tmp_path_factory.mktemp(f"{correction}-{ci_method}")
+        an = analyse(small_frame, ci_method=ci_method)
+        render._tables_section(an, d, correction)
+        out[(correction, ci_method)] = d / "tables"
+    return out
+
+
+def test_holm_p_values_are_at_most_bonferroni_and_the_default_is_bonferroni(small_frame,
+                                                                              tables_by_option):
+    """SPEC 5: p multiplied by the family size (Bonferroni) by default; Holm as an option, never
+    larger, and smaller somewhere in a family with several comparisons."""
+    bonf = pd.read_csv(tables_by_option[("bonferroni", "t")] / "pvalues_methods_long.csv")
+    holm = pd.read_csv(tables_by_option[("holm", "t")] / "pvalues_methods_long.csv")
+    assert (bonf["correction"] == "bonferroni").all() and (holm["correction"] == "holm").all()
+    assert np.array_equal(bonf["p_raw"], holm["p_raw"])
+    assert (holm["p_corrected"] <= bonf["p_corrected"] + 1e-15).all()
+    assert (holm["p_corrected"] < bonf["p_corrected"] - 1e-12).any()
+    ref = stats.method_tests(analyse(small_frame).alphas).long
+    assert bonf["p_corrected"].to_numpy() == pytest.approx(ref["p_corrected"].to_numpy(), rel=1e-12)
+    md = (tables_by_option[("holm", "t")] / "pvalues_methods.md").read_text()
+    assert "Holm-corrected" in md and "Bonferroni" not in md
+    assert "Bonferroni-corrected" in (tables_by_option[("bonferroni", "t")] / "pvalues_methods.md").read_text()
+
+
+def test_bootstrap_intervals_differ_from_t_and_the_default_is_t(small_frame, tables_by_option):
+    """SPEC 5: a 99 % t-interval per cell by default; a bootstrap CI as an option."""
+    t = pd.read_csv(tables_by_option[("bonferroni", "t")] / "alpha_ci.csv")
+    boot = pd.read_csv(tables_by_option[("bonferroni", "bootstrap")] / "alpha_ci.csv")
+    assert np.array_equal(t["mean α"], boot["mean α"])
+    assert not np.allclose(t["99% CI low"], boot["99% CI low"])
+    assert not np.allclose(t["99% CI high"], boot["99% CI high"])
+    alphas = analyse(small_frame).alphas
+    ref = stats.mean_ci(alphas, level=0.99).set_index(["method", "ratio"]).loc[
+        list(zip(t["method"], t["ratio"]))]
+    assert t["99% CI low"].to_numpy() == pytest.approx(ref["ci_low"].to_numpy(), rel=1e-12)
+    boot_ref = stats.mean_ci(alphas, level=0.99, method="bootstrap").set_index(["method", "ratio"]).loc[
+        list(zip(t["method"], t["ratio"]))]
+    assert boot["99% CI high"].to_numpy() == pytest.approx(boot_ref["ci_high"].to_numpy(), rel=1e-12)
+    md = (tables_by_option[("bonferroni", "bootstrap")] / "alpha_ci.md").read_text()
+    assert "bootstrap interval" in md and "t-interval" not in md
+
+
+def test_alpha_ci_table_shows_the_per_model_mean_of_i(small_frame, tables_by_option):
+    """SPEC 5: a per-model mean of I beside the slope, with the count of undefined I."""
+    t = pd.read_csv(tables_by_option[("bonferroni", "t")] / "alpha_ci.csv")
+    alphas = analyse(small_frame).alphas
+    per_cell = alphas.groupby(["method", "ratio"]).agg(mean_I=("mean_I", "mean"),
+                                                       sd=("mean_I", "std"),
+                                                       undefined=("n_undefined_I", "sum"))
+    ref = per_cell.loc[list(zip(t["method"], t["ratio"]))]
+    assert t["mean I"].to_numpy() == pytest.approx(ref["mean_I"].to_numpy(), rel=1e-12)
+    assert t["sd mean I"].to_numpy() == pytest.approx(ref["sd"].to_numpy(), rel=1e-12)
+    assert np.array_equal(t["undefined I"], ref["undefined"])
+    assert t["sd α"].to_numpy() == pytest.approx(
+        alphas.groupby(["method", "ratio"])["alpha"].std().loc[list(zip(t["method"], t["ratio"]))]
+        .to_numpy(), rel=1e-12)
+
+
+def test_undefined_i_is_counted_in_the_alpha_ci_table(tmp_path):
+    """SPEC 2: I is NaN where Bn before = 0 (never silently dropped): the table counts them."""
+    rows = []
+    for m in range(3):
+        for method, ratio, correct in (("dense", 1.0, (9, 8, 7)), ("mp", 4.0, (7, 6 - m % 2, 4))):
+            for c in (0, 1, 2):
+                rows.append({"dataset": "mnist", "arch": "lenet5", "method": method, "ratio": ratio,
+                             "model": m, "distribution": "nominal", "cls": c, "support": 10,
+                             "predicted": 10, "correct": correct[c]})
+    frame = pd.DataFrame(rows).astype({"support": "int64", "predicted": "int64", "correct": "int64"})
+    an = analyse(frame)
+    render._tables_section(an, tmp_path)
+    t = pd.read_csv(tmp_path / "tables" / "alpha_ci.csv")
+    assert t["undefined I"].tolist() == [3]  # class 1: recall 0.8 = accuracy before, Bn = 0
+
+
+def test_render_report_passes_the_options_and_refuses_unknown_ones(tmp_path):
+    frame = synthetic_results([Cell("cifar10", "resnet56", "mp"), Cell("cifar10", "resnet56", "gp"),
+                               Cell("cifar10", "resnet56", "rp")], n_models=3, ratios=(2.0, 20.0))
+    render_report(frame, tmp_path, correction="holm", ci_method="bootstrap")
+    long = pd.read_csv(tmp_path / "tables" / "pvalues_methods_long.csv")
+    assert (long["correction"] == "holm").all()
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Holm-corrected" in page and "bootstrap interval" in page
+    for bad in ({"correction": "fdr"}, {"ci_method": "wald"}):
+        with pytest.raises(ValueError, match="must be one of"):
+            render_report(frame, tmp_path / "x", **bad)
+        assert not (tmp_path / "x").exists()
+
+
+def test_report_command_options_reach_render_report(tmp_path, monkeypatch):
+    frame = synthetic_results(multi_method()[:2], n_models=2, ratios=(2.0,))
+    jobs = pd.DataFrame({"kind": ["evaluate"], "status": ["done"]})
+
+    class _Spec:
+        name = "opts"
+
+    res = study_pkg.StudyResults(frame=frame, jobs=jobs, spec=_Spec(), spec_text="",
+                                 out_dir=str(tmp_path))
+    monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: res)
+    seen = []
+    monkeypatch.setattr(report_pkg, "render_report",
+                        lambda *a, **kw: seen.append(kw) or tmp_path / "report.html")
+    runner = CliRunner()
+    assert runner.invoke(app, ["report", "s.toml"]).exit_code == 0
+    assert runner.invoke(app, ["report", "s.toml", "--correction", "holm", "--ci-method",
+                               "bootstrap"]).exit_code == 0
+    assert [(kw["correction"], kw["ci_method"]) for kw in seen] == [("bonferroni", "t"),
+                                                                  ("holm", "bootstrap")]
+    bad = runner.invoke(app, ["report", "s.toml", "--correction", "fdr"])
+    assert bad.exit_code != 0 and "unknown correction" in bad.output
+    assert cli_report.CORRECTIONS == stats.CORRECTIONS
+    assert cli_report.CI_METHODS == render.CI_METHODS
