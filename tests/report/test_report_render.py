@@ -16,7 +16,7 @@ from matplotlib.colors import to_hex
 from report_synth import Cell, multi_method, paper_grid, synthetic_results
 
 from prunescope import metrics
-from prunescope.report import METHOD_COLORS, analyse, factor_groups, figures, render_report
+from prunescope.report import METHOD_COLORS, analyse, factor_groups, figures, render, render_report
 
 
 def _annotations(fig) -> list[dict[str, float]]:
@@ -301,3 +301,24 @@ def test_unbalanced_test_set_becomes_a_notice_not_a_warning(tmp_path):
         warnings.simplefilter("error", metrics.ImbalanceWarning)
         page = render_report(frame, tmp_path).read_text(encoding="utf-8")
     assert "Unbalanced test set: 4 of 4 evaluations have unequal class supports" in page
+
+
+def test_paper_grid_p_value_tables_have_one_family_per_comparison():
+    """SPEC 5 tests 1 and 4 on the paper's grid (SPEC 4): MP vs UP appears for ResNet-20/32/44/110
+    only in the MP-vs-UP family over every architecture, the method-pair table is CIFAR-10/
+    ResNet-56's alone, and consecutive ratios within a dataset are one table per method with
+    the datasets (each on its architecture) as columns; rows and columns in the figures' order."""
+    frame = synthetic_results(paper_grid(), n_models=3, ratios=(2.0, 10.0))
+    fams = render._families(analyse(frame).alphas)
+    methods = fams["methods"].long
+    assert set(zip(methods["dataset"], methods["arch"])) == {("cifar10", "resnet56")}
+    assert (methods["family_size"] == 12).all()  # 6 pairs x 2 ratios
+    mvu = fams["mp_vs_up"].table
+    assert list(mvu.loc["cifar10"].index.get_level_values("arch")) == [
+        "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+    by_dataset = fams["ratios_by_dataset"].table
+    assert list(by_dataset.columns) == ["mnist", "fashion-mnist", "cifar10", "cifar100"]
+    assert list(by_dataset.index.get_level_values("method").unique()) == ["mp", "up", "gp", "rp"]
+    by_arch = fams["ratios_by_arch"].table
+    assert list(by_arch.columns) == ["lenet5", "resnet20", "resnet32", "resnet44", "resnet56",
+                                     "resnet110"]
