@@ -225,6 +225,7 @@ def test_argument_checks(quadrants):
         PackOptions.for_device("cuda", fp8=True)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_pack_on_cpu(quadrants):
     """The compiled path (torch.compile + channels_last, the GPU defaults that run on a CPU):
     it learns what the eager pack learns, masked weights stay exactly 0, a second pack of the
