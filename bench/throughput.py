@@ -14,7 +14,9 @@ Each run is 2 epochs of ``--steps`` steps; the first epoch warms up (compilation
 capture, allocator) and the second epoch's training images/s (validation excluded) is reported.
 Printed per architecture: images/s per model and summed over the pack, the ratio of the summed
 figure to the baseline, and on CUDA the achieved fraction of the GPU's dense bf16 peak
-(training FLOPs = 3 x forward FLOPs of the convolutions and linear layers).
+(training FLOPs = 3 x forward FLOPs of the convolutions and linear layers), and the prediction
+rate of one model as an evaluate job predicts (fp32, batch 1000). With ``--project`` the study's
+time is projected from these rates (:func:`projection`).
 
     python bench/throughput.py                       # CUDA: ResNet-20/56/110, auto pack size
     nice python bench/throughput.py --device cpu --steps 5   # CPU: LeNet-5 and ResNet-20, G=4
@@ -40,7 +42,7 @@ from torch import nn
 from prunescope.data.device import DeviceImages
 from prunescope.models import build_model, skeleton
 from prunescope.study.worker import job_settings
-from prunescope.train import Recipe, fit
+from prunescope.train import Recipe, fit, predict
 from prunescope.train.pack import PackOptions, auto_pack_size, fit_pack
 
 #: dense bf16 tensor-core peak, FLOP/s, by a substring of torch.cuda.get_device_name()
@@ -87,6 +89,11 @@ def synthetic(arch: str, n: int, device: torch.device, seed: int) -> DeviceImage
     return DeviceImages(x, y, [0.5] * c, [0.25] * c, device=device)
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def run_arch(arch: str, device: torch.device, steps: int, g: int, options: PackOptions,
              batch: int, repeat: int = 1) -> dict[str, Any]:
     """Time the baseline and a pack of ``g`` for ``arch`` (each ``repeat`` times, alternating,
@@ -101,10 +108,16 @@ def run_arch(arch: str, device: torch.device, steps: int, g: int, options: PackO
     def make(seed: int) -> nn.Module:
         return build_model(arch, 10, c, seed=seed, image_size=h).to(device)
 
-    base_ips, per_model, pack_wall = 0.0, 0.0, 0.0
+    base_ips, per_model, pack_wall, predict_ips = 0.0, 0.0, 0.0, 0.0
     for _ in range(repeat):  # alternate, keep the best of each: robust to a busy machine
-        base = fit(make(0), train, val, recipe, seed=0)
+        model = make(0)
+        base = fit(model, train, val, recipe, seed=0)
         base_ips = max(base_ips, base.history[-1]["images_per_s"])
+        predict(model, train)  # warm-up; then as an evaluate job predicts (fp32, batch 1000)
+        _sync(device)
+        t0 = time.perf_counter()
+        predict(model, train)  # ends with a copy to the host: synchronised
+        predict_ips = max(predict_ips, len(train) / (time.perf_counter() - t0))
         t0 = time.perf_counter()
         results = fit_pack([make(s) for s in range(g)], train, val, recipe,
                            seeds=list(range(g)), options=options)
@@ -115,7 +128,8 @@ def run_arch(arch: str, device: torch.device, steps: int, g: int, options: PackO
         "repeat": repeat,
         "baseline_images_per_s": base_ips, "pack_images_per_s_per_model": per_model,
         "pack_images_per_s_total": per_model * g, "speedup": per_model * g / base_ips,
-        "pack_wall_s_incl_warmup": pack_wall, "options": asdict(options),
+        "pack_wall_s_incl_warmup": pack_wall, "predict_images_per_s": predict_ips,
+        "options": asdict(options),
         "train_flops_per_image": 3 * forward_flops(arch),
     }
     if device.type == "cuda":
@@ -130,55 +144,55 @@ def run_arch(arch: str, device: torch.device, steps: int, g: int, options: PackO
     return row
 
 
-#: images in the official training split of each dataset (SPEC 4); a study trains on
-#: this minus its validation hold-out ``n_val``
-TRAIN_SPLIT = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
+#: how each job kind runs in a study on a GPU: in stacked packs, alone (fp32 eager, forward and
+#: backward), or as a forward-only evaluation
+KIND_PATH = {"train": "pack", "prune_finetune": "pack", "lth_level": "pack", "structured": "solo",
+             "rewind": "solo", "gradients": "solo", "evaluate": "predict"}
 
 
-def study_images(spec_path: str) -> dict[str, float]:
-    """Training images a study pushes through each architecture (training + fine-tuning):
-    per cell ``models * (epochs_train + jobs_per_model * epochs_finetune) * (split - n_val)``
-    with ``jobs_per_model`` = the cell's (method, ratio) pairs. Gradient passes and evaluation
-    (forward only, once per model) are left out; they add a few percent."""
-    from prunescope.study.spec import load_spec
+def study_work(spec_path: str) -> dict[str, dict[str, float]]:
+    """Single-image passes a study makes per architecture and path (``pack``, ``solo``,
+    ``predict``; see :data:`KIND_PATH`), summed over its plan with
+    :func:`prunescope.study.plan.job_work` (epochs x training images plus one validation pass
+    per epoch for fitted jobs, the gradient pass, the rewind steps, the test images of every
+    evaluation)."""
+    from prunescope.study import load_spec, make_plan
+    from prunescope.study.plan import job_work
 
-    spec = load_spec(spec_path)
-    out: dict[str, float] = {}
-    for cell in spec.cells:
-        n = TRAIN_SPLIT[cell.dataset] - spec.n_val
-        train, ft = spec.recipe(cell.arch, "train"), spec.recipe(cell.arch, "finetune")
-
-        def epoch_images(recipe: Recipe) -> int:
-            if recipe.max_steps_per_epoch is None:
-                return n
-            return min(n, recipe.max_steps_per_epoch * recipe.batch_size)
-
-        jobs = sum(len(ratios) for _, ratios in cell.methods)
-        images = spec.models * (train.epochs * epoch_images(train)
-                                + jobs * ft.epochs * epoch_images(ft))
-        out[cell.arch] = out.get(cell.arch, 0.0) + images
+    plan = make_plan(load_spec(spec_path))
+    out: dict[str, dict[str, float]] = {}
+    for job in plan.jobs:
+        row = out.setdefault(job.arch, {"pack": 0.0, "solo": 0.0, "predict": 0.0})
+        row[KIND_PATH[job.kind]] += job_work(job, plan.spec.n_val)[1]
     return out
 
 
 def projection(spec_path: str, rows: list[dict[str, Any]]) -> str:
-    """Markdown: the study's images per architecture, the measured pack rate and the projected
-    hours ``images / (pack images/s summed)``; architectures not measured are listed as such."""
-    rates = {r["arch"]: r["pack_images_per_s_total"] for r in rows}
-    base = {r["arch"]: r["baseline_images_per_s"] for r in rows}
-    lines = [f"projected time of {spec_path} (training + fine-tuning images / measured rate):",
-             "| arch | images (M) | pack img/s | hours (pack) | hours (baseline) |",
-             "|---|---|---|---|---|"]
+    """Markdown: the study's passes per architecture and path, and the projected hours from the
+    measured rates: packed jobs at the pack rate (summed over models), solo jobs at the
+    baseline training rate, evaluations at the measured prediction rate. Architectures not
+    measured are listed as such."""
+    by_arch = {r["arch"]: r for r in rows}
+    lines = [f"projected time of {spec_path} (passes / measured rate):",
+             "| arch | packed (M) | solo (M) | evaluated (M) | hours packed | hours solo | "
+             "hours evaluating | hours | hours if all solo |",
+             "|---|---|---|---|---|---|---|---|---|"]
     total, total_base, missing = 0.0, 0.0, []
-    for arch, images in study_images(spec_path).items():
-        if arch not in rates:
+    for arch, work in study_work(spec_path).items():
+        m = [f"{work[k] / 1e6:,.1f}" for k in ("pack", "solo", "predict")]
+        r = by_arch.get(arch)
+        if r is None:
             missing.append(arch)
-            lines.append(f"| {arch} | {images / 1e6:,.1f} | not measured | | |")
+            lines.append(f"| {arch} | {' | '.join(m)} | not measured | | | | |")
             continue
-        hours, hours_base = images / rates[arch] / 3600, images / base[arch] / 3600
-        total, total_base = total + hours, total_base + hours_base
-        lines.append(f"| {arch} | {images / 1e6:,.1f} | {rates[arch]:,.0f} | {hours:.2f} | "
-                     f"{hours_base:.2f} |")
-    lines.append(f"| total | | | {total:.2f} | {total_base:.2f} |")
+        h = [work["pack"] / r["pack_images_per_s_total"] / 3600,
+             work["solo"] / r["baseline_images_per_s"] / 3600,
+             work["predict"] / r["predict_images_per_s"] / 3600]
+        base = (work["pack"] + work["solo"]) / r["baseline_images_per_s"] / 3600 + h[2]
+        total, total_base = total + sum(h), total_base + base
+        lines.append(f"| {arch} | {' | '.join(m)} | {h[0]:.2f} | {h[1]:.2f} | {h[2]:.2f} | "
+                     f"{sum(h):.2f} | {base:.2f} |")
+    lines.append(f"| total | | | | | | | {total:.2f} | {total_base:.2f} |")
     if missing:
         lines.append(f"(incomplete: {', '.join(missing)} not measured; rerun with --archs)")
     return "\n".join(lines)
@@ -187,7 +201,8 @@ def projection(spec_path: str, rows: list[dict[str, Any]]) -> str:
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The result rows as a Markdown table."""
     head = ("| arch | device | G | baseline img/s | pack img/s per model | pack img/s summed "
-            "| ratio | peak fraction (baseline / pack) |\n|---|---|---|---|---|---|---|---|")
+            "| ratio | peak fraction (baseline / pack) | predict img/s |\n"
+            "|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         frac = "n/a (CPU)" if "gpu" not in r else (
@@ -196,7 +211,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['arch']} | {r.get('gpu', r['device'])} | {r['pack_size']} | "
                      f"{r['baseline_images_per_s']:,.0f} | "
                      f"{r['pack_images_per_s_per_model']:,.0f} | "
-                     f"{r['pack_images_per_s_total']:,.0f} | {r['speedup']:.2f}x | {frac} |")
+                     f"{r['pack_images_per_s_total']:,.0f} | {r['speedup']:.2f}x | {frac} | "
+                     f"{r['predict_images_per_s']:,.0f} |")
     return "\n".join(lines)
 
 
@@ -232,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = device.type == "cuda"
-    archs = args.archs or (list(study_images(args.project)) if args.project else
+    archs = args.archs or (list(study_work(args.project)) if args.project else
                            ["resnet20", "resnet56", "resnet110"] if cuda else ["lenet5", "resnet20"])
     steps = args.steps or (50 if cuda else 5)
     options = PackOptions.for_device(device, **{
