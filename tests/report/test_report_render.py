@@ -15,8 +15,8 @@ from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.colors import to_hex
 from report_synth import Cell, multi_method, paper_grid, synthetic_results
 
-from prunescope import metrics
-from prunescope.report import METHOD_COLORS, analyse, factor_groups, figures, render, render_report
+from prunescope import metrics, stats
+from prunescope.report import METHOD_COLORS, analyse, factor_groups, figures, render_report
 
 
 def _annotations(fig) -> list[dict[str, float]]:
@@ -309,7 +309,7 @@ def test_paper_grid_p_value_tables_have_one_family_per_comparison():
     ResNet-56's alone, and consecutive ratios within a dataset are one table per method with
     the datasets (each on its architecture) as columns; rows and columns in the figures' order."""
     frame = synthetic_results(paper_grid(), n_models=3, ratios=(2.0, 10.0))
-    fams = render._families(analyse(frame).alphas)
+    fams = stats.all_families(analyse(frame).alphas)  # as the report's tables section
     methods = fams["methods"].long
     assert set(zip(methods["dataset"], methods["arch"])) == {("cifar10", "resnet56")}
     assert (methods["family_size"] == 12).all()  # 6 pairs x 2 ratios

@@ -527,23 +527,6 @@ FAMILY_TITLES = {
 }
 
 
-def _families(alphas: pd.DataFrame, correction: str = "bonferroni") -> dict[str, stats.FamilyResult]:
-    """The SPEC 5 test families of ``stats.all_families`` (same names and defaults, cells keyed by
-    ``metrics.CELL_KEYS``: a pruning level is a function of the ratio), corrected by
-    ``correction`` (``"bonferroni"`` or ``"holm"``) within each family, leaving out the ratio
-    families when no (dataset, arch, method) has two ratios to compare."""
-    fams = {}
-    per_group = alphas.groupby(["dataset", "arch", "method", "distribution"])["ratio"].nunique()
-    if per_group.max() >= 2:
-        for level in ("arch", "dataset", "method"):
-            fams[f"ratios_by_{level}"] = stats.ratio_tests(alphas, level, correction=correction)
-    fams["archs"] = stats.arch_tests(alphas, correction=correction)
-    fams["datasets"] = stats.dataset_tests(alphas, correction=correction)
-    fams["methods"] = stats.method_tests(alphas, correction=correction)
-    fams["mp_vs_up"] = stats.mp_vs_up_tests(alphas, correction=correction)
-    return fams
-
-
 def _mean_i(an: Analysis) -> pd.DataFrame:
     """Per cell: mean and sd over models of the per-model mean of I (``model_alpha``'s
     ``mean_I``, SPEC 5 option) and the number of (model, class) points with undefined I."""
@@ -582,7 +565,8 @@ def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni") -> 
             "class) points whose I is undefined (Bn before = 0) and left out of it: classes with "
             "Bn before near 0 give wild ratios, which is why the slope α (the (Bn before)²-"
             "weighted mean of I) is the summary used.", "tab-alpha-ci"))
-        for name, fam in _families(an.alphas, correction).items():
+        # the SPEC 5 families; with a single ratio the ratio families come back empty
+        for name, fam in stats.all_families(an.alphas, correction=correction).items():
             if fam.table.empty:
                 continue
             title, caption = FAMILY_TITLES.get(name, (name, ""))
