@@ -10,7 +10,6 @@ from prunescope.models import build_model
 from prunescope.prune import make_masks, prunable, score
 from prunescope.train import Recipe, TrainingDiverged, evaluate, fit
 from prunescope.train.pack import (
-    CPU_PACK_SIZE,
     PackOptions,
     activation_elements,
     auto_pack_size,
@@ -192,8 +191,18 @@ def test_progress_and_divergence(quadrants):
     assert [c[2]["epoch"] for c in epochs] == [1, 2]
     assert len(epochs[0][2]["models"]) == 2 and "val_loss" in epochs[0][2]["models"][1]
     bad = Recipe(schedule=((1, 1e30),), batch_size=64, max_steps_per_epoch=3)
-    with pytest.raises(TrainingDiverged):
+    with pytest.raises(TrainingDiverged) as e:
         fit_pack([build_model("lenet5", 4, 1, seed=0)], train, val, bad, seeds=[0])
+    assert e.value.models == (0,)
+    # the exception names every diverged model of the pack (the worker fails just those)
+    for broken in ((1,), (0, 2)):
+        models = [build_model("lenet5", 4, 1, seed=s) for s in range(3)]
+        for i in broken:
+            with torch.no_grad():
+                models[i].fc1.bias[0] = float("inf")
+        with pytest.raises(TrainingDiverged, match=f"model {broken[0]}'s mean training") as e:
+            fit_pack(models, train, val, QUICK, seeds=[0, 1, 2])
+        assert e.value.models == broken and e.value.epoch == 1
 
 
 def test_argument_checks(quadrants):
@@ -279,9 +288,9 @@ def test_auto_pack_size():
     assert auto_pack_size("resnet110", "cuda", free_memory=80 * gib, options=fast,
                           max_size=10_000) < g80
     assert auto_pack_size("resnet56", "cuda", free_memory=1) == 1
-    assert auto_pack_size("resnet20", "cpu") == CPU_PACK_SIZE
-    assert auto_pack_size("lenet5", "cpu") == 1  # grouped-conv backward is slow on the CPU
-    assert auto_pack_size("resnet20", "cpu", max_size=2) == 2
+    for arch in ("lenet5", "resnet20"):  # packs do not pay on a CPU (grouped-conv backward)
+        assert auto_pack_size(arch, "cpu") == 1
+        assert auto_pack_size(arch, "cpu", free_memory=80 * gib) == 1
     for device in ("cuda", "cpu"):
         with pytest.raises(ValueError, match="unknown architecture"):
             auto_pack_size("vgg16", device, free_memory=gib if device == "cuda" else None)

@@ -23,10 +23,13 @@ ProgressFn = Callable[[int, int, dict[str, Any]], None]
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite. Attributes: ``epoch`` (1-based), ``step`` (1-based
-    within the epoch; 0 for the validation loss), ``loss``."""
+    within the epoch; 0 for the validation loss), ``loss``, and ``models``: in a pack
+    (:func:`~prunescope.train.pack.fit_pack`), the indices of every model whose loss diverged
+    that epoch (empty for :func:`fit`)."""
 
-    def __init__(self, epoch: int, step: int, loss: float, where: str = "training") -> None:
-        self.epoch, self.step, self.loss = epoch, step, loss
+    def __init__(self, epoch: int, step: int, loss: float, where: str = "training",
+                 models: tuple[int, ...] = ()) -> None:
+        self.epoch, self.step, self.loss, self.models = epoch, step, loss, tuple(models)
         super().__init__(
             f"{where} loss is {loss} at epoch {epoch}, step {step}: training diverged. Lower the "
             "learning rate, check the inputs for NaN/inf, or check the normalisation (std > 0)"
@@ -122,6 +125,18 @@ def _mask_grads(params: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -
     pairs = [(p.grad, m) for p, m in zip(params, masks) if p.grad is not None]
     if pairs:
         torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
+
+
+def _masked_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Sequence[torch.Tensor],
+                 masks: Sequence[torch.Tensor]) -> None:
+    """One optimiser step on ``loss`` that keeps masked weights exactly 0: the gradients are
+    multiplied by the masks before the step and the weights after it (one
+    ``torch._foreach_mul_`` each; nothing to do without masks)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    _mask_grads(params, masks)
+    opt.step()
+    _mask_params(params, masks)
 
 
 def _check_losses(losses: torch.Tensor, start: int, stop: int, epoch: int) -> float:
@@ -244,13 +259,7 @@ def fit(
             if synced:  # one host sync for the losses since the last check
                 last = _check_losses(losses, checked, steps, epoch)
                 checked = steps
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if masked_params:  # one foreach multiply on the gradients, one on the weights
-                _mask_grads(masked_params, masked_by)
-            opt.step()
-            if masked_params:
-                _mask_params(masked_params, masked_by)
+            _masked_step(opt, loss, masked_params, masked_by)
             step_global += 1
             if progress is not None:  # every step (rewind captures need exact steps)
                 info = {"epoch": epoch, "lr": lr}

@@ -34,8 +34,8 @@ from torch import nn
 from prunescope.data.device import DeviceImages, crop_flip, epoch_draws
 from prunescope.models import skeleton
 from prunescope.models.stacked import StackedModel, stack, stack_masks
-from prunescope.train.loop import (FitResult, ProgressFn, TrainingDiverged, _mask_grads,
-                                   _mask_params, _same_device, data_generator)
+from prunescope.train.loop import (FitResult, ProgressFn, TrainingDiverged, _mask_params,
+                                   _masked_step, _same_device, data_generator)
 from prunescope.train.recipe import Recipe
 
 __all__ = ["PackOptions", "activation_elements", "auto_pack_size", "fit_pack"]
@@ -318,27 +318,18 @@ def fit_pack(
                 with torch.no_grad():
                     per_model = F.cross_entropy(flat.detach(), y.reshape(-1), reduction="none")
                     loss_sum += per_model.view(g, -1).sum(1).double()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if masked_params:  # one foreach multiply on the gradients, one on the weights
-                    _mask_grads(masked_params, masked_by)
-                opt.step()
-                if masked_params:
-                    _mask_params(masked_params, masked_by)
+                _masked_step(opt, loss, masked_params, masked_by)
                 step_global += 1
                 if progress is not None:
                     progress(step_global, total_steps, {"epoch": epoch, "lr": lr})
             train_losses = (loss_sum / used).tolist()  # one device sync per epoch
             train_seconds = time.perf_counter() - t0
-            for i, tl in enumerate(train_losses):
-                if not math.isfinite(tl):
-                    raise TrainingDiverged(epoch, steps, tl, where=f"model {i}'s mean training")
+            _check_models(train_losses, epoch, steps, "mean training")
             val_losses, val_accs = _validation(fwd, pack, vals, recipe.val_batch_size, opts)
             seconds = time.perf_counter() - t0
             state = pack.state_dict()
+            _check_models(val_losses, epoch, 0, "validation")
             for i in range(g):
-                if not math.isfinite(val_losses[i]):
-                    raise TrainingDiverged(epoch, 0, val_losses[i], where=f"model {i}'s validation")
                 histories[i].append({
                     "epoch": epoch, "lr": lr, "steps": steps, "train_loss": train_losses[i],
                     "val_loss": val_losses[i], "val_acc": val_accs[i], "seconds": seconds,
@@ -378,6 +369,15 @@ def _recompile_room(compiling: bool) -> contextlib.AbstractContextManager[Any]:
     cfg = torch._dynamo.config
     name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
     return cfg.patch({name: max(getattr(cfg, name), RECOMPILE_LIMIT)})
+
+
+def _check_models(losses: Sequence[float], epoch: int, step: int, what: str) -> None:
+    """Raise :class:`TrainingDiverged` naming every model whose loss is NaN or infinite."""
+    bad = tuple(i for i, v in enumerate(losses) if not math.isfinite(v))
+    if bad:
+        raise TrainingDiverged(epoch, step, losses[bad[0]], models=bad,
+                               where=f"model {bad[0]}'s {what}" if len(bad) == 1 else
+                               f"models {list(bad)}: model {bad[0]}'s {what}")
 
 
 def _keep_model(pack: StackedModel, state: Mapping[str, torch.Tensor],
@@ -426,10 +426,6 @@ _MEMORY_SHARE = 0.6
 RECOMPILE_LIMIT = 128
 #: packs larger than this gain little more throughput on an H100 and slow every model's epoch
 MAX_PACK_SIZE = 64
-#: pack size on the CPU for the ResNets (ResNet-20, G = 4 on 2 cores: 1.2-3.4x one model at a
-#: time, docs/benchmarks/speed.md); LeNet-5 gets 1: the CPU's grouped-convolution backward is
-#: slower than G plain ones for its layers (0.3-1.0x at G = 4)
-CPU_PACK_SIZE = 4
 
 
 def auto_pack_size(
@@ -449,24 +445,22 @@ def auto_pack_size(
     On CUDA: ``G = floor(0.6 * free / per_model)`` with ``per_model = batch_size *
     activation_elements * 2.0 * bytes_per_value + 16 * parameters`` (bytes_per_value 2 with
     bf16 autocast, else 4), clamped to ``1..max_size``. ``free_memory`` (bytes) overrides the
-    measured free memory (``torch.cuda.mem_get_info``). Elsewhere (CPU): ``min(CPU_PACK_SIZE,
-    max_size)`` for the ResNets and 1 for LeNet-5, unless ``free_memory`` is given, which then
-    bounds G the same way.
+    measured free memory (``torch.cuda.mem_get_info``). Elsewhere (CPU): 1, since a pack trains
+    slower there than its models one after another (the CPU's grouped-convolution backward;
+    measured on 2 cores: 0.5-0.9x, docs/benchmarks/speed.md).
     """
     device = torch.device(device)
     opts = options if options is not None else PackOptions.for_device(device)
     if max_size < 1:
         raise ValueError(f"max_size must be >= 1, got {max_size}")
     acts = activation_elements(arch, num_classes, in_channels, image_size)  # checks ``arch``
-    cpu_cap = 1 if arch == "lenet5" else min(CPU_PACK_SIZE, max_size)
+    if device.type != "cuda":
+        return 1
     if free_memory is None:
-        if device.type != "cuda":
-            return cpu_cap
         free_memory = torch.cuda.mem_get_info(device)[0]
     value_bytes = 2 if opts.bf16 else 4
     single = skeleton(arch, num_classes, in_channels, image_size=image_size)
     n_params = sum(p.numel() for p in single.parameters())
     per_model = batch_size * acts * _ACT_FACTOR * value_bytes + _PARAM_BYTES * n_params
     g = int(_MEMORY_SHARE * free_memory // per_model)
-    cap = max_size if device.type == "cuda" else cpu_cap
-    return max(1, min(g, cap))
+    return max(1, min(g, max_size))
