@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 
 from prunescope.study import load_results, load_spec, run_study
 from .conftest import mnist_available
@@ -31,10 +32,11 @@ def test_packs_of_two_train_together(tiny_reference, tiny_spec, tmp_path):
     assert (acc - ref).abs().max() <= 6
 
 
-def test_a_failed_pack_is_retried_in_halves(tiny_spec, tmp_path, monkeypatch):
-    """A pack that fails as a whole (here: "out of memory" for more than 2 models, and one
-    model that always diverges) is retried half by half: the models that fit train packed,
-    and only the culprit fails."""
+def test_a_failed_pack_is_retried_by_cause(tiny_spec, tmp_path, monkeypatch):
+    """A pack that fails as a whole is retried according to why: out of memory (here: more than
+    2 models) -> each half as a pack of its own; diverged models (named by fit_pack) -> those jobs
+    fail, the others train as one pack; anything else -> one job at a time. Rerun jobs keep the
+    pack's error; the packs get ``[executor.pack_options]``."""
     from prunescope.study import make_plan, worker
     from prunescope.study.packs import Pack
     from prunescope.train import TrainingDiverged
@@ -48,31 +50,46 @@ def test_a_failed_pack_is_retried_in_halves(tiny_spec, tmp_path, monkeypatch):
     jobs = tuple(j for j in make_plan(load_spec(f)).jobs if j.kind == "train")
     assert len(jobs) == 5
     culprit = jobs[4].params["seed"]
-    sizes = []
+    calls = []
     real_fit_pack, real_fit = worker.fit_pack, worker.fit
+    options = PackOptions(channels_last=True)
 
     def fit_pack(models, train, val, recipe, seeds, **kw):
-        sizes.append(len(models))
-        assert kw["options"] == PackOptions(channels_last=True)  # [executor.pack_options]
+        calls.append(len(models))
+        assert kw["options"] == options
         if len(models) > 2:
-            raise RuntimeError("CUDA out of memory (simulated)")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         if culprit in seeds:
-            raise TrainingDiverged(1, 1, float("nan"), where="the culprit's")
+            i = list(seeds).index(culprit)
+            raise TrainingDiverged(1, 3, float("nan"), where=f"model {i}'s mean training",
+                                   models=(i,))
         return real_fit_pack(models, train, val, recipe, seeds, **kw)
 
     def fit(model, train, val, recipe, seed, **kw):
-        if seed == culprit:
-            raise TrainingDiverged(1, 1, float("nan"), where="the culprit's")
+        assert seed != culprit, "a diverged model is not trained again"
         return real_fit(model, train, val, recipe, seed, **kw)
 
     monkeypatch.setattr(worker, "fit_pack", fit_pack)
     monkeypatch.setattr(worker, "fit", fit)
-    out = worker.run_pack(Pack("train", "mnist", "lenet5", jobs),
-                          worker.WorkerContext(artifacts=str(tmp_path / "a"), threads=1,
-                                               pack_options=(("channels_last", True),)))
-    # 5 -> 3 (too big) -> 2 + 1 ; 2 (with the culprit) -> 1 + 1
-    assert sizes == [5, 3, 2, 2]
+    ctx = worker.WorkerContext(artifacts=str(tmp_path / "a"), threads=1, pack_options=options)
+    out = worker.run_pack(Pack("train", "mnist", "lenet5", jobs), ctx)
+    # 5 (too big) -> 3 (too big) + 2; 3 -> 2 (packed) + 1 (alone); 2 -> culprit fails, 1 alone
+    assert calls == [5, 3, 2, 2]
     assert [r.job_id for r in out] == [j.id for j in jobs]
     assert [r.status for r in out] == ["done"] * 4 + ["failed"]
-    assert "TrainingDiverged" in out[4].error
+    assert "TrainingDiverged" in out[4].error and "model 1's" in out[4].error
     assert [r.info.get("pack_size", 1) for r in out[:4]] == [2, 2, 1, 1]
+    assert "OutOfMemoryError" in out[0].info["pack_error"]
+    assert "TrainingDiverged" in out[3].info["pack_error"]
+
+    # any other failure: one job at a time
+    calls.clear()
+
+    def broken(models, *a, **kw):
+        calls.append(len(models))
+        raise RuntimeError("torch.compile failed (simulated)")
+
+    monkeypatch.setattr(worker, "fit_pack", broken)
+    out = worker.run_pack(Pack("train", "mnist", "lenet5", jobs[:3]), ctx)
+    assert calls == [3] and [r.status for r in out] == ["done"] * 3
+    assert all("torch.compile failed" in r.info["pack_error"] for r in out)

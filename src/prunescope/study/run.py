@@ -31,7 +31,7 @@ from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import StudySpec
 from prunescope.study.store import JobResult, Store
 from prunescope.study.worker import WorkerContext
-from prunescope.train.pack import PackOptions, auto_pack_size
+from prunescope.train.pack import auto_pack_size
 
 LOCK_FILE = "run.lock"
 
@@ -105,8 +105,7 @@ def pack_size(spec: StudySpec, dataset: str, arch: str, device: str) -> int:
     h, _, c = inf.shape_hwc
     return auto_pack_size(arch, device, batch_size=spec.recipe(arch, "train").batch_size,
                           num_classes=inf.num_classes, in_channels=c, image_size=h,
-                          options=PackOptions.for_device(device,
-                                                         **dict(spec.executor.pack_options)))
+                          options=spec.executor.pack_options_for(device))
 
 
 def run_study(
@@ -224,8 +223,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
         raise RuntimeError(f"the study asks for device {device!r} but this machine has no CUDA "
                            "device; set device = \"auto\" or \"cpu\" in the spec")
     try:  # [executor.pack_options] for the device this run resolved to
-        PackOptions.for_device(device, **dict(spec.executor.pack_options)).check(
-            torch.device(device))
+        pack_options = spec.executor.pack_options_for(device)
     except ValueError as e:
         raise RuntimeError(f"[executor.pack_options] cannot run on {device}: {e}; remove the "
                            "CUDA-only switches or run on a GPU") from e
@@ -251,9 +249,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             deps = sorted({d for j in jobs for d in j.deps})
             ex.submit(pack, WorkerContext(
                 artifacts=spec.artifacts, device=device, threads=threads,
-                deterministic=(None if spec.executor.deterministic == "auto"
-                               else spec.executor.deterministic),
-                pack_options=spec.executor.pack_options,
+                deterministic=spec.executor.deterministic, pack_options=pack_options,
                 parent_artifacts=tuple((d, tuple(sorted(arts[d].items()))) for d in deps)))
             if display:
                 display.pack_started(pack)

@@ -136,7 +136,7 @@ class ExecutorSpec:
     Attributes:
         pack_size: jobs of one (kind, dataset, arch) fused into one pack, >= 1 (1 = one model
             at a time, the default), or ``"auto"``: ``prunescope.train.pack.auto_pack_size``
-            (from the GPU's free memory; 4 on a CPU).
+            (from the GPU's free memory; 1 on a CPU, where packs do not pay).
         workers: packs the local executor runs at once, each in its own process (1 = in the
             driver's process).
         gpus_per_pack: GPUs a Ray pack task asks for when the cluster has GPUs, in (0, 1] or a
@@ -145,7 +145,8 @@ class ExecutorSpec:
         threads: torch intra-op threads in each worker; 0 = torch's default (1 in the worker
             processes of ``workers > 1``). Pin it (e.g. 1) when results must be bit-identical
             between executors with different CPU counts.
-        deterministic: ``True``: every job runs with ``torch.use_deterministic_algorithms``
+        deterministic: (TOML ``true``, ``false`` or ``"auto"``, held as ``True``, ``False`` or
+            ``None``) ``True``: every job runs with ``torch.use_deterministic_algorithms``
             (on CUDA warn-only); ``False``: not, and on CUDA cuDNN autotunes its kernels
             (``cudnn.benchmark``); ``"auto"`` (default): ``True`` on the CPU (bit-identical
             reruns and resumes), ``False`` on CUDA, whose fast path (bf16, compiled CUDA graphs)
@@ -160,8 +161,15 @@ class ExecutorSpec:
     gpus_per_pack: float = 1.0
     cpus_per_pack: int = 1
     threads: int = 0
-    deterministic: bool | str = "auto"
+    deterministic: bool | None = None
     pack_options: tuple[tuple[str, bool], ...] = ()
+
+    def pack_options_for(self, device: str) -> PackOptions:
+        """The :class:`~prunescope.train.pack.PackOptions` of stacked packs on ``device``: its
+        defaults with ``pack_options`` applied (``ValueError`` if they cannot run there)."""
+        options = PackOptions.for_device(device, **dict(self.pack_options))
+        options.check(torch.device(device))
+        return options
 
 
 @dataclass(frozen=True)
@@ -264,21 +272,23 @@ def load_spec(path: str | os.PathLike[str], output: str | None = None) -> StudyS
     return parse_spec(text, base_dir=p.resolve().parent, source=str(p.resolve()), output=out)
 
 
-def _pack_options(v: _Validator, etab: dict[str, Any], device: str) -> tuple[tuple[str, bool], ...]:
-    """``[executor.pack_options]`` as sorted ``(switch, bool)`` pairs, checked against
-    :class:`~prunescope.train.pack.PackOptions` for the spec's device (``auto``: as for CUDA;
-    the run checks again once the device is known)."""
+def _pack_options(v: _Validator, etab: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
+    """``[executor.pack_options]`` as sorted ``(switch, bool)`` pairs (names and types checked;
+    :meth:`ExecutorSpec.pack_options_for` checks that they fit together and the device)."""
     tab = v.get(etab, "pack_options", dict, default={}, prefix="executor.")
     v.keys(tab, _PACK_OPTION_KEYS, "executor.pack_options.")
     for key, value in tab.items():
         if not isinstance(value, bool):
             v.fail(f"executor.pack_options.{key}", value, "true or false")
-    try:
-        PackOptions.for_device("cpu" if device == "cpu" else "cuda", **tab).check(
-            torch.device("cpu" if device == "cpu" else "cuda"))
-    except ValueError as e:
-        v.fail("executor.pack_options", tab, str(e))
     return tuple(sorted(tab.items()))
+
+
+def _deterministic(v: _Validator, etab: dict[str, Any]) -> bool | None:
+    """``[executor] deterministic``: ``true``/``false``, or ``"auto"`` (the default) as ``None``."""
+    value = etab.get("deterministic", "auto")
+    if value != "auto" and not isinstance(value, bool):
+        v.fail("executor.deterministic", value, 'true, false or "auto"')
+    return None if value == "auto" else value
 
 
 def parse_spec(
@@ -353,8 +363,8 @@ def parse_spec(
         gpus_per_pack=float(v.get(etab, "gpus_per_pack", float, default=1.0, prefix="executor.")),
         cpus_per_pack=v.get(etab, "cpus_per_pack", int, default=1, prefix="executor."),
         threads=v.get(etab, "threads", int, default=0, prefix="executor."),
-        deterministic=etab.get("deterministic", "auto"),
-        pack_options=_pack_options(v, etab, device),
+        deterministic=_deterministic(v, etab),
+        pack_options=_pack_options(v, etab),
     )
     if ex.pack_size != "auto" and not (_is_int(ex.pack_size) and ex.pack_size >= 1):
         v.fail("executor.pack_size", ex.pack_size, "an integer >= 1 or \"auto\"")
@@ -367,8 +377,10 @@ def parse_spec(
         v.fail("executor.cpus_per_pack", ex.cpus_per_pack, "an integer >= 1")
     if ex.threads < 0:
         v.fail("executor.threads", ex.threads, "an integer >= 0 (0 = torch's default)")
-    if ex.deterministic != "auto" and not isinstance(ex.deterministic, bool):
-        v.fail("executor.deterministic", ex.deterministic, 'true, false or "auto"')
+    try:  # as for CUDA unless the spec names the CPU; the run checks its resolved device again
+        ex.pack_options_for("cpu" if device == "cpu" else "cuda")
+    except ValueError as e:
+        v.fail("executor.pack_options", dict(ex.pack_options), str(e))
 
     ltab = v.get(raw, "lth", dict, default={})
     v.keys(ltab, _LTH_KEYS, "lth.")

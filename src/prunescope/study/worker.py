@@ -47,7 +47,7 @@ from prunescope.study.artifacts import Artifacts
 from prunescope.study.packs import Pack, stacks
 from prunescope.study.plan import Job
 from prunescope.study.store import JobResult
-from prunescope.train import (Recipe, derive_seed, fit, load_checkpoint, predict,
+from prunescope.train import (Recipe, TrainingDiverged, derive_seed, fit, load_checkpoint, predict,
                               save_checkpoint)
 from prunescope.train.checkpoint import sidecar_path
 from prunescope.train.pack import PackOptions, fit_pack
@@ -67,8 +67,8 @@ class WorkerContext:
         threads: torch intra-op threads (0 = leave torch's default).
         deterministic: deterministic algorithms on (``True``) or off (``False``); ``None`` =
             on for the CPU, off for CUDA (see ``[executor] deterministic``).
-        pack_options: ``(switch, bool)`` overrides of the device's default
-            :class:`~prunescope.train.pack.PackOptions` for stacked packs.
+        pack_options: the :class:`~prunescope.train.pack.PackOptions` of stacked packs
+            (``None``: the device's defaults).
         parent_artifacts: ``{job id: {name: url}}`` of the done parents of the pack's jobs.
     """
 
@@ -77,7 +77,7 @@ class WorkerContext:
     data_dir: str | None = None
     threads: int = 0
     deterministic: bool | None = None
-    pack_options: tuple[tuple[str, bool], ...] = ()
+    pack_options: PackOptions | None = None
     parent_artifacts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     def parent(self, job_id: str) -> dict[str, str]:
@@ -93,12 +93,12 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
     """Run every job of ``pack``; one :class:`JobResult` per job, in pack order.
 
     ``train``, ``prune_finetune`` and ``lth_level`` packs of G > 1 jobs are trained together as
-    one stacked
-    network (:func:`prunescope.train.pack.fit_pack`; each model keeps its own data order and
-    masks, results equal solo training up to floating-point rounding). If the pack fails as a
-    whole (out of device memory, or one model diverges), each half is retried as a pack of its
-    own, down to single jobs, so that only a culprit fails. Other packs run their jobs one after
-    another.
+    one stacked network (:func:`prunescope.train.pack.fit_pack` with ``ctx.pack_options``; each
+    model keeps its own data order and masks, results equal solo training up to floating-point
+    rounding). If the pack fails as a whole: out of device memory, each half is retried as a pack
+    of its own (down to single jobs); some models diverged, those jobs fail and the others run
+    as one pack; anything else, the jobs run one by one, so that only a culprit fails. Other
+    packs run their jobs one after another.
     """
     arts = Artifacts(ctx.artifacts)
     with job_settings(ctx.threads, ctx.device, ctx.deterministic):
@@ -162,7 +162,7 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
     if len({fj.recipe for fj in fjs}) > 1:
         raise ValueError("a pack's jobs must share one recipe; the driver packs jobs of one "
                          "(kind, dataset, arch) of one study")
-    fits = None
+    fits, retry, note = None, "", ""
     if fjs:
         first = fjs[0].job
         try:
@@ -172,9 +172,15 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
                             if pack.kind in ("prune_finetune", "lth_level") else None,
                             progress=(lambda s_, t_, _i: progress(first, s_, t_))
                             if progress else None,
-                            options=PackOptions.for_device(ctx.device, **dict(ctx.pack_options)))
-        except Exception:  # noqa: BLE001 -- retried in halves below
-            pass
+                            options=ctx.pack_options)
+        except torch.cuda.OutOfMemoryError as e:  # the pack size is an estimate
+            retry, note = "halves", f"{type(e).__name__}: {e}"
+        except TrainingDiverged as e:  # fit_pack names the models whose loss diverged
+            retry, note = "without" if e.models else "single", f"{type(e).__name__}: {e}"
+            for i in e.models:
+                results[fjs[i].job.id] = _stamp(_failure(fjs[i].job, e), started, t0, cpu0)
+        except Exception as e:  # noqa: BLE001 -- find the culprit: rerun the jobs one by one
+            retry, note = "single", f"{type(e).__name__}: {e}"
     if fits is not None:
         for fj, res in zip(fjs, fits):
             try:
@@ -182,25 +188,30 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
             except Exception as e:  # noqa: BLE001
                 r = _failure(fj.job, e)
             results[fj.job.id] = _stamp(r, started, t0, cpu0, share=len(fjs))
-    elif fjs:
-        # The pack failed as a whole: out of device memory (the pack size is an estimate), or
-        # one model diverged. Retry each half as its own pack, down to single jobs, so that a
-        # too-large pack still trains packed and only a culprit fails. This runs outside the
-        # ``except`` block, whose traceback would keep the failed attempt's tensors alive.
+    elif retry:
+        # Out of memory: each half becomes a pack of its own (down to single jobs), so a pack
+        # too large still trains packed. Diverged models: they failed above, the rest run as one
+        # pack. Anything else: the jobs run one by one, so that only a culprit fails. This runs
+        # outside the ``except`` blocks, whose tracebacks would keep the failed attempt's
+        # tensors alive; every rerun job's info keeps the pack's error as ``pack_error``.
         del prepared, fjs
-        _release_device_memory(ctx.device)
+        release_device_memory(ctx.device)
         todo = [j for j in pack.jobs if j.id not in results]
         half = (len(todo) + 1) // 2
-        for part in (todo[:half], todo[half:]):
-            sub = replace(pack, jobs=tuple(part))
+        parts = ([todo[:half], todo[half:]] if retry == "halves" else
+                 [todo] if retry == "without" else [[j] for j in todo])
+        for part in (p for p in parts if p):
             outs = ([_run_one(part[0], ctx, arts, progress)] if len(part) == 1
-                    else _run_fit_pack(sub, ctx, arts, progress))
-            results.update((j.id, r) for j, r in zip(part, outs))
+                    else _run_fit_pack(replace(pack, jobs=tuple(part)), ctx, arts, progress))
+            for j, r in zip(part, outs):
+                r.info.setdefault("pack_error", note)
+                results[j.id] = r
     return [results[j.id] for j in pack.jobs]
 
 
-def _release_device_memory(device: str) -> None:
-    """Return cached CUDA blocks after a failed pack (a no-op elsewhere)."""
+def release_device_memory(device: str) -> None:
+    """Return cached CUDA blocks to the driver after a failed attempt (a no-op elsewhere);
+    call it outside the ``except`` block that caught the failure."""
     if torch.device(device).type == "cuda":
         gc.collect()
         torch.cuda.empty_cache()
