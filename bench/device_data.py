@@ -43,13 +43,13 @@ def split(src: Path, dest: Path, part_mib: float) -> list[Path]:
         with p.open("rb") as fh:
             index = 0
             while True:
+                block = fh.read(limit - used if used < limit else limit)
+                if not block and index > 0:
+                    break
                 if used >= limit:  # this folder is full: start the next
                     folders.append(dest / f"p{len(folders)}")
                     folders[-1].mkdir()
                     used = 0
-                block = fh.read(limit - used)
-                if not block and index > 0:
-                    break
                 name = f"{p.name}.part{index:03d}"
                 (folders[-1] / name).write_bytes(block)
                 manifest["files"][p.name]["parts"].append(f"{folders[-1].name}/{name}")

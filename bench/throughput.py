@@ -26,7 +26,6 @@ time is projected from these rates (:func:`projection`).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -41,13 +40,16 @@ from torch import nn
 
 from prunescope.data.device import DeviceImages
 from prunescope.models import build_model, skeleton
-from prunescope.study.worker import job_settings
+from prunescope.study.worker import job_settings, release_device_memory
 from prunescope.train import Recipe, fit, predict
 from prunescope.train.pack import PackOptions, auto_pack_size, fit_pack
 
 #: dense bf16 tensor-core peak, FLOP/s, by a substring of torch.cuda.get_device_name()
 BF16_PEAK = {"H200": 989.4e12, "H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12,
              "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12, "L40S": 362.1e12}
+
+#: pack size measured on the CPU (auto_pack_size gives 1 there: packs do not pay on a CPU)
+CPU_BENCH_G = 4
 
 SHAPES = {"lenet5": (28, 28, 1), "resnet": (32, 32, 3)}
 
@@ -150,12 +152,17 @@ KIND_PATH = {"train": "pack", "prune_finetune": "pack", "lth_level": "pack", "st
              "rewind": "solo", "gradients": "solo", "evaluate": "predict"}
 
 
+#: cost of a forward-only pass relative to a training pass (forward + backward ~ 3 forwards)
+FORWARD_SHARE = 1 / 3
+
+
 def study_work(spec_path: str) -> dict[str, dict[str, float]]:
-    """Single-image passes a study makes per architecture and path (``pack``, ``solo``,
+    """Training-pass equivalents a study makes per architecture and path (``pack``, ``solo``,
     ``predict``; see :data:`KIND_PATH`), summed over its plan with
-    :func:`prunescope.study.plan.job_work` (epochs x training images plus one validation pass
-    per epoch for fitted jobs, the gradient pass, the rewind steps, the test images of every
-    evaluation)."""
+    :func:`prunescope.study.plan.job_work`: epochs x training images of fitted jobs, the
+    gradient pass, the rewind steps, the test images of every evaluation (``predict``, timed
+    at the measured prediction rate); the validation pass after every epoch of a fitted job
+    runs in that job's path and counts :data:`FORWARD_SHARE` of a training pass per image."""
     from prunescope.study import load_spec, make_plan
     from prunescope.study.plan import job_work
 
@@ -163,7 +170,9 @@ def study_work(spec_path: str) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for job in plan.jobs:
         row = out.setdefault(job.arch, {"pack": 0.0, "solo": 0.0, "predict": 0.0})
-        row[KIND_PATH[job.kind]] += job_work(job, plan.spec.n_val)[1]
+        epochs, images = job_work(job, plan.spec.n_val)
+        validation = epochs * plan.spec.n_val  # forward only, in the job's own (packed) path
+        row[KIND_PATH[job.kind]] += images - validation + validation * FORWARD_SHARE
     return out
 
 
@@ -224,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None,
                     help="timed steps per epoch (default 50 on CUDA, 5 on the CPU)")
     ap.add_argument("--pack-size", type=int, default=None,
-                    help="G (default: auto_pack_size on CUDA, 4 on the CPU)")
+                    help="G (default: auto_pack_size on CUDA, 4 on the CPU, where a study's "
+                         "auto pack size is 1)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=1,
                     help="time baseline and pack this many times each, alternating, and keep "
@@ -257,10 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "no_" + f.replace("-", "_"))})
     rows = []
     for arch in archs:
-        g = args.pack_size or auto_pack_size(arch, device, options=options,
-                                             in_channels=image_shape(arch)[2],
-                                             image_size=image_shape(arch)[0],
-                                             batch_size=args.batch)
+        g = args.pack_size or (auto_pack_size(arch, device, options=options,
+                                              in_channels=image_shape(arch)[2],
+                                              image_size=image_shape(arch)[0],
+                                              batch_size=args.batch) if cuda else CPU_BENCH_G)
         row, tried = None, []
         while row is None:
             tried.append(g)
@@ -272,8 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                 if g == 1:
                     raise
             if row is None:  # outside the except block, whose traceback holds the tensors
-                gc.collect()
-                torch.cuda.empty_cache()
+                release_device_memory(str(device))
                 g = max(1, g // 2)
                 print(f"{arch}: out of memory at G = {tried[-1]}, retrying with G = {g}",
                       flush=True)

@@ -29,6 +29,12 @@ def test_split_and_join_round_trip(tmp_path):
     for name, data in files.items():
         assert (tmp_path / "out" / name).read_bytes() == data
 
+    exact = tmp_path / "exact"
+    exact.mkdir()
+    (exact / "one").write_bytes(b"y" * 4096)  # fills p0 exactly: no empty p1
+    assert [f.name for f in device_data.split(exact, tmp_path / "exact-parts", limit_mib)] \
+        == ["p0"]
+
     part = next((tmp_path / "parts" / "p1").iterdir())
     part.write_bytes(part.read_bytes()[:-1] + b"?")
     with pytest.raises(ValueError, match="sha256"):
