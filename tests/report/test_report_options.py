@@ -2,6 +2,8 @@
 of I, through render_report and `prunescope report`."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import prunescope.report as report_pkg
@@ -109,8 +111,11 @@ def test_render_report_passes_the_options_and_refuses_unknown_ones(tmp_path):
     assert (long["correction"] == "holm").all()
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "Holm-corrected" in page and "bootstrap interval" in page
-    for bad in ({"correction": "fdr"}, {"ci_method": "wald"}):
+    for bad, allowed in (({"correction": "fdr"}, "bonferroni, holm"),
+                         ({"ci_method": "wald"}, "t, bootstrap")):
         with pytest.raises(ValueError, match="must be one of"):
+            render_report(frame, tmp_path / "x", **bad)
+        with pytest.raises(ValueError, match=allowed):
             render_report(frame, tmp_path / "x", **bad)
         assert not (tmp_path / "x").exists()
 
@@ -137,4 +142,20 @@ def test_report_command_options_reach_render_report(tmp_path, monkeypatch):
     bad = runner.invoke(app, ["report", "s.toml", "--correction", "fdr"])
     assert bad.exit_code != 0 and "unknown correction" in bad.output
     assert cli_report.CORRECTIONS == stats.CORRECTIONS
-    assert cli_report.CI_METHODS == render.CI_METHODS
+    assert cli_report.CI_METHODS == stats.CI_METHODS
+    bad = runner.invoke(app, ["report", "s.toml", "--ci-method", "wald"])
+    assert bad.exit_code != 0 and "unknown interval method" in bad.output
+
+    def flat(output: str) -> str:  # the error box may wrap the line
+        return re.sub(r"[\s│]+", " ", output)
+
+    assert "choose from t, bootstrap" in flat(bad.output)
+    assert "choose from bonferroni, holm" in flat(
+        runner.invoke(app, ["report", "s.toml", "--correction", "fdr"]).output)
+    assert len(seen) == 2  # refused before render_report
+
+
+def test_every_allowed_option_has_a_caption_name():
+    """stats holds the allowed values; the report names each one in its captions."""
+    assert set(render.CORRECTION_NAMES) == set(stats.CORRECTIONS)
+    assert set(render.CI_NAMES) == set(stats.CI_METHODS)

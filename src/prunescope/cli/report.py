@@ -11,11 +11,9 @@ import typer
 from rich.console import Console
 
 from prunescope.cli._app import app
-
-#: Choices of --correction and --ci-method (prunescope.stats.CORRECTIONS, report.render.CI_METHODS;
-#: literal here so that --help does not import the report's plotting stack).
-CORRECTIONS = ("bonferroni", "holm")
-CI_METHODS = ("t", "bootstrap")
+# the choices of --correction and --ci-method (stats is pure NumPy/SciPy: --help still does not
+# import the report's plotting stack)
+from prunescope.stats import CI_METHODS, CORRECTIONS
 
 _console = Console()
 _err = Console(stderr=True)

@@ -28,11 +28,9 @@ VALUE_COLUMNS = ("achieved_ratio",)
 DONE_STATUSES = ("done",)
 #: Confidence level of every interval in the report (SPEC 5).
 CI_LEVEL = 0.99
-#: Interval methods of E[alpha] (``render_report(ci_method=...)``, ``prunescope report --ci-method``).
-CI_METHODS = ("t", "bootstrap")
-#: Names of the interval methods in captions.
+#: Names of the interval methods of E[alpha] (``stats.CI_METHODS``) in captions.
 CI_NAMES = {"t": "t-interval", "bootstrap": "bootstrap interval (BCa, 9,999 resamples)"}
-#: Names of the multiple-testing corrections in captions.
+#: Names of the multiple-testing corrections (``stats.CORRECTIONS``) in captions.
 CORRECTION_NAMES = {"bonferroni": "Bonferroni-corrected", "holm": "Holm-corrected (step-down)"}
 
 CAPTIONS = {
@@ -156,7 +154,7 @@ def _collapsed_cells(pooled: pd.DataFrame, nom: pd.DataFrame) -> list[str]:
 def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL, ci_method: str = "t") -> Analysis:
     """Pair, fit and bound the nominal-distribution results of ``frame`` (see :class:`Analysis`);
     ``ci_method`` (``"t"`` or ``"bootstrap"``) gives the intervals of E[alpha]."""
-    _check_choice("ci_method", ci_method, CI_METHODS)
+    _check_choice("ci_method", ci_method, stats.CI_METHODS)
     notices: list[str] = []
     nom = _drop_orphans(frame[frame["distribution"] == nominal], notices)
     if nom.empty:
@@ -679,8 +677,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
         ValueError: empty frame, a frame that is not tidy, no nominal results, no pruned model, or
             an unknown ``correction`` / ``ci_method``.
     """
-    _check_choice("correction", correction, tuple(CORRECTION_NAMES))
-    _check_choice("ci_method", ci_method, CI_METHODS)
+    _check_choice("correction", correction, stats.CORRECTIONS)
+    _check_choice("ci_method", ci_method, stats.CI_METHODS)
     _check_frame(results_frame)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """prunescope.stats: CIs, t-tests, multiple-testing corrections and the SPEC 5 test families.
 Pure NumPy/SciPy/pandas/statsmodels; never imports torch. See docs/metrics.md."""
-from prunescope.stats.ci import CELL_KEYS, CI_COLUMNS, ci_label, mean_ci, t_interval
+from prunescope.stats.ci import CELL_KEYS, CI_COLUMNS, CI_METHODS, ci_label, mean_ci, t_interval
 from prunescope.stats.families import (
     ARCH_ORDER,
     DATASET_ARCHS,
@@ -29,8 +29,9 @@ from prunescope.stats.tests import (
 )
 
 __all__ = [
-    "ALTERNATIVES", "ARCH_ORDER", "CELL_KEYS", "CI_COLUMNS", "CORRECTIONS", "DATASET_ARCHS",
-    "DATASET_ORDER", "DATASET_PAIRS", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS", "FamilyResult",
+    "ALTERNATIVES", "ARCH_ORDER", "CELL_KEYS", "CI_COLUMNS", "CI_METHODS", "CORRECTIONS",
+    "DATASET_ARCHS", "DATASET_ORDER", "DATASET_PAIRS", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS",
+    "FamilyResult",
     "all_families", "arch_tests", "ci_label", "correct", "correct_within", "dataset_tests",
     "independent_from_moments", "mean_ci", "method_tests", "mp_vs_up_tests", "paired_from_moments",
     "ratio_tests", "t_interval", "t_pvalue", "ttest",

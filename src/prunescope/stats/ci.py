@@ -14,6 +14,8 @@ CELL_KEYS: tuple[str, ...] = ("dataset", "arch", "method", "ratio", "distributio
 CI_COLUMNS: tuple[str, ...] = (
     "n", "n_nan", "mean", "sd", "se", "df", "ci_low", "ci_high", "level", "ci_method", "label", "reason",
 )
+#: Interval methods of :func:`mean_ci` (``method=``); the report's and the CLI's choices.
+CI_METHODS: tuple[str, ...] = ("t", "bootstrap")
 
 
 def t_interval(x: np.ndarray, level: float = 0.99) -> tuple[float, float]:
@@ -64,8 +66,8 @@ def mean_ci(frame: pd.DataFrame, value: str = "alpha", by: Sequence[str] = CELL_
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), e.g. 0.99; got {level}")
-    if method not in ("t", "bootstrap"):
-        raise ValueError(f"method must be 't' or 'bootstrap', got {method!r}")
+    if method not in CI_METHODS:
+        raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
     by = list(by)
     clash = [c for c in by if c in CI_COLUMNS]
     if clash:

@@ -17,6 +17,7 @@ from statsmodels.stats.multitest import multipletests
 Alternative = Literal["two-sided", "less", "greater"]
 Correction = Literal["bonferroni", "holm"]
 ALTERNATIVES: tuple[str, ...] = ("two-sided", "less", "greater")
+#: Multiple-testing corrections of :func:`correct` (``method=``); the report's and the CLI's choices.
 CORRECTIONS: tuple[str, ...] = ("bonferroni", "holm")
 
 #: Statistics every test result carries (one row per comparison).
