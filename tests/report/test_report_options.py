@@ -71,6 +71,40 @@ def test_bootstrap_intervals_differ_from_t_and_the_default_is_t(small_frame, tab
     assert "bootstrap interval" in md and "t-interval" not in md
 
 
+def test_alpha_by_distribution_reuses_the_nominal_intervals(tmp_path, monkeypatch):
+    """The nominal rows of the per-distribution alpha table are analyse()'s intervals: with the
+    bootstrap, the nominal cells are resampled once (for the CI table), not a second time."""
+    frame = synthetic_results(multi_method()[:2], n_models=3, ratios=(2.0, 10.0),
+                              distributions=("nominal", "noise-1", "noise-2"), seed=6)
+    calls = []
+    real = stats.mean_ci
+
+    def recording(data, *args, **kw):
+        calls.append((kw.get("value"), kw.get("method"), set(data["distribution"])))
+        return real(data, *args, **kw)
+
+    monkeypatch.setattr(stats, "mean_ci", recording)
+    render_report(frame, tmp_path, ci_method="bootstrap")
+    alpha_calls = [c for c in calls if c[0] == "alpha"]
+    assert alpha_calls == [("alpha", "bootstrap", {"nominal"}),
+                           ("alpha", "bootstrap", {"noise-1", "noise-2"})]
+    # "reason" is empty for every cell here (n = 3): read back from the CSV as NaN, left out
+    long = pd.read_csv(tmp_path / "tables" / "alpha_by_distribution_long.csv").drop(
+        columns="reason")
+    assert list(long["distribution"].unique()) == ["noise-1", "noise-2", "nominal"]  # sorted
+    nom = long[long["distribution"] == "nominal"].reset_index(drop=True)
+    monkeypatch.setattr(stats, "mean_ci", real)
+    ref = analyse(frame, ci_method="bootstrap").ci
+    pd.testing.assert_frame_equal(nom, ref.drop(columns="reason"), check_dtype=False)
+    shifted = long[long["distribution"] != "nominal"].reset_index(drop=True)
+    alphas = render.metrics.model_alpha(render.metrics.pair_with_dense(
+        render.metrics.per_class(frame[frame["distribution"] != "nominal"].drop(
+            columns=["achieved_ratio"]))))
+    ref = stats.mean_ci(alphas, by=["dataset", "arch", "method", "ratio", "distribution"],
+                        method="bootstrap")
+    pd.testing.assert_frame_equal(shifted, ref.drop(columns="reason"), check_dtype=False)
+
+
 def test_alpha_ci_table_shows_the_per_model_mean_of_i(small_frame, tables_by_option):
     """SPEC 5: a per-model mean of I beside the slope, with the count of undefined I."""
     t = pd.read_csv(tables_by_option[("bonferroni", "t")] / "alpha_ci.csv")

@@ -326,7 +326,9 @@ def _alpha_sections(an: Analysis, out: Path, groups: list[Group]) -> list[Sectio
 
 
 def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
-                   ci_method: str = "t") -> Section:
+                   an: Analysis) -> Section:
+    """Prune potential, error, excess error and alpha per test distribution (``an``: the
+    nominal analysis, whose interval method and alpha intervals the alpha table reuses)."""
     sec = Section("shift", "Beyond test accuracy (Lost in Pruning views)")
     dists = [nominal, *sorted(d for d in frame["distribution"].unique() if d != nominal)]
     if len(dists) == 1:
@@ -377,7 +379,7 @@ def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
                                  "dense error on the nominal test set), percentage points, mean "
                                  "over models with 99 % CI; > means pruning hurts more under "
                                  "shift than on the nominal test set.", "tab-excess-error"))
-    sec.tables.append(_alpha_by_distribution(frame, dists, tdir, ci_method))
+    sec.tables.append(_alpha_by_distribution(frame, dists, tdir, an, nominal))
     return sec
 
 
@@ -462,16 +464,32 @@ def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str) -> Sect
     return sec
 
 
-def _alpha_by_distribution(frame: pd.DataFrame, dists: list[str], tdir: Path,
-                           ci_method: str = "t") -> TableItem:
-    """Mean alpha (with its CI label where a cell has >= 2 models) per cell and distribution."""
+def _alpha_by_distribution(frame: pd.DataFrame, dists: list[str], tdir: Path, an: Analysis,
+                           nominal: str = metrics.NOMINAL) -> TableItem:
+    """Mean alpha (with its CI label where a cell has >= 2 models) per cell and distribution,
+    intervals by ``an.ci_method``.
+
+    The nominal rows are ``an.ci``'s, so only the shifted distributions are computed here (a
+    bootstrap interval is 9,999 resamples per cell); all are computed when ``an.ci`` is None
+    (single-model cells) or a pruning ``level`` key splits a cell."""
+    keys = ["dataset", "arch", "method", "ratio"]
+    nominal_ci = an.ci
+    if nominal_ci is not None and "level" in an.cell_keys:
+        # the pruning level (a function of the ratio) took the place of the CI level column
+        nominal_ci = nominal_ci.drop(columns="level").assign(level=CI_LEVEL)
+    if nominal_ci is not None and nominal_ci.duplicated([*keys, "distribution"]).any():
+        nominal_ci = None
+    if nominal_ci is not None:
+        frame = frame[frame["distribution"] != nominal]
     with warnings.catch_warnings():
         # the shifted sets are corruptions of the nominal test set: same class supports, and an
         # unbalanced nominal set is already stated on the page by analyse()
         warnings.simplefilter("ignore", metrics.ImbalanceWarning)
         alphas = metrics.model_alpha(metrics.pair_with_dense(metrics.per_class(frame)))
-    keys = ["dataset", "arch", "method", "ratio"]
-    ci = _mean_ci(alphas, "alpha", [*keys, "distribution"], null=1.0, method=ci_method)
+    ci = _mean_ci(alphas, "alpha", [*keys, "distribution"], null=1.0, method=an.ci_method)
+    if nominal_ci is not None:
+        ci = (pd.concat([ci, nominal_ci[ci.columns]], ignore_index=True)
+              .sort_values([*keys, "distribution"], kind="stable", ignore_index=True))
     ci.to_csv(tdir / "alpha_by_distribution_long.csv", index=False)
     ci["cell"] = [f"{m:.3f} {lab}" if n >= 2 else f"{m:.3f}"
                   for m, lab, n in ci[["mean", "label", "n"]].itertuples(index=False)]
@@ -528,12 +546,12 @@ FAMILY_TITLES = {
 def _mean_i(an: Analysis) -> pd.DataFrame:
     """Per cell: mean and sd over models of the per-model mean of I (``model_alpha``'s
     ``mean_I``, SPEC 5 option) and the number of (model, class) points with undefined I."""
-    keys = an.cell_keys
-    mi = _mean_ci(an.alphas, "mean_I", keys, null=1.0)[[*keys, "mean", "sd"]]
-    undefined = (an.alphas.groupby(keys, sort=False, dropna=False)["n_undefined_I"].sum()
-                 .rename("n_undefined_I").reset_index())
-    return mi.rename(columns={"mean": "mean_I", "sd": "sd_mean_I"}).merge(undefined, on=keys,
-                                                                          how="left")
+    mean_i = an.alphas["mean_I"].astype(np.float64)
+    # non-finite values left out as in stats.mean_ci; sd with ddof = 1 (NaN for one model)
+    cells = (an.alphas.assign(mean_I=mean_i.where(np.isfinite(mean_i)))
+             .groupby(an.cell_keys, sort=True, dropna=False))
+    return cells.agg(mean_I=("mean_I", "mean"), sd_mean_I=("mean_I", "std"),
+                     n_undefined_I=("n_undefined_I", "sum")).reset_index()
 
 
 def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni") -> Section:
@@ -688,7 +706,7 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
     groups = factor_groups(cells)
     coverage, cov_notices = _coverage(results_frame, jobs, out)
     sections = [*_alpha_sections(an, out, groups),
-                _shift_section(results_frame, out, nominal, delta, ci_method),
+                _shift_section(results_frame, out, nominal, delta, an),
                 _tables_section(an, out, correction), coverage]
     if agreement is not None:
         sections.insert(-2, _agreement_section(agreement, out, nominal))
