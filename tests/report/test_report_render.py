@@ -221,12 +221,19 @@ def test_factor_groups_of_the_paper_grid():
 
 def test_table_and_figure_orders_are_one():
     """SPEC 6: the p-value tables (stats.LEVEL_ORDER) and the figures (report.style) list
-    architectures, datasets and methods in the same order."""
+    architectures, datasets and methods in the same order: the known names in that order, then
+    any other name sorted; the dense model first among the methods, and every method of the
+    order with its fixed colour and name."""
     from prunescope.report import style
     from prunescope.stats import LEVEL_ORDER
+    from prunescope.stats.families import _factorize
 
-    assert style.ARCH_ORDER == LEVEL_ORDER["arch"] and style.DATASET_ORDER == LEVEL_ORDER["dataset"]
-    assert style.METHOD_ORDER == ("dense", *LEVEL_ORDER["method"])
+    for factor, known in LEVEL_ORDER.items():
+        levels = [*reversed(known), "zz-new", "aa-new"]
+        table = list(_factorize(pd.Series(levels), factor)[1])
+        assert style.ordered(factor, levels) == table == [*known, "aa-new", "zz-new"]
+    assert style.ordered("method", ["rp", "new", "dense", "mp"]) == ["dense", "mp", "rp", "new"]
+    assert set(style.METHOD_ORDER) <= set(style.METHOD_COLORS) & set(style.METHOD_LABELS)
 
 
 def test_datasets_side_by_side_each_on_its_architecture():

@@ -35,10 +35,11 @@ METHOD_LABELS: dict[str, str] = {
     "dense": "dense", "mp": "MP", "up": "UP", "gp": "GP", "rp": "RP", "lth": "LTH",
     "chip": "CHIP", "l1-filter": "L1-filter",
 }
-#: Architecture and dataset orders: the same as the p-value tables (prunescope.stats.LEVEL_ORDER).
+#: Architecture, dataset and method orders: the same as the p-value tables
+#: (prunescope.stats.LEVEL_ORDER), the dense model first among the methods.
 ARCH_ORDER = LEVEL_ORDER["arch"]
 DATASET_ORDER = LEVEL_ORDER["dataset"]
-METHOD_ORDER = tuple(METHOD_COLORS)
+METHOD_ORDER = ("dense", *LEVEL_ORDER["method"])
 #: Markers that tell levels of a non-method factor apart inside one method colour.
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
