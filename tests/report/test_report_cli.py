@@ -58,7 +58,7 @@ def test_report_command_passes_the_agreement_frame(tmp_path, monkeypatch):
     ag = frame.loc[frame["method"] != "dense", keys].drop_duplicates().assign(agreement=0.9)
     res_obj = study_pkg.StudyResults(frame=frame, jobs=_results(frame, tmp_path).jobs,
                                      spec=_Spec(), spec_text="[study]\n", out_dir=str(tmp_path),
-                                     agreement=ag)
+                                     load_agreement=lambda: ag)
     monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: res_obj)
     res = CliRunner().invoke(app, ["report", "s.toml"])
     assert res.exit_code == 0, res.output

@@ -10,7 +10,8 @@ import json
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -33,15 +34,20 @@ AGREEMENT_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distributio
                      "agreement")
 
 
-@dataclass(frozen=True, eq=False, init=False)
+def _no_agreement() -> pd.DataFrame:
+    """An empty agreement frame with columns :data:`AGREEMENT_COLUMNS`."""
+    return pd.DataFrame({c: [] for c in AGREEMENT_COLUMNS})
+
+
+@dataclass(frozen=True, eq=False)
 class StudyResults:
     """A study's results.
 
-    ``StudyResults(frame, jobs, spec, spec_text, out_dir, agreement=None, *,
-    load_agreement=None)``: ``agreement`` is either given as a frame, or computed by
-    ``load_agreement()`` on first access and kept (what :func:`load_results` does, so callers
-    that never touch it, such as ``prunescope status`` and ``export``, read no predictions
-    artifact); with neither it is an empty frame with columns :data:`AGREEMENT_COLUMNS`.
+    ``StudyResults(frame, jobs, spec, spec_text, out_dir, load_agreement=...)``: ``agreement``
+    is ``load_agreement()``, computed on first access and kept (:func:`load_results` passes a
+    loader, so callers that never touch it, such as ``prunescope status`` and ``export``, read
+    no predictions artifact); a frame at hand is given as ``load_agreement=lambda: frame``;
+    without a loader it is an empty frame with columns :data:`AGREEMENT_COLUMNS`.
 
     Attributes:
         frame: tidy per-class counts, one row per (dataset, arch, method, ratio, model,
@@ -60,6 +66,7 @@ class StudyResults:
             ``info`` holds ``cpu_s``, ``worker``, ``best_epoch``, ``history``, ``pack_size``...).
         spec: the validated spec; spec_text: the TOML text it came from.
         out_dir: the study's output folder.
+        load_agreement: computes ``agreement`` (called once, on its first access).
         agreement: functional agreement with the dense model (SPEC 2), one row per finished
             pruned evaluation, columns :data:`AGREEMENT_COLUMNS` (+ ``level`` as in ``frame``):
             ``agreement`` (float64 in [0, 1]) is the fraction of the N_test test images of
@@ -76,27 +83,14 @@ class StudyResults:
     spec: StudySpec
     spec_text: str
     out_dir: str
+    load_agreement: Callable[[], pd.DataFrame] = field(default=_no_agreement, repr=False,
+                                                       compare=False)
 
-    def __init__(self, frame: pd.DataFrame, jobs: pd.DataFrame, spec: StudySpec,
-                 spec_text: str, out_dir: str, agreement: pd.DataFrame | None = None, *,
-                 load_agreement: Callable[[], pd.DataFrame] | None = None) -> None:
-        if agreement is not None and load_agreement is not None:
-            raise TypeError("give StudyResults an agreement frame or load_agreement, not both")
-        for name, value in (("frame", frame), ("jobs", jobs), ("spec", spec),
-                            ("spec_text", spec_text), ("out_dir", out_dir),
-                            ("_agreement", agreement), ("_load_agreement", load_agreement)):
-            object.__setattr__(self, name, value)
-
-    @property
+    @cached_property
     def agreement(self) -> pd.DataFrame:
-        """Functional agreement with the dense model (see the class docstring); computed on
-        first access when the results were loaded lazily, then kept."""
-        if self._agreement is None:
-            ag = (self._load_agreement() if self._load_agreement is not None
-                  else pd.DataFrame({c: [] for c in AGREEMENT_COLUMNS}))
-            object.__setattr__(self, "_agreement", ag)
-            object.__setattr__(self, "_load_agreement", None)
-        return self._agreement
+        """Functional agreement with the dense model (see the class docstring):
+        ``load_agreement()`` on first access, then kept."""
+        return self.load_agreement()
 
 
 def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None = None
@@ -205,7 +199,7 @@ def _agreement(jobs: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
     if missing:
         warnings.warn(f"{len(missing)} predictions artifact(s) are missing, their agreement "
                       f"rows are left out: {missing[:3]}{' ...' if len(missing) > 3 else ''}",
-                      stacklevel=4)  # _agreement <- load_agreement <- .agreement <- caller
+                      stacklevel=5)  # _agreement <- loader <- agreement <- cached_property <- caller
     pairs = pairs[[preds[u] is not None and preds[d] is not None
                    for u, d in zip(pairs["url"], pairs["dense_url"])]]
     agree = pd.Series(np.nan, index=pairs.index, dtype=np.float64)
