@@ -195,3 +195,35 @@ def test_predictions_round_trip_through_an_fsspec_url():
     np.testing.assert_array_equal(got, pred)
     with pytest.raises(FileNotFoundError, match="missing"):
         read_predictions(arts.url("evaluate/absent.npy"))
+
+
+def test_study_results_is_a_plain_dataclass_with_a_lazy_agreement(tmp_path):
+    """``agreement`` is ``load_agreement()`` on first access, once; ``dataclasses.replace``
+    keeps the loader; without one it is empty with AGREEMENT_COLUMNS; the warning about a
+    missing predictions file points at the line that reads ``agreement``."""
+    import dataclasses
+
+    jobs = pd.DataFrame({
+        "id": ["d", "p"], "kind": ["evaluate"] * 2, "status": ["done"] * 2,
+        "dataset": ["mnist"] * 2, "arch": ["lenet5"] * 2, "method": ["dense", "mp"],
+        "ratio": [1.0, 2.0], "model": [0, 0], "distribution": ["nominal"] * 2,
+        "artifacts": [{"predictions": str(tmp_path / f"{j}.npy")} for j in ("d", "p")]})
+    calls = []
+
+    def loader():
+        calls.append(1)
+        return results_mod._agreement(jobs)
+
+    res = results_mod.StudyResults(frame=None, jobs=jobs, spec=None, spec_text="",
+                                   out_dir=str(tmp_path), load_agreement=loader)
+    assert "load_agreement" not in repr(res) and calls == []
+    with pytest.warns(UserWarning, match="missing") as caught:
+        ag = res.agreement
+    assert caught[0].filename == __file__
+    assert ag.empty and res.agreement is ag and calls == [1]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.out_dir = "elsewhere"
+    moved = dataclasses.replace(res, out_dir="elsewhere")
+    assert moved.load_agreement is loader and moved.out_dir == "elsewhere"
+    empty = results_mod.StudyResults(None, None, None, "", "")
+    assert empty.agreement.empty and list(empty.agreement.columns) == list(AGREEMENT_COLUMNS)
