@@ -65,3 +65,15 @@ def test_report_command_passes_the_agreement_frame(tmp_path, monkeypatch):
     tab = pd.read_csv(tmp_path / "report" / "tables" / "agreement.csv")
     assert len(tab) == 2 * 2 and (tab["agreement (%)"] == 90.0).all()
     assert list((tmp_path / "report" / "figures").glob("agreement_*.png"))
+
+
+def test_report_help_names_the_choices():
+    """--help lists the allowed values (stats.CORRECTIONS, stats.CI_METHODS) and keeps E(alpha)
+    intact (rich markup would swallow a bracketed [alpha])."""
+    import re
+
+    res = CliRunner().invoke(app, ["report", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    text = re.sub(r"[\s│]+", " ", res.output)
+    assert "one of: bonferroni, holm" in text and "one of: t, bootstrap" in text
+    assert "intervals of E(alpha) per cell" in text

@@ -33,7 +33,7 @@ def report_cmd(
                              f"family, one of: {', '.join(CORRECTIONS)} (Holm: step-down, never "
                              "larger)")] = "bonferroni",
     ci_method: Annotated[str, typer.Option(
-        "--ci-method", help=f"99 % intervals of E[alpha], one of: {', '.join(CI_METHODS)} "
+        "--ci-method", help=f"99 % intervals of E(alpha) per cell, one of: {', '.join(CI_METHODS)} "
                             "(bootstrap: BCa, 9,999 resamples, seeded)")] = "t",
 ) -> None:
     """Write the study's figures (PNG, PDF), tables (Markdown, CSV, LaTeX) and one
