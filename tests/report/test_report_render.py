@@ -245,8 +245,7 @@ def test_datasets_side_by_side_each_on_its_architecture():
     groups = {g.slug: g for g in factor_groups(cells)}
     grid = groups["dataset-mp"]
     assert grid.levels == ("mnist", "fashion-mnist", "cifar10", "cifar100")
-    assert dict(grid.arch_of) == {"mnist": "lenet5", "fashion-mnist": "lenet5",
-                                  "cifar10": "resnet56", "cifar100": "resnet56"}
+    assert grid.own_arch  # each dataset on its DATASET_ARCHS architecture, as selected here:
     assert grid.select(cells)[["dataset", "arch"]].drop_duplicates().to_numpy().tolist() == [
         ["mnist", "lenet5"], ["fashion-mnist", "lenet5"], ["cifar10", "resnet56"],
         ["cifar100", "resnet56"]]
@@ -258,7 +257,7 @@ def test_datasets_side_by_side_each_on_its_architecture():
                                Cell("cifar10", "resnet56", "mp")], n_models=3, ratios=(2.0, 10.0))
     an = analyse(frame)
     (group,) = [g for g in factor_groups(an.alphas[["dataset", "arch", "method"]].drop_duplicates())
-                if g.arch_of]
+                if g.own_arch]
     assert group.levels == ("mnist", "cifar10")
     fig = figures.scatter_matrix(group.select(an.paired), group.select(an.pooled), group.factor,
                                  group.title)

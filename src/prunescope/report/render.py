@@ -210,27 +210,27 @@ class Group:
     factor: str
     fixed: tuple[tuple[str, str], ...]
     levels: tuple[str, ...]
-    #: ``(dataset, arch)`` pairs when the datasets vary each on its own architecture
-    #: (``stats.DATASET_ARCHS``): only those rows are selected; empty otherwise.
-    arch_of: tuple[tuple[str, str], ...] = ()
+    #: the datasets vary each on its own architecture (``stats.DATASET_ARCHS``): only those
+    #: rows are selected
+    own_arch: bool = False
 
     def select(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Rows of ``frame`` in this group."""
         mask = np.ones(len(frame), dtype=bool)
         for k, v in self.fixed:
             mask &= (frame[k] == v).to_numpy()
-        if self.arch_of:
-            mask &= (frame["arch"] == frame["dataset"].map(dict(self.arch_of))).to_numpy()
+        if self.own_arch:
+            mask &= (frame["arch"] == frame["dataset"].map(stats.DATASET_ARCHS)).to_numpy()
         return frame.loc[mask & frame[self.factor].isin(self.levels).to_numpy()]
 
     @property
     def title(self) -> str:
         """Human-readable ``dataset · arch · method`` of the fixed factors."""
         fixed = " · ".join(figures.level_label(k, v) for k, v in self.fixed)
-        if self.arch_of:
+        if self.own_arch:
             on: dict[str, list[str]] = {}
-            for dataset, arch in self.arch_of:
-                on.setdefault(arch, []).append(dataset)
+            for dataset in self.levels:
+                on.setdefault(stats.DATASET_ARCHS[dataset], []).append(dataset)
             archs = "; ".join(f"{', '.join(ds)} on {arch}" for arch, ds in on.items())
             return f"{fixed}: dataset varies ({archs})"
         if len(self.levels) > 1:
@@ -255,8 +255,7 @@ def _dataset_groups(cells: pd.DataFrame, taken: set[frozenset]) -> list[Group]:
             continue
         levels = tuple(ordered("dataset", sub["dataset"].unique()))
         if len(levels) >= 2:
-            groups.append(Group("dataset", (("method", method),), levels,
-                                tuple((d, stats.DATASET_ARCHS[d]) for d in levels)))
+            groups.append(Group("dataset", (("method", method),), levels, own_arch=True))
     return groups
 
 
@@ -286,7 +285,7 @@ def factor_groups(cells: pd.DataFrame) -> list[Group]:
             groups.append(Group("method", (("dataset", dataset), ("arch", arch)), (method,)))
     order = {f: i for i, f in enumerate(FACTORS)}
     rank = {f: {v: i for i, v in enumerate(ordered(f, cells[f].unique()))} for f in FACTORS}
-    return sorted(groups, key=lambda g: (order[g.factor], not g.arch_of,
+    return sorted(groups, key=lambda g: (order[g.factor], not g.own_arch,
                                          [rank[k][v] for k, v in g.fixed]))
 
 
