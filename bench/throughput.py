@@ -10,8 +10,9 @@ training), this times
   bf16 autocast, channels_last, torch.compile with CUDA graphs, fused SGD; on the CPU: fp32
   eager).
 
-Each run is 2 epochs of ``--steps`` steps; the first epoch warms up (compilation, CUDA graph
-capture, allocator) and the second epoch's training images/s (validation excluded) is reported.
+Each run is 2 epochs of ``--steps`` full batches plus a half batch (an epoch's smaller last
+batch, as in a study); the first epoch warms up (compilation, CUDA graph capture, allocator) and
+the second epoch's training images/s (validation excluded) is reported.
 Printed per architecture: images/s per model and summed over the pack, the ratio of the summed
 figure to the baseline, and on CUDA the achieved fraction of the GPU's dense bf16 peak
 (training FLOPs = 3 x forward FLOPs of the convolutions and linear layers), and the prediction
@@ -40,7 +41,7 @@ from torch import nn
 
 from prunescope.data.device import DeviceImages
 from prunescope.models import build_model, skeleton
-from prunescope.study.worker import job_settings, release_device_memory
+from prunescope.study.worker import job_settings, out_of_memory, release_device_memory
 from prunescope.train import Recipe, fit, predict
 from prunescope.train.pack import PackOptions, auto_pack_size, fit_pack
 
@@ -100,12 +101,15 @@ def run_arch(arch: str, device: torch.device, steps: int, g: int, options: PackO
              batch: int, repeat: int = 1) -> dict[str, Any]:
     """Time the baseline and a pack of ``g`` for ``arch`` (each ``repeat`` times, alternating,
     keeping the best rate of each); returns one result row."""
-    train = synthetic(arch, steps * batch, device, seed=0)
-    val = synthetic(arch, batch, device, seed=1)
+    # a smaller last batch and (on CUDA) validation batches of 1000, as in a study, so the
+    # compiled path runs every graph shape a study's epoch runs
+    train = synthetic(arch, steps * batch + batch // 2, device, seed=0)
+    n_val = 1000 if device.type == "cuda" else batch
+    val = synthetic(arch, n_val, device, seed=1)
     h, _, c = image_shape(arch)
     augment = arch != "lenet5"
     recipe = Recipe(schedule=((2, 0.05),), batch_size=batch, augment=augment,
-                    max_steps_per_epoch=steps, val_batch_size=batch)
+                    val_batch_size=n_val)
 
     def make(seed: int) -> nn.Module:
         return build_model(arch, 10, c, seed=seed, image_size=h).to(device)
@@ -278,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                 with job_settings(0, str(device), {"auto": None, "on": True, "off": False}[
                         args.deterministic]):
                     row = run_arch(arch, device, steps, g, options, args.batch, args.repeat)
-            except torch.cuda.OutOfMemoryError:
-                if g == 1:
+            except Exception as e:  # noqa: BLE001 -- out of memory: retried with a smaller G
+                if g == 1 or not out_of_memory(e):
                     raise
             if row is None:  # outside the except block, whose traceback holds the tensors
                 release_device_memory(str(device))

@@ -93,3 +93,18 @@ def test_a_failed_pack_is_retried_by_cause(tiny_spec, tmp_path, monkeypatch):
     out = worker.run_pack(Pack("train", "mnist", "lenet5", jobs[:3]), ctx)
     assert calls == [3] and [r.status for r in out] == ["done"] * 3
     assert all("torch.compile failed" in r.info["pack_error"] for r in out)
+
+
+def test_out_of_memory_is_recognised_by_type_or_message():
+    """What the worker (and bench/throughput.py) retry with smaller packs: the allocator's
+    OutOfMemoryError, and the errors running out of memory raises while a CUDA graph is being
+    captured (an invalidated capture); nothing else."""
+    from prunescope.study.worker import out_of_memory
+
+    assert out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate"))
+    assert out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert out_of_memory(RuntimeError("CUDA error: operation not permitted when stream is "
+                                      "capturing (cudaErrorStreamCaptureInvalidated): capture "
+                                      "invalidated"))
+    assert not out_of_memory(RuntimeError("torch.compile failed"))
+    assert not out_of_memory(ValueError("masks must hold only 0/1"))

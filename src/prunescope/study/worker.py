@@ -173,14 +173,13 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
                             progress=(lambda s_, t_, _i: progress(first, s_, t_))
                             if progress else None,
                             options=ctx.pack_options)
-        except torch.cuda.OutOfMemoryError as e:  # the pack size is an estimate
-            retry, note = "halves", f"{type(e).__name__}: {e}"
         except TrainingDiverged as e:  # fit_pack names the models whose loss diverged
             retry, note = "without" if e.models else "single", f"{type(e).__name__}: {e}"
             for i in e.models:
                 results[fjs[i].job.id] = _stamp(_failure(fjs[i].job, e), started, t0, cpu0)
-        except Exception as e:  # noqa: BLE001 -- find the culprit: rerun the jobs one by one
-            retry, note = "single", f"{type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 -- retried below, by cause
+            retry = "halves" if out_of_memory(e) else "single"  # the pack size is an estimate
+            note = f"{type(e).__name__}: {e}"
     if fits is not None:
         for fj, res in zip(fjs, fits):
             try:
@@ -195,7 +194,8 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
         # outside the ``except`` blocks, whose tracebacks would keep the failed attempt's
         # tensors alive; every rerun job's info keeps the pack's error as ``pack_error``.
         del prepared, fjs
-        release_device_memory(ctx.device)
+        if retry == "halves":
+            release_device_memory(ctx.device)
         todo = [j for j in pack.jobs if j.id not in results]
         half = (len(todo) + 1) // 2
         parts = ([todo[:half], todo[half:]] if retry == "halves" else
@@ -209,10 +209,21 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
     return [results[j.id] for j in pack.jobs]
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` means the device ran out of memory: ``torch.cuda.OutOfMemoryError``, or
+    an error whose message says so (running out while a CUDA graph is captured surfaces as an
+    invalidated capture, pytorch issue 159594)."""
+    text = str(error).lower()
+    return (isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text
+            or "capture" in text and "invalidated" in text)
+
+
 def release_device_memory(device: str) -> None:
-    """Return cached CUDA blocks to the driver after a failed attempt (a no-op elsewhere);
-    call it outside the ``except`` block that caught the failure."""
+    """Free what a failed attempt left on a CUDA device (a no-op elsewhere): compiled code and
+    its CUDA-graph memory pools (``torch._dynamo.reset``), unreferenced tensors, the
+    allocator's cache. Call it outside the ``except`` block that caught the failure."""
     if torch.device(device).type == "cuda":
+        torch._dynamo.reset()
         gc.collect()
         torch.cuda.empty_cache()
 

@@ -279,7 +279,11 @@ def fit_pack(
     )
     fwd: nn.Module = pack
     if opts.compile:
-        fwd = torch.compile(pack, mode="reduce-overhead" if opts.cuda_graphs else None)
+        # dynamic=False: one static graph per batch shape; with automatic dynamic shapes the
+        # epoch's smaller last batch would recompile for a symbolic batch size, and that graph
+        # (checked first) would then serve every full-size step too
+        fwd = torch.compile(pack, mode="reduce-overhead" if opts.cuda_graphs else None,
+                            dynamic=False)
 
     gens = [data_generator(s) for s in seeds]
     n = len(trains[0])
@@ -329,6 +333,8 @@ def fit_pack(
             seconds = time.perf_counter() - t0
             state = pack.state_dict()
             _check_models(val_losses, epoch, 0, "validation")
+            if any(v < b for v, b in zip(val_losses, best_loss)):  # one copy per channels_last key
+                flat = {k: v.contiguous() for k, v in state.items()}
             for i in range(g):
                 histories[i].append({
                     "epoch": epoch, "lr": lr, "steps": steps, "train_loss": train_losses[i],
@@ -338,7 +344,7 @@ def fit_pack(
                 })
                 if val_losses[i] < best_loss[i]:
                     best_loss[i], best_epoch[i] = val_losses[i], epoch
-                    _keep_model(pack, state, best, best_counters[i], i)
+                    _keep_model(pack, flat, best, best_counters[i], i)
             if progress is not None:
                 progress(step_global, total_steps,
                          {"epoch": epoch, "lr": lr, "models": [dict(h[-1]) for h in histories]})
@@ -382,14 +388,15 @@ def _check_models(losses: Sequence[float], epoch: int, step: int, what: str) -> 
 
 def _keep_model(pack: StackedModel, state: Mapping[str, torch.Tensor],
                 best: dict[str, torch.Tensor], counters: dict[str, torch.Tensor], i: int) -> None:
-    """Copy model ``i``'s slice of the pack's current ``state`` into ``best`` (contiguous
-    tensors of the stacked shapes); the pack-wide BatchNorm counters go to ``counters``."""
+    """Copy model ``i``'s slice of the pack's current ``state`` (contiguous tensors) into
+    ``best`` (contiguous tensors of the stacked shapes); the pack-wide BatchNorm counters go to
+    ``counters``."""
     with torch.no_grad():
         for k, v in state.items():
             if k.endswith("num_batches_tracked"):
                 counters[k] = v.detach().clone()
             else:
-                pack.per_model(k, best[k])[i].copy_(pack.per_model(k, v.contiguous())[i])
+                pack.per_model(k, best[k])[i].copy_(pack.per_model(k, v)[i])
 
 
 def activation_elements(arch: str, num_classes: int = 10, in_channels: int = 3,
@@ -445,7 +452,8 @@ def auto_pack_size(
     On CUDA: ``G = floor(0.6 * free / per_model)`` with ``per_model = batch_size *
     activation_elements * 2.0 * bytes_per_value + 16 * parameters`` (bytes_per_value 2 with
     bf16 autocast, else 4), clamped to ``1..max_size``. ``free_memory`` (bytes) overrides the
-    measured free memory (``torch.cuda.mem_get_info``). Elsewhere (CPU): 1, since a pack trains
+    measured free memory (``torch.cuda.mem_get_info`` plus this process's cached, unallocated
+    blocks). Elsewhere (CPU): 1, since a pack trains
     slower there than its models one after another (the CPU's grouped-convolution backward;
     measured on 2 cores: 0.5-0.9x, docs/benchmarks/speed.md).
     """
@@ -457,7 +465,10 @@ def auto_pack_size(
     if device.type != "cuda":
         return 1
     if free_memory is None:
-        free_memory = torch.cuda.mem_get_info(device)[0]
+        # the device's free memory plus what this process's allocator holds unused (cached
+        # blocks of earlier packs), which the CUDA driver counts as taken
+        free_memory = (torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device)
+                       - torch.cuda.memory_allocated(device))
     value_bytes = 2 if opts.bf16 else 4
     single = skeleton(arch, num_classes, in_channels, image_size=image_size)
     n_params = sum(p.numel() for p in single.parameters())
