@@ -147,7 +147,8 @@ def _stamp(result: JobResult, started: float, t0: float, cpu0: float, share: int
 
 def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
                   progress: ProgressFn | None) -> list[JobResult]:
-    """Train the jobs of a ``train``/``prune_finetune`` pack as one stacked network."""
+    """Train the jobs of a ``train``/``prune_finetune``/``lth_level`` pack as one stacked
+    network; if that fails as a whole, retry by cause (see :func:`run_pack`)."""
 
     started, t0, cpu0 = time.time(), time.perf_counter(), time.process_time()
     prepare, finish = _FITTERS[pack.kind]
