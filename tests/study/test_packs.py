@@ -95,6 +95,41 @@ def test_a_failed_pack_is_retried_by_cause(tiny_spec, tmp_path, monkeypatch):
     assert all("torch.compile failed" in r.info["pack_error"] for r in out)
 
 
+def test_a_pack_whose_compilation_fails_trains_uncompiled(tiny_spec, tmp_path, monkeypatch):
+    """torch.compile failing (e.g. no working compiler toolchain on a GPU machine) costs the
+    compiled speed, not the packing: the pack is retried uncompiled as one pack, and the
+    process's later packs skip compiling."""
+    from prunescope.study import make_plan, worker
+    from prunescope.study.packs import Pack
+    from prunescope.train.pack import PackOptions
+
+    if not mnist_available():
+        pytest.skip("MNIST is not cached: run `prunescope data fetch mnist`")
+    jobs = tuple(j for j in make_plan(tiny_spec(tmp_path)).jobs if j.kind == "train")
+    seen = []
+    real_fit_pack = worker.fit_pack
+
+    def fit_pack(models, train, val, recipe, seeds, **kw):
+        seen.append((len(models), kw["options"].compile))
+        if kw["options"].compile:
+            raise torch._dynamo.exc.BackendCompilerFailed(
+                lambda: None, RuntimeError("triton: no C compiler (simulated)"), None)
+        return real_fit_pack(models, train, val, recipe, seeds, **kw)
+
+    monkeypatch.setattr(worker, "fit_pack", fit_pack)
+    monkeypatch.setattr(worker, "_COMPILE_FAILED", set())
+    ctx = worker.WorkerContext(artifacts=str(tmp_path / "a"), threads=1,
+                               pack_options=PackOptions(compile=True))
+    out = worker.run_pack(Pack("train", "mnist", "lenet5", jobs), ctx)
+    assert seen == [(2, True), (2, False)]
+    assert [r.status for r in out] == ["done", "done"]
+    assert [r.info["pack_size"] for r in out] == [2, 2]
+    assert all("BackendCompilerFailed" in r.info["pack_error"] for r in out)
+    seen.clear()
+    worker.run_pack(Pack("train", "mnist", "lenet5", jobs), ctx)  # later packs: no new attempt
+    assert seen == [(2, False)]
+
+
 def test_out_of_memory_is_recognised_by_type_or_message():
     """What the worker (and bench/throughput.py) retry with smaller packs: the allocator's
     OutOfMemoryError, and the errors running out of memory raises while a CUDA graph is being

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch._dynamo.exc import TorchDynamoException
 from safetensors.torch import load_file, save_file
 
 from prunescope.data import info, load, train_val_indices
@@ -97,8 +98,9 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
     model keeps its own data order and masks, results equal solo training up to floating-point
     rounding). If the pack fails as a whole: out of device memory, each half is retried as a pack
     of its own (down to single jobs); some models diverged, those jobs fail and the others run
-    as one pack; anything else, the jobs run one by one, so that only a culprit fails. Other
-    packs run their jobs one after another.
+    as one pack; torch.compile failed, the pack is retried uncompiled (and so are this
+    process's later packs); anything else, the jobs run one by one, so that only a culprit
+    fails. Other packs run their jobs one after another.
     """
     arts = Artifacts(ctx.artifacts)
     with job_settings(ctx.threads, ctx.device, ctx.deterministic):
@@ -164,6 +166,7 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
         raise ValueError("a pack's jobs must share one recipe; the driver packs jobs of one "
                          "(kind, dataset, arch) of one study")
     fits, retry, note = None, "", ""
+    options = _pack_options(ctx)
     if fjs:
         first = fjs[0].job
         try:
@@ -173,13 +176,15 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
                             if pack.kind in ("prune_finetune", "lth_level") else None,
                             progress=(lambda s_, t_, _i: progress(first, s_, t_))
                             if progress else None,
-                            options=ctx.pack_options)
+                            options=options)
         except TrainingDiverged as e:  # fit_pack names the models whose loss diverged
             retry, note = "without" if e.models else "single", f"{type(e).__name__}: {e}"
             for i in e.models:
                 results[fjs[i].job.id] = _stamp(_failure(fjs[i].job, e), started, t0, cpu0)
         except Exception as e:  # noqa: BLE001 -- retried below, by cause
-            retry = "halves" if out_of_memory(e) else "single"  # the pack size is an estimate
+            retry = ("halves" if out_of_memory(e)  # the pack size is an estimate
+                     else "eager" if options.compile and isinstance(e, TorchDynamoException)
+                     else "single")
             note = f"{type(e).__name__}: {e}"
     if fits is not None:
         for fj, res in zip(fjs, fits):
@@ -191,16 +196,20 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
     elif retry:
         # Out of memory: each half becomes a pack of its own (down to single jobs), so a pack
         # too large still trains packed. Diverged models: they failed above, the rest run as one
-        # pack. Anything else: the jobs run one by one, so that only a culprit fails. This runs
-        # outside the ``except`` blocks, whose tracebacks would keep the failed attempt's
-        # tensors alive; every rerun job's info keeps the pack's error as ``pack_error``.
+        # pack. torch.compile failed (e.g. no working compiler toolchain): this process trains
+        # its packs uncompiled from now on, this one first. Anything else: the jobs run one by
+        # one, so that only a culprit fails. This runs outside the ``except`` blocks, whose
+        # tracebacks would keep the failed attempt's tensors alive; every rerun job's info keeps
+        # the pack's error as ``pack_error``.
         del prepared, fjs
-        if retry == "halves":
+        if retry in ("halves", "eager"):
             release_device_memory(ctx.device)
+        if retry == "eager":
+            _COMPILE_FAILED.add(ctx.device)
         todo = [j for j in pack.jobs if j.id not in results]
         half = (len(todo) + 1) // 2
         parts = ([todo[:half], todo[half:]] if retry == "halves" else
-                 [todo] if retry == "without" else [[j] for j in todo])
+                 [todo] if retry in ("without", "eager") else [[j] for j in todo])
         for part in (p for p in parts if p):
             outs = ([_run_one(part[0], ctx, arts, progress)] if len(part) == 1
                     else _run_fit_pack(replace(pack, jobs=tuple(part)), ctx, arts, progress))
@@ -208,6 +217,18 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
                 r.info.setdefault("pack_error", note)
                 results[j.id] = r
     return [results[j.id] for j in pack.jobs]
+
+
+#: devices on which torch.compile failed in this process: their packs train uncompiled since
+_COMPILE_FAILED: set[str] = set()
+
+
+def _pack_options(ctx: WorkerContext) -> PackOptions:
+    """``ctx.pack_options`` (default: the device's), without compiling where it failed here."""
+    options = ctx.pack_options or PackOptions.for_device(ctx.device)
+    if ctx.device in _COMPILE_FAILED:
+        return replace(options, compile=False, cuda_graphs=False)
+    return options
 
 
 def out_of_memory(error: BaseException) -> bool:
