@@ -333,8 +333,9 @@ def fit_pack(
             seconds = time.perf_counter() - t0
             state = pack.state_dict()
             _check_models(val_losses, epoch, 0, "validation")
-            if any(v < b for v, b in zip(val_losses, best_loss)):  # one copy per channels_last key
-                flat = {k: v.contiguous() for k, v in state.items()}
+            improved = [i for i in range(g) if val_losses[i] < best_loss[i]]
+            if improved:  # one contiguous copy per channels_last tensor, shared by the models
+                current = {k: v.contiguous() for k, v in state.items()}
             for i in range(g):
                 histories[i].append({
                     "epoch": epoch, "lr": lr, "steps": steps, "train_loss": train_losses[i],
@@ -342,9 +343,9 @@ def fit_pack(
                     "images_per_s": used / train_seconds if train_seconds > 0 else math.inf,
                     "pack_size": g,
                 })
-                if val_losses[i] < best_loss[i]:
+                if i in improved:
                     best_loss[i], best_epoch[i] = val_losses[i], epoch
-                    _keep_model(pack, flat, best, best_counters[i], i)
+                    _keep_model(pack, current, best, best_counters[i], i)
             if progress is not None:
                 progress(step_global, total_steps,
                          {"epoch": epoch, "lr": lr, "models": [dict(h[-1]) for h in histories]})
@@ -453,9 +454,9 @@ def auto_pack_size(
     activation_elements * 2.0 * bytes_per_value + 16 * parameters`` (bytes_per_value 2 with
     bf16 autocast, else 4), clamped to ``1..max_size``. ``free_memory`` (bytes) overrides the
     measured free memory (``torch.cuda.mem_get_info`` plus this process's cached, unallocated
-    blocks). Elsewhere (CPU): 1, since a pack trains
-    slower there than its models one after another (the CPU's grouped-convolution backward;
-    measured on 2 cores: 0.5-0.9x, docs/benchmarks/speed.md).
+    blocks). Elsewhere (CPU): 1, since a pack trains slower there than its models one after
+    another (the CPU's grouped-convolution backward; measured on 2 cores: 0.5-0.9x,
+    docs/benchmarks/speed.md).
     """
     device = torch.device(device)
     opts = options if options is not None else PackOptions.for_device(device)
