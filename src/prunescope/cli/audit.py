@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from prunescope.audit import AuditResult, audit, audit_checkpoint
-from prunescope.cli._app import app
+from prunescope.cli._app import DataDirOpt, DeviceOpt, app
 from prunescope.train import Recipe
 
 
@@ -86,8 +86,8 @@ def audit_cmd(
         "--weight-decay", help="UP's eps: the decay your model was trained with (--model).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     out: Annotated[Path, typer.Option("--out", help="Folder for report.html and the CSV tables.")] = Path("runs/audit"),
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset cache.")] = None,
+    device: DeviceOpt = "cpu",
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Prune a trained model with each method at each ratio; print and write per-class recall
     changes, alpha, the worst-hit classes, prune potential and agreement, and report.html."""

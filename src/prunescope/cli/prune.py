@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prunescope import data as D
-from prunescope.cli._app import app
+from prunescope.cli._app import DataDirOpt, DeviceOpt, app
 from prunescope.prune import GRADIENT_METHODS, GRADIENT_MODES, METHODS, SCOPES
 from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
 from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
@@ -50,9 +50,8 @@ def prune_cmd(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Pruned checkpoint path (default runs/prune/NAME-METHOD-rRATIO.safetensors); "
                       "masks are stored in it, the sidecar is PATH.json.")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
-    data_dir: Annotated[Optional[Path], typer.Option(
-        "--data-dir", help="Dataset cache (default: $PRUNESCOPE_DATA or ~/.cache/prunescope).")] = None,
+    device: DeviceOpt = "cpu",
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Prune CHECKPOINT to --ratio with --method, fine-tune with the mask held, write the pruned
     checkpoint with its masks, and print the achieved ratio and test accuracy before and after."""

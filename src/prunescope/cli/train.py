@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from prunescope import data as D
-from prunescope.cli._app import app
+from prunescope.cli._app import DataDirOpt, DeviceOpt, app
 from prunescope.models import ARCHS
 from prunescope.train import Recipe, TrainingDiverged, train_on_dataset
 
@@ -30,9 +30,8 @@ def train_cmd(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Checkpoint path (default runs/train/DATASET-ARCH-seedSEED.safetensors); "
                       "the sidecar is PATH.json.")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
-    data_dir: Annotated[Optional[Path], typer.Option(
-        "--data-dir", help="Dataset cache (default: $PRUNESCOPE_DATA or ~/.cache/prunescope).")] = None,
+    device: DeviceOpt = "cpu",
+    data_dir: DataDirOpt = None,
     n_val: Annotated[int, typer.Option("--n-val", help="Validation images held out of train.")] = 5000,
     threads: Annotated[Optional[int], typer.Option(
         "--threads", help="CPU threads for torch (default: torch's choice; 1 is fastest on a "
