@@ -246,3 +246,52 @@ def test_structured_jobs_never_share_a_pack(tmp_path, monkeypatch):
     out = worker.run_pack(Pack("structured", "mnist", "lenet5", jobs),
                           worker.WorkerContext(artifacts=str(tmp_path / "a")))
     assert out == [j.id for j in jobs]
+
+
+def test_lost_packs_run_again_and_a_job_lost_too_often_fails(spec, tmp_path):
+    """An executor that reports a pack ``Lost`` (its worker process killed, its Ray node gone):
+    its jobs go back to pending and run again in the same run, nothing fails; a job whose
+    worker is lost ``MAX_LOSSES`` times in a row fails with a one-line reason and blocks its
+    dependents, the rest of the study goes on (issue 14 item 3)."""
+    from prunescope.study.executors import Lost
+    from prunescope.study.run import MAX_LOSSES
+
+    plan = make_plan(spec)
+    train0, train1 = [j for j in plan.jobs if j.kind == "train"]
+
+    class Losing(ScriptedExecutor):
+        """Loses the first pack of every listed job ``times`` times."""
+
+        def __init__(self, times):
+            super().__init__()
+            self.times = dict(times)
+
+        def wait(self):
+            pack = self.running[0]
+            if any(self.times.get(j.id, 0) for j in pack.jobs):
+                self.running.pop(0)
+                for j in pack.jobs:
+                    self.times[j.id] = max(0, self.times.get(j.id, 0) - 1)
+                return [(pack, Lost("worker process 1 was killed by SIGKILL"))]
+            return super().wait()
+
+    ex = Losing({train0.id: 1})
+    summary = run_study(spec, executor=ex)
+    ids = [{j.id for j in p.jobs} for p in ex.submitted]
+    lost = next(i for i in ids if train0.id in i)
+    assert summary.failed == 0 and summary.lost == len(lost) and summary.ran == len(plan.jobs)
+    assert sum(train0.id in i for i in ids) == 2
+    jobs = load_results(spec).jobs.set_index("id")
+    assert set(jobs["status"]) == {"done"}
+    assert {i: a for i, a in jobs["attempts"].items() if a != 1} == dict.fromkeys(lost, 2)
+
+    solo = parse_spec(SPEC.replace("pack_size = 3", "pack_size = 1"), base_dir=tmp_path / "b")
+    summary = run_study(solo, executor=Losing({train0.id: MAX_LOSSES}))
+    assert summary.failed == 1 and summary.lost == MAX_LOSSES - 1
+    error = summary.errors[train0.id]
+    assert error.startswith("WorkerLost: worker process 1 was killed by SIGKILL")
+    assert len(error.splitlines()) == 1
+    jobs = load_results(solo).jobs
+    assert (jobs["status"] == "blocked").sum() == sum(
+        1 for j in plan.jobs if j.seed == train0.seed and j.kind != "train")
+    assert (jobs["status"] == "done").sum() == len(plan.jobs) // 2

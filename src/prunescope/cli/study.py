@@ -104,8 +104,9 @@ def run_cmd(
         raise typer.Exit(130) from None
     _console.print(
         f"study {spec.name}: {summary.total} jobs, {summary.already_done} already done, "
-        f"{summary.ran} run now, {summary.failed} failed, {summary.blocked} blocked "
-        f"({summary.wall_s:.1f} s). Store: {spec.output}/study.sqlite")
+        f"{summary.ran} run now, {summary.failed} failed, {summary.blocked} blocked"
+        + (f", {summary.lost} run again after a lost worker" if summary.lost else "")
+        + f" ({summary.wall_s:.1f} s). Store: {spec.output}/study.sqlite")
     if summary.failed:
         _console.print("see `prunescope status` for the errors; `prunescope run --retry-failed` "
                        "reruns them")

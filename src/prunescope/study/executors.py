@@ -1,8 +1,9 @@
 """Executors: run packs somewhere and hand their results back to the driver.
 
-Both executors share one small interface (:class:`Executor`): the driver ``submit``s packs while
-``free_slots()`` is positive and calls ``wait()`` for the next finished pack(s). Only the driver
-writes the store.
+The executors share one small interface (:class:`Executor`): the driver ``submit``s packs while
+``free_slots()`` is positive and calls ``wait()`` for the next finished pack(s): each with its
+results, or :class:`Lost` when its worker died before it reported (an infrastructure fault, not
+a result: the driver runs those jobs again). Only the driver writes the store.
 
 * :class:`LocalExecutor` runs one pack at a time in the driver's process (default).
 * :class:`ProcessExecutor` runs up to ``workers`` packs at once in worker processes of this
@@ -14,14 +15,15 @@ writes the store.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import multiprocessing
+import multiprocessing.connection as mp_connection
 import os
-import queue as queue_mod
+import signal
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from prunescope.study.packs import Pack
@@ -48,8 +50,9 @@ class Executor(Protocol):
     def submit(self, pack: Pack, ctx: WorkerContext) -> None:
         """Start (or queue) ``pack``."""
 
-    def wait(self) -> list[tuple[Pack, list[JobResult]]]:
-        """Block until at least one submitted pack finished; return the finished ones."""
+    def wait(self) -> list[tuple[Pack, list[JobResult] | Lost]]:
+        """Block until at least one submitted pack finished; return the finished ones, each
+        with its results or, if its worker was lost, :class:`Lost`."""
 
     def close(self) -> None:
         """Cancel what is still running and release resources."""
@@ -96,18 +99,28 @@ class LocalExecutor:
         self._queued = None
 
 
-#: in a worker process of :class:`ProcessExecutor`: the queue its progress goes to, or None
-_progress_queue = None
 #: seconds between two progress messages of one pack (the last step is always sent)
 PROGRESS_INTERVAL_S = 0.25
+#: seconds a worker gets to exit after SIGTERM before :meth:`ProcessExecutor.close` kills it
+TERMINATE_GRACE_S = 3.0
 
 
-def _init_worker(parent_pid: int, queue: object, poll_s: float = 1.0) -> None:
-    """Worker-process initializer: remember the progress queue, and start a daemon thread that
-    ends the worker as soon as the driver is gone (e.g. ``kill -9``), so no orphan keeps
-    computing a pack nobody will record."""
-    global _progress_queue
-    _progress_queue = queue
+@dataclass(frozen=True)
+class Lost:
+    """What :meth:`Executor.wait` returns instead of results for a pack whose worker was lost
+    before it reported (the process killed, e.g. by the out-of-memory killer; a Ray node gone):
+    an infrastructure fault, not a result of the jobs. The driver runs the jobs again.
+
+    Attributes:
+        reason: one line, e.g. ``worker process 1234 was killed by SIGKILL``.
+    """
+
+    reason: str
+
+
+def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Start a daemon thread that ends this process as soon as ``parent_pid`` is no longer its
+    parent (the driver died, e.g. ``kill -9``), so no orphan computes a pack nobody records."""
 
     def watch() -> None:
         while os.getppid() == parent_pid:
@@ -117,33 +130,79 @@ def _init_worker(parent_pid: int, queue: object, poll_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _run_pack_in_worker(pack: Pack, ctx: WorkerContext, key: int) -> list[JobResult]:
-    """``run_pack`` in a worker process, sending throttled ``(key, job index, done, total)``
-    progress messages to the driver."""
-    queue = _progress_queue
-    if queue is None:
-        return run_pack(pack, ctx)
-    index = {j.id: i for i, j in enumerate(pack.jobs)}
-    last = [0.0]
+def _worker_main(conn: mp_connection.Connection, parent_pid: int) -> None:
+    """A worker process of :class:`ProcessExecutor`: run the packs the driver sends through
+    ``conn`` (``(key, pack, ctx)``, ``None`` = stop), one at a time, and send back
+    ``("progress", key, job index, done, total)`` messages (throttled) and one
+    ``("done", key, results)`` or ``("error", key, text)`` per pack.
 
-    def report(job: Job, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done >= total or now - last[0] >= PROGRESS_INTERVAL_S:
-            last[0] = now
-            queue.put((key, index[job.id], done, total))
+    Ctrl-C reaches every process of the terminal's process group; the driver alone handles it
+    and stops its workers, so SIGINT is ignored here (it was already ignored while this process
+    started, see :meth:`ProcessExecutor._spawn`). SIGTERM keeps its default action: the driver
+    ends a worker with it, silently."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent_pid)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the driver closed the pipe
+            return
+        if msg is None:
+            return
+        key, pack, ctx = msg
+        index = {j.id: i for i, j in enumerate(pack.jobs)}
+        last = [0.0]
 
-    return run_pack(pack, ctx, report)
+        def report(job: Job, done: int, total: int) -> None:
+            now = time.monotonic()
+            if done >= total or now - last[0] >= PROGRESS_INTERVAL_S:
+                last[0] = now
+                conn.send(("progress", key, index[job.id], done, total))
+
+        try:
+            msg = ("done", key, run_pack(pack, ctx, report))
+        except Exception as e:  # noqa: BLE001 -- the pack fails, the worker goes on
+            msg = ("error", key, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}")
+        try:
+            conn.send(msg)
+        except OSError:  # the driver is gone
+            return
+
+
+def _exit_reason(process: multiprocessing.process.BaseProcess) -> str:
+    """``worker process PID was killed by SIGKILL`` / ``... exited with code N``."""
+    code = process.exitcode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        how = f"was killed by {name}" + (" (e.g. by the out-of-memory killer)"
+                                          if -code == signal.SIGKILL else "")
+    else:
+        how = f"exited with code {code}"
+    return f"worker process {process.pid} {how}"
+
+
+@dataclass(eq=False)
+class _Worker:
+    """A worker process, the driver's end of its pipe, and the pack it runs (``(key, pack)``)."""
+
+    process: multiprocessing.process.BaseProcess
+    conn: mp_connection.Connection
+    task: tuple[int, Pack] | None = None
 
 
 class ProcessExecutor:
-    """Runs packs in ``workers`` processes of this machine (``spawn``ed, so no state is shared).
+    """Runs packs in ``workers`` processes of this machine (``spawn``ed, so no state is shared),
+    one pack per process at a time, each talking to the driver through its own pipe.
 
     Args:
         workers: processes, >= 1.
-        progress: optional :data:`PackProgressFn`; workers send their steps through a queue.
+        progress: optional :data:`PackProgressFn`; workers send their steps through the pipe.
 
-    A worker that dies (killed, out of memory) fails the jobs of its pack; the pool is then
-    restarted for the remaining packs.
+    A worker that dies (killed, out of memory) loses only its own pack: :meth:`wait` returns
+    :class:`Lost` for it, the other workers go on, and the next :meth:`submit` starts a new
+    process. Workers are started when a pack needs one and ignore Ctrl-C; :meth:`close` ends
+    them all within :data:`TERMINATE_GRACE_S` seconds (SIGTERM, then SIGKILL). Only pipes
+    connect the processes (no semaphores), so a killed driver leaves nothing to clean up.
     """
 
     local_data = True
@@ -154,65 +213,103 @@ class ProcessExecutor:
         self.workers = workers
         self.progress = progress
         self._mp = multiprocessing.get_context("spawn")
-        self._queue = self._mp.Queue() if progress is not None else None
-        self._pool = self._new_pool()
-        self._running: dict[cf.Future, tuple[int, Pack]] = {}
+        self._procs: list[_Worker] = []
         self._next_key = 0
 
-    def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(self.workers, mp_context=self._mp,
-                                      initializer=_init_worker,
-                                      initargs=(os.getpid(), self._queue))
+    def _spawn(self) -> _Worker:
+        """Start a worker process with SIGINT ignored from its first instruction on (the
+        disposition is inherited across exec), so that a Ctrl-C while it imports torch prints
+        no traceback. The driver ignores SIGINT only for the instant of the fork."""
+        conn, child = self._mp.Pipe()
+        process = self._mp.Process(target=_worker_main, args=(child, os.getpid()),
+                                   name="prunescope-worker")
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            process.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, old)
+            child.close()
+        worker = _Worker(process, conn)
+        self._procs.append(worker)
+        return worker
 
     def free_slots(self) -> int:
-        return self.workers - len(self._running)
+        return self.workers - sum(w.task is not None for w in self._procs)
 
     def submit(self, pack: Pack, ctx: WorkerContext) -> None:
+        if self.free_slots() <= 0:
+            raise RuntimeError("all workers are busy; call wait() first")
         self._next_key += 1
-        fut = self._pool.submit(_run_pack_in_worker, pack, ctx, self._next_key)
-        self._running[fut] = (self._next_key, pack)
-
-    def _drain_progress(self) -> None:
-        if self._queue is None or self.progress is None:
-            return
-        packs = dict(self._running.values())
         while True:
+            idle = [w for w in self._procs if w.task is None]
+            worker = idle[0] if idle else self._spawn()
             try:
-                key, i, done, total = self._queue.get_nowait()
-            except queue_mod.Empty:
-                return
-            if key in packs:
-                self.progress(packs[key], packs[key].jobs[i], done, total)
+                worker.conn.send((self._next_key, pack, ctx))
+            except OSError:  # an idle worker died: forget it, use another
+                self._forget(worker)
+                continue
+            worker.task = (self._next_key, pack)
+            return
 
-    def wait(self) -> list[tuple[Pack, list[JobResult]]]:
-        if not self._running:
-            return []
-        done: set[cf.Future] = set()
-        while not done:
-            done, _ = cf.wait(list(self._running), timeout=PROGRESS_INTERVAL_S,
-                              return_when=cf.FIRST_COMPLETED)
-            self._drain_progress()
-        out = []
-        broken = False
-        for fut in done:
-            _, pack = self._running.pop(fut)
-            try:
-                out.append((pack, fut.result()))
-            except Exception as e:  # noqa: BLE001 -- a dead worker fails its pack only
-                broken |= isinstance(e, cf.process.BrokenProcessPool)
-                out.append((pack, failed_results(
-                    pack, f"worker process failed: {type(e).__name__}: {e}")))
-        if broken:
-            for fut, (_, pack) in list(self._running.items()):
-                self._running.pop(fut)
-                out.append((pack, failed_results(pack, "worker pool broke while this ran")))
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
+    def _forget(self, worker: _Worker) -> None:
+        self._procs.remove(worker)
+        worker.conn.close()
+        worker.process.join(TERMINATE_GRACE_S)
+
+    def _receive(self, worker: _Worker) -> list[tuple[Pack, list[JobResult] | Lost]]:
+        """Handle what ``worker`` sent; a dead worker is forgotten and its pack is lost."""
+        out: list[tuple[Pack, list[JobResult] | Lost]] = []
+        dead = False
+        try:
+            while worker.conn.poll():
+                kind, key, *rest = worker.conn.recv()
+                if worker.task is None or key != worker.task[0]:
+                    continue
+                pack = worker.task[1]
+                if kind == "progress":
+                    if self.progress is not None:
+                        i, done, total = rest
+                        self.progress(pack, pack.jobs[i], done, total)
+                    continue
+                worker.task = None
+                out.append((pack, rest[0] if kind == "done" else failed_results(
+                    pack, f"worker process failed: {rest[0]}")))
+        except (EOFError, OSError):
+            dead = True
+        if dead or not worker.process.is_alive():
+            task = worker.task
+            self._forget(worker)
+            if task is not None:
+                out.append((task[1], Lost(_exit_reason(worker.process))))
+        return out
+
+    def wait(self) -> list[tuple[Pack, list[JobResult] | Lost]]:
+        out: list[tuple[Pack, list[JobResult] | Lost]] = []
+        while not out:
+            busy = [w for w in self._procs if w.task is not None]
+            if not busy:
+                return out
+            mp_connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for w in busy:
+                out += self._receive(w)
         return out
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._running.clear()
+        """End every worker: SIGTERM (a worker has no handler for it, so it exits at once,
+        printing nothing), SIGKILL for one still alive after :data:`TERMINATE_GRACE_S`."""
+        procs, self._procs = self._procs, []
+        for w in procs:
+            if w.process.is_alive():
+                w.process.terminate()
+        deadline = time.monotonic() + TERMINATE_GRACE_S
+        for w in procs:
+            w.process.join(max(0.0, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+            w.conn.close()
 
 
 def _run_pack_remote(pack: Pack, ctx: WorkerContext) -> list[JobResult]:
@@ -269,19 +366,27 @@ class RayExecutor:
         ref = self._task.options(**self._options).remote(pack, ctx)
         self._running[ref] = pack
 
-    def wait(self) -> list[tuple[Pack, list[JobResult]]]:
+    def wait(self) -> list[tuple[Pack, list[JobResult] | Lost]]:
+        """The next finished pack(s). A task whose worker process or node died (any Ray system
+        error: ``WorkerCrashedError``, ``NodeDiedError``, ``ObjectLostError``, Ray's own
+        out-of-memory kill...) is :class:`Lost`; an exception raised by the task's code
+        (``RayTaskError``) fails its pack's jobs."""
         if not self._running:
             return []
         ready, _ = self.ray.wait(list(self._running), num_returns=1)
-        out = []
+        out: list[tuple[Pack, list[JobResult] | Lost]] = []
+        errors = self.ray.exceptions
         for ref in ready:
             pack = self._running.pop(ref)
             try:
                 out.append((pack, self.ray.get(ref)))
-            except Exception as e:  # noqa: BLE001 -- a lost worker fails its pack, not the study
+            except errors.RayTaskError as e:
                 out.append((pack, failed_results(
                     pack, f"Ray task failed: {type(e).__name__}: {e}\n"
                           f"{traceback.format_exc(limit=-2)}")))
+            except errors.RayError as e:
+                first = (str(e).strip().splitlines() or [""])[0]
+                out.append((pack, Lost(f"Ray lost the task: {type(e).__name__}: {first}")))
         return out
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -38,6 +39,10 @@ class RunDisplay:
 
     def pack_finished(self, pack: Pack, results: list[JobResult]) -> None:
         """``pack`` finished with ``results``."""
+
+    def pack_lost(self, pack: Pack, reason: str, again: Sequence[Job]) -> None:
+        """``pack``'s worker was lost before it reported (``reason``, one line); ``again``
+        will run again: its jobs, less those lost too often (reported failed next)."""
 
     def jobs_blocked(self, jobs: Sequence[Job]) -> None:
         """``jobs`` will not run (a job they depend on failed)."""
@@ -90,6 +95,14 @@ class RichDisplay(RunDisplay):
             if r.status == "failed":
                 first = (r.error or "").splitlines()[0] if r.error else ""
                 self.progress.console.print(f"[red]failed[/red] {pack.label}: {first}")
+
+    def pack_lost(self, pack: Pack, reason: str, again: Sequence[Job]) -> None:
+        task = self._packs.pop(id(pack), None)
+        if task is not None:
+            self.progress.remove_task(task)
+        self.progress.console.print(
+            f"[yellow]worker lost[/yellow] {escape(pack.label)}: {escape(reason)}; "
+            f"{len(again)} of its jobs run again", highlight=False)
 
     def jobs_blocked(self, jobs: Sequence[Job]) -> None:
         self._todo -= len(jobs)

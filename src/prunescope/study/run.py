@@ -3,8 +3,12 @@
 ``run_study`` inserts the plan's jobs into the store (new ones as ``pending``), then repeatedly
 submits packs of jobs whose parents are done and records what comes back, one transaction per
 finished pack. Jobs left ``running`` by a killed driver are simply run again. A failed job is
-recorded with its error; its dependents become ``blocked`` and everything else goes on.
-``retry_failed`` turns failed and blocked jobs back to pending first.
+recorded with its error; its dependents become ``blocked`` and everything else goes on. A
+pack whose worker was lost (:class:`~prunescope.study.executors.Lost`: a killed process, a
+dead Ray node) is no result: its jobs go back to pending and run again (up to
+:data:`MAX_LOSSES` times per job). ``retry_failed`` turns failed and blocked jobs back to
+pending first. SIGTERM unwinds like Ctrl-C: the executor stops its workers at once and the
+jobs in flight stay ``running``, to be run by the next call.
 
 Only one driver may run a study folder at a time (an ``fcntl`` lock on ``<output>/run.lock``).
 """
@@ -17,14 +21,15 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from prunescope.data import fetch, info
 from prunescope.study.artifacts import Artifacts
-from prunescope.study.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
+from prunescope.study.executors import (Executor, LocalExecutor, Lost, ProcessExecutor,
+                                         RayExecutor)
 from prunescope.study.packs import Pack, stacks
 from prunescope.study.plan import Job, Plan, job_work, make_plan
 from prunescope.study.progress import RunDisplay
@@ -42,7 +47,9 @@ class RunSummary:
 
     Attributes:
         total: jobs in the plan; already_done: done before this call; ran: finished now
-            (done or failed); failed, blocked: jobs in those states at the end; wall_s: seconds.
+            (done or failed); failed, blocked: jobs in those states at the end; lost: times a
+            job went back to pending because its worker was lost (killed, out of memory, a Ray
+            node gone) and ran again; wall_s: seconds.
     """
 
     total: int
@@ -50,6 +57,7 @@ class RunSummary:
     ran: int = 0
     failed: int = 0
     blocked: int = 0
+    lost: int = 0
     wall_s: float = 0.0
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -234,6 +242,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
         display.start(plan, [by_id[i] for i in waiting],
                       lambda j: float(job_work(j, spec.n_val)[1]))
     sizes: dict[tuple[str, str], int] = {}
+    losses: dict[str, int] = {}  # job id -> workers lost while running it, this run
     in_flight = 0
     while waiting:
         while ex.free_slots() > 0 and any(ready.values()):
@@ -259,6 +268,18 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
                 "store and the plan disagree. Delete the study's store to start over")
         for pack, results in ex.wait():
             in_flight -= len(pack.jobs)
+            if isinstance(results, Lost):  # an infrastructure fault: run the jobs again
+                lost = results
+                again, results = _lost(pack, lost, losses)
+                summary.lost += len(again)
+                store.set_status([j.id for j in again], "pending")
+                for j in again:
+                    make_ready(j.id)
+                if display:
+                    display.pack_lost(pack, lost.reason, again)
+                if not results:
+                    continue
+                pack = replace(pack, jobs=tuple(by_id[r.job_id] for r in results))
             blocked = _record(results, store, status, children, waiting, summary)
             if display and blocked:
                 display.jobs_blocked([by_id[i] for i in blocked])
@@ -273,6 +294,28 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
                             make_ready(c)
             if display:
                 display.pack_finished(pack, results)
+
+
+#: times one job's worker may be lost (:class:`~prunescope.study.executors.Lost`) in one run
+#: before the job is recorded as failed: a job that itself kills its worker (e.g. it needs more
+#: memory than the machine has) must not be retried forever
+MAX_LOSSES = 3
+
+
+def _lost(pack: Pack, lost: Lost, losses: dict[str, int]) -> tuple[list[Job], list[JobResult]]:
+    """Count one loss for each job of ``pack``; return the jobs to run again and failed
+    results for those lost :data:`MAX_LOSSES` times."""
+    again, failed = [], []
+    for j in pack.jobs:
+        losses[j.id] = losses.get(j.id, 0) + 1
+        if losses[j.id] < MAX_LOSSES:
+            again.append(j)
+        else:
+            failed.append(JobResult(j.id, "failed", error=(
+                f"WorkerLost: {lost.reason}; the worker running this job was lost "
+                f"{MAX_LOSSES} times in a row (does the job need more memory than the machine "
+                "has?)")))
+    return again, failed
 
 
 def _unavailable_datasets(names: list[str]) -> dict[str, str]:
