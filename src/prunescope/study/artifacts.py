@@ -84,6 +84,13 @@ class Artifacts:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def exists(self, url: str) -> bool:
+        """Whether the artifact at ``url`` (as returned by :meth:`url`) exists."""
+        if self.is_local:
+            return Path(url).exists()
+        fs, path = fsspec.core.url_to_fs(url)
+        return bool(fs.exists(path))
+
     def clean_temporaries(self) -> int:
         """Delete temporary folders left by killed workers under a local root; returns how many."""
         if not self.is_local or not Path(self.base).is_dir():

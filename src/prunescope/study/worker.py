@@ -46,7 +46,7 @@ from prunescope.prune.structured import (load_structured_checkpoint, structured_
                                          structured_prune_model)
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.packs import Pack, stacks
-from prunescope.study.plan import Job
+from prunescope.study.plan import RESULTS_VERSION, Job, job_id
 from prunescope.study.store import JobResult
 from prunescope.train import (Recipe, TrainingDiverged, derive_seed, fit, load_checkpoint, predict,
                               save_checkpoint)
@@ -300,18 +300,49 @@ def _train_val(dataset: str, n_val: int, split_seed: int, data_dir: str | None, 
             DeviceImages(x[va], y[va], inf.mean, inf.std, device))
 
 
-@functools.lru_cache(maxsize=8)
-def _test_arrays(dataset: str, subset: int | None, split_seed: int, distribution: str,
-                 corruption_seed: int, data_dir: str | None) -> tuple[torch.Tensor, np.ndarray]:
+def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: int,
+                 distribution: str, corruption_seed: int, data_dir: str | None
+                 ) -> tuple[torch.Tensor, np.ndarray]:
     """``(x uint8 NHWC tensor, y int64)`` of the test split (or its seeded stratified
-    ``subset``), shifted to ``distribution``; cached per worker process, since every model of a
-    study is evaluated on the same images."""
+    ``subset``), shifted to ``distribution``.
+
+    A shifted test set is computed once per artifact root, by the first evaluation that needs
+    it, and saved as ``testsets/<key>.npy`` (``x``, uint8 ``(N, H, W, C)``; ``key`` =
+    :func:`test_set_key`), which every later evaluation of any model, in any worker process,
+    reads: the models of a study are evaluated on the same images, and the jobs of one model
+    cycle through all distributions, so an in-process cache of a few entries never hits with
+    SPEC 7's 41 distributions. The nominal set is the (cached) split itself."""
 
     x, y = _split(dataset, "test", data_dir)
     if subset is not None and subset < len(y):
         _, idx = train_val_indices(y, subset, seed=split_seed)
         x, y = x[idx], y[idx]
-    return apply_distribution(torch.from_numpy(x), distribution, corruption_seed), y
+    if distribution == "nominal":
+        return torch.from_numpy(x), y
+    key = test_set_key(dataset, subset, split_seed, distribution, corruption_seed)
+    url = arts.url(f"{TEST_SETS}/{key}.npy")
+    if arts.exists(url):
+        with arts.reading(url) as (path,):
+            return torch.from_numpy(np.load(path, allow_pickle=False)), y
+    xs = apply_distribution(torch.from_numpy(x), distribution, corruption_seed)
+    with arts.writing(TEST_SETS) as tmp:
+        np.save(tmp / f"{key}.npy", xs.numpy(), allow_pickle=False)
+    return xs, y
+
+
+#: artifact folder of the shifted test sets (:func:`_test_arrays`)
+TEST_SETS = "testsets"
+
+
+def test_set_key(dataset: str, subset: int | None, split_seed: int, distribution: str,
+                 corruption_seed: int) -> str:
+    """sha256 hex naming a shifted test set: of the canonical JSON of what determines its
+    images (dataset, test subset and its split seed, distribution, corruption seed) and
+    :data:`~prunescope.study.plan.RESULTS_VERSION`."""
+    return job_id({"testset": dataset, "test_subset": subset,
+                   "split_seed": split_seed if subset is not None else None,
+                   "distribution": distribution, "corruption_seed": corruption_seed,
+                   "version": RESULTS_VERSION})
 
 
 def _load_parent(ctx: WorkerContext, job_id: str, device: str):
@@ -435,7 +466,7 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
     :func:`prunescope.study.load_results` computes functional agreement (SPEC 2)."""
     p = job.params
     model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
-    x, y = _test_arrays(meta["dataset"], p.get("test_subset"), p.get("split_seed", 0),
+    x, y = _test_arrays(arts, meta["dataset"], p.get("test_subset"), p.get("split_seed", 0),
                         p["distribution"], p.get("corruption_seed", 0), ctx.data_dir)
     inf = info(meta["dataset"])
     images = DeviceImages(x, y, inf.mean, inf.std, ctx.device)
