@@ -31,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from prunescope.prune.gradients import gradient_batches
 from prunescope.study.spec import GRADIENT_METHODS, STRUCTURED_METHODS, StudySpec, lth_schedule
 
 #: Bump when a code change alters the result of an unchanged job (ids then change, nothing
@@ -260,9 +261,8 @@ def job_work(job: Job, n_val: int) -> tuple[int, int]:
             n_train, r["max_steps_per_epoch"] * r["batch_size"])
         return epochs, epochs * (per_epoch + n_val)
     if job.kind == "gradients":
-        if p["mode"] == "full":
-            return 0, n_train
-        return 0, min(n_train, p.get("n_batches", 1) * p["batch_size"])
+        steps = gradient_batches(p["mode"], p.get("n_batches"))
+        return 0, n_train if steps is None else min(n_train, steps * p["batch_size"])
     return 0, p.get("test_subset", n_test)
 
 
