@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from prunescope._console import console, styled
 from prunescope.cli._app import app
 # the choices of --correction and --ci-method (stats is pure NumPy/SciPy: --help still does not
 # import the report's plotting stack)
 from prunescope.stats import CI_METHODS, CORRECTIONS
 
-_console = Console()
-_err = Console(stderr=True)
+_console = console()
+_err = console(stderr=True)
 
 
 @app.command("report")
@@ -54,7 +54,7 @@ def report_cmd(
                              jobs=res.jobs, delta=delta / 100.0, agreement=res.agreement,
                              correction=correction, ci_method=ci_method)
     except ValueError as e:
-        _err.print(f"[red]cannot render the report[/red]: {e}")
+        _err.print(styled("cannot render the report", "red", f": {e}"))
         raise typer.Exit(1) from e
     done = int((res.jobs["status"] == "done").sum())
     _console.print(f"report of study {res.spec.name} ({done}/{len(res.jobs)} jobs done): {path}")
