@@ -170,6 +170,9 @@ def make_plan(spec: StudySpec) -> Plan:
                             "recipe": ft_recipe, "seed": seed}
                         if meth == "chip":
                             sparams["chip_images"] = st.chip_images
+                        # only when set, so that uniform jobs keep their ids
+                        if st.config_of(meth) != "uniform":
+                            sparams["config"] = st.config_of(meth)
                         models.append(add("structured", sparams, (train.id,), method=meth,
                                           ratio=r, **labels))
                     continue

@@ -54,7 +54,7 @@ _TOP_KEYS = {
     "prune_classifier", "prune_biases", "lth", "structured",
 }
 _LTH_KEYS = {"rewind_steps", "prune_fraction", "retrain"}
-_STRUCTURED_KEYS = {"chip_images", "scope"}
+_STRUCTURED_KEYS = {"chip_images", "scope", "config"}
 #: recipes an LTH level may retrain with (``[lth] retrain``)
 LTH_RETRAIN = ("finetune", "train")
 _GRID_KEYS = {"datasets", "architectures", "methods", "ratios"}
@@ -123,10 +123,18 @@ class StructuredSpec:
             scores over (default 256, "a few hundred").
         scope: ``"layer"`` (default: every channel group loses the same fraction, so the
             achieved ratio depends only on the architecture and ratio) or ``"global"``.
+        config: ``(method, config name)`` per structured method: ``"uniform"`` (default, every
+            block's inner channels narrowed by one fraction) or a published per-layer config
+            of ``prunescope.prune.structured_configs`` (``"chip-resnet56"``, ``"li-resnet56"``).
     """
 
     chip_images: int = 256
     scope: str = "layer"
+    config: tuple[tuple[str, str], ...] = tuple((m, "uniform") for m in STRUCTURED_METHODS)
+
+    def config_of(self, method: str) -> str:
+        """The config structured ``method`` prunes with."""
+        return dict(self.config)[method]
 
 
 @dataclass(frozen=True)
@@ -404,6 +412,8 @@ def parse_spec(
     if structured.chip_images < 1:
         v.fail("structured.chip_images", structured.chip_images, "an integer >= 1 (training "
                "images CHIP averages its channel scores over; a few hundred)")
+    structured = dataclasses.replace(structured, config=_structured_config(v, stab,
+                                                                           structured.scope))
 
     archs = sorted({c.arch for c in cells})
     phase_over: dict[str, tuple[tuple[str, Any], ...]] = {}
@@ -523,28 +533,50 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
                 v.fail("lth.rewind_steps", spec.lth.rewind_steps,
                        f"at most the {total} optimiser steps of the dense [train] run of "
                        f"{cell.arch} on {cell.dataset}")
-        structured = [r for m, rs in methods.items() if m in STRUCTURED_METHODS for r in rs]
-        if structured:
-            top = max(structured)
+        for meth in (m for m in methods if m in STRUCTURED_METHODS):
+            top, config = max(methods[meth]), spec.structured.config_of(meth)
             try:
-                max_ratio = structured_max_ratio(model)
+                max_ratio = structured_max_ratio(model, config)
             except (TypeError, ValueError, KeyError) as e:
-                v.fail("methods", [m for m in methods if m in STRUCTURED_METHODS],
-                       f"structured methods only on architectures prunescope.prune.structured "
-                       f"supports (lenet5, resnet*); {cell.arch} failed: {e}")
+                v.fail("methods", meth, f"structured methods only on architectures "
+                       f"prunescope.prune.structured supports (lenet5, resnet*; a published "
+                       f"config only on its own); {cell.arch} with config {config!r} failed: {e}")
             if top > max_ratio * (1 + 1e-12):
-                v.fail("ratios", top, f"structured ratios (l1-filter, chip) {cell.arch} on "
-                       f"{cell.dataset} can reach: at most {max_ratio:.6g} (every channel group "
-                       "down to one channel); lower the ratio or drop it for these methods "
-                       "with a [[grid]] entry")
+                v.fail("ratios", top, f"structured ratios ({meth}, config {config!r}) "
+                       f"{cell.arch} on {cell.dataset} can reach: at most {max_ratio:.6g} "
+                       "(every channel group it narrows down to one channel); lower the ratio "
+                       "or drop it for this method with a [[grid]] entry")
 
 
-def structured_max_ratio(model: Any) -> float:
-    """The largest compression ratio structured pruning reaches on ``model`` (every channel
-    group down to one channel): ``n_total / n_after`` (all parameters counted, SPEC 3)."""
-    from prunescope.prune.structured import l1_filter_scores, structured_prune
+def _structured_config(v: _Validator, stab: dict[str, Any], scope: str
+                       ) -> tuple[tuple[str, str], ...]:
+    """``[structured] config``: one name for every structured method, or a table by method."""
+    from prunescope.prune.structured_configs import STRUCTURED_CONFIGS
 
-    return structured_prune(model, l1_filter_scores(model), keep_fraction=1e-9).max_ratio
+    names = ("uniform", *STRUCTURED_CONFIGS)
+    raw = stab.get("config", "uniform")
+    if isinstance(raw, dict):
+        v.keys(raw, set(STRUCTURED_METHODS), "structured.config.")
+        by_method = {m: raw.get(m, "uniform") for m in STRUCTURED_METHODS}
+    else:
+        by_method = {m: raw for m in STRUCTURED_METHODS}
+    for m, name in by_method.items():
+        if name not in names:
+            v.fail("structured.config", raw, f"one of {', '.join(names)}, or a table "
+                   f"{{{' = ..., '.join(STRUCTURED_METHODS)} = ...}} of them")
+        if name != "uniform" and scope != "layer":
+            v.fail("structured.scope", scope, f"'layer' with config {name!r} (a published "
+                   "config fixes every layer's width)")
+    return tuple(by_method.items())
+
+
+def structured_max_ratio(model: Any, config: str = "uniform") -> float:
+    """The largest compression ratio structured pruning with ``config`` reaches on ``model``
+    (every channel group it narrows down to one channel): ``n_total / n_after`` (all
+    parameters counted, SPEC 3)."""
+    from prunescope.prune.structured import structured_max_ratio as max_ratio
+
+    return max_ratio(model, config)
 
 
 # ---- grid -----------------------------------------------------------------------------------

@@ -599,7 +599,8 @@ def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJo
                             ctx.data_dir, ctx.device)
     res = structured_prune_model(model, p["method"], p["ratio"], images=train,
                                  n_images=p.get("chip_images", 256),
-                                 seed=derive_seed(p["seed"], "chip"), scope=p["scope"])
+                                 seed=derive_seed(p["seed"], "chip"), scope=p["scope"],
+                                 config=p.get("config", "uniform"))
     recipe = Recipe.from_dict(p["recipe"])
     new_meta = structured_meta(res, p["method"], _pruned_meta(meta, job, recipe))
     summary = res.summary()
@@ -607,6 +608,7 @@ def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJo
                    derive_seed(p["seed"], "finetune"), None, new_meta,
                    achieved_ratio=res.achieved_ratio,
                    details={"structured": {"widths": summary["widths"],
+                                           "config": summary["config"],
                                            "n_before": summary["n_before"],
                                            "n_after": summary["n_after"]}})
 
