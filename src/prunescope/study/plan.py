@@ -182,9 +182,9 @@ def make_plan(spec: StudySpec) -> Plan:
                         "recipe": ft_recipe, "seed": seed,
                     }
                     # only when set, so that default studies keep their ids
-                    if spec.prune_classifier:
+                    if cell.prune_classifier:
                         params["prune_classifier"] = True
-                    if spec.prune_biases:
+                    if cell.prune_biases:
                         params["prune_biases"] = True
                     deps: tuple[str, ...] = (train.id,)
                     if meth in GRADIENT_METHODS:
@@ -227,9 +227,9 @@ def _lth_jobs(spec: StudySpec, cell: Any, add: Any, train: Job, ratios: tuple[fl
             "parent": parent.id, "rewind": rewind.id, "method": "lth", "level": level,
             "prune_fraction": lth.prune_fraction, "scope": spec.scope, "recipe": recipe,
             "seed": tp["seed"]}
-        if spec.prune_classifier:
+        if cell.prune_classifier:
             params["prune_classifier"] = True
-        if spec.prune_biases:
+        if cell.prune_biases:
             params["prune_biases"] = True
         parent = add("lth_level", params, (parent.id, rewind.id), method="lth", ratio=label,
                      level=level, **labels)
