@@ -16,9 +16,38 @@ Pure functions over tidy frames and prediction arrays; no torch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+@dataclass(frozen=True, eq=False)
+class Exemplars:
+    """Pruning-identified exemplars of a study (docs/underrepresented.md; built by
+    :func:`prunescope.study.results.load_exemplars`).
+
+    Attributes:
+        summary: one row per cell (dataset, arch, method, ratio, distribution): ``n_images``,
+            ``n_dense``/``n_pruned`` (models whose predictions were found), ``n_pies``,
+            ``pie_fraction``.
+        per_class: one row per (cell, cls): ``n_pies`` and ``share`` (of the cell's PIEs).
+        accuracy: one row per (cell, model, group) with ``group`` in ``dense``/``pruned`` and
+            ``acc_pie``, ``acc_rest``: the model's accuracy on the cell's PIEs and on the other
+            test images.
+        images: one row per PIE: cell keys, ``index`` (into the official test split), ``label``,
+            ``dense_label``, ``pruned_label`` (the modal labels).
+        thumbnails: ``{index: uint8 (H, W, C)}`` of nominal test images listed in ``images``,
+            at most ``gallery`` per nominal cell.
+        classes: class names of each (base) dataset label.
+    """
+
+    summary: pd.DataFrame
+    per_class: pd.DataFrame
+    accuracy: pd.DataFrame
+    images: pd.DataFrame
+    thumbnails: dict[tuple[str, int], np.ndarray]
+    classes: dict[str, tuple[str, ...]]
+
 
 #: columns of :func:`count_slopes`'s output besides the model keys
 SLOPE_COLUMNS = ("slope", "n_classes")
@@ -132,5 +161,5 @@ def accuracy_on(preds: np.ndarray, y: np.ndarray, subset: np.ndarray) -> np.ndar
     return (np.asarray(preds)[:, subset] == np.asarray(y)[subset]).mean(axis=1)
 
 
-__all__ = ["SLOPE_COLUMNS", "accuracy_on", "count_slopes", "modal_labels", "pie_class_share",
+__all__ = ["Exemplars", "SLOPE_COLUMNS", "accuracy_on", "count_slopes", "modal_labels", "pie_class_share",
            "pie_mask"]

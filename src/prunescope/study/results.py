@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from prunescope.metrics import functional_agreement
+from prunescope.metrics.underrepresented import Exemplars
 from prunescope.study.artifacts import read_bytes
 from prunescope.study.plan import make_plan
 from prunescope.study.spec import StudySpec, load_spec
@@ -257,33 +258,6 @@ def training_splits(spec: StudySpec) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["dataset", "base_dataset", "profile", "imbalance_ratio",
                                        "cls", "train_count"]).astype(
         {"imbalance_ratio": np.float64, "cls": np.int64, "train_count": np.int64})
-
-
-@dataclass(frozen=True, eq=False)
-class Exemplars:
-    """Pruning-identified exemplars of a study (SPEC-free extension; docs/underrepresented.md).
-
-    Attributes:
-        summary: one row per cell (dataset, arch, method, ratio, distribution): ``n_images``,
-            ``n_dense``/``n_pruned`` (models whose predictions were found), ``n_pies``,
-            ``pie_fraction``.
-        per_class: one row per (cell, cls): ``n_pies`` and ``share`` (of the cell's PIEs).
-        accuracy: one row per (cell, model, group) with ``group`` in ``dense``/``pruned`` and
-            ``acc_pie``, ``acc_rest``: the model's accuracy on the cell's PIEs and on the other
-            test images.
-        images: one row per PIE: cell keys, ``index`` (into the official test split), ``label``,
-            ``dense_label``, ``pruned_label`` (the modal labels).
-        thumbnails: ``{index: uint8 (H, W, C)}`` of nominal test images listed in ``images``,
-            at most ``gallery`` per nominal cell.
-        classes: class names of each (base) dataset label.
-    """
-
-    summary: pd.DataFrame
-    per_class: pd.DataFrame
-    accuracy: pd.DataFrame
-    images: pd.DataFrame
-    thumbnails: dict[tuple[str, int], np.ndarray]
-    classes: dict[str, tuple[str, ...]]
 
 
 def load_exemplars(results: StudyResults, gallery: int = 12) -> Exemplars:
