@@ -2,7 +2,8 @@
 
 Job kinds, in dependency order (:data:`KINDS`):
 
-* ``train(dataset, arch, seed)``: the dense model of one seed (SPEC 4).
+* ``train(dataset, arch, seed)``: the dense model of one seed (SPEC 4); a cell with a long-tailed
+  training split adds ``imbalance`` (profile, ratio, seed and the per-class counts) to it.
 * ``gradients(train)``: the data-loss gradient of that dense model (SPEC 3), shared by GP and UP.
 * ``prune_finetune(train, method, ratio)``: one-shot pruning from the dense parent, then
   fine-tuning with the mask held; GP/UP depend on the ``gradients`` job as well.
@@ -55,6 +56,9 @@ class Job:
         method: ``dense`` for train/gradients and evaluations of dense models, else the pruning
             method; ratio: the requested compression ratio (1.0 for dense).
         distribution: the test distribution of an ``evaluate`` job, else ``None``.
+        imbalance: the long-tailed training split's label (``lt10``, ``step100``: see
+            :attr:`prunescope.study.spec.ImbalanceSpec.label`) of every job of such a cell,
+            ``None`` for the full training split.
         level: the LTH level (1, 2, ...) of ``lth_level`` jobs and their evaluations, else
             ``None``. Their ``ratio`` is the smallest requested ``lth`` ratio that this level is
             the first to reach (achieved ratio >= it), or, for a level in between, the level's
@@ -73,6 +77,7 @@ class Job:
     ratio: float = 1.0
     distribution: str | None = None
     level: int | None = None
+    imbalance: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,10 +150,16 @@ def make_plan(spec: StudySpec) -> Plan:
         for m in range(spec.models):
             seed = model_seed(spec.seed, m)
             labels = dict(dataset=cell.dataset, arch=cell.arch, seed=seed, model=m)
-            train = add("train", {
+            tparams: dict[str, Any] = {
                 "dataset": cell.dataset, "arch": cell.arch, "seed": seed, "recipe": train_recipe,
                 "n_val": spec.n_val, "split_seed": spec.split_seed,
-            }, (), **labels)
+            }
+            if cell.imbalance is not None:  # only then, so that balanced cells keep their ids
+                imb = cell.imbalance
+                labels["imbalance"] = imb.label
+                tparams["imbalance"] = {"profile": imb.profile, "ratio": imb.ratio,
+                                        "seed": imb.seed, "counts": list(imb.counts(cell.dataset))}
+            train = add("train", tparams, (), **labels)
             models = [train]
             grads = None
             if any(meth in GRADIENT_METHODS for meth in methods):
@@ -217,7 +228,7 @@ def _lth_jobs(spec: StudySpec, cell: Any, add: Any, train: Job, ratios: tuple[fl
     rewind = add("rewind", {
         "dataset": tp["dataset"], "arch": tp["arch"], "seed": tp["seed"], "recipe": tp["recipe"],
         "n_val": tp["n_val"], "split_seed": tp["split_seed"], "rewind_steps": lth.rewind_steps,
-    }, (), **labels)
+    } | ({"imbalance": tp["imbalance"]} if "imbalance" in tp else {}), (), **labels)
     recipe = spec.recipe(cell.arch, lth.retrain).to_dict()
     achieved = lth_schedule(spec, cell)
     out = []
@@ -252,8 +263,10 @@ def job_work(job: Job, n_val: int) -> tuple[int, int]:
     job's ``rewind_steps x batch size``; the gradient pass's images; the test
     images of an evaluation."""
     n_train_all, n_test = dataset_sizes(job.dataset)
-    n_train = n_train_all - n_val
     p = job.params
+    if "imbalance" in p:
+        n_train_all = sum(p["imbalance"]["counts"])
+    n_train = n_train_all - n_val
     if job.kind == "rewind":
         r = p["recipe"]
         return 0, p["rewind_steps"] * r["batch_size"]
