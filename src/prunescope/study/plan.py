@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prunescope.identity import id_field, identity
+from prunescope.prune.gradients import gradient_batches
 from prunescope.study.spec import GRADIENT_METHODS, STRUCTURED_METHODS, StudySpec, lth_schedule
 from prunescope.train.recipe import Recipe
 
@@ -103,8 +104,9 @@ class PruneFinetuneParams:
 
 @dataclass(frozen=True)
 class StructuredParams:
-    """A ``structured`` job: channel removal by ``method`` at ``ratio`` from ``parent``, then
-    fine-tuning with ``recipe``; CHIP scores average over ``chip_images`` training images."""
+    """A ``structured`` job: channel removal by ``method`` at ``ratio`` from ``parent`` with
+    per-layer ``config`` (``uniform``: every group the same fraction), then fine-tuning with
+    ``recipe``; CHIP scores average over ``chip_images`` training images."""
 
     parent: str
     method: str
@@ -113,6 +115,7 @@ class StructuredParams:
     recipe: Recipe
     seed: int
     chip_images: int | None = None
+    config: str = "uniform"
 
 
 @dataclass(frozen=True)
@@ -298,14 +301,15 @@ def make_plan(spec: StudySpec) -> Plan:
                     for r in ratios:
                         models.append(add(StructuredParams(
                             train.id, meth, r, st.scope, ft_recipe, seed,
-                            chip_images=st.chip_images if meth == "chip" else None),
+                            chip_images=st.chip_images if meth == "chip" else None,
+                            config=st.config_of(meth)),
                             (train.id,), method=meth, ratio=r, **labels))
                     continue
                 for r in ratios:
                     gid = grads.id if grads is not None and meth in GRADIENT_METHODS else None
                     models.append(add(PruneFinetuneParams(
                         train.id, meth, r, spec.scope, ft_recipe, seed,
-                        prune_classifier=spec.prune_classifier, prune_biases=spec.prune_biases,
+                        prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases,
                         gradients=gid), (train.id,) if gid is None else (train.id, gid),
                         method=meth, ratio=r, **labels))
             for model_job in models:
@@ -336,7 +340,7 @@ def _lth_jobs(spec: StudySpec, cell: Any, add: Any, train: Job, ratios: tuple[fl
     for level, label in enumerate(lth_ratio_labels(achieved, ratios), start=1):
         parent = add(LthLevelParams(
             parent.id, rewind.id, "lth", level, lth.prune_fraction, spec.scope, recipe, tp.seed,
-            prune_classifier=spec.prune_classifier, prune_biases=spec.prune_biases),
+            prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases),
             (parent.id, rewind.id), method="lth", ratio=label, level=level, **labels)
         out.append(parent)
     return out
@@ -367,9 +371,8 @@ def job_work(job: Job, n_val: int) -> tuple[int, int]:
             n_train, r.max_steps_per_epoch * r.batch_size)
         return r.epochs, r.epochs * (per_epoch + n_val)
     if job.kind == "gradients":
-        if p.mode == "full":
-            return 0, n_train
-        return 0, min(n_train, (p.n_batches or 1) * p.batch_size)
+        steps = gradient_batches(p.mode, p.n_batches)
+        return 0, n_train if steps is None else min(n_train, steps * p.batch_size)
     return 0, n_test if p.test_subset is None else p.test_subset
 
 

@@ -71,6 +71,8 @@ class WorkerContext:
         pack_options: the :class:`~prunescope.train.pack.PackOptions` of stacked packs
             (``None``: the device's defaults).
         parent_artifacts: ``{job id: {name: url}}`` of the done parents of the pack's jobs.
+        parent_checksums: ``(url, sha256 hex, writer job id)`` of every file of those parents
+            that has a recorded checksum (checked when read: a damaged file is named).
     """
 
     artifacts: str
@@ -80,6 +82,11 @@ class WorkerContext:
     deterministic: bool | None = None
     pack_options: PackOptions | None = None
     parent_artifacts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    parent_checksums: tuple[tuple[str, str, str], ...] = ()
+
+    def open_artifacts(self) -> Artifacts:
+        """The artifact root, checking the parents' files against their checksums."""
+        return Artifacts(self.artifacts, {u: (h, j) for u, h, j in self.parent_checksums})
 
     def parent(self, job_id: str) -> dict[str, str]:
         """Artifacts of parent ``job_id``."""
@@ -102,11 +109,16 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
     process's later packs); anything else, the jobs run one by one, so that only a culprit
     fails. Other packs run their jobs one after another.
     """
-    arts = Artifacts(ctx.artifacts)
+    arts = ctx.open_artifacts()
     with job_settings(ctx.threads, ctx.device, ctx.deterministic):
         if len(pack.jobs) > 1 and pack.kind in _FITTERS and stacks(pack.kind):
-            return _run_fit_pack(pack, ctx, arts, progress)
-        return [_run_one(job, ctx, arts, progress) for job in pack.jobs]
+            results = _run_fit_pack(pack, ctx, arts, progress)
+        else:
+            results = [_run_one(job, ctx, arts, progress) for job in pack.jobs]
+    for r in results:  # the sha256 of every file each job wrote, recorded with it
+        if r.status == "done":
+            r.checksums = arts.written_by(r.job_id)
+    return results
 
 
 def _run_one(job: Job, ctx: WorkerContext, arts: Artifacts, progress: ProgressFn | None
@@ -351,7 +363,7 @@ def _load_parent(ctx: WorkerContext, job_id: str, device: str):
     at their smaller widths and have no masks: ``{}``)."""
 
     url = ctx.parent(job_id)["weights"]
-    arts = Artifacts(ctx.artifacts)
+    arts = ctx.open_artifacts()
     side = url + ".json"
     with arts.reading(url, side) as (weights, side_path):
         if "structured" in json.loads(Path(side_path).read_text()):
@@ -587,7 +599,8 @@ def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJo
                             ctx.data_dir, ctx.device)
     chip = {} if p.chip_images is None else {"n_images": p.chip_images}  # CHIP jobs only
     res = structured_prune_model(model, p.method, p.ratio, images=train,
-                                 seed=derive_seed(p.seed, "chip"), scope=p.scope, **chip)
+                                 seed=derive_seed(p.seed, "chip"), scope=p.scope, config=p.config,
+                                 **chip)
     recipe = p.recipe
     new_meta = structured_meta(res, p.method, _pruned_meta(meta, job, recipe))
     summary = res.summary()
@@ -595,6 +608,7 @@ def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJo
                    derive_seed(p.seed, "finetune"), None, new_meta,
                    achieved_ratio=res.achieved_ratio,
                    details={"structured": {"widths": summary["widths"],
+                                           "config": summary["config"],
                                            "n_before": summary["n_before"],
                                            "n_after": summary["n_after"]}})
 
