@@ -43,6 +43,7 @@ def report_cmd(
     """Write the study's figures (PNG, PDF), tables (Markdown, CSV, LaTeX) and one
     self-contained report.html; works on unfinished studies (it lists what is missing)."""
     from prunescope.cli.study import study_results
+    from prunescope.study.results import load_exemplars, training_splits
     from prunescope.report import render_report
 
     correction, ci_method, families = correction.lower(), ci_method.lower(), families.lower()
@@ -58,7 +59,9 @@ def report_cmd(
     try:
         path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,
                              jobs=res.jobs, delta=delta / 100.0, agreement=res.agreement,
-                             correction=correction, ci_method=ci_method, families=families)
+                             correction=correction, ci_method=ci_method, families=families,
+                             training_splits=training_splits(res.spec),
+                             exemplars=load_exemplars(res))
     except ValueError as e:
         _err.print(styled("cannot render the report", "red", f": {e}"))
         raise typer.Exit(1) from e

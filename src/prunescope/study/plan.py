@@ -2,7 +2,8 @@
 
 Job kinds, in dependency order (:data:`KINDS`):
 
-* ``train(dataset, arch, seed)``: the dense model of one seed (SPEC 4).
+* ``train(dataset, arch, seed)``: the dense model of one seed (SPEC 4); a cell with a long-tailed
+  training split adds ``imbalance`` (profile, ratio, seed and the per-class counts) to it.
 * ``gradients(train)``: the data-loss gradient of that dense model (SPEC 3), shared by GP and UP.
 * ``prune_finetune(train, method, ratio)``: one-shot pruning from the dense parent, then
   fine-tuning with the mask held; GP/UP depend on the ``gradients`` job as well.
@@ -29,7 +30,7 @@ import functools
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prunescope.identity import id_field, identity
@@ -51,7 +52,8 @@ KINDS = ("train", "rewind", "gradients", "prune_finetune", "structured", "lth_le
 @dataclass(frozen=True)
 class TrainParams:
     """A ``train`` job: the dense model of one seed, trained with ``recipe`` on the train split
-    less a validation hold-out of ``n_val`` images (drawn with ``split_seed``)."""
+    (or its long-tailed subset ``imbalance``) less a validation hold-out of ``n_val`` images
+    (drawn with ``split_seed``)."""
 
     dataset: str
     arch: str
@@ -59,14 +61,17 @@ class TrainParams:
     recipe: Recipe
     n_val: int
     split_seed: int
+    #: a long-tailed training split: ``{"profile", "ratio", "seed", "counts"}``
+    #: (:func:`prunescope.data.training_split`), ``None`` for the balanced split
+    imbalance: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class RewindParams(TrainParams):
     """A ``rewind`` job: the ``train`` job's run, stopped after ``rewind_steps`` optimiser
-    steps."""
+    steps (a keyword)."""
 
-    rewind_steps: int
+    rewind_steps: int = field(kw_only=True)
 
 
 def _sampled(p: GradientsParams) -> bool:
@@ -185,6 +190,9 @@ class Job:
         method: ``dense`` for train/gradients and evaluations of dense models, else the pruning
             method; ratio: the requested compression ratio (1.0 for dense).
         distribution: the test distribution of an ``evaluate`` job, else ``None``.
+        imbalance: the long-tailed training split's label (``lt10``, ``step100``: see
+            :attr:`prunescope.study.spec.ImbalanceSpec.label`) of every job of such a cell,
+            ``None`` for the full training split.
         level: the LTH level (1, 2, ...) of ``lth_level`` jobs and their evaluations, else
             ``None``. Their ``ratio`` is the smallest requested ``lth`` ratio that this level is
             the first to reach (achieved ratio >= it), or, for a level in between, the level's
@@ -203,6 +211,7 @@ class Job:
     ratio: float = 1.0
     distribution: str | None = None
     level: int | None = None
+    imbalance: str | None = None
 
     @functools.cached_property
     def args(self) -> Any:
@@ -281,8 +290,14 @@ def make_plan(spec: StudySpec) -> Plan:
         for m in range(spec.models):
             seed = model_seed(spec.seed, m)
             labels = dict(dataset=cell.dataset, arch=cell.arch, seed=seed, model=m)
+            imbalance = None
+            if cell.imbalance is not None:  # only then, so that balanced cells keep their ids
+                imb = cell.imbalance
+                labels["imbalance"] = imb.label
+                imbalance = {"profile": imb.profile, "ratio": imb.ratio, "seed": imb.seed,
+                             "counts": list(imb.counts(cell.dataset))}
             train = add(TrainParams(cell.dataset, cell.arch, seed, train_recipe, spec.n_val,
-                                    spec.split_seed), (), **labels)
+                                    spec.split_seed, imbalance=imbalance), (), **labels)
             models = [train]
             grads = None
             if any(meth in GRADIENT_METHODS for meth in methods):
@@ -361,8 +376,10 @@ def job_work(job: Job, n_val: int) -> tuple[int, int]:
     job's ``rewind_steps x batch size``; the gradient pass's images; the test
     images of an evaluation."""
     n_train_all, n_test = dataset_sizes(job.dataset)
-    n_train = n_train_all - n_val
     p = job.args
+    if getattr(p, "imbalance", None) is not None:
+        n_train_all = sum(p.imbalance["counts"])
+    n_train = n_train_all - n_val
     if job.kind == "rewind":
         return 0, p.rewind_steps * p.recipe.batch_size
     if job.kind in ("train", "prune_finetune", "structured", "lth_level"):

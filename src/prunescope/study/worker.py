@@ -34,7 +34,7 @@ import torch
 from torch._dynamo.exc import TorchDynamoException
 from safetensors.torch import load_file, save_file
 
-from prunescope.data import info, load, train_val_indices
+from prunescope.data import info, load, train_val_indices, training_split
 from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
 from prunescope.metrics import confusion_from_predictions
@@ -302,11 +302,15 @@ def _split(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, 
     return s.x, s.y
 
 
-def _train_val(dataset: str, n_val: int, split_seed: int, data_dir: str | None, device: str):
-    """Training part and validation hold-out of the train split as ``DeviceImages``."""
+def _train_val(split: dict[str, Any], data_dir: str | None, device: str):
+    """Training part and validation hold-out of a model's training split as ``DeviceImages``;
+    ``split`` is a train job's params or a checkpoint's meta (``dataset``, ``n_val``,
+    ``split_seed`` and, for a long-tailed split, ``imbalance``:
+    :func:`prunescope.data.training_split`)."""
 
+    dataset = split["dataset"]
     x, y = _split(dataset, "train", data_dir)
-    tr, va = train_val_indices(y, n_val, seed=split_seed)
+    tr, va = training_split(y, split["n_val"], split["split_seed"], split.get("imbalance"))
     inf = info(dataset)
     return (DeviceImages(x[tr], y[tr], inf.mean, inf.std, device),
             DeviceImages(x[va], y[va], inf.mean, inf.std, device))
@@ -404,7 +408,7 @@ class _FitJob:
 def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
     """Build the seeded model of a ``train`` job and its training/validation sets."""
     p = job.args
-    train, val = _train_val(p.dataset, p.n_val, p.split_seed, ctx.data_dir, ctx.device)
+    train, val = _train_val(vars(p), ctx.data_dir, ctx.device)
     inf = info(p.dataset)
     h, _, c = inf.shape_hwc
     model = build_model(p.arch, inf.num_classes, c, seed=p.seed, image_size=h)
@@ -413,7 +417,11 @@ def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
             "image_size": h, "dataset": p.dataset, "n_val": p.n_val,
             "split_seed": p.split_seed, "recipe": recipe, "seed": p.seed,
             "epochs": recipe.epochs, "job_id": job.id}
-    return _FitJob(job, model.to(ctx.device), train, val, recipe, p.seed, None, meta)
+    if p.imbalance is not None:
+        meta["imbalance"] = p.imbalance
+    counts = torch.bincount(train.y, minlength=inf.num_classes).tolist()
+    return _FitJob(job, model.to(ctx.device), train, val, recipe, p.seed, None, meta,
+                   details={"train_counts": counts})
 
 
 def _finish(fj: _FitJob, fit_res: Any, arts: Artifacts) -> JobResult:
@@ -432,8 +440,7 @@ def _gradients(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | N
                ) -> JobResult:
     p = job.args
     model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
-    train, _ = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"], ctx.data_dir,
-                          ctx.device)
+    train, _ = _train_val(meta, ctx.data_dir, ctx.device)
     kw: dict[str, Any] = {"mode": p.mode}
     if p.mode != "full":
         kw |= {"n_batches": p.n_batches, "batch_size": p.batch_size, "seed": p.seed}
@@ -461,8 +468,7 @@ def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _F
                        seed=derive_seed(p.seed, "rp"), scope=p.scope, meta=meta,
                        prune_classifier=p.prune_classifier,
                        prune_biases=p.prune_biases)
-    train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
-                            ctx.data_dir, ctx.device)
+    train, val = _train_val(meta, ctx.data_dir, ctx.device)
     recipe = p.recipe
     new_meta = _pruned_meta(meta, job, recipe) | {"pruning": mres.summary()}
     return _FitJob(job, model, train, val, recipe, derive_seed(p.seed, "finetune"),
@@ -512,7 +518,7 @@ def predictions_dtype(num_classes: int) -> type:
 
 def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe) -> dict[str, Any]:
     """Sidecar of a pruned model: its parent's data/architecture keys plus what made it."""
-    out = {k: meta[k] for k in CARRIED_META}
+    out = {k: meta[k] for k in CARRIED_META if k in meta}
     return out | {"recipe": recipe, "parent_weight_decay": meta.get("parent_weight_decay",
                                                                    meta["weight_decay"]),
                   "method": job.args.method, "epochs": recipe.epochs, "job_id": job.id}
@@ -544,8 +550,7 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
     if k == 0:
         state = {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
     else:
-        train, val = _train_val(p.dataset, p.n_val, p.split_seed, ctx.data_dir,
-                                ctx.device)
+        train, val = _train_val(vars(p), ctx.data_dir, ctx.device)
 
         def stop(s_: int, _t: int, _i: dict[str, Any]) -> None:
             if step:
@@ -581,8 +586,7 @@ def _prepare_lth_level(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob
                            prune_biases=p.prune_biases)
     with arts.reading(ctx.parent(p.rewind)["rewind"]) as (path,):
         model.load_state_dict(load_file(str(path), device=ctx.device))
-    train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
-                            ctx.data_dir, ctx.device)
+    train, val = _train_val(meta, ctx.data_dir, ctx.device)
     recipe = p.recipe
     new_meta = _pruned_meta(meta, job, recipe) | {"level": level, "pruning": mres.summary()}
     return _FitJob(job, model, train, val, recipe, derive_seed(p.seed, f"imp/level{level}"),
@@ -595,12 +599,11 @@ def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJo
     then fine-tuned without masks and saved with its widths (``structured_meta``)."""
     p = job.args
     model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
-    train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
-                            ctx.data_dir, ctx.device)
+    train, val = _train_val(meta, ctx.data_dir, ctx.device)
     chip = {} if p.chip_images is None else {"n_images": p.chip_images}  # CHIP jobs only
     res = structured_prune_model(model, p.method, p.ratio, images=train,
-                                 seed=derive_seed(p.seed, "chip"), scope=p.scope, config=p.config,
-                                 **chip)
+                                 seed=derive_seed(p.seed, "chip"), scope=p.scope,
+                                 config=p.config, **chip)
     recipe = p.recipe
     new_meta = structured_meta(res, p.method, _pruned_meta(meta, job, recipe))
     summary = res.summary()
