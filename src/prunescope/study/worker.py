@@ -407,20 +407,20 @@ class _FitJob:
 
 def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
     """Build the seeded model of a ``train`` job and its training/validation sets."""
-    p = job.params
-    train, val = _train_val(p, ctx.data_dir, ctx.device)
-    inf = info(p["dataset"])
+    p = job.args
+    train, val = _train_val(vars(p), ctx.data_dir, ctx.device)
+    inf = info(p.dataset)
     h, _, c = inf.shape_hwc
-    model = build_model(p["arch"], inf.num_classes, c, seed=p["seed"], image_size=h)
-    recipe = Recipe.from_dict(p["recipe"])
-    meta = {"arch": p["arch"], "num_classes": inf.num_classes, "in_channels": c,
-            "image_size": h, "dataset": p["dataset"], "n_val": p["n_val"],
-            "split_seed": p["split_seed"], "recipe": recipe, "seed": p["seed"],
+    model = build_model(p.arch, inf.num_classes, c, seed=p.seed, image_size=h)
+    recipe = p.recipe
+    meta = {"arch": p.arch, "num_classes": inf.num_classes, "in_channels": c,
+            "image_size": h, "dataset": p.dataset, "n_val": p.n_val,
+            "split_seed": p.split_seed, "recipe": recipe, "seed": p.seed,
             "epochs": recipe.epochs, "job_id": job.id}
-    if "imbalance" in p:
-        meta["imbalance"] = p["imbalance"]
+    if p.imbalance is not None:
+        meta["imbalance"] = p.imbalance
     counts = torch.bincount(train.y, minlength=inf.num_classes).tolist()
-    return _FitJob(job, model.to(ctx.device), train, val, recipe, p["seed"], None, meta,
+    return _FitJob(job, model.to(ctx.device), train, val, recipe, p.seed, None, meta,
                    details={"train_counts": counts})
 
 
@@ -438,12 +438,12 @@ def _finish(fj: _FitJob, fit_res: Any, arts: Artifacts) -> JobResult:
 
 def _gradients(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
                ) -> JobResult:
-    p = job.params
-    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
+    p = job.args
+    model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
     train, _ = _train_val(meta, ctx.data_dir, ctx.device)
-    kw: dict[str, Any] = {"mode": p["mode"]}
-    if p["mode"] != "full":
-        kw |= {"n_batches": p.get("n_batches"), "batch_size": p["batch_size"], "seed": p["seed"]}
+    kw: dict[str, Any] = {"mode": p.mode}
+    if p.mode != "full":
+        kw |= {"n_batches": p.n_batches, "batch_size": p.batch_size, "seed": p.seed}
     grads = data_gradients(model, train, **kw)
     name = f"{job.id}.safetensors"
     with arts.writing(job.kind) as tmp:
@@ -457,21 +457,21 @@ def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _F
     """Load the dense parent, prune it one-shot (SPEC 3); fine-tuning then holds the masks."""
 
 
-    p = job.params
-    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
+    p = job.args
+    model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
     grads = None
-    if "gradients" in p:
-        url = ctx.parent(p["gradients"])["gradients"]
+    if p.gradients is not None:
+        url = ctx.parent(p.gradients)["gradients"]
         with arts.reading(url) as (path,):
             grads = load_file(str(path), device=ctx.device)
-    mres = prune_model(model, p["method"], p["ratio"], grads=grads,
-                       seed=derive_seed(p["seed"], "rp"), scope=p["scope"], meta=meta,
-                       prune_classifier=p.get("prune_classifier", False),
-                       prune_biases=p.get("prune_biases", False))
+    mres = prune_model(model, p.method, p.ratio, grads=grads,
+                       seed=derive_seed(p.seed, "rp"), scope=p.scope, meta=meta,
+                       prune_classifier=p.prune_classifier,
+                       prune_biases=p.prune_biases)
     train, val = _train_val(meta, ctx.data_dir, ctx.device)
-    recipe = Recipe.from_dict(p["recipe"])
+    recipe = p.recipe
     new_meta = _pruned_meta(meta, job, recipe) | {"pruning": mres.summary()}
-    return _FitJob(job, model, train, val, recipe, derive_seed(p["seed"], "finetune"),
+    return _FitJob(job, model, train, val, recipe, derive_seed(p.seed, "finetune"),
                    mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
                    densities=mres.densities)
 
@@ -482,10 +482,10 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
     and the per-image predicted classes (``uint8``/``int16`` ``(N_test,)`` in test-set order,
     :func:`predictions_dtype`) as artifact ``predictions`` = ``evaluate/<id>.npy``, from which
     :func:`prunescope.study.load_results` computes functional agreement (SPEC 2)."""
-    p = job.params
-    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
-    x, y = _test_arrays(arts, meta["dataset"], p.get("test_subset"), p.get("split_seed", 0),
-                        p["distribution"], p.get("corruption_seed", 0), ctx.data_dir)
+    p = job.args
+    model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
+    x, y = _test_arrays(arts, meta["dataset"], p.test_subset, p.split_seed or 0,
+                        p.distribution, p.corruption_seed or 0, ctx.data_dir)
     inf = info(meta["dataset"])
     images = DeviceImages(x, y, inf.mean, inf.std, ctx.device)
     n_cls = int(meta["num_classes"])
@@ -497,7 +497,7 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
     if step:
         step(1, 1)
     acc = float(np.trace(cm) / max(1, cm.sum()))
-    return JobResult(job.id, "done", confusion=cm, distribution=p["distribution"],
+    return JobResult(job.id, "done", confusion=cm, distribution=p.distribution,
                      artifacts={"predictions": arts.url(f"{job.kind}/{name}")},
                      info={"accuracy": acc})
 
@@ -521,7 +521,7 @@ def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe) -> dict[str, An
     out = {k: meta[k] for k in CARRIED_META if k in meta}
     return out | {"recipe": recipe, "parent_weight_decay": meta.get("parent_weight_decay",
                                                                    meta["weight_decay"]),
-                  "method": job.params["method"], "epochs": recipe.epochs, "job_id": job.id}
+                  "method": job.args.method, "epochs": recipe.epochs, "job_id": job.id}
 
 
 class _RewindReached(Exception):
@@ -541,16 +541,16 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
     ``rewind_steps = 0``: the initialisation.
     Writes ``rewind/<id>.safetensors`` (``{name: tensor}`` of ``model.state_dict()``).
     """
-    p = job.params
-    k = int(p["rewind_steps"])
-    inf = info(p["dataset"])
+    p = job.args
+    k = p.rewind_steps
+    inf = info(p.dataset)
     h, _, c = inf.shape_hwc
-    model = build_model(p["arch"], inf.num_classes, c, seed=p["seed"], image_size=h)
+    model = build_model(p.arch, inf.num_classes, c, seed=p.seed, image_size=h)
     model = model.to(ctx.device)
     if k == 0:
         state = {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
     else:
-        train, val = _train_val(p, ctx.data_dir, ctx.device)
+        train, val = _train_val(vars(p), ctx.data_dir, ctx.device)
 
         def stop(s_: int, _t: int, _i: dict[str, Any]) -> None:
             if step:
@@ -560,7 +560,7 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
 
         cap = RewindCapture(model, k, then=stop)
         try:
-            fit(model, train, val, Recipe.from_dict(p["recipe"]), p["seed"], progress=cap)
+            fit(model, train, val, p.recipe, p.seed, progress=cap)
         except _RewindReached:
             pass
         if cap.state is None:
@@ -577,19 +577,19 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
 def _prepare_lth_level(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
     """One LTH level: mask from the previous level's trained weights (a subset of its mask),
     rewind to the early state, then retraining holds the mask (``fit(masks=...)``)."""
-    p = job.params
-    level = int(p["level"])
-    model, meta, prev_masks = _load_parent(ctx, p["parent"], ctx.device)
+    p = job.args
+    level = p.level
+    model, meta, prev_masks = _load_parent(ctx, p.parent, ctx.device)
     mres = imp_level_masks(model, level, prev_masks or None,
-                           prune_fraction=p["prune_fraction"], scope=p["scope"],
-                           prune_classifier=p.get("prune_classifier", False),
-                           prune_biases=p.get("prune_biases", False))
-    with arts.reading(ctx.parent(p["rewind"])["rewind"]) as (path,):
+                           prune_fraction=p.prune_fraction, scope=p.scope,
+                           prune_classifier=p.prune_classifier,
+                           prune_biases=p.prune_biases)
+    with arts.reading(ctx.parent(p.rewind)["rewind"]) as (path,):
         model.load_state_dict(load_file(str(path), device=ctx.device))
     train, val = _train_val(meta, ctx.data_dir, ctx.device)
-    recipe = Recipe.from_dict(p["recipe"])
+    recipe = p.recipe
     new_meta = _pruned_meta(meta, job, recipe) | {"level": level, "pruning": mres.summary()}
-    return _FitJob(job, model, train, val, recipe, derive_seed(p["seed"], f"imp/level{level}"),
+    return _FitJob(job, model, train, val, recipe, derive_seed(p.seed, f"imp/level{level}"),
                    mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
                    densities=mres.densities, details={"level": level})
 
@@ -597,18 +597,18 @@ def _prepare_lth_level(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob
 def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
     """Remove channels (``l1-filter`` or ``chip``) from the dense parent; the smaller network is
     then fine-tuned without masks and saved with its widths (``structured_meta``)."""
-    p = job.params
-    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
+    p = job.args
+    model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
     train, val = _train_val(meta, ctx.data_dir, ctx.device)
-    res = structured_prune_model(model, p["method"], p["ratio"], images=train,
-                                 n_images=p.get("chip_images", 256),
-                                 seed=derive_seed(p["seed"], "chip"), scope=p["scope"],
-                                 config=p.get("config", "uniform"))
-    recipe = Recipe.from_dict(p["recipe"])
-    new_meta = structured_meta(res, p["method"], _pruned_meta(meta, job, recipe))
+    chip = {} if p.chip_images is None else {"n_images": p.chip_images}  # CHIP jobs only
+    res = structured_prune_model(model, p.method, p.ratio, images=train,
+                                 seed=derive_seed(p.seed, "chip"), scope=p.scope,
+                                 config=p.config, **chip)
+    recipe = p.recipe
+    new_meta = structured_meta(res, p.method, _pruned_meta(meta, job, recipe))
     summary = res.summary()
     return _FitJob(job, res.model.to(ctx.device), train, val, recipe,
-                   derive_seed(p["seed"], "finetune"), None, new_meta,
+                   derive_seed(p.seed, "finetune"), None, new_meta,
                    achieved_ratio=res.achieved_ratio,
                    details={"structured": {"widths": summary["widths"],
                                            "config": summary["config"],
