@@ -77,8 +77,8 @@ epochs = 6
     ("[train]\nnesterov = 1", "train.nesterov", "bool"),
     ("[train]\nmomentum = 1.5", "train", "momentum"),
     ("[train]\nschedule = [[0.5]]", "train.schedule", "[epochs, lr]"),
-    ("[executor]\npack_size = 0", "executor.pack_size", ">= 1"),
-    ("[executor]\nworkers = 0", "executor.workers", ">= 1"),
+    ("[executor]\npack_size = 0", "executor.pack_size", "from 1 to"),
+    ("[executor]\nworkers = 0", "executor.workers", "from 1 to"),
     ("[executor]\npack_size = 'big'", "executor.pack_size", "auto"),
     ("[executor]\ngpus_per_pack = 1.5", "executor.gpus_per_pack", "fraction"),
     ("[executor]\ndeterministic = 'yes'", "executor.deterministic", '"auto"'),
@@ -103,7 +103,7 @@ def test_invalid_values_name_key_and_allowed(tmp_path, extra, key, words):
 
 
 @pytest.mark.parametrize("replace, key, words", [
-    ('models = 2', 'models = 0', ">= 1"),
+    ('models = 2', 'models = 0', "from 1 to"),
     ('ratios = [4, 2]', 'ratios = [4, 1]', "> 1"),
     ('ratios = [4, 2]', 'ratios = [4, "2"]', "> 1"),
     ('methods = ["mp", "up"]', 'methods = ["magnitude"]', "mp, gp, up, rp, lth, l1-filter, chip"),
