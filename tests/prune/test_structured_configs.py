@@ -49,11 +49,17 @@ def resnet56():
 
 
 def random_scores(model, seed):
-    """Scores in a random order per group (streams included), so that no accident of L1 norms
-    keeps the channels a shortcut carries."""
+    """Scores in a random order per group (streams included), except that the channels the
+    shortcut from the previous stage carries into a stream score lowest: a selection by score
+    alone would drop them."""
     gen = torch.Generator().manual_seed(seed)
-    return {g.name: torch.rand(g.channels, generator=gen, dtype=torch.float64)
-            for g in channel_groups(model, streams=True)}
+    groups = channel_groups(model, streams=True)
+    out = {g.name: torch.rand(g.channels, generator=gen, dtype=torch.float64) for g in groups}
+    for g in groups:
+        if g.shortcut is not None:
+            _, source, offset = g.shortcut
+            out[g.name][offset:offset + out[source].numel()] -= 1.0
+    return out
 
 
 def resnet56_params(streams, inner, num_classes=10):
