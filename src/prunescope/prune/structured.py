@@ -6,10 +6,12 @@ any other shape: the output channels of a *producer* convolution, the matching e
 BatchNorm that follows it (if any) and the matching input channels of its *consumers*.
 
 * CIFAR ResNets: one group per basic block, the block's inner channels (``conv1``/``bn1`` outputs,
-  ``conv2`` inputs). Block outputs, i.e. the residual stream with its option-A shortcuts, keep
-  their widths 16/32/64, so every addition still sees equal shapes; the stem ``conv1`` and each
-  block's ``conv2`` are never narrowed. This is the usual choice for CIFAR ResNets in the
-  L1-filter and CHIP papers. Group names: ``"layer2.3.conv1"``.
+  ``conv2`` inputs), named ``"layer2.3.conv1"``; with ``streams=True`` also one group per stage's
+  residual stream, named ``"layer2"`` (the stem for stage 1, every block's ``conv2``/``bn2``,
+  the ``conv1`` inputs reading it, the option-A shortcut into the next stage). The default
+  config ``"uniform"`` narrows the inner groups by one fraction; the named configs
+  (:data:`STRUCTURED_CONFIGS`: CHIP's and Li et al.'s published ResNet-56 settings) set per-group
+  widths, CHIP's including the streams of stages 1-2 (:func:`config_widths`).
 * LeNet-5: ``conv1`` (6 channels; consumer ``conv2``) and ``conv2`` (16 channels; consumer
   ``fc1``, 25 flattened inputs per channel on 28x28 images). The fully connected layers keep
   their widths.
@@ -23,7 +25,7 @@ BatchNorm that follows it (if any) and the matching input channels of its *consu
 
 **Removal** (:func:`structured_prune`): channels are ranked in a removal order and the shortest
 prefix whose parameter count gives the ratio closest to the requested one is removed.
-``scope="layer"`` (default, as in both papers: every group loses the same fraction) orders
+``scope="layer"`` (default: every group loses the same fraction) orders
 removals by the fraction of its group removed; ``scope="global"`` by score across groups. Every
 group keeps at least ``min_channels`` (default 1) channels; removing everything removable gives
 the largest reachable ratio. The ratio is SPEC 3's ``all parameters before / all parameters
