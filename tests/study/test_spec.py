@@ -233,7 +233,12 @@ def test_shipped_studies_are_valid():
     paper = load_spec(STUDIES / "paper.toml")
     assert paper.models == 30
     cells = {(c.dataset, c.arch): set(dict(c.methods)) for c in paper.cells}
-    assert cells[("mnist", "lenet5")] == cells[("fashion-mnist", "lenet5")] == {"mp"}
+    lenet = {(c.dataset, c.arch): c for c in paper.cells if c.arch == "lenet5-shrinkbench"}
+    assert cells[("mnist", "lenet5-shrinkbench")] == cells[("fashion-mnist", "lenet5-shrinkbench")] \
+        == {"mp"}
+    # SPEC 3/4: ShrinkBench pruned the paper's LeNet's classifier, the ResNets' stay protected
+    assert all(c.prune_classifier for c in lenet.values())
+    assert not any(c.prune_classifier for c in paper.cells if c.arch.startswith("resnet"))
     for depth in (20, 32, 44, 110):
         assert cells[("cifar10", f"resnet{depth}")] == {"mp", "up"}
     assert cells[("cifar10", "resnet56")] == {"mp", "gp", "up", "rp"}

@@ -22,15 +22,15 @@ import torch
 
 from prunescope.data import expected, info
 from prunescope.data.corruptions import CORRUPTIONS, Distribution
-from prunescope.models import build_model
+from prunescope.data.imbalance import PROFILES, class_counts
+from prunescope.data.splits import val_quota
+from prunescope.models import ARCHS, LENET_ARCHS, build_model
 from prunescope.prune import UnreachableRatioError, count_parameters, keep_count, prunable
 from prunescope.train import Recipe
 from prunescope.train.pack import PackOptions
 
 #: datasets a study may name (SPEC 4)
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
-#: architectures a study may name (SPEC 4)
-ARCHS = ("lenet5", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 #: one-shot unstructured criteria (SPEC 3): prune_finetune jobs
 ONE_SHOT_METHODS = ("mp", "gp", "up", "rp")
 #: iterative magnitude pruning with weight rewinding (SPEC 3, last bullet): rewind + lth_level jobs
@@ -51,13 +51,16 @@ _TOP_KEYS = {
     "name", "seed", "models", "datasets", "architectures", "methods", "ratios", "scope",
     "distributions", "output", "artifacts", "device", "n_val", "test_subset", "split_seed",
     "corruption_seed", "gradients", "train", "finetune", "executor", "grid",
-    "prune_classifier", "prune_biases", "lth", "structured",
+    "prune_classifier", "prune_biases", "lth", "structured", "imbalance",
 }
 _LTH_KEYS = {"rewind_steps", "prune_fraction", "retrain"}
 _STRUCTURED_KEYS = {"chip_images", "scope", "config"}
 #: recipes an LTH level may retrain with (``[lth] retrain``)
 LTH_RETRAIN = ("finetune", "train")
-_GRID_KEYS = {"datasets", "architectures", "methods", "ratios"}
+_GRID_KEYS = {"datasets", "architectures", "methods", "ratios", "imbalance"}
+#: keys a ``[[grid]]`` entry may set to override the study-wide value for its cells
+_CELL_FLAG_KEYS = ("prune_classifier", "prune_biases")
+_IMBALANCE_KEYS = {"ratio", "profile", "seed"}
 _GRADIENT_KEYS = {"mode", "n_batches"}
 _EXECUTOR_KEYS = {"pack_size", "workers", "gpus_per_pack", "cpus_per_pack", "threads",
                   "deterministic", "pack_options"}
@@ -71,18 +74,55 @@ class SpecError(ValueError):
 
 
 @dataclass(frozen=True)
+class ImbalanceSpec:
+    """A long-tailed training split (``[imbalance]``, or ``imbalance = {...}`` in a grid entry):
+    :func:`prunescope.data.imbalance.class_counts` with ``ratio`` (largest / smallest class
+    count, > 1) and ``profile`` (``exponential`` or ``step``); ``seed`` draws which images each
+    class keeps. The validation hold-out is drawn from the imbalanced split; test sets stay
+    balanced. A ratio of 1 in the file means the balanced split (no ImbalanceSpec)."""
+
+    ratio: float
+    profile: str = "exponential"
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        """Suffix of the dataset label in results: ``lt<ratio>`` (exponential) or
+        ``step<ratio>``, e.g. ``fashion-mnist-lt10``."""
+        return f"{'lt' if self.profile == 'exponential' else 'step'}{self.ratio:g}"
+
+    def counts(self, dataset: str) -> tuple[int, ...]:
+        """Images per class of the imbalanced training split of ``dataset`` (before the
+        validation hold-out), from the registry's class counts."""
+        avail = expected(dataset).counts["train"]
+        return tuple(int(c) for c in class_counts(avail, self.ratio, self.profile))
+
+
+@dataclass(frozen=True)
 class Cell:
-    """One (dataset, architecture) cell of the grid and the pruning it receives.
+    """One (dataset, architecture, training split) cell of the grid and the pruning it receives.
 
     Attributes:
         dataset, arch: names from :data:`DATASETS`, :data:`ARCHS`.
         methods: ``((method, (ratio, ...)), ...)``, methods in :data:`METHODS` order, ratios
             ascending compression ratios > 1 (SPEC 3).
+        prune_classifier, prune_biases: the prunable set of this cell's unstructured pruning
+            (SPEC 3): the ``[[grid]]`` entry's value, else the study-wide one.
+        imbalance: the long-tailed training split, ``None`` for the full (balanced) one.
     """
 
     dataset: str
     arch: str
     methods: tuple[tuple[str, tuple[float, ...]], ...]
+    prune_classifier: bool = False
+    prune_biases: bool = False
+    imbalance: ImbalanceSpec | None = None
+
+    @property
+    def label(self) -> str:
+        """The dataset label of this cell's results: ``dataset``, or ``dataset-<imbalance
+        label>`` for a long-tailed training split (e.g. ``mnist-lt100``)."""
+        return self.dataset if self.imbalance is None else f"{self.dataset}-{self.imbalance.label}"
 
 
 @dataclass(frozen=True)
@@ -190,7 +230,9 @@ class StudySpec:
         models: number of independently trained models (seeds) per cell.
         cells: the grid, one :class:`Cell` per (dataset, arch), in the file's order.
         scope: mask scope, ``global`` or ``layer`` (SPEC 3).
-        prune_classifier, prune_biases: widen the prunable set (SPEC 3; both off by default).
+        prune_classifier, prune_biases: study-wide default of the prunable set (SPEC 3; both off
+            by default); a ``[[grid]]`` entry may override them, so read them from the
+            :class:`Cell`.
         distributions: test distributions every model is evaluated on (``nominal`` first).
         gradients: gradient mode of GP/UP.
         train_overrides, finetune_overrides: ``((key, value), ...)`` applied on top of the
@@ -352,7 +394,8 @@ def parse_spec(
 
     top_methods = v.methods(raw, "methods", default=None)
     top_ratios = v.ratios(raw, "ratios", default=None)
-    cells = _cells(v, raw, top_methods, top_ratios)
+    top_imbalance = _imbalance(v, raw, "", None)
+    cells = _cells(v, raw, top_methods, top_ratios, prune_classifier, prune_biases, top_imbalance)
 
     gtab = v.get(raw, "gradients", dict, default={})
     v.keys(gtab, _GRADIENT_KEYS, "gradients.")
@@ -457,10 +500,16 @@ def parse_spec(
                 spec.recipe(arch, phase)
             except ValueError as e:
                 raise SpecError(f"{where}: the [{phase}] recipe of {arch} is invalid: {e}") from e
-    for dataset in sorted({c.dataset for c in cells}):
-        n_train = sum(expected(dataset).counts["train"])
+    for cell in cells:
+        counts = (cell.imbalance.counts(cell.dataset) if cell.imbalance is not None
+                  else expected(cell.dataset).counts["train"])
+        n_train = sum(counts)
+        split = f"the {'imbalanced ' if cell.imbalance else ''}training split of {cell.label}"
         if n_val >= n_train:
-            v.fail("n_val", n_val, f"fewer than the {n_train} training images of {dataset}")
+            v.fail("n_val", n_val, f"fewer than the {n_train} images of {split}")
+        if (val_quota(counts, n_val) >= counts).any():
+            v.fail("n_val", n_val, f"a hold-out that leaves every class of {split} at least one "
+                   f"training image (its class counts: {list(counts)})")
     _check_ratios(v, spec)
     return spec
 
@@ -478,7 +527,7 @@ def lth_schedule(spec: StudySpec, cell: Cell) -> list[float]:
     if not ratios:
         return []
     return list(_imp_schedule(cell.dataset, cell.arch, float(max(ratios)),
-                              spec.lth.prune_fraction, spec.prune_classifier, spec.prune_biases))
+                              spec.lth.prune_fraction, cell.prune_classifier, cell.prune_biases))
 
 
 @functools.lru_cache(maxsize=64)
@@ -511,7 +560,7 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
         if unstructured:
             top = max(unstructured)
             n_prunable = sum(p.numel() for p in prunable(
-                model, prune_classifier=spec.prune_classifier, prune_biases=spec.prune_biases
+                model, prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases
             ).values())
             try:
                 keep_count(count_parameters(model), n_prunable, top)
@@ -580,13 +629,37 @@ def structured_max_ratio(model: Any, config: str = "uniform") -> float:
 
 
 # ---- grid -----------------------------------------------------------------------------------
+def _imbalance(v: _Validator, tab: dict[str, Any], prefix: str,
+               default: ImbalanceSpec | None) -> ImbalanceSpec | None:
+    """The ``imbalance`` table of ``tab`` (``default`` when absent; ``None`` for ratio 1)."""
+    if "imbalance" not in tab:
+        return default
+    key = f"{prefix}imbalance"
+    itab = v.get(tab, "imbalance", dict, prefix=prefix)
+    v.keys(itab, _IMBALANCE_KEYS, key + ".")
+    ratio = v.get(itab, "ratio", float, required=True, prefix=key + ".")
+    if not (math.isfinite(ratio) and ratio >= 1):
+        v.fail(f"{key}.ratio", ratio, "a finite ratio >= 1 of the largest to the smallest class "
+               "count (1 = the balanced split)")
+    profile = v.choice(itab, "profile", PROFILES, default="exponential", prefix=key + ".")
+    seed = v.get(itab, "seed", int, default=0, prefix=key + ".")
+    if seed < 0:
+        v.fail(f"{key}.seed", seed, "an integer >= 0")
+    return None if ratio == 1 else ImbalanceSpec(float(ratio), profile, seed)
+
+
 def _cells(
     v: _Validator,
     raw: dict[str, Any],
     top_methods: tuple[str, ...] | None,
     top_ratios: tuple[float, ...] | None,
+    prune_classifier: bool,
+    prune_biases: bool,
+    top_imbalance: ImbalanceSpec | None = None,
 ) -> tuple[Cell, ...]:
-    """Expand the top-level grid or the ``[[grid]]`` entries into merged cells."""
+    """Expand the top-level grid or the ``[[grid]]`` entries into merged cells; an entry's
+    ``prune_classifier``/``prune_biases`` override the study-wide values for its cells (two
+    entries naming one cell must agree on them)."""
     entries: list[tuple[str, dict[str, Any]]]
     if "grid" in raw:
         for key in ("datasets", "architectures"):
@@ -600,10 +673,15 @@ def _cells(
     else:
         entries = [("", {k: raw[k] for k in _GRID_KEYS if k in raw})]
 
-    merged: dict[tuple[str, str], dict[str, set[float]]] = {}
+    merged: dict[tuple[str, str, ImbalanceSpec | None], dict[str, set[float]]] = {}
+    flags: dict[tuple[str, str, ImbalanceSpec | None], tuple[tuple[bool, bool], str]] = {}
     for prefix, entry in entries:
         if prefix:
-            v.keys(entry, _GRID_KEYS, prefix)
+            v.keys(entry, _GRID_KEYS | set(_CELL_FLAG_KEYS), prefix)
+        cell_flags = (v.get(entry, "prune_classifier", bool, default=prune_classifier,
+                            prefix=prefix),
+                      v.get(entry, "prune_biases", bool, default=prune_biases, prefix=prefix))
+        imbalance = _imbalance(v, entry, prefix, top_imbalance) if prefix else top_imbalance
         datasets = v.names(entry, "datasets", DATASETS, prefix)
         archs = v.names(entry, "architectures", ARCHS, prefix)
         methods = v.methods(entry, "methods", default=top_methods, prefix=prefix)
@@ -616,15 +694,29 @@ def _cells(
                    "top level)")
         for d in datasets:
             for a in archs:
-                if a == "lenet5" and d.startswith("cifar") or a != "lenet5" and "mnist" in d:
+                lenet = a in LENET_ARCHS
+                if lenet and d.startswith("cifar") or not lenet and "mnist" in d:
                     v.fail(f"{prefix}architectures", a, f"an architecture that fits {d}: "
-                           + ("resnet*" if d.startswith("cifar") else "lenet5"))
-                cell = merged.setdefault((d, a), {})
+                           + ("resnet*" if d.startswith("cifar") else ", ".join(LENET_ARCHS)))
+                if imbalance is not None:
+                    n_max = min(expected(d).counts["train"])
+                    if imbalance.ratio > n_max:
+                        v.fail(f"{prefix}imbalance.ratio", imbalance.ratio, f"at most {n_max} on "
+                               f"{d} (its smallest class has {n_max} training images)")
+                key = (d, a, imbalance)
+                before, where = flags.setdefault(key, (cell_flags, prefix))
+                if before != cell_flags:
+                    v.fail(f"{prefix}prune_classifier", cell_flags[0],
+                           f"the prune_classifier/prune_biases of the other entry naming {a} on "
+                           f"{d} ({where.rstrip('.') or 'top level'}: {before[0]}/{before[1]}); "
+                           "one cell has one prunable set")
+                cell = merged.setdefault(key, {})
                 for m in methods or ():
                     cell.setdefault(m, set()).update(ratios or ())
     return tuple(
-        Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in METHODS if m in ms))
-        for (d, a), ms in merged.items()
+        Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in METHODS if m in ms),
+             *flags[(d, a, imb)][0], imbalance=imb)
+        for (d, a, imb), ms in merged.items()
     )
 
 
