@@ -51,11 +51,13 @@ CAPTIONS = {
     "acc": "Mean test accuracy (solid, left axis) and mean slope α (dashed, right axis) against "
            "the compression ratio, each with ±1 standard error over models: how accuracy loss and "
            "the widening of class gaps grow together.",
-    "potential": "Largest tested compression ratio at which a pruned model's error on each test "
-                 "distribution stays within δ of its dense parent's error on the same "
-                 "distribution (mean over models with 99 % CI; 1 = only the dense model "
-                 "qualifies): a distribution whose potential is below the nominal one is where "
-                 "pruning costs more robustness than test accuracy shows.",
+    "potential": "Prune potential as Lost in Pruning reports it: the fraction of parameters "
+                 "removed, 1 − 1/t, at the largest tested compression ratio t (the ratio the "
+                 "pruned model achieved) at which its error on each test distribution stays "
+                 "within δ of its dense parent's error on the same distribution; mean over "
+                 "models with 99 % CI, the ratio t on the right axis (0 % = only the dense "
+                 "model qualifies): a distribution whose potential is below the nominal one is "
+                 "where pruning costs more robustness than test accuracy shows.",
     "agreement": "Functional agreement: the fraction of test images on which the pruned model "
                  "predicts the same class as its dense parent on the same test distribution "
                  "(mean over models with 99 % t-interval; 100 % at 1x by definition): accuracy "
@@ -326,6 +328,31 @@ def _alpha_sections(an: Analysis, out: Path, groups: list[Group]) -> list[Sectio
     return [scatter, box, cis, acc]
 
 
+def potential_summary(potential: pd.DataFrame) -> pd.DataFrame:
+    """Prune potential per (dataset, arch, method, distribution) as Lost in Pruning reports it.
+
+    Args:
+        potential: ``metrics.prune_potential`` output (``removed_pct``, ``potential``: one row
+            per model's curve).
+
+    Returns:
+        ``stats.mean_ci`` of ``removed_pct`` (percent of parameters removed, 99 % t-interval;
+        ``mean``, ``ci_low``, ``ci_high``, ...) with ``t`` = 1 / (1 - mean / 100) (the ratio
+        removing the mean fraction: the harmonic mean of the models' potentials), ``t_ci_low``
+        and ``t_ci_high`` (the interval mapped the same way, monotone) and ``mean_t`` (the plain
+        mean of the potentials, for comparison).
+    """
+    keys = ["dataset", "arch", "method", "distribution"]
+    out = _mean_ci(potential, "removed_pct", keys, null=0.0)
+    to_t = lambda pct: 1.0 / (1.0 - np.asarray(pct, np.float64) / 100.0)  # noqa: E731
+    with np.errstate(divide="ignore"):
+        out["t"] = to_t(out["mean"])
+        out["t_ci_low"] = to_t(np.maximum(out["ci_low"], 0.0))
+        out["t_ci_high"] = to_t(np.minimum(out["ci_high"], 100.0))
+    mean_t = potential.groupby(keys, sort=True, dropna=False)["potential"].mean().rename("mean_t")
+    return out.merge(mean_t.reset_index(), on=keys, how="left")
+
+
 def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
                    an: Analysis) -> Section:
     """Prune potential, error, excess error and alpha per test distribution (``an``: the
@@ -338,14 +365,15 @@ def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
                            "to get prune potential and error-vs-ratio per distribution.")
         return sec
     # a pruning level is a function of the ratio: as a key it would cut error curves into points
-    frame = _drop_orphans(frame, sec.notices).drop(
-        columns=[c for c in (*VALUE_COLUMNS, "level") if c in frame])
+    frame = _drop_orphans(frame, sec.notices).drop(columns=[c for c in ("level",) if c in frame])
     errors = metrics.error_frame(frame)
+    # the prune potential is read at the achieved ratio; the other views at the requested one
     potential = metrics.prune_potential(errors, delta=delta)
-    pot_ci = _mean_ci(potential, "potential", ["dataset", "arch", "method", "distribution"],
-                      null=1.0)
+    pot_ci = potential_summary(potential)
+    frame = frame.drop(columns=[c for c in VALUE_COLUMNS if c in frame])
+    errors = errors.drop(columns=[c for c in VALUE_COLUMNS if c in errors])
     excess = metrics.excess_error(errors, nominal=nominal)
-    sec.intro = (f"Test distributions: {', '.join(dists)}. Tolerance δ = {100 * delta:g} "
+    sec.intro = (f"Test distributions: {', '.join(dists)}. Tolerance δ = {delta:g} "
                  "percentage points.")
     fig_dir = out / "figures"
     for (dataset, arch), sub in pot_ci.groupby(["dataset", "arch"], sort=True):
@@ -360,13 +388,21 @@ def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
                     title)
     tdir = out / "tables"
     pot_tab = pot_ci[["dataset", "arch", "method", "distribution", "n", "mean", "ci_low",
-                      "ci_high"]].rename(columns={"mean": "mean potential", "ci_low": "99% CI low",
-                                                  "ci_high": "99% CI high"})
+                      "ci_high", "t", "t_ci_low", "t_ci_high", "mean_t"]].rename(columns={
+                          "mean": "removed (%)", "ci_low": "99% CI low (%)",
+                          "ci_high": "99% CI high (%)", "t_ci_low": "t 99% CI low",
+                          "t_ci_high": "t 99% CI high", "mean_t": "mean of t"})
     sec.tables.append(_table(pot_tab, tdir / "prune_potential",
                              "Prune potential per distribution",
-                             f"Mean over models of the largest tested ratio with error within "
-                             f"{100 * delta:g} points of the dense model, with 99 % CI.",
-                             "tab-prune-potential", digits=2))
+                             "Fraction of parameters removed, 1 − 1/t, at the largest tested "
+                             "ratio t (achieved by the pruned model) with error within "
+                             f"{delta:g} points of the dense model: mean over models with 99 % "
+                             "t-interval (as Lost in Pruning reports it); t = 1 / (1 − mean "
+                             "removed), the ratio that removes that mean fraction (the harmonic "
+                             "mean of the models' t), with the interval mapped the same way; "
+                             "mean of t for comparison only (a mean of ratios is dominated by "
+                             "large ones: {2, 50} has mean t 26 > 20 of {20, 20}, yet removes "
+                             "74 % < 95 %).", "tab-prune-potential", digits=2))
     if not excess.empty:
         keys = ["dataset", "arch", "method", "ratio", "distribution"]
         ex_ci = _mean_ci(excess, "excess_error", keys, null=0.0)
@@ -738,7 +774,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
         version: prunescope version stated as the producer (default: the installed one).
         jobs: the study's jobs frame with a ``status`` column, to list unfinished jobs.
         nominal: name of the unshifted test distribution.
-        delta: prune-potential tolerance, a fraction (0.005 = 0.5 percentage points).
+        delta: prune-potential tolerance in percentage points of error (default 0.5 = half a
+            point; ``metrics.check_delta``: 0 or 0.1 to 100, a fraction such as 0.005 is refused).
         agreement: functional agreement with the dense model, one row per pruned evaluation
             with ``dataset, arch, method, ratio, model, distribution`` and ``agreement`` (a
             fraction in [0, 1]; ``prunescope.study.StudyResults.agreement``): adds the
@@ -770,6 +807,7 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
     """
     _check_choice("correction", correction, stats.CORRECTIONS)
     _check_choice("families", families, stats.FAMILIES)
+    delta = metrics.check_delta(delta)
     _check_choice("ci_method", ci_method, stats.CI_METHODS)
     _check_frame(results_frame)
     out = Path(out_dir)
