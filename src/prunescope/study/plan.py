@@ -193,7 +193,9 @@ def make_plan(spec: StudySpec) -> Plan:
                 for dist in spec.distributions:
                     eparams: dict[str, Any] = {"parent": model_job.id, "distribution": dist}
                     if dist != "nominal":
-                        eparams["corruption_seed"] = spec.corruption_seed
+                        # quantize: how corrupted pixels become uint8 levels; truncation as the
+                        # published CIFAR-10-C since issue 13, so no rounded result is reused
+                        eparams |= {"corruption_seed": spec.corruption_seed, "quantize": "truncate"}
                     if spec.test_subset is not None:
                         eparams |= {"test_subset": spec.test_subset,
                                     "split_seed": spec.split_seed}

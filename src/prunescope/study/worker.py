@@ -302,16 +302,19 @@ def _train_val(dataset: str, n_val: int, split_seed: int, data_dir: str | None, 
 
 @functools.lru_cache(maxsize=8)
 def _test_arrays(dataset: str, subset: int | None, split_seed: int, distribution: str,
-                 corruption_seed: int, data_dir: str | None) -> tuple[torch.Tensor, np.ndarray]:
+                 corruption_seed: int, data_dir: str | None, quantize: str = "truncate"
+                 ) -> tuple[torch.Tensor, np.ndarray]:
     """``(x uint8 NHWC tensor, y int64)`` of the test split (or its seeded stratified
-    ``subset``), shifted to ``distribution``; cached per worker process, since every model of a
-    study is evaluated on the same images."""
+    ``subset``), shifted to ``distribution`` (pixel levels by ``quantize``, see
+    :func:`~prunescope.data.corruptions.corrupt`); cached per worker process, since every model
+    of a study is evaluated on the same images."""
 
     x, y = _split(dataset, "test", data_dir)
     if subset is not None and subset < len(y):
         _, idx = train_val_indices(y, subset, seed=split_seed)
         x, y = x[idx], y[idx]
-    return apply_distribution(torch.from_numpy(x), distribution, corruption_seed), y
+    return apply_distribution(torch.from_numpy(x), distribution, corruption_seed,
+                              quantize=quantize), y
 
 
 def _load_parent(ctx: WorkerContext, job_id: str, device: str):
@@ -436,7 +439,8 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
     p = job.params
     model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
     x, y = _test_arrays(meta["dataset"], p.get("test_subset"), p.get("split_seed", 0),
-                        p["distribution"], p.get("corruption_seed", 0), ctx.data_dir)
+                        p["distribution"], p.get("corruption_seed", 0), ctx.data_dir,
+                        p.get("quantize", "truncate"))
     inf = info(meta["dataset"])
     images = DeviceImages(x, y, inf.mean, inf.std, ctx.device)
     n_cls = int(meta["num_classes"])
