@@ -279,8 +279,8 @@ def test_lth_levels_stack_into_packs_and_structured_jobs_never_do(tmp_path):
 
 
 @pytest.mark.parametrize("name, counts", [
-    ("modern", {"train": 5, "rewind": 5, "prune_finetune": 15, "lth_level": 60,
-                "structured": 20, "evaluate": 100}),
+    ("modern", {"train": 5, "rewind": 5, "prune_finetune": 15, "lth_level": 55,
+                "structured": 20, "evaluate": 95}),
     ("paper-modern", {"train": 30, "rewind": 30, "prune_finetune": 150, "lth_level": 570,
                       "structured": 240, "evaluate": 990}),
 ])

@@ -225,6 +225,39 @@ def test_output_relative_to_spec_file_and_override(tmp_path):
         load_spec(f)
 
 
+def test_grid_entries_naming_one_cell_must_agree_on_its_prunable_set(tmp_path):
+    text = """
+name = "t"
+models = 1
+ratios = [2]
+[[grid]]
+datasets = ["mnist"]
+architectures = ["lenet5"]
+methods = ["mp"]
+[[grid]]
+datasets = ["mnist"]
+architectures = ["lenet5"]
+methods = ["rp"]
+prune_classifier = true
+"""
+    with pytest.raises(SpecError, match=r"grid\[1\]\.prune_classifier.*one prunable set"):
+        parse_spec(text, base_dir=tmp_path)
+    spec = parse_spec(text.replace('["mp"]', '["mp"]\nprune_classifier = true'), base_dir=tmp_path)
+    assert [(c.methods, c.prune_classifier) for c in spec.cells] == [
+        ((("mp", (2.0,)), ("rp", (2.0,))), True)]
+    with pytest.raises(SpecError, match=r"grid\[0\]\.prune_biases.*bool"):
+        parse_spec(text.replace('["mp"]', '["mp"]\nprune_biases = 1'), base_dir=tmp_path)
+
+
+def test_lenet5_shrinkbench_fits_mnist_only(tmp_path):
+    text = BASE.replace('["lenet5"]', '["lenet5-shrinkbench"]')
+    assert parse_spec(text, base_dir=tmp_path).cells[0].arch == "lenet5-shrinkbench"
+    assert (parse_spec(text, base_dir=tmp_path).recipe("lenet5-shrinkbench", "train")
+            == Recipe.paper_lenet())
+    with pytest.raises(SpecError, match="resnet"):
+        parse_spec(text.replace('"mnist"', '"cifar10"'), base_dir=tmp_path)
+
+
 def test_shipped_studies_are_valid():
     quick = load_spec(STUDIES / "quick.toml")
     assert quick.models >= 5 and quick.cells[0].dataset == "mnist"
