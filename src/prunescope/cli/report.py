@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from prunescope._console import console, styled
 from prunescope.cli._app import app
 # the choices of --correction and --ci-method (stats is pure NumPy/SciPy: --help still does not
 # import the report's plotting stack)
 from prunescope.stats import CI_METHODS, CORRECTIONS, FAMILIES
 
-_console = Console()
-_err = Console(stderr=True)
+_console = console()
+_err = console(stderr=True)
 
 
 @app.command("report")
@@ -44,6 +44,7 @@ def report_cmd(
     """Write the study's figures (PNG, PDF), tables (Markdown, CSV, LaTeX) and one
     self-contained report.html; works on unfinished studies (it lists what is missing)."""
     from prunescope.cli.study import study_results
+    from prunescope.study.results import load_exemplars, training_splits
     from prunescope.report import render_report
 
     correction, ci_method, families = correction.lower(), ci_method.lower(), families.lower()
@@ -59,9 +60,11 @@ def report_cmd(
     try:
         path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,
                              jobs=res.jobs, delta=delta, agreement=res.agreement,
-                             correction=correction, ci_method=ci_method, families=families)
+                             correction=correction, ci_method=ci_method, families=families,
+                             training_splits=training_splits(res.spec),
+                             exemplars=load_exemplars(res))
     except ValueError as e:
-        _err.print(f"[red]cannot render the report[/red]: {e}")
+        _err.print(styled("cannot render the report", "red", f": {e}"))
         raise typer.Exit(1) from e
     done = int((res.jobs["status"] == "done").sum())
     _console.print(f"report of study {res.spec.name} ({done}/{len(res.jobs)} jobs done): {path}")

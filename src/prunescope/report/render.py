@@ -17,9 +17,11 @@ from matplotlib.figure import Figure
 import prunescope
 from prunescope import analysis, metrics, stats
 from prunescope.analysis import Analysis, Shift, analyse
+from prunescope.metrics.underrepresented import Exemplars
 from prunescope.report import figures, tables
 from prunescope.report.html import FigureItem, Section, TableItem, build_page
 from prunescope.report.style import ordered, save_figure
+from prunescope.report.underrepresented import exemplar_section, longtail_section
 
 FACTORS = ("method", "arch", "dataset")
 #: Names of the interval methods of E[alpha] (``stats.CI_METHODS``) in captions.
@@ -532,7 +534,9 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
                   jobs: pd.DataFrame | None = None, nominal: str = metrics.NOMINAL,
                   delta: float = metrics.DEFAULT_DELTA,
                   agreement: pd.DataFrame | None = None, correction: str = "bonferroni",
-                  ci_method: str = "t", families: str = "column") -> Path:
+                  ci_method: str = "t", families: str = "column",
+                  training_splits: pd.DataFrame | None = None,
+                  exemplars: Exemplars | None = None) -> Path:
     """Write every figure (PNG + PDF), table (Markdown, CSV, LaTeX) and ``report.html``.
 
     Args:
@@ -562,6 +566,12 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
             level and per-distribution tables): ``"t"`` (SPEC 5 default, 99 % t-interval) or
             ``"bootstrap"`` (99 % BCa bootstrap, 9,999 resamples, seeded). The prune-potential,
             excess-error and agreement intervals stay t-intervals.
+        training_splits: the per-class training counts of every dataset label
+            (:func:`prunescope.study.results.training_splits`): adds the long-tail section when
+            a label has an imbalanced split. ``None``: no long-tail section.
+        exemplars: the study's pruning-identified exemplars
+            (:func:`prunescope.study.results.load_exemplars`): adds the PIE section, its
+            gallery and ``tables/pies.csv``. ``None``: no PIE section.
 
     Returns:
         Path of ``report.html``.
@@ -588,6 +598,10 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
                 _tables_section(an, out, correction, families), coverage]
     if agreement is not None:
         sections.insert(-2, _agreement_section(agreement, out, nominal))
+    extra = [longtail_section(an.paired, an.alphas, training_splits, out, correction)
+             if training_splits is not None else None,
+             exemplar_section(exemplars, an.paired, out) if exemplars is not None else None]
+    sections[-2:-2] = [s for s in extra if s is not None]
     page = build_page(study_name=study_name, version=version, spec_text=spec_text,
                       sections=sections, notices=[*cov_notices, *an.notices], root=out)
     path = out / "report.html"
