@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from report_synth import multi_method, synthetic_results
 
-from prunescope import metrics
+from prunescope import analysis, metrics
 from prunescope.report import render, render_report
 
 
@@ -27,7 +27,7 @@ def test_summary_orders_by_removed_fraction_where_mean_ratio_reverses():
     rows = (_curve(0, "a", [good, bad, bad, bad, bad]) + _curve(1, "a", [good] * 5)
             + _curve(0, "b", [good] * 4 + [bad]) + _curve(1, "b", [good] * 4 + [bad]))
     potential = metrics.prune_potential(pd.DataFrame(rows))
-    out = render.potential_summary(potential).set_index("distribution")
+    out = analysis.potential_summary(potential).set_index("distribution")
     assert out.loc["a", "mean"] == pytest.approx(74.0) and out.loc["b", "mean"] == pytest.approx(95.0)
     assert out.loc["a", "mean"] < out.loc["b", "mean"]
     assert out.loc["a", "mean_t"] == 26.0 and out.loc["b", "mean_t"] == 20.0
