@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 import torch
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from prunescope._console import console as make_console, styled, text_column
 from prunescope.audit import AuditResult, audit, audit_checkpoint
 from prunescope.cli._app import DataDirOpt, DeviceOpt, app
 from prunescope.train import Recipe
@@ -91,10 +92,10 @@ def audit_cmd(
 ) -> None:
     """Prune a trained model with each method at each ratio; print and write per-class recall
     changes, alpha, the worst-hit classes, prune potential and agreement, and report.html."""
-    console = Console()
+    console = make_console()
     kwargs = dict(methods=_csv(methods, str), ratios=_csv(ratios, float), seed=seed, out_dir=out,
                   distributions=_csv(distributions, str))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(text_column("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("pruning", total=len(kwargs["methods"]) * len(kwargs["ratios"]))
         kwargs["progress"] = lambda done, total, what: bar.update(task, completed=done, description=what)
@@ -111,7 +112,7 @@ def audit_cmd(
                 res = audit(_user_model(model, checkpoint, device), data / "train.npz", data / "test.npz",
                             finetune=recipe, weight_decay=weight_decay, **kwargs)
         except (FileNotFoundError, KeyError, ValueError, TypeError) as e:
-            console.print(f"[red]error:[/red] {e}")
+            console.print(styled("error:", "red", f" {e}"))
             raise typer.Exit(1) from e
     _print(console, res)
     out.mkdir(parents=True, exist_ok=True)

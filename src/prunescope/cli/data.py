@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
 from prunescope import data as D
+from prunescope._console import console as make_console, styled, text_column
 from prunescope.cli._app import DataDirOpt, app
 
 data_app = typer.Typer(help="Datasets: fetch verified copies into the local cache, list the cache.",
@@ -34,11 +34,11 @@ def fetch_cmd(
     force: Annotated[bool, typer.Option("--force", help="Fetch again even when already cached.")] = False,
 ) -> None:
     """Fetch datasets into the cache, verifying each before it is written."""
-    console = Console()
+    console = make_console()
     for name in names:
         if name not in D.names():
             raise typer.BadParameter(f"unknown dataset {name!r}; choose from {', '.join(D.names())}")
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+    with Progress(text_column("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=console, transient=True) as bars:
         tasks: dict[str, int] = {}
 
@@ -47,14 +47,15 @@ def fetch_cmd(
                 tasks[label] = bars.add_task(label, total=total)
             bars.update(tasks[label], completed=done, total=total)
 
-        progress = D.Progress(status=lambda line: console.print(f"[dim]{line}[/dim]"), bytes=on_bytes)
+        progress = D.Progress(status=lambda line: console.print(line, style="dim"), bytes=on_bytes)
         for name in names:
             try:
                 row = D.fetch(name, data_dir, source, force=force, progress=progress)
             except (D.FetchError, ValueError) as e:
-                console.print(f"[red]error:[/red] {e}")
+                console.print(styled("error:", "red", f" {e}"))
                 raise typer.Exit(1) from e
-            console.print(f"[green]{name}[/green]: cached at {row.path} ({_size(row.size_bytes)}, source {row.source})")
+            console.print(styled(name, "green", f": cached at {row.path} ({_size(row.size_bytes)}, "
+                                                 f"source {row.source})"))
 
 
 @data_app.command("list")
@@ -67,4 +68,4 @@ def list_cmd(data_dir: DataDirOpt = None) -> None:
         meta = D.info(row.name)
         table.add_row(row.name, "yes" if row.cached else "no", _size(row.size_bytes), row.source or "-",
                       str(meta.num_classes), "x".join(map(str, meta.shape_hwc)))
-    Console().print(table)
+    make_console().print(table)

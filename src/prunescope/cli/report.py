@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from prunescope._console import console, styled
 from prunescope.cli._app import app
 # the choices of --correction and --ci-method (stats is pure NumPy/SciPy: --help still does not
 # import the report's plotting stack)
-from prunescope.stats import CI_METHODS, CORRECTIONS
+from prunescope.stats import CI_METHODS, CORRECTIONS, FAMILIES
 
-_console = Console()
-_err = Console(stderr=True)
+_console = console()
+_err = console(stderr=True)
 
 
 @app.command("report")
@@ -27,7 +27,8 @@ def report_cmd(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="folder for the report (default: <study output>/report)")] = None,
     delta: Annotated[float, typer.Option(
-        "--delta", help="prune-potential tolerance in percentage points of error", min=0.0)] = 0.5,
+        "--delta", help="prune-potential tolerance in percentage points of error (0 or 0.1 "
+                        "to 100)", min=0.0)] = 0.5,
     correction: Annotated[str, typer.Option(
         "--correction", help="multiple-testing correction of the p-value tables within each "
                              f"family, one of: {', '.join(CORRECTIONS)} (Holm: step-down, never "
@@ -35,26 +36,35 @@ def report_cmd(
     ci_method: Annotated[str, typer.Option(
         "--ci-method", help=f"99 % intervals of E(alpha) per cell, one of: {', '.join(CI_METHODS)} "
                             "(bootstrap: BCa, 9,999 resamples, seeded)")] = "t",
+    families: Annotated[str, typer.Option(
+        "--families", help=f"correction families of the p-values, one of: {', '.join(FAMILIES)} "
+                           "(column: each column of a table, as the paper; table: a whole "
+                           "table)")] = "column",
 ) -> None:
     """Write the study's figures (PNG, PDF), tables (Markdown, CSV, LaTeX) and one
     self-contained report.html; works on unfinished studies (it lists what is missing)."""
     from prunescope.cli.study import study_results
+    from prunescope.study.results import load_exemplars, training_splits
     from prunescope.report import render_report
 
-    correction, ci_method = correction.lower(), ci_method.lower()
+    correction, ci_method, families = correction.lower(), ci_method.lower(), families.lower()
     if correction not in CORRECTIONS:
         raise typer.BadParameter(f"unknown correction {correction!r}; choose from {', '.join(CORRECTIONS)}")
     if ci_method not in CI_METHODS:
         raise typer.BadParameter(f"unknown interval method {ci_method!r}; choose from "
                                  f"{', '.join(CI_METHODS)}")
+    if families not in FAMILIES:
+        raise typer.BadParameter(f"unknown families {families!r}; choose from {', '.join(FAMILIES)}")
     res = study_results(study, output)
     target = out if out is not None else Path(res.out_dir) / "report"
     try:
         path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,
-                             jobs=res.jobs, delta=delta / 100.0, agreement=res.agreement,
-                             correction=correction, ci_method=ci_method)
+                             jobs=res.jobs, delta=delta, agreement=res.agreement,
+                             correction=correction, ci_method=ci_method, families=families,
+                             training_splits=training_splits(res.spec),
+                             exemplars=load_exemplars(res))
     except ValueError as e:
-        _err.print(f"[red]cannot render the report[/red]: {e}")
+        _err.print(styled("cannot render the report", "red", f": {e}"))
         raise typer.Exit(1) from e
     done = int((res.jobs["status"] == "done").sum())
     _console.print(f"report of study {res.spec.name} ({done}/{len(res.jobs)} jobs done): {path}")

@@ -1,21 +1,23 @@
-"""`prunescope plan | run | status | export STUDY`: thin wrappers over :mod:`prunescope.study`."""
+"""`prunescope plan | run | status | export | invalidate STUDY`: thin wrappers over
+:mod:`prunescope.study`. Expected errors (a missing or damaged store, a locked folder...) are
+reported by the root command group (:mod:`prunescope.cli._app`)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from prunescope._console import console, styled
 from prunescope.cli._app import app
 
 StudyArg = Annotated[Path, typer.Argument(help="the study's TOML file, e.g. studies/quick.toml")]
 OutputOpt = Annotated[Optional[str], typer.Option(
     "--output", help="output folder overriding the spec's `output` (relative to the cwd)")]
 
-_console = Console()
-_err = Console(stderr=True)
+_console = console()
+_err = console(stderr=True)
 
 
 def _spec(study: Path, output: str | None):
@@ -24,36 +26,38 @@ def _spec(study: Path, output: str | None):
     try:
         return load_spec(study, output=output)
     except SpecError as e:
-        _err.print(f"[red]invalid study spec[/red]: {e}")
+        _err.print(styled("invalid study spec", "red", f": {e}"))
         raise typer.Exit(2) from e
 
 
 def study_results(study: Path, output: str | None):
-    """``load_results`` of STUDY; a bad spec exits 2, a study never run exits 1, both saying so."""
+    """``load_results`` of STUDY; a bad spec exits 2, a study never run exits 1
+    (``StoreMissing``), both saying so."""
     from prunescope.study import SpecError, load_results
 
     try:
         return load_results(study, output=output)
     except SpecError as e:
-        _err.print(f"[red]invalid study spec[/red]: {e}")
+        _err.print(styled("invalid study spec", "red", f": {e}"))
         raise typer.Exit(2) from e
-    except FileNotFoundError as e:
-        _err.print(f"{e}\nRun the study first: prunescope run {study}")
-        raise typer.Exit(1) from e
 
 
 @app.command("plan")
 def plan_cmd(study: StudyArg, output: OutputOpt = None) -> None:
     """Print the job counts per phase and the estimated work, without running anything."""
     from prunescope.study import KINDS, Store, estimate_work, make_plan
+    from prunescope.study.store import StoreMissing
 
     spec = _spec(study, output)
     plan = make_plan(spec)
     work = estimate_work(plan)
     done: dict[str, int] = {}
-    if (Path(spec.output) / "study.sqlite").is_file():
-        with Store(spec.output, readonly=True) as store:
+    try:
+        with Store(spec.output, readonly=True, artifacts=spec.artifacts) as store:
             status = store.statuses()
+    except StoreMissing:  # not run yet
+        status = {}
+    if status:
         for j in plan.jobs:
             if status.get(j.id) == "done":
                 done[j.kind] = done.get(j.kind, 0) + 1
@@ -84,23 +88,20 @@ def run_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress display")] = False,
 ) -> None:
     """Run every job of the study that is not done yet (resumable: rerun after any kill)."""
-    from prunescope.study import StudyLocked, run_study
+    from prunescope.study import run_study
     from prunescope.study.progress import RichDisplay
 
     if executor not in ("local", "ray"):
-        _err.print(f"[red]--executor {executor!r} is unknown[/red]; use local or ray")
+        _err.print(styled(f"--executor {executor!r} is unknown", "red", "; use local or ray"))
         raise typer.Exit(2)
     spec = _spec(study, output)
     try:
         summary = run_study(spec, executor=executor, address=address,
                             retry_failed=retry_failed,
                             display=None if quiet else RichDisplay(_err))
-    except StudyLocked as e:
-        _err.print(f"[red]{e}[/red]")
-        raise typer.Exit(1) from e
     except KeyboardInterrupt:
-        _err.print("[yellow]interrupted[/yellow]: finished jobs are saved; run the same command "
-                   "again to resume")
+        _err.print(styled("interrupted", "yellow", ": finished jobs are saved; run the same "
+                          "command again to resume"))
         raise typer.Exit(130) from None
     _console.print(
         f"study {spec.name}: {summary.total} jobs, {summary.already_done} already done, "
@@ -160,7 +161,7 @@ def status_cmd(study: StudyArg, output: OutputOpt = None) -> None:
         what = f"{row['kind']} {row['arch']}/{row['dataset']} model {row['model']}"
         if row["kind"] != "train":
             what += f" {row['method']}@{row['ratio']:g}"
-        _console.print(f"[red]failed[/red] {what} [{row['id'][:12]}]:\n  {row['error']}")
+        _console.print(styled("failed", "red", f" {what} [{row['id'][:12]}]:\n  {row['error']}"))
 
 
 @app.command("export")
@@ -176,8 +177,33 @@ def export_cmd(
     from prunescope.study import export_results
 
     if format not in ("parquet", "csv"):
-        _err.print(f"[red]--format {format!r} is unknown[/red]; use parquet or csv")
+        _err.print(styled(f"--format {format!r} is unknown", "red", "; use parquet or csv"))
         raise typer.Exit(2)
     res = study_results(study, output)
     path = export_results(res, format, out)
     _console.print(f"wrote {len(res.frame)} rows to {path}")
+
+
+@app.command("invalidate")
+def invalidate_cmd(
+    study: StudyArg,
+    job_ids: Annotated[list[str], typer.Argument(
+        help="ids of the jobs to redo, or unique prefixes (the 12 characters `prunescope "
+             "status` and error messages show)")],
+    output: OutputOpt = None,
+) -> None:
+    """Forget the results of the given jobs and of every job that depends on them (e.g. after
+    a damaged artifact was reported), so that the next `prunescope run` recomputes exactly
+    those; every other result is kept."""
+    from prunescope.study import Store
+    from prunescope.study.run import study_lock
+
+    spec = _spec(study, output)
+    with study_lock(spec.output), Store(spec.output, artifacts=spec.artifacts) as store:
+        ids = [store.find(p) for p in job_ids]
+        kinds = dict(store.conn.execute("SELECT id, kind FROM jobs"))
+        reset = store.invalidate(ids)
+    given = ", ".join(f"{kinds[i]} {i[:12]}" for i in ids)
+    _console.print(f"reset {len(reset)} job(s) to pending: {given} and {len(reset) - len(ids)} "
+                   f"that depend on them; `prunescope run {study}` recomputes them",
+                   markup=False, highlight=False)

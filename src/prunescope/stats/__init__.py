@@ -6,6 +6,7 @@ from prunescope.stats.families import (
     DATASET_ARCHS,
     DATASET_ORDER,
     DATASET_PAIRS,
+    FAMILIES,
     LEVEL_ORDER,
     METHOD_ORDER,
     FamilyResult,
@@ -22,17 +23,13 @@ from prunescope.stats.tests import (
     TEST_COLUMNS,
     correct,
     correct_within,
-    independent_from_moments,
-    paired_from_moments,
-    t_pvalue,
     ttest,
 )
 
 __all__ = [
     "ALTERNATIVES", "ARCH_ORDER", "CELL_KEYS", "CI_COLUMNS", "CI_METHODS", "CORRECTIONS",
-    "DATASET_ARCHS", "DATASET_ORDER", "DATASET_PAIRS", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS",
+    "DATASET_ARCHS", "DATASET_ORDER", "DATASET_PAIRS", "FAMILIES", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS",
     "FamilyResult",
     "all_families", "arch_tests", "ci_label", "correct", "correct_within", "dataset_tests",
-    "independent_from_moments", "mean_ci", "method_tests", "mp_vs_up_tests", "paired_from_moments",
-    "ratio_tests", "t_interval", "t_pvalue", "ttest",
+    "mean_ci", "method_tests", "mp_vs_up_tests", "ratio_tests", "t_interval", "ttest",
 ]

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from prunescope.metrics import functional_agreement
-from prunescope.study.artifacts import read_bytes
+from prunescope.metrics.underrepresented import Exemplars
+from prunescope.study.artifacts import ArtifactDamaged, read_bytes, redo_hint
 from prunescope.study.plan import make_plan
 from prunescope.study.spec import StudySpec, load_spec
 from prunescope.study.store import Store
@@ -28,7 +29,7 @@ FRAME_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distribution", 
 #: columns of :attr:`StudyResults.jobs`
 JOB_COLUMNS = ("id", "kind", "dataset", "arch", "method", "ratio", "level", "model", "seed",
                "distribution", "status", "error", "attempts", "started", "finished", "wall_s",
-               "achieved_ratio", "artifacts", "info", "deps", "params")
+               "achieved_ratio", "artifacts", "checksums", "info", "deps", "params")
 #: columns of :attr:`StudyResults.agreement` (plus ``level`` in studies with ``lth``)
 AGREEMENT_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distribution",
                      "agreement")
@@ -62,7 +63,9 @@ class StudyResults:
             to reach, or the level's achieved ratio for levels in between
             (:func:`prunescope.study.plan.lth_ratio_labels`).
         jobs: one row per planned job, columns :data:`JOB_COLUMNS` (status ``pending`` for jobs
-            not in the store yet; ``artifacts``/``info``/``deps``/``params`` parsed from JSON;
+            not in the store yet; ``artifacts``/``checksums``/``info``/``deps``/``params`` parsed
+            from JSON, ``artifacts`` ``{name: path or URL}`` under the study's artifact root,
+            ``checksums`` ``{path or URL: sha256}`` of every file the job wrote;
             ``info`` holds ``cpu_s``, ``worker``, ``best_epoch``, ``history``, ``pack_size``...).
         spec: the validated spec; spec_text: the TOML text it came from.
         out_dir: the study's output folder.
@@ -111,7 +114,9 @@ def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None =
     plan = make_plan(spec)
     labels = pd.DataFrame({
         "id": [j.id for j in plan.jobs], "kind": [j.kind for j in plan.jobs],
-        "dataset": [j.dataset for j in plan.jobs], "arch": [j.arch for j in plan.jobs],
+        "dataset": [j.dataset if j.imbalance is None else f"{j.dataset}-{j.imbalance}"
+                    for j in plan.jobs],
+        "arch": [j.arch for j in plan.jobs],
         "method": [j.method for j in plan.jobs],
         "ratio": np.array([j.ratio for j in plan.jobs], dtype=np.float64),
         "model": np.array([j.model for j in plan.jobs], dtype=np.int64),
@@ -121,20 +126,21 @@ def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None =
                           dtype=np.float64),
         "parent": [j.params.get("parent") if j.kind == "evaluate" else None for j in plan.jobs],
     })
-    with Store(spec.output, readonly=True) as store:
+    with Store(spec.output, readonly=True, artifacts=spec.artifacts) as store:
         rows = store.jobs_frame()
         evals = store.evaluations_frame()
     rows = rows.drop(columns=["kind", "seed"])
     jobs = labels.merge(rows, on="id", how="left")
     jobs["status"] = jobs["status"].fillna("pending")
     jobs["attempts"] = jobs["attempts"].fillna(0).astype(np.int64)
-    for col in ("artifacts", "info", "deps", "params"):
+    for col in ("artifacts", "checksums", "info", "deps", "params"):
         jobs[col] = [json.loads(x) if isinstance(x, str) else None for x in jobs[col]]
     with_level = any(j.level is not None for j in plan.jobs)
     frame = _frame(jobs, evals, with_level=with_level)
     return StudyResults(frame=frame, jobs=jobs[list(JOB_COLUMNS)], spec=spec,
                         spec_text=spec.text, out_dir=spec.output,
-                        load_agreement=lambda: _agreement(jobs, with_level=with_level))
+                        load_agreement=lambda: _agreement(jobs, with_level=with_level,
+                                                          study=spec.path))
 
 
 def _frame(jobs: pd.DataFrame, evals: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
@@ -153,23 +159,39 @@ def _frame(jobs: pd.DataFrame, evals: pd.DataFrame, with_level: bool = False) ->
     return out.reset_index(drop=True)
 
 
-def read_predictions(url: str) -> np.ndarray:
+def read_predictions(url: str, expected: tuple[str, str] | None = None,
+                     study: str | None = None) -> np.ndarray:
     """Predicted classes of one evaluate job, int64 ``(N_test,)`` in test-set order, from its
-    ``predictions`` artifact (local path or fsspec URL)."""
-    arr = np.load(io.BytesIO(read_bytes(url)), allow_pickle=False)
+    ``predictions`` artifact (local path or fsspec URL).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ArtifactDamaged: its content differs from ``expected`` = ``(sha256, job id)``, or it is
+            not an integer ``(N,)`` ``.npy`` array (truncated, overwritten); the message names
+            the file and the commands that redo the job (``study``: the spec path in them).
+    """
+    data = read_bytes(url, expected, study)
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:
+        raise ArtifactDamaged(f"predictions artifact {url} cannot be read ({e})"
+                              + (f"; redo its job: {redo_hint(expected[1], study)}"
+                                 if expected else "")) from e
     if arr.ndim != 1 or arr.dtype.kind not in "iu":
-        raise ValueError(f"predictions artifact {url} holds a {arr.dtype} array of shape "
-                         f"{arr.shape}, expected integer (N_test,)")
+        raise ArtifactDamaged(f"predictions artifact {url} holds a {arr.dtype} array of shape "
+                              f"{arr.shape}, expected integer (N_test,)")
     return arr.astype(np.int64)
 
 
-def _agreement(jobs: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
+def _agreement(jobs: pd.DataFrame, with_level: bool = False, study: str | None = None
+               ) -> pd.DataFrame:
     """Functional agreement of every done pruned evaluation with the dense evaluation of the
     same (dataset, arch, model, distribution); see :attr:`StudyResults.agreement`.
 
     Each predictions file is read once; the pruned predictions sharing one dense partner are
-    compared as one ``(k, N_test)`` stack. Files recorded but missing are skipped with a
-    warning naming them (restore the artifacts folder to get their rows back)."""
+    compared as one ``(k, N_test)`` stack. Files recorded but missing, or damaged (checksum or
+    format, :func:`read_predictions`), are skipped with a warning naming them and the command
+    that redoes their job (``study``: the spec path in it)."""
     cols = list(AGREEMENT_COLUMNS[:-1]) + (["level"] if with_level else [])
     empty = pd.DataFrame({c: pd.Series(dtype=np.float64 if c in ("ratio", "level", "agreement")
                                        else np.int64 if c == "model" else object)
@@ -177,6 +199,10 @@ def _agreement(jobs: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
     ev = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")]
     urls = [a.get("predictions") if isinstance(a, dict) else None for a in ev["artifacts"]]
     ev = ev.assign(url=urls)
+    recorded = ev["checksums"] if "checksums" in ev else [None] * len(ev)
+    expected = {u: (sums[u], jid) for jid, u, sums in zip(ev["id"], urls, recorded)
+                if u is not None and isinstance(sums, dict) and u in sums}
+    writer = dict(zip(urls, ev["id"]))
     ev = ev[ev["url"].notna()]
     key = ["dataset", "arch", "model", "distribution"]
     dense = ev[ev["method"] == "dense"]
@@ -190,16 +216,22 @@ def _agreement(jobs: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
         return empty
     preds: dict[str, np.ndarray | None] = {}
     missing: list[str] = []
+    damaged: list[str] = []
     for u in pd.unique(pd.concat([pairs["url"], pairs["dense_url"]])):
         try:
-            preds[u] = read_predictions(u)
-        except FileNotFoundError:
+            preds[u] = read_predictions(u, expected.get(u), study)
+        except (FileNotFoundError, ArtifactDamaged) as e:
             preds[u] = None
-            missing.append(u)
-    if missing:
-        warnings.warn(f"{len(missing)} predictions artifact(s) are missing, their agreement "
-                      f"rows are left out: {missing[:3]}{' ...' if len(missing) > 3 else ''}",
-                      stacklevel=5)  # _agreement <- loader <- agreement <- cached_property <- caller
+            (missing if isinstance(e, FileNotFoundError) else damaged).append(u)
+    for what, bad in (("missing", missing), ("damaged", damaged)):
+        if bad:
+            # stacklevel: _agreement <- loader <- agreement <- cached_property <- caller
+            warnings.warn(
+                f"{len(bad)} predictions artifact(s) are {what}, their agreement rows are left "
+                f"out: {bad[:3]}{' ...' if len(bad) > 3 else ''}; redo their evaluations: "
+                f"`prunescope invalidate {study or 'STUDY.toml'} "
+                f"{' '.join(writer[u][:12] for u in bad)}`, then `prunescope run "
+                f"{study or 'STUDY.toml'}`", stacklevel=5)
     pairs = pairs[[preds[u] is not None and preds[d] is not None
                    for u, d in zip(pairs["url"], pairs["dense_url"])]]
     agree = pd.Series(np.nan, index=pairs.index, dtype=np.float64)
@@ -231,3 +263,131 @@ def export_results(results: StudyResults, fmt: str, out: str | os.PathLike[str] 
     else:
         results.frame.to_csv(path, index=False)
     return path
+
+
+def training_splits(spec: StudySpec) -> pd.DataFrame:
+    """The training split of every cell's models, per class.
+
+    Returns:
+        One row per (dataset label, class): ``dataset`` (the results' label, e.g.
+        ``fashion-mnist-lt10``), ``base_dataset`` (the registry name), ``profile``
+        (``balanced``, ``exponential`` or ``step``), ``imbalance_ratio`` (1.0 when balanced),
+        ``cls`` and ``train_count`` (images of the class in the training split, validation
+        hold-out included: the counts that enter the train jobs' ids).
+    """
+    from prunescope.data import expected
+
+    rows = []
+    for cell in {c.label: c for c in spec.cells}.values():
+        imb = cell.imbalance
+        counts = imb.counts(cell.dataset) if imb else expected(cell.dataset).counts["train"]
+        for cls, n in enumerate(counts):
+            rows.append((cell.label, cell.dataset, imb.profile if imb else "balanced",
+                         imb.ratio if imb else 1.0, cls, int(n)))
+    return pd.DataFrame(rows, columns=["dataset", "base_dataset", "profile", "imbalance_ratio",
+                                       "cls", "train_count"]).astype(
+        {"imbalance_ratio": np.float64, "cls": np.int64, "train_count": np.int64})
+
+
+def load_exemplars(results: StudyResults, gallery: int = 12,
+                   test_sets: dict[str, tuple[np.ndarray, np.ndarray, tuple[str, ...]]] | None
+                   = None) -> Exemplars:
+    """PIEs of every pruned cell of ``results`` from the stored predictions (Hooker et al. 2019:
+    the modal label over the cell's pruned models differs from the modal label over the dense
+    models; :func:`prunescope.metrics.underrepresented.pie_mask`). With one model per cell (an
+    audit) these are the test images whose prediction pruning changes.
+
+    Cells whose models lack predictions artifacts are left out with a warning. ``gallery``: how
+    many PIE thumbnails to keep per nominal cell (the first by test-set index). ``test_sets``:
+    ``{dataset label: (x uint8 NHWC, y int64, class names)}`` for data that are not a registry
+    dataset (an audited user model's own test set, in the order it was evaluated); the others
+    are read from the registry (``test_subset`` applied as the evaluations did).
+    """
+    from prunescope.data import info, load, train_val_indices
+    from prunescope.metrics.underrepresented import accuracy_on, pie_class_share, pie_mask
+
+    jobs = results.jobs
+    spec = results.spec
+    ev = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")].copy()
+    ev["url"] = [a.get("predictions") if isinstance(a, dict) else None for a in ev["artifacts"]]
+    missing = int(ev["url"].isna().sum())
+    ev = ev[ev["url"].notna()]
+    base_of = {c.label: c.dataset for c in spec.cells}
+    key = ["dataset", "arch", "distribution"]
+    cells = ["dataset", "arch", "method", "ratio", "distribution"]
+    summary, per_class, acc_rows, images = [], [], [], []
+    thumbs: dict[tuple[str, int], np.ndarray] = {}
+    classes: dict[str, tuple[str, ...]] = {}
+    labels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for (dataset, arch, dist), grp in ev.groupby(key, sort=True):
+        base = base_of.get(dataset, dataset)
+        if dataset not in labels and test_sets and dataset in test_sets:
+            x_user, y_user, names = test_sets[dataset]
+            y_user = np.asarray(y_user, dtype=np.int64)
+            labels[dataset] = (y_user, np.arange(len(y_user)), np.asarray(x_user))
+            classes[dataset] = tuple(names)
+        if dataset not in labels:
+            test = load(base, "test")
+            idx = np.arange(len(test.y))
+            if spec.test_subset is not None and spec.test_subset < len(test.y):
+                _, idx = train_val_indices(test.y, spec.test_subset, seed=spec.split_seed)
+            labels[dataset] = (test.y[idx].astype(np.int64), idx, test.x)
+            classes[dataset] = tuple(info(base).classes)
+        y, idx, x_all = labels[dataset]
+        n_classes = len(classes[dataset])
+
+        def stack(frame: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
+            preds, models = [], []
+            for url, model in zip(frame["url"], frame["model"]):
+                try:
+                    p = read_predictions(url)
+                except FileNotFoundError:
+                    continue
+                if p.shape == y.shape:
+                    preds.append(p)
+                    models.append(int(model))
+            return (np.stack(preds) if preds else np.empty((0, len(y)), np.int64)), models
+
+        dense, dense_models = stack(grp[grp["method"] == "dense"])
+        if not len(dense):
+            continue
+        for (method, ratio), cg in grp[grp["method"] != "dense"].groupby(["method", "ratio"],
+                                                                           sort=True):
+            pruned, pruned_models = stack(cg)
+            if not len(pruned):
+                continue
+            is_pie, d_mode, p_mode = pie_mask(dense, pruned, n_classes)
+            cell = dict(dataset=dataset, arch=arch, method=method, ratio=float(ratio),
+                        distribution=dist)
+            n_pies = int(is_pie.sum())
+            summary.append(cell | dict(n_images=len(y), n_dense=len(dense),
+                                       n_pruned=len(pruned), n_pies=n_pies,
+                                       pie_fraction=n_pies / len(y)))
+            share = pie_class_share(is_pie, y, n_classes)
+            per_class.extend(cell | dict(cls=c, n_pies=int(np.sum(is_pie & (y == c))),
+                                         share=float(share[c])) for c in range(n_classes))
+            for group, preds, models in (("dense", dense, dense_models),
+                                         ("pruned", pruned, pruned_models)):
+                a_pie, a_rest = accuracy_on(preds, y, is_pie), accuracy_on(preds, y, ~is_pie)
+                acc_rows.extend(cell | dict(model=m, group=group, acc_pie=float(ap),
+                                            acc_rest=float(ar))
+                                for m, ap, ar in zip(models, a_pie, a_rest))
+            where = np.flatnonzero(is_pie)
+            images.extend(cell | dict(index=int(idx[i]), label=int(y[i]),
+                                      dense_label=int(d_mode[i]), pruned_label=int(p_mode[i]))
+                          for i in where)
+            if dist == "nominal":
+                for i in where[:gallery]:
+                    thumbs[(dataset, int(idx[i]))] = x_all[idx[i]]
+    if missing:
+        warnings.warn(f"{missing} evaluation(s) have no predictions artifact; their cells' PIEs "
+                      "use the other models only", stacklevel=2)
+    cols_img = cells + ["index", "label", "dense_label", "pruned_label"]
+    return Exemplars(
+        summary=pd.DataFrame(summary, columns=cells + ["n_images", "n_dense", "n_pruned",
+                                                       "n_pies", "pie_fraction"]),
+        per_class=pd.DataFrame(per_class, columns=cells + ["cls", "n_pies", "share"]),
+        accuracy=pd.DataFrame(acc_rows, columns=cells + ["model", "group", "acc_pie",
+                                                         "acc_rest"]),
+        images=pd.DataFrame(images, columns=cols_img),
+        thumbnails=thumbs, classes=classes)

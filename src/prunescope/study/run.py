@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from prunescope.data import fetch, info
+from prunescope.errors import DeviceUnavailable, UserError
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.executors import (Executor, LocalExecutor, Lost, ProcessExecutor,
                                          RayExecutor)
@@ -62,7 +63,7 @@ class RunSummary:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-class StudyLocked(RuntimeError):
+class StudyLocked(UserError, RuntimeError):
     """Another driver is running this study folder."""
 
 
@@ -140,7 +141,7 @@ def run_study(
     """
     t0 = time.perf_counter()
     plan = make_plan(spec)
-    with study_lock(spec.output), Store(spec.output) as store, _sigterm_as_interrupt():
+    with study_lock(spec.output), Store(spec.output, artifacts=spec.artifacts) as store, _sigterm_as_interrupt():
         Artifacts(spec.artifacts).clean_temporaries()
         store.add_jobs(plan.jobs)
         status = store.statuses()
@@ -222,14 +223,17 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     for jid, n in missing.items():
         if n == 0:
             make_ready(jid)
-    arts = store.artifacts(d for j in todo for d in j.deps if status[d] == "done")
+    parents = sorted({d for j in todo for d in j.deps if status[d] == "done"})
+    arts = store.artifacts(parents)
+    sums = store.checksums(parents)
     device = spec.device_name()
     if isinstance(ex, RayExecutor) and spec.device == "auto":
         device = ex.device
     if (getattr(ex, "local_data", False) and torch.device(device).type == "cuda"
             and not torch.cuda.is_available()):
-        raise RuntimeError(f"the study asks for device {device!r} but this machine has no CUDA "
-                           "device; set device = \"auto\" or \"cpu\" in the spec")
+        raise DeviceUnavailable(
+            f"{spec.path or 'the study'} asks for device {device!r} but this machine has no "
+            "CUDA device; set device = \"auto\" or \"cpu\" in it, or run it on a GPU machine")
     try:  # [executor.pack_options] for the device this run resolved to
         pack_options = spec.executor.pack_options_for(device)
     except ValueError as e:
@@ -259,7 +263,9 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             ex.submit(pack, WorkerContext(
                 artifacts=spec.artifacts, device=device, threads=threads,
                 deterministic=spec.executor.deterministic, pack_options=pack_options,
-                parent_artifacts=tuple((d, tuple(sorted(arts[d].items()))) for d in deps)))
+                parent_artifacts=tuple((d, tuple(sorted(arts[d].items()))) for d in deps),
+                parent_checksums=tuple((u, h, d) for d in deps
+                                       for u, h in sorted(sums.get(d, {}).items()))))
             if display:
                 display.pack_started(pack)
         if in_flight == 0:
@@ -287,6 +293,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
                 if r.status != "done":
                     continue
                 arts[r.job_id] = r.artifacts
+                sums[r.job_id] = r.checksums
                 for c in children.get(r.job_id, ()):
                     if c in missing:
                         missing[c] -= 1

@@ -34,7 +34,7 @@ import torch
 from torch._dynamo.exc import TorchDynamoException
 from safetensors.torch import load_file, save_file
 
-from prunescope.data import info, load, train_val_indices
+from prunescope.data import info, load, train_val_indices, training_split
 from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
 from prunescope.metrics import confusion_from_predictions
@@ -46,7 +46,7 @@ from prunescope.prune.structured import (load_structured_checkpoint, structured_
                                          structured_prune_model)
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.packs import Pack, stacks
-from prunescope.study.plan import Job
+from prunescope.study.plan import RESULTS_VERSION, Job, job_id
 from prunescope.study.store import JobResult
 from prunescope.train import (Recipe, TrainingDiverged, derive_seed, fit, load_checkpoint, predict,
                               save_checkpoint)
@@ -71,6 +71,8 @@ class WorkerContext:
         pack_options: the :class:`~prunescope.train.pack.PackOptions` of stacked packs
             (``None``: the device's defaults).
         parent_artifacts: ``{job id: {name: url}}`` of the done parents of the pack's jobs.
+        parent_checksums: ``(url, sha256 hex, writer job id)`` of every file of those parents
+            that has a recorded checksum (checked when read: a damaged file is named).
     """
 
     artifacts: str
@@ -80,6 +82,11 @@ class WorkerContext:
     deterministic: bool | None = None
     pack_options: PackOptions | None = None
     parent_artifacts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    parent_checksums: tuple[tuple[str, str, str], ...] = ()
+
+    def open_artifacts(self) -> Artifacts:
+        """The artifact root, checking the parents' files against their checksums."""
+        return Artifacts(self.artifacts, {u: (h, j) for u, h, j in self.parent_checksums})
 
     def parent(self, job_id: str) -> dict[str, str]:
         """Artifacts of parent ``job_id``."""
@@ -102,11 +109,16 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
     process's later packs); anything else, the jobs run one by one, so that only a culprit
     fails. Other packs run their jobs one after another.
     """
-    arts = Artifacts(ctx.artifacts)
+    arts = ctx.open_artifacts()
     with job_settings(ctx.threads, ctx.device, ctx.deterministic):
         if len(pack.jobs) > 1 and pack.kind in _FITTERS and stacks(pack.kind):
-            return _run_fit_pack(pack, ctx, arts, progress)
-        return [_run_one(job, ctx, arts, progress) for job in pack.jobs]
+            results = _run_fit_pack(pack, ctx, arts, progress)
+        else:
+            results = [_run_one(job, ctx, arts, progress) for job in pack.jobs]
+    for r in results:  # the sha256 of every file each job wrote, recorded with it
+        if r.status == "done":
+            r.checksums = arts.written_by(r.job_id)
+    return results
 
 
 def _run_one(job: Job, ctx: WorkerContext, arts: Artifacts, progress: ProgressFn | None
@@ -290,28 +302,64 @@ def _split(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, 
     return s.x, s.y
 
 
-def _train_val(dataset: str, n_val: int, split_seed: int, data_dir: str | None, device: str):
-    """Training part and validation hold-out of the train split as ``DeviceImages``."""
+def _train_val(split: dict[str, Any], data_dir: str | None, device: str):
+    """Training part and validation hold-out of a model's training split as ``DeviceImages``;
+    ``split`` is a train job's params or a checkpoint's meta (``dataset``, ``n_val``,
+    ``split_seed`` and, for a long-tailed split, ``imbalance``:
+    :func:`prunescope.data.training_split`)."""
 
+    dataset = split["dataset"]
     x, y = _split(dataset, "train", data_dir)
-    tr, va = train_val_indices(y, n_val, seed=split_seed)
+    tr, va = training_split(y, split["n_val"], split["split_seed"], split.get("imbalance"))
     inf = info(dataset)
     return (DeviceImages(x[tr], y[tr], inf.mean, inf.std, device),
             DeviceImages(x[va], y[va], inf.mean, inf.std, device))
 
 
-@functools.lru_cache(maxsize=8)
-def _test_arrays(dataset: str, subset: int | None, split_seed: int, distribution: str,
-                 corruption_seed: int, data_dir: str | None) -> tuple[torch.Tensor, np.ndarray]:
+def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: int,
+                 distribution: str, corruption_seed: int, data_dir: str | None,
+                 quantize: str = "truncate") -> tuple[torch.Tensor, np.ndarray]:
     """``(x uint8 NHWC tensor, y int64)`` of the test split (or its seeded stratified
-    ``subset``), shifted to ``distribution``; cached per worker process, since every model of a
-    study is evaluated on the same images."""
+    ``subset``), shifted to ``distribution`` (pixel levels by ``quantize``, see
+    :func:`~prunescope.data.corruptions.corrupt`).
+
+    A shifted test set is computed once per artifact root, by the first evaluation that needs
+    it, and saved as ``testsets/<key>.npy`` (``x``, uint8 ``(N, H, W, C)``; ``key`` =
+    :func:`test_set_key`), which every later evaluation of any model, in any worker process,
+    reads: the models of a study are evaluated on the same images, and the jobs of one model
+    cycle through all distributions, so an in-process cache of a few entries never hits with
+    SPEC 7's 41 distributions. The nominal set is the (cached) split itself."""
 
     x, y = _split(dataset, "test", data_dir)
     if subset is not None and subset < len(y):
         _, idx = train_val_indices(y, subset, seed=split_seed)
         x, y = x[idx], y[idx]
-    return apply_distribution(torch.from_numpy(x), distribution, corruption_seed), y
+    if distribution == "nominal":
+        return torch.from_numpy(x), y
+    key = test_set_key(dataset, subset, split_seed, distribution, corruption_seed, quantize)
+    url = arts.url(f"{TEST_SETS}/{key}.npy")
+    if arts.exists(url):
+        with arts.reading(url) as (path,):
+            return torch.from_numpy(np.load(path, allow_pickle=False)), y
+    xs = apply_distribution(torch.from_numpy(x), distribution, corruption_seed, quantize=quantize)
+    with arts.writing(TEST_SETS) as tmp:
+        np.save(tmp / f"{key}.npy", xs.numpy(), allow_pickle=False)
+    return xs, y
+
+
+#: artifact folder of the shifted test sets (:func:`_test_arrays`)
+TEST_SETS = "testsets"
+
+
+def test_set_key(dataset: str, subset: int | None, split_seed: int, distribution: str,
+                 corruption_seed: int, quantize: str = "truncate") -> str:
+    """sha256 hex naming a shifted test set: of the canonical JSON of what determines its
+    images (dataset, test subset and its split seed, distribution, corruption seed, pixel
+    quantisation) and :data:`~prunescope.study.plan.RESULTS_VERSION`."""
+    return job_id({"testset": dataset, "test_subset": subset,
+                   "split_seed": split_seed if subset is not None else None,
+                   "distribution": distribution, "corruption_seed": corruption_seed,
+                   "quantize": quantize, "version": RESULTS_VERSION})
 
 
 def _load_parent(ctx: WorkerContext, job_id: str, device: str):
@@ -320,7 +368,7 @@ def _load_parent(ctx: WorkerContext, job_id: str, device: str):
     at their smaller widths and have no masks: ``{}``)."""
 
     url = ctx.parent(job_id)["weights"]
-    arts = Artifacts(ctx.artifacts)
+    arts = ctx.open_artifacts()
     side = url + ".json"
     with arts.reading(url, side) as (weights, side_path):
         if "structured" in json.loads(Path(side_path).read_text()):
@@ -360,17 +408,21 @@ class _FitJob:
 
 def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
     """Build the seeded model of a ``train`` job and its training/validation sets."""
-    p = job.params
-    train, val = _train_val(p["dataset"], p["n_val"], p["split_seed"], ctx.data_dir, ctx.device)
-    inf = info(p["dataset"])
+    p = job.args
+    train, val = _train_val(vars(p), ctx.data_dir, ctx.device)
+    inf = info(p.dataset)
     h, _, c = inf.shape_hwc
-    model = build_model(p["arch"], inf.num_classes, c, seed=p["seed"], image_size=h)
-    recipe = Recipe.from_dict(p["recipe"])
-    meta = {"arch": p["arch"], "num_classes": inf.num_classes, "in_channels": c,
-            "image_size": h, "dataset": p["dataset"], "n_val": p["n_val"],
-            "split_seed": p["split_seed"], "recipe": recipe, "seed": p["seed"],
+    model = build_model(p.arch, inf.num_classes, c, seed=p.seed, image_size=h)
+    recipe = p.recipe
+    meta = {"arch": p.arch, "num_classes": inf.num_classes, "in_channels": c,
+            "image_size": h, "dataset": p.dataset, "n_val": p.n_val,
+            "split_seed": p.split_seed, "recipe": recipe, "seed": p.seed,
             "epochs": recipe.epochs, "job_id": job.id}
-    return _FitJob(job, model.to(ctx.device), train, val, recipe, p["seed"], None, meta)
+    if p.imbalance is not None:
+        meta["imbalance"] = p.imbalance
+    counts = torch.bincount(train.y, minlength=inf.num_classes).tolist()
+    return _FitJob(job, model.to(ctx.device), train, val, recipe, p.seed, None, meta,
+                   details={"train_counts": counts})
 
 
 def _finish(fj: _FitJob, fit_res: Any, arts: Artifacts) -> JobResult:
@@ -387,13 +439,12 @@ def _finish(fj: _FitJob, fit_res: Any, arts: Artifacts) -> JobResult:
 
 def _gradients(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
                ) -> JobResult:
-    p = job.params
-    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
-    train, _ = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"], ctx.data_dir,
-                          ctx.device)
-    kw: dict[str, Any] = {"mode": p["mode"]}
-    if p["mode"] != "full":
-        kw |= {"n_batches": p.get("n_batches"), "batch_size": p["batch_size"], "seed": p["seed"]}
+    p = job.args
+    model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
+    train, _ = _train_val(meta, ctx.data_dir, ctx.device)
+    kw: dict[str, Any] = {"mode": p.mode}
+    if p.mode != "full":
+        kw |= {"n_batches": p.n_batches, "batch_size": p.batch_size, "seed": p.seed}
     grads = data_gradients(model, train, **kw)
     name = f"{job.id}.safetensors"
     with arts.writing(job.kind) as tmp:
@@ -407,22 +458,21 @@ def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _F
     """Load the dense parent, prune it one-shot (SPEC 3); fine-tuning then holds the masks."""
 
 
-    p = job.params
-    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
+    p = job.args
+    model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
     grads = None
-    if "gradients" in p:
-        url = ctx.parent(p["gradients"])["gradients"]
+    if p.gradients is not None:
+        url = ctx.parent(p.gradients)["gradients"]
         with arts.reading(url) as (path,):
             grads = load_file(str(path), device=ctx.device)
-    mres = prune_model(model, p["method"], p["ratio"], grads=grads,
-                       seed=derive_seed(p["seed"], "rp"), scope=p["scope"], meta=meta,
-                       prune_classifier=p.get("prune_classifier", False),
-                       prune_biases=p.get("prune_biases", False))
-    train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
-                            ctx.data_dir, ctx.device)
-    recipe = Recipe.from_dict(p["recipe"])
+    mres = prune_model(model, p.method, p.ratio, grads=grads,
+                       seed=derive_seed(p.seed, "rp"), scope=p.scope, meta=meta,
+                       prune_classifier=p.prune_classifier,
+                       prune_biases=p.prune_biases)
+    train, val = _train_val(meta, ctx.data_dir, ctx.device)
+    recipe = p.recipe
     new_meta = _pruned_meta(meta, job, recipe) | {"pruning": mres.summary()}
-    return _FitJob(job, model, train, val, recipe, derive_seed(p["seed"], "finetune"),
+    return _FitJob(job, model, train, val, recipe, derive_seed(p.seed, "finetune"),
                    mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
                    densities=mres.densities)
 
@@ -433,10 +483,11 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
     and the per-image predicted classes (``uint8``/``int16`` ``(N_test,)`` in test-set order,
     :func:`predictions_dtype`) as artifact ``predictions`` = ``evaluate/<id>.npy``, from which
     :func:`prunescope.study.load_results` computes functional agreement (SPEC 2)."""
-    p = job.params
-    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
-    x, y = _test_arrays(meta["dataset"], p.get("test_subset"), p.get("split_seed", 0),
-                        p["distribution"], p.get("corruption_seed", 0), ctx.data_dir)
+    p = job.args
+    model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
+    x, y = _test_arrays(arts, meta["dataset"], p.test_subset, p.split_seed or 0,
+                        p.distribution, p.corruption_seed or 0, ctx.data_dir,
+                        p.quantize or "truncate")
     inf = info(meta["dataset"])
     images = DeviceImages(x, y, inf.mean, inf.std, ctx.device)
     n_cls = int(meta["num_classes"])
@@ -448,7 +499,7 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
     if step:
         step(1, 1)
     acc = float(np.trace(cm) / max(1, cm.sum()))
-    return JobResult(job.id, "done", confusion=cm, distribution=p["distribution"],
+    return JobResult(job.id, "done", confusion=cm, distribution=p.distribution,
                      artifacts={"predictions": arts.url(f"{job.kind}/{name}")},
                      info={"accuracy": acc})
 
@@ -469,10 +520,10 @@ def predictions_dtype(num_classes: int) -> type:
 
 def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe) -> dict[str, Any]:
     """Sidecar of a pruned model: its parent's data/architecture keys plus what made it."""
-    out = {k: meta[k] for k in CARRIED_META}
+    out = {k: meta[k] for k in CARRIED_META if k in meta}
     return out | {"recipe": recipe, "parent_weight_decay": meta.get("parent_weight_decay",
                                                                    meta["weight_decay"]),
-                  "method": job.params["method"], "epochs": recipe.epochs, "job_id": job.id}
+                  "method": job.args.method, "epochs": recipe.epochs, "job_id": job.id}
 
 
 class _RewindReached(Exception):
@@ -492,17 +543,16 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
     ``rewind_steps = 0``: the initialisation.
     Writes ``rewind/<id>.safetensors`` (``{name: tensor}`` of ``model.state_dict()``).
     """
-    p = job.params
-    k = int(p["rewind_steps"])
-    inf = info(p["dataset"])
+    p = job.args
+    k = p.rewind_steps
+    inf = info(p.dataset)
     h, _, c = inf.shape_hwc
-    model = build_model(p["arch"], inf.num_classes, c, seed=p["seed"], image_size=h)
+    model = build_model(p.arch, inf.num_classes, c, seed=p.seed, image_size=h)
     model = model.to(ctx.device)
     if k == 0:
         state = {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
     else:
-        train, val = _train_val(p["dataset"], p["n_val"], p["split_seed"], ctx.data_dir,
-                                ctx.device)
+        train, val = _train_val(vars(p), ctx.data_dir, ctx.device)
 
         def stop(s_: int, _t: int, _i: dict[str, Any]) -> None:
             if step:
@@ -512,7 +562,7 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
 
         cap = RewindCapture(model, k, then=stop)
         try:
-            fit(model, train, val, Recipe.from_dict(p["recipe"]), p["seed"], progress=cap)
+            fit(model, train, val, p.recipe, p.seed, progress=cap)
         except _RewindReached:
             pass
         if cap.state is None:
@@ -529,20 +579,19 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
 def _prepare_lth_level(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
     """One LTH level: mask from the previous level's trained weights (a subset of its mask),
     rewind to the early state, then retraining holds the mask (``fit(masks=...)``)."""
-    p = job.params
-    level = int(p["level"])
-    model, meta, prev_masks = _load_parent(ctx, p["parent"], ctx.device)
+    p = job.args
+    level = p.level
+    model, meta, prev_masks = _load_parent(ctx, p.parent, ctx.device)
     mres = imp_level_masks(model, level, prev_masks or None,
-                           prune_fraction=p["prune_fraction"], scope=p["scope"],
-                           prune_classifier=p.get("prune_classifier", False),
-                           prune_biases=p.get("prune_biases", False))
-    with arts.reading(ctx.parent(p["rewind"])["rewind"]) as (path,):
+                           prune_fraction=p.prune_fraction, scope=p.scope,
+                           prune_classifier=p.prune_classifier,
+                           prune_biases=p.prune_biases)
+    with arts.reading(ctx.parent(p.rewind)["rewind"]) as (path,):
         model.load_state_dict(load_file(str(path), device=ctx.device))
-    train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
-                            ctx.data_dir, ctx.device)
-    recipe = Recipe.from_dict(p["recipe"])
+    train, val = _train_val(meta, ctx.data_dir, ctx.device)
+    recipe = p.recipe
     new_meta = _pruned_meta(meta, job, recipe) | {"level": level, "pruning": mres.summary()}
-    return _FitJob(job, model, train, val, recipe, derive_seed(p["seed"], f"imp/level{level}"),
+    return _FitJob(job, model, train, val, recipe, derive_seed(p.seed, f"imp/level{level}"),
                    mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
                    densities=mres.densities, details={"level": level})
 
@@ -550,20 +599,21 @@ def _prepare_lth_level(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob
 def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
     """Remove channels (``l1-filter`` or ``chip``) from the dense parent; the smaller network is
     then fine-tuned without masks and saved with its widths (``structured_meta``)."""
-    p = job.params
-    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
-    train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
-                            ctx.data_dir, ctx.device)
-    res = structured_prune_model(model, p["method"], p["ratio"], images=train,
-                                 n_images=p.get("chip_images", 256),
-                                 seed=derive_seed(p["seed"], "chip"), scope=p["scope"])
-    recipe = Recipe.from_dict(p["recipe"])
-    new_meta = structured_meta(res, p["method"], _pruned_meta(meta, job, recipe))
+    p = job.args
+    model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
+    train, val = _train_val(meta, ctx.data_dir, ctx.device)
+    chip = {} if p.chip_images is None else {"n_images": p.chip_images}  # CHIP jobs only
+    res = structured_prune_model(model, p.method, p.ratio, images=train,
+                                 seed=derive_seed(p.seed, "chip"), scope=p.scope,
+                                 config=p.config, **chip)
+    recipe = p.recipe
+    new_meta = structured_meta(res, p.method, _pruned_meta(meta, job, recipe))
     summary = res.summary()
     return _FitJob(job, res.model.to(ctx.device), train, val, recipe,
-                   derive_seed(p["seed"], "finetune"), None, new_meta,
+                   derive_seed(p.seed, "finetune"), None, new_meta,
                    achieved_ratio=res.achieved_ratio,
                    details={"structured": {"widths": summary["widths"],
+                                           "config": summary["config"],
                                            "n_before": summary["n_before"],
                                            "n_after": summary["n_after"]}})
 
