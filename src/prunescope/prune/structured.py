@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunescope import methods
 from prunescope.data.device import DeviceImages
 from prunescope.models.lenet import LeNet5
 from prunescope.models.resnet_cifar import CifarResNet
@@ -83,7 +84,7 @@ __all__ = [
     "structured_scores",
 ]
 
-STRUCTURED_METHODS = ("l1-filter", "chip")
+STRUCTURED_METHODS = methods.names("structured")
 """Structured criteria: L1-norm filter pruning and channel independence."""
 
 STRUCTURED_SCOPES = ("layer", "global")
