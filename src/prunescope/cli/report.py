@@ -27,7 +27,8 @@ def report_cmd(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="folder for the report (default: <study output>/report)")] = None,
     delta: Annotated[float, typer.Option(
-        "--delta", help="prune-potential tolerance in percentage points of error", min=0.0)] = 0.5,
+        "--delta", help="prune-potential tolerance in percentage points of error (0 or 0.1 "
+                        "to 100)", min=0.0)] = 0.5,
     correction: Annotated[str, typer.Option(
         "--correction", help="multiple-testing correction of the p-value tables within each "
                              f"family, one of: {', '.join(CORRECTIONS)} (Holm: step-down, never "
@@ -58,7 +59,7 @@ def report_cmd(
     target = out if out is not None else Path(res.out_dir) / "report"
     try:
         path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,
-                             jobs=res.jobs, delta=delta / 100.0, agreement=res.agreement,
+                             jobs=res.jobs, delta=delta, agreement=res.agreement,
                              correction=correction, ci_method=ci_method, families=families,
                              training_splits=training_splits(res.spec),
                              exemplars=load_exemplars(res))

@@ -147,13 +147,17 @@ class LthLevelParams:
 class EvaluateParams:
     """An ``evaluate`` job: model ``parent`` on test ``distribution`` (corrupted with
     ``corruption_seed`` unless nominal), on the stratified ``test_subset`` drawn with
-    ``split_seed`` when one is set."""
+    ``split_seed`` when one is set. ``quantize``: how corrupted pixels become uint8 levels
+    (:func:`prunescope.data.corruptions.corrupt`), ``"truncate"`` as the published CIFAR-10-C
+    for every corrupted set since issue 13 (so no result made with rounding is reused), ``None``
+    for the nominal set."""
 
     parent: str
     distribution: str
     corruption_seed: int | None = None
     test_subset: int | None = None
     split_seed: int | None = None
+    quantize: str | None = None
 
 
 JobParams = (TrainParams | RewindParams | GradientsParams | PruneFinetuneParams
@@ -337,7 +341,8 @@ def make_plan(spec: StudySpec) -> Plan:
                         model_job.id, dist,
                         corruption_seed=None if dist == "nominal" else spec.corruption_seed,
                         test_subset=subset,
-                        split_seed=None if subset is None else spec.split_seed),
+                        split_seed=None if subset is None else spec.split_seed,
+                        quantize=None if dist == "nominal" else "truncate"),
                         (model_job.id,), method=model_job.method, ratio=model_job.ratio,
                         distribution=dist, level=model_job.level, **labels)
     jobs = sorted(seen.values(), key=lambda j: KINDS.index(j.kind))  # stable: keeps plan order

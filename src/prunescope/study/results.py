@@ -289,13 +289,19 @@ def training_splits(spec: StudySpec) -> pd.DataFrame:
         {"imbalance_ratio": np.float64, "cls": np.int64, "train_count": np.int64})
 
 
-def load_exemplars(results: StudyResults, gallery: int = 12) -> Exemplars:
+def load_exemplars(results: StudyResults, gallery: int = 12,
+                   test_sets: dict[str, tuple[np.ndarray, np.ndarray, tuple[str, ...]]] | None
+                   = None) -> Exemplars:
     """PIEs of every pruned cell of ``results`` from the stored predictions (Hooker et al. 2019:
     the modal label over the cell's pruned models differs from the modal label over the dense
-    models; :func:`prunescope.metrics.underrepresented.pie_mask`).
+    models; :func:`prunescope.metrics.underrepresented.pie_mask`). With one model per cell (an
+    audit) these are the test images whose prediction pruning changes.
 
     Cells whose models lack predictions artifacts are left out with a warning. ``gallery``: how
-    many PIE thumbnails to keep per nominal cell (the first by test-set index).
+    many PIE thumbnails to keep per nominal cell (the first by test-set index). ``test_sets``:
+    ``{dataset label: (x uint8 NHWC, y int64, class names)}`` for data that are not a registry
+    dataset (an audited user model's own test set, in the order it was evaluated); the others
+    are read from the registry (``test_subset`` applied as the evaluations did).
     """
     from prunescope.data import info, load, train_val_indices
     from prunescope.metrics.underrepresented import accuracy_on, pie_class_share, pie_mask
@@ -315,6 +321,11 @@ def load_exemplars(results: StudyResults, gallery: int = 12) -> Exemplars:
     labels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for (dataset, arch, dist), grp in ev.groupby(key, sort=True):
         base = base_of.get(dataset, dataset)
+        if dataset not in labels and test_sets and dataset in test_sets:
+            x_user, y_user, names = test_sets[dataset]
+            y_user = np.asarray(y_user, dtype=np.int64)
+            labels[dataset] = (y_user, np.arange(len(y_user)), np.asarray(x_user))
+            classes[dataset] = tuple(names)
         if dataset not in labels:
             test = load(base, "test")
             idx = np.arange(len(test.y))

@@ -317,10 +317,11 @@ def _train_val(split: dict[str, Any], data_dir: str | None, device: str):
 
 
 def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: int,
-                 distribution: str, corruption_seed: int, data_dir: str | None
-                 ) -> tuple[torch.Tensor, np.ndarray]:
+                 distribution: str, corruption_seed: int, data_dir: str | None,
+                 quantize: str = "truncate") -> tuple[torch.Tensor, np.ndarray]:
     """``(x uint8 NHWC tensor, y int64)`` of the test split (or its seeded stratified
-    ``subset``), shifted to ``distribution``.
+    ``subset``), shifted to ``distribution`` (pixel levels by ``quantize``, see
+    :func:`~prunescope.data.corruptions.corrupt`).
 
     A shifted test set is computed once per artifact root, by the first evaluation that needs
     it, and saved as ``testsets/<key>.npy`` (``x``, uint8 ``(N, H, W, C)``; ``key`` =
@@ -335,12 +336,12 @@ def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: 
         x, y = x[idx], y[idx]
     if distribution == "nominal":
         return torch.from_numpy(x), y
-    key = test_set_key(dataset, subset, split_seed, distribution, corruption_seed)
+    key = test_set_key(dataset, subset, split_seed, distribution, corruption_seed, quantize)
     url = arts.url(f"{TEST_SETS}/{key}.npy")
     if arts.exists(url):
         with arts.reading(url) as (path,):
             return torch.from_numpy(np.load(path, allow_pickle=False)), y
-    xs = apply_distribution(torch.from_numpy(x), distribution, corruption_seed)
+    xs = apply_distribution(torch.from_numpy(x), distribution, corruption_seed, quantize=quantize)
     with arts.writing(TEST_SETS) as tmp:
         np.save(tmp / f"{key}.npy", xs.numpy(), allow_pickle=False)
     return xs, y
@@ -351,14 +352,14 @@ TEST_SETS = "testsets"
 
 
 def test_set_key(dataset: str, subset: int | None, split_seed: int, distribution: str,
-                 corruption_seed: int) -> str:
+                 corruption_seed: int, quantize: str = "truncate") -> str:
     """sha256 hex naming a shifted test set: of the canonical JSON of what determines its
-    images (dataset, test subset and its split seed, distribution, corruption seed) and
-    :data:`~prunescope.study.plan.RESULTS_VERSION`."""
+    images (dataset, test subset and its split seed, distribution, corruption seed, pixel
+    quantisation) and :data:`~prunescope.study.plan.RESULTS_VERSION`."""
     return job_id({"testset": dataset, "test_subset": subset,
                    "split_seed": split_seed if subset is not None else None,
                    "distribution": distribution, "corruption_seed": corruption_seed,
-                   "version": RESULTS_VERSION})
+                   "quantize": quantize, "version": RESULTS_VERSION})
 
 
 def _load_parent(ctx: WorkerContext, job_id: str, device: str):
@@ -485,7 +486,8 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
     p = job.args
     model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
     x, y = _test_arrays(arts, meta["dataset"], p.test_subset, p.split_seed or 0,
-                        p.distribution, p.corruption_seed or 0, ctx.data_dir)
+                        p.distribution, p.corruption_seed or 0, ctx.data_dir,
+                        p.quantize or "truncate")
     inf = info(meta["dataset"])
     images = DeviceImages(x, y, inf.mean, inf.std, ctx.device)
     n_cls = int(meta["num_classes"])
