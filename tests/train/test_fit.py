@@ -239,3 +239,26 @@ def test_deferred_loss_checks_change_nothing_but_sync_points(quadrants):
         fit(model, train, val, recipe, 0, sync_every=4)
     with pytest.raises(ValueError, match="sync_every"):
         fit(model, train, val, recipe, 0, sync_every=0)
+
+
+def test_stop_after_step_is_the_full_runs_state_at_that_step(quadrants):
+    """``stop_after_step=k`` ends the run right after optimiser step k (across an epoch
+    boundary too): its state is bitwise the state a full run has after step k (LTH rewinding
+    no longer stops fit by raising from a progress callback)."""
+    from prunescope.prune import RewindCapture
+
+    train, val = quadrants
+    for k in (3, 11):  # 8 steps per epoch: inside epoch 1, inside epoch 2
+        full = build_model("lenet5", 4, 1, seed=2)
+        cap = RewindCapture(full, k)
+        fit(full, train, val, QUICK, seed=4, progress=cap)
+        model = build_model("lenet5", 4, 1, seed=2)
+        steps = []
+        res = fit(model, train, val, QUICK, seed=4, stop_after_step=k,
+                  progress=lambda s, t, i: steps.append(s))
+        assert max(steps) == k and res.best_epoch == 0 and len(res.history) == k // 8
+        for n, v in cap.state.items():
+            assert torch.equal(res.state_dict[n].cpu(), v), (k, n)
+            assert torch.equal(model.state_dict()[n].cpu(), v), (k, n)
+    with pytest.raises(ValueError, match="outside the run's 1..16"):
+        fit(build_model("lenet5", 4, 1, seed=2), train, val, QUICK, seed=4, stop_after_step=17)

@@ -21,22 +21,25 @@ _err = console(stderr=True)
 
 
 def _spec(study: Path, output: str | None):
-    from prunescope.study import SpecError, load_spec
+    from prunescope.study import load_spec
 
-    try:
-        return load_spec(study, output=output)
-    except SpecError as e:
-        _err.print(styled("invalid study spec", "red", f": {e}"))
-        raise typer.Exit(2) from e
+    return _exit_on_spec_error(load_spec, study, output)
 
 
 def study_results(study: Path, output: str | None):
     """``load_results`` of STUDY; a bad spec exits 2, a study never run exits 1
     (``StoreMissing``), both saying so."""
-    from prunescope.study import SpecError, load_results
+    from prunescope.study import load_results
+
+    return _exit_on_spec_error(load_results, study, output)
+
+
+def _exit_on_spec_error(load, study: Path, output: str | None):
+    """``load(study, output=output)``; an invalid spec prints one line and exits 2."""
+    from prunescope.study import SpecError
 
     try:
-        return load_results(study, output=output)
+        return load(study, output=output)
     except SpecError as e:
         _err.print(styled("invalid study spec", "red", f": {e}"))
         raise typer.Exit(2) from e

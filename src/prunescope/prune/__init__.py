@@ -3,7 +3,7 @@
 ``prunable`` picks the weights a criterion may remove, ``data_gradients`` computes the data-loss
 gradient GP and UP need, ``score`` ranks weights by MP, GP, UP or RP, ``make_masks`` keeps the
 top-k to an exact compression ratio (global or per-layer scope), ``prune_model`` does it all for
-one model and ``prune_pack`` for each model of a stacked pack.
+one model.
 """
 from prunescope.prune.gradients import GRADIENT_MODES, data_gradients
 from prunescope.prune.interop import from_torch_prune, to_torch_prune
@@ -26,7 +26,6 @@ from prunescope.prune.masks import (
     save_masks,
 )
 from prunescope.prune.oneshot import prune_model
-from prunescope.prune.pack import prune_pack
 from prunescope.prune.params import count_parameters, prunable
 from prunescope.prune.scores import GRADIENT_METHODS, METHODS, recorded_weight_decay, score
 from prunescope.prune.structured import (
@@ -72,7 +71,6 @@ __all__ = [
     "masks_from_scores",
     "prunable",
     "prune_model",
-    "prune_pack",
     "recorded_weight_decay",
     "save_masks",
     "score",

@@ -13,10 +13,6 @@ Modes:
     ``"shrinkbench"``: one batch of ``batch_size`` (128 by default) from a seeded shuffle, in
     train mode as ShrinkBench does (BatchNorm normalises with the batch statistics); the running
     statistics it updates are restored afterwards, so the model's state is unchanged.
-
-A stacked pack (:class:`prunescope.models.stacked.StackedModel`) is accepted as the model: each of
-its G models sees the same batches, and since no operation mixes models the returned stacked
-gradient viewed per model (``unstack_tensors``) is each model's own data gradient.
 """
 from __future__ import annotations
 
@@ -25,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunescope.data.device import DeviceImages
-from prunescope.models.stacked import StackedModel
 
 GRADIENT_MODES = ("full", "batches", "shrinkbench")
 
@@ -49,8 +44,7 @@ def data_gradients(
     """Gradient of the mean cross-entropy of ``model`` over (part of) ``images``.
 
     Args:
-        model: a classifier returning logits ``(B, C)``, or a stacked pack of G of them
-            (input ``(G, B, ...)``, logits ``(G, B, C)``); its parameters must live on
+        model: a classifier returning logits ``(B, C)``; its parameters must live on
             ``images.device``. Its weights, buffers, ``.grad`` fields and train/eval flags are left
             as they were.
         images: the training split (without the validation hold-out), e.g. ``DeviceImages``.
@@ -94,7 +88,6 @@ def data_gradients(
         batches = images.batches(batch_size, shuffle=True, generator=gen,
                                  max_steps=gradient_batches(mode, n_batches))
 
-    stacked = isinstance(model, StackedModel)
     flags = {m: m.training for m in model.modules()}
     saved_buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
     params = [p for _, p in named]
@@ -103,11 +96,7 @@ def data_gradients(
     model.train(mode == "shrinkbench")
     try:
         for x, y in batches:
-            if stacked:  # every model of the pack sees the same batch; losses add up per model
-                logits = model(x.unsqueeze(0).expand(model.groups, *x.shape))
-                loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(model.groups), reduction="sum")
-            else:
-                loss = F.cross_entropy(model(x), y, reduction="sum")
+            loss = F.cross_entropy(model(x), y, reduction="sum")
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             for acc, g in zip(sums, grads):
                 if g is not None:

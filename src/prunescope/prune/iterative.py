@@ -120,15 +120,10 @@ class LevelRecord:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready record (no tensors) for a store row or a checkpoint sidecar."""
-        return {
-            "level": self.level,
-            "achieved_ratio": self.achieved_ratio,
-            "requested_ratio": self.requested_ratio,
+        scalars = ("level", "achieved_ratio", "requested_ratio", "best_epoch", "val_loss",
+                   "val_acc", "seed")
+        return {k: getattr(self, k) for k in scalars} | {
             "densities": dict(self.densities),
-            "best_epoch": self.best_epoch,
-            "val_loss": self.val_loss,
-            "val_acc": self.val_acc,
-            "seed": self.seed,
             "pruning": self.mask_result.summary() if self.mask_result is not None else None,
         }
 

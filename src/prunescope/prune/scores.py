@@ -6,17 +6,45 @@ score, and UP with ``g = 0`` (``eps * theta^2``) is strictly monotone in ``|thet
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-METHODS = ("mp", "gp", "up", "rp")
-"""The one-shot criteria, lower case: magnitude, gradient, undecayed, random."""
+from prunescope import methods
 
-GRADIENT_METHODS = ("gp", "up")
+METHODS = methods.names("one-shot")
+"""The one-shot criteria, lower case (:mod:`prunescope.methods`): magnitude, gradient,
+undecayed, random."""
+
+GRADIENT_METHODS = methods.names("one-shot", needs_gradients=True)
 """The criteria that need the data-loss gradient (they must share the same ``g``)."""
+
+
+# ---- one function per criterion: (theta, g, eps, gen) -> float64 CPU scores of theta's shape.
+# ``theta``, ``g``: float64 CPU tensors of one parameter and its gradient (``g`` None for
+# methods without ``needs_gradients``); ``eps()``: the training weight decay; ``gen()``: the
+# seeded CPU generator shared by all parameters (called in ``params`` order).
+def magnitude(theta, g, eps, gen):
+    """MP: ``|theta|``."""
+    return theta.abs()
+
+
+def gradient(theta, g, eps, gen):
+    """GP: ``|theta * g|``."""
+    return (theta * g).abs()
+
+
+def undecayed(theta, g, eps, gen):
+    """UP: ``|-theta * g + eps * theta^2|`` (SPEC 3)."""
+    return (-theta * g + eps() * theta * theta).abs()
+
+
+def random(theta, g, eps, gen):
+    """RP: i.i.d. uniform on [0, 1)."""
+    return torch.rand(theta.shape, generator=gen(), dtype=torch.float64)
 
 
 def recorded_weight_decay(meta: Mapping[str, Any] | None) -> float | None:
@@ -86,7 +114,8 @@ def score(
     m = method.lower()
     if m not in METHODS:
         raise ValueError(f"unknown pruning method {method!r}; choose one of {METHODS}")
-    if m in GRADIENT_METHODS:
+    rec = methods.BY_NAME[m]
+    if rec.needs_gradients:
         if grads is None:
             raise ValueError(
                 f"{m.upper()} needs the data-loss gradient: pass grads=data_gradients(model, images)"
@@ -99,27 +128,27 @@ def score(
                 raise ValueError(
                     f"grads[{n!r}] has shape {tuple(grads[n].shape)}, parameter has {tuple(p.shape)}"
                 )
-    if m == "rp":
+    fn = globals()[rec.score]
+
+    @functools.cache
+    def eps_value() -> float:
+        return _resolve_eps(model, eps, meta)
+
+    @functools.cache
+    def generator() -> torch.Generator:
         if seed is None:
-            raise ValueError("RP needs a seed (int or torch.Generator) so its mask is reproducible")
+            raise ValueError(f"{m.upper()} needs a seed (int or torch.Generator) so its mask is "
+                             "reproducible")
         if isinstance(seed, torch.Generator):
-            gen = seed
-        else:
-            gen = torch.Generator(device="cpu")
-            gen.manual_seed(int(seed))
-        return {
-            n: torch.rand(p.shape, generator=gen, dtype=torch.float64) for n, p in params.items()
-        }
-    eps_value = _resolve_eps(model, eps, meta) if m == "up" else 0.0
+            return seed
+        return torch.Generator(device="cpu").manual_seed(int(seed))
+
     out: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for n, p in params.items():
             theta = p.detach().to("cpu", torch.float64)
-            if m == "mp":
-                s = theta.abs()
-            else:
-                g = grads[n].detach().to("cpu", torch.float64)  # type: ignore[index]
-                s = (theta * g).abs() if m == "gp" else (-theta * g + eps_value * theta * theta).abs()
+            g = grads[n].detach().to("cpu", torch.float64) if rec.needs_gradients else None  # type: ignore[index]
+            s = fn(theta, g, eps_value, generator)
             if not torch.isfinite(s).all():
                 raise ValueError(
                     f"{m.upper()} score of {n!r} is not finite (NaN/inf weights or gradients); "

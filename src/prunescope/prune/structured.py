@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
+from prunescope import methods
 from prunescope.data.device import DeviceImages
 from prunescope.models.lenet import LeNet5
 from prunescope.models.resnet_cifar import CifarResNet
@@ -86,7 +87,7 @@ __all__ = [
     "structured_scores",
 ]
 
-STRUCTURED_METHODS = ("l1-filter", "chip")
+STRUCTURED_METHODS = methods.names("structured")
 """Structured criteria: L1-norm filter pruning and channel independence."""
 
 STRUCTURED_SCOPES = ("layer", "global")

@@ -14,27 +14,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after selecting the backend)
 from matplotlib.figure import Figure  # noqa: E402
 
+from prunescope.methods import REGISTRY  # noqa: E402
 from prunescope.stats.families import LEVEL_ORDER  # noqa: E402
 
-#: Fixed colour per pruning method, the same in every figure (colour-blind-safe Okabe-Ito/Tol).
-METHOD_COLORS: dict[str, str] = {
-    "dense": "#000000",
-    "mp": "#0072B2",
-    "up": "#D55E00",
-    "gp": "#009E73",
-    "rp": "#7F7F7F",
-    "lth": "#CC79A7",
-    "chip": "#E69F00",
-    "l1-filter": "#56B4E9",
-}
+#: Fixed colour per pruning method, the same in every figure (:mod:`prunescope.methods`).
+METHOD_COLORS: dict[str, str] = {"dense": "#000000", **{m.name: m.colour for m in REGISTRY}}
 #: Colours handed out, in order, to methods not in :data:`METHOD_COLORS`.
 _EXTRA_COLORS = ("#882255", "#117733", "#332288", "#AA4499", "#44AA99", "#999933")
 
 #: Display names.
-METHOD_LABELS: dict[str, str] = {
-    "dense": "dense", "mp": "MP", "up": "UP", "gp": "GP", "rp": "RP", "lth": "LTH",
-    "chip": "CHIP", "l1-filter": "L1-filter",
-}
+METHOD_LABELS: dict[str, str] = {"dense": "dense", **{m.name: m.label for m in REGISTRY}}
 #: Architecture, dataset and method orders: the same as the p-value tables
 #: (prunescope.stats.LEVEL_ORDER), the dense model first among the methods.
 ARCH_ORDER = LEVEL_ORDER["arch"]

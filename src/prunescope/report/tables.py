@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from prunescope import methods as registry
 from prunescope.report.style import ordered, ratio_label
 
 _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -187,7 +188,7 @@ def alpha_ci_table(ci: pd.DataFrame, pooled: pd.DataFrame, keys: list[str],
 
 
 #: structured methods: no levels; the per-level table gives them one row per requested ratio
-STRUCTURED_METHODS = ("l1-filter", "chip")
+STRUCTURED_METHODS = registry.names("structured")
 
 
 def has_level_rows(alphas: pd.DataFrame) -> bool:

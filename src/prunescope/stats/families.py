@@ -54,6 +54,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from prunescope import methods as registry
+from prunescope.data.registry import names as dataset_names
 from prunescope.stats.ci import CELL_KEYS
 from prunescope.stats.tests import TEST_COLUMNS, Correction, correct_within
 
@@ -74,15 +76,15 @@ DATASET_ARCHS: dict[str, str] = {
     "mnist": "lenet5", "fashion-mnist": "lenet5", "cifar10": "resnet56", "cifar100": "resnet56",
 }
 #: Canonical order of pruning methods in method pairs.
-METHOD_ORDER: tuple[str, ...] = ("mp", "gp", "up", "rp")
+METHOD_ORDER: tuple[str, ...] = registry.names("one-shot")
 #: Datasets from simplest to hardest: the order of dataset rows and columns in every table.
-DATASET_ORDER: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "cifar100")
+DATASET_ORDER: tuple[str, ...] = dataset_names()
 #: Order of the levels of each factor in the tables (rows and columns): known names in this
 #: order, then any other name sorted (the report's figures use the same orders; method pairs
 #: keep :data:`METHOD_ORDER` for which method is side ``a``).
 LEVEL_ORDER: dict[str, tuple[str, ...]] = {
     "dataset": DATASET_ORDER, "arch": ("lenet5", *ARCH_ORDER),
-    "method": ("mp", "up", "gp", "rp", "lth", "chip", "l1-filter"),
+    "method": registry.display_order(),
 }
 
 

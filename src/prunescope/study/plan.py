@@ -35,7 +35,8 @@ from typing import Any
 
 from prunescope.identity import id_field, identity
 from prunescope.prune.gradients import gradient_batches
-from prunescope.study.spec import GRADIENT_METHODS, STRUCTURED_METHODS, StudySpec, lth_schedule
+from prunescope import methods as registry
+from prunescope.study.spec import StudySpec, lth_schedule
 from prunescope.train.recipe import Recipe
 
 #: Bump when a code change alters the result of an unchanged job (ids then change, nothing
@@ -91,10 +92,9 @@ class GradientsParams:
 
 
 @dataclass(frozen=True)
-class PruneFinetuneParams:
-    """A ``prune_finetune`` job: one-shot ``method`` at ``ratio`` (``scope``) from dense model
-    ``parent`` (GP/UP: with the ``gradients`` job's gradient), then fine-tuning with ``recipe``
-    (model seed ``seed``)."""
+class _FromDense:
+    """A pruned model made from dense model ``parent`` by ``method`` at ``ratio`` (``scope``),
+    then fine-tuned with ``recipe`` (model seed ``seed``)."""
 
     parent: str
     method: str
@@ -102,23 +102,25 @@ class PruneFinetuneParams:
     scope: str
     recipe: Recipe
     seed: int
+
+
+@dataclass(frozen=True)
+class PruneFinetuneParams(_FromDense):
+    """A ``prune_finetune`` job: one-shot pruning (:class:`_FromDense`) of the prunable set
+    (``prune_classifier``, ``prune_biases``); GP/UP score with the ``gradients`` job's
+    gradient."""
+
     prune_classifier: bool = False
     prune_biases: bool = False
     gradients: str | None = None
 
 
 @dataclass(frozen=True)
-class StructuredParams:
-    """A ``structured`` job: channel removal by ``method`` at ``ratio`` from ``parent`` with
-    per-layer ``config`` (``uniform``: every group the same fraction), then fine-tuning with
-    ``recipe``; CHIP scores average over ``chip_images`` training images."""
+class StructuredParams(_FromDense):
+    """A ``structured`` job: channel removal (:class:`_FromDense`) with per-layer ``config``
+    (``uniform``: every group the same fraction); CHIP scores average over ``chip_images``
+    training images."""
 
-    parent: str
-    method: str
-    ratio: float
-    scope: str
-    recipe: Recipe
-    seed: int
     chip_images: int | None = None
     config: str = "uniform"
 
@@ -304,7 +306,7 @@ def make_plan(spec: StudySpec) -> Plan:
                                     spec.split_seed, imbalance=imbalance), (), **labels)
             models = [train]
             grads = None
-            if any(meth in GRADIENT_METHODS for meth in methods):
+            if any(registry.method(meth).needs_gradients for meth in methods):
                 g = spec.gradients
                 sampled = g.mode != "full"
                 grads = add(GradientsParams(
@@ -312,10 +314,11 @@ def make_plan(spec: StudySpec) -> Plan:
                     batch_size=train_recipe.batch_size if sampled else None,
                     seed=seed if sampled else None), (train.id,), **labels)
             for meth, ratios in methods.items():
-                if meth == "lth":
-                    models.extend(_lth_jobs(spec, cell, add, train, ratios, labels))
+                kind = registry.method(meth).kind
+                if kind == "iterative":
+                    models.extend(_lth_jobs(spec, cell, add, train, meth, ratios, labels))
                     continue
-                if meth in STRUCTURED_METHODS:
+                if kind == "structured":
                     st = spec.structured
                     for r in ratios:
                         models.append(add(StructuredParams(
@@ -325,7 +328,7 @@ def make_plan(spec: StudySpec) -> Plan:
                             (train.id,), method=meth, ratio=r, **labels))
                     continue
                 for r in ratios:
-                    gid = grads.id if grads is not None and meth in GRADIENT_METHODS else None
+                    gid = grads.id if registry.method(meth).needs_gradients else None
                     models.append(add(PruneFinetuneParams(
                         train.id, meth, r, spec.scope, ft_recipe, seed,
                         prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases,
@@ -346,8 +349,8 @@ def make_plan(spec: StudySpec) -> Plan:
     return Plan(spec, tuple(jobs))
 
 
-def _lth_jobs(spec: StudySpec, cell: Any, add: Any, train: Job, ratios: tuple[float, ...],
-              labels: dict[str, Any]) -> list[Job]:
+def _lth_jobs(spec: StudySpec, cell: Any, add: Any, train: Job, meth: str,
+              ratios: tuple[float, ...], labels: dict[str, Any]) -> list[Job]:
     """The ``rewind`` job and the chain of ``lth_level`` jobs of one dense model; returns the
     level jobs (the models to evaluate)."""
     lth = spec.lth
@@ -359,9 +362,9 @@ def _lth_jobs(spec: StudySpec, cell: Any, add: Any, train: Job, ratios: tuple[fl
     parent = train
     for level, label in enumerate(lth_ratio_labels(achieved, ratios), start=1):
         parent = add(LthLevelParams(
-            parent.id, rewind.id, "lth", level, lth.prune_fraction, spec.scope, recipe, tp.seed,
+            parent.id, rewind.id, meth, level, lth.prune_fraction, spec.scope, recipe, tp.seed,
             prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases),
-            (parent.id, rewind.id), method="lth", ratio=label, level=level, **labels)
+            (parent.id, rewind.id), method=meth, ratio=label, level=level, **labels)
         out.append(parent)
     return out
 

@@ -22,9 +22,11 @@ from typing import Any
 
 import torch
 
+from prunescope import methods as registry
 from prunescope.data import expected, info
 from prunescope.data.corruptions import CORRUPTIONS, Distribution
 from prunescope.data.imbalance import PROFILES, class_counts
+from prunescope.data.registry import names as dataset_names
 from prunescope.data.splits import val_quota
 from prunescope.models import ARCHS, LENET_ARCHS, build_model
 from prunescope.prune import UnreachableRatioError, count_parameters, keep_count, prunable
@@ -32,19 +34,19 @@ from prunescope.train import Recipe
 from prunescope.train.pack import PackOptions
 
 #: datasets a study may name (SPEC 4)
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
-#: one-shot unstructured criteria (SPEC 3): prune_finetune jobs
-ONE_SHOT_METHODS = ("mp", "gp", "up", "rp")
+DATASETS = dataset_names()
+#: one-shot unstructured criteria (SPEC 3): prune_finetune jobs (:mod:`prunescope.methods`)
+ONE_SHOT_METHODS = registry.names("one-shot")
 #: iterative magnitude pruning with weight rewinding (SPEC 3, last bullet): rewind + lth_level jobs
-ITERATIVE_METHODS = ("lth",)
+ITERATIVE_METHODS = registry.names("iterative")
 #: structured channel pruning (SPEC 3, last bullet): structured jobs, channels removed for real
-STRUCTURED_METHODS = ("l1-filter", "chip")
+STRUCTURED_METHODS = registry.names("structured")
 #: pruning methods the study layer runs (SPEC 3), in the order cells list them
-METHODS = ONE_SHOT_METHODS + ITERATIVE_METHODS + STRUCTURED_METHODS
+METHODS = registry.names()
 #: methods of SPEC 3 the spec recognises but the study layer cannot run yet (none left)
 PLANNED_METHODS: tuple[str, ...] = ()
 #: methods that need the data-loss gradient of the dense model
-GRADIENT_METHODS = ("gp", "up")
+GRADIENT_METHODS = registry.names(needs_gradients=True)
 SCOPES = ("global", "layer")
 GRADIENT_MODES = ("full", "batches", "shrinkbench")
 DEVICES = ("auto", "cpu", "cuda")

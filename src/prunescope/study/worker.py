@@ -41,7 +41,7 @@ from prunescope.metrics import confusion_from_predictions
 from prunescope.models import build_model
 from prunescope.prune import data_gradients, prune_model
 from prunescope.prune.finetune import CARRIED_META
-from prunescope.prune.iterative import RewindCapture, imp_level_masks
+from prunescope.prune.iterative import imp_level_masks
 from prunescope.prune.structured import (load_structured_checkpoint, structured_meta,
                                          structured_prune_model)
 from prunescope.study.artifacts import Artifacts
@@ -526,15 +526,11 @@ def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe) -> dict[str, An
                   "method": job.args.method, "epochs": recipe.epochs, "job_id": job.id}
 
 
-class _RewindReached(Exception):
-    """Raised by the rewind job's progress callback to stop ``fit`` after the rewind step."""
-
-
 def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None) -> JobResult:
     """The dense run's state after ``rewind_steps`` optimiser steps (LTH rewinding point).
 
-    Reruns exactly the ``train`` job's seeded ``fit`` (same model seed, data, recipe) with a
-    :class:`RewindCapture` and stops it right after that step. On the CPU, when the train job
+    Reruns exactly the ``train`` job's seeded ``fit`` (same model seed, data, recipe) and stops
+    it right after that step (``fit(stop_after_step=rewind_steps)``). On the CPU, when the train job
     was not fitted in a stacked pack, the state is bit-identical to the train job's own state at
     that step. Otherwise (a pack, or CUDA, where packs train in bf16 with torch.compile while this
     rerun is fp32 eager) it is the iterate of a sibling run with the same initialisation, data
@@ -553,22 +549,9 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
         state = {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
     else:
         train, val = _train_val(vars(p), ctx.data_dir, ctx.device)
-
-        def stop(s_: int, _t: int, _i: dict[str, Any]) -> None:
-            if step:
-                step(min(s_, k), k)
-            if s_ >= k:
-                raise _RewindReached
-
-        cap = RewindCapture(model, k, then=stop)
-        try:
-            fit(model, train, val, p.recipe, p.seed, progress=cap)
-        except _RewindReached:
-            pass
-        if cap.state is None:
-            raise ValueError(f"the dense run ended before rewind step {k}; lower [lth] "
-                             "rewind_steps")
-        state = cap.state
+        res = fit(model, train, val, p.recipe, p.seed, stop_after_step=k,
+                  progress=(lambda s_, _t, _i: step(min(s_, k), k)) if step else None)
+        state = {n: t.detach().cpu() for n, t in res.state_dict.items()}
     name = f"{job.id}.safetensors"
     with arts.writing(job.kind) as tmp:
         save_file({n: t.contiguous() for n, t in state.items()}, str(tmp / name))

@@ -139,6 +139,15 @@ def _masked_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Sequenc
     _mask_params(params, masks)
 
 
+def _set_lr(opt: torch.optim.Optimizer, recipe: Recipe, epoch: int) -> float:
+    """Set every parameter group's learning rate to the schedule's for 1-based ``epoch``;
+    returns it."""
+    lr = recipe.lr_at(epoch - 1)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return lr
+
+
 def _check_losses(losses: torch.Tensor, start: int, stop: int, epoch: int) -> float:
     """Raise :class:`TrainingDiverged` at the first non-finite entry of ``losses[start:stop]``
     (0-based steps; reported 1-based); return the last loss."""
@@ -173,6 +182,7 @@ def fit(
     masks: Mapping[str, torch.Tensor] | None = None,
     progress: ProgressFn | None = None,
     sync_every: int | None = None,
+    stop_after_step: int | None = None,
 ) -> FitResult:
     """Train ``model`` in place with ``recipe`` and keep the best-validation-loss epoch.
 
@@ -196,9 +206,14 @@ def fit(
         sync_every: check the training losses for NaN/inf (one host-device sync) every this
             many steps and at the end of each epoch. Default: 1 on the CPU (a bad loss is
             caught before its step is taken), 25 elsewhere (so the host runs ahead of the GPU).
+        stop_after_step: stop the run right after this optimiser step (1-based, counted over
+            the whole schedule; e.g. LTH's rewinding point): the losses so far are checked, and
+            the model keeps the state of that step (no validation, no best-epoch choice).
 
     Returns:
-        :class:`FitResult`; the model holds the kept weights and is left in eval mode.
+        :class:`FitResult`; the model holds the kept weights and is left in eval mode. After
+        ``stop_after_step``: ``best_epoch`` 0, the history of the finished epochs, and
+        ``state_dict`` the model's state after that step (the model left as it is).
 
     Raises:
         TrainingDiverged: a training or validation loss is NaN or infinite.
@@ -232,15 +247,16 @@ def fit(
     gen = data_generator(seed)
     steps_per_epoch = train.num_batches(recipe.batch_size, recipe.max_steps_per_epoch)
     total_steps = steps_per_epoch * recipe.epochs
+    if stop_after_step is not None and not 1 <= stop_after_step <= total_steps:
+        raise ValueError(f"stop_after_step={stop_after_step} is outside the run's 1..{total_steps} "
+                         "optimiser steps; lower it or lengthen the recipe")
     history: list[dict[str, Any]] = []
     best_loss = math.inf
     best_epoch = 0
     best_state: dict[str, torch.Tensor] = {}
     step_global = 0
     for epoch in range(1, recipe.epochs + 1):
-        lr = recipe.lr_at(epoch - 1)
-        for group in opt.param_groups:
-            group["lr"] = lr
+        lr = _set_lr(opt, recipe, epoch)
         model.train()
         t0 = time.perf_counter()
         losses = torch.zeros(steps_per_epoch, dtype=torch.float32, device=device)
@@ -264,6 +280,11 @@ def fit(
             if progress is not None:  # every step (rewind captures need exact steps)
                 info = {"epoch": epoch, "lr": lr}
                 progress(step_global, total_steps, {**info, "loss": last} if synced else info)
+            if step_global == stop_after_step:
+                if checked < steps:
+                    _check_losses(losses, checked, steps, epoch)
+                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                return FitResult(best_epoch=0, history=history, state_dict=state)
         if checked < steps:
             _check_losses(losses, checked, steps, epoch)
         train_seconds = time.perf_counter() - t0

@@ -35,7 +35,7 @@ from prunescope.data.device import DeviceImages, crop_flip, epoch_draws
 from prunescope.models import skeleton
 from prunescope.models.stacked import StackedModel, stack, stack_masks
 from prunescope.train.loop import (FitResult, ProgressFn, TrainingDiverged, _mask_params,
-                                   _masked_step, _same_device, data_generator)
+                                   _masked_step, _same_device, _set_lr, data_generator)
 from prunescope.train.recipe import Recipe
 
 __all__ = ["PackOptions", "activation_elements", "auto_pack_size", "fit_pack"]
@@ -300,9 +300,7 @@ def fit_pack(
     step_global = 0
     with _recompile_room(opts.compile):
         for epoch in range(1, recipe.epochs + 1):
-            lr = recipe.lr_at(epoch - 1)
-            for group in opt.param_groups:
-                group["lr"] = lr
+            lr = _set_lr(opt, recipe, epoch)
             pack.train()
             t0 = time.perf_counter()
             loss_sum = torch.zeros(g, dtype=torch.float64, device=device)
