@@ -4,12 +4,11 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from prunescope import data as D
-from prunescope.cli._app import DataDirOpt, app
+from prunescope.cli._app import DataDirOpt, app, console as make_console
 
 data_app = typer.Typer(help="Datasets: fetch verified copies into the local cache, list the cache.",
                        no_args_is_help=True)
@@ -34,7 +33,7 @@ def fetch_cmd(
     force: Annotated[bool, typer.Option("--force", help="Fetch again even when already cached.")] = False,
 ) -> None:
     """Fetch datasets into the cache, verifying each before it is written."""
-    console = Console()
+    console = make_console()
     for name in names:
         if name not in D.names():
             raise typer.BadParameter(f"unknown dataset {name!r}; choose from {', '.join(D.names())}")
@@ -67,4 +66,4 @@ def list_cmd(data_dir: DataDirOpt = None) -> None:
         meta = D.info(row.name)
         table.add_row(row.name, "yes" if row.cached else "no", _size(row.size_bytes), row.source or "-",
                       str(meta.num_classes), "x".join(map(str, meta.shape_hwc)))
-    Console().print(table)
+    make_console().print(table)

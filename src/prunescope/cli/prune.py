@@ -6,11 +6,10 @@ from typing import Annotated, Any, Optional
 
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from prunescope import data as D
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app
+from prunescope.cli._app import DataDirOpt, DeviceOpt, app, console as make_console
 from prunescope.prune import GRADIENT_METHODS, GRADIENT_MODES, METHODS, SCOPES
 from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
 from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
@@ -55,7 +54,7 @@ def prune_cmd(
 ) -> None:
     """Prune CHECKPOINT to --ratio with --method, fine-tune with the mask held, write the pruned
     checkpoint with its masks, and print the achieved ratio and test accuracy before and after."""
-    console = Console()
+    console = make_console()
     method = method.lower()
     if method not in METHODS:
         raise typer.BadParameter(f"unknown method {method!r}; choose from {', '.join(METHODS)}")

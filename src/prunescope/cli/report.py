@@ -8,15 +8,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
-from prunescope.cli._app import app
+from prunescope.cli._app import app, console
 # the choices of --correction and --ci-method (stats is pure NumPy/SciPy: --help still does not
 # import the report's plotting stack)
 from prunescope.stats import CI_METHODS, CORRECTIONS
 
-_console = Console()
-_err = Console(stderr=True)
+_console = console()
+_err = console(stderr=True)
 
 
 @app.command("report")
@@ -40,6 +39,7 @@ def report_cmd(
     self-contained report.html; works on unfinished studies (it lists what is missing)."""
     from prunescope.cli.study import study_results
     from prunescope.report import render_report
+    from prunescope.study.checks import checks
 
     correction, ci_method = correction.lower(), ci_method.lower()
     if correction not in CORRECTIONS:
@@ -52,7 +52,8 @@ def report_cmd(
     try:
         path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,
                              jobs=res.jobs, delta=delta / 100.0, agreement=res.agreement,
-                             correction=correction, ci_method=ci_method)
+                             correction=correction, ci_method=ci_method,
+                             notices=checks(res))
     except ValueError as e:
         _err.print(f"[red]cannot render the report[/red]: {e}")
         raise typer.Exit(1) from e

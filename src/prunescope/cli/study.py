@@ -5,17 +5,16 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from prunescope.cli._app import app
+from prunescope.cli._app import app, console
 
 StudyArg = Annotated[Path, typer.Argument(help="the study's TOML file, e.g. studies/quick.toml")]
 OutputOpt = Annotated[Optional[str], typer.Option(
     "--output", help="output folder overriding the spec's `output` (relative to the cwd)")]
 
-_console = Console()
-_err = Console(stderr=True)
+_console = console()
+_err = console(stderr=True)
 
 
 def _spec(study: Path, output: str | None):
@@ -85,7 +84,7 @@ def run_cmd(
 ) -> None:
     """Run every job of the study that is not done yet (resumable: rerun after any kill)."""
     from prunescope.study import StudyLocked, run_study
-    from prunescope.study.progress import RichDisplay
+    from prunescope.study.progress import display_for
 
     if executor not in ("local", "ray"):
         _err.print(f"[red]--executor {executor!r} is unknown[/red]; use local or ray")
@@ -94,7 +93,7 @@ def run_cmd(
     try:
         summary = run_study(spec, executor=executor, address=address,
                             retry_failed=retry_failed,
-                            display=None if quiet else RichDisplay(_err))
+                            display=None if quiet else display_for(_err))
     except StudyLocked as e:
         _err.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from e

@@ -7,12 +7,11 @@ from typing import Annotated, Any, Optional
 import numpy as np
 import torch
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from prunescope import data as D
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app
+from prunescope.cli._app import DataDirOpt, DeviceOpt, app, console as make_console
 from prunescope.models import ARCHS
 from prunescope.train import Recipe, TrainingDiverged, train_on_dataset
 
@@ -39,7 +38,7 @@ def train_cmd(
 ) -> None:
     """Train one model with the SPEC 4 recipe; save the checkpoint; print test accuracy and
     per-class recall."""
-    console = Console()
+    console = make_console()
     if dataset not in D.names():
         raise typer.BadParameter(f"unknown dataset {dataset!r}; choose from {', '.join(D.names())}")
     if arch not in ARCHS:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,6 +151,17 @@ def _collapsed_cells(pooled: pd.DataFrame, nom: pd.DataFrame) -> list[str]:
     return [f"{r.dataset}/{r.arch}/{r.method}@{ratio_label(r.ratio)}" for r in low.itertuples()]
 
 
+def _imbalance_notice(nominal_frame: pd.DataFrame) -> str:
+    """The banner line of a test set whose classes differ in size, in a reader's terms."""
+    support = nominal_frame.groupby(["distribution", "cls"], sort=False)["support"].first()
+    return (f"Unbalanced test set: its classes hold between {int(support.min()):,} and "
+            f"{int(support.max()):,} images, so the per-class recall gaps to the accuracy "
+            "(R^c − A) do not add up to zero exactly, as they would with equal class sizes "
+            "(docs/metrics.md). α is still the least-squares slope through the origin of "
+            "these gaps after pruning against before, as in the paper; the figures and tables "
+            "are unaffected otherwise.")
+
+
 def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL, ci_method: str = "t") -> Analysis:
     """Pair, fit and bound the nominal-distribution results of ``frame`` (see :class:`Analysis`);
     ``ci_method`` (``"t"`` or ``"bootstrap"``) gives the intervals of E[alpha]."""
@@ -170,8 +181,7 @@ def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL, ci_method: str 
         paired = metrics.pair_with_dense(metrics.per_class(nom))
     for w in caught:
         if issubclass(w.category, metrics.ImbalanceWarning):
-            notices.append(f"Unbalanced test set: {w.message}. The slopes are still "
-                           "least-squares fits through the origin.")
+            notices.append(_imbalance_notice(nom))
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     cell_keys = list(metrics.CELL_KEYS) + (["level"] if "level" in frame.columns else [])
@@ -416,8 +426,11 @@ def _agreement_panels(dists: list[str], nominal: str) -> list[tuple[str, list[st
              sorted(fams[f], key=severity)) for f in order]
 
 
-def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str) -> Section:
-    """Figure per (dataset, arch) and table of functional agreement with the dense model."""
+def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str,
+                       results_frame: pd.DataFrame) -> Section:
+    """Figure per (dataset, arch) and table of functional agreement with the dense model; its
+    99 % intervals are logit t-intervals (``stats.proportion_mean_ci``, inside [0, 100] %) with
+    each model's test-set size from ``results_frame`` (the dense evaluation's support)."""
     if not isinstance(agreement, pd.DataFrame):
         raise TypeError(f"agreement must be a pandas DataFrame, got {type(agreement).__name__}")
     missing = [c for c in AGREEMENT_KEYS if c not in agreement.columns]
@@ -438,7 +451,14 @@ def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str) -> Sect
                          f"{frame.loc[bad, 'agreement'].tolist()[:5]}")
     keys = ["dataset", "arch", "method", "ratio", "distribution"]
     # a pruning level is a function of the ratio: it is not a separate key here
-    ci = _mean_ci(frame, "agreement", keys, null=1.0)
+    size_keys = ["dataset", "arch", "model", "distribution"]
+    sizes = (results_frame[results_frame["method"] == metrics.DENSE_METHOD]
+             .groupby(size_keys, sort=False)["support"].sum().rename("_n").reset_index())
+    frame = frame.merge(sizes, on=size_keys, how="left")
+    if frame["_n"].isna().any():
+        raise ValueError("agreement rows without an evaluated dense model in the results frame: "
+                         f"{frame.loc[frame['_n'].isna(), size_keys].drop_duplicates().values.tolist()[:3]}")
+    ci = stats.proportion_mean_ci(frame, "agreement", keys, frame["_n"], level=CI_LEVEL, null=1.0)
     dists = [d for d in [nominal, *sorted(set(frame["distribution"]) - {nominal})]
              if d in set(frame["distribution"])]
     panels = _agreement_panels(dists, nominal)
@@ -458,7 +478,9 @@ def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str) -> Sect
     sec.tables.append(_table(tab, out / "tables" / "agreement", "Functional agreement",
                              "Mean over models of the percentage of test images on which the "
                              "pruned model predicts the same class as its dense parent, per "
-                             "method, ratio and test distribution, with 99 % t-interval.",
+                             "method, ratio and test distribution, with a 99 % interval "
+                             "that stays within 0..100 % (t-interval of the mean logit, "
+                             "docs/report.md).",
                              "tab-agreement", digits=2))
     return sec
 
@@ -661,7 +683,7 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
                   jobs: pd.DataFrame | None = None, nominal: str = metrics.NOMINAL,
                   delta: float = metrics.DEFAULT_DELTA,
                   agreement: pd.DataFrame | None = None, correction: str = "bonferroni",
-                  ci_method: str = "t") -> Path:
+                  ci_method: str = "t", notices: Sequence[str] = ()) -> Path:
     """Write every figure (PNG + PDF), table (Markdown, CSV, LaTeX) and ``report.html``.
 
     Args:
@@ -686,6 +708,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
             level and per-distribution tables): ``"t"`` (SPEC 5 default, 99 % t-interval) or
             ``"bootstrap"`` (99 % BCa bootstrap, 9,999 resamples, seeded). The prune-potential,
             excess-error and agreement intervals stay t-intervals.
+        notices: sentences shown first in the page's banner, e.g. the findings of
+            :func:`prunescope.study.checks.checks` (under-trained models, ...).
 
     Returns:
         Path of ``report.html``.
@@ -708,9 +732,9 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
                 _shift_section(results_frame, out, nominal, delta, an),
                 _tables_section(an, out, correction), coverage]
     if agreement is not None:
-        sections.insert(-2, _agreement_section(agreement, out, nominal))
+        sections.insert(-2, _agreement_section(agreement, out, nominal, results_frame))
     page = build_page(study_name=study_name, version=version, spec_text=spec_text,
-                      sections=sections, notices=[*cov_notices, *an.notices], root=out)
+                      sections=sections, notices=[*notices, *cov_notices, *an.notices], root=out)
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -36,7 +36,9 @@ from prunescope.study.spec import GRADIENT_METHODS, STRUCTURED_METHODS, StudySpe
 #: Bump when a code change alters the result of an unchanged job (ids then change, nothing
 #: stale is reused). Part of every job id.
 RESULTS_VERSION = 1
-#: job kinds in dependency order (the plan's phases)
+#: job kinds in dependency order (the plan's phases). An audit (:func:`prunescope.audit.audit`)
+#: adds one more before them, ``source``: its dense model, imported rather than trained (the
+#: audit writes its checkpoint and records it done before the run, so no worker runs it).
 KINDS = ("train", "rewind", "gradients", "prune_finetune", "structured", "lth_level", "evaluate")
 
 

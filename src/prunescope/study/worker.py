@@ -119,9 +119,9 @@ def _run_one(job: Job, ctx: WorkerContext, arts: Artifacts, progress: ProgressFn
         if job.kind in _FITTERS:
             prepare, finish = _FITTERS[job.kind]
             fj = prepare(job, ctx, arts)
-
-            res = fit(fj.model, fj.train, fj.val, fj.recipe, fj.seed, masks=fj.masks,
-                      progress=(lambda s_, t_, _i: step(s_, t_)) if step else None)
+            res = None if fj.recipe is None else fit(  # no recipe: pruned, not fine-tuned
+                fj.model, fj.train, fj.val, fj.recipe, fj.seed, masks=fj.masks,
+                progress=(lambda s_, t_, _i: step(s_, t_)) if step else None)
             result = finish(fj, res, arts)
         else:
             result = _RUNNERS[job.kind](job, ctx, arts, step)
@@ -290,6 +290,34 @@ def _split(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, 
     return s.x, s.y
 
 
+@functools.lru_cache(maxsize=2)
+def _user_data(path: str) -> dict[str, np.ndarray]:
+    """The arrays of an audited model's own data file (:func:`prunescope.audit.audit`):
+    ``x_train, y_train, x_val, y_val, x_test, y_test`` (uint8 NHWC images, int64 labels)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _normalisation(meta: dict[str, Any]) -> tuple[Any, Any]:
+    """``(mean, std)`` per channel on the 0..1 scale: the sidecar's own (audited user models),
+    else the dataset's."""
+    if "mean" in meta:
+        return meta["mean"], meta["std"]
+    inf = info(meta["dataset"])
+    return inf.mean, inf.std
+
+
+def _train_val_of(meta: dict[str, Any], ctx: WorkerContext):
+    """Training and validation ``DeviceImages`` of a model: the data file its sidecar names
+    (``data``: an audited user model), else the dataset's train split and hold-out."""
+    if "data" not in meta:
+        return _train_val(meta["dataset"], meta["n_val"], meta["split_seed"], ctx.data_dir,
+                          ctx.device)
+    d, (mean, std) = _user_data(meta["data"]), _normalisation(meta)
+    return (DeviceImages(d["x_train"], d["y_train"], mean, std, ctx.device),
+            DeviceImages(d["x_val"], d["y_val"], mean, std, ctx.device))
+
+
 def _train_val(dataset: str, n_val: int, split_seed: int, data_dir: str | None, device: str):
     """Training part and validation hold-out of the train split as ``DeviceImages``."""
 
@@ -312,6 +340,13 @@ def _test_arrays(dataset: str, subset: int | None, split_seed: int, distribution
         _, idx = train_val_indices(y, subset, seed=split_seed)
         x, y = x[idx], y[idx]
     return apply_distribution(torch.from_numpy(x), distribution, corruption_seed), y
+
+
+@functools.lru_cache(maxsize=4)
+def _shifted(path: str, distribution: str, corruption_seed: int) -> torch.Tensor:
+    """The test images of a user data file (:func:`_user_data`) shifted to ``distribution``."""
+    x = torch.from_numpy(_user_data(path)["x_test"])
+    return apply_distribution(x, distribution, corruption_seed)
 
 
 def _load_parent(ctx: WorkerContext, job_id: str, device: str):
@@ -374,10 +409,13 @@ def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
 
 
 def _finish(fj: _FitJob, fit_res: Any, arts: Artifacts) -> JobResult:
-    """Save the fitted model (with its masks) and describe the result."""
-    meta = fj.meta | {"best_epoch": fit_res.best_epoch, "history": fit_res.history}
+    """Save the fitted model (with its masks) and describe the result (``fit_res`` ``None``:
+    a model pruned without fine-tuning, ``best_epoch`` 0 and no history)."""
+    fitted = ({"best_epoch": 0, "history": []} if fit_res is None else
+              {"best_epoch": fit_res.best_epoch, "history": fit_res.history})
+    meta = fj.meta | fitted
     arts_out = _save_model(arts, fj.job, fj.model, meta, masks=fj.masks)
-    details: dict[str, Any] = {"best_epoch": fit_res.best_epoch, "history": fit_res.history}
+    details: dict[str, Any] = dict(fitted)
     if fj.densities is not None:
         details["densities"] = fj.densities
     details |= fj.details
@@ -389,8 +427,7 @@ def _gradients(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | N
                ) -> JobResult:
     p = job.params
     model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
-    train, _ = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"], ctx.data_dir,
-                          ctx.device)
+    train, _ = _train_val_of(meta, ctx)
     kw: dict[str, Any] = {"mode": p["mode"]}
     if p["mode"] != "full":
         kw |= {"n_batches": p.get("n_batches"), "batch_size": p["batch_size"], "seed": p["seed"]}
@@ -418,9 +455,8 @@ def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _F
                        seed=derive_seed(p["seed"], "rp"), scope=p["scope"], meta=meta,
                        prune_classifier=p.get("prune_classifier", False),
                        prune_biases=p.get("prune_biases", False))
-    train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
-                            ctx.data_dir, ctx.device)
-    recipe = Recipe.from_dict(p["recipe"])
+    train, val = _train_val_of(meta, ctx)
+    recipe = None if p["recipe"] is None else Recipe.from_dict(p["recipe"])
     new_meta = _pruned_meta(meta, job, recipe) | {"pruning": mres.summary()}
     return _FitJob(job, model, train, val, recipe, derive_seed(p["seed"], "finetune"),
                    mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
@@ -435,10 +471,13 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
     :func:`prunescope.study.load_results` computes functional agreement (SPEC 2)."""
     p = job.params
     model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
-    x, y = _test_arrays(meta["dataset"], p.get("test_subset"), p.get("split_seed", 0),
-                        p["distribution"], p.get("corruption_seed", 0), ctx.data_dir)
-    inf = info(meta["dataset"])
-    images = DeviceImages(x, y, inf.mean, inf.std, ctx.device)
+    if "data" in meta:  # an audited user model's own test images
+        y = _user_data(meta["data"])["y_test"]
+        x = _shifted(meta["data"], p["distribution"], p.get("corruption_seed", 0))
+    else:
+        x, y = _test_arrays(meta["dataset"], p.get("test_subset"), p.get("split_seed", 0),
+                            p["distribution"], p.get("corruption_seed", 0), ctx.data_dir)
+    images = DeviceImages(x, y, *_normalisation(meta), ctx.device)
     n_cls = int(meta["num_classes"])
     pred = predict(model, images)
     cm = confusion_from_predictions(y, pred, n_cls)
@@ -467,12 +506,16 @@ def predictions_dtype(num_classes: int) -> type:
     raise ValueError(f"{num_classes} classes do not fit the int16 predictions artifact")
 
 
-def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe) -> dict[str, Any]:
-    """Sidecar of a pruned model: its parent's data/architecture keys plus what made it."""
-    out = {k: meta[k] for k in CARRIED_META}
+def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe | None) -> dict[str, Any]:
+    """Sidecar of a pruned model: its parent's data/architecture keys plus what made it
+    (``recipe`` ``None``: pruned without fine-tuning, its decay is its parent's)."""
+    out = {k: meta[k] for k in CARRIED_META if k in meta}
+    if recipe is None:
+        out["weight_decay"] = meta["weight_decay"]
     return out | {"recipe": recipe, "parent_weight_decay": meta.get("parent_weight_decay",
                                                                    meta["weight_decay"]),
-                  "method": job.params["method"], "epochs": recipe.epochs, "job_id": job.id}
+                  "method": job.params["method"], "epochs": 0 if recipe is None else recipe.epochs,
+                  "job_id": job.id}
 
 
 class _RewindReached(Exception):

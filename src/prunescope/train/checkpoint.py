@@ -103,7 +103,12 @@ def save_checkpoint(
 
 def model_from_meta(meta: dict[str, Any]) -> nn.Module:
     """The model a sidecar describes, freshly built on the CPU: ``build_model(arch,
-    num_classes, in_channels, image_size=image_size or 28)`` (weights still to be loaded)."""
+    num_classes, in_channels, image_size=image_size or 28)`` (weights still to be loaded), or,
+    when the sidecar names a ``module`` file (a user's own model audited by
+    :func:`prunescope.audit.audit`, saved there with ``torch.save(module)``), that module
+    unpickled (its classes must be importable, as for any pickle)."""
+    if "module" in meta:
+        return torch.load(meta["module"], map_location="cpu", weights_only=False)
     return build_model(
         meta["arch"], int(meta["num_classes"]), int(meta["in_channels"]),
         image_size=int(meta.get("image_size", 28)),
