@@ -1,4 +1,6 @@
 """Hand-computable cases for every criterion of SPEC 3 on a tiny network (element by element)."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -127,11 +129,17 @@ def test_ties_keep_lower_flat_index_first():
     assert res.masks["b"].tolist() == [True, False]
 
 
-def test_keep_count_rounds_to_nearest_weight():
-    # 100 params, 10 fixed: ratio 3 -> 33.33 nonzero -> k = 23.33 -> 23
+def test_keep_count_keeps_the_largest_k_that_meets_the_ratio():
+    """SPEC 3 "so that t is met": the largest k whose achieved ratio is >= t, never the
+    nearest k (which can fall just short of t)."""
+    # 100 params, 10 fixed: ratio 3 -> 33.33 nonzero -> k = 23.33 -> 23 (ratio 3.03)
     assert keep_count(100, 90, 3.0) == 23
-    assert keep_count(100, 90, 100 / 33.5) == 24  # half rounds up
+    # 33.5 nonzero allowed: the nearest count 24 (ratio 2.94) would miss t = 2.985
+    assert keep_count(100, 90, 100 / 33.5) == 23
+    assert keep_count(100, 90, 100 / 33.9) == 23
+    assert keep_count(100, 90, 100 / 34) == 24  # met exactly
     assert keep_count(100, 90, 1.0) == 90
+    assert keep_count(100, 90, 1.01) == 89  # 99 nonzero: 1.0101 >= 1.01; 100 would be 1.0
     assert keep_count(100, 90, 10.0) == 0  # exactly the largest reachable ratio
     for past in (9.6, 9.4):  # 0.4 or 0.6 weights past it: both need k < 0 (SPEC 3)
         with pytest.raises(UnreachableRatioError):
@@ -141,6 +149,25 @@ def test_keep_count_rounds_to_nearest_weight():
         keep_count(50, 50, 200.0)
     with pytest.raises(ValueError, match=">= 1"):
         keep_count(100, 90, 0.5)
+
+
+@pytest.mark.parametrize("ratio", [2, 4, 10, 20, 50])
+def test_lenet5_meets_every_paper_ratio(ratio):
+    """LeNet-5 (61,706 parameters, 850 of them the protected classifier, 236 biases): rounding
+    to the nearest count gave 3.99987 at t = 4; the achieved ratio is now >= t, and keeping one
+    more weight would fall below t."""
+    from prunescope.models import build_model
+    from prunescope.prune import count_parameters, prunable
+
+    model = build_model("lenet5", 10, 1)
+    n_total = count_parameters(model)
+    n_prunable = sum(p.numel() for p in prunable(model).values())
+    k = keep_count(n_total, n_prunable, ratio)
+    n_fixed = n_total - n_prunable
+    assert n_total / (n_fixed + k) >= ratio
+    assert n_total / (n_fixed + k + 1) < ratio
+    if ratio == 4:  # the case the issue measured: round() kept one weight too many
+        assert k == math.floor(n_total / 4 - n_fixed) == math.floor(n_total / 4 - n_fixed + 0.5) - 1
 
 
 def test_keep_gives_exactly_k_and_the_mask_of_the_ratio_that_k_gives():

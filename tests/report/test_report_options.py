@@ -193,3 +193,64 @@ def test_every_allowed_option_has_a_caption_name():
     """stats holds the allowed values; the report names each one in its captions."""
     assert set(render.CORRECTION_NAMES) == set(stats.CORRECTIONS)
     assert set(render.CI_NAMES) == set(stats.CI_METHODS)
+    assert set(render.FAMILY_SCOPES) == set(render.FAMILY_SIZES) == set(stats.FAMILIES)
+    for scopes in render.FAMILY_SCOPES.values():
+        assert set(scopes) == set(render.FAMILY_TITLES)
+
+
+def test_p_values_are_corrected_within_table_columns_by_default(small_frame, tmp_path):
+    """SPEC 5 / the paper: p times the number of rows in its column of the table. On CIFAR-10/
+    ResNet-56 with 4 methods at 3 ratios the method pairs of one ratio are a family of 6 (the
+    old whole-table default: 18), and the captions say which family; `families="table"` keeps
+    the whole-table families."""
+    an = analyse(small_frame)
+    render._tables_section(an, tmp_path / "column")
+    render._tables_section(an, tmp_path / "table", families="table")
+    col = pd.read_csv(tmp_path / "column" / "tables" / "pvalues_methods_long.csv")
+    tab = pd.read_csv(tmp_path / "table" / "tables" / "pvalues_methods_long.csv")
+    assert (col["family_size"] == 6).all() and col["family"].nunique() == 3
+    assert col["p_corrected"].to_numpy() == pytest.approx(np.minimum(6 * col["p_raw"], 1.0), rel=1e-12)
+    assert (tab["family_size"] == 18).all()
+    by_ratio = pd.read_csv(tmp_path / "column" / "tables" / "pvalues_ratios_by_method_long.csv")
+    assert (by_ratio["family_size"] == 2).all()  # 2 ratio pairs in each method's column
+    md = (tmp_path / "column" / "tables" / "pvalues_methods.md").read_text()
+    assert "the method pairs at one ratio" in md and "every row of the column" in md
+    assert "one family per table" in (tmp_path / "table" / "tables" / "pvalues_methods.md").read_text()
+
+
+def test_a_comparison_without_p_value_reads_undefined_and_counts(tmp_path):
+    """SPEC 5: an undefined row is counted in its column and shown as such, not as an empty
+    (not compared) cell."""
+    frame = synthetic_results(multi_method()[:3], n_models=4, ratios=(2.0, 10.0), seed=2)
+    drop = (frame["method"] == "gp") & (frame["ratio"] == 10.0) & (frame["model"] > 0)
+    an = analyse(frame[~drop])
+    render._tables_section(an, tmp_path)
+    long = pd.read_csv(tmp_path / "tables" / "pvalues_methods_long.csv")
+    at10 = long[long["ratio"] == 10.0]
+    assert at10["p_raw"].isna().sum() == 2 and (at10["family_size"] == 3).all()
+    shown = pd.read_csv(tmp_path / "tables" / "pvalues_methods.csv")
+    assert (shown["10"] == render.UNDEFINED_P).sum() == 2
+    assert "undefined" in (tmp_path / "tables" / "pvalues_methods.md").read_text()
+
+
+def test_families_option_reaches_render_report_and_unknown_is_refused(small_frame, tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="families must be one of column, table"):
+        render_report(small_frame, tmp_path / "x", families="rows")
+    assert not (tmp_path / "x").exists()
+    jobs = pd.DataFrame({"kind": ["evaluate"], "status": ["done"]})
+
+    class _Spec:
+        name = "opts"
+
+    res = study_pkg.StudyResults(frame=small_frame, jobs=jobs, spec=_Spec(), spec_text="",
+                                 out_dir=str(tmp_path))
+    monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: res)
+    seen = []
+    monkeypatch.setattr(report_pkg, "render_report",
+                        lambda *a, **kw: seen.append(kw) or tmp_path / "report.html")
+    runner = CliRunner()
+    assert runner.invoke(app, ["report", "s.toml"]).exit_code == 0
+    assert runner.invoke(app, ["report", "s.toml", "--families", "table"]).exit_code == 0
+    assert [kw["families"] for kw in seen] == ["column", "table"]
+    bad = runner.invoke(app, ["report", "s.toml", "--families", "rows"])
+    assert bad.exit_code != 0 and "unknown families" in bad.output and len(seen) == 2

@@ -323,7 +323,9 @@ def test_paper_grid_p_value_tables_have_one_family_per_comparison():
     fams = stats.all_families(analyse(frame).alphas)  # as the report's tables section
     methods = fams["methods"].long
     assert set(zip(methods["dataset"], methods["arch"])) == {("cifar10", "resnet56")}
-    assert (methods["family_size"] == 12).all()  # 6 pairs x 2 ratios
+    assert (methods["family_size"] == 6).all()  # the paper's column: 6 pairs at one ratio
+    table = stats.all_families(analyse(frame).alphas, families="table")["methods"].long
+    assert (table["family_size"] == 12).all()  # the whole-table option: 6 pairs x 2 ratios
     mvu = fams["mp_vs_up"].table
     assert list(mvu.loc["cifar10"].index.get_level_values("arch")) == [
         "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]

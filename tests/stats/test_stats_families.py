@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
 
 from prunescope.stats import (
     all_families,
@@ -44,7 +45,7 @@ def pick(f: pd.DataFrame, **kw) -> np.ndarray:
 
 def test_ratio_family_matches_scipy_and_has_table_shape():
     f = study()
-    res = ratio_tests(f, "arch")
+    res = ratio_tests(f, "arch", families="table")
     long = res.long[res.long["dataset"] == "cifar10"]
     fam = long[long["method"] == "mp"]
     assert len(fam) == 8 and (fam["family_size"] == 8).all()  # 4 ratio pairs x 2 archs
@@ -66,7 +67,7 @@ def test_ratio_family_matches_scipy_and_has_table_shape():
 def test_missing_levels_are_skipped_and_shrink_the_family():
     f = study()
     f = f[~((f["arch"] == "resnet20") & (f["ratio"] == 10.0))]
-    fam = ratio_tests(f, "arch").long.query("dataset == 'cifar10' and method == 'mp'")
+    fam = ratio_tests(f, "arch", families="table").long.query("dataset == 'cifar10' and method == 'mp'")
     assert fam.loc[fam["arch"] == "resnet20", "comparison"].tolist() == ["2 vs 4", "4 vs 20", "20 vs 50"]
     assert (fam["family_size"] == 7).all()
     per_level = ratio_tests(f, "arch", family_by=["dataset", "method", "distribution", "arch"]).long
@@ -76,7 +77,7 @@ def test_missing_levels_are_skipped_and_shrink_the_family():
 
 def test_arch_family_independent_one_sided_and_skips_absent_sizes():
     f = study()
-    res = arch_tests(f)
+    res = arch_tests(f, families="table")
     fam = res.long.query("dataset == 'cifar10' and method == 'mp'")
     assert fam["comparison"].unique().tolist() == ["resnet20 vs resnet56"]  # 32, 44 absent
     assert len(fam) == 5 and (fam["family_size"] == 5).all()
@@ -92,7 +93,7 @@ def test_arch_family_independent_one_sided_and_skips_absent_sizes():
 
 def test_dataset_family_uses_the_dataset_architecture():
     f = study()
-    res = dataset_tests(f)
+    res = dataset_tests(f, families="table")
     fam = res.long
     assert fam["comparison"].unique().tolist() == ["mnist vs cifar10"]  # others absent: skipped
     assert (fam["arch_a"] == "lenet5").all() and (fam["arch_b"] == "resnet56").all()
@@ -108,7 +109,7 @@ def test_dataset_family_uses_the_dataset_architecture():
 def test_method_and_mp_vs_up_families_are_two_sided_paired():
     f = study()
     assert method_tests(f).long.empty  # every arch has only MP and UP: left to mp_vs_up_tests
-    meth = method_tests(f, leave_to_mp_vs_up=None).long
+    meth = method_tests(f, leave_to_mp_vs_up=None, families="table").long
     assert meth["comparison"].unique().tolist() == ["mp vs up"]
     row = meth.query("arch == 'resnet20' and ratio == 4.0").iloc[0]
     a = pick(f, dataset="cifar10", arch="resnet20", method="mp", ratio=4.0)
@@ -127,7 +128,7 @@ def test_method_and_mp_vs_up_families_are_two_sided_paired():
 def test_too_few_models_are_noted_and_not_counted():
     f = study()
     f = f[~((f["arch"] == "resnet56") & (f["method"] == "up") & (f["ratio"] == 2.0) & (f["model"] > 0))]
-    long = mp_vs_up_tests(f).long
+    long = mp_vs_up_tests(f, families="table").long
     bad = long.query("arch == 'resnet56' and ratio == 2.0").iloc[0]
     assert np.isnan(bad["p_raw"]) and np.isnan(bad["p_corrected"]) and bad["note"].startswith("fewer than 2")
     assert (long["family_size"] == 9).all()
@@ -190,7 +191,7 @@ def test_zero_variance_comparisons_are_noted():
     f.loc[up & at(2.0), "alpha"] = f.loc[mp & at(2.0), "alpha"].to_numpy()  # identical: d = 0
     f.loc[mp & at(4.0), "alpha"] = np.arange(6.0)
     f.loc[up & at(4.0), "alpha"] = np.arange(6.0) - 1.0  # d = 1 for every model
-    long = mp_vs_up_tests(f).long.set_index(["arch", "ratio"])
+    long = mp_vs_up_tests(f, families="table").long.set_index(["arch", "ratio"])
     same, shifted = long.loc[("resnet20", 2.0)], long.loc[("resnet20", 4.0)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # scipy: "catastrophic cancellation"
@@ -239,8 +240,9 @@ def test_tables_order_levels_like_the_figures_not_alphabetically():
     assert list(ratio_tests(g, "method").table.columns) == ["up", "gp"]  # the figures' order
 
 
-def paper_like(n_models: int = 4, seed: int = 7) -> pd.DataFrame:
-    """The SPEC 4 grid with 3 ratios: MP everywhere, UP on every ResNet, GP and RP on
+def paper_like(n_models: int = 4, seed: int = 7,
+               ratios: tuple[float, ...] = (2.0, 4.0, 10.0)) -> pd.DataFrame:
+    """The SPEC 4 grid (3 ratios by default): MP everywhere, UP on every ResNet, GP and RP on
     CIFAR-10/ResNet-56 (alpha rising with the ratio, plus noise)."""
     rng = np.random.default_rng(seed)
     setups = [("mnist", "lenet5", "mp"), ("fashion-mnist", "lenet5", "mp")]
@@ -250,7 +252,7 @@ def paper_like(n_models: int = 4, seed: int = 7) -> pd.DataFrame:
                ("cifar100", "resnet56", "mp"), ("cifar100", "resnet56", "up")]
     return pd.DataFrame([dict(dataset=d, arch=a, method=m, ratio=t, model=i, distribution="nominal",
                               alpha=0.9 + 0.01 * t + rng.normal(0, 0.05))
-                         for d, a, m in setups for t in (2.0, 4.0, 10.0) for i in range(n_models)])
+                         for d, a, m in setups for t in ratios for i in range(n_models)])
 
 
 def test_ratios_within_a_dataset_take_each_dataset_on_its_architecture():
@@ -258,7 +260,7 @@ def test_ratios_within_a_dataset_take_each_dataset_on_its_architecture():
     DATASET_ARCHS (LeNet-5 for MNIST/Fashion, ResNet-56 for CIFAR-10/100, SPEC 4), not one
     per architecture (which repeated the by-architecture tables for ResNet-20/32/44/110)."""
     f = paper_like()
-    res = ratio_tests(f, "dataset")
+    res = ratio_tests(f, "dataset", families="table")
     long = res.long
     sizes = long.groupby("family")["family_size"].first().to_dict()
     assert sizes == {"ratios|method=mp|distribution=nominal": 8,  # 4 datasets x 2 ratio pairs
@@ -277,7 +279,7 @@ def test_ratios_within_a_dataset_take_each_dataset_on_its_architecture():
                         alternative="less")
     assert row["p_raw"] == pytest.approx(ref.pvalue, rel=1e-12)
     assert row["p_corrected"] == pytest.approx(min(8 * ref.pvalue, 1.0), rel=1e-12)
-    per_arch = ratio_tests(f, "dataset", archs=None).long
+    per_arch = ratio_tests(f, "dataset", archs=None, families="table").long
     assert per_arch["family"].nunique() == 13 and "arch" in per_arch.columns
 
 
@@ -287,12 +289,12 @@ def test_method_pairs_only_where_more_than_mp_and_up_are_compared():
     5-comparison method family of its own, which was the same test with a smaller correction);
     CIFAR-10/ResNet-56 with MP, GP, UP, RP gets 6 pairs x ratios, corrected together."""
     f = paper_like()
-    meth = method_tests(f).long
+    meth = method_tests(f, families="table").long
     assert meth["family"].unique().tolist() == ["methods|dataset=cifar10|arch=resnet56|distribution=nominal"]
     assert (meth["family_size"] == 18).all()  # 6 pairs x 3 ratios
     assert meth["comparison"].unique().tolist() == ["mp vs gp", "mp vs up", "mp vs rp", "gp vs up",
                                                     "gp vs rp", "up vs rp"]
-    mvu = mp_vs_up_tests(f).long
+    mvu = mp_vs_up_tests(f, families="table").long
     assert mvu.groupby("dataset")["family_size"].first().to_dict() == {"cifar10": 15, "cifar100": 3}
     row = meth.query("comparison == 'mp vs up' and ratio == 4.0").iloc[0]
     twin = mvu.query("dataset == 'cifar10' and arch == 'resnet56' and ratio == 4.0").iloc[0]
@@ -301,4 +303,80 @@ def test_method_pairs_only_where_more_than_mp_and_up_are_compared():
     # a pair other than MP/UP stays, even with only two methods
     g = f[~f["method"].isin(["up", "rp"]) & (f["arch"] == "resnet56") & (f["dataset"] == "cifar10")]
     assert method_tests(g).long["comparison"].unique().tolist() == ["mp vs gp"]
-    assert method_tests(f, leave_to_mp_vs_up=None).long["family"].nunique() == 6
+    assert method_tests(f, leave_to_mp_vs_up=None, families="table").long["family"].nunique() == 6
+
+
+PAPER_RATIOS = (2.0, 4.0, 10.0, 20.0, 50.0)
+
+
+def _assert_bonferroni(long: pd.DataFrame, size: int) -> None:
+    assert (long["family_size"] == size).all()
+    np.testing.assert_allclose(long["p_corrected"], np.minimum(size * long["p_raw"], 1.0), rtol=1e-12)
+
+
+def test_default_families_are_the_columns_of_the_papers_tables():
+    """SPEC 5, the paper: "Each p-value ... has been multiplied by the number of rows in its
+    column of the table". On the paper's grid with 5 ratios: consecutive ratios within one
+    architecture, dataset or method 4, size pairs at one ratio 4, dataset pairs at one ratio 3,
+    method pairs at one ratio 6, MP vs UP over all 25 (arch, ratio). The old whole-table
+    families (families="table") give 20, 16 (x4 here), 15, 30 instead."""
+    f = paper_like(ratios=PAPER_RATIOS)
+    by_arch = ratio_tests(f, "arch").long.query("dataset == 'cifar10' and method == 'mp'")
+    assert by_arch.groupby("arch").size().to_dict() == dict.fromkeys(
+        ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"], 4)
+    _assert_bonferroni(by_arch, 4)
+    assert by_arch["family"].nunique() == 5  # one family per column (architecture)
+    by_dataset = ratio_tests(f, "dataset").long.query("method == 'mp'")
+    _assert_bonferroni(by_dataset, 4)
+    _assert_bonferroni(ratio_tests(f, "method").long.query("dataset == 'cifar10' and arch == 'resnet56'"), 4)
+    archs = arch_tests(f).long.query("method == 'mp'")
+    assert archs.groupby("ratio").size().to_dict() == dict.fromkeys(PAPER_RATIOS, 4)
+    _assert_bonferroni(archs, 4)
+    datasets = dataset_tests(f).long.query("method == 'mp'")
+    assert datasets.groupby("ratio").size().to_dict() == dict.fromkeys(PAPER_RATIOS, 3)
+    _assert_bonferroni(datasets, 3)
+    methods = method_tests(f).long
+    assert methods.groupby("ratio").size().to_dict() == dict.fromkeys(PAPER_RATIOS, 6)
+    _assert_bonferroni(methods, 6)
+    mvu = mp_vs_up_tests(f).long.query("dataset == 'cifar10'")
+    assert len(mvu) == 25 and mvu["family"].nunique() == 1
+    _assert_bonferroni(mvu, 25)
+    # the whole-table option keeps the old families
+    table = {name: fam.long for name, fam in all_families(f, families="table").items()}
+    assert table["ratios_by_arch"].query("dataset == 'cifar10' and method == 'mp'")["family_size"].unique().tolist() == [20]
+    assert table["archs"].query("method == 'mp'")["family_size"].unique().tolist() == [20]
+    assert table["datasets"].query("method == 'mp'")["family_size"].unique().tolist() == [15]
+    assert table["methods"]["family_size"].unique().tolist() == [30]
+    assert table["mp_vs_up"].query("dataset == 'cifar10'")["family_size"].unique().tolist() == [25]
+
+
+def test_column_family_counts_a_row_without_p_value():
+    """SPEC 5: "the family size counts every row of the column, an undefined one included": a
+    comparison with too few models stays a row of its column (p NaN, with a note) and the
+    others of that column are multiplied by the full row count; the table option counts only
+    comparisons with a p-value. Holm treats the undefined row like p = 1 (it ranks last)."""
+    f = paper_like(ratios=PAPER_RATIOS)
+    one_model = (f["dataset"] == "cifar10") & (f["arch"] == "resnet44") & (f["ratio"] == 10.0) & (f["model"] > 0)
+    f = f[~one_model]
+    archs = arch_tests(f).long.query("method == 'mp' and ratio == 10.0")
+    undefined = archs[archs["p_raw"].isna()]
+    assert undefined["comparison"].tolist() == ["resnet32 vs resnet44", "resnet44 vs resnet56"]
+    assert undefined["note"].str.startswith("fewer than 2").all() and undefined["p_corrected"].isna().all()
+    defined = archs[archs["p_raw"].notna()]
+    assert (archs["family_size"] == 4).all() and len(defined) == 2
+    np.testing.assert_allclose(defined["p_corrected"], np.minimum(4 * defined["p_raw"], 1.0), rtol=1e-12)
+    old = arch_tests(f, families="table").long.query("method == 'mp' and ratio == 10.0")
+    assert (old["family_size"] == 18).all()  # 20 comparisons, 2 without a p-value
+    mvu = mp_vs_up_tests(f).long.query("dataset == 'cifar10'")
+    assert mvu["p_raw"].isna().sum() == 1
+    _assert_bonferroni(mvu.dropna(subset=["p_raw"]), 25)
+    assert (mp_vs_up_tests(f, families="table").long.query("dataset == 'cifar10'")["family_size"] == 24).all()
+    holm = mp_vs_up_tests(f, correction="holm").long.query("dataset == 'cifar10'")
+    p = holm["p_raw"].fillna(1.0).to_numpy()
+    ref = multipletests(p, method="holm")[1]
+    np.testing.assert_allclose(holm["p_corrected"].dropna(), ref[holm["p_raw"].notna().to_numpy()], rtol=1e-12)
+
+
+def test_unknown_families_rule_is_refused():
+    with pytest.raises(ValueError, match="families must be one of column, table"):
+        arch_tests(study(), families="row")

@@ -69,7 +69,7 @@ def test_agreement_pairs_each_pruned_model_with_its_own_dense(tiny_reference, mo
     url = {k: a["predictions"] for k, a in evals["artifacts"].items()}
     swap = {url[("mp", 0)]: url[("dense", 0)], url[("gp", 1)]: url[("dense", 0)]}
     real = results_mod.read_predictions
-    monkeypatch.setattr(results_mod, "read_predictions", lambda u: real(swap.get(u, u)))
+    monkeypatch.setattr(results_mod, "read_predictions", lambda u, *_: real(swap.get(u, u)))
     ag = load_results(spec).agreement.set_index(["method", "model"])["agreement"]
     assert ag[("mp", 0)] == 1.0
     d0, d1 = real(url[("dense", 0)]), real(url[("dense", 1)])
@@ -80,9 +80,10 @@ def test_agreement_pairs_each_pruned_model_with_its_own_dense(tiny_reference, mo
 
 
 def _copy_store(spec, dest):
-    """A copy of the study's SQLite store in ``dest`` (artifact paths still point at the
-    original files) and the spec reading it."""
+    """A copy of the study's SQLite store in ``dest`` (its ``artifacts`` folder a link to the
+    original one) and the spec reading it."""
     dest.mkdir(parents=True)
+    (dest / "artifacts").symlink_to(spec.artifacts)
     src = sqlite3.connect(f"file:{spec.output}/{STORE_FILE}?mode=ro", uri=True)
     dst = sqlite3.connect(dest / STORE_FILE)
     src.backup(dst)
@@ -135,7 +136,7 @@ def test_status_and_export_read_no_predictions_and_agreement_is_unchanged(tiny_r
     reads: list[str] = []
     real = results_mod.read_predictions
 
-    def counting(url):
+    def counting(url, *_):
         reads.append(url)
         return real(url)
 

@@ -126,3 +126,18 @@ def test_lowratio_shares_ids_with_paper():
     shared = [j for j in low.jobs if j.id in paper]
     assert {j.kind for j in shared} == {"train", "gradients", "prune_finetune", "evaluate"}
     assert {j.ratio for j in shared if j.kind == "prune_finetune"} == {2.0, 4.0, 10.0}
+
+
+def test_estimate_of_every_gradient_mode(tmp_path):
+    """Issue 14 item 1: `shrinkbench` (no n_batches) planned and estimated without a TypeError:
+    one batch of the training batch size; `batches` n of them; `full` the whole split. The ids
+    of a shrinkbench study keep their `n_batches: null` (existing stores stay valid)."""
+    base = SPEC + "n_val = 1000\n[train]\nbatch_size = 64\n[gradients]\n"
+    images = {}
+    for mode, extra in (("full", ""), ("batches", "n_batches = 3\n"), ("shrinkbench", "")):
+        plan = _plan(base + f'mode = "{mode}"\n' + extra, tmp=tmp_path)
+        images[mode] = estimate_work(plan)["gradients"]["images"]
+        if mode == "shrinkbench":
+            grads = [j for j in plan.jobs if j.kind == "gradients"]
+            assert grads and all(j.params["n_batches"] is None for j in grads)
+    assert images == {"full": 3 * 59000, "batches": 3 * 3 * 64, "shrinkbench": 3 * 64}

@@ -17,8 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from prunescope._console import console as make_console, styled
 from prunescope.audit import AuditError, AuditResult
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app, console as make_console
+from prunescope.cli._app import DataDirOpt, DeviceOpt, app
 
 
 def _csv(text: str, cast: type, option: str) -> list:
@@ -111,7 +112,7 @@ def _print(con: Console, res: AuditResult) -> None:
         pot.add_row(r.method, r.distribution, f"{r.potential:g}", r.status)
     con.print(pot)
     for w in res.warnings:
-        con.print(f"[yellow]warning:[/yellow] {w}")
+        con.print(styled("warning:", "yellow", f" {w}"), highlight=False)
 
 
 @app.command("audit")
@@ -179,7 +180,7 @@ def audit_cmd(
             res = audit(net, data / "train.npz", data / "test.npz", finetune=recipe,
                         weight_decay=weight_decay, name=Path(model.partition(":")[0]).name, **kwargs)
     except AuditError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(styled("error:", "red", f" {e}"), highlight=False)
         raise typer.Exit(1) from e
     _print(con, res)
     for name in ("classwise", "alphas", "worst_classes", "prune_potential", "agreement", "runs"):

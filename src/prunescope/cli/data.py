@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
 from prunescope import data as D
-from prunescope.cli._app import DataDirOpt, app, console as make_console
+from prunescope._console import console as make_console, styled, text_column
+from prunescope.cli._app import DataDirOpt, app
 
 data_app = typer.Typer(help="Datasets: fetch verified copies into the local cache, list the cache.",
                        no_args_is_help=True)
@@ -37,7 +38,7 @@ def fetch_cmd(
     for name in names:
         if name not in D.names():
             raise typer.BadParameter(f"unknown dataset {name!r}; choose from {', '.join(D.names())}")
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+    with Progress(text_column("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=console, transient=True) as bars:
         tasks: dict[str, int] = {}
 
@@ -46,14 +47,15 @@ def fetch_cmd(
                 tasks[label] = bars.add_task(label, total=total)
             bars.update(tasks[label], completed=done, total=total)
 
-        progress = D.Progress(status=lambda line: console.print(f"[dim]{line}[/dim]"), bytes=on_bytes)
+        progress = D.Progress(status=lambda line: console.print(line, style="dim"), bytes=on_bytes)
         for name in names:
             try:
                 row = D.fetch(name, data_dir, source, force=force, progress=progress)
             except (D.FetchError, ValueError) as e:
-                console.print(f"[red]error:[/red] {e}")
+                console.print(styled("error:", "red", f" {e}"))
                 raise typer.Exit(1) from e
-            console.print(f"[green]{name}[/green]: cached at {row.path} ({_size(row.size_bytes)}, source {row.source})")
+            console.print(styled(name, "green", f": cached at {row.path} ({_size(row.size_bytes)}, "
+                                                 f"source {row.source})"))
 
 
 @data_app.command("list")

@@ -7,9 +7,11 @@ from typing import Annotated, Any, Optional
 import torch
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from prunescope import data as D
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app, console as make_console
+from prunescope._console import console as make_console, styled
+from prunescope.cli._app import DataDirOpt, DeviceOpt, app
 from prunescope.prune import GRADIENT_METHODS, GRADIENT_MODES, METHODS, SCOPES
 from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
 from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
@@ -75,22 +77,23 @@ def prune_cmd(
     try:
         model, meta, old_masks = load_checkpoint(checkpoint, device=device)
     except (FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(styled("error:", "red", f" {e}"))
         raise typer.Exit(1) from e
     if old_masks:
-        console.print(f"[red]error:[/red] {checkpoint} is already pruned; prune the dense parent "
-                      "(one-shot: every ratio starts from the same dense checkpoint)")
+        console.print(styled("error:", "red", f" {checkpoint} is already pruned; prune the dense "
+                             "parent (one-shot: every ratio starts from the same dense "
+                             "checkpoint)"))
         raise typer.Exit(1)
     if "dataset" not in meta:
-        console.print(f"[red]error:[/red] the sidecar of {checkpoint} names no 'dataset'; "
-                      "it was not written by `prunescope train`")
+        console.print(styled("error:", "red", f" the sidecar of {checkpoint} names no 'dataset'; "
+                             "it was not written by `prunescope train`"))
         raise typer.Exit(1)
     dataset = meta["dataset"]
     n_val, split_seed = int(meta.get("n_val", 5000)), int(meta.get("split_seed", 0))
     try:
         _, train, val, test = device_splits(dataset, n_val, split_seed, device, data_dir)
     except (D.FetchError, ValueError, FileNotFoundError) as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(styled("error:", "red", f" {e}"))
         raise typer.Exit(1) from e
     recipe = finetune_recipe(meta["arch"], finetune_epochs or None, max_steps_per_epoch)
     do_finetune = finetune_epochs != 0
@@ -111,7 +114,7 @@ def prune_cmd(
             grad_batches=grad_batches, eps=eps, seed=seed,
             prune_classifier=prune_classifier, prune_biases=prune_biases, progress=progress)
     except (ValueError, TrainingDiverged) as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(styled("error:", "red", f" {e}"))
         raise typer.Exit(1) from e
     out = out if out is not None else _default_out(checkpoint, method, ratio, scope)
     path = save_checkpoint(out, run.model, run.meta, masks=run.result.masks)
@@ -122,10 +125,12 @@ def prune_cmd(
     for name, density in res.densities.items():
         table.add_row(name, str(res.kept[name]), str(res.masks[name].numel()), f"{density:.4f}")
     console.print(table)
-    console.print(f"requested ratio {res.requested_ratio:g}, achieved ratio "
-                  f"[bold]{res.achieved_ratio:.4f}[/bold] ({res.n_nonzero} of {res.n_total} "
-                  "parameters nonzero)")
-    console.print(f"test accuracy: dense {run.acc_dense:.4f}, pruned {run.acc_pruned:.4f}, "
-                  f"fine-tuned [bold]{run.acc_finetuned:.4f}[/bold]" if do_finetune else
-                  f"test accuracy: dense {run.acc_dense:.4f}, pruned [bold]{run.acc_pruned:.4f}[/bold]")
+    console.print(Text.assemble(
+        f"requested ratio {res.requested_ratio:g}, achieved ratio ",
+        (f"{res.achieved_ratio:.4f}", "bold"),
+        f" ({res.n_nonzero} of {res.n_total} parameters nonzero)"))
+    console.print(Text.assemble(
+        f"test accuracy: dense {run.acc_dense:.4f}, pruned ",
+        *((f"{run.acc_pruned:.4f}, fine-tuned ", (f"{run.acc_finetuned:.4f}", "bold"))
+          if do_finetune else ((f"{run.acc_pruned:.4f}", "bold"),))))
     console.print(f"checkpoint: {path} (+ {path.name}.json, masks inside)")

@@ -9,10 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from prunescope.cli._app import app, console
+from prunescope._console import console, styled
+from prunescope.cli._app import app
 # the choices of --correction and --ci-method (stats is pure NumPy/SciPy: --help still does not
 # import the report's plotting stack)
-from prunescope.stats import CI_METHODS, CORRECTIONS
+from prunescope.stats import CI_METHODS, CORRECTIONS, FAMILIES
 
 _console = console()
 _err = console(stderr=True)
@@ -34,6 +35,10 @@ def report_cmd(
     ci_method: Annotated[str, typer.Option(
         "--ci-method", help=f"99 % intervals of E(alpha) per cell, one of: {', '.join(CI_METHODS)} "
                             "(bootstrap: BCa, 9,999 resamples, seeded)")] = "t",
+    families: Annotated[str, typer.Option(
+        "--families", help=f"correction families of the p-values, one of: {', '.join(FAMILIES)} "
+                           "(column: each column of a table, as the paper; table: a whole "
+                           "table)")] = "column",
 ) -> None:
     """Write the study's figures (PNG, PDF), tables (Markdown, CSV, LaTeX) and one
     self-contained report.html; works on unfinished studies (it lists what is missing)."""
@@ -41,21 +46,23 @@ def report_cmd(
     from prunescope.report import render_report
     from prunescope.study.checks import checks
 
-    correction, ci_method = correction.lower(), ci_method.lower()
+    correction, ci_method, families = correction.lower(), ci_method.lower(), families.lower()
     if correction not in CORRECTIONS:
         raise typer.BadParameter(f"unknown correction {correction!r}; choose from {', '.join(CORRECTIONS)}")
     if ci_method not in CI_METHODS:
         raise typer.BadParameter(f"unknown interval method {ci_method!r}; choose from "
                                  f"{', '.join(CI_METHODS)}")
+    if families not in FAMILIES:
+        raise typer.BadParameter(f"unknown families {families!r}; choose from {', '.join(FAMILIES)}")
     res = study_results(study, output)
     target = out if out is not None else Path(res.out_dir) / "report"
     try:
         path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,
                              jobs=res.jobs, delta=delta / 100.0, agreement=res.agreement,
-                             correction=correction, ci_method=ci_method,
+                             correction=correction, ci_method=ci_method, families=families,
                              notices=checks(res))
     except ValueError as e:
-        _err.print(f"[red]cannot render the report[/red]: {e}")
+        _err.print(styled("cannot render the report", "red", f": {e}"))
         raise typer.Exit(1) from e
     done = int((res.jobs["status"] == "done").sum())
     _console.print(f"report of study {res.spec.name} ({done}/{len(res.jobs)} jobs done): {path}")

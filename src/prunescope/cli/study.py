@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from prunescope.cli._app import app, console
+from prunescope._console import console, styled
+from prunescope.cli._app import app
 
 StudyArg = Annotated[Path, typer.Argument(help="the study's TOML file, e.g. studies/quick.toml")]
 OutputOpt = Annotated[Optional[str], typer.Option(
@@ -23,7 +24,7 @@ def _spec(study: Path, output: str | None):
     try:
         return load_spec(study, output=output)
     except SpecError as e:
-        _err.print(f"[red]invalid study spec[/red]: {e}")
+        _err.print(styled("invalid study spec", "red", f": {e}"))
         raise typer.Exit(2) from e
 
 
@@ -34,7 +35,7 @@ def study_results(study: Path, output: str | None):
     try:
         return load_results(study, output=output)
     except SpecError as e:
-        _err.print(f"[red]invalid study spec[/red]: {e}")
+        _err.print(styled("invalid study spec", "red", f": {e}"))
         raise typer.Exit(2) from e
     except FileNotFoundError as e:
         _err.print(f"{e}\nRun the study first: prunescope run {study}")
@@ -87,7 +88,7 @@ def run_cmd(
     from prunescope.study.progress import display_for
 
     if executor not in ("local", "ray"):
-        _err.print(f"[red]--executor {executor!r} is unknown[/red]; use local or ray")
+        _err.print(styled(f"--executor {executor!r} is unknown", "red", "; use local or ray"))
         raise typer.Exit(2)
     spec = _spec(study, output)
     try:
@@ -95,11 +96,11 @@ def run_cmd(
                             retry_failed=retry_failed,
                             display=None if quiet else display_for(_err))
     except StudyLocked as e:
-        _err.print(f"[red]{e}[/red]")
+        _err.print(str(e), style="red")
         raise typer.Exit(1) from e
     except KeyboardInterrupt:
-        _err.print("[yellow]interrupted[/yellow]: finished jobs are saved; run the same command "
-                   "again to resume")
+        _err.print(styled("interrupted", "yellow", ": finished jobs are saved; run the same "
+                          "command again to resume"))
         raise typer.Exit(130) from None
     _console.print(
         f"study {spec.name}: {summary.total} jobs, {summary.already_done} already done, "
@@ -158,7 +159,7 @@ def status_cmd(study: StudyArg, output: OutputOpt = None) -> None:
         what = f"{row['kind']} {row['arch']}/{row['dataset']} model {row['model']}"
         if row["kind"] != "train":
             what += f" {row['method']}@{row['ratio']:g}"
-        _console.print(f"[red]failed[/red] {what} [{row['id'][:12]}]:\n  {row['error']}")
+        _console.print(styled("failed", "red", f" {what} [{row['id'][:12]}]:\n  {row['error']}"))
 
 
 @app.command("export")
@@ -174,7 +175,7 @@ def export_cmd(
     from prunescope.study import export_results
 
     if format not in ("parquet", "csv"):
-        _err.print(f"[red]--format {format!r} is unknown[/red]; use parquet or csv")
+        _err.print(styled(f"--format {format!r} is unknown", "red", "; use parquet or csv"))
         raise typer.Exit(2)
     res = study_results(study, output)
     path = export_results(res, format, out)

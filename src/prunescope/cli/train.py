@@ -7,11 +7,13 @@ from typing import Annotated, Any, Optional
 import numpy as np
 import torch
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from prunescope import data as D
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app, console as make_console
+from prunescope._console import console as make_console, styled, text_column
+from prunescope.cli._app import DataDirOpt, DeviceOpt, app
 from prunescope.models import ARCHS
 from prunescope.train import Recipe, TrainingDiverged, train_on_dataset
 
@@ -58,8 +60,8 @@ def train_cmd(
     console.print(f"training {arch} on {dataset}, seed {seed}, {recipe.epochs} epochs "
                   f"{list(recipe.schedule)}, device {device}")
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[status]}"), TimeRemainingColumn())
+    columns = (text_column("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               text_column("{task.fields[status]}"), TimeRemainingColumn())
     with Progress(*columns, console=console) as bars:
         task = bars.add_task("steps", total=None, status="")
 
@@ -79,7 +81,7 @@ def train_cmd(
             run = train_on_dataset(dataset, arch, seed, recipe, device=device, data_dir=data_dir,
                                    n_val=n_val, progress=progress)
         except (TrainingDiverged, D.FetchError, ValueError) as e:
-            console.print(f"[red]error:[/red] {e}")
+            console.print(styled("error:", "red", f" {e}"))
             raise typer.Exit(1) from e
     path = run.save(out)
     recall = run.test_recall
@@ -91,6 +93,7 @@ def train_cmd(
     for c, name in enumerate(run.classes):
         table.add_row(str(c), name, str(int(support[c])), f"{recall[c]:.4f}", f"{recall[c] - acc:+.4f}")
     console.print(table)
-    console.print(f"best epoch {run.fit.best_epoch} (lowest validation loss); test accuracy "
-                  f"[bold]{acc:.4f}[/bold]; recall variance {np.var(recall):.3g}")
+    console.print(Text.assemble(
+        f"best epoch {run.fit.best_epoch} (lowest validation loss); test accuracy ",
+        (f"{acc:.4f}", "bold"), f"; recall variance {np.var(recall):.3g}"))
     console.print(f"checkpoint: {path} (+ {path.name}.json)")

@@ -1,4 +1,4 @@
-"""Models of the study (SPEC 4): LeNet-5 and the CIFAR ResNets (see docs/architecture.md).
+"""Models of the study (SPEC 4): LeNet-5 (classic and ShrinkBench's) and the CIFAR ResNets (see docs/architecture.md).
 
 ``build_model(arch, num_classes, in_channels)`` builds one, initialised from an explicit seed;
 ``classifier_name(model)`` names its final Linear layer (never pruned by default, SPEC 3).
@@ -10,14 +10,16 @@ import math
 import torch
 from torch import nn
 
-from prunescope.models.lenet import LeNet5
+from prunescope.models.lenet import VARIANTS, LeNet5
 from prunescope.models.resnet_cifar import DEPTHS, BasicBlock, CifarResNet
 
+#: ``{architecture name: LeNet5 variant}`` of the LeNets (MNIST-like data)
+LENET_ARCHS: dict[str, str] = {name: variant for variant, (name, _, _) in VARIANTS.items()}
 #: every architecture name :func:`build_model` accepts
-ARCHS: tuple[str, ...] = ("lenet5",) + tuple(f"resnet{d}" for d in DEPTHS)
+ARCHS: tuple[str, ...] = tuple(LENET_ARCHS) + tuple(f"resnet{d}" for d in DEPTHS)
 
-__all__ = ["ARCHS", "BasicBlock", "CifarResNet", "LeNet5", "build_model", "classifier_name",
-           "init_weights", "skeleton"]
+__all__ = ["ARCHS", "LENET_ARCHS", "BasicBlock", "CifarResNet", "LeNet5", "build_model",
+           "classifier_name", "init_weights", "skeleton"]
 
 
 def skeleton(arch: str, num_classes: int = 10, in_channels: int = 3, *,
@@ -30,8 +32,8 @@ def skeleton(arch: str, num_classes: int = 10, in_channels: int = 3, *,
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     with torch.device("meta"):
-        if arch == "lenet5":
-            return LeNet5(num_classes, in_channels, image_size)
+        if arch in LENET_ARCHS:
+            return LeNet5(num_classes, in_channels, image_size, variant=LENET_ARCHS[arch])
         return CifarResNet(int(arch[len("resnet"):]), num_classes, in_channels)
 
 
@@ -46,7 +48,7 @@ def build_model(
     """Build an architecture of SPEC 4 with deterministic initial weights.
 
     Args:
-        arch: one of :data:`ARCHS` (``lenet5``, ``resnet20``, ``resnet32``, ``resnet44``,
+        arch: one of :data:`ARCHS` (``lenet5``, ``lenet5-shrinkbench``, ``resnet20``, ``resnet32``, ``resnet44``,
             ``resnet56``, ``resnet110``).
         num_classes: number of classes C (10 or 100 in the study; any C >= 2 works).
         in_channels: input channels (1 for MNIST-like data, 3 for CIFAR).
@@ -65,7 +67,7 @@ def build_model(
     # Built on the meta device so that construction draws nothing from the global RNG; the
     # storage is then allocated and every tensor initialised from the seed.
     model = skeleton(arch, num_classes, in_channels, image_size=image_size).to_empty(device="cpu")
-    init_weights(model, seed, scheme="kaiming_normal" if arch != "lenet5" else "torch_default")
+    init_weights(model, seed, scheme="torch_default" if arch in LENET_ARCHS else "kaiming_normal")
     return model
 
 

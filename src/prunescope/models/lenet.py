@@ -1,6 +1,6 @@
-"""LeNet-5 (LeCun et al. 1998) in the modern form used by pruning studies.
+"""LeNet-5 (LeCun et al. 1998) in the two forms the study uses.
 
-Layer sizes (input ``(N, in_channels, 28, 28)``, MNIST-like; see ``docs/training.md``):
+``variant="classic"`` (architecture ``lenet5``). Layer sizes (input ``(N, in_channels, 28, 28)``, MNIST-like; see ``docs/training.md``):
 
 =========  ==================================  =================
 name       layer                               output shape
@@ -20,12 +20,38 @@ original 28x28 -> 14 -> 10 -> 5 feature-map sizes on 28x28 MNIST images, so the 
 widths (6, 16, 120, 84) and all parameter counts of the classic design are unchanged
 (61,706 parameters for 1 channel and 10 classes). ReLU and max-pooling replace the original
 scaled tanh and trainable subsampling, as in the pruning literature's LeNet-5.
+
+``variant="shrinkbench"`` (architecture ``lenet5-shrinkbench``): ShrinkBench's ``LeNet``, the
+"adaptation of LeNet5" of Good et al. 2022 (SPEC 4), with 3x3 kernels and no padding:
+
+=========  ==================================  =================
+name       layer                               output shape
+=========  ==================================  =================
+conv1      Conv2d(in, 6, 3x3)                  (N, 6, 26, 26)
+           ReLU, MaxPool 2x2                   (N, 6, 13, 13)
+conv2      Conv2d(6, 16, 3x3)                  (N, 16, 11, 11)
+           ReLU, MaxPool 2x2 (floor)           (N, 16, 5, 5)
+           flatten                             (N, 400)
+fc1        Linear(400, 120), ReLU              (N, 120)
+fc2        Linear(120, 84), ReLU               (N, 84)
+classifier Linear(84, C)                       (N, C) logits
+=========  ==================================  =================
+
+60,074 parameters for 1 channel and 10 classes (ShrinkBench calls the last layer ``fc3``; it
+is ``classifier`` here as in every prunescope model).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+#: ``{variant: (architecture name, conv kernel size, conv1 padding)}``
+VARIANTS: dict[str, tuple[str, int, int]] = {
+    "classic": ("lenet5", 5, 2),
+    "shrinkbench": ("lenet5-shrinkbench", 3, 0),
+}
 
 
 class LeNet5(nn.Module):
@@ -35,22 +61,34 @@ class LeNet5(nn.Module):
         num_classes: number of output logits C.
         in_channels: input channels (1 for MNIST, 3 for RGB).
         image_size: input height = width in pixels (28 for MNIST; 32 works too, giving a
-            16x6x6 = 576-wide flatten).
+            16x6x6 = 576-wide flatten for the classic variant).
+        variant: ``"classic"`` (5x5 kernels, conv1 padded by 2) or ``"shrinkbench"`` (3x3
+            kernels, no padding); see the module docstring.
+
+    Attributes:
+        arch: the architecture name of the variant (``lenet5`` or ``lenet5-shrinkbench``).
 
     Input ``(N, in_channels, image_size, image_size)`` float; output ``(N, num_classes)`` logits.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
+                 variant: str = "classic") -> None:
         super().__init__()
-        side = (image_size // 2 - 4) // 2  # after conv1(pad 2)+pool, conv2(no pad)+pool
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown LeNet-5 variant {variant!r}; choose one of "
+                             f"{', '.join(VARIANTS)}")
+        self.arch, kernel, pad = VARIANTS[variant]
+        self.variant = variant
+        # conv1 then pool, conv2 (no padding) then pool
+        side = ((image_size + 2 * pad - kernel + 1) // 2 - kernel + 1) // 2
         if side < 1:
             raise ValueError(
-                f"LeNet-5 needs images of at least 12x12 pixels, got image_size={image_size}; "
+                f"LeNet-5 ({variant}) needs larger images than image_size={image_size}; "
                 "pass the real input size as image_size"
             )
         self.image_size = image_size
-        self.conv1 = nn.Conv2d(in_channels, 6, kernel_size=5, padding=2)
-        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
+        self.conv1 = nn.Conv2d(in_channels, 6, kernel_size=kernel, padding=pad)
+        self.conv2 = nn.Conv2d(6, 16, kernel_size=kernel)
         self.fc1 = nn.Linear(16 * side * side, 120)
         self.fc2 = nn.Linear(120, 84)
         self.classifier = nn.Linear(84, num_classes)

@@ -9,7 +9,9 @@ Structure (input ``(N, C_in, 32, 32)``):
 
 Shortcuts are "option A": parameter-free identity; where the shape changes, the input is
 subsampled with stride 2 (``x[:, :, ::2, ::2]``) and zero-padded in the channel dimension
-(planes // 4 channels on each side). All parameters therefore live in plain ``nn.Conv2d``
+(planes // 4 channels on each side). A block whose residual-stream channels were narrowed by
+structured pruning (``prunescope.prune.structured``) carries the shortcut as a channel map
+instead (the ``shortcut_index`` buffer, see :meth:`BasicBlock.shortcut`). All parameters therefore live in plain ``nn.Conv2d``
 (bias-free), ``nn.BatchNorm2d`` and ``nn.Linear`` modules with predictable names such as
 ``layer2.0.conv1.weight``. Depths: n = 3, 5, 7, 9, 18 give ResNet-20, 32, 44, 56, 110.
 """
@@ -37,9 +39,17 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.stride = stride
         self.pad_channels = planes - in_planes  # zero channels added by the shortcut
+        # None (the dense option-A shortcut) or, once structured pruning narrowed the residual
+        # streams on either side, int64 (out channels,): output channel j copies input channel
+        # shortcut_index[j], or is zero where shortcut_index[j] == in channels
+        self.register_buffer("shortcut_index", None)
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        """Option A: identity, or stride-2 subsampling plus symmetric zero channel padding."""
+        """Option A: identity, or stride-2 subsampling plus symmetric zero channel padding; with a
+        ``shortcut_index`` (narrowed streams), the subsampled input's channels gathered by it."""
+        if self.shortcut_index is not None:
+            x = x[:, :, :: self.stride, :: self.stride]
+            return F.pad(x, (0, 0, 0, 0, 0, 1)).index_select(1, self.shortcut_index)
         if self.stride == 1 and self.pad_channels == 0:
             return x
         x = x[:, :, :: self.stride, :: self.stride]

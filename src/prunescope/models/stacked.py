@@ -162,18 +162,19 @@ class StackedModel(nn.Module):
 
 
 class StackedLeNet5(StackedModel):
-    """G :class:`~prunescope.models.lenet.LeNet5` models; see :class:`StackedModel`.
+    """G :class:`~prunescope.models.lenet.LeNet5` models of architecture ``arch`` (``lenet5`` or
+    ``lenet5-shrinkbench``); see :class:`StackedModel`.
 
     Input ``(G, B, in_channels, S, S)`` float -> ``(G, B, num_classes)`` logits.
     """
 
     def __init__(self, groups: int, num_classes: int, in_channels: int, image_size: int,
-                 device: torch.device | str = "cpu") -> None:
-        super().__init__(groups, "lenet5")
+                 device: torch.device | str = "cpu", arch: str = "lenet5") -> None:
+        super().__init__(groups, arch)
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.image_size = image_size
-        template = skeleton("lenet5", num_classes, in_channels, image_size=image_size)
+        template = skeleton(arch, num_classes, in_channels, image_size=image_size)
         with torch.device("meta"):
             self.conv1 = _grouped_conv(template.conv1, groups)
             self.conv2 = _grouped_conv(template.conv2, groups)
@@ -184,7 +185,7 @@ class StackedLeNet5(StackedModel):
         self.to_empty(device=device)
 
     def single(self) -> nn.Module:
-        model = skeleton("lenet5", self.num_classes, self.in_channels, image_size=self.image_size)
+        model = skeleton(self.arch, self.num_classes, self.in_channels, image_size=self.image_size)
         return model.to_empty(device=self.conv1.weight.device).train(self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -282,7 +283,7 @@ def _empty_like_arch(model: nn.Module, groups: int, device: torch.device) -> Sta
     """An uninitialised stacked model of ``model``'s architecture on ``device``."""
     if isinstance(model, LeNet5):
         return StackedLeNet5(groups, model.classifier.out_features, model.conv1.in_channels,
-                             model.image_size, device=device)
+                             model.image_size, device=device, arch=model.arch)
     if isinstance(model, CifarResNet):
         return StackedCifarResNet(groups, model.depth, model.classifier.out_features,
                                   model.conv1.in_channels, device=device)

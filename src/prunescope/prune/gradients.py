@@ -30,6 +30,14 @@ from prunescope.models.stacked import StackedModel
 GRADIENT_MODES = ("full", "batches", "shrinkbench")
 
 
+def gradient_batches(mode: str, n_batches: int | None = None) -> int | None:
+    """Batches a gradient pass of ``mode`` visits: ``n_batches`` for ``"batches"``, 1 for
+    ``"shrinkbench"``, ``None`` for ``"full"`` (every batch of the set)."""
+    if mode == "full":
+        return None
+    return n_batches if mode == "batches" else 1
+
+
 def data_gradients(
     model: nn.Module,
     images: DeviceImages,
@@ -83,8 +91,8 @@ def data_gradients(
         batches = images.batches(batch_size)
     else:
         gen = torch.Generator().manual_seed(int(seed))
-        steps = n_batches if mode == "batches" else 1
-        batches = images.batches(batch_size, shuffle=True, generator=gen, max_steps=steps)
+        batches = images.batches(batch_size, shuffle=True, generator=gen,
+                                 max_steps=gradient_batches(mode, n_batches))
 
     stacked = isinstance(model, StackedModel)
     flags = {m: m.training for m in model.modules()}

@@ -139,7 +139,8 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def imp_keep_count(n_prunable: int, prune_fraction: float, level: int) -> int:
     """Prunable weights kept after ``level`` levels: ``round(n_prunable * (1 - f)^level)``
-    (half rounds up, as :func:`prunescope.prune.keep_count` does)."""
+    (half rounds up; a level has no requested ratio to meet, unlike
+    :func:`prunescope.prune.keep_count`)."""
     return math.floor(n_prunable * (1.0 - prune_fraction) ** level + 0.5)
 
 

@@ -2,9 +2,11 @@
 
 Ratio ``t = n_total / n_nonzero`` where ``n_total`` counts every parameter of the model (weights,
 biases, BatchNorm, classifier) and ``n_nonzero = (n_total - n_prunable) + k``: parameters outside
-the prunable set always count as nonzero, ``k`` is the number of prunable weights kept. So
-``k = round(n_total / t - (n_total - n_prunable))``, which puts the achieved ratio within one
-prunable weight of the requested one. The largest reachable ratio keeps ``k = 0``:
+the prunable set always count as nonzero, ``k`` is the number of prunable weights kept. So that
+``t`` is met, ``k`` is the largest count whose achieved ratio is at least ``t``:
+``k = floor(n_total / t - (n_total - n_prunable))`` (checked against the achieved ratio as it is
+recorded, in floating point), which puts the achieved ratio at or just above the requested one,
+within one prunable weight. The largest reachable ratio keeps ``k = 0``:
 ``n_total / (n_total - n_prunable)``. A caller that already knows ``k`` (iterative pruning) passes
 ``keep=k`` instead of a ratio and gets exactly ``k`` kept weights, with no ratio in between.
 
@@ -72,8 +74,9 @@ class MaskResult:
 
 
 def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
-    """Number ``k`` of prunable weights to keep so that ``n_total / (n_total - n_prunable + k)``
-    is the requested ``ratio`` to within one prunable weight.
+    """The largest number ``k`` of prunable weights to keep whose achieved ratio
+    ``n_total / (n_total - n_prunable + k)`` (as a float, as :class:`MaskResult` records it) is at
+    least the requested ``ratio`` (SPEC 3: "so that t is met"); ``k <= n_prunable``.
 
     Raises:
         ValueError: ``ratio < 1`` or not finite, or inconsistent counts.
@@ -86,12 +89,19 @@ def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
     if not (math.isfinite(ratio) and ratio >= 1.0):
         raise ValueError(f"pruning ratio must be a finite number >= 1 (1 = dense), got {ratio}")
     n_fixed = n_total - n_prunable
-    exact = n_total / ratio - n_fixed
-    k = max(math.floor(exact + 0.5), 0)
-    # exact < 0 needs fewer than zero weights (the 1e-9 relative slack only absorbs float error
-    # of a ratio given as exactly the maximum); a model whose every parameter is prunable must
-    # keep one, or the ratio is undefined
-    if exact < -1e-9 * n_total or n_fixed + k == 0:
+
+    def meets(k: int) -> bool:  # the achieved ratio of keeping k, exactly as recorded, is >= t
+        return n_fixed + k > 0 and n_total / (n_fixed + k) >= ratio
+
+    k = min(n_prunable, math.floor(n_total / ratio - n_fixed))
+    # the float quotient can be one off either way: settle on the recorded ratio itself
+    while k < n_prunable and meets(k + 1):
+        k += 1
+    while k >= 0 and not meets(k):
+        k -= 1
+    # k < 0: even keeping no prunable weight misses t (or, every parameter being prunable, one
+    # must stay nonzero, or the ratio is undefined)
+    if k < 0:
         if n_fixed:
             max_ratio, how = n_total / n_fixed, f"all {n_prunable} prunable weights removed"
         else:
@@ -102,7 +112,7 @@ def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
             f"{max_ratio:.6g} ({how}); lower the ratio or widen the prunable set "
             "(prune_classifier=True, prune_biases=True)"
         )
-    return min(n_prunable, k)
+    return k
 
 
 def _check_keep(n_total: int, n_prunable: int, keep: int) -> int:

@@ -59,18 +59,24 @@ from prunescope.models.lenet import LeNet5
 from prunescope.models.resnet_cifar import CifarResNet
 from prunescope.prune.masks import UnreachableRatioError
 from prunescope.prune.params import count_parameters
+from prunescope.prune.structured_configs import STRUCTURED_CONFIGS, structured_config
 from prunescope.train.checkpoint import load_checkpoint, model_from_meta, sidecar_path
 
 __all__ = [
+    "PUBLISHED_TOLERANCE",
+    "STRUCTURED_CONFIGS",
     "STRUCTURED_METHODS",
     "ChannelGroup",
+    "ConfigWidths",
     "StructuredResult",
     "channel_groups",
     "chip_scores",
+    "config_widths",
     "l1_filter_scores",
     "load_structured_checkpoint",
     "narrow_model",
     "structured_masks",
+    "structured_max_ratio",
     "structured_meta",
     "structured_prune",
     "structured_prune_model",
@@ -88,61 +94,109 @@ class ChannelGroup:
     """Channels removable together.
 
     Attributes:
-        name: the producer convolution's module name (also the group's key everywhere).
-        producer: module name of the ``nn.Conv2d`` whose output channels these are.
-        bn: module name of the ``nn.BatchNorm2d`` normalising them, or ``None``.
+        name: the group's key everywhere: the producer convolution's module name for a block's
+            inner channels (``"layer2.3.conv1"``) and LeNet-5's convolutions, the stage's module
+            name for a residual stream (``"layer2"``).
+        producers: ``(conv, bn or None)`` module names of every ``nn.Conv2d`` whose output
+            channels these are, with the ``nn.BatchNorm2d`` normalising them (one pair for an
+            inner group; the stem and every block's ``conv2``/``bn2`` for a stream).
         consumers: ``(module name, span)`` of each layer reading them: ``span`` = input
             columns per channel (1 for a convolution, H*W for a Linear after flatten).
-        channels: number of channels of the unpruned model.
+        channels: number of channels (of the model the groups were read from).
+        maps: modules whose outputs, after a ReLU, are the group's feature maps (CHIP): the BN
+            (ResNet inner), the convolution (LeNet-5), the stem's ``bn1`` and every block of
+            the stage (a stream: block outputs are already rectified).
+        shortcut: for the stream of stages 2 and 3, ``(block, source stream, offset)``: the
+            option-A shortcut of ``block`` carries channel c of ``source`` into channel
+            ``c + offset``; ``None`` otherwise.
     """
 
     name: str
-    producer: str
-    bn: str | None
+    producers: tuple[tuple[str, str | None], ...]
     consumers: tuple[tuple[str, int], ...]
     channels: int
+    maps: tuple[str, ...]
+    shortcut: tuple[str, str, int] | None = None
 
 
-def channel_groups(model: nn.Module) -> list[ChannelGroup]:
+def _stream_groups(model: CifarResNet) -> dict[str, ChannelGroup]:
+    """``{stage: its residual-stream group}`` (see :func:`channel_groups`)."""
+    stages = ("layer1", "layer2", "layer3")
+    out = {}
+    for si, stage in enumerate(stages):
+        blocks = getattr(model, stage)
+        producers = [("conv1", "bn1")] if si == 0 else []
+        producers += [(f"{stage}.{b}.conv2", f"{stage}.{b}.bn2") for b in range(len(blocks))]
+        # the stream is the input of every block of its stage but the first of stages 2 and 3
+        consumers = [(f"{stage}.{b}.conv1", 1) for b in range(0 if si == 0 else 1, len(blocks))]
+        consumers.append((f"{stages[si + 1]}.0.conv1", 1) if si < 2 else ("classifier", 1))
+        maps = (("bn1",) if si == 0 else ()) + tuple(f"{stage}.{b}" for b in range(len(blocks)))
+        shortcut = None if si == 0 else (f"{stage}.0", stages[si - 1],
+                                         blocks[0].pad_channels // 2)
+        out[stage] = ChannelGroup(stage, tuple(producers), tuple(consumers),
+                                  blocks[0].conv2.out_channels, maps, shortcut)
+    return out
+
+
+def channel_groups(model: nn.Module, streams: bool = False) -> list[ChannelGroup]:
     """The removable channel groups of a CIFAR ResNet or LeNet-5, in forward order.
 
-    Works on unpruned and already narrowed models (widths are read from the modules).
+    Args:
+        model: the network (unpruned or already narrowed: widths are read from the modules).
+        streams: also the residual streams of a CIFAR ResNet (``"layer1"``: the stem
+            ``conv1``/``bn1`` and every ``layer1`` block's ``conv2``/``bn2``, read by every
+            ``layer1`` block's ``conv1`` and ``layer2.0.conv1``; likewise ``"layer2"``, and
+            ``"layer3"`` read by the classifier), each before its stage's inner groups; the
+            default (off) is the inner channels only, as the ``"uniform"`` config prunes them.
+            LeNet-5 has no stream.
 
     Raises:
         TypeError: ``model`` is neither :class:`~prunescope.models.CifarResNet` nor
             :class:`~prunescope.models.LeNet5`.
     """
     if isinstance(model, CifarResNet):
+        stream = _stream_groups(model) if streams else {}
         groups = []
         for stage in ("layer1", "layer2", "layer3"):
+            if stage in stream:
+                groups.append(stream[stage])
             for i, block in enumerate(getattr(model, stage)):
                 p = f"{stage}.{i}"
-                groups.append(ChannelGroup(f"{p}.conv1", f"{p}.conv1", f"{p}.bn1",
-                                           ((f"{p}.conv2", 1),), block.conv1.out_channels))
+                groups.append(ChannelGroup(f"{p}.conv1", ((f"{p}.conv1", f"{p}.bn1"),),
+                                           ((f"{p}.conv2", 1),), block.conv1.out_channels,
+                                           (f"{p}.bn1",)))
         return groups
     if isinstance(model, LeNet5):
         c2 = model.conv2.out_channels
         span = model.fc1.in_features // c2
-        return [ChannelGroup("conv1", "conv1", None, (("conv2", 1),), model.conv1.out_channels),
-                ChannelGroup("conv2", "conv2", None, (("fc1", span),), c2)]
+        return [ChannelGroup("conv1", (("conv1", None),), (("conv2", 1),),
+                             model.conv1.out_channels, ("conv1",)),
+                ChannelGroup("conv2", (("conv2", None),), (("fc1", span),), c2, ("conv2",))]
     raise TypeError(
         f"structured pruning knows the channel structure of CifarResNet and LeNet5 only, got "
         f"{type(model).__name__}; use unstructured pruning (prunescope.prune.prune_model) for it"
     )
 
 
-def l1_filter_scores(model: nn.Module) -> dict[str, torch.Tensor]:
+def l1_filter_scores(model: nn.Module, groups: Sequence[ChannelGroup] | None = None
+                     ) -> dict[str, torch.Tensor]:
     """L1 norm of every output filter of each group's producer (Li et al. 2017).
 
+    Args:
+        model: the network.
+        groups: the groups to score (default: :func:`channel_groups`, the inner channels).
+
     Returns:
-        ``{group name: float64 CPU tensor (n_channels,)}``, ``sum_{i,kh,kw} |W[c, i, kh, kw]|``.
+        ``{group name: float64 CPU tensor (n_channels,)}``, ``sum_{i,kh,kw} |W[c, i, kh, kw]|``
+        of the producer; for a stream (several producers) the sum over its producers, i.e. the
+        L1 norm of all filters writing channel c.
     """
     modules = dict(model.named_modules())
     out = {}
     with torch.no_grad():
-        for g in channel_groups(model):
-            w = modules[g.producer].weight.detach().to("cpu", torch.float64)
-            out[g.name] = w.abs().flatten(1).sum(1)
+        for g in channel_groups(model) if groups is None else groups:
+            out[g.name] = sum(modules[conv].weight.detach().to("cpu", torch.float64)
+                              .abs().flatten(1).sum(1) for conv, _ in g.producers)
     return out
 
 
@@ -181,6 +235,7 @@ def chip_scores(
     *,
     batch_size: int = 32,
     seed: int = 0,
+    groups: Sequence[ChannelGroup] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Channel independence (CHIP, Sui et al. 2021) of every channel of every group.
 
@@ -189,7 +244,10 @@ def chip_scores(
     ``(C, H*W)`` matrix; channel c scores ``||A||_* - ||A with row c zeroed||_*`` (nuclear norms
     in float64, all C row-deletions of a batch of images at once via the Gram matrix, see
     :func:`_nuclear_drop`), averaged over the images. A channel whose map is zero scores 0, one
-    that is linearly dependent on the others scores low, an independent one scores high.
+    that is linearly dependent on the others scores low, an independent one scores high. A
+    residual stream has one map per layer writing it (the stem's ``relu(bn1(conv1(x)))`` and
+    every block's output, as CHIP scores a block's ``conv2`` on its output); its score is the
+    mean over those maps.
 
     Args:
         model: the trained network (unchanged; run in eval mode, its mode restored).
@@ -198,13 +256,14 @@ def chip_scores(
         n_images: images averaged over (capped at ``len(images)``).
         batch_size: images per forward pass (memory: ``batch * C^2 * H*W`` doubles per group).
         seed: the draw of the images.
+        groups: the groups to score (default: :func:`channel_groups`, the inner channels).
 
     Returns:
         ``{group name: float64 CPU tensor (n_channels,)}``.
     """
     if n_images < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
-    groups = channel_groups(model)
+    groups = channel_groups(model) if groups is None else list(groups)
     modules = dict(model.named_modules())
     feats: dict[str, torch.Tensor] = {}
 
@@ -213,8 +272,8 @@ def chip_scores(
             feats[name] = F.relu(out)
         return save
 
-    handles = [modules[g.bn if g.bn is not None else g.producer].register_forward_hook(hook(g.name))
-               for g in groups]
+    handles = [modules[m].register_forward_hook(hook(m))
+               for m in dict.fromkeys(m for g in groups for m in g.maps)]
     sums = {g.name: torch.zeros(g.channels, dtype=torch.float64) for g in groups}
     was_training = model.training
     model.eval()
@@ -227,8 +286,9 @@ def chip_scores(
             feats.clear()
             model(xb)
             for g in groups:
-                f = feats[g.name].to(torch.float64)
-                sums[g.name] += _nuclear_drop(f.flatten(2)).sum(0).cpu()
+                for m in g.maps:
+                    f = feats[m].to(torch.float64)
+                    sums[g.name] += _nuclear_drop(f.flatten(2)).sum(0).cpu() / len(g.maps)
             n_used += len(xb)
     finally:
         for h in handles:
@@ -238,20 +298,24 @@ def chip_scores(
 
 
 def structured_scores(method: str, model: nn.Module, images: DeviceImages | None = None,
-                      n_images: int = 256, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Scores of ``method`` in :data:`STRUCTURED_METHODS` (``images`` needed by ``"chip"``)."""
+                      n_images: int = 256, seed: int = 0,
+                      groups: Sequence[ChannelGroup] | None = None) -> dict[str, torch.Tensor]:
+    """Scores of ``method`` in :data:`STRUCTURED_METHODS` (``images`` needed by ``"chip"``) of
+    ``groups`` (default: :func:`channel_groups`, the inner channels)."""
     m = method.lower()
     if m == "l1-filter":
-        return l1_filter_scores(model)
+        return l1_filter_scores(model, groups)
     if m == "chip":
         if images is None:
             raise ValueError("CHIP needs feature maps: pass images=<training DeviceImages>")
-        return chip_scores(model, images, n_images=n_images, seed=seed)
+        return chip_scores(model, images, n_images=n_images, seed=seed, groups=groups)
     raise ValueError(f"unknown structured method {method!r}; choose one of {STRUCTURED_METHODS}")
 
 
-def _check_scores(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tensor]
-                  ) -> list[torch.Tensor]:
+def _check_scores(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tensor],
+                  known: Sequence[ChannelGroup] | None = None) -> list[torch.Tensor]:
+    """Scores of ``groups`` as float64 CPU vectors; names outside ``known`` (default
+    ``groups``) are refused."""
     out = []
     for g in groups:
         if g.name not in scores:
@@ -264,7 +328,7 @@ def _check_scores(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Ten
         if not torch.isfinite(s).all():
             raise ValueError(f"scores of {g.name!r} contain NaN or inf")
         out.append(s)
-    unknown = sorted(set(scores) - {g.name for g in groups})
+    unknown = sorted(set(scores) - {g.name for g in (groups if known is None else known)})
     if unknown:
         raise ValueError(f"scores name unknown groups {unknown}")
     return out
@@ -288,16 +352,18 @@ def _removal_order(groups: Sequence[ChannelGroup], scores: list[torch.Tensor], s
     return [(gi, ch) for _, gi, ch in items]
 
 
+def _rows(g: ChannelGroup) -> list[str]:
+    """Modules whose output entries are the group's channels: producers and their BNs."""
+    return [m for pair in g.producers for m in pair if m is not None]
+
+
 def _shapes_after(model: nn.Module, groups: Sequence[ChannelGroup], widths: Sequence[int]
                   ) -> dict[str, tuple[int, ...]]:
     """Every parameter's shape once group g is narrowed to ``widths[g]`` channels."""
     shapes = {n: list(p.shape) for n, p in model.named_parameters()}
     for g, k in zip(groups, widths):
-        for n in (f"{g.producer}.weight", f"{g.producer}.bias"):
-            if n in shapes:
-                shapes[n][0] = k
-        if g.bn is not None:
-            for n in (f"{g.bn}.weight", f"{g.bn}.bias"):
+        for module in _rows(g):
+            for n in (f"{module}.weight", f"{module}.bias"):
                 if n in shapes:
                     shapes[n][0] = k
         for consumer, span in g.consumers:
@@ -323,8 +389,14 @@ class StructuredResult:
         requested_ratio: the ratio asked for (``None`` when a keep fraction was given).
         keep_fraction: the keep fraction asked for (``None`` when a ratio was given).
         n_before, n_after: all parameters of the unpruned and the smaller model.
-        max_ratio: the largest reachable ratio (every group at ``min_channels``).
+        max_ratio: the largest reachable ratio (every group at ``min_channels``; for a named
+            config every group the config narrows).
         scope: ``"layer"`` or ``"global"``.
+        config: ``"uniform"`` or a name in :data:`STRUCTURED_CONFIGS` (see
+            :func:`config_widths`).
+        setting: the published setting a named config started from (``None`` for uniform).
+        scale: the factor its keep proportions were scaled by (1.0 = as published; ``None``
+            for uniform).
     """
 
     model: nn.Module
@@ -338,6 +410,9 @@ class StructuredResult:
     n_after: int
     max_ratio: float
     scope: str
+    config: str = "uniform"
+    setting: str | None = None
+    scale: float | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready record (widths, ratios, counts) for a store row or a sidecar."""
@@ -349,6 +424,9 @@ class StructuredResult:
             "n_after": self.n_after,
             "max_ratio": self.max_ratio,
             "scope": self.scope,
+            "config": self.config,
+            "setting": self.setting,
+            "scale": self.scale,
             "widths": dict(self.widths),
             "keep": {n: k.tolist() for n, k in self.keep.items()},
         }
@@ -359,7 +437,9 @@ def structured_masks(model: nn.Module, keep: Mapping[str, torch.Tensor]) -> dict
 
     Masks: producer ``weight`` rows and ``bias`` entries, BN ``weight`` and ``bias`` entries of
     removed channels, and the consumers' input columns reading them (True = kept). Groups missing
-    from ``keep`` are kept whole (no masks).
+    from ``keep`` are kept whole (no masks). For residual streams the masked model equals the
+    smaller one when every stream channel a shortcut carries into the next stage is kept there
+    (as :func:`structured_prune` selects): a removed stream channel is then zero everywhere.
 
     Returns:
         ``{param name: bool tensor of the param's shape, on its device}``.
@@ -372,16 +452,13 @@ def structured_masks(model: nn.Module, keep: Mapping[str, torch.Tensor]) -> dict
             masks[name] = torch.ones_like(params[name], dtype=torch.bool)
         return masks[name]
 
-    for g in channel_groups(model):
+    for g in channel_groups(model, streams=True):
         if g.name not in keep:
             continue
         removed = torch.ones(g.channels, dtype=torch.bool)
         removed[torch.as_tensor(keep[g.name], dtype=torch.int64)] = False
-        removed = removed.to(params[f"{g.producer}.weight"].device)
-        rows = [f"{g.producer}.weight", f"{g.producer}.bias"]
-        if g.bn is not None:
-            rows += [f"{g.bn}.weight", f"{g.bn}.bias"]
-        for n in rows:
+        removed = removed.to(params[f"{g.producers[0][0]}.weight"].device)
+        for n in (f"{m}.{attr}" for m in _rows(g) for attr in ("weight", "bias")):
             if n in params:
                 mask_of(n)[removed] = False
         for consumer, span in g.consumers:
@@ -401,15 +478,23 @@ def narrow_model(model: nn.Module, keep: Mapping[str, torch.Tensor]) -> nn.Modul
     Producer convolutions, their BatchNorms and the consumers are replaced by narrower modules
     of the same types and hyper-parameters on the same device and dtype, holding the kept slices
     of the weights, biases and BN running statistics. Groups missing from ``keep`` stay whole.
+    Where a residual stream is narrowed, the option-A shortcut from the previous stage becomes
+    a channel map (``BasicBlock.shortcut_index``): a kept output channel copies its source
+    channel when that is kept, and is zero otherwise (padding or a removed source).
 
     Returns:
         The smaller model, in ``model``'s train/eval mode.
+
+    Raises:
+        ValueError: unknown group names or bad indices; a stream of a model whose streams were
+            narrowed already.
     """
-    groups = {g.name: g for g in channel_groups(model)}
+    groups = {g.name: g for g in channel_groups(model, streams=True)}
     new = copy.deepcopy(model)
     modules = dict(new.named_modules())
     out_idx: dict[str, torch.Tensor] = {}
     in_idx: dict[str, tuple[torch.Tensor, int]] = {}
+    kept: dict[str, torch.Tensor] = {}
     for name, idx in keep.items():
         if name not in groups:
             raise ValueError(f"keep names unknown group {name!r}; groups: {list(groups)[:3]}...")
@@ -420,11 +505,23 @@ def narrow_model(model: nn.Module, keep: Mapping[str, torch.Tensor]) -> nn.Modul
             raise ValueError(f"keep[{name!r}] must be 1..{g.channels} distinct channel indices "
                              f"in 0..{g.channels - 1}, got {idx.tolist()}")
         idx = idx.sort().values
-        out_idx[g.producer] = idx
-        if g.bn is not None:
-            out_idx[g.bn] = idx
+        kept[name] = idx
+        for module in _rows(g):
+            out_idx[module] = idx
         for consumer, span in g.consumers:
             in_idx[consumer] = (idx, span)
+    for g in groups.values():
+        if g.shortcut is None or not (g.name in kept or g.shortcut[1] in kept):
+            continue
+        block, source, offset = g.shortcut
+        if modules[block].shortcut_index is not None:
+            raise ValueError(f"{block}: its residual streams were narrowed already; narrow the "
+                             "unpruned model instead")
+        src = kept.get(source, torch.arange(groups[source].channels))
+        dst = kept.get(g.name, torch.arange(g.channels))
+        position = torch.full((max(g.channels, groups[source].channels + offset),), len(src))
+        position[src + offset] = torch.arange(len(src))  # dense out channel -> kept input slot
+        modules[block].shortcut_index = position[dst].to(modules[block].conv2.weight.device)
     for name in sorted(set(out_idx) | set(in_idx)):
         old = modules[name]
         dev = {"device": old.weight.device, "dtype": old.weight.dtype}
@@ -467,6 +564,149 @@ def narrow_model(model: nn.Module, keep: Mapping[str, torch.Tensor]) -> nn.Modul
         _set_module(new, name, m)
     return new
 
+#: a request this close (relative) to a setting's reported ratio gets the setting as published
+PUBLISHED_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class ConfigWidths:
+    """Channel widths a named config gives one model at one requested ratio.
+
+    Attributes:
+        widths: ``{group name: kept channels}`` for every group the config narrows.
+        setting: the published setting they come from.
+        scale: the factor its keep proportions were scaled by (1.0 = as published).
+        achieved_ratio: ``n_before / n_after`` of the model with these widths.
+        max_ratio: the config's largest reachable ratio (every group it narrows at
+            ``min_channels``).
+    """
+
+    widths: dict[str, int]
+    setting: str
+    scale: float
+    achieved_ratio: float
+    max_ratio: float
+
+
+def config_widths(model: nn.Module, config: str, ratio: float, *, min_channels: int = 1
+                  ) -> ConfigWidths:
+    """Per-group widths of the named ``config`` (:data:`STRUCTURED_CONFIGS`) at ``ratio``.
+
+    The base is the config's published setting whose reported ratio is nearest ``ratio`` (in
+    ``log``). A request within :data:`PUBLISHED_TOLERANCE` (1%) of that reported ratio gets the
+    setting as published: group g of ``n_g`` channels keeps ``int(n_g * (1 - rate_g))`` (the
+    sources' truncation), whatever ratio that measures here. Any other request scales the
+    setting's keep proportions ``k_g = 1 - rate_g`` by one factor c, preserving their proportion
+    ("by preserving the proportion of unpruned weights", Good et al. 2022, Table 13): group g
+    keeps ``floor(c * k_g * n_g)`` channels, clipped to ``[min_channels, n_g]``. Channels are
+    added back one at a time from every group at ``min_channels``, in order of the factor c at
+    which ``floor(c k_g n_g)`` reaches them (groups reaching theirs at the same c in forward
+    order, so the ratio moves by one channel of one group per step), and the prefix whose
+    achieved ratio is closest to ``ratio`` wins (ties: fewer channels removed); ``scale`` is
+    the factor of its last step. Groups the setting does not name keep all their channels.
+    Widths depend on the architecture and the ratio only, not on scores.
+
+    Raises:
+        ValueError: unknown config, a model that is not the config's architecture, or a bad
+            ratio.
+        UnreachableRatioError: ``ratio`` above the config's largest reachable ratio.
+    """
+    cfg = structured_config(config)
+    depth = int(cfg.arch.removeprefix("resnet"))
+    if not (isinstance(model, CifarResNet) and model.depth == depth):
+        raise ValueError(f"structured config {config!r} is for {cfg.arch}, got "
+                         f"{type(model).__name__}{getattr(model, 'depth', '')}; use config "
+                         "'uniform' for other architectures")
+    if not (math.isfinite(ratio) and ratio >= 1.0):
+        raise ValueError(f"ratio must be a finite number >= 1 (1 = dense), got {ratio}")
+    groups = channel_groups(model, streams=True)
+    n_of = {g.name: g.channels for g in groups}
+    n_before = count_parameters(model)
+    setting = min(cfg.settings, key=lambda st: abs(math.log(ratio / st.reported_ratio)))
+    rates = dict(setting.rates)
+    names = cfg.groups()
+
+    def count(widths: dict[str, int]) -> int:
+        return _count_after(model, groups, [widths.get(g.name, g.channels) for g in groups])
+
+    def scaled(c: float) -> dict[str, int]:
+        return {n: min(n_of[n], max(min_channels, math.floor(c * (1.0 - rates[n]) * n_of[n]
+                                                             + 1e-9)))
+                if n in rates else n_of[n] for n in names}
+
+    max_ratio = n_before / count(scaled(0.0))
+    if ratio > max_ratio * (1 + 1e-12):
+        raise UnreachableRatioError(
+            f"structured ratio {ratio:g} is unreachable with config {config!r}: with every "
+            f"group it narrows down to {min_channels} channel(s) the model keeps "
+            f"{n_before / max_ratio:.0f} of {n_before} parameters, ratio {max_ratio:.6g}; "
+            "lower the ratio")
+    if abs(ratio / setting.reported_ratio - 1.0) <= PUBLISHED_TOLERANCE:
+        widths = {n: max(min_channels, int(n_of[n] * (1.0 - rates[n]))) if n in rates
+                  else n_of[n] for n in names}
+        return ConfigWidths(widths, setting.name, 1.0, n_before / count(widths), max_ratio)
+    # one channel of one group at a time, in order of the factor at which floor(c k n) reaches
+    # it (groups stepping at the same factor in forward order): after every step at factors
+    # <= c the widths are scaled(c), and in between the ratio moves by one channel of one group
+    base = scaled(0.0)
+    order = [n for n in names if n in rates]
+    steps = sorted((j / ((1.0 - rates[n]) * n_of[n]), order.index(n), n)
+                   for n in order if rates[n] < 1.0
+                   for j in range(base[n] + 1, n_of[n] + 1))
+
+    def after(r: int) -> dict[str, int]:
+        w = dict(base)
+        for _, _, n in steps[:r]:
+            w[n] += 1
+        return w
+
+    # the ratio falls strictly with every step: the longest prefix still reaching the ratio,
+    # then whichever of it and one step more is closer (ties: the longer, fewer removed)
+    lo, hi = 0, len(steps)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if n_before / count(after(mid)) >= ratio:
+            lo = mid
+        else:
+            hi = mid - 1
+    r = lo
+    if r < len(steps):
+        here, more = n_before / count(after(r)), n_before / count(after(r + 1))
+        if ratio - more <= here - ratio:
+            r += 1
+    widths = after(r)
+    return ConfigWidths(widths, setting.name, steps[r - 1][0] if r else 0.0,
+                        n_before / count(widths), max_ratio)
+
+
+def _select_keep(groups: Sequence[ChannelGroup], widths: Mapping[str, int],
+                 scores: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Kept channels (ascending) of every group in ``widths``: the highest-scoring ones, except
+    that a stream keeps every channel the shortcut from the previous stage carries a kept
+    channel into (so the removed channels of a stream are zero in the masked model)."""
+    keep: dict[str, torch.Tensor] = {}
+    for g in groups:
+        if g.name not in widths:
+            continue
+        w = widths[g.name]
+        forced: list[int] = []
+        if g.shortcut is not None:
+            _, source, offset = g.shortcut
+            src = keep.get(source, torch.arange(next(x.channels for x in groups
+                                                     if x.name == source)))
+            forced = [int(c) + offset for c in src]
+            if len(forced) > w:
+                raise ValueError(f"stream {g.name} keeps {w} channels but the shortcut from "
+                                 f"{source} carries {len(forced)} kept channels into it")
+        if w == g.channels:
+            keep[g.name] = torch.arange(g.channels)
+            continue
+        order = torch.sort(scores[g.name], descending=True, stable=True).indices.tolist()
+        fset = set(forced)
+        chosen = forced + [c for c in order if c not in fset][: w - len(forced)]
+        keep[g.name] = torch.tensor(sorted(chosen), dtype=torch.int64)
+    return keep
+
 
 def structured_prune(
     model: nn.Module,
@@ -476,6 +716,7 @@ def structured_prune(
     keep_fraction: float | None = None,
     scope: str = "layer",
     min_channels: int = 1,
+    config: str = "uniform",
 ) -> StructuredResult:
     """Remove the lowest-scoring channels of ``model`` (a copy) to ``ratio`` or ``keep_fraction``.
 
@@ -490,6 +731,11 @@ def structured_prune(
         scope: ``"layer"`` (same fraction removed from every group) or ``"global"`` (scores
             compared across groups).
         min_channels: channels every group keeps at least (>= 1).
+        config: ``"uniform"`` (default: the inner channels of every block, one fraction
+            everywhere, as above) or a published per-layer config in
+            :data:`STRUCTURED_CONFIGS` for ResNet-56: its widths come from
+            :func:`config_widths` (needs ``ratio`` and ``scope="layer"``), the scores choose
+            which channels; ``scores`` are needed only for the groups it narrows.
 
     Returns:
         :class:`StructuredResult` with the smaller model and the equivalent masks.
@@ -506,6 +752,8 @@ def structured_prune(
         raise ValueError(f"unknown scope {scope!r}; choose one of {STRUCTURED_SCOPES}")
     if min_channels < 1:
         raise ValueError(f"min_channels must be >= 1, got {min_channels}")
+    if config != "uniform":
+        return _config_prune(model, scores, ratio, keep_fraction, scope, min_channels, config)
     groups = channel_groups(model)
     score_list = _check_scores(groups, scores)
     n_before = count_parameters(model)
@@ -574,6 +822,39 @@ def structured_prune(
     )
 
 
+def _config_prune(model: nn.Module, scores: Mapping[str, torch.Tensor], ratio: float | None,
+                  keep_fraction: float | None, scope: str, min_channels: int, config: str
+                  ) -> StructuredResult:
+    """:func:`structured_prune` with a named per-layer config."""
+    if keep_fraction is not None or scope != "layer":
+        raise ValueError(f"config {config!r} fixes every group's width from the ratio: give "
+                         "ratio=<n_before / n_after> and scope='layer'")
+    cw = config_widths(model, config, ratio, min_channels=min_channels)
+    all_groups = channel_groups(model, streams=True)
+    groups = [g for g in all_groups if g.name in cw.widths]
+    narrowed = [g for g in groups if cw.widths[g.name] < g.channels]
+    score_list = _check_scores(narrowed, scores, known=all_groups)
+    keep = _select_keep(groups, cw.widths, dict(zip((g.name for g in narrowed), score_list)))
+    small = narrow_model(model, keep)
+    n_before, n_after = count_parameters(model), count_parameters(small)
+    return StructuredResult(
+        model=small, keep=keep, widths={n: int(k.numel()) for n, k in keep.items()},
+        masks=structured_masks(model, keep), achieved_ratio=n_before / n_after,
+        requested_ratio=float(ratio), keep_fraction=None, n_before=n_before, n_after=n_after,
+        max_ratio=cw.max_ratio, scope=scope, config=config, setting=cw.setting, scale=cw.scale)
+
+
+def structured_max_ratio(model: nn.Module, config: str = "uniform", min_channels: int = 1
+                         ) -> float:
+    """The largest ratio structured pruning reaches on ``model`` with ``config``: every group
+    it narrows (uniform: every inner group) down to ``min_channels`` channels."""
+    if config != "uniform":
+        return config_widths(model, config, 1.0, min_channels=min_channels).max_ratio
+    groups = channel_groups(model)
+    floor_widths = [min(min_channels, g.channels) for g in groups]
+    return count_parameters(model) / _count_after(model, groups, floor_widths)
+
+
 def structured_prune_model(
     model: nn.Module,
     method: str,
@@ -583,13 +864,21 @@ def structured_prune_model(
     n_images: int = 256,
     seed: int = 0,
     scope: str = "layer",
+    config: str = "uniform",
 ) -> StructuredResult:
     """Score ``model`` with ``method`` (``"l1-filter"`` or ``"chip"``; CHIP reads ``n_images``
-    of ``images``, drawn with ``seed``) and remove channels to ``ratio``: one call for a study
-    job. Fine-tune ``result.model`` with ``prunescope.train.fit`` (no masks needed: the removed
-    channels no longer exist)."""
-    scores = structured_scores(method, model, images, n_images=n_images, seed=seed)
-    return structured_prune(model, scores, ratio, scope=scope)
+    of ``images``, drawn with ``seed``) and remove channels to ``ratio`` with ``config``: one
+    call for a study job. With a named config only the groups it narrows are scored. Fine-tune
+    ``result.model`` with ``prunescope.train.fit`` (no masks needed: the removed channels no
+    longer exist)."""
+    groups = None
+    if config != "uniform":
+        widths = config_widths(model, config, ratio).widths
+        groups = [g for g in channel_groups(model, streams=True)
+                  if widths.get(g.name, g.channels) < g.channels]
+    scores = structured_scores(method, model, images, n_images=n_images, seed=seed,
+                               groups=groups)
+    return structured_prune(model, scores, ratio, scope=scope, config=config)
 
 
 def structured_meta(result: StructuredResult, method: str, meta: Mapping[str, Any]

@@ -530,38 +530,94 @@ def _table(frame: pd.DataFrame, stem: Path, title: str, caption: str, anchor: st
     return TableItem(title, caption, frame, files, anchor, digits)
 
 
-#: Title and caption of each p-value table; the caption names the family its correction runs
-#: over (the correction itself is appended: Bonferroni or Holm).
+#: Title and test of each p-value table (SPEC 5).
 FAMILY_TITLES = {
     "ratios_by_arch": ("Consecutive ratios within each architecture",
                        "One-sided paired t-test per model, H_a: E[α] at the smaller ratio < E[α] at "
-                       "the next; one family per dataset, method and distribution over all its "
-                       "architectures and ratio pairs."),
+                       "the next."),
     "ratios_by_dataset": ("Consecutive ratios within each dataset",
                           "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]; each dataset on "
                           "its own architecture (MNIST, Fashion-MNIST: LeNet-5; CIFAR-10, "
-                          "CIFAR-100: ResNet-56), one family per method and distribution over "
-                          "all datasets and ratio pairs."),
+                          "CIFAR-100: ResNet-56)."),
     "ratios_by_method": ("Consecutive ratios within each method",
-                         "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]; one family per "
-                         "dataset, architecture and distribution over all its methods and ratio "
-                         "pairs."),
+                         "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]."),
     "archs": ("Consecutive architecture sizes at fixed ratio",
-              "One-sided independent t-test, H_a: the smaller architecture has the larger E[α]; "
-              "one family per dataset, method and distribution over all size pairs and ratios."),
+              "One-sided independent t-test, H_a: the smaller architecture has the larger E[α]."),
     "datasets": ("Dataset pairs at fixed ratio",
                  "One-sided independent t-test, H_a: the simpler dataset has the smaller E[α] "
-                 "(MNIST, Fashion-MNIST on LeNet-5; CIFAR-10, CIFAR-100 on ResNet-56); one "
-                 "family per method and distribution over all dataset pairs and ratios."),
+                 "(MNIST, Fashion-MNIST on LeNet-5; CIFAR-10, CIFAR-100 on ResNet-56)."),
     "methods": ("Method pairs at fixed ratio",
-                "Two-sided paired t-test (pairs share the dense model); one family per dataset, "
-                "architecture and distribution that has methods other than MP and UP, over all "
-                "its method pairs and ratios (an architecture with only MP and UP is in the MP "
-                "vs UP table alone)."),
-    "mp_vs_up": ("MP vs UP for every architecture",
-                 "Two-sided paired t-test, one family per dataset and distribution over all "
-                 "architectures and ratios (25 comparisons in the paper's grid)."),
+                "Two-sided paired t-test (pairs share the dense model); an architecture with "
+                "only MP and UP is in the MP vs UP table alone."),
+    "mp_vs_up": ("MP vs UP for every architecture", "Two-sided paired t-test."),
 }
+#: The family each p-value table's correction runs over, per ``stats.FAMILIES`` rule.
+FAMILY_SCOPES = {
+    "column": {
+        "ratios_by_arch": "one family per column: the consecutive-ratio pairs of one "
+                          "architecture (4 in the paper's grid), per dataset, method and "
+                          "distribution",
+        "ratios_by_dataset": "one family per column: the consecutive-ratio pairs of one dataset "
+                             "(4 in the paper's grid), per method and distribution",
+        "ratios_by_method": "one family per column: the consecutive-ratio pairs of one method "
+                            "(4 in the paper's grid), per dataset, architecture and distribution",
+        "archs": "one family per column: the size pairs at one ratio (4 in the paper's grid), "
+                 "per dataset, method and distribution",
+        "datasets": "one family per column: the dataset pairs at one ratio (3 in the paper's "
+                    "grid), per method and distribution",
+        "methods": "one family per column: the method pairs at one ratio (6 in the paper's "
+                   "grid), per dataset, architecture and distribution",
+        "mp_vs_up": "one family per dataset and distribution over all architectures and ratios "
+                    "(25 comparisons in the paper's grid)",
+    },
+    "table": {
+        "ratios_by_arch": "one family per table: a dataset, method and distribution over all "
+                          "its architectures and ratio pairs",
+        "ratios_by_dataset": "one family per table: a method and distribution over all datasets "
+                             "and ratio pairs",
+        "ratios_by_method": "one family per table: a dataset, architecture and distribution over "
+                            "all its methods and ratio pairs",
+        "archs": "one family per table: a dataset, method and distribution over all size pairs "
+                 "and ratios",
+        "datasets": "one family per table: a method and distribution over all dataset pairs and "
+                    "ratios",
+        "methods": "one family per table: a dataset, architecture and distribution over all its "
+                   "method pairs and ratios",
+        "mp_vs_up": "one family per dataset and distribution over all architectures and ratios "
+                    "(25 comparisons in the paper's grid)",
+    },
+}
+#: How each ``stats.FAMILIES`` rule counts a family's size, in captions.
+FAMILY_SIZES = {
+    "column": "the family size counts every row of the column, an undefined one included, as "
+              "the paper does",
+    "table": "the family size counts the comparisons with a p-value",
+}
+#: Text of a p-value table cell whose comparison was made but has no p-value.
+UNDEFINED_P = "undefined"
+
+
+def pvalue_caption(name: str, correction: str, families: str) -> tuple[str, str]:
+    """Title and caption of the p-value table of family ``name`` (a key of
+    ``stats.all_families``) under ``correction`` and the ``families`` rule."""
+    title, test = FAMILY_TITLES.get(name, (name, ""))
+    scope = FAMILY_SCOPES[families].get(name, "")
+    return title, (f"{test} {CORRECTION_NAMES[correction]} p within {scope}; "
+                   f"{FAMILY_SIZES[families]}.").strip()
+
+
+def pvalue_display(fam: stats.FamilyResult) -> pd.DataFrame:
+    """``fam.table`` with the cells of comparisons that were made but have no p-value (too few
+    models, zero variance: see the ``note`` of ``fam.long``) reading :data:`UNDEFINED_P`
+    instead of an empty cell (which means: not compared)."""
+    table = fam.table
+    keys = [*table.index.names, table.columns.name]
+    undefined = (fam.long.assign(_u=fam.long["p_corrected"].isna()).set_index(keys)["_u"]
+                 .unstack(table.columns.name)
+                 .reindex(index=table.index, columns=table.columns))
+    if not undefined.fillna(False).to_numpy(bool).any():
+        return table
+    return table.astype(object).mask(undefined.fillna(False).astype(bool), UNDEFINED_P)
 
 
 def _mean_i(an: Analysis) -> pd.DataFrame:
@@ -575,11 +631,12 @@ def _mean_i(an: Analysis) -> pd.DataFrame:
                      n_undefined_I=("n_undefined_I", "sum")).reset_index()
 
 
-def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni") -> Section:
+def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni",
+                    families: str = "column") -> Section:
     interval = CI_NAMES[an.ci_method]
     sec = Section("tables", "Tables", intro=(
         f"Intervals of E[α]: 99 % {interval} per cell. p-values: {CORRECTION_NAMES[correction]} "
-        "within the family named in each table's caption (family size = comparisons made)."))
+        f"within the family named in each table's caption ({FAMILY_SIZES[families]})."))
     tdir = out / "tables"
     sec.tables.append(_table(
         tables.dense_accuracy_table(an.alphas), tdir / "dense_accuracy",
@@ -603,14 +660,17 @@ def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni") -> 
             "Bn before near 0 give wild ratios, which is why the slope α (the (Bn before)²-"
             "weighted mean of I) is the summary used.", "tab-alpha-ci"))
         # the SPEC 5 families; with a single ratio the ratio families come back empty
-        for name, fam in stats.all_families(an.alphas, correction=correction).items():
+        for name, fam in stats.all_families(an.alphas, correction=correction,
+                                            families=families).items():
             if fam.table.empty:
                 continue
-            title, caption = FAMILY_TITLES.get(name, (name, ""))
-            caption = f"{caption} {CORRECTION_NAMES[correction]} p.".strip()
-            sec.tables.append(_table(fam.table, tdir / f"pvalues_{name}", f"p-values: {title}",
-                                     caption + " Rows: compared pairs; columns: ratios or levels. "
-                                     "Full statistics (n, mean difference, t, df, raw p) in "
+            title, caption = pvalue_caption(name, correction, families)
+            sec.tables.append(_table(pvalue_display(fam), tdir / f"pvalues_{name}",
+                                     f"p-values: {title}",
+                                     caption + " Rows: compared pairs; columns: ratios or levels; "
+                                     f"{UNDEFINED_P}: compared, but no p-value (too few models or "
+                                     "zero variance, see the note). Full statistics (n, mean "
+                                     "difference, t, df, raw p) in "
                                      f"pvalues_{name}_long.csv.", f"tab-p-{_slug(name)}"))
             fam.long.to_csv(tdir / f"pvalues_{name}_long.csv", index=False)
     else:
@@ -683,7 +743,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
                   jobs: pd.DataFrame | None = None, nominal: str = metrics.NOMINAL,
                   delta: float = metrics.DEFAULT_DELTA,
                   agreement: pd.DataFrame | None = None, correction: str = "bonferroni",
-                  ci_method: str = "t", notices: Sequence[str] = ()) -> Path:
+                  ci_method: str = "t", families: str = "column",
+                  notices: Sequence[str] = ()) -> Path:
     """Write every figure (PNG + PDF), table (Markdown, CSV, LaTeX) and ``report.html``.
 
     Args:
@@ -704,6 +765,10 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
             (``tables/agreement``). ``None``: no agreement section.
         correction: multiple-testing correction of the p-value tables within each family,
             ``"bonferroni"`` (SPEC 5 default) or ``"holm"`` (step-down, never larger).
+        families: the correction families (``stats.FAMILIES``): ``"column"`` (SPEC 5 default,
+            the paper's: one column of each table, its size counting every row, an undefined
+            one included; MP vs UP over all 25 (arch, ratio)) or ``"table"`` (a whole table,
+            its size counting the comparisons with a p-value).
         ci_method: intervals of E[α] (CI table, CI plots, the < / > / ? labels of the boxplots,
             level and per-distribution tables): ``"t"`` (SPEC 5 default, 99 % t-interval) or
             ``"bootstrap"`` (99 % BCa bootstrap, 9,999 resamples, seeded). The prune-potential,
@@ -716,9 +781,10 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
 
     Raises:
         ValueError: empty frame, a frame that is not tidy, no nominal results, no pruned model, or
-            an unknown ``correction`` / ``ci_method``.
+            an unknown ``correction`` / ``ci_method`` / ``families``.
     """
     _check_choice("correction", correction, stats.CORRECTIONS)
+    _check_choice("families", families, stats.FAMILIES)
     _check_choice("ci_method", ci_method, stats.CI_METHODS)
     _check_frame(results_frame)
     out = Path(out_dir)
@@ -730,7 +796,7 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
     coverage, cov_notices = _coverage(results_frame, jobs, out)
     sections = [*_alpha_sections(an, out, groups),
                 _shift_section(results_frame, out, nominal, delta, an),
-                _tables_section(an, out, correction), coverage]
+                _tables_section(an, out, correction, families), coverage]
     if agreement is not None:
         sections.insert(-2, _agreement_section(agreement, out, nominal, results_frame))
     page = build_page(study_name=study_name, version=version, spec_text=spec_text,

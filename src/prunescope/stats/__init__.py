@@ -7,6 +7,7 @@ from prunescope.stats.families import (
     DATASET_ARCHS,
     DATASET_ORDER,
     DATASET_PAIRS,
+    FAMILIES,
     LEVEL_ORDER,
     METHOD_ORDER,
     FamilyResult,
@@ -31,7 +32,7 @@ from prunescope.stats.tests import (
 
 __all__ = [
     "ALTERNATIVES", "ARCH_ORDER", "CELL_KEYS", "CI_COLUMNS", "CI_METHODS", "CORRECTIONS",
-    "DATASET_ARCHS", "DATASET_ORDER", "DATASET_PAIRS", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS",
+    "DATASET_ARCHS", "DATASET_ORDER", "DATASET_PAIRS", "FAMILIES", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS",
     "FamilyResult",
     "all_families", "arch_tests", "ci_label", "correct", "correct_within", "dataset_tests",
     "independent_from_moments", "mean_ci", "method_tests", "mp_vs_up_tests", "paired_from_moments",

@@ -17,19 +17,32 @@ Every function returns a :class:`FamilyResult`:
   this frame, so its columns are the union over them; one table is
   ``result.table.loc[fixed_values].dropna(axis=1, how="all")``.
 
-Family size = the number of comparisons actually made in the family (finite p-values);
-comparisons whose levels are absent are not listed, those with too few models (paired: < 2
-pairs; independent: < 2 models on a side) are listed with a note and do not count. A paired
+Families (``families=``, :data:`FAMILIES`):
+
+* ``"column"`` (default, the paper's rule: "each p-value ... multiplied by the number of rows in
+  its column of the table"): a family is one column of the table -- the consecutive ratio pairs
+  of one architecture, dataset or method (4 in the paper's grid), the size pairs at one ratio
+  (4), the dataset pairs at one ratio (3), the method pairs at one ratio (6) -- except MP vs UP,
+  corrected over all its (architecture, ratio) comparisons at once (25). The family size counts
+  every listed comparison of the column, one without a p-value included.
+* ``"table"``: a family is a whole table (all rows and columns sharing the fixed keys: 20, 16,
+  30 comparisons in the paper's grid) and its size counts only the comparisons with a p-value
+  (prunescope's default before the paper's rule was adopted).
+
+``family_by`` overrides the grouping of either (the counting rule stays that of ``families``).
+Comparisons whose levels are absent are not listed; those with too few models (paired: < 2
+pairs; independent: < 2 models on a side) are listed with p = NaN and a note. A paired
 comparison whose differences are all equal (an independent one whose two sides are each
 constant) has zero variance: all differences 0 (equal means) gives t = 0/0 and p = NaN, as
-scipy does, noted ``"zero variance ...: no test"`` and not counted; a constant nonzero
-difference gives t = +/-inf and p = 0 or 1 (scipy's values), counted, with a note saying so.
+scipy does, noted ``"zero variance ...: no test"``; a constant nonzero difference gives
+t = +/-inf and p = 0 or 1 (scipy's values), with a note saying so.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -42,6 +55,11 @@ from prunescope.stats.tests import (
     independent_from_moments,
     paired_from_moments,
 )
+
+Families = Literal["column", "table"]
+#: How p-values are grouped into correction families (``families=``; see the module docstring):
+#: ``"column"`` (default, the paper's) and ``"table"``.
+FAMILIES: tuple[str, ...] = ("column", "table")
 
 #: Architecture sizes in increasing order (SPEC 5 family 2).
 ARCH_ORDER: tuple[str, ...] = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
@@ -243,12 +261,21 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
             family_by: Sequence[str] | None, pairs_of: str, order: Sequence[object] | None = None,
             pairs: Sequence[tuple[object, object]] | None = None, value: str, paired: bool,
             alternative: str, pair_on: Sequence[str], equal_var: bool, correction: Correction,
+            families: Families, across: Sequence[str] = (),
             extra: pd.DataFrame | None = None) -> FamilyResult:
+    """One SPEC 5 family. The correction family is ``family_by`` if given, else by ``families``:
+    ``"column"`` = the fixed keys and the table column (one column of a table) minus ``across``
+    (keys a family spans in both rules: MP vs UP spans the architectures), ``"table"`` = the
+    fixed keys minus ``across``."""
+    if families not in FAMILIES:
+        raise ValueError(f"families must be one of {', '.join(FAMILIES)}; got {families!r}")
     keys = [*fixed, column]
     missing = [c for c in (*keys, factor, value, *(pair_on if paired else ())) if c not in alphas.columns]
     if missing:
         raise ValueError(f"alpha frame lacks column(s) {missing}; build it with prunescope.metrics.model_alpha")
-    fam = list(fixed if family_by is None else family_by)
+    if family_by is None:
+        family_by = [k for k in (keys if families == "column" else fixed) if k not in across]
+    fam = list(family_by)
     if not set(fam) <= set(keys):
         raise ValueError(f"family_by {fam} must be a subset of the keys held fixed in one comparison {keys}")
     # integer-code every key once: merges and groupbys on int64 are far cheaper than on strings
@@ -286,7 +313,7 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
     res["comparison"] = res["a"].map(_fmt).astype(str) + " vs " + res["b"].map(_fmt).astype(str)
     if extra is not None:
         res = res.merge(extra, on=["a", "b"], how="left")  # keeps the order of res
-    res = correct_within(res, "family", "p_raw", correction)
+    res = correct_within(res, "family", "p_raw", correction, count_undefined=families == "column")
     extra_cols = [] if extra is None else [c for c in extra.columns if c not in ("a", "b")]
     long = res[["family", "kind", *fixed, column, "comparison", "factor", "a", "b", *extra_cols,
                 *TEST_COLUMNS, "correction", "family_size", "p_corrected", "note"]]
@@ -325,15 +352,16 @@ def _fixed(cell: Sequence[str], *drop: str) -> list[str]:
 def ratio_tests(alphas: pd.DataFrame, level: str = "arch", *, value: str = "alpha",
                 cell: Sequence[str] = CELL_KEYS, family_by: Sequence[str] | None = None,
                 correction: Correction = "bonferroni", pair_on: Sequence[str] = ("model",),
-                archs: dict[str, str] | None = DATASET_ARCHS) -> FamilyResult:
+                archs: dict[str, str] | None = DATASET_ARCHS,
+                families: Families = "column") -> FamilyResult:
     """SPEC 5 family 1: consecutive ratios within each level of ``level`` (arch, dataset or method).
 
     One-sided paired t-test (paired by ``pair_on``, default the model), H_a:
     E[alpha_{t_i}] < E[alpha_{t_{i+1}}] (``a`` = t_i, ``b`` = t_{i+1}, alternative ``"less"``).
     Consecutive = adjacent among the ratios present for that level. Table: rows = ratio pairs
-    (per fixed keys = ``cell`` minus ratio and ``level``), columns = levels. Family (default):
-    one table, i.e. all ratio pairs x levels sharing the fixed keys; pass
-    ``family_by=[*fixed, level]`` to correct within each level separately.
+    (per fixed keys = ``cell`` minus ratio and ``level``), columns = levels. Family: with
+    ``families="column"`` (default, the paper's) one column, i.e. the ratio pairs of one level
+    (4 in the paper's grid); with ``"table"`` all ratio pairs x levels sharing the fixed keys.
 
     ``level="dataset"``: each dataset is taken on its own architecture ``archs[dataset]``
     (default :data:`DATASET_ARCHS`, as :func:`dataset_tests`: LeNet-5 for the MNIST-like sets,
@@ -349,7 +377,8 @@ def ratio_tests(alphas: pd.DataFrame, level: str = "arch", *, value: str = "alph
         alphas, fixed = alphas.drop(columns="arch"), _fixed(fixed, "arch")
     res = _family(alphas, kind="ratios", factor="ratio", column=level, fixed=fixed,
                   family_by=family_by, pairs_of="consecutive", value=value, paired=True,
-                  alternative="less", pair_on=pair_on, equal_var=True, correction=correction)
+                  alternative="less", pair_on=pair_on, equal_var=True, correction=correction,
+                  families=families)
     if not by_arch:
         return res
     long = res.long.copy()
@@ -359,63 +388,71 @@ def ratio_tests(alphas: pd.DataFrame, level: str = "arch", *, value: str = "alph
 
 def arch_tests(alphas: pd.DataFrame, order: Sequence[str] = ARCH_ORDER, *, value: str = "alpha",
                cell: Sequence[str] = CELL_KEYS, family_by: Sequence[str] | None = None,
-               correction: Correction = "bonferroni", equal_var: bool = True) -> FamilyResult:
+               correction: Correction = "bonferroni", equal_var: bool = True,
+               families: Families = "column") -> FamilyResult:
     """SPEC 5 family 2: consecutive architecture sizes (``order``) at each fixed ratio.
 
     One-sided independent t-test (Student's; Welch's with ``equal_var=False``), H_a: the smaller
     architecture (``a``) has the larger E[alpha] (alternative ``"greater"``). Architectures absent
     at a ratio are skipped (the next present size is compared). Table: rows = size pairs (per
-    dataset, method, distribution), columns = ratios; family (default) = that table.
+    dataset, method, distribution), columns = ratios; family: one ratio's size pairs (column,
+    default; 4 in the paper's grid) or the whole table (``families="table"``).
     """
     return _family(alphas, kind="archs", factor="arch", column="ratio", fixed=_fixed(cell, "arch", "ratio"),
                    family_by=family_by, pairs_of="consecutive", order=order, value=value, paired=False,
-                   alternative="greater", pair_on=(), equal_var=equal_var, correction=correction)
+                   alternative="greater", pair_on=(), equal_var=equal_var, correction=correction,
+                   families=families)
 
 
 def dataset_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] = DATASET_PAIRS,
                   archs: dict[str, str] | None = DATASET_ARCHS, *, value: str = "alpha",
                   cell: Sequence[str] = CELL_KEYS, family_by: Sequence[str] | None = None,
-                  correction: Correction = "bonferroni", equal_var: bool = True) -> FamilyResult:
+                  correction: Correction = "bonferroni", equal_var: bool = True,
+                  families: Families = "column") -> FamilyResult:
     """SPEC 5 family 3: dataset pairs (simpler ``a``, harder ``b``) at each fixed ratio.
 
     One-sided independent t-test, H_a: the simpler dataset has the smaller E[alpha]
     (alternative ``"less"``). ``archs`` maps each dataset to the architecture used for it
     (default :data:`DATASET_ARCHS`; rows of other architectures are ignored and the long form
     gets ``arch_a``/``arch_b``); ``archs=None`` compares datasets only within the same
-    architecture. Table: rows = dataset pairs (per method, distribution[, arch]), columns = ratios.
+    architecture. Table: rows = dataset pairs (per method, distribution[, arch]), columns = ratios;
+    family: one ratio's dataset pairs (column, default; 3 in the paper's grid) or the whole
+    table (``families="table"``).
     """
     if archs is None:
         return _family(alphas, kind="datasets", factor="dataset", column="ratio",
                        fixed=_fixed(cell, "dataset", "ratio"), family_by=family_by, pairs_of="listed",
                        pairs=pairs, value=value, paired=False, alternative="less", pair_on=(),
-                       equal_var=equal_var, correction=correction)
+                       equal_var=equal_var, correction=correction, families=families)
     chosen = alphas.loc[alphas["arch"].to_numpy() == alphas["dataset"].map(archs).to_numpy()]
     extra = pd.DataFrame({"a": [a for a, _ in pairs], "b": [b for _, b in pairs],
                           "arch_a": [archs.get(a) for a, _ in pairs], "arch_b": [archs.get(b) for _, b in pairs]})
     return _family(chosen.drop(columns="arch"), kind="datasets", factor="dataset", column="ratio",
                    fixed=_fixed(cell, "dataset", "ratio", "arch"), family_by=family_by, pairs_of="listed",
                    pairs=pairs, value=value, paired=False, alternative="less", pair_on=(),
-                   equal_var=equal_var, correction=correction, extra=extra)
+                   equal_var=equal_var, correction=correction, families=families, extra=extra)
 
 
 def method_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, *,
                  value: str = "alpha", cell: Sequence[str] = CELL_KEYS,
                  family_by: Sequence[str] | None = None, correction: Correction = "bonferroni",
                  pair_on: Sequence[str] = ("model",),
-                 leave_to_mp_vs_up: tuple[str, str] | None = ("mp", "up")) -> FamilyResult:
+                 leave_to_mp_vs_up: tuple[str, str] | None = ("mp", "up"),
+                 families: Families = "column") -> FamilyResult:
     """SPEC 5 family 4: method pairs at each fixed ratio, two-sided paired t-test (by model: the
     pruned models of one pair share their dense parent).
 
     ``pairs=None``: every unordered pair of the methods present (``"dense"`` excluded), ordered
     by :data:`METHOD_ORDER` then name. Table: rows = method pairs (per dataset, arch,
-    distribution), columns = ratios; family (default) = that table.
+    distribution), columns = ratios; family: one ratio's method pairs (column, default; 6 in the
+    paper's grid) or the whole table (``families="table"``).
 
     ``leave_to_mp_vs_up`` (default ``("mp", "up")``): a (dataset, arch, distribution) whose only
     methods are these two is left out: its one pair is tested in :func:`mp_vs_up_tests`, whose
     family spans every architecture (25 comparisons in the paper's grid, SPEC 5 test 4); a
     5-comparison family of its own would report the same test again with a smaller correction.
-    So in the paper's grid only CIFAR-10/ResNet-56 (MP, GP, UP, RP: 6 pairs x 5 ratios = 30)
-    gets a table here. ``None``: every (dataset, arch, distribution) with two methods or more.
+    So in the paper's grid only CIFAR-10/ResNet-56 (MP, GP, UP, RP: 6 pairs per ratio) gets a
+    table here. ``None``: every (dataset, arch, distribution) with two methods or more.
     """
     if leave_to_mp_vs_up is not None:
         pruned = alphas.loc[alphas["method"] != "dense"]
@@ -431,31 +468,36 @@ def method_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None =
         pairs = list(combinations(sorted(present, key=rank.__getitem__), 2))
     return _family(alphas, kind="methods", factor="method", column="ratio", fixed=_fixed(cell, "method", "ratio"),
                    family_by=family_by, pairs_of="listed", pairs=pairs, value=value, paired=True,
-                   alternative="two-sided", pair_on=pair_on, equal_var=True, correction=correction)
+                   alternative="two-sided", pair_on=pair_on, equal_var=True, correction=correction,
+                   families=families)
 
 
 def mp_vs_up_tests(alphas: pd.DataFrame, a: str = "mp", b: str = "up", *, value: str = "alpha",
                    cell: Sequence[str] = CELL_KEYS, family_by: Sequence[str] | None = None,
-                   correction: Correction = "bonferroni", pair_on: Sequence[str] = ("model",)) -> FamilyResult:
+                   correction: Correction = "bonferroni", pair_on: Sequence[str] = ("model",),
+                   families: Families = "column") -> FamilyResult:
     """SPEC 5 family 4, across architectures: ``a`` vs ``b`` (MP vs UP) at every (arch, ratio),
     two-sided paired t-test by model.
 
-    Table: rows = architectures (per dataset, distribution), columns = ratios. Family (default) =
-    every (arch, ratio) comparison of one (dataset, distribution): 5 archs x 5 ratios = 25 in
-    the paper's grid (fewer if cells are missing).
+    Table: rows = architectures (per dataset, distribution), columns = ratios. Family, under
+    either ``families`` rule: every (arch, ratio) comparison of one (dataset, distribution),
+    5 archs x 5 ratios = 25 in the paper's grid (fewer if cells are missing; ``"column"`` counts
+    a listed comparison without a p-value, ``"table"`` does not).
     """
-    fixed = _fixed(cell, "method", "ratio")
-    fam = [k for k in fixed if k != "arch"] if family_by is None else list(family_by)
-    return _family(alphas, kind="mp_vs_up", factor="method", column="ratio", fixed=fixed,
-                   family_by=fam, pairs_of="listed", pairs=[(a, b)], value=value, paired=True,
-                   alternative="two-sided", pair_on=pair_on, equal_var=True, correction=correction)
+    return _family(alphas, kind="mp_vs_up", factor="method", column="ratio",
+                   fixed=_fixed(cell, "method", "ratio"), family_by=family_by, pairs_of="listed",
+                   pairs=[(a, b)], value=value, paired=True, alternative="two-sided",
+                   pair_on=pair_on, equal_var=True, correction=correction, families=families,
+                   across=("arch", "ratio"))
 
 
 def all_families(alphas: pd.DataFrame, *, value: str = "alpha", cell: Sequence[str] = CELL_KEYS,
-                 correction: Correction = "bonferroni") -> dict[str, FamilyResult]:
-    """Every SPEC 5 family with default settings: keys ``ratios_by_arch``, ``ratios_by_dataset``,
-    ``ratios_by_method``, ``archs``, ``datasets``, ``methods``, ``mp_vs_up``."""
-    kw = {"value": value, "cell": cell, "correction": correction}
+                 correction: Correction = "bonferroni",
+                 families: Families = "column") -> dict[str, FamilyResult]:
+    """Every SPEC 5 family with default settings (``families`` as in each function): keys
+    ``ratios_by_arch``, ``ratios_by_dataset``, ``ratios_by_method``, ``archs``, ``datasets``,
+    ``methods``, ``mp_vs_up``."""
+    kw = {"value": value, "cell": cell, "correction": correction, "families": families}
     return {
         "ratios_by_arch": ratio_tests(alphas, "arch", **kw),
         "ratios_by_dataset": ratio_tests(alphas, "dataset", **kw),

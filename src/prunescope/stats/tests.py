@@ -132,12 +132,15 @@ def independent_from_moments(n1: np.ndarray, mean1: np.ndarray, var1: np.ndarray
     return t, np.where(ok, df, np.nan), p
 
 
-def correct(p: np.ndarray, method: Correction = "bonferroni") -> np.ndarray:
+def correct(p: np.ndarray, method: Correction = "bonferroni", *,
+            count_undefined: bool = False) -> np.ndarray:
     """Multiple-testing correction of one family's p-values (:func:`statsmodels.stats.multitest.multipletests`).
 
-    ``p`` (K,) raw p-values; NaN entries (comparisons that could not be made) are ignored and
-    stay NaN, so the family size is the number of finite p-values. Bonferroni multiplies by that
-    size, Holm is the step-down version; both are capped at 1. Returns corrected p (K,).
+    ``p`` (K,) raw p-values; NaN entries (comparisons without a p-value) stay NaN. The family
+    size m is the number of finite p-values, or with ``count_undefined=True`` all K entries (the
+    paper's rule, SPEC 5: every row of a table's column counts, an undefined one included; for
+    Holm an undefined p ranks last, as p = 1 would). Bonferroni multiplies by m, Holm is the
+    step-down version; both are capped at 1. Returns corrected p (K,).
     """
     if method not in CORRECTIONS:
         raise ValueError(f"correction must be one of {CORRECTIONS}, got {method!r}")
@@ -145,25 +148,30 @@ def correct(p: np.ndarray, method: Correction = "bonferroni") -> np.ndarray:
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
     if ok.any():
-        out[ok] = multipletests(p[ok], method=method)[1]
+        if count_undefined:
+            out[ok] = multipletests(np.where(ok, p, 1.0), method=method)[1][ok]
+        else:
+            out[ok] = multipletests(p[ok], method=method)[1]
     return out
 
 
 def correct_within(frame: pd.DataFrame, family: str = "family", p: str = "p_raw",
-                   method: Correction = "bonferroni") -> pd.DataFrame:
-    """Correct ``frame[p]`` within each value of ``frame[family]``.
+                   method: Correction = "bonferroni", *, count_undefined: bool = False) -> pd.DataFrame:
+    """Correct ``frame[p]`` within each value of ``frame[family]`` (:func:`correct`).
 
-    Returns a copy of ``frame`` with ``correction`` (the method), ``family_size`` (finite p-values
-    in the row's family) and ``p_corrected`` added.
+    Returns a copy of ``frame`` with ``correction`` (the method), ``family_size`` (the rows of
+    the row's family with a finite p, or all its rows with ``count_undefined=True``) and
+    ``p_corrected`` added.
     """
     if method not in CORRECTIONS:
         raise ValueError(f"correction must be one of {CORRECTIONS}, got {method!r}")
     out = frame.copy()
+    values = out[p].to_numpy(np.float64)
     corrected = np.full(len(out), np.nan)
-    finite = np.isfinite(out[p].to_numpy(np.float64))
     for idx in out.groupby(family, sort=False).indices.values():
-        corrected[idx] = correct(out[p].to_numpy(np.float64)[idx], method)
+        corrected[idx] = correct(values[idx], method, count_undefined=count_undefined)
+    counted = np.ones(len(out), bool) if count_undefined else np.isfinite(values)
     out["correction"] = method
-    out["family_size"] = out.assign(_f=finite).groupby(family, sort=False)["_f"].transform("sum").astype(np.int64)
+    out["family_size"] = out.assign(_f=counted).groupby(family, sort=False)["_f"].transform("sum").astype(np.int64)
     out["p_corrected"] = corrected
     return out

@@ -31,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from prunescope.prune.gradients import gradient_batches
 from prunescope.study.spec import GRADIENT_METHODS, STRUCTURED_METHODS, StudySpec, lth_schedule
 
 #: Bump when a code change alters the result of an unchanged job (ids then change, nothing
@@ -171,6 +172,9 @@ def make_plan(spec: StudySpec) -> Plan:
                             "recipe": ft_recipe, "seed": seed}
                         if meth == "chip":
                             sparams["chip_images"] = st.chip_images
+                        # only when set, so that uniform jobs keep their ids
+                        if st.config_of(meth) != "uniform":
+                            sparams["config"] = st.config_of(meth)
                         models.append(add("structured", sparams, (train.id,), method=meth,
                                           ratio=r, **labels))
                     continue
@@ -180,9 +184,9 @@ def make_plan(spec: StudySpec) -> Plan:
                         "recipe": ft_recipe, "seed": seed,
                     }
                     # only when set, so that default studies keep their ids
-                    if spec.prune_classifier:
+                    if cell.prune_classifier:
                         params["prune_classifier"] = True
-                    if spec.prune_biases:
+                    if cell.prune_biases:
                         params["prune_biases"] = True
                     deps: tuple[str, ...] = (train.id,)
                     if meth in GRADIENT_METHODS:
@@ -225,9 +229,9 @@ def _lth_jobs(spec: StudySpec, cell: Any, add: Any, train: Job, ratios: tuple[fl
             "parent": parent.id, "rewind": rewind.id, "method": "lth", "level": level,
             "prune_fraction": lth.prune_fraction, "scope": spec.scope, "recipe": recipe,
             "seed": tp["seed"]}
-        if spec.prune_classifier:
+        if cell.prune_classifier:
             params["prune_classifier"] = True
-        if spec.prune_biases:
+        if cell.prune_biases:
             params["prune_biases"] = True
         parent = add("lth_level", params, (parent.id, rewind.id), method="lth", ratio=label,
                      level=level, **labels)
@@ -262,9 +266,8 @@ def job_work(job: Job, n_val: int) -> tuple[int, int]:
             n_train, r["max_steps_per_epoch"] * r["batch_size"])
         return epochs, epochs * (per_epoch + n_val)
     if job.kind == "gradients":
-        if p["mode"] == "full":
-            return 0, n_train
-        return 0, min(n_train, p.get("n_batches", 1) * p["batch_size"])
+        steps = gradient_batches(p["mode"], p.get("n_batches"))
+        return 0, n_train if steps is None else min(n_train, steps * p["batch_size"])
     return 0, p.get("test_subset", n_test)
 
 

@@ -20,11 +20,11 @@ from rich.progress import (
     Progress,
     TaskID,
     TaskProgressColumn,
-    TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
+from prunescope._console import console as make_console, styled, text_column
 from prunescope.study.packs import Pack
 from prunescope.study.plan import Job, Plan
 from prunescope.study.store import JobResult
@@ -56,10 +56,10 @@ class RichDisplay(RunDisplay):
     """Live rich progress bars (overall + per pack), printing each failure as it happens."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or make_console(stderr=True)
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            text_column("{task.description}"), BarColumn(), TaskProgressColumn(),
+            text_column("{task.fields[note]}"), TimeElapsedColumn(), text_column("ETA"),
             TimeRemainingColumn(), console=self.console, transient=False,
         )
         self._overall: TaskID | None = None
@@ -95,7 +95,7 @@ class RichDisplay(RunDisplay):
         for r in results:
             if r.status == "failed":
                 first = (r.error or "").splitlines()[0] if r.error else ""
-                self.progress.console.print(f"[red]failed[/red] {pack.label}: {first}")
+                self.progress.console.print(styled("failed", "red", f" {pack.label}: {first}"))
 
     def jobs_blocked(self, jobs: Sequence[Job]) -> None:
         self._todo -= len(jobs)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from prunescope.metrics import functional_agreement
-from prunescope.study.artifacts import read_bytes
+from prunescope.study.artifacts import ArtifactDamaged, read_bytes, redo_hint
 from prunescope.study.plan import Plan, make_plan
 from prunescope.study.spec import StudySpec, load_spec
 from prunescope.study.store import Store
@@ -28,7 +28,7 @@ FRAME_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distribution", 
 #: columns of :attr:`StudyResults.jobs`
 JOB_COLUMNS = ("id", "kind", "dataset", "arch", "method", "ratio", "level", "model", "seed",
                "distribution", "status", "error", "attempts", "started", "finished", "wall_s",
-               "achieved_ratio", "artifacts", "info", "deps", "params")
+               "achieved_ratio", "artifacts", "checksums", "info", "deps", "params")
 #: columns of :attr:`StudyResults.agreement` (plus ``level`` in studies with ``lth``)
 AGREEMENT_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distribution",
                      "agreement")
@@ -62,7 +62,9 @@ class StudyResults:
             to reach, or the level's achieved ratio for levels in between
             (:func:`prunescope.study.plan.lth_ratio_labels`).
         jobs: one row per planned job, columns :data:`JOB_COLUMNS` (status ``pending`` for jobs
-            not in the store yet; ``artifacts``/``info``/``deps``/``params`` parsed from JSON;
+            not in the store yet; ``artifacts``/``checksums``/``info``/``deps``/``params`` parsed
+            from JSON, ``artifacts`` ``{name: path or URL}`` under the study's artifact root,
+            ``checksums`` ``{path or URL: sha256}`` of every file the job wrote;
             ``info`` holds ``cpu_s``, ``worker``, ``best_epoch``, ``history``, ``pack_size``...).
         spec: the validated spec; spec_text: the TOML text it came from.
         out_dir: the study's output folder.
@@ -122,20 +124,21 @@ def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None =
                           dtype=np.float64),
         "parent": [j.params.get("parent") if j.kind == "evaluate" else None for j in plan.jobs],
     })
-    with Store(spec.output, readonly=True) as store:
+    with Store(spec.output, readonly=True, artifacts=spec.artifacts) as store:
         rows = store.jobs_frame()
         evals = store.evaluations_frame()
     rows = rows.drop(columns=["kind", "seed"])
     jobs = labels.merge(rows, on="id", how="left")
     jobs["status"] = jobs["status"].fillna("pending")
     jobs["attempts"] = jobs["attempts"].fillna(0).astype(np.int64)
-    for col in ("artifacts", "info", "deps", "params"):
+    for col in ("artifacts", "checksums", "info", "deps", "params"):
         jobs[col] = [json.loads(x) if isinstance(x, str) else None for x in jobs[col]]
     with_level = any(j.level is not None for j in plan.jobs)
     frame = _frame(jobs, evals, with_level=with_level)
     return StudyResults(frame=frame, jobs=jobs[list(JOB_COLUMNS)], spec=spec,
                         spec_text=spec.text, out_dir=spec.output,
-                        load_agreement=lambda: _agreement(jobs, with_level=with_level))
+                        load_agreement=lambda: _agreement(jobs, with_level=with_level,
+                                                          study=spec.path))
 
 
 def _frame(jobs: pd.DataFrame, evals: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
@@ -154,23 +157,39 @@ def _frame(jobs: pd.DataFrame, evals: pd.DataFrame, with_level: bool = False) ->
     return out.reset_index(drop=True)
 
 
-def read_predictions(url: str) -> np.ndarray:
+def read_predictions(url: str, expected: tuple[str, str] | None = None,
+                     study: str | None = None) -> np.ndarray:
     """Predicted classes of one evaluate job, int64 ``(N_test,)`` in test-set order, from its
-    ``predictions`` artifact (local path or fsspec URL)."""
-    arr = np.load(io.BytesIO(read_bytes(url)), allow_pickle=False)
+    ``predictions`` artifact (local path or fsspec URL).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ArtifactDamaged: its content differs from ``expected`` = ``(sha256, job id)``, or it is
+            not an integer ``(N,)`` ``.npy`` array (truncated, overwritten); the message names
+            the file and the commands that redo the job (``study``: the spec path in them).
+    """
+    data = read_bytes(url, expected, study)
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:
+        raise ArtifactDamaged(f"predictions artifact {url} cannot be read ({e})"
+                              + (f"; redo its job: {redo_hint(expected[1], study)}"
+                                 if expected else "")) from e
     if arr.ndim != 1 or arr.dtype.kind not in "iu":
-        raise ValueError(f"predictions artifact {url} holds a {arr.dtype} array of shape "
-                         f"{arr.shape}, expected integer (N_test,)")
+        raise ArtifactDamaged(f"predictions artifact {url} holds a {arr.dtype} array of shape "
+                              f"{arr.shape}, expected integer (N_test,)")
     return arr.astype(np.int64)
 
 
-def _agreement(jobs: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
+def _agreement(jobs: pd.DataFrame, with_level: bool = False, study: str | None = None
+               ) -> pd.DataFrame:
     """Functional agreement of every done pruned evaluation with the dense evaluation of the
     same (dataset, arch, model, distribution); see :attr:`StudyResults.agreement`.
 
     Each predictions file is read once; the pruned predictions sharing one dense partner are
-    compared as one ``(k, N_test)`` stack. Files recorded but missing are skipped with a
-    warning naming them (restore the artifacts folder to get their rows back)."""
+    compared as one ``(k, N_test)`` stack. Files recorded but missing, or damaged (checksum or
+    format, :func:`read_predictions`), are skipped with a warning naming them and the command
+    that redoes their job (``study``: the spec path in it)."""
     cols = list(AGREEMENT_COLUMNS[:-1]) + (["level"] if with_level else [])
     empty = pd.DataFrame({c: pd.Series(dtype=np.float64 if c in ("ratio", "level", "agreement")
                                        else np.int64 if c == "model" else object)
@@ -178,6 +197,10 @@ def _agreement(jobs: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
     ev = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")]
     urls = [a.get("predictions") if isinstance(a, dict) else None for a in ev["artifacts"]]
     ev = ev.assign(url=urls)
+    recorded = ev["checksums"] if "checksums" in ev else [None] * len(ev)
+    expected = {u: (sums[u], jid) for jid, u, sums in zip(ev["id"], urls, recorded)
+                if u is not None and isinstance(sums, dict) and u in sums}
+    writer = dict(zip(urls, ev["id"]))
     ev = ev[ev["url"].notna()]
     key = ["dataset", "arch", "model", "distribution"]
     dense = ev[ev["method"] == "dense"]
@@ -191,16 +214,22 @@ def _agreement(jobs: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
         return empty
     preds: dict[str, np.ndarray | None] = {}
     missing: list[str] = []
+    damaged: list[str] = []
     for u in pd.unique(pd.concat([pairs["url"], pairs["dense_url"]])):
         try:
-            preds[u] = read_predictions(u)
-        except FileNotFoundError:
+            preds[u] = read_predictions(u, expected.get(u), study)
+        except (FileNotFoundError, ArtifactDamaged) as e:
             preds[u] = None
-            missing.append(u)
-    if missing:
-        warnings.warn(f"{len(missing)} predictions artifact(s) are missing, their agreement "
-                      f"rows are left out: {missing[:3]}{' ...' if len(missing) > 3 else ''}",
-                      stacklevel=5)  # _agreement <- loader <- agreement <- cached_property <- caller
+            (missing if isinstance(e, FileNotFoundError) else damaged).append(u)
+    for what, bad in (("missing", missing), ("damaged", damaged)):
+        if bad:
+            # stacklevel: _agreement <- loader <- agreement <- cached_property <- caller
+            warnings.warn(
+                f"{len(bad)} predictions artifact(s) are {what}, their agreement rows are left "
+                f"out: {bad[:3]}{' ...' if len(bad) > 3 else ''}; redo their evaluations: "
+                f"`prunescope invalidate {study or 'STUDY.toml'} "
+                f"{' '.join(writer[u][:12] for u in bad)}`, then `prunescope run "
+                f"{study or 'STUDY.toml'}`", stacklevel=5)
     pairs = pairs[[preds[u] is not None and preds[d] is not None
                    for u, d in zip(pairs["url"], pairs["dense_url"])]]
     agree = pd.Series(np.nan, index=pairs.index, dtype=np.float64)

@@ -135,7 +135,7 @@ def run_study(
     """
     t0 = time.perf_counter()
     plan = make_plan(spec) if plan is None else plan
-    with study_lock(spec.output), Store(spec.output) as store, _sigterm_as_interrupt():
+    with study_lock(spec.output), Store(spec.output, artifacts=spec.artifacts) as store, _sigterm_as_interrupt():
         Artifacts(spec.artifacts).clean_temporaries()
         store.add_jobs(plan.jobs)
         status = store.statuses()
@@ -217,7 +217,9 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     for jid, n in missing.items():
         if n == 0:
             make_ready(jid)
-    arts = store.artifacts(d for j in todo for d in j.deps if status[d] == "done")
+    parents = sorted({d for j in todo for d in j.deps if status[d] == "done"})
+    arts = store.artifacts(parents)
+    sums = store.checksums(parents)
     device = spec.device_name()
     if isinstance(ex, RayExecutor) and spec.device == "auto":
         device = ex.device
@@ -253,7 +255,9 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             ex.submit(pack, WorkerContext(
                 artifacts=spec.artifacts, device=device, threads=threads,
                 deterministic=spec.executor.deterministic, pack_options=pack_options,
-                parent_artifacts=tuple((d, tuple(sorted(arts[d].items()))) for d in deps)))
+                parent_artifacts=tuple((d, tuple(sorted(arts[d].items()))) for d in deps),
+                parent_checksums=tuple((u, h, d) for d in deps
+                                       for u, h in sorted(sums.get(d, {}).items()))))
             if display:
                 display.pack_started(pack)
         if in_flight == 0:
@@ -269,6 +273,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
                 if r.status != "done":
                     continue
                 arts[r.job_id] = r.artifacts
+                sums[r.job_id] = r.checksums
                 for c in children.get(r.job_id, ()):
                     if c in missing:
                         missing[c] -= 1

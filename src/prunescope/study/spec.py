@@ -22,15 +22,13 @@ import torch
 
 from prunescope.data import expected, info
 from prunescope.data.corruptions import CORRUPTIONS, Distribution
-from prunescope.models import build_model
+from prunescope.models import ARCHS, LENET_ARCHS, build_model
 from prunescope.prune import UnreachableRatioError, count_parameters, keep_count, prunable
 from prunescope.train import Recipe
 from prunescope.train.pack import PackOptions
 
 #: datasets a study may name (SPEC 4)
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
-#: architectures a study may name (SPEC 4)
-ARCHS = ("lenet5", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 #: one-shot unstructured criteria (SPEC 3): prune_finetune jobs
 ONE_SHOT_METHODS = ("mp", "gp", "up", "rp")
 #: iterative magnitude pruning with weight rewinding (SPEC 3, last bullet): rewind + lth_level jobs
@@ -54,10 +52,12 @@ _TOP_KEYS = {
     "prune_classifier", "prune_biases", "lth", "structured",
 }
 _LTH_KEYS = {"rewind_steps", "prune_fraction", "retrain"}
-_STRUCTURED_KEYS = {"chip_images", "scope"}
+_STRUCTURED_KEYS = {"chip_images", "scope", "config"}
 #: recipes an LTH level may retrain with (``[lth] retrain``)
 LTH_RETRAIN = ("finetune", "train")
 _GRID_KEYS = {"datasets", "architectures", "methods", "ratios"}
+#: keys a ``[[grid]]`` entry may set to override the study-wide value for its cells
+_CELL_FLAG_KEYS = ("prune_classifier", "prune_biases")
 _GRADIENT_KEYS = {"mode", "n_batches"}
 _EXECUTOR_KEYS = {"pack_size", "workers", "gpus_per_pack", "cpus_per_pack", "threads",
                   "deterministic", "pack_options"}
@@ -78,11 +78,15 @@ class Cell:
         dataset, arch: names from :data:`DATASETS`, :data:`ARCHS`.
         methods: ``((method, (ratio, ...)), ...)``, methods in :data:`METHODS` order, ratios
             ascending compression ratios > 1 (SPEC 3).
+        prune_classifier, prune_biases: the prunable set of this cell's unstructured pruning
+            (SPEC 3): the ``[[grid]]`` entry's value, else the study-wide one.
     """
 
     dataset: str
     arch: str
     methods: tuple[tuple[str, tuple[float, ...]], ...]
+    prune_classifier: bool = False
+    prune_biases: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,10 +127,18 @@ class StructuredSpec:
             scores over (default 256, "a few hundred").
         scope: ``"layer"`` (default: every channel group loses the same fraction, so the
             achieved ratio depends only on the architecture and ratio) or ``"global"``.
+        config: ``(method, config name)`` per structured method: ``"uniform"`` (default, every
+            block's inner channels narrowed by one fraction) or a published per-layer config
+            of ``prunescope.prune.structured_configs`` (``"chip-resnet56"``, ``"li-resnet56"``).
     """
 
     chip_images: int = 256
     scope: str = "layer"
+    config: tuple[tuple[str, str], ...] = tuple((m, "uniform") for m in STRUCTURED_METHODS)
+
+    def config_of(self, method: str) -> str:
+        """The config structured ``method`` prunes with."""
+        return dict(self.config)[method]
 
 
 @dataclass(frozen=True)
@@ -182,7 +194,9 @@ class StudySpec:
         models: number of independently trained models (seeds) per cell.
         cells: the grid, one :class:`Cell` per (dataset, arch), in the file's order.
         scope: mask scope, ``global`` or ``layer`` (SPEC 3).
-        prune_classifier, prune_biases: widen the prunable set (SPEC 3; both off by default).
+        prune_classifier, prune_biases: study-wide default of the prunable set (SPEC 3; both off
+            by default); a ``[[grid]]`` entry may override them, so read them from the
+            :class:`Cell`.
         distributions: test distributions every model is evaluated on (``nominal`` first).
         gradients: gradient mode of GP/UP.
         train_overrides, finetune_overrides: ``((key, value), ...)`` applied on top of the
@@ -344,7 +358,7 @@ def parse_spec(
 
     top_methods = v.methods(raw, "methods", default=None)
     top_ratios = v.ratios(raw, "ratios", default=None)
-    cells = _cells(v, raw, top_methods, top_ratios)
+    cells = _cells(v, raw, top_methods, top_ratios, prune_classifier, prune_biases)
 
     gtab = v.get(raw, "gradients", dict, default={})
     v.keys(gtab, _GRADIENT_KEYS, "gradients.")
@@ -404,6 +418,8 @@ def parse_spec(
     if structured.chip_images < 1:
         v.fail("structured.chip_images", structured.chip_images, "an integer >= 1 (training "
                "images CHIP averages its channel scores over; a few hundred)")
+    structured = dataclasses.replace(structured, config=_structured_config(v, stab,
+                                                                           structured.scope))
 
     archs = sorted({c.arch for c in cells})
     phase_over: dict[str, tuple[tuple[str, Any], ...]] = {}
@@ -468,7 +484,7 @@ def lth_schedule(spec: StudySpec, cell: Cell) -> list[float]:
     if not ratios:
         return []
     return list(_imp_schedule(cell.dataset, cell.arch, float(max(ratios)),
-                              spec.lth.prune_fraction, spec.prune_classifier, spec.prune_biases))
+                              spec.lth.prune_fraction, cell.prune_classifier, cell.prune_biases))
 
 
 @functools.lru_cache(maxsize=64)
@@ -501,7 +517,7 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
         if unstructured:
             top = max(unstructured)
             n_prunable = sum(p.numel() for p in prunable(
-                model, prune_classifier=spec.prune_classifier, prune_biases=spec.prune_biases
+                model, prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases
             ).values())
             try:
                 keep_count(count_parameters(model), n_prunable, top)
@@ -523,28 +539,50 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
                 v.fail("lth.rewind_steps", spec.lth.rewind_steps,
                        f"at most the {total} optimiser steps of the dense [train] run of "
                        f"{cell.arch} on {cell.dataset}")
-        structured = [r for m, rs in methods.items() if m in STRUCTURED_METHODS for r in rs]
-        if structured:
-            top = max(structured)
+        for meth in (m for m in methods if m in STRUCTURED_METHODS):
+            top, config = max(methods[meth]), spec.structured.config_of(meth)
             try:
-                max_ratio = structured_max_ratio(model)
+                max_ratio = structured_max_ratio(model, config)
             except (TypeError, ValueError, KeyError) as e:
-                v.fail("methods", [m for m in methods if m in STRUCTURED_METHODS],
-                       f"structured methods only on architectures prunescope.prune.structured "
-                       f"supports (lenet5, resnet*); {cell.arch} failed: {e}")
+                v.fail("methods", meth, f"structured methods only on architectures "
+                       f"prunescope.prune.structured supports (lenet5, resnet*; a published "
+                       f"config only on its own); {cell.arch} with config {config!r} failed: {e}")
             if top > max_ratio * (1 + 1e-12):
-                v.fail("ratios", top, f"structured ratios (l1-filter, chip) {cell.arch} on "
-                       f"{cell.dataset} can reach: at most {max_ratio:.6g} (every channel group "
-                       "down to one channel); lower the ratio or drop it for these methods "
-                       "with a [[grid]] entry")
+                v.fail("ratios", top, f"structured ratios ({meth}, config {config!r}) "
+                       f"{cell.arch} on {cell.dataset} can reach: at most {max_ratio:.6g} "
+                       "(every channel group it narrows down to one channel); lower the ratio "
+                       "or drop it for this method with a [[grid]] entry")
 
 
-def structured_max_ratio(model: Any) -> float:
-    """The largest compression ratio structured pruning reaches on ``model`` (every channel
-    group down to one channel): ``n_total / n_after`` (all parameters counted, SPEC 3)."""
-    from prunescope.prune.structured import l1_filter_scores, structured_prune
+def _structured_config(v: _Validator, stab: dict[str, Any], scope: str
+                       ) -> tuple[tuple[str, str], ...]:
+    """``[structured] config``: one name for every structured method, or a table by method."""
+    from prunescope.prune.structured_configs import STRUCTURED_CONFIGS
 
-    return structured_prune(model, l1_filter_scores(model), keep_fraction=1e-9).max_ratio
+    names = ("uniform", *STRUCTURED_CONFIGS)
+    raw = stab.get("config", "uniform")
+    if isinstance(raw, dict):
+        v.keys(raw, set(STRUCTURED_METHODS), "structured.config.")
+        by_method = {m: raw.get(m, "uniform") for m in STRUCTURED_METHODS}
+    else:
+        by_method = {m: raw for m in STRUCTURED_METHODS}
+    for m, name in by_method.items():
+        if name not in names:
+            v.fail("structured.config", raw, f"one of {', '.join(names)}, or a table "
+                   f"{{{' = ..., '.join(STRUCTURED_METHODS)} = ...}} of them")
+        if name != "uniform" and scope != "layer":
+            v.fail("structured.scope", scope, f"'layer' with config {name!r} (a published "
+                   "config fixes every layer's width)")
+    return tuple(by_method.items())
+
+
+def structured_max_ratio(model: Any, config: str = "uniform") -> float:
+    """The largest compression ratio structured pruning with ``config`` reaches on ``model``
+    (every channel group it narrows down to one channel): ``n_total / n_after`` (all
+    parameters counted, SPEC 3)."""
+    from prunescope.prune.structured import structured_max_ratio as max_ratio
+
+    return max_ratio(model, config)
 
 
 # ---- grid -----------------------------------------------------------------------------------
@@ -553,8 +591,12 @@ def _cells(
     raw: dict[str, Any],
     top_methods: tuple[str, ...] | None,
     top_ratios: tuple[float, ...] | None,
+    prune_classifier: bool,
+    prune_biases: bool,
 ) -> tuple[Cell, ...]:
-    """Expand the top-level grid or the ``[[grid]]`` entries into merged cells."""
+    """Expand the top-level grid or the ``[[grid]]`` entries into merged cells; an entry's
+    ``prune_classifier``/``prune_biases`` override the study-wide values for its cells (two
+    entries naming one cell must agree on them)."""
     entries: list[tuple[str, dict[str, Any]]]
     if "grid" in raw:
         for key in ("datasets", "architectures"):
@@ -569,9 +611,13 @@ def _cells(
         entries = [("", {k: raw[k] for k in _GRID_KEYS if k in raw})]
 
     merged: dict[tuple[str, str], dict[str, set[float]]] = {}
+    flags: dict[tuple[str, str], tuple[tuple[bool, bool], str]] = {}
     for prefix, entry in entries:
         if prefix:
-            v.keys(entry, _GRID_KEYS, prefix)
+            v.keys(entry, _GRID_KEYS | set(_CELL_FLAG_KEYS), prefix)
+        cell_flags = (v.get(entry, "prune_classifier", bool, default=prune_classifier,
+                            prefix=prefix),
+                      v.get(entry, "prune_biases", bool, default=prune_biases, prefix=prefix))
         datasets = v.names(entry, "datasets", DATASETS, prefix)
         archs = v.names(entry, "architectures", ARCHS, prefix)
         methods = v.methods(entry, "methods", default=top_methods, prefix=prefix)
@@ -584,14 +630,22 @@ def _cells(
                    "top level)")
         for d in datasets:
             for a in archs:
-                if a == "lenet5" and d.startswith("cifar") or a != "lenet5" and "mnist" in d:
+                lenet = a in LENET_ARCHS
+                if lenet and d.startswith("cifar") or not lenet and "mnist" in d:
                     v.fail(f"{prefix}architectures", a, f"an architecture that fits {d}: "
-                           + ("resnet*" if d.startswith("cifar") else "lenet5"))
+                           + ("resnet*" if d.startswith("cifar") else ", ".join(LENET_ARCHS)))
+                before, where = flags.setdefault((d, a), (cell_flags, prefix))
+                if before != cell_flags:
+                    v.fail(f"{prefix}prune_classifier", cell_flags[0],
+                           f"the prune_classifier/prune_biases of the other entry naming {a} on "
+                           f"{d} ({where.rstrip('.') or 'top level'}: {before[0]}/{before[1]}); "
+                           "one cell has one prunable set")
                 cell = merged.setdefault((d, a), {})
                 for m in methods or ():
                     cell.setdefault(m, set()).update(ratios or ())
     return tuple(
-        Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in METHODS if m in ms))
+        Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in METHODS if m in ms),
+             *flags[(d, a)][0])
         for (d, a), ms in merged.items()
     )
 

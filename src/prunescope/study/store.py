@@ -5,34 +5,45 @@ Tables (schema :data:`SCHEMA_VERSION`, documented in ``docs/studies.md``):
 * ``meta(key, value)``: ``schema_version``, ``created_by`` (prunescope version).
 * ``jobs``: one row per job id: kind, params (canonical JSON), deps (JSON list), status
   (``pending``/``running``/``done``/``failed``/``blocked``), error text, seed, attempts,
-  started/finished (Unix seconds), wall_s, achieved_ratio, artifacts (JSON name -> path/URL),
-  info (JSON: best epoch, history, worker), updated (Unix seconds).
+  started/finished (Unix seconds), wall_s, achieved_ratio, artifacts (JSON name -> path relative
+  to the artifact root), info (JSON: best epoch, history, worker), updated (Unix seconds),
+  checksums (JSON relative path -> sha256 hex of every file the job wrote).
 * ``evaluations(job_id, distribution, cls, support, predicted, correct)``: the tidy per-class
   counts of every ``evaluate`` job (SPEC 2 quantities derive from them).
 * ``confusions(job_id, distribution, num_classes, matrix)``: the full ``(C, C)`` int64
   confusion matrix (rows true, columns predicted) as little-endian C-order bytes.
 
 Every write is one transaction, so a crash (even ``kill -9``) leaves either the whole result of a
-job or none of it.
+job or none of it. Artifact paths are stored relative to the artifact root and resolved under
+the root the :class:`Store` is opened with, so a study folder can be moved or copied; a schema-1
+store (absolute paths, no checksums) is migrated when opened for writing and read as it is
+otherwise. Every SQLite error names the file (:class:`StoreError` and its subclasses).
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
+import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 import prunescope
+from prunescope.errors import UserError
+from prunescope.study.artifacts import Artifacts
 from prunescope.study.plan import Job, canonical_json
 
-#: version of the tables below; a store with a larger one was written by a newer prunescope
-SCHEMA_VERSION = 1
+#: version of the tables below; a store with a larger one was written by a newer prunescope.
+#: 2: artifact paths relative to the artifact root, ``jobs.checksums``.
+SCHEMA_VERSION = 2
 STORE_FILE = "study.sqlite"
 STATUSES = ("pending", "running", "done", "failed", "blocked")
 
@@ -53,7 +64,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     achieved_ratio REAL,
     artifacts TEXT,
     info TEXT,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    checksums TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -74,8 +86,130 @@ CREATE TABLE IF NOT EXISTS confusions (
 """
 
 
-class StoreVersionError(RuntimeError):
+class StoreError(UserError, RuntimeError):
+    """The study store cannot be used as it is; the message names the file and the remedy."""
+
+
+class StoreVersionError(StoreError):
     """The store was written by a prunescope with a newer schema than this one reads."""
+
+
+class StoreDamaged(StoreError):
+    """The store file is not a readable SQLite database, is damaged, or is empty beside the
+    artifacts of an earlier run."""
+
+
+class StoreMissing(UserError, FileNotFoundError):
+    """No store exists yet (the study has not been run)."""
+
+
+class DiskFull(UserError, OSError):
+    """The disk holding the store is full."""
+
+
+class StoreNotWritable(UserError, PermissionError):
+    """The store (or its folder) cannot be written by this user."""
+
+
+def _store_error(path: Path, e: sqlite3.Error) -> Exception:
+    """The :class:`StoreError` (or ``DiskFull``/``PermissionError``) that SQLite error ``e`` on
+    ``path`` means, or ``e`` itself for errors that are bugs (misuse, constraints)."""
+    text = str(e)
+    if "disk is full" in text:
+        return DiskFull(f"the disk holding {path} is full ({text}); free space on it (`df -h "
+                        f"{path.parent}`), then run the same command again: every finished job "
+                        "is kept in the store")
+    if "readonly" in text or "unable to open" in text:
+        return StoreNotWritable(
+            f"cannot write {path} ({text}): the folder or the file is not writable by you; fix "
+            "the permissions, or run the study with another --output folder (status, plan, "
+            "export --out and report --out read a read-only folder)")
+    if "locked" in text or "busy" in text:
+        return StoreError(f"{path} stayed locked by another process for 30 s ({text}); wait "
+                          "for the other `prunescope` command to finish and run this one again")
+    if isinstance(e, sqlite3.DatabaseError) and not isinstance(
+            e, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+        return StoreDamaged(
+            f"{path} is damaged or not a prunescope store (sqlite: {text}); restore it from a "
+            "backup (its artifacts/ are kept), or, to recompute the study, move it away and "
+            "run the study again")
+    return e
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose SQLite errors name the store file (:func:`_store_error`)."""
+
+    path: Path
+
+    def execute(self, *args: Any) -> _Cursor:  # type: ignore[override]
+        try:
+            return super().execute(*args)
+        except sqlite3.Error as e:
+            raise _store_error(self.connection.path, e) from e  # type: ignore[attr-defined]
+
+    def executemany(self, *args: Any) -> _Cursor:  # type: ignore[override]
+        try:
+            return super().executemany(*args)
+        except sqlite3.Error as e:
+            raise _store_error(self.connection.path, e) from e  # type: ignore[attr-defined]
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.Error as e:
+            raise _store_error(self.connection.path, e) from e  # type: ignore[attr-defined]
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.Error as e:
+            raise _store_error(self.connection.path, e) from e  # type: ignore[attr-defined]
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return super().fetchall()
+        except sqlite3.Error as e:
+            raise _store_error(self.connection.path, e) from e  # type: ignore[attr-defined]
+
+    def fetchmany(self, *args: Any) -> list[Any]:
+        try:
+            return super().fetchmany(*args)
+        except sqlite3.Error as e:
+            raise _store_error(self.connection.path, e) from e  # type: ignore[attr-defined]
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose statements (also through pandas) run on :class:`_Cursor`."""
+
+    path: Path
+
+    def cursor(self, factory: Any = None) -> _Cursor:  # type: ignore[override]
+        return super().cursor(factory or _Cursor)
+
+    def execute(self, *args: Any) -> _Cursor:  # type: ignore[override]
+        return self.cursor().execute(*args)
+
+    def executemany(self, *args: Any) -> _Cursor:  # type: ignore[override]
+        return self.cursor().executemany(*args)
+
+
+def _connect(path: Path, target: str, uri: bool = False, **kw: Any) -> _Connection:
+    try:
+        conn = sqlite3.connect(target, uri=uri, isolation_level=None, factory=_Connection, **kw)
+    except sqlite3.Error as e:
+        raise _store_error(path, e) from e
+    conn.path = path
+    return conn
+
+
+def _portable(kind: str, ref: str) -> str:
+    """A schema-1 artifact reference (absolute path or URL ``.../<kind>/<file>``) as its name
+    relative to the artifact root (``<kind>/<file>``: how prunescope names every artifact);
+    anything else unchanged."""
+    p = PurePosixPath(ref.replace(os.sep, "/"))
+    if len(p.parts) >= 3 and p.parent.name == kind and (p.is_absolute() or "://" in ref):
+        return f"{kind}/{p.name}"
+    return ref
 
 
 @dataclass
@@ -89,6 +223,7 @@ class JobResult:
         started, finished: Unix seconds; wall_s: seconds the job took in the worker.
         achieved_ratio: all params / nonzero params of a pruned model (1.0 for a dense one).
         artifacts: ``{name: path or URL}`` of files the job wrote (weights, masks, gradients).
+        checksums: ``{path or URL: sha256 hex}`` of every file the job wrote (sidecars too).
         info: JSON-able details (best epoch, per-epoch history, ``cpu_s`` CPU seconds of the
             worker process, worker host/pid).
         confusion: ``(C, C)`` int64 confusion matrix of an ``evaluate`` job, else ``None``.
@@ -106,6 +241,7 @@ class JobResult:
     info: dict[str, Any] = field(default_factory=dict)
     confusion: np.ndarray | None = None
     distribution: str | None = None
+    checksums: dict[str, str] = field(default_factory=dict)
 
 
 class Store:
@@ -113,32 +249,70 @@ class Store:
 
     Args:
         folder: the study's output folder (created if missing unless ``readonly``).
-        readonly: open without creating or migrating anything (``status``, ``export``).
+        artifacts: the study's artifact root (``StudySpec.artifacts``; default
+            ``<folder>/artifacts``): artifact names in the store are relative to it, and the
+            paths or URLs this store returns lie under it.
+        readonly: open without creating or migrating anything (``status``, ``export``); works
+            on a folder this user cannot write (read through SQLite's ``immutable`` mode, or a
+            private copy when a write-ahead log is left there).
 
     Raises:
         StoreVersionError: the file's schema version is newer than :data:`SCHEMA_VERSION`.
-        FileNotFoundError: ``readonly`` and no store exists yet.
+        StoreMissing: ``readonly`` and no store exists yet (a ``FileNotFoundError``).
+        StoreDamaged: the file is not a SQLite store, or it is empty (0 bytes) while the
+            artifact root holds files of an earlier run (never silently restarted).
     """
 
-    def __init__(self, folder: str | Path, readonly: bool = False) -> None:
+    def __init__(self, folder: str | Path, readonly: bool = False,
+                 artifacts: str | None = None) -> None:
         self.folder = Path(folder)
         self.path = self.folder / STORE_FILE
+        self.arts = Artifacts(artifacts if artifacts is not None
+                              else str(self.folder / "artifacts"))
+        self._copy: str | None = None
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            n = self.arts.count_files()
+            if n:
+                raise StoreDamaged(
+                    f"{self.path} is empty (0 bytes) although {self.arts.root} holds {n} "
+                    "artifact files of an earlier run: the store was lost or truncated, and "
+                    "starting over would recompute every job. Restore study.sqlite from a "
+                    "backup; or, to recompute the study from scratch, move both away")
         if readonly:
-            if not self.path.is_file():
-                raise FileNotFoundError(
-                    f"no study store at {self.path}: the study has not been run yet "
-                    "(start it with `prunescope run STUDY`)")
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                        isolation_level=None)
+            self.conn = self._open_readonly()
         else:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            self.conn = _connect(self.path, str(self.path), timeout=30.0)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
-        self._check_version(readonly)
+        self.version = self._check_version(readonly)
+
+    def _open_readonly(self) -> _Connection:
+        """A read-only connection. SQLite readers of a WAL store need its ``-shm`` file, which
+        a folder this user cannot write does not let them create: there the file is opened
+        ``immutable`` (nothing can write it either), or, when a write-ahead log was left
+        beside it, a private copy of both is read (so that its last commits are seen)."""
+        if not self.path.is_file():
+            raise StoreMissing(
+                f"no study store at {self.path}: the study has not been run yet "
+                "(start it with `prunescope run STUDY`)")
+        target, query = self.path, "mode=ro"
+        if not os.access(self.folder, os.W_OK):
+            wal = Path(f"{self.path}-wal")
+            if wal.is_file() and wal.stat().st_size > 0:
+                self._copy = tempfile.mkdtemp(prefix="prunescope-store-")
+                target = Path(self._copy) / STORE_FILE
+                shutil.copyfile(self.path, target)
+                shutil.copyfile(wal, f"{target}-wal")
+            else:
+                query += "&immutable=1"
+        uri = f"file:{urllib.parse.quote(str(target))}?{query}"
+        return _connect(self.path, uri, uri=True)
 
     # ---- lifecycle ----------------------------------------------------------------------------
-    def _check_version(self, readonly: bool) -> None:
+    def _check_version(self, readonly: bool) -> int:
+        """The schema version (created or migrated to :data:`SCHEMA_VERSION` unless
+        ``readonly``)."""
         has_meta = self.conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
         found = None
@@ -146,22 +320,47 @@ class Store:
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             found = int(row[0]) if row else None
         if found is not None and found > SCHEMA_VERSION:
-            self.conn.close()
+            self.close()
             raise StoreVersionError(
                 f"{self.path} was written by a newer prunescope (store schema {found}); this "
                 f"prunescope {prunescope.__version__} reads schema <= {SCHEMA_VERSION}. Upgrade "
                 "prunescope, or point the study at another output folder (--output)")
-        if found is None and not readonly:
+        if readonly:
+            if found is None:
+                self.close()
+                raise StoreMissing(f"{self.path} holds no study yet (an empty store); run the "
+                                   "study first: `prunescope run STUDY`")
+            return found
+        if found is None:
             with self.transaction():
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self.conn.execute(statement)
                 self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
                     ("schema_version", str(SCHEMA_VERSION)),
                     ("created_by", prunescope.__version__)])
+        elif found == 1:
+            self._migrate_from_1()
+        return SCHEMA_VERSION
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 -> 2: artifact paths relative to the artifact root (:func:`_portable`),
+        an empty ``checksums`` column (files written before were not hashed)."""
+        with self.transaction():
+            self.conn.execute("ALTER TABLE jobs ADD COLUMN checksums TEXT")
+            rows = self.conn.execute(
+                "SELECT id, kind, artifacts FROM jobs WHERE artifacts IS NOT NULL").fetchall()
+            self.conn.executemany("UPDATE jobs SET artifacts = ? WHERE id = ?", [
+                (json.dumps({n: _portable(kind, u) for n, u in json.loads(a).items()},
+                            sort_keys=True), jid) for jid, kind, a in rows])
+            self.conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                              (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
         self.conn.close()
+        if self._copy is not None:
+            shutil.rmtree(self._copy, ignore_errors=True)
+            self._copy = None
 
     def __enter__(self) -> Store:
         return self
@@ -172,6 +371,19 @@ class Store:
     def transaction(self) -> _Transaction:
         """``with store.transaction():`` runs the block in one ``BEGIN IMMEDIATE`` transaction."""
         return _Transaction(self.conn)
+
+    # ---- artifact references ------------------------------------------------------------------
+    def _url(self, kind: str, ref: str) -> str:
+        """The path or URL of a stored artifact reference under this store's artifact root
+        (a schema-1 store opened read-only keeps absolute paths: re-rooted by name)."""
+        return self.arts.url(_portable(kind, ref) if self.version < 2 else ref)
+
+    def _resolved(self, kind: str, artifacts: str | None, checksums: str | None
+                  ) -> tuple[dict[str, str], dict[str, str]]:
+        """``({name: url}, {url: sha256})`` of one job's stored JSON columns."""
+        arts = {n: self._url(kind, r) for n, r in json.loads(artifacts or "{}").items()}
+        sums = {self._url(kind, r): h for r, h in json.loads(checksums or "{}").items()}
+        return arts, sums
 
     # ---- writes -------------------------------------------------------------------------------
     def add_jobs(self, jobs: Iterable[Job]) -> int:
@@ -199,17 +411,22 @@ class Store:
                 [(status, error, now, i) for i in ids])
 
     def record(self, results: Iterable[JobResult]) -> None:
-        """Write finished jobs (status, timings, artifacts, confusion counts) in one transaction."""
+        """Write finished jobs (status, timings, artifacts and their checksums, confusion
+        counts) in one transaction; artifact paths under the artifact root are stored
+        relative to it."""
         now = time.time()
+        name = self.arts.name
         with self.transaction():
             for r in results:
                 if r.status not in ("done", "failed"):
                     raise ValueError(f"a job result has status done or failed, got {r.status!r}")
                 self.conn.execute(
                     "UPDATE jobs SET status=?, error=?, started=?, finished=?, wall_s=?, "
-                    "achieved_ratio=?, artifacts=?, info=?, updated=? WHERE id=?",
+                    "achieved_ratio=?, artifacts=?, info=?, checksums=?, updated=? WHERE id=?",
                     (r.status, r.error, r.started, r.finished, r.wall_s, r.achieved_ratio,
-                     json.dumps(r.artifacts, sort_keys=True), json.dumps(r.info, sort_keys=True),
+                     json.dumps({k: name(u) for k, u in r.artifacts.items()}, sort_keys=True),
+                     json.dumps(r.info, sort_keys=True),
+                     json.dumps({name(u): h for u, h in r.checksums.items()}, sort_keys=True),
                      now, r.job_id))
                 if r.status == "done" and r.confusion is not None:
                     self._write_confusion(r.job_id, r.distribution or "nominal", r.confusion)
@@ -227,23 +444,82 @@ class Store:
             [(job_id, distribution, c, int(support[c]), int(predicted[c]), int(correct[c]))
              for c in range(cm.shape[0])])
 
+    def invalidate(self, ids: Iterable[str]) -> list[str]:
+        """Turn the given jobs and every job that depends on them (transitively, through the
+        stored ``deps``) back to ``pending``, forgetting their results (artifacts, checksums,
+        counts), so that the next run recomputes exactly those. Returns the reset ids, the
+        given ones first. Their files stay until the rerun overwrites them."""
+        children: dict[str, list[str]] = {}
+        for jid, deps in self.conn.execute("SELECT id, deps FROM jobs"):
+            for d in json.loads(deps):
+                children.setdefault(d, []).append(jid)
+        out: list[str] = []
+        seen: set[str] = set()
+        stack = list(reversed(list(ids)))
+        while stack:
+            jid = stack.pop()
+            if jid not in seen:
+                seen.add(jid)
+                out.append(jid)
+                stack.extend(reversed(children.get(jid, [])))
+        now = time.time()
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE jobs SET status='pending', error=NULL, started=NULL, finished=NULL, "
+                "wall_s=NULL, achieved_ratio=NULL, artifacts=NULL, info=NULL, checksums=NULL, "
+                "updated=? WHERE id=?", [(now, j) for j in out])
+            for table in ("evaluations", "confusions"):
+                self.conn.executemany(f"DELETE FROM {table} WHERE job_id = ?",
+                                      [(j,) for j in out])
+        return out
+
     # ---- reads --------------------------------------------------------------------------------
     def statuses(self) -> dict[str, str]:
         """``{job id: status}`` of every job in the store."""
         return dict(self.conn.execute("SELECT id, status FROM jobs"))
 
+    def find(self, prefix: str) -> str:
+        """The one job id in the store that starts with ``prefix`` (e.g. the 12 characters
+        ``prunescope status`` shows); :class:`StoreError` if none or several do."""
+        found = [r[0] for r in self.conn.execute(
+            "SELECT id FROM jobs WHERE substr(id, 1, ?) = ? LIMIT 2", (len(prefix), prefix))]
+        if len(found) != 1:
+            raise StoreError(f"{'no' if not found else 'more than one'} job in {self.path} has "
+                             f"an id starting with {prefix!r}; give "
+                             f"{'an id shown by' if not found else 'more characters of it, see'}"
+                             " `prunescope status`")
+        return found[0]
+
     def artifacts(self, ids: Iterable[str]) -> dict[str, dict[str, str]]:
         """``{job id: {artifact name: path or URL}}`` of the given (done) jobs."""
+        return {jid: arts for jid, (arts, _) in self._files(ids).items()}
+
+    def checksums(self, ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        """``{job id: {path or URL: sha256 hex}}`` of every file the given jobs wrote (empty
+        for jobs recorded before prunescope kept checksums)."""
+        return {jid: sums for jid, (_, sums) in self._files(ids).items()}
+
+    def _files(self, ids: Iterable[str]) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
         out = {}
         for jid in ids:
-            row = self.conn.execute("SELECT artifacts FROM jobs WHERE id = ?", (jid,)).fetchone()
-            if row and row[0]:
-                out[jid] = json.loads(row[0])
+            row = self.conn.execute("SELECT kind, artifacts, checksums FROM jobs WHERE id = ?",
+                                    (jid,)).fetchone()
+            if row and row[1]:
+                out[jid] = self._resolved(*row)
         return out
 
     def jobs_frame(self) -> pd.DataFrame:
-        """The ``jobs`` table as a frame (JSON columns left as text)."""
-        return pd.read_sql_query("SELECT * FROM jobs", self.conn)
+        """The ``jobs`` table as a frame (JSON columns left as text; ``artifacts`` and
+        ``checksums`` hold the full paths or URLs under the artifact root)."""
+        df = pd.read_sql_query("SELECT * FROM jobs", self.conn)
+        if "checksums" not in df:
+            df["checksums"] = None
+        files = [self._resolved(k, a, c if isinstance(c, str) else None)
+                 if isinstance(a, str) else (None, None)
+                 for k, a, c in zip(df["kind"], df["artifacts"], df["checksums"])]
+        df["artifacts"] = [None if a is None else json.dumps(a) for a, _ in files]
+        df["checksums"] = [None if c is None else json.dumps(c) for _, c in files]
+        return df
 
     def evaluations_frame(self) -> pd.DataFrame:
         """The ``evaluations`` table: ``job_id, distribution, cls, support, predicted,

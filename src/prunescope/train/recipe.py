@@ -149,9 +149,11 @@ class Recipe:
 
     @classmethod
     def paper(cls, arch: str, finetune: bool = False) -> Recipe:
-        """The SPEC 4 recipe for ``arch`` (``lenet5`` or a ``resnet*``), training or fine-tuning."""
-        if arch == "lenet5":
+        """The SPEC 4 recipe for ``arch`` (``lenet5``, ``lenet5-shrinkbench`` or a ``resnet*``),
+        training or fine-tuning."""
+        if arch.startswith("lenet5"):  # lenet5 and lenet5-shrinkbench (SPEC 4)
             return cls.paper_lenet_finetune() if finetune else cls.paper_lenet()
         if arch.startswith("resnet"):
             return cls.paper_resnet_finetune() if finetune else cls.paper_resnet()
-        raise ValueError(f"no paper recipe for architecture {arch!r}; use lenet5 or resnet*")
+        raise ValueError(f"no paper recipe for architecture {arch!r}; use lenet5, "
+                         "lenet5-shrinkbench or resnet*")
