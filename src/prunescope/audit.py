@@ -416,18 +416,18 @@ def _write_source(arts: Artifacts, source: Job, model: nn.Module, meta: dict[str
                   sets: dict[str, tuple[np.ndarray, np.ndarray]], data_sha: str,
                   module: bool) -> dict[str, str]:
     """Write the dense model (checkpoint, its pickled module for a user model) and its data
-    under ``<artifacts>/source/``; returns the job's artifacts."""
-    data = Path(arts.url(f"source/{data_sha}.npz"))
-    if not data.is_file():
+    under ``<artifacts>/source/``, named in the sidecar relative to the artifact root (so a
+    moved audit folder reads its own files); returns the job's artifacts."""
+    data = f"source/{data_sha}.npz"
+    if not Path(arts.url(data)).is_file():
         with arts.writing("source") as tmp:
-            np.savez(tmp / data.name, **{f"{a}_{split}": arr for split, (x, y) in sets.items()
-                                         for a, arr in (("x", x), ("y", y))})
-    meta = dict(meta, data=str(data), job_id=source.id)
+            np.savez(tmp / Path(data).name, **{f"{a}_{split}": arr for split, (x, y) in sets.items()
+                                               for a, arr in (("x", x), ("y", y))})
+    meta = dict(meta, data=data, job_id=source.id)
     if module:
-        mod = Path(arts.url(f"source/{source.id}.module.pt"))
-        meta["module"] = str(mod)
+        meta["module"] = f"source/{source.id}.module.pt"
         with arts.writing("source") as tmp:
-            torch.save(copy.deepcopy(model).cpu(), tmp / mod.name)
+            torch.save(copy.deepcopy(model).cpu(), tmp / Path(meta["module"]).name)
     name = f"{source.id}.safetensors"
     with arts.writing("source") as tmp:
         save_checkpoint(tmp / name, model, meta)
@@ -710,9 +710,10 @@ def audit(
                      "mean": mean, "std": std, "n_val": len(sets["val"][1]), "seed": seed}
             if not _module:  # a prunescope architecture: rebuilt from its name
                 side["arch"] = meta["arch"]
-            arts = _write_source(Artifacts(spec.artifacts), ap.source, model, side, sets,
-                                 data_sha, _module)
-            store.record([JobResult(ap.source.id, "done", achieved_ratio=1.0, artifacts=arts,
+            root = Artifacts(spec.artifacts)
+            files = _write_source(root, ap.source, model, side, sets, data_sha, _module)
+            store.record([JobResult(ap.source.id, "done", achieved_ratio=1.0, artifacts=files,
+                                    checksums=root.written_by(ap.source.id),
                                     info={"history": meta.get("history", []),
                                           "best_epoch": meta.get("best_epoch")})])
             status[ap.source.id] = "done"

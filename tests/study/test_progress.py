@@ -5,7 +5,7 @@ import io
 
 from rich.console import Console
 
-from prunescope.cli._app import LOG_WIDTH, console
+from prunescope._console import LOG_WIDTH, console
 from prunescope.study.packs import Pack
 from prunescope.study.plan import Job
 from prunescope.study.progress import LogDisplay, RichDisplay, display_for

@@ -321,11 +321,12 @@ def _normalisation(meta: dict[str, Any]) -> tuple[Any, Any]:
 
 def _train_val_of(meta: dict[str, Any], ctx: WorkerContext):
     """Training and validation ``DeviceImages`` of a model: the data file its sidecar names
-    (``data``: an audited user model), else the dataset's train split and hold-out."""
+    (``data``, relative to the artifact root: an audited user model), else the dataset's train
+    split and hold-out."""
     if "data" not in meta:
         return _train_val(meta["dataset"], meta["n_val"], meta["split_seed"], ctx.data_dir,
                           ctx.device)
-    d, (mean, std) = _user_data(meta["data"]), _normalisation(meta)
+    d, (mean, std) = _user_data(Artifacts(ctx.artifacts).url(meta["data"])), _normalisation(meta)
     return (DeviceImages(d["x_train"], d["y_train"], mean, std, ctx.device),
             DeviceImages(d["x_val"], d["y_val"], mean, std, ctx.device))
 
@@ -514,7 +515,7 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
     model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
     x, y = _test_arrays(arts, meta["dataset"], p.get("test_subset"), p.get("split_seed", 0),
                         p["distribution"], p.get("corruption_seed", 0), ctx.data_dir,
-                        data=meta.get("data"))
+                        data=arts.url(meta["data"]) if "data" in meta else None)
     images = DeviceImages(x, y, *_normalisation(meta), ctx.device)
     n_cls = int(meta["num_classes"])
     pred = predict(model, images)
