@@ -596,7 +596,7 @@ def audit(
     dataset: str = "user-data",
     meta: Mapping[str, Any] | None = None,
     display: RunDisplay | None = None,
-    log: TextIO | None = sys.stderr,
+    log: TextIO | str | None = "stderr",
     _module: bool = True,
 ) -> AuditResult:
     """Prune ``model`` with every method at every ratio and measure what changes (SPEC 2, 3, 7).
@@ -641,7 +641,8 @@ def audit(
             history to the under-training check).
         display: progress sink (:mod:`prunescope.study.progress`); default: one line per
             finished job on ``log``.
-        log: where the plan, the estimate and progress lines go (``None``: nowhere).
+        log: where the plan, the estimate and progress lines go: a text stream, ``"stderr"``
+            (the default: ``sys.stderr`` at the time of the call) or ``None`` (nowhere).
 
     Returns:
         :class:`AuditResult`.
@@ -653,8 +654,10 @@ def audit(
     from prunescope.study.checks import checks
     from prunescope.study.progress import LogDisplay
     from prunescope.study.results import load_results
-    from prunescope.study.run import run_study
+    from prunescope.study.run import StudyLocked, run_study
 
+    if log == "stderr":
+        log = sys.stderr
     meta = dict(meta or {})
     if weight_decay is None and meta.get("weight_decay") is not None:
         weight_decay = float(meta["weight_decay"])
@@ -727,8 +730,11 @@ def audit(
     if display is None and log is not None:
         display = LogDisplay(log)
     weight = lambda j: job_seconds(j, sizes, step_s, image_s)  # noqa: E731
-    summary = run_study(spec, retry_failed=True, plan=ap.plan,
-                        display=None if display is None else _Weighted(display, weight))
+    try:
+        summary = run_study(spec, retry_failed=True, plan=ap.plan,
+                            display=None if display is None else _Weighted(display, weight))
+    except StudyLocked as e:
+        raise AuditError(f"{e} (an audit of the same folder is running)") from e
     if summary.failed or summary.blocked:
         first_id, err = next(iter(summary.errors.items()), ("", ""))
         job = ap.plan.by_id().get(first_id)
