@@ -34,7 +34,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -47,10 +47,13 @@ from prunescope import metrics
 from prunescope.data.corruptions import Distribution
 from prunescope.data.device import DeviceImages
 from prunescope.data.splits import train_val_indices
+from prunescope.prune.gradients import gradient_batches
 from prunescope.prune import (GRADIENT_METHODS, UnreachableRatioError, count_parameters, keep_count,
                               prunable)
 from prunescope.study.artifacts import Artifacts
-from prunescope.study.plan import KINDS, RESULTS_VERSION, Job, Plan, job_id
+from prunescope.identity import identity
+from prunescope.study.plan import (KINDS, PARAMS, RESULTS_VERSION, EvaluateParams, GradientsParams,
+                                   Job, Plan, PruneFinetuneParams, SourceParams, job_id)
 from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import ONE_SHOT_METHODS, SCOPES, GRADIENT_MODES, ExecutorSpec, StudySpec
 from prunescope.study.store import JobResult, Store
@@ -357,53 +360,51 @@ class _AuditPlan:
     pruned_eval: dict[tuple[str, float], str] = field(default_factory=dict)
 
 
-def _make_plan(spec: StudySpec, source_params: dict[str, Any], opts: _Options,
+def _make_plan(spec: StudySpec, source_params: SourceParams, opts: _Options,
                recipe: Recipe | None, scope: str, grad_mode: str, grad_batches: int | None,
                seed: int, labels: dict[str, Any]) -> _AuditPlan:
-    """The jobs of one audit, with the parameters the study worker reads (as in
-    :func:`prunescope.study.plan.make_plan`)."""
+    """The jobs of one audit: the typed parameters the study worker reads, hashed as
+    :func:`prunescope.study.plan.make_plan` hashes them."""
     jobs: dict[str, Job] = {}
+    kind_of = {cls: kind for kind, cls in PARAMS.items()}
 
-    def add(kind: str, params: dict[str, Any], deps: tuple[str, ...], **lab: Any) -> Job:
-        full = {"kind": kind, "version": RESULTS_VERSION, **params}
+    def add(args: Any, deps: tuple[str, ...], **lab: Any) -> Job:
+        kind = kind_of[type(args)]
+        full = {"kind": kind, "version": RESULTS_VERSION, **identity(args)}
         jid = job_id(full)
         jobs.setdefault(jid, Job(jid, kind, full, deps, **(labels | lab)))
         return jobs[jid]
 
-    source = add("source", source_params, ())
+    source = add(source_params, ())
     grads = None
     if any(m in GRADIENT_METHODS for m in opts.methods):
-        gp: dict[str, Any] = {"parent": source.id, "mode": grad_mode}
-        if grad_mode != "full":
-            gp |= {"n_batches": grad_batches, "batch_size": 128,
-                   "seed": derive_seed(seed, "gradients")}
-        grads = add("gradients", gp, (source.id,))
+        sampled = grad_mode != "full"
+        grads = add(GradientsParams(source.id, grad_mode,
+                                    n_batches=grad_batches if sampled else None,
+                                    batch_size=128 if sampled else None,
+                                    seed=derive_seed(seed, "gradients") if sampled else None),
+                    (source.id,))
     models = [source]
     pruned_only: dict[tuple[str, float], Job] = {}
     for m in opts.methods:
         for r in opts.ratios:
-            params: dict[str, Any] = {"parent": source.id, "method": m, "ratio": r,
-                                      "scope": scope, "seed": seed}
             deps: tuple[str, ...] = (source.id,)
+            g = None
             if m in GRADIENT_METHODS:
                 assert grads is not None
-                params["gradients"] = grads.id
-                deps = (source.id, grads.id)
-            ft = None if recipe is None else recipe.to_dict()
-            models.append(add("prune_finetune", params | {"recipe": ft}, deps, method=m, ratio=r))
+                g, deps = grads.id, (source.id, grads.id)
+            args = PruneFinetuneParams(source.id, m, r, scope, recipe, seed, gradients=g)
+            models.append(add(args, deps, method=m, ratio=r))
             if recipe is not None:
-                pruned_only[(m, r)] = add("prune_finetune", params | {"recipe": None}, deps,
-                                          method=m, ratio=r)
-    evals = []
+                pruned_only[(m, r)] = add(replace(args, recipe=None), deps, method=m, ratio=r)
     for job in models:
         for d in opts.distributions:
-            ep: dict[str, Any] = {"parent": job.id, "distribution": d}
-            if d != "nominal":
-                ep["corruption_seed"] = seed
-            evals.append(add("evaluate", ep, (job.id,), method=job.method, ratio=job.ratio,
-                             distribution=d))
-    pruned_eval = {key: add("evaluate", {"parent": j.id, "distribution": "nominal"}, (j.id,),
-                            method=j.method, ratio=j.ratio, distribution="nominal").id
+            shifted = d != "nominal"
+            add(EvaluateParams(job.id, d, corruption_seed=seed if shifted else None,
+                               quantize="truncate" if shifted else None),
+                (job.id,), method=job.method, ratio=job.ratio, distribution=d)
+    pruned_eval = {key: add(EvaluateParams(j.id, "nominal"), (j.id,), method=j.method,
+                            ratio=j.ratio, distribution="nominal").id
                    for key, j in pruned_only.items()}
     order = lambda js: tuple(sorted(js, key=lambda j: AUDIT_KINDS.index(j.kind)))  # noqa: E731
     skip = {j.id for j in pruned_only.values()} | set(pruned_eval.values())
@@ -487,13 +488,14 @@ def job_seconds(job: Job, n: Mapping[str, int], step_s: float, image_s: float) -
     ``test``): a gradient pass costs its images' share of training steps, a fine-tuning its
     steps and one validation pass per epoch, an evaluation its test images; plus
     :data:`JOB_OVERHEAD_S`."""
-    p = job.params
+    p = job.args
     secs = JOB_OVERHEAD_S
     if job.kind == "gradients":
-        imgs = n["train"] if p["mode"] == "full" else min(n["train"], 128 * p["n_batches"])
+        steps = gradient_batches(p.mode, p.n_batches)
+        imgs = n["train"] if steps is None else min(n["train"], 128 * steps)
         secs += imgs * step_s / 128
-    elif job.kind == "prune_finetune" and p["recipe"] is not None:
-        r = Recipe.from_dict(p["recipe"])
+    elif job.kind == "prune_finetune" and p.recipe is not None:
+        r = p.recipe
         steps = math.ceil(n["train"] / r.batch_size)
         if r.max_steps_per_epoch is not None:
             steps = min(steps, r.max_steps_per_epoch)
@@ -693,8 +695,8 @@ def audit(
     from safetensors.torch import save
 
     buf.write(save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
-    source_params = {"weights": _sha(buf.getvalue()), "structure": repr(model), "data": data_sha,
-                     "mean": mean, "std": std, "weight_decay": weight_decay, "num_classes": n_cls}
+    source_params = SourceParams(_sha(buf.getvalue()), repr(model), data_sha, tuple(mean),
+                                 tuple(std), weight_decay, n_cls)
     spec = StudySpec(name=f"audit-{name}", seed=seed, models=1, cells=(), output=str(out),
                      artifacts=str(out / "artifacts"), device=str(device),
                      n_val=len(sets["val"][1]),

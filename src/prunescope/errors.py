@@ -14,3 +14,7 @@ class UserError(Exception):
 
     #: exit status of the command line
     exit_code = 1
+
+
+class DeviceUnavailable(UserError, RuntimeError):
+    """The requested device (e.g. CUDA) does not exist on this machine."""

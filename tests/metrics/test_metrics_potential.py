@@ -40,14 +40,16 @@ def test_prune_potential_known_answers(pruned, potential, status, n_within):
     assert len(out) == 1
     row = out.iloc[0]
     assert row["potential"] == potential and row["status"] == status and row["n_within"] == n_within
-    assert row["n_ratios"] == 5 and row["delta"] == 0.005 and row["dense_error"] == 0.10
+    assert row["n_ratios"] == 5 and row["delta"] == 0.5 and row["dense_error"] == 0.10  # points
+    assert row["removed_pct"] == pytest.approx(100 * (1 - 1 / potential), rel=1e-15)
+    assert row["potential_requested"] == potential  # no achieved_ratio column: the requested one
     assert "ratio" not in out.columns
 
 
-def test_prune_potential_delta_is_a_fraction_and_per_distribution():
+def test_prune_potential_delta_is_in_points_and_per_distribution():
     errors = pd.concat([curve(0.10, [0.11, 0.115, 0.12, 0.14, 0.15]),
                         curve(0.30, [0.30, 0.31, 0.40, 0.5, 0.6], distribution="gauss-5")])
-    out = prune_potential(errors, delta=0.02).set_index("distribution")
+    out = prune_potential(errors, delta=2.0).set_index("distribution")
     assert out.loc["nominal", "potential"] == 10.0
     assert out.loc["gauss-5", "potential"] == 4.0
     with pytest.raises(ValueError, match="delta"):
@@ -85,4 +87,50 @@ def test_prune_potential_curve_ignores_position_columns():
     errors["level"] = np.arange(len(errors))
     out = prune_potential(errors)
     assert len(out) == 1
-    assert out["potential"].iloc[0] == 10.0 and out["n_ratios"].iloc[0] == 5
+    assert out["potential_requested"].iloc[0] == 10.0 and out["n_ratios"].iloc[0] == 5
+    assert out["potential"].iloc[0] == 10.001  # the achieved ratio (SPEC 2)
+
+
+@pytest.mark.parametrize("delta, hint", [(0.005, "pass delta=0.5"), (0.02, "pass delta=2"),
+                                         (0.099, "looks like a fraction"), (-0.5, ">= 0"),
+                                         (float("nan"), ">= 0"), (150.0, "above 100"),
+                                         ("half", "a number")])
+def test_prune_potential_refuses_a_delta_that_is_no_tolerance_in_points(delta, hint):
+    """delta is in percentage points: delta=0.5 is half a point (Lost in Pruning's default);
+    a value below 0.1 points looks like a fraction passed by mistake (0.005 for half a point,
+    which used to mean that), a negative one or one above 100 points is no tolerance."""
+    with pytest.raises(ValueError, match="delta") as err:
+        prune_potential(curve(0.10, [0.1] * 5), delta=delta)
+    assert hint in str(err.value)
+
+
+def test_prune_potential_accepts_zero_and_points():
+    errors = curve(0.10, [0.10, 0.1009, 0.101, 0.13, 0.2])
+    assert prune_potential(errors, delta=0).iloc[0]["potential"] == 2.0
+    assert prune_potential(errors, delta=0.1).iloc[0]["potential"] == 10.0  # 0.101 <= 0.10 + 0.001
+    assert prune_potential(errors, delta=0.1).iloc[0]["delta"] == 0.1
+
+
+def test_prune_potential_uses_the_achieved_ratio():
+    """SPEC 2: prune potential at the ratio the pruned model achieved (structured methods miss
+    the request by up to 2 %), the requested one beside it."""
+    errors = curve(0.10, [0.10, 0.101, 0.102, 0.2, 0.3])
+    errors["achieved_ratio"] = errors["ratio"].map({1.0: 1.0, 2.0: 1.98, 4.0: 3.93, 10.0: 9.81,
+                                                    20.0: 19.7, 50.0: 49.2})
+    row = prune_potential(errors).iloc[0]
+    assert row["potential"] == 9.81 and row["potential_requested"] == 10.0
+    assert row["removed_pct"] == pytest.approx(100 * (1 - 1 / 9.81), rel=1e-15)
+
+
+def test_removed_fraction_does_not_reverse_the_comparison_a_mean_ratio_does():
+    """The issue's example: potentials {2, 50} vs {20, 20}. Mean t: 26 > 20; removed
+    fraction: 74 % < 95 %, the order Lost in Pruning reports (SPEC 2)."""
+    within = [0.10] * 5
+    a = pd.concat([curve(0.10, [0.10, 0.2, 0.2, 0.2, 0.2], model=0, distribution="a"),
+                   curve(0.10, within, model=1, distribution="a")])  # potentials 2 and 50
+    b = pd.concat([curve(0.10, [0.10, 0.10, 0.10, 0.10, 0.2], model=m, distribution="b")
+                   for m in (0, 1)])  # potentials 20 and 20
+    out = prune_potential(pd.concat([a, b])).groupby("distribution")[["potential", "removed_pct"]].mean()
+    assert out.loc["a", "potential"] == 26.0 and out.loc["b", "potential"] == 20.0
+    assert out.loc["a", "removed_pct"] == pytest.approx(74.0) and out.loc["b", "removed_pct"] == pytest.approx(95.0)
+    assert out.loc["a", "removed_pct"] < out.loc["b", "removed_pct"]

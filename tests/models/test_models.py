@@ -1,6 +1,7 @@
 """Models of SPEC 4: LeNet-5 and the CIFAR ResNets (He et al. 2016, option-A shortcuts)."""
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from prunescope.models import ARCHS, build_model, classifier_name
@@ -33,6 +34,37 @@ def test_lenet5_param_count_is_the_classic_61706():
     assert n_params(build_model("lenet5", 10, 1)) == 156 + 2416 + 48120 + 10164 + 850
 
 
+def test_lenet5_shrinkbench_is_shrinkbench_lenet():
+    """SPEC 4: ShrinkBench's LeNet (models/mnistnet.py there): 3x3 convolutions without padding,
+    6 and 16 channels, max-pool 2, Linear 400 -> 120 -> 84 -> 10, ReLU between, biases
+    everywhere; 60,074 parameters; PyTorch's default initialisation."""
+    model = build_model("lenet5-shrinkbench", 10, 1, seed=0)
+    shapes = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+    assert shapes == [
+        ("conv1.weight", (6, 1, 3, 3)), ("conv1.bias", (6,)),
+        ("conv2.weight", (16, 6, 3, 3)), ("conv2.bias", (16,)),
+        ("fc1.weight", (120, 400)), ("fc1.bias", (120,)),
+        ("fc2.weight", (84, 120)), ("fc2.bias", (84,)),
+        ("classifier.weight", (10, 84)), ("classifier.bias", (10,)),
+    ]
+    assert n_params(model) == 60_074
+    assert model.conv1.padding == (0, 0) and model.conv2.padding == (0, 0)
+    assert model.arch == "lenet5-shrinkbench" and build_model("lenet5", 10, 1).arch == "lenet5"
+    # the forward pass is ShrinkBench's, layer for layer
+    x = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    h = F.max_pool2d(F.relu(F.conv2d(x, model.conv1.weight, model.conv1.bias)), 2)
+    h = F.max_pool2d(F.relu(F.conv2d(h, model.conv2.weight, model.conv2.bias)), 2)
+    assert h.shape == (3, 16, 5, 5)
+    h = F.relu(model.fc1(h.view(3, -1)))
+    ref = model.classifier(F.relu(model.fc2(h)))
+    assert torch.equal(model(x), ref)
+    # PyTorch's default init: weights U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (Kaiming-uniform, a=sqrt 5)
+    bound = 1 / 400 ** 0.5
+    w = model.fc1.weight
+    assert w.abs().max() <= bound and w.abs().max() > 0.99 * bound
+    assert abs(w.std().item() - bound / 3 ** 0.5) < 0.02 * bound
+
+
 # every (arch, classes, channels) combination, but ResNet-110 only once to stay fast
 SHAPE_CASES = [(a, c, ch) for a in ARCHS for c in (10, 100) for ch in (1, 3)
                if a != "resnet110" or (c, ch) == (100, 3)]
@@ -40,7 +72,7 @@ SHAPE_CASES = [(a, c, ch) for a in ARCHS for c in (10, 100) for ch in (1, 3)
 
 @pytest.mark.parametrize(("arch", "num_classes", "in_channels"), SHAPE_CASES)
 def test_output_shapes(arch, num_classes, in_channels):
-    size = 28 if arch == "lenet5" else 32
+    size = 28 if arch.startswith("lenet5") else 32
     model = build_model(arch, num_classes, in_channels, image_size=size)
     out = model(torch.randn(2, in_channels, size, size))
     assert out.shape == (2, num_classes)

@@ -15,7 +15,7 @@ from prunescope.models.stacked import (
     unstack_tensors,
 )
 
-CASES = [("lenet5", (1, 28, 28)), ("resnet20", (3, 32, 32))]
+CASES = [("lenet5", (1, 28, 28)), ("lenet5-shrinkbench", (1, 28, 28)), ("resnet20", (3, 32, 32))]
 
 
 def _models(arch: str, shape: tuple[int, int, int], g: int, seed0: int = 0):
@@ -176,6 +176,8 @@ def test_stack_rejects_mixed_architectures():
         stack([build_model("resnet20", 10), build_model("resnet32", 10)])
     with pytest.raises(ValueError, match="architecture"):
         stack([build_model("resnet20", 10), build_model("resnet20", 100)])
+    with pytest.raises(ValueError, match="architecture"):
+        stack([build_model("lenet5", 10, 1), build_model("lenet5-shrinkbench", 10, 1)])
     with pytest.raises(TypeError, match="cannot stack"):
         stack([torch.nn.Linear(3, 2)])
     with pytest.raises(ValueError, match="at least one"):

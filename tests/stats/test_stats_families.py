@@ -131,6 +131,7 @@ def test_too_few_models_are_noted_and_not_counted():
     long = mp_vs_up_tests(f, families="table").long
     bad = long.query("arch == 'resnet56' and ratio == 2.0").iloc[0]
     assert np.isnan(bad["p_raw"]) and np.isnan(bad["p_corrected"]) and bad["note"].startswith("fewer than 2")
+    assert np.isnan(bad["t"]) and np.isnan(bad["df"]) and bad["n1"] == 1
     assert (long["family_size"] == 9).all()
 
 

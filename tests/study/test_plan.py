@@ -81,6 +81,56 @@ def test_prunable_set_flags_change_only_pruned_ids(tmp_path):
     assert spec.prune_classifier and spec.prune_biases
 
 
+GRID = """
+name = "g"
+models = 2
+ratios = [2, 50]
+[[grid]]
+datasets = ["mnist", "fashion-mnist"]
+architectures = ["lenet5"]
+methods = ["mp"]
+[[grid]]
+datasets = ["cifar10"]
+architectures = ["resnet20"]
+methods = ["mp"]
+"""
+
+
+def test_a_grid_entry_sets_the_prunable_set_of_its_cells_only(tmp_path):
+    """SPEC 3: prune_classifier/prune_biases settable per grid cell; they enter the ids of the
+    pruned jobs of that cell only, every other job keeps its id."""
+    base = _plan(GRID, tmp=tmp_path)
+    text = GRID.replace('methods = ["mp"]\n[[grid]]',
+                        'methods = ["mp"]\nprune_classifier = true\nprune_biases = true\n[[grid]]')
+    wide = _plan(text, tmp=tmp_path)
+    assert [(c.arch, c.prune_classifier, c.prune_biases) for c in wide.spec.cells] == [
+        ("lenet5", True, True), ("lenet5", True, True), ("resnet20", False, False)]
+    base_ids = {j.id for j in base.jobs}
+    for j in wide.jobs:
+        lenet_pruned = j.arch == "lenet5" and j.method == "mp"
+        if j.kind == "prune_finetune":
+            assert ("prune_classifier" in j.params) == lenet_pruned
+            assert ("prune_biases" in j.params) == lenet_pruned
+        assert (j.id in base_ids) == (not lenet_pruned), (j.kind, j.arch, j.method)
+    # the study-wide value is the default that an entry overrides
+    flipped = _plan("prune_classifier = true\n" + GRID.replace(
+        'architectures = ["resnet20"]\nmethods = ["mp"]',
+        'architectures = ["resnet20"]\nmethods = ["mp"]\nprune_classifier = false'), tmp=tmp_path)
+    assert [c.prune_classifier for c in flipped.spec.cells] == [True, True, False]
+    assert ({j.id for j in flipped.jobs if j.arch == "resnet20"}
+            == {j.id for j in base.jobs if j.arch == "resnet20"})
+
+
+def test_paper_grid_prunes_lenet_as_shrinkbench_and_keeps_resnet_ids():
+    """studies/paper.toml: the LeNet cells are ShrinkBench's LeNet with last layer and biases
+    prunable (ShrinkBench marks no classifier in it); the ResNets keep their classifier."""
+    spec = load_spec(STUDIES / "paper.toml")
+    flags = {(c.dataset, c.arch): (c.prune_classifier, c.prune_biases) for c in spec.cells}
+    assert flags[("mnist", "lenet5-shrinkbench")] == flags[("fashion-mnist", "lenet5-shrinkbench")]
+    assert flags[("mnist", "lenet5-shrinkbench")] == (True, True)
+    assert all(v == (False, False) for (d, a), v in flags.items() if a.startswith("resnet"))
+
+
 def test_model_index_is_a_label_not_part_of_the_id(tmp_path):
     # 5 models contain the 3 models of the 3-model study with the same ids
     three = _plan(tmp=tmp_path)
@@ -141,3 +191,13 @@ def test_estimate_of_every_gradient_mode(tmp_path):
             grads = [j for j in plan.jobs if j.kind == "gradients"]
             assert grads and all(j.params["n_batches"] is None for j in grads)
     assert images == {"full": 3 * 59000, "batches": 3 * 3 * 64, "shrinkbench": 3 * 64}
+
+
+def test_corrupted_evaluations_name_their_pixel_quantisation(tmp_path):
+    """Issue 13 item 3: corrupted test sets are truncated to uint8 as the published CIFAR-10-C
+    (no longer rounded), so their evaluations carry ``quantize`` and get ids no rounded result
+    has; nominal evaluations (every shipped study's) keep theirs."""
+    plan = _plan(tmp=tmp_path)  # distributions nominal and contrast-1
+    evals = [j for j in plan.jobs if j.kind == "evaluate"]
+    assert {j.params.get("quantize") for j in evals if j.distribution == "contrast-1"} == {"truncate"}
+    assert all("quantize" not in j.params for j in evals if j.distribution == "nominal")

@@ -1,16 +1,77 @@
 """The root ``prunescope`` Typer application; each command group registers itself on it, and
-the options several commands share."""
-from pathlib import Path
-from typing import Annotated, Optional
+the options several commands share.
 
+Errors: every command runs inside :class:`_Root.invoke`, the one place where an expected
+operational error (:func:`explain`: a :class:`prunescope.errors.UserError`, permission denied,
+a full disk) becomes one line on stderr (what, which file, the remedy) and an exit status,
+instead of a traceback; ``prunescope --debug COMMAND`` (or ``PRUNESCOPE_DEBUG=1``) lets it
+propagate with its traceback. Anything else is a bug and keeps its traceback.
+"""
+import errno
+import os
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import click
 import typer
+from typer.core import TyperGroup
+
+from prunescope.errors import UserError
+
+_DEBUG = "prunescope.debug"
+
+
+def explain(e: BaseException) -> tuple[int, str] | None:
+    """``(exit status, one-line message)`` of an expected operational error, ``None`` for
+    anything else (a bug: its traceback is shown)."""
+    if isinstance(e, UserError):
+        return e.exit_code, str(e)
+    if isinstance(e, PermissionError):
+        what = e.filename or str(e)
+        return 1, (f"permission denied: {what}: this user may not write (or read) it; fix its "
+                   "permissions (chmod/chown), or give the study another --output folder "
+                   "(status, plan, export --out and report --out only read a study)")
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        where = f" writing {e.filename}" if e.filename else ""
+        return 1, (f"no space left on the device{where}: free space (`df -h`), then run the "
+                   "same command again; finished jobs are kept in the store")
+    return None
+
+
+class _Root(TyperGroup):
+    """The root command group: runs the command, turning an expected error into one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            explained = explain(e)
+            if explained is None or ctx.meta.get(_DEBUG) or os.environ.get("PRUNESCOPE_DEBUG"):
+                raise
+            code, line = explained
+            click.echo(f"error: {line} (traceback: prunescope --debug ...)", err=True)
+            raise typer.Exit(code) from e
+
 
 app = typer.Typer(
     name="prunescope",
     help="What pruning does to a neural network beyond its test accuracy.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    cls=_Root,
 )
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show the traceback of an operational error (a bad file, a full "
+                        "disk...) instead of its one-line message.")] = False,
+) -> None:
+    """What pruning does to a neural network beyond its test accuracy."""
+    ctx.meta[_DEBUG] = debug
+
 
 #: ``--data-dir``: the dataset cache of the data, train, prune and audit commands
 DataDirOpt = Annotated[Optional[Path], typer.Option(

@@ -91,7 +91,8 @@ def prune_cmd(
     dataset = meta["dataset"]
     n_val, split_seed = int(meta.get("n_val", 5000)), int(meta.get("split_seed", 0))
     try:
-        _, train, val, test = device_splits(dataset, n_val, split_seed, device, data_dir)
+        _, train, val, test = device_splits(dataset, n_val, split_seed, device, data_dir,
+                                            imbalance=meta.get("imbalance"))
     except (D.FetchError, ValueError, FileNotFoundError) as e:
         console.print(styled("error:", "red", f" {e}"))
         raise typer.Exit(1) from e

@@ -27,7 +27,8 @@ def report_cmd(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="folder for the report (default: <study output>/report)")] = None,
     delta: Annotated[float, typer.Option(
-        "--delta", help="prune-potential tolerance in percentage points of error", min=0.0)] = 0.5,
+        "--delta", help="prune-potential tolerance in percentage points of error (0 or 0.1 "
+                        "to 100)", min=0.0)] = 0.5,
     correction: Annotated[str, typer.Option(
         "--correction", help="multiple-testing correction of the p-value tables within each "
                              f"family, one of: {', '.join(CORRECTIONS)} (Holm: step-down, never "
@@ -43,6 +44,7 @@ def report_cmd(
     """Write the study's figures (PNG, PDF), tables (Markdown, CSV, LaTeX) and one
     self-contained report.html; works on unfinished studies (it lists what is missing)."""
     from prunescope.cli.study import study_results
+    from prunescope.study.results import load_exemplars, training_splits
     from prunescope.report import render_report
     from prunescope.study.checks import checks
 
@@ -58,9 +60,10 @@ def report_cmd(
     target = out if out is not None else Path(res.out_dir) / "report"
     try:
         path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,
-                             jobs=res.jobs, delta=delta / 100.0, agreement=res.agreement,
+                             jobs=res.jobs, delta=delta, agreement=res.agreement,
                              correction=correction, ci_method=ci_method, families=families,
-                             notices=checks(res))
+                             training_splits=training_splits(res.spec),
+                             exemplars=load_exemplars(res), notices=checks(res))
     except ValueError as e:
         _err.print(styled("cannot render the report", "red", f": {e}"))
         raise typer.Exit(1) from e

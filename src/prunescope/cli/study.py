@@ -1,4 +1,6 @@
-"""`prunescope plan | run | status | export STUDY`: thin wrappers over :mod:`prunescope.study`."""
+"""`prunescope plan | run | status | export | invalidate STUDY`: thin wrappers over
+:mod:`prunescope.study`. Expected errors (a missing or damaged store, a locked folder...) are
+reported by the root command group (:mod:`prunescope.cli._app`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +31,8 @@ def _spec(study: Path, output: str | None):
 
 
 def study_results(study: Path, output: str | None):
-    """``load_results`` of STUDY; a bad spec exits 2, a study never run exits 1, both saying so."""
+    """``load_results`` of STUDY; a bad spec exits 2, a study never run exits 1
+    (``StoreMissing``), both saying so."""
     from prunescope.study import SpecError, load_results
 
     try:
@@ -37,23 +40,24 @@ def study_results(study: Path, output: str | None):
     except SpecError as e:
         _err.print(styled("invalid study spec", "red", f": {e}"))
         raise typer.Exit(2) from e
-    except FileNotFoundError as e:
-        _err.print(f"{e}\nRun the study first: prunescope run {study}")
-        raise typer.Exit(1) from e
 
 
 @app.command("plan")
 def plan_cmd(study: StudyArg, output: OutputOpt = None) -> None:
     """Print the job counts per phase and the estimated work, without running anything."""
     from prunescope.study import KINDS, Store, estimate_work, make_plan
+    from prunescope.study.store import StoreMissing
 
     spec = _spec(study, output)
     plan = make_plan(spec)
     work = estimate_work(plan)
     done: dict[str, int] = {}
-    if (Path(spec.output) / "study.sqlite").is_file():
-        with Store(spec.output, readonly=True) as store:
+    try:
+        with Store(spec.output, readonly=True, artifacts=spec.artifacts) as store:
             status = store.statuses()
+    except StoreMissing:  # not run yet
+        status = {}
+    if status:
         for j in plan.jobs:
             if status.get(j.id) == "done":
                 done[j.kind] = done.get(j.kind, 0) + 1
@@ -84,7 +88,7 @@ def run_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress display")] = False,
 ) -> None:
     """Run every job of the study that is not done yet (resumable: rerun after any kill)."""
-    from prunescope.study import StudyLocked, run_study
+    from prunescope.study import run_study
     from prunescope.study.progress import display_for
 
     if executor not in ("local", "ray"):
@@ -95,9 +99,6 @@ def run_cmd(
         summary = run_study(spec, executor=executor, address=address,
                             retry_failed=retry_failed,
                             display=None if quiet else display_for(_err))
-    except StudyLocked as e:
-        _err.print(str(e), style="red")
-        raise typer.Exit(1) from e
     except KeyboardInterrupt:
         _err.print(styled("interrupted", "yellow", ": finished jobs are saved; run the same "
                           "command again to resume"))
@@ -180,3 +181,28 @@ def export_cmd(
     res = study_results(study, output)
     path = export_results(res, format, out)
     _console.print(f"wrote {len(res.frame)} rows to {path}")
+
+
+@app.command("invalidate")
+def invalidate_cmd(
+    study: StudyArg,
+    job_ids: Annotated[list[str], typer.Argument(
+        help="ids of the jobs to redo, or unique prefixes (the 12 characters `prunescope "
+             "status` and error messages show)")],
+    output: OutputOpt = None,
+) -> None:
+    """Forget the results of the given jobs and of every job that depends on them (e.g. after
+    a damaged artifact was reported), so that the next `prunescope run` recomputes exactly
+    those; every other result is kept."""
+    from prunescope.study import Store
+    from prunescope.study.run import study_lock
+
+    spec = _spec(study, output)
+    with study_lock(spec.output), Store(spec.output, artifacts=spec.artifacts) as store:
+        ids = [store.find(p) for p in job_ids]
+        kinds = dict(store.conn.execute("SELECT id, kind FROM jobs"))
+        reset = store.invalidate(ids)
+    given = ", ".join(f"{kinds[i]} {i[:12]}" for i in ids)
+    _console.print(f"reset {len(reset)} job(s) to pending: {given} and {len(reset) - len(ids)} "
+                   f"that depend on them; `prunescope run {study}` recomputes them",
+                   markup=False, highlight=False)

@@ -18,7 +18,7 @@ from prunescope.data.registry import (
     names,
 )
 from prunescope.data.sources import Progress, SourceError
-from prunescope.data.splits import train_val_indices
+from prunescope.data.splits import train_val_indices, training_split
 from prunescope.data.verify import Expected, VerificationError
 
 __all__ = [
@@ -38,4 +38,5 @@ __all__ = [
     "load",
     "names",
     "train_val_indices",
+    "training_split",
 ]

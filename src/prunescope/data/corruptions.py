@@ -9,8 +9,10 @@ table, the exact semantics and the determinism scheme.
 Images are uint8 NHWC tensors (``(N, H, W, C)``, C = 1 for MNIST-like, 3 for RGB, values
 0..255); :func:`corrupt` and :func:`gaussian_input_noise` return a new uint8 tensor of the same
 shape on the same device. All arithmetic on the 0..1 scale happens in float64 (CPU and CUDA;
-not Apple MPS); results are clipped to [0, 1], scaled by 255 and rounded half to even (the
-published script truncates with ``np.uint8`` instead; see docs/corruptions.md).
+not Apple MPS), in the order of the published script's numpy/scipy/skimage calls; results are
+clipped to [0, 1], scaled by 255 and truncated to uint8 as the script's ``np.uint8(...)`` does
+(``quantize="truncate"``, the default), so every deterministic corruption equals the published
+recipe bit for bit; ``quantize="round"`` rounds half to even instead (see docs/corruptions.md).
 
 Randomness (Gaussian, shot, impulse noise and Gaussian input noise) is counter based: the value
 of element ``e`` of image ``start + i`` is a function of ``(seed, noise family, start + i, e)``
@@ -44,6 +46,10 @@ CORRUPTIONS: tuple[str, ...] = (
 
 #: the severities of CIFAR-10-C
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+#: how a result on the 0..1 scale becomes a uint8 level: ``"truncate"`` (default) is
+#: ``np.uint8(clip(v, 0, 1) * 255)`` of make_cifar_c.py, ``"round"`` rounds half to even
+QUANTIZE: tuple[str, ...] = ("truncate", "round")
 
 #: Parameter ``c`` per corruption, severity 1..5, copied from make_cifar_c.py (Hendrycks &
 #: Dietterich, ICLR 2019; github.com/hendrycks/robustness, ImageNet-C/create_c/make_cifar_c.py).
@@ -121,6 +127,13 @@ def _check_severity(name: str, severity: int) -> int:
     return int(severity)
 
 
+def _check_quantize(quantize: str) -> str:
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {', '.join(map(repr, QUANTIZE))} (how results "
+                         f"become uint8 levels), got {quantize!r}")
+    return quantize
+
+
 def _check_std(std: float) -> float:
     if isinstance(std, bool) or not isinstance(std, (int, float, np.integer, np.floating)):
         raise TypeError(f"noise std must be a number, got {std!r}")
@@ -188,23 +201,26 @@ def _thresholds(cdf: np.ndarray) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _gaussian_table(std: float) -> torch.Tensor:
-    """Table of ``round(clip(k/255 + N(0, std), 0, 1) * 255)`` for input levels k (std > 0)."""
+def _gaussian_table(std: float, quantize: str = "truncate") -> torch.Tensor:
+    """Table of ``q(clip(k/255 + N(0, std), 0, 1) * 255)`` for input levels k (std > 0), ``q``
+    truncation (upper edge of level m at ``(m + 1)/255``) or rounding (at ``(m + 0.5)/255``)."""
     level = np.arange(_LEVELS, dtype=np.float64)[:, None] / 255.0
-    upper_edge = (np.arange(_LEVELS - 1, dtype=np.float64)[None, :] + 0.5) / 255.0
+    offset = 1.0 if quantize == "truncate" else 0.5
+    upper_edge = (np.arange(_LEVELS - 1, dtype=np.float64)[None, :] + offset) / 255.0
     return _thresholds(special.ndtr((upper_edge - level) / std))
 
 
 @functools.lru_cache(maxsize=16)
-def _shot_table(rate: float) -> torch.Tensor:
-    """Table of ``round(clip(Poisson(rate * k/255) / rate, 0, 1) * 255)`` for input levels k.
+def _shot_table(rate: float, quantize: str = "truncate") -> torch.Tensor:
+    """Table of ``q(clip(Poisson(rate * k/255) / rate, 0, 1) * 255)`` for input levels k.
 
-    A count p >= rate saturates at 255; smaller counts map to ``round(p / rate * 255)`` (float64,
-    half to even), which is non-decreasing in p and 0 for p = 0, so P(level <= m) is the Poisson
-    CDF at the largest count below the rate that maps to at most m.
+    A count p >= rate saturates at 255; smaller counts map to ``q(p / rate * 255)`` (float64, in
+    the script's order; ``q`` floor or round half to even), which is non-decreasing in p and 0
+    for p = 0, so P(level <= m) is the Poisson CDF at the largest count below the rate that maps
+    to at most m.
     """
     counts = np.arange(math.ceil(rate), dtype=np.float64)  # the counts below the rate
-    count_level = np.round(counts / rate * 255.0)
+    count_level = (np.floor if quantize == "truncate" else np.round)(counts / rate * 255.0)
     largest = np.searchsorted(count_level, np.arange(_LEVELS - 1), side="right") - 1  # (255,), >= 0
     mean = rate * np.arange(_LEVELS, dtype=np.float64)[:, None] / 255.0
     return _thresholds(special.pdtr(largest[None, :], mean))
@@ -247,57 +263,90 @@ def _to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float64) / 255.0
 
 
-def _to_uint8(v: torch.Tensor) -> torch.Tensor:
-    return (v.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+def _to_uint8(v: torch.Tensor, quantize: str) -> torch.Tensor:
+    """``clip(v, 0, 1) * 255`` as uint8: truncated (``np.uint8`` of make_cifar_c.py) or rounded
+    half to even."""
+    scaled = v.clamp(0.0, 1.0) * 255.0
+    return (scaled.floor() if quantize == "truncate" else scaled.round()).to(torch.uint8)
 
 
 @functools.lru_cache(maxsize=16)
 def _gaussian_kernel(sigma: float) -> tuple[float, ...]:
-    """Normalised 1-D Gaussian weights, radius ``int(4 sigma + 0.5)`` (as scipy.ndimage)."""
+    """Normalised 1-D Gaussian weights, radius ``int(4 sigma + 0.5)``, computed as
+    scipy.ndimage's ``_gaussian_kernel1d`` computes them (same float64 operations)."""
     radius = int(BLUR_TRUNCATE * sigma + 0.5)
-    taps = np.arange(-radius, radius + 1, dtype=np.float64)
+    taps = np.arange(-radius, radius + 1)
     weights = np.exp(-0.5 / (sigma * sigma) * taps**2)
     return tuple(float(w) for w in weights / weights.sum())
 
 
 def _blur_axis(v: torch.Tensor, weights: Sequence[float], dim: int) -> torch.Tensor:
-    """Correlate float ``v`` with ``weights`` along ``dim``, edges extended ('nearest')."""
+    """Correlate float ``v`` with the symmetric ``weights`` along ``dim``, edges extended
+    ('nearest'), in scipy.ndimage's order for symmetric kernels (``NI_Correlate1D``): the centre
+    tap times its weight, then each pair of taps at distance r summed first and times its
+    weight, from the outermost pair inward; so the float64 result is scipy's to the last bit."""
     size = v.shape[dim]
     radius = len(weights) // 2
     index = torch.arange(-radius, size + radius, device=v.device).clamp(0, size - 1)
     padded = v.index_select(dim, index)
-    out = torch.zeros_like(v)
-    for j, w in enumerate(weights):
-        out = out + w * padded.narrow(dim, j, size)
+    out = padded.narrow(dim, radius, size) * weights[radius]
+    for r in range(radius, 0, -1):
+        out = out + (padded.narrow(dim, radius - r, size) + padded.narrow(dim, radius + r, size)) * weights[radius - r]
     return out
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def _gaussian_blur(x: torch.Tensor, sigma: float, quantize: str) -> torch.Tensor:
     weights = _gaussian_kernel(sigma)
     v = _blur_axis(_to_unit(x), weights, dim=1)
-    return _to_uint8(_blur_axis(v, weights, dim=2))
+    return _to_uint8(_blur_axis(v, weights, dim=2), quantize)
 
 
-def _contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """``(x - mean) * factor + mean``, mean per image and channel (as make_cifar_c.py)."""
-    pixels = x.shape[1] * x.shape[2]
-    mean = x.sum(dim=(1, 2), keepdim=True, dtype=torch.int64).to(torch.float64) / (pixels * 255.0)
-    return _to_uint8((_to_unit(x) - mean) * factor + mean)
+def _contrast(x: torch.Tensor, factor: float, quantize: str) -> torch.Tensor:
+    """``(x - mean) * factor + mean``, mean per image and channel (as make_cifar_c.py).
+
+    The means are numpy's ``np.mean(x / 255., axis=(0, 1))`` of each HWC image, computed on the
+    CPU with that very call (a reduction's summation order decides its last bit, which truncation
+    to uint8 can expose); the rest runs on the images' device.
+    """
+    means = np.mean(x.cpu().numpy() / 255.0, axis=(1, 2), keepdims=True)  # (n, 1, 1, C) float64
+    mean = torch.from_numpy(means).to(x.device)
+    return _to_uint8((_to_unit(x) - mean) * factor + mean, quantize)
 
 
-def _brightness(x: torch.Tensor, shift: float) -> torch.Tensor:
+def _brightness(x: torch.Tensor, shift: float, quantize: str) -> torch.Tensor:
     """Add ``shift`` to the HSV value, clipped to [0, 1], keeping hue and saturation.
 
-    RGB -> HSV -> RGB with V' = clip(V + shift) equals scaling the pixel by V'/V, because in
-    hsv2rgb every channel is V times a function of (H, S); a black pixel (V = 0, S = H = 0)
-    becomes grey V'. V = max over channels, so for one channel V is the intensity itself.
+    RGB images go through skimage's ``rgb2hsv`` and ``hsv2rgb`` (the pure-numpy versions
+    make_cifar_c.py ran) operation for operation, so the float64 result is the script's to the
+    last bit. A one-channel image is an RGB image with three equal channels, for which that round
+    trip is exactly ``clip(x + shift, 0, 1)`` (S = H = 0, every output channel V').
     """
-    v_unit = _to_unit(x)
-    value = v_unit.amax(dim=3, keepdim=True)
-    new_value = (value + shift).clamp(0.0, 1.0)
-    positive = value > 0
-    scale = new_value / torch.where(positive, value, torch.ones_like(value))
-    return _to_uint8(torch.where(positive, v_unit * scale, new_value))
+    v = _to_unit(x)
+    if x.shape[3] == 1:
+        return _to_uint8((v + shift).clamp(0.0, 1.0), quantize)
+    r, g, b = v.unbind(dim=3)
+    value = v.amax(dim=3)
+    delta = value - v.amin(dim=3)
+    flat = delta == 0
+    safe = torch.where(flat, torch.ones_like(delta), delta)  # masked below, as skimage's 0/0
+    sat = torch.where(flat, torch.zeros_like(delta), delta / torch.where(value == 0, safe, value))
+    # hue: the last of red, green, blue that equals the maximum wins (skimage's order of writes)
+    hue = torch.where(b == value, 4.0 + (r - g) / safe,
+                      torch.where(g == value, 2.0 + (b - r) / safe, (g - b) / safe))
+    hue = torch.fmod(hue / 6.0, 1.0)
+    hue = torch.where(hue < 0, hue + 1.0, hue)  # numpy's % 1.0 (sign of the divisor)
+    hue = torch.where(flat, torch.zeros_like(hue), hue)
+    value = (value + shift).clamp(0.0, 1.0)
+    # hsv2rgb
+    hi = torch.floor(hue * 6)
+    f = hue * 6 - hi
+    p = value * (1 - sat)
+    q = value * (1 - f * sat)
+    t = value * (1 - (1 - f) * sat)
+    sector = (hi.to(torch.int64) % 6)[None, ..., None].expand(1, *x.shape)  # (1, n, H, W, 3)
+    choices = torch.stack([torch.stack(c, dim=-1) for c in (  # (6, n, H, W, 3), np.choose's list
+        (value, t, p), (q, value, p), (p, value, t), (p, q, value), (t, p, value), (value, p, q))])
+    return _to_uint8(torch.gather(choices, 0, sector)[0], quantize)
 
 
 # Pillow's fixed-point resampling (libImaging/Resample.c): 22 fractional bits for 8-bit images.
@@ -384,7 +433,8 @@ def _chunked(x: torch.Tensor, start: int, fn: Callable[[torch.Tensor, int], torc
     return torch.cat(parts)
 
 
-def corrupt(x: torch.Tensor, name: str, severity: int, seed: int, *, start: int = 0) -> torch.Tensor:
+def corrupt(x: torch.Tensor, name: str, severity: int, seed: int, *, start: int = 0,
+            quantize: str = "truncate") -> torch.Tensor:
     """Apply CIFAR-10-C corruption ``name`` at ``severity`` to a batch of images.
 
     Args:
@@ -396,6 +446,11 @@ def corrupt(x: torch.Tensor, name: str, severity: int, seed: int, *, start: int 
         start: index of ``x[0]`` in the full test set. Image ``i`` is keyed by
             ``(seed, start + i)``, so ``corrupt(x[a:b], ..., start=a)`` equals
             ``corrupt(x, ...)[a:b]`` bit for bit.
+        quantize: how results on the 0..1 scale become uint8 levels (:data:`QUANTIZE`):
+            ``"truncate"`` (default) as make_cifar_c.py's ``np.uint8(clip(v, 0, 1) * 255)``, so
+            blur, contrast, brightness, pixelate and JPEG equal the published recipe bit for bit
+            and the noise corruptions have its distribution; ``"round"`` rounds half to even.
+            Pixelate and JPEG are uint8 operations either way.
 
     Returns:
         uint8 tensor of the shape and device of ``x``. The same arguments give bit-identical
@@ -409,39 +464,49 @@ def corrupt(x: torch.Tensor, name: str, severity: int, seed: int, *, start: int 
     c = PARAMETERS[name][_check_severity(name, severity) - 1]
     seed = _check_seed(seed)
     start = _check_start(start, x.shape[0])
+    quantize = _check_quantize(quantize)
     if name == "gaussian_noise":
-        return _chunked(x, start, lambda v, s: _sample_levels(v, _gaussian_table(c), seed, _STREAM_GAUSSIAN, s))
+        table = _gaussian_table(c, quantize)
+        return _chunked(x, start, lambda v, s: _sample_levels(v, table, seed, _STREAM_GAUSSIAN, s))
     if name == "shot_noise":
-        return _chunked(x, start, lambda v, s: _sample_levels(v, _shot_table(c), seed, _STREAM_SHOT, s))
+        table = _shot_table(c, quantize)
+        return _chunked(x, start, lambda v, s: _sample_levels(v, table, seed, _STREAM_SHOT, s))
     if name == "impulse_noise":
         return _chunked(x, start, lambda v, s: _sample_levels(v, _impulse_table(c), seed, _STREAM_IMPULSE, s))
     if name == "jpeg_compression":
         return _jpeg(x, int(c))
-    deterministic = {"gaussian_blur": _gaussian_blur, "contrast": _contrast, "brightness": _brightness,
-                     "pixelate": _pixelate}[name]
-    return _chunked(x, start, lambda v, s: deterministic(v, c))
+    if name == "pixelate":  # a uint8 operation: no quantisation step
+        return _chunked(x, start, lambda v, s: _pixelate(v, c))
+    deterministic = {"gaussian_blur": _gaussian_blur, "contrast": _contrast,
+                     "brightness": _brightness}[name]
+    return _chunked(x, start, lambda v, s: deterministic(v, c, quantize))
 
 
-def gaussian_input_noise(x: torch.Tensor, std: float, seed: int, *, start: int = 0) -> torch.Tensor:
+def gaussian_input_noise(x: torch.Tensor, std: float, seed: int, *, start: int = 0,
+                         quantize: str = "truncate") -> torch.Tensor:
     """Add Gaussian noise of standard deviation ``std`` (0..1 pixel scale), clip, requantise.
 
     Args:
         x: uint8 tensor ``(N, H, W, C)``, C = 1 or 3, on any device.
         std: noise standard deviation in units of the full pixel range (0.1 = 25.5 levels); 0
             returns a copy of ``x``.
-        seed, start: as in :func:`corrupt`. Shares its noise stream with ``gaussian_noise``:
-            ``gaussian_input_noise(x, 0.04, s)`` equals ``corrupt(x, "gaussian_noise", 1, s)``.
+        seed, start, quantize: as in :func:`corrupt`. Shares its noise stream with
+            ``gaussian_noise``: ``gaussian_input_noise(x, 0.04, s)`` equals
+            ``corrupt(x, "gaussian_noise", 1, s)`` (for the same ``quantize``).
 
     Returns:
-        uint8 tensor of the shape and device of ``x``: ``round(clip(x/255 + N(0, std²)) * 255)``.
+        uint8 tensor of the shape and device of ``x``: ``q(clip(x/255 + N(0, std²)) * 255)``, ``q``
+        truncation (default) or rounding.
     """
     _check_images(x)
     std = _check_std(std)
     seed = _check_seed(seed)
     start = _check_start(start, x.shape[0])
+    quantize = _check_quantize(quantize)
     if std == 0.0:
         return x.clone()
-    return _chunked(x, start, lambda v, s: _sample_levels(v, _gaussian_table(std), seed, _STREAM_GAUSSIAN, s))
+    table = _gaussian_table(std, quantize)
+    return _chunked(x, start, lambda v, s: _sample_levels(v, table, seed, _STREAM_GAUSSIAN, s))
 
 
 @dataclass(frozen=True)
@@ -517,14 +582,17 @@ class Distribution:
             raise ValueError(f"bad severity in distribution {text!r}; use {allowed}")
         return cls("corruption", corruption=head, severity=int(tail))
 
-    def apply(self, x: torch.Tensor, seed: int, *, start: int = 0) -> torch.Tensor:
-        """The images of this distribution made from clean uint8 NHWC ``x`` (``x`` itself if nominal)."""
+    def apply(self, x: torch.Tensor, seed: int, *, start: int = 0,
+              quantize: str = "truncate") -> torch.Tensor:
+        """The images of this distribution made from clean uint8 NHWC ``x`` (``x`` itself if
+        nominal); ``quantize`` as in :func:`corrupt`."""
         if self.kind == "nominal":
             _check_images(x)
+            _check_quantize(quantize)
             return x
         if self.kind == "corruption":
-            return corrupt(x, self.corruption, self.severity, seed, start=start)
-        return gaussian_input_noise(x, self.std, seed, start=start)
+            return corrupt(x, self.corruption, self.severity, seed, start=start, quantize=quantize)
+        return gaussian_input_noise(x, self.std, seed, start=start, quantize=quantize)
 
 
 def distribution_names(
@@ -548,13 +616,15 @@ def distribution_names(
     return names
 
 
-def apply_distribution(x: torch.Tensor, name: str | Distribution, seed: int, *, start: int = 0) -> torch.Tensor:
+def apply_distribution(x: torch.Tensor, name: str | Distribution, seed: int, *, start: int = 0,
+                       quantize: str = "truncate") -> torch.Tensor:
     """The images of distribution ``name`` (a name or a :class:`Distribution`) made from ``x``.
 
-    See :func:`corrupt` for ``x``, ``seed`` and ``start``; the nominal distribution returns ``x``.
+    See :func:`corrupt` for ``x``, ``seed``, ``start`` and ``quantize``; the nominal
+    distribution returns ``x``.
     """
     dist = name if isinstance(name, Distribution) else Distribution.parse(name)
-    return dist.apply(x, seed, start=start)
+    return dist.apply(x, seed, start=start, quantize=quantize)
 
 
 __all__ = [
@@ -562,6 +632,7 @@ __all__ = [
     "CORRUPTIONS",
     "Distribution",
     "PARAMETERS",
+    "QUANTIZE",
     "SEVERITIES",
     "apply_distribution",
     "corrupt",

@@ -13,6 +13,8 @@ from prunescope.metrics.classwise import (
 from prunescope.metrics.potential import (
     DEFAULT_DELTA,
     ERROR_PARENT_KEYS,
+    MIN_DELTA,
+    check_delta,
     error_frame,
     excess_error,
     functional_agreement,
@@ -35,8 +37,9 @@ from prunescope.metrics.tidy import (
 
 __all__ = [
     "CELL_KEYS", "CLASSWISE_COLUMNS", "COUNT_COLUMNS", "DEFAULT_DELTA", "DENSE_METHOD", "DENSE_RATIO",
-    "ERROR_PARENT_KEYS", "ImbalanceWarning", "KEY_COLUMNS", "METRICS", "MODEL_ALPHA_COLUMNS", "NOMINAL",
-    "PAIRED_COLUMNS", "PARENT_KEYS", "POOLED_COLUMNS", "confusion_from_predictions", "error_frame",
+    "ERROR_PARENT_KEYS", "ImbalanceWarning", "KEY_COLUMNS", "METRICS", "MIN_DELTA", "MODEL_ALPHA_COLUMNS", "NOMINAL",
+    "PAIRED_COLUMNS", "PARENT_KEYS", "POOLED_COLUMNS", "check_delta", "confusion_from_predictions",
+    "error_frame",
     "excess_error", "from_confusion", "from_confusions", "from_predictions", "functional_agreement",
     "intensification", "key_columns", "model_alpha", "pair_with_dense", "per_class", "pooled_alpha",
     "prune_potential", "validate",

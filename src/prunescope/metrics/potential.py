@@ -1,8 +1,10 @@
 """Beyond test accuracy (SPEC 2, Lost in Pruning): error curves, prune potential, excess error and
 functional agreement.
 
-Units: every error is a fraction in [0, 1] (0.005 = 0.5 percentage points); ratios are
-compression ratios t = all params / nonzero params (1.0 = dense).
+Units: every error is a fraction in [0, 1]; the prune-potential tolerance ``delta`` is in
+percentage points of error (0.5 = half a point, Lost in Pruning's default); ratios are
+compression ratios t = all params / nonzero params (1.0 = dense); a removed fraction
+1 - 1/t is in percent.
 """
 from __future__ import annotations
 
@@ -16,8 +18,12 @@ from prunescope.metrics.tidy import DENSE_METHOD, NOMINAL, check_and_group, vali
 
 #: Keys that identify the dense parent of a pruned evaluation (no ``cls``: errors are per model).
 ERROR_PARENT_KEYS: tuple[str, ...] = ("dataset", "arch", "model", "distribution")
-#: Default tolerance delta of the prune potential: 0.5 percentage points, as a fraction.
-DEFAULT_DELTA = 0.005
+#: Default tolerance delta of the prune potential, in percentage points of error (Lost in Pruning).
+DEFAULT_DELTA = 0.5
+#: Smallest nonzero ``delta`` accepted (percentage points): a smaller one is almost surely a
+#: fraction passed by mistake (0.005 for half a point) and is far below the sampling noise of a
+#: test set's error (about 0.3 points at 10 % error on 10,000 images). 0 is allowed.
+MIN_DELTA = 0.1
 #: Slack added to ``dense_error + delta`` so that float rounding of count fractions never flips
 #: a comparison that is exact in rational arithmetic (e.g. 0.1 + 0.005 vs 0.105).
 _TOL = 1e-12
@@ -59,6 +65,29 @@ def _split_dense(errors: pd.DataFrame, parent_keys: Sequence[str]) -> tuple[pd.D
     return pruned, dense
 
 
+def check_delta(delta: float) -> float:
+    """``delta`` as a float if it is a valid prune-potential tolerance in percentage points:
+    0 (no tolerance) or in [:data:`MIN_DELTA`, 100]. Raises ``ValueError`` saying why otherwise
+    (negative, not a number, above 100 points, or below :data:`MIN_DELTA`, which looks like a
+    fraction: delta=0.005 meant as half a point is delta=0.5)."""
+    try:
+        d = float(delta)
+    except (TypeError, ValueError):
+        raise ValueError(f"delta must be a number of percentage points (0.5 = half a point), "
+                         f"got {delta!r}") from None
+    if not np.isfinite(d) or d < 0:
+        raise ValueError(f"delta must be >= 0 percentage points (0.5 = half a point), got {delta}")
+    if d > 100:
+        raise ValueError(f"delta = {d:g} is above 100 percentage points, the largest possible "
+                         "error difference; delta is in points (0.5 = half a point)")
+    if 0 < d < MIN_DELTA:
+        raise ValueError(f"delta = {d:g} percentage points looks like a fraction: delta is in "
+                         f"points, so half a point is delta=0.5 (was delta={d:g} meant as "
+                         f"{100 * d:g} points? pass delta={100 * d:g}); tolerances between 0 "
+                         f"and {MIN_DELTA:g} points are refused, 0 means no tolerance")
+    return d
+
+
 #: Columns that place a point along an error-vs-ratio curve (the requested ratio, the ratio
 #: actually reached, the level of iterative pruning): never part of a curve's identity.
 CURVE_POSITION_COLUMNS = ("ratio", "achieved_ratio", "level")
@@ -67,48 +96,65 @@ CURVE_POSITION_COLUMNS = ("ratio", "achieved_ratio", "level")
 def prune_potential(errors: pd.DataFrame, delta: float = DEFAULT_DELTA,
                     parent_keys: Sequence[str] = ERROR_PARENT_KEYS) -> pd.DataFrame:
     """Prune potential per (model, method, distribution): the largest tested ratio t with
-    error_pruned(t) <= error_dense + delta (SPEC 2, Liebenwein et al. 2021).
+    error_pruned(t) <= error_dense + delta (SPEC 2, Liebenwein et al. 2021), as the ratio the
+    pruned model achieved and as the fraction of parameters removed, 1 - 1/t.
 
     Parameters
     ----------
     errors:
-        Output of :func:`error_frame` (dense rows: method "dense", ratio 1.0).
+        Output of :func:`error_frame` (dense rows: method "dense", ratio 1.0), with an
+        ``achieved_ratio`` column when the results have one (``prunescope.study``'s frame does).
     delta:
-        Tolerance as a *fraction* (default 0.005 = 0.5 percentage points); must be >= 0.
+        Tolerance in *percentage points* of error (default 0.5 = half a point): 0 or in
+        [:data:`MIN_DELTA`, 100], checked by :func:`check_delta` (0.005, a fraction, is refused).
     parent_keys:
         Keys matching a pruned evaluation to its dense one (default dataset, arch, model,
         distribution).
 
     Returns
     -------
-    One row per curve (all keys of ``errors`` except :data:`CURVE_POSITION_COLUMNS`) with ``dense_error``, ``delta``,
-    ``n_ratios`` (ratios tested), ``n_within`` (ratios within tolerance), ``potential`` and
-    ``status``:
+    One row per curve (all keys of ``errors`` except :data:`CURVE_POSITION_COLUMNS`) with
+    ``dense_error``, ``delta`` (points), ``n_ratios`` (ratios tested), ``n_within`` (ratios
+    within tolerance), ``potential`` (t: the achieved ratio of the evaluation chosen, the
+    requested one where ``errors`` has no finite ``achieved_ratio``), ``potential_requested``
+    (its requested ratio), ``removed_pct`` = 100 (1 - 1/potential) and ``status``:
 
-    * ``"some"`` -- some ratios qualify: ``potential`` is the largest of them (not necessarily
-      the end of a run of qualifying ratios: the definition takes the largest one);
-    * ``"none"`` -- no ratio qualifies: ``potential`` = 1.0 (only the dense model is within delta);
-    * ``"all"``  -- every tested ratio qualifies: ``potential`` = the largest tested ratio, a
-      lower bound (larger ratios were not tested).
+    * ``"some"`` -- some ratios qualify: the largest of them (not necessarily the end of a run
+      of qualifying ratios: the definition takes the largest one);
+    * ``"none"`` -- no ratio qualifies: ``potential`` = 1.0, ``removed_pct`` = 0 (only the
+      dense model is within delta);
+    * ``"all"``  -- every tested ratio qualifies: the largest tested ratio, a lower bound
+      (larger ratios were not tested).
+
+    Average ``removed_pct`` over models, not ``potential``: a mean of t is dominated by large
+    values and can reverse a comparison (potentials {2, 50} have mean t 26 > 20 of {20, 20},
+    but remove 74 % < 95 % of the parameters).
     """
-    if not delta >= 0:
-        raise ValueError(f"delta must be a fraction >= 0 (0.005 = 0.5 points), got {delta}")
+    delta = check_delta(delta)
     pruned, _ = _split_dense(errors, parent_keys)
     curve_keys = [c for c in errors.columns
                   if c not in (*CURVE_POSITION_COLUMNS, "error", "n_samples")]
     codes, out = group_codes(pruned, curve_keys)
     g = len(out)
-    within = (pruned["error"] <= pruned["dense_error"] + delta + _TOL).to_numpy()
-    ratio = pruned["ratio"].to_numpy(np.float64)
-    best = np.full(g, -np.inf)
-    np.maximum.at(best, codes, np.where(within, ratio, -np.inf))
+    within = (pruned["error"] <= pruned["dense_error"] + delta / 100.0 + _TOL).to_numpy()
+    requested = pruned["ratio"].to_numpy(np.float64)
+    achieved = (pruned["achieved_ratio"].to_numpy(np.float64) if "achieved_ratio" in pruned
+                else np.full(len(pruned), np.nan))
+    ratio = np.where(np.isfinite(achieved), achieved, requested)
+    # the qualifying evaluation with the largest ratio per curve: last after sorting by
+    # (curve, qualifies, ratio)
+    order = np.lexsort((ratio, within, codes))
+    last = order[np.r_[codes[order][1:] != codes[order][:-1], True]] if len(order) else order
     n_within = np.bincount(codes, weights=within, minlength=g).astype(np.int64)
     n_ratios = np.bincount(codes, minlength=g)
     out["dense_error"] = pruned.groupby(codes, sort=True)["dense_error"].first().to_numpy()
-    out["delta"] = float(delta)
+    out["delta"] = delta
     out["n_ratios"] = n_ratios
     out["n_within"] = n_within
-    out["potential"] = np.where(n_within > 0, best, 1.0)
+    found = n_within > 0
+    out["potential"] = np.where(found, ratio[last], 1.0)
+    out["potential_requested"] = np.where(found, requested[last], 1.0)
+    out["removed_pct"] = 100.0 * (1.0 - 1.0 / out["potential"].to_numpy(np.float64))
     out["status"] = np.where(n_within == 0, "none", np.where(n_within == n_ratios, "all", "some"))
     return out
 

@@ -9,11 +9,11 @@ Structure (input ``(N, C_in, 32, 32)``):
 
 Shortcuts are "option A": parameter-free identity; where the shape changes, the input is
 subsampled with stride 2 (``x[:, :, ::2, ::2]``) and zero-padded in the channel dimension
-(planes // 4 channels on each side). A block whose residual-stream channels were narrowed by
-structured pruning (``prunescope.prune.structured``) carries the shortcut as a channel map
-instead (the ``shortcut_index`` buffer, see :meth:`BasicBlock.shortcut`). All parameters therefore live in plain ``nn.Conv2d``
+(planes // 4 channels on each side). All parameters therefore live in plain ``nn.Conv2d``
 (bias-free), ``nn.BatchNorm2d`` and ``nn.Linear`` modules with predictable names such as
-``layer2.0.conv1.weight``. Depths: n = 3, 5, 7, 9, 18 give ResNet-20, 32, 44, 56, 110.
+``layer2.0.conv1.weight``. A block whose residual-stream channels structured pruning narrowed
+(``prunescope.prune.structured``) carries its shortcut as a channel map instead (the
+``shortcut_index`` buffer, see :meth:`BasicBlock.shortcut`). Depths: n = 3, 5, 7, 9, 18 give ResNet-20, 32, 44, 56, 110.
 """
 from __future__ import annotations
 

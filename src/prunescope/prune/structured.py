@@ -6,10 +6,12 @@ any other shape: the output channels of a *producer* convolution, the matching e
 BatchNorm that follows it (if any) and the matching input channels of its *consumers*.
 
 * CIFAR ResNets: one group per basic block, the block's inner channels (``conv1``/``bn1`` outputs,
-  ``conv2`` inputs). Block outputs, i.e. the residual stream with its option-A shortcuts, keep
-  their widths 16/32/64, so every addition still sees equal shapes; the stem ``conv1`` and each
-  block's ``conv2`` are never narrowed. This is the usual choice for CIFAR ResNets in the
-  L1-filter and CHIP papers. Group names: ``"layer2.3.conv1"``.
+  ``conv2`` inputs), named ``"layer2.3.conv1"``; with ``streams=True`` also one group per stage's
+  residual stream, named ``"layer2"`` (the stem for stage 1, every block's ``conv2``/``bn2``,
+  the ``conv1`` inputs reading it, the option-A shortcut into the next stage). The default
+  config ``"uniform"`` narrows the inner groups by one fraction; the named configs
+  (:data:`STRUCTURED_CONFIGS`: CHIP's and Li et al.'s published ResNet-56 settings) set per-group
+  widths, CHIP's including the streams of stages 1-2 (:func:`config_widths`).
 * LeNet-5: ``conv1`` (6 channels; consumer ``conv2``) and ``conv2`` (16 channels; consumer
   ``fc1``, 25 flattened inputs per channel on 28x28 images). The fully connected layers keep
   their widths.
@@ -23,7 +25,7 @@ BatchNorm that follows it (if any) and the matching input channels of its *consu
 
 **Removal** (:func:`structured_prune`): channels are ranked in a removal order and the shortest
 prefix whose parameter count gives the ratio closest to the requested one is removed.
-``scope="layer"`` (default, as in both papers: every group loses the same fraction) orders
+``scope="layer"`` (default: every group loses the same fraction) orders
 removals by the fraction of its group removed; ``scope="global"`` by score across groups. Every
 group keeps at least ``min_channels`` (default 1) channels; removing everything removable gives
 the largest reachable ratio. The ratio is SPEC 3's ``all parameters before / all parameters
@@ -53,6 +55,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import skip_init
 
 from prunescope.data.device import DeviceImages
 from prunescope.models.lenet import LeNet5
@@ -476,8 +479,9 @@ def narrow_model(model: nn.Module, keep: Mapping[str, torch.Tensor]) -> nn.Modul
     """A copy of ``model`` with only the channels ``keep[group]`` of each group (same order).
 
     Producer convolutions, their BatchNorms and the consumers are replaced by narrower modules
-    of the same types and hyper-parameters on the same device and dtype, holding the kept slices
-    of the weights, biases and BN running statistics. Groups missing from ``keep`` stay whole.
+    of the same types and hyper-parameters on the same device and dtype (built without their
+    random initialisation, ``torch.nn.utils.skip_init``), holding the kept slices of the
+    weights, biases and BN running statistics. Groups missing from ``keep`` stay whole.
     Where a residual stream is narrowed, the option-A shortcut from the previous stage becomes
     a channel map (``BasicBlock.shortcut_index``): a kept output channel copies its source
     channel when that is kept, and is zero otherwise (padding or a removed source).
@@ -529,8 +533,8 @@ def narrow_model(model: nn.Module, keep: Mapping[str, torch.Tensor]) -> nn.Modul
         i = in_idx.get(name)
         if isinstance(old, nn.BatchNorm2d):
             sel = o.to(old.weight.device)
-            m = nn.BatchNorm2d(len(sel), eps=old.eps, momentum=old.momentum, affine=old.affine,
-                               track_running_stats=old.track_running_stats, **dev)
+            m = skip_init(nn.BatchNorm2d, len(sel), eps=old.eps, momentum=old.momentum,
+                          affine=old.affine, track_running_stats=old.track_running_stats, **dev)
             for attr in ("weight", "bias", "running_mean", "running_var"):
                 src = getattr(old, attr)
                 if src is not None:
@@ -545,7 +549,7 @@ def narrow_model(model: nn.Module, keep: Mapping[str, torch.Tensor]) -> nn.Modul
                 w = w[o.to(w.device)]
             if i is not None:
                 w = w[:, i[0].to(w.device)]
-            m = nn.Conv2d(w.shape[1], w.shape[0], old.kernel_size, stride=old.stride,
+            m = skip_init(nn.Conv2d, w.shape[1], w.shape[0], old.kernel_size, stride=old.stride,
                           padding=old.padding, dilation=old.dilation, bias=old.bias is not None,
                           padding_mode=old.padding_mode, **dev)
             m.weight.copy_(w)
@@ -554,7 +558,7 @@ def narrow_model(model: nn.Module, keep: Mapping[str, torch.Tensor]) -> nn.Modul
         elif isinstance(old, nn.Linear):
             idx, span = i  # a Linear is only ever a consumer here
             cols = (idx.view(-1, 1) * span + torch.arange(span)).reshape(-1).to(old.weight.device)
-            m = nn.Linear(len(cols), old.out_features, bias=old.bias is not None, **dev)
+            m = skip_init(nn.Linear, len(cols), old.out_features, bias=old.bias is not None, **dev)
             m.weight.copy_(old.weight[:, cols])
             if old.bias is not None:
                 m.bias.copy_(old.bias)
@@ -573,7 +577,8 @@ class ConfigWidths:
     """Channel widths a named config gives one model at one requested ratio.
 
     Attributes:
-        widths: ``{group name: kept channels}`` for every group the config narrows.
+        widths: ``{group name: kept channels}`` for every inner group and every stream the
+            config narrows (groups a setting skips at full width).
         setting: the published setting they come from.
         scale: the factor its keep proportions were scaled by (1.0 = as published).
         achieved_ratio: ``n_before / n_after`` of the model with these widths.
@@ -624,7 +629,10 @@ def config_widths(model: nn.Module, config: str, ratio: float, *, min_channels: 
     n_before = count_parameters(model)
     setting = min(cfg.settings, key=lambda st: abs(math.log(ratio / st.reported_ratio)))
     rates = dict(setting.rates)
-    names = cfg.groups()
+    # every inner group (the skipped ones whole) and the streams some setting narrows
+    named = set(cfg.groups())
+    inner = {g.name for g in channel_groups(model)}
+    names = [g.name for g in groups if g.name in inner or g.name in named]
 
     def count(widths: dict[str, int]) -> int:
         return _count_after(model, groups, [widths.get(g.name, g.channels) for g in groups])

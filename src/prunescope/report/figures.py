@@ -335,14 +335,16 @@ def accuracy_alpha_plot(alphas: pd.DataFrame, dense_acc: pd.DataFrame) -> Figure
 
 def prune_potential_plot(potential_ci: pd.DataFrame, distributions: list[str], title: str,
                          delta: float) -> Figure:
-    """Prune potential per test distribution, methods side by side, mean with 99 % CI.
+    """Prune potential per test distribution, methods side by side: mean with 99 % CI of the
+    percentage of parameters removed, 1 - 1/t (left axis), the ratio t on the right axis.
 
     Args:
-        potential_ci: ``stats.mean_ci`` of ``metrics.prune_potential`` for one (dataset, arch):
-            one row per (method, distribution) with ``mean``, ``ci_low``, ``ci_high`` (ratios).
+        potential_ci: ``report.render.potential_summary`` rows of one (dataset, arch): one
+            row per (method, distribution) with ``mean``, ``ci_low``, ``ci_high`` (percent
+            removed).
         distributions: x order (the nominal one first).
         title: figure title.
-        delta: tolerance of the prune potential, a fraction (0.005 = 0.5 points).
+        delta: tolerance of the prune potential in percentage points (0.5 = half a point).
     """
     methods = ordered("method", potential_ci["method"].unique())
     fig_w = max(5.5, 1.5 + 0.42 * len(distributions) * max(1, len(methods)) ** 0.5)
@@ -359,15 +361,20 @@ def prune_potential_plot(potential_ci: pd.DataFrame, distributions: list[str], t
                     color=method_color(method), ms=5, capsize=3, lw=1.2, label=method_label(method))
     for i in range(1, len(distributions)):
         ax.axvline(i - 0.5, color="0.9", lw=0.8, zorder=0)
-    ax.axhline(1.0, color="0.4", ls=":", lw=0.9)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, 100)
+    to_t = lambda pct: 1.0 / np.maximum(1.0 - np.asarray(pct, float) / 100.0, 1e-9)  # noqa: E731
+    to_pct = lambda t: 100.0 * (1.0 - 1.0 / np.maximum(np.asarray(t, float), 1e-9))  # noqa: E731
+    right = ax.secondary_yaxis("right", functions=(to_t, to_pct))
+    right.set_yticks([1, 2, 4, 10, 50], ["1", "2", "4", "10", "50"])
+    right.set_ylabel("compression ratio t")
     ax.set_xlim(-0.5, len(distributions) - 0.5)
     ax.set_xticks(range(len(distributions)), distributions, rotation=60, ha="right", fontsize=7)
     ax.set_xlabel("test distribution")
-    ax.set_ylabel("prune potential (compression ratio t)")
+    ax.set_ylabel("prune potential: parameters removed (%)")
     ax.legend(title="method", fontsize=8, title_fontsize=8, frameon=False)
-    ax.set_title(textwrap.fill(f"{title}: largest t with error ≤ dense error + {100 * delta:g} "
-                               "pts (mean, 99 % CI; 1 = only dense)", width=int(fig_w * 13)),
+    ax.set_title(textwrap.fill(f"{title}: removed 1 − 1/t at the largest t with error ≤ dense "
+                               f"error + {delta:g} pts (mean, 99 % CI; 0 % = only dense)",
+                               width=int(fig_w * 13)),
                  fontsize=9)
     return fig
 

@@ -65,7 +65,9 @@ class TableItem:
 
 @dataclass
 class Section:
-    """A titled part of the page with an introduction, notices, figures and tables."""
+    """A titled part of the page with an introduction, notices, figures and tables, and
+    ``html``: markup built by prunescope itself (every interpolated value escaped), shown after
+    the tables (e.g. the PIE thumbnail gallery)."""
 
     anchor: str
     title: str
@@ -73,6 +75,7 @@ class Section:
     notices: list[str] = field(default_factory=list)
     figures: list[FigureItem] = field(default_factory=list)
     tables: list[TableItem] = field(default_factory=list)
+    html: str = ""
 
 
 def _png_data_uri(path: Path) -> str:
@@ -145,6 +148,8 @@ def build_page(*, study_name: str, version: str, spec_text: str | None, sections
         parts += [_notice(n) for n in s.notices]
         parts += [_figure_html(f, root, version) for f in s.figures]
         parts += [_table_html(t, root, version) for t in s.tables]
+        if s.html:
+            parts.append(s.html)
         parts.append("</section>")
     spec_body = (f"<pre>{html.escape(spec_text)}</pre>" if spec_text is not None else
                  _notice("No spec text was given to render_report (pass spec_text=...): the "

@@ -1,14 +1,13 @@
 """``render_report``: a tidy results frame -> figures, tables and one self-contained report.html.
 
-All statistics come from :mod:`prunescope.metrics` and :mod:`prunescope.stats`; this module only
-selects, arranges and draws them (SPEC 6).
+Every frame comes from :mod:`prunescope.analysis` (over :mod:`prunescope.metrics` and
+:mod:`prunescope.stats`); this module only lays them out, names them and draws them (SPEC 6).
 """
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +15,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import prunescope
-from prunescope import metrics, stats
+from prunescope import analysis, metrics, stats
+from prunescope.analysis import Analysis, Shift, analyse
+from prunescope.metrics.underrepresented import Exemplars
 from prunescope.report import figures, tables
 from prunescope.report.html import FigureItem, Section, TableItem, build_page
-from prunescope.report.style import ordered, ratio_label, save_figure
+from prunescope.report.style import ordered, save_figure
+from prunescope.report.underrepresented import exemplar_section, longtail_section
 
 FACTORS = ("method", "arch", "dataset")
-#: Per-evaluation values that are not keys (they differ between a model and its dense parent).
-VALUE_COLUMNS = ("achieved_ratio",)
-#: Job statuses that count as finished.
-DONE_STATUSES = ("done",)
-#: Confidence level of every interval in the report (SPEC 5).
-CI_LEVEL = 0.99
 #: Names of the interval methods of E[alpha] (``stats.CI_METHODS``) in captions.
 CI_NAMES = {"t": "t-interval", "bootstrap": "bootstrap interval (BCa, 9,999 resamples)"}
 #: Names of the multiple-testing corrections (``stats.CORRECTIONS``) in captions.
@@ -49,11 +45,13 @@ CAPTIONS = {
     "acc": "Mean test accuracy (solid, left axis) and mean slope α (dashed, right axis) against "
            "the compression ratio, each with ±1 standard error over models: how accuracy loss and "
            "the widening of class gaps grow together.",
-    "potential": "Largest tested compression ratio at which a pruned model's error on each test "
-                 "distribution stays within δ of its dense parent's error on the same "
-                 "distribution (mean over models with 99 % CI; 1 = only the dense model "
-                 "qualifies): a distribution whose potential is below the nominal one is where "
-                 "pruning costs more robustness than test accuracy shows.",
+    "potential": "Prune potential as Lost in Pruning reports it: the fraction of parameters "
+                 "removed, 1 − 1/t, at the largest tested compression ratio t (the ratio the "
+                 "pruned model achieved) at which its error on each test distribution stays "
+                 "within δ of its dense parent's error on the same distribution; mean over "
+                 "models with 99 % CI, the ratio t on the right axis (0 % = only the dense "
+                 "model qualifies): a distribution whose potential is below the nominal one is "
+                 "where pruning costs more robustness than test accuracy shows.",
     "agreement": "Functional agreement: the fraction of test images on which the pruned model "
                  "predicts the same class as its dense parent on the same test distribution "
                  "(mean over models with 99 % t-interval; 100 % at 1x by definition): accuracy "
@@ -66,151 +64,8 @@ CAPTIONS = {
 }
 
 
-@dataclass
-class Analysis:
-    """Everything the report draws, computed by metrics/stats from the nominal results.
-
-    Attributes:
-        paired: ``metrics.pair_with_dense`` rows (one per pruned class), nominal distribution.
-        alphas: ``metrics.model_alpha`` (one row per pruned model evaluation).
-        pooled: ``metrics.pooled_alpha`` per cell.
-        ci: ``stats.mean_ci`` of alpha per cell (only cells with >= 2 models), or None.
-        cell_keys: the keys of one cell (dataset, arch, method, ratio, distribution[, level]).
-        dense_acc: ``dataset, arch, model, accuracy`` of every dense model (fraction).
-        ci_method: how ``ci`` was computed, ``"t"`` or ``"bootstrap"`` (``stats.mean_ci``).
-    """
-
-    paired: pd.DataFrame
-    alphas: pd.DataFrame
-    pooled: pd.DataFrame
-    ci: pd.DataFrame | None
-    cell_keys: list[str]
-    dense_acc: pd.DataFrame
-    notices: list[str] = field(default_factory=list)
-    ci_method: str = "t"
-
-
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-
 def _slug(*parts: object) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", "_".join(str(p) for p in parts)).strip("-").lower()
-
-
-def _check_frame(frame: pd.DataFrame) -> None:
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"results_frame must be a pandas DataFrame, got {type(frame).__name__}")
-    if frame.empty:
-        raise ValueError("results frame is empty: no evaluation of the study has finished yet; "
-                         "run the study (prunescope run STUDY) and render the report when at "
-                         "least one dense and one pruned model are evaluated")
-    metrics.validate(frame)
-
-
-def _mean_ci(frame: pd.DataFrame, value: str, by: list[str], null: float,
-             method: str = "t") -> pd.DataFrame:
-    """``stats.mean_ci`` at :data:`CI_LEVEL` (``method`` t or bootstrap, seeded), keeping a
-    pruning ``level`` key (not the CI level)."""
-    renamed = "level" in by
-    if renamed:
-        frame = frame.rename(columns={"level": "_prune_level"})
-        by = ["_prune_level" if c == "level" else c for c in by]
-    out = stats.mean_ci(frame, value=value, by=by, level=CI_LEVEL, null=null, method=method)
-    if renamed:
-        out = out.drop(columns="level").rename(columns={"_prune_level": "level"})
-    return out
-
-
-def _drop_orphans(frame: pd.DataFrame, notices: list[str]) -> pd.DataFrame:
-    """Pruned rows whose dense parent was not evaluated cannot be paired: leave them out, say so."""
-    keys = list(metrics.PARENT_KEYS)
-    dense = frame.loc[frame["method"] == metrics.DENSE_METHOD, keys].drop_duplicates()
-    flag = frame.merge(dense.assign(_has_parent=True), on=keys, how="left")["_has_parent"]
-    orphan = (frame["method"] != metrics.DENSE_METHOD).to_numpy() & flag.isna().to_numpy()
-    if orphan.any():
-        models = frame.loc[orphan, ["dataset", "arch", "model"]].drop_duplicates()
-        notices.append(f"{int(orphan.sum())} pruned rows of {len(models)} model(s) have no "
-                       "evaluated dense parent and are left out of every figure: evaluate the "
-                       "dense models (method 'dense', ratio 1.0) to include them.")
-    return frame.loc[~orphan]
-
-
-#: A cell whose mean accuracy after pruning is below this multiple of chance (1 / classes) is
-#: reported as collapsed.
-COLLAPSE_FACTOR = 2.0
-
-
-def _collapsed_cells(pooled: pd.DataFrame, nom: pd.DataFrame) -> list[str]:
-    """Names ``dataset/arch/method@ratio`` of cells whose mean accuracy after pruning
-    (``A_bar``, a fraction) is below :data:`COLLAPSE_FACTOR` / number of classes."""
-    classes = nom.groupby(["dataset", "arch"])["cls"].nunique().rename("n_classes").reset_index()
-    cells = pooled.merge(classes, on=["dataset", "arch"])
-    low = cells[cells["A_bar"] < COLLAPSE_FACTOR / cells["n_classes"]]
-    return [f"{r.dataset}/{r.arch}/{r.method}@{ratio_label(r.ratio)}" for r in low.itertuples()]
-
-
-def _imbalance_notice(nominal_frame: pd.DataFrame) -> str:
-    """The banner line of a test set whose classes differ in size, in a reader's terms."""
-    support = nominal_frame.groupby(["distribution", "cls"], sort=False)["support"].first()
-    return (f"Unbalanced test set: its classes hold between {int(support.min()):,} and "
-            f"{int(support.max()):,} images, so the per-class recall gaps to the accuracy "
-            "(R^c − A) do not add up to zero exactly, as they would with equal class sizes "
-            "(docs/metrics.md). α is still the least-squares slope through the origin of "
-            "these gaps after pruning against before, as in the paper; the figures and tables "
-            "are unaffected otherwise.")
-
-
-def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL, ci_method: str = "t") -> Analysis:
-    """Pair, fit and bound the nominal-distribution results of ``frame`` (see :class:`Analysis`);
-    ``ci_method`` (``"t"`` or ``"bootstrap"``) gives the intervals of E[alpha]."""
-    _check_choice("ci_method", ci_method, stats.CI_METHODS)
-    notices: list[str] = []
-    nom = _drop_orphans(frame[frame["distribution"] == nominal], notices)
-    if nom.empty:
-        raise ValueError(f"no results on the nominal distribution {nominal!r} (found "
-                         f"{sorted(frame['distribution'].unique())}); pass nominal=... naming the "
-                         "unshifted test set")
-    if (nom["method"] == metrics.DENSE_METHOD).all():
-        raise ValueError("the results hold only dense models: no pruned model is evaluated yet, "
-                         "so there is nothing to compare; render again when pruning jobs finish")
-    # extra columns (achieved_ratio, seed, level) ride along as keys of each evaluation
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", metrics.ImbalanceWarning)
-        paired = metrics.pair_with_dense(metrics.per_class(nom))
-    for w in caught:
-        if issubclass(w.category, metrics.ImbalanceWarning):
-            notices.append(_imbalance_notice(nom))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    cell_keys = list(metrics.CELL_KEYS) + (["level"] if "level" in frame.columns else [])
-    alphas = metrics.model_alpha(paired)
-    pooled = metrics.pooled_alpha(paired, by=cell_keys)
-    dense_rows = nom[nom["method"] == metrics.DENSE_METHOD]
-    dense_acc = (dense_rows.groupby(["dataset", "arch", "model"], sort=False)[["correct", "support"]]
-                 .sum().reset_index())
-    dense_acc["accuracy"] = dense_acc["correct"] / dense_acc["support"]
-    collapsed = _collapsed_cells(pooled, nom)
-    if len(collapsed):
-        notices.append(
-            f"{len(collapsed)} cell(s) have a mean accuracy after pruning below "
-            f"{COLLAPSE_FACTOR:g}x chance ({', '.join(collapsed)}): those models have collapsed "
-            "(most inputs get one class), so their α measures the collapse, not a distortion of "
-            "a working classifier (α axes turn symmetric-log when |α| > 5).")
-    ci = _mean_ci(alphas, "alpha", cell_keys, null=1.0, method=ci_method)
-    if ci["n"].max() < 2:
-        notices.append("Every cell has a single model (one seed): confidence intervals, the "
-                       "< / > / ? labels and the t-tests need at least two independent models "
-                       "per cell, so they are not shown. Add seeds to the study to get them.")
-        ci = None
-    else:
-        single = ci[ci["n"] < 2]
-        if len(single):
-            notices.append(f"{len(single)} cell(s) have fewer than two models: they have no "
-                           "confidence interval (marked ? with a reason in the CI table).")
-    return Analysis(paired, alphas, pooled, ci, cell_keys,
-                    dense_acc[["dataset", "arch", "model", "accuracy"]], notices, ci_method)
 
 
 @dataclass(frozen=True)
@@ -334,29 +189,21 @@ def _alpha_sections(an: Analysis, out: Path, groups: list[Group]) -> list[Sectio
     return [scatter, box, cis, acc]
 
 
-def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
-                   an: Analysis) -> Section:
-    """Prune potential, error, excess error and alpha per test distribution (``an``: the
-    nominal analysis, whose interval method and alpha intervals the alpha table reuses)."""
+def _shift_section(shift: Shift | None, out: Path, nominal: str) -> Section:
+    """Prune potential, error, excess error and alpha per test distribution (``shift``: from
+    ``analysis.analyse_shift``; None: the study has only the nominal test set)."""
     sec = Section("shift", "Beyond test accuracy (Lost in Pruning views)")
-    dists = [nominal, *sorted(d for d in frame["distribution"].unique() if d != nominal)]
-    if len(dists) == 1:
+    if shift is None:
         sec.notices.append(f"Only the nominal test distribution ({nominal!r}) was evaluated: add "
                            "distributions (corruptions, noise) to the study's 'distributions' "
                            "to get prune potential and error-vs-ratio per distribution.")
         return sec
-    # a pruning level is a function of the ratio: as a key it would cut error curves into points
-    frame = _drop_orphans(frame, sec.notices).drop(
-        columns=[c for c in (*VALUE_COLUMNS, "level") if c in frame])
-    errors = metrics.error_frame(frame)
-    potential = metrics.prune_potential(errors, delta=delta)
-    pot_ci = _mean_ci(potential, "potential", ["dataset", "arch", "method", "distribution"],
-                      null=1.0)
-    excess = metrics.excess_error(errors, nominal=nominal)
-    sec.intro = (f"Test distributions: {', '.join(dists)}. Tolerance δ = {100 * delta:g} "
+    sec.notices += shift.notices
+    dists, delta, errors = shift.distributions, shift.delta, shift.errors
+    sec.intro = (f"Test distributions: {', '.join(dists)}. Tolerance δ = {delta:g} "
                  "percentage points.")
     fig_dir = out / "figures"
-    for (dataset, arch), sub in pot_ci.groupby(["dataset", "arch"], sort=True):
+    for (dataset, arch), sub in shift.potential_summary.groupby(["dataset", "arch"], sort=True):
         title = f"{dataset} · {arch}"
         stem = _slug(dataset, arch)
         _add_figure(sec, f"Prune potential: {title}", CAPTIONS["potential"],
@@ -367,18 +214,25 @@ def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
                     fig_dir / f"error_vs_ratio_{stem}", figures.error_vs_ratio_plot, err, dists,
                     title)
     tdir = out / "tables"
-    pot_tab = pot_ci[["dataset", "arch", "method", "distribution", "n", "mean", "ci_low",
-                      "ci_high"]].rename(columns={"mean": "mean potential", "ci_low": "99% CI low",
-                                                  "ci_high": "99% CI high"})
+    pot_tab = shift.potential_summary[[
+        "dataset", "arch", "method", "distribution", "n", "mean", "ci_low", "ci_high", "t",
+        "t_ci_low", "t_ci_high", "mean_t"]].rename(columns={
+            "mean": "removed (%)", "ci_low": "99% CI low (%)", "ci_high": "99% CI high (%)",
+            "t_ci_low": "t 99% CI low", "t_ci_high": "t 99% CI high", "mean_t": "mean of t"})
     sec.tables.append(_table(pot_tab, tdir / "prune_potential",
                              "Prune potential per distribution",
-                             f"Mean over models of the largest tested ratio with error within "
-                             f"{100 * delta:g} points of the dense model, with 99 % CI.",
-                             "tab-prune-potential", digits=2))
-    if not excess.empty:
+                             "Fraction of parameters removed, 1 − 1/t, at the largest tested "
+                             "ratio t (achieved by the pruned model) with error within "
+                             f"{delta:g} points of the dense model: mean over models with 99 % "
+                             "t-interval (as Lost in Pruning reports it); t = 1 / (1 − mean "
+                             "removed), the ratio that removes that mean fraction (the harmonic "
+                             "mean of the models' t), with the interval mapped the same way; "
+                             "mean of t for comparison only (a mean of ratios is dominated by "
+                             "large ones: {2, 50} has mean t 26 > 20 of {20, 20}, yet removes "
+                             "74 % < 95 %).", "tab-prune-potential", digits=2))
+    if not shift.excess.empty:
         keys = ["dataset", "arch", "method", "ratio", "distribution"]
-        ex_ci = _mean_ci(excess, "excess_error", keys, null=0.0)
-        ex_tab = ex_ci[[*keys, "n", "mean", "ci_low", "ci_high", "label"]].copy()
+        ex_tab = shift.excess[[*keys, "n", "mean", "ci_low", "ci_high", "label"]].copy()
         for c in ("mean", "ci_low", "ci_high"):
             ex_tab[c] = 100 * ex_tab[c]
         ex_tab = ex_tab.rename(columns={"mean": "excess error (pts)", "ci_low": "99% CI low",
@@ -388,15 +242,13 @@ def _shift_section(frame: pd.DataFrame, out: Path, nominal: str, delta: float,
                                  "dense error on the nominal test set), percentage points, mean "
                                  "over models with 99 % CI; > means pruning hurts more under "
                                  "shift than on the nominal test set.", "tab-excess-error"))
-    sec.tables.append(_alpha_by_distribution(frame, dists, tdir, an, nominal))
+    sec.tables.append(_alpha_by_distribution(shift.alpha, dists, tdir))
     return sec
 
 
 #: Up to this many distributions the agreement figure draws one panel per distribution;
 #: beyond it, one panel per distribution family (``gaussian_noise-1..5`` -> ``gaussian_noise``).
 AGREEMENT_PANELS_MAX = 6
-#: Columns an agreement frame must have (``prunescope.study.StudyResults.agreement``).
-AGREEMENT_KEYS = ("dataset", "arch", "method", "ratio", "model", "distribution", "agreement")
 
 
 def _distribution_family(dist: str) -> str:
@@ -428,39 +280,18 @@ def _agreement_panels(dists: list[str], nominal: str) -> list[tuple[str, list[st
 
 def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str,
                        results_frame: pd.DataFrame) -> Section:
-    """Figure per (dataset, arch) and table of functional agreement with the dense model; its
-    99 % intervals are logit t-intervals (``stats.proportion_mean_ci``, inside [0, 100] %) with
-    each model's test-set size from ``results_frame`` (the dense evaluation's support)."""
-    if not isinstance(agreement, pd.DataFrame):
-        raise TypeError(f"agreement must be a pandas DataFrame, got {type(agreement).__name__}")
-    missing = [c for c in AGREEMENT_KEYS if c not in agreement.columns]
-    if missing:
-        raise ValueError(f"agreement frame lacks column(s) {missing}; expected "
-                         f"{list(AGREEMENT_KEYS)} (prunescope.study.StudyResults.agreement)")
+    """Figure per (dataset, arch) and table of functional agreement with the dense model
+    (intervals inside 0..100 %: ``analysis.agreement_ci``)."""
+    ci = analysis.agreement_ci(agreement, results_frame)
     sec = Section("agreement", "Functional agreement with the dense model",
                   intro=CAPTIONS["agreement"])
-    frame = agreement.dropna(subset=["agreement"])
-    if frame.empty:
+    if ci is None:
         sec.notices.append("No functional agreement: no evaluation of this study kept its "
                            "per-image predictions (studies run before prunescope stored them); "
                            "rerun the evaluate jobs to get this view.")
         return sec
-    bad = ~frame["agreement"].between(0.0, 1.0)
-    if bad.any():
-        raise ValueError(f"agreement must be a fraction in [0, 1]; got "
-                         f"{frame.loc[bad, 'agreement'].tolist()[:5]}")
     keys = ["dataset", "arch", "method", "ratio", "distribution"]
-    # a pruning level is a function of the ratio: it is not a separate key here
-    size_keys = ["dataset", "arch", "model", "distribution"]
-    sizes = (results_frame[results_frame["method"] == metrics.DENSE_METHOD]
-             .groupby(size_keys, sort=False)["support"].sum().rename("_n").reset_index())
-    frame = frame.merge(sizes, on=size_keys, how="left")
-    if frame["_n"].isna().any():
-        raise ValueError("agreement rows without an evaluated dense model in the results frame: "
-                         f"{frame.loc[frame['_n'].isna(), size_keys].drop_duplicates().values.tolist()[:3]}")
-    ci = stats.proportion_mean_ci(frame, "agreement", keys, frame["_n"], level=CI_LEVEL, null=1.0)
-    dists = [d for d in [nominal, *sorted(set(frame["distribution"]) - {nominal})]
-             if d in set(frame["distribution"])]
+    dists = [d for d in analysis.distributions(ci, nominal) if d in set(ci["distribution"])]
     panels = _agreement_panels(dists, nominal)
     for (dataset, arch), sub in ci.groupby(["dataset", "arch"], sort=True):
         title = f"{dataset} · {arch}"
@@ -485,32 +316,11 @@ def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str,
     return sec
 
 
-def _alpha_by_distribution(frame: pd.DataFrame, dists: list[str], tdir: Path, an: Analysis,
-                           nominal: str = metrics.NOMINAL) -> TableItem:
-    """Mean alpha (with its CI label where a cell has >= 2 models) per cell and distribution,
-    intervals by ``an.ci_method``.
-
-    The nominal rows are ``an.ci``'s, so only the shifted distributions are computed here (a
-    bootstrap interval is 9,999 resamples per cell); all are computed when ``an.ci`` is None
-    (single-model cells) or a pruning ``level`` key splits a cell."""
+def _alpha_by_distribution(ci: pd.DataFrame, dists: list[str], tdir: Path) -> TableItem:
+    """Mean alpha (with its CI label where a cell has >= 2 models) per cell and distribution
+    (``ci``: ``analysis.alpha_by_distribution``); the long form to a CSV beside it."""
     keys = ["dataset", "arch", "method", "ratio"]
-    nominal_ci = an.ci
-    if nominal_ci is not None and "level" in an.cell_keys:
-        # the pruning level (a function of the ratio) took the place of the CI level column
-        nominal_ci = nominal_ci.drop(columns="level").assign(level=CI_LEVEL)
-    if nominal_ci is not None and nominal_ci.duplicated([*keys, "distribution"]).any():
-        nominal_ci = None
-    if nominal_ci is not None:
-        frame = frame[frame["distribution"] != nominal]
-    with warnings.catch_warnings():
-        # the shifted sets are corruptions of the nominal test set: same class supports, and an
-        # unbalanced nominal set is already stated on the page by analyse()
-        warnings.simplefilter("ignore", metrics.ImbalanceWarning)
-        alphas = metrics.model_alpha(metrics.pair_with_dense(metrics.per_class(frame)))
-    ci = _mean_ci(alphas, "alpha", [*keys, "distribution"], null=1.0, method=an.ci_method)
-    if nominal_ci is not None:
-        ci = (pd.concat([ci, nominal_ci[ci.columns]], ignore_index=True)
-              .sort_values([*keys, "distribution"], kind="stable", ignore_index=True))
+    ci = ci.copy()
     ci.to_csv(tdir / "alpha_by_distribution_long.csv", index=False)
     ci["cell"] = [f"{m:.3f} {lab}" if n >= 2 else f"{m:.3f}"
                   for m, lab, n in ci[["mean", "label", "n"]].itertuples(index=False)]
@@ -593,10 +403,6 @@ FAMILY_SIZES = {
               "the paper does",
     "table": "the family size counts the comparisons with a p-value",
 }
-#: Text of a p-value table cell whose comparison was made but has no p-value.
-UNDEFINED_P = "undefined"
-
-
 def pvalue_caption(name: str, correction: str, families: str) -> tuple[str, str]:
     """Title and caption of the p-value table of family ``name`` (a key of
     ``stats.all_families``) under ``correction`` and the ``families`` rule."""
@@ -604,6 +410,10 @@ def pvalue_caption(name: str, correction: str, families: str) -> tuple[str, str]
     scope = FAMILY_SCOPES[families].get(name, "")
     return title, (f"{test} {CORRECTION_NAMES[correction]} p within {scope}; "
                    f"{FAMILY_SIZES[families]}.").strip()
+
+
+#: Text of a p-value table cell whose comparison was made but has no p-value.
+UNDEFINED_P = "undefined"
 
 
 def pvalue_display(fam: stats.FamilyResult) -> pd.DataFrame:
@@ -615,20 +425,10 @@ def pvalue_display(fam: stats.FamilyResult) -> pd.DataFrame:
     undefined = (fam.long.assign(_u=fam.long["p_corrected"].isna()).set_index(keys)["_u"]
                  .unstack(table.columns.name)
                  .reindex(index=table.index, columns=table.columns))
-    if not undefined.fillna(False).to_numpy(bool).any():
+    mask = undefined.fillna(False).astype(bool)
+    if not mask.to_numpy().any():
         return table
-    return table.astype(object).mask(undefined.fillna(False).astype(bool), UNDEFINED_P)
-
-
-def _mean_i(an: Analysis) -> pd.DataFrame:
-    """Per cell: mean and sd over models of the per-model mean of I (``model_alpha``'s
-    ``mean_I``, SPEC 5 option) and the number of (model, class) points with undefined I."""
-    mean_i = an.alphas["mean_I"].astype(np.float64)
-    # non-finite values left out as in stats.mean_ci; sd with ddof = 1 (NaN for one model)
-    cells = (an.alphas.assign(mean_I=mean_i.where(np.isfinite(mean_i)))
-             .groupby(an.cell_keys, sort=True, dropna=False))
-    return cells.agg(mean_I=("mean_I", "mean"), sd_mean_I=("mean_I", "std"),
-                     n_undefined_I=("n_undefined_I", "sum")).reset_index()
+    return table.astype(object).mask(mask, UNDEFINED_P)
 
 
 def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni",
@@ -650,7 +450,8 @@ def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni",
         digits=5))
     if an.ci is not None:
         sec.tables.append(_table(
-            tables.alpha_ci_table(an.ci, an.pooled, an.cell_keys, _mean_i(an)), tdir / "alpha_ci",
+            tables.alpha_ci_table(an.ci, an.pooled, an.cell_keys, analysis.mean_i(an)),
+            tdir / "alpha_ci",
             "α per cell with 99 % CI", f"Mean per-model slope with its sd over models, its 99 % "
             f"{interval} and label (< below 1, > above 1, ? contains 1), the pooled slope α̂ "
             "with its uncentered r², and the mean accuracy Ā after pruning. For comparison, "
@@ -660,8 +461,7 @@ def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni",
             "Bn before near 0 give wild ratios, which is why the slope α (the (Bn before)²-"
             "weighted mean of I) is the summary used.", "tab-alpha-ci"))
         # the SPEC 5 families; with a single ratio the ratio families come back empty
-        for name, fam in stats.all_families(an.alphas, correction=correction,
-                                            families=families).items():
+        for name, fam in analysis.pvalue_families(an, correction, families).items():
             if fam.table.empty:
                 continue
             title, caption = pvalue_caption(name, correction, families)
@@ -699,13 +499,7 @@ def _coverage(frame: pd.DataFrame, jobs: pd.DataFrame | None, out: Path) -> tupl
     sec = Section("coverage", "Study coverage", intro="Models evaluated per cell (nominal test "
                   "set) against the dense models available for its dataset and architecture.")
     notices: list[str] = []
-    models = (frame.groupby(["dataset", "arch", "method", "ratio"], sort=False)["model"].nunique()
-              .rename("models").reset_index())
-    dense = models[models["method"] == metrics.DENSE_METHOD][["dataset", "arch", "models"]]
-    cov = models[models["method"] != metrics.DENSE_METHOD].merge(
-        dense.rename(columns={"models": "dense models"}), on=["dataset", "arch"], how="left")
-    cov["dense models"] = cov["dense models"].fillna(0).astype(int)
-    cov = tables._sorted_cells(cov, ["dataset", "arch", "method", "ratio"]).reset_index(drop=True)
+    cov = tables._sorted_cells(analysis.coverage(frame), ["dataset", "arch", "method", "ratio"]).reset_index(drop=True)
     incomplete = cov[cov["models"] < cov["dense models"]]
     if len(incomplete):
         notices.append(f"Partial results: {len(incomplete)} of {len(cov)} cells have fewer pruned "
@@ -718,7 +512,7 @@ def _coverage(frame: pd.DataFrame, jobs: pd.DataFrame | None, out: Path) -> tupl
         if "status" not in jobs.columns:
             raise ValueError(f"jobs frame has no 'status' column (columns: {list(jobs.columns)}); "
                              "pass the jobs frame of prunescope.study.load_results")
-        todo = jobs[~jobs["status"].isin(DONE_STATUSES)]
+        todo = jobs[~jobs["status"].isin(analysis.DONE_STATUSES)]
         by_status = jobs.groupby([c for c in ("kind", "status") if c in jobs], sort=True).size()
         summary = by_status.rename("jobs").reset_index()
         sec.tables.append(_table(summary, out / "tables" / "jobs", "Jobs by status",
@@ -744,7 +538,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
                   delta: float = metrics.DEFAULT_DELTA,
                   agreement: pd.DataFrame | None = None, correction: str = "bonferroni",
                   ci_method: str = "t", families: str = "column",
-                  notices: Sequence[str] = ()) -> Path:
+                  training_splits: pd.DataFrame | None = None,
+                  exemplars: Exemplars | None = None, notices: Sequence[str] = ()) -> Path:
     """Write every figure (PNG + PDF), table (Markdown, CSV, LaTeX) and ``report.html``.
 
     Args:
@@ -757,7 +552,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
         version: prunescope version stated as the producer (default: the installed one).
         jobs: the study's jobs frame with a ``status`` column, to list unfinished jobs.
         nominal: name of the unshifted test distribution.
-        delta: prune-potential tolerance, a fraction (0.005 = 0.5 percentage points).
+        delta: prune-potential tolerance in percentage points of error (default 0.5 = half a
+            point; ``metrics.check_delta``: 0 or 0.1 to 100, a fraction such as 0.005 is refused).
         agreement: functional agreement with the dense model, one row per pruned evaluation
             with ``dataset, arch, method, ratio, model, distribution`` and ``agreement`` (a
             fraction in [0, 1]; ``prunescope.study.StudyResults.agreement``): adds the
@@ -773,6 +569,12 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
             level and per-distribution tables): ``"t"`` (SPEC 5 default, 99 % t-interval) or
             ``"bootstrap"`` (99 % BCa bootstrap, 9,999 resamples, seeded). The prune-potential,
             excess-error and agreement intervals stay t-intervals.
+        training_splits: the per-class training counts of every dataset label
+            (:func:`prunescope.study.results.training_splits`): adds the long-tail section when
+            a label has an imbalanced split. ``None``: no long-tail section.
+        exemplars: the study's pruning-identified exemplars
+            (:func:`prunescope.study.results.load_exemplars`): adds the PIE section, its
+            gallery and ``tables/pies.csv``. ``None``: no PIE section.
         notices: sentences shown first in the page's banner, e.g. the findings of
             :func:`prunescope.study.checks.checks` (under-trained models, ...).
 
@@ -783,10 +585,11 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
         ValueError: empty frame, a frame that is not tidy, no nominal results, no pruned model, or
             an unknown ``correction`` / ``ci_method`` / ``families``.
     """
-    _check_choice("correction", correction, stats.CORRECTIONS)
-    _check_choice("families", families, stats.FAMILIES)
-    _check_choice("ci_method", ci_method, stats.CI_METHODS)
-    _check_frame(results_frame)
+    analysis.check_choice("correction", correction, stats.CORRECTIONS)
+    analysis.check_choice("families", families, stats.FAMILIES)
+    delta = metrics.check_delta(delta)
+    analysis.check_choice("ci_method", ci_method, stats.CI_METHODS)
+    analysis.check_frame(results_frame)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     version = version or prunescope.__version__
@@ -795,10 +598,15 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
     groups = factor_groups(cells)
     coverage, cov_notices = _coverage(results_frame, jobs, out)
     sections = [*_alpha_sections(an, out, groups),
-                _shift_section(results_frame, out, nominal, delta, an),
+                _shift_section(analysis.analyse_shift(results_frame, an, nominal, delta), out,
+                               nominal),
                 _tables_section(an, out, correction, families), coverage]
     if agreement is not None:
         sections.insert(-2, _agreement_section(agreement, out, nominal, results_frame))
+    extra = [longtail_section(an.paired, an.alphas, training_splits, out, correction)
+             if training_splits is not None else None,
+             exemplar_section(exemplars, an.paired, out) if exemplars is not None else None]
+    sections[-2:-2] = [s for s in extra if s is not None]
     page = build_page(study_name=study_name, version=version, spec_text=spec_text,
                       sections=sections, notices=[*notices, *cov_notices, *an.notices], root=out)
     path = out / "report.html"

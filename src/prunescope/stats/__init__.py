@@ -24,9 +24,6 @@ from prunescope.stats.tests import (
     TEST_COLUMNS,
     correct,
     correct_within,
-    independent_from_moments,
-    paired_from_moments,
-    t_pvalue,
     ttest,
 )
 
@@ -35,7 +32,6 @@ __all__ = [
     "DATASET_ARCHS", "DATASET_ORDER", "DATASET_PAIRS", "FAMILIES", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS",
     "FamilyResult",
     "all_families", "arch_tests", "ci_label", "correct", "correct_within", "dataset_tests",
-    "independent_from_moments", "mean_ci", "method_tests", "mp_vs_up_tests", "paired_from_moments",
-    "proportion_mean_ci",
-    "ratio_tests", "t_interval", "t_pvalue", "ttest",
+    "mean_ci", "method_tests", "mp_vs_up_tests", "proportion_mean_ci", "ratio_tests",
+    "t_interval", "ttest",
 ]

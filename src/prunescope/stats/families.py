@@ -25,12 +25,17 @@ Families (``families=``, :data:`FAMILIES`):
   (4), the dataset pairs at one ratio (3), the method pairs at one ratio (6) -- except MP vs UP,
   corrected over all its (architecture, ratio) comparisons at once (25). The family size counts
   every listed comparison of the column, one without a p-value included.
-* ``"table"``: a family is a whole table (all rows and columns sharing the fixed keys: 20, 16,
-  30 comparisons in the paper's grid) and its size counts only the comparisons with a p-value
-  (prunescope's default before the paper's rule was adopted).
+* ``"table"``: a family is a whole table (all rows and columns sharing the fixed keys: 20
+  consecutive-ratio pairs, 20 size pairs, 15 dataset pairs, 30 method pairs in the paper's
+  grid) and its size counts only the comparisons with a p-value (prunescope's default before
+  the paper's rule was adopted).
 
 ``family_by`` overrides the grouping of either (the counting rule stays that of ``families``).
-Comparisons whose levels are absent are not listed; those with too few models (paired: < 2
+
+Statistics: the values of the two sides of every comparison are merged onto it (paired tests
+on ``pair_on``, the model), and t, df and p are :func:`scipy.stats.ttest_rel` /
+:func:`scipy.stats.ttest_ind`'s, computed along axis 1 of one comparisons x models matrix per
+number of models. Comparisons whose levels are absent are not listed; those with too few models (paired: < 2
 pairs; independent: < 2 models on a side) are listed with p = NaN and a note. A paired
 comparison whose differences are all equal (an independent one whose two sides are each
 constant) has zero variance: all differences 0 (equal means) gives t = 0/0 and p = NaN, as
@@ -39,22 +44,18 @@ t = +/-inf and p = 0 or 1 (scipy's values), with a note saying so.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from prunescope.stats.ci import CELL_KEYS
-from prunescope.stats.tests import (
-    TEST_COLUMNS,
-    Correction,
-    correct_within,
-    independent_from_moments,
-    paired_from_moments,
-)
+from prunescope.stats.tests import TEST_COLUMNS, Correction, correct_within
 
 Families = Literal["column", "table"]
 #: How p-values are grouped into correction families (``families=``; see the module docstring):
@@ -115,144 +116,113 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def _present(enc: pd.DataFrame, keys: list[str], factor: str,
-             sizes: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (key code, factor code) combinations present, sorted by key code."""
-    nf = sizes[factor]
-    present = np.unique(_composite(enc, keys, sizes) * nf + enc[factor].to_numpy(np.int64))
-    return present // nf, present % nf
+def _pairs(enc: pd.DataFrame, keys: list[str], factor: str, rank: np.ndarray | None = None,
+           listed: Sequence[tuple[int, int]] = ()) -> pd.DataFrame:
+    """The comparisons of a family: columns ``keys``, ``a``, ``b`` (factor codes) and ``_rank``
+    (the table row order). With ``rank`` (indexed by the factor's code; NaN = not compared):
+    consecutive present levels within each ``keys`` group; otherwise the ``listed`` (a, b)
+    pairs where both levels are present in a ``keys`` group. A level counts as present with
+    any row, even one whose value is NaN (its comparison is listed without a p-value)."""
+    present = enc[[*keys, factor]].drop_duplicates()
+    if rank is not None:
+        present = present.assign(_rank=rank[present[factor].to_numpy()]).dropna(subset=["_rank"])
+        present = present.sort_values([*keys, "_rank"], kind="stable")
+        nxt = present.groupby(keys, sort=False)[factor].shift(-1)
+        out = present.assign(b=nxt).dropna(subset=["b"]).rename(columns={factor: "a"})
+        return out.astype({"b": np.int64})[[*keys, "a", "b", "_rank"]].reset_index(drop=True)
+    by_level = {code: sub[keys] for code, sub in present.groupby(factor, sort=False)}
+    parts = [by_level[a].merge(by_level[b], on=keys).assign(a=a, b=b, _rank=float(i))
+             for i, (a, b) in enumerate(listed) if a in by_level and b in by_level]
+    if not parts:
+        return pd.DataFrame({**{k: pd.Series(dtype=np.int64) for k in (*keys, "a", "b")},
+                             "_rank": pd.Series(dtype=np.float64)})
+    return pd.concat(parts, ignore_index=True)
 
 
-def _pair_frame(keys: list[str], sizes: dict[str, int], kc: np.ndarray, a: np.ndarray, b: np.ndarray,
-                rank: np.ndarray) -> pd.DataFrame:
-    """Pairs frame: the key columns decoded from the mixed-radix ``kc``, plus a, b and _rank."""
-    cols = np.unravel_index(kc, [sizes[k] for k in keys]) if keys else ()
-    data = {k: c.astype(np.int64) for k, c in zip(keys, cols)}
-    return pd.DataFrame({**data, "a": a, "b": b, "_rank": rank})
+def _sizes(*counts: np.ndarray) -> Iterator[tuple[np.ndarray, tuple[int, ...]]]:
+    """Comparisons grouped by their numbers of observations (one count array per side, (K,)):
+    for each distinct combination with every count >= 2, the comparisons' indices and the
+    counts."""
+    ok = np.logical_and.reduce([c >= 2 for c in counts])
+    combos = np.stack([c[ok] for c in counts], axis=1)
+    for combo in np.unique(combos, axis=0):
+        idx = np.flatnonzero(ok & np.logical_and.reduce([c == m for c, m in zip(counts, combo)]))
+        yield idx, tuple(int(m) for m in combo)
 
 
-def _consecutive_pairs(enc: pd.DataFrame, keys: list[str], factor: str, rank: np.ndarray,
-                       sizes: dict[str, int]) -> pd.DataFrame:
-    """Pairs of consecutive present values of ``factor`` within each ``keys`` group, in the order
-    of ``rank`` (indexed by the factor's code; NaN = not compared)."""
-    kc, fc = _present(enc, keys, factor, sizes)
-    r = rank[fc]
-    keep = np.isfinite(r)
-    kc, fc, r = kc[keep], fc[keep], r[keep]
-    order = np.lexsort((r, kc))
-    kc, fc, r = kc[order], fc[order], r[order]
-    nxt = np.flatnonzero(kc[:-1] == kc[1:])
-    return _pair_frame(keys, sizes, kc[nxt], fc[nxt], fc[nxt + 1], r[nxt])
+def _matrix(pair: np.ndarray, values: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
+    """The values of comparisons ``idx`` (each with ``n`` observations) as an (len(idx), n)
+    matrix; ``pair`` gives each row's comparison, rows sorted by it."""
+    return values[np.isin(pair, idx)].reshape(idx.size, n)
 
 
-def _listed_pairs(enc: pd.DataFrame, keys: list[str], factor: str, pairs: Sequence[tuple[int, int]],
-                  sizes: dict[str, int]) -> pd.DataFrame:
-    """The listed (a, b) code pairs where both values are present within a ``keys`` group."""
-    kc, fc = _present(enc, keys, factor, sizes)
-    parts = [np.intersect1d(kc[fc == a], kc[fc == b]) for a, b in pairs]
-    sizes_p = [p.size for p in parts]
-    return _pair_frame(keys, sizes, np.concatenate([np.zeros(0, np.int64), *parts]),
-                       np.repeat([a for a, _ in pairs], sizes_p).astype(np.int64),
-                       np.repeat([b for _, b in pairs], sizes_p).astype(np.int64),
-                       np.repeat(np.arange(len(pairs), dtype=np.float64), sizes_p))
-
-
-def _composite(frame: pd.DataFrame, cols: Sequence[str], sizes: dict[str, int]) -> np.ndarray:
-    """One int64 code per row combining the integer codes of ``cols`` (mixed radix)."""
-    out = np.zeros(len(frame), dtype=np.int64)
-    for c in cols:
-        out = out * sizes[c] + frame[c].to_numpy(np.int64)
-    return out
-
-
-def _group_moments(code: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted distinct codes and n, mean, variance (ddof = 1; NaN for n < 2) of ``v`` per code."""
-    order = np.argsort(code, kind="stable")
-    cs, vs = code[order], v[order]
-    new = np.r_[True, cs[1:] != cs[:-1]] if cs.size else np.zeros(0, bool)
-    gid = np.cumsum(new) - 1
-    n = np.bincount(gid).astype(np.float64)
-    mean = np.bincount(gid, weights=vs) / n
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = np.where(n >= 2, np.bincount(gid, weights=(vs - mean[gid]) ** 2) / (n - 1), np.nan)
-    return cs[new], n, mean, var
-
-
-def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of each of ``keys`` in ``sorted_keys`` and whether it is there."""
-    if sorted_keys.size == 0:
-        return np.zeros(keys.size, np.int64), np.zeros(keys.size, bool)
-    j = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
-    return j, sorted_keys[j] == keys
-
-
-def _run(enc: pd.DataFrame, pairs: pd.DataFrame, keys: list[str], factor: str, value: str,
-         paired: bool, alternative: str, pair_on: Sequence[str], equal_var: bool,
-         sizes: dict[str, int]) -> pd.DataFrame:
-    """Statistics per row of ``pairs`` (integer-coded columns keys, a, b, _rank), vectorised:
-    every observation and pair is reduced to one int64 code, matched by sorting/searchsorted."""
-    ok = np.isfinite(enc[value].to_numpy(np.float64))
-    data = enc.loc[ok]
-    v = data[value].to_numpy(np.float64)
-    nf = sizes[factor]
-    cf = _composite(data, keys, sizes) * nf + data[factor].to_numpy(np.int64)
-    pk = _composite(pairs, keys, sizes) * nf
-    pa = pk + pairs["a"].to_numpy(np.int64)
-    pb = pk + pairs["b"].to_numpy(np.int64)
-    n_pairs = len(pairs)
+def _tests(enc: pd.DataFrame, pairs: pd.DataFrame, keys: list[str], factor: str, value: str,
+           paired: bool, alternative: str, pair_on: Sequence[str], equal_var: bool) -> pd.DataFrame:
+    """``pairs`` with the statistics of each comparison: the values of side ``a`` and side ``b``
+    are merged onto it (paired: on ``pair_on``, the model), and t, df and p come from
+    :func:`scipy.stats.ttest_rel` / :func:`scipy.stats.ttest_ind`, one call per number of
+    observations (axis 1 of a comparisons x models matrix)."""
+    data = enc.loc[np.isfinite(enc[value].to_numpy(np.float64))]
+    k = len(pairs)
     res = pairs.copy()
-    if paired:
-        nm = int(np.prod([sizes[c] for c in pair_on]))
-        full = cf * nm + _composite(data, pair_on, sizes)
-        order = np.argsort(full, kind="stable")
-        full_s, v_s = full[order], v[order]
-        if full_s.size > 1 and (np.diff(full_s) == 0).any():
-            raise ValueError(f"two rows share a cell and {list(pair_on)}: paired tests need one value per "
-                             "model in each cell; add the distinguishing key to pair_on or the cell keys")
-        cf_s = full_s // nm
-        lo = np.searchsorted(cf_s, pa, "left")
-        count = np.searchsorted(cf_s, pa, "right") - lo
-        pair_idx = np.repeat(np.arange(n_pairs), count)
-        pos = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(lo, count)
-        target = pb[pair_idx] * nm + full_s[pos] % nm
-        j, hit = _lookup(full_s, target)
-        pair_idx, va, vb = pair_idx[hit], v_s[pos[hit]], v_s[j[hit]]
-        d = va - vb
-        n = np.bincount(pair_idx, minlength=n_pairs).astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean_d = np.bincount(pair_idx, weights=d, minlength=n_pairs) / n
-            var_d = np.where(n >= 2, np.bincount(pair_idx, weights=(d - mean_d[pair_idx]) ** 2,
-                                                 minlength=n_pairs) / (n - 1), np.nan)
-            res["mean1"] = np.bincount(pair_idx, weights=va, minlength=n_pairs) / n
-            res["mean2"] = np.bincount(pair_idx, weights=vb, minlength=n_pairs) / n
-        res["n1"] = n.astype(np.int64)
-        res["n2"] = res["n1"]
-        res["mean_diff"] = mean_d
-        res["t"], res["df"], res["p_raw"] = paired_from_moments(n, mean_d, var_d, alternative)
-        res["test"] = "paired"
-        res["note"] = np.select(
-            [n < 2, (var_d == 0) & (mean_d == 0), var_d == 0],
-            ["fewer than 2 models paired by " + "+".join(pair_on),
-             "zero variance of differences (all differences 0): no test",
-             "zero variance of differences (constant nonzero difference): t infinite"], "")
-    else:
-        gkeys, gn, gmean, gvar = _group_moments(cf, v)
-        # a missing side reads the padded last entry: n = 0, mean = var = NaN
-        gn, gmean, gvar = np.append(gn, 0.0), np.append(gmean, np.nan), np.append(gvar, np.nan)
-        j1, found1 = _lookup(gkeys, pa)
-        j2, found2 = _lookup(gkeys, pb)
-        i1, i2 = np.where(found1, j1, gkeys.size), np.where(found2, j2, gkeys.size)
-        n1, m1, v1 = gn[i1], gmean[i1], gvar[i1]
-        n2, m2, v2 = gn[i2], gmean[i2], gvar[i2]
-        res["n1"], res["n2"] = n1.astype(np.int64), n2.astype(np.int64)
-        res["mean1"], res["mean2"], res["mean_diff"] = m1, m2, m1 - m2
-        res["t"], res["df"], res["p_raw"] = independent_from_moments(n1, m1, v1, n2, m2, v2, alternative, equal_var)
-        res["test"] = "independent" if equal_var else "welch"
-        flat = (v1 == 0) & (v2 == 0)
-        res["note"] = np.select(
-            [(n1 < 2) | (n2 < 2), flat & (m1 == m2), flat],
-            ["fewer than 2 models on a side", "zero variance on both sides, equal means: no test",
-             "zero variance on both sides (different means): t infinite"], "")
+    comp = pairs.assign(_pair=np.arange(k))
+    side_a = data.rename(columns={factor: "a", value: "_va"})
+    side_b = data.rename(columns={factor: "b", value: "_vb"})
+    t, df, p = np.full(k, np.nan), np.full(k, np.nan), np.full(k, np.nan)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        # zero variance: scipy warns of catastrophic cancellation and returns t = nan or inf
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if paired:
+            if data.duplicated([*keys, factor, *pair_on]).any():
+                raise ValueError(f"two rows share a cell and {list(pair_on)}: paired tests need one "
+                                 "value per model in each cell; add the distinguishing key to "
+                                 "pair_on or the cell keys")
+            rows = (comp[[*keys, "a", "b", "_pair"]]
+                    .merge(side_a[[*keys, "a", *pair_on, "_va"]], on=[*keys, "a"])
+                    .merge(side_b[[*keys, "b", *pair_on, "_vb"]], on=[*keys, "b", *pair_on])
+                    .sort_values(["_pair", *pair_on], kind="stable"))
+            pair = rows["_pair"].to_numpy()
+            va, vb = rows["_va"].to_numpy(np.float64), rows["_vb"].to_numpy(np.float64)
+            n = np.bincount(pair, minlength=k)
+            for idx, (m,) in _sizes(n):
+                r = sps.ttest_rel(_matrix(pair, va, idx, m), _matrix(pair, vb, idx, m), axis=1,
+                                  alternative=alternative)
+                t[idx], df[idx], p[idx] = r.statistic, r.df, r.pvalue
+            with np.errstate(invalid="ignore"):
+                res["mean1"] = np.bincount(pair, weights=va, minlength=k) / n
+                res["mean2"] = np.bincount(pair, weights=vb, minlength=k) / n
+                res["mean_diff"] = np.bincount(pair, weights=va - vb, minlength=k) / n
+            res["n1"] = res["n2"] = n.astype(np.int64)
+            res["test"] = "paired"
+            few = n < 2
+            notes = ["fewer than 2 models paired by " + "+".join(pair_on),
+                     "zero variance of differences (all differences 0): no test",
+                     "zero variance of differences (constant nonzero difference): t infinite"]
+        else:
+            sides = []
+            for side, frame, v in (("a", side_a, "_va"), ("b", side_b, "_vb")):
+                rows = (comp[[*keys, side, "_pair"]].merge(frame[[*keys, side, v]], on=[*keys, side])
+                        .sort_values("_pair", kind="stable"))
+                pair = rows["_pair"].to_numpy()
+                vals = rows[v].to_numpy(np.float64)
+                n = np.bincount(pair, minlength=k)
+                with np.errstate(invalid="ignore"):
+                    mean = np.bincount(pair, weights=vals, minlength=k) / n
+                sides.append((pair, vals, n, mean))
+            (pa, xa, n1, m1), (pb, xb, n2, m2) = sides
+            for idx, (m1_, m2_) in _sizes(n1, n2):
+                r = sps.ttest_ind(_matrix(pa, xa, idx, m1_), _matrix(pb, xb, idx, m2_), axis=1,
+                                  equal_var=equal_var, alternative=alternative)
+                t[idx], df[idx], p[idx] = r.statistic, r.df, r.pvalue
+            res["n1"], res["n2"] = n1.astype(np.int64), n2.astype(np.int64)
+            res["mean1"], res["mean2"], res["mean_diff"] = m1, m2, m1 - m2
+            res["test"] = "independent" if equal_var else "welch"
+            few = (n1 < 2) | (n2 < 2)
+            notes = ["fewer than 2 models on a side",
+                     "zero variance on both sides, equal means: no test",
+                     "zero variance on both sides (different means): t infinite"]
+    res["t"], res["df"], res["p_raw"] = t, df, p
+    res["note"] = np.select([few, np.isnan(t), np.isinf(t)], notes, "")
     res["alternative"] = alternative
     return res
 
@@ -278,26 +248,26 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
     fam = list(family_by)
     if not set(fam) <= set(keys):
         raise ValueError(f"family_by {fam} must be a subset of the keys held fixed in one comparison {keys}")
-    # integer-code every key once: merges and groupbys on int64 are far cheaper than on strings
+    # integer-code every key once (in table order, stats.LEVEL_ORDER): merges, groupbys and
+    # sorts on int64 codes are cheaper than on strings and sort levels as the tables list them
     cols = list(dict.fromkeys([*keys, factor, *(pair_on if paired else ())]))
     enc = pd.DataFrame({value: alphas[value].to_numpy(np.float64)})
     uniques = {}
     for c in cols:
         enc[c], uniques[c] = _factorize(alphas[c], c)
     levels = uniques[factor]
-    sizes = {c: max(len(u), 1) for c, u in uniques.items()}
     if pairs_of == "consecutive":
         if order is None:
             rank = np.arange(len(levels), dtype=np.float64)
         else:
             pos = {v: i for i, v in enumerate(order)}
             rank = np.array([pos.get(v, np.nan) for v in levels], dtype=np.float64)
-        pair_frame = _consecutive_pairs(enc, keys, factor, rank, sizes)
+        pair_frame = _pairs(enc, keys, factor, rank=rank)
     else:
         code = {v: i for i, v in enumerate(levels)}
-        coded = [(code[a], code[b]) for a, b in (pairs or ()) if a in code and b in code]
-        pair_frame = _listed_pairs(enc, keys, factor, coded, sizes)
-    res = _run(enc, pair_frame, keys, factor, value, paired, alternative, pair_on, equal_var, sizes)
+        pair_frame = _pairs(enc, keys, factor, listed=[(code[a], code[b]) for a, b in (pairs or ())
+                                                       if a in code and b in code])
+    res = _tests(enc, pair_frame, keys, factor, value, paired, alternative, pair_on, equal_var)
     # sort on the integer codes: levels in LEVEL_ORDER (not alphabetically), ratios numerically
     res = res.sort_values([*fixed, "_rank", column], kind="stable").reset_index(drop=True)
     for c in keys:

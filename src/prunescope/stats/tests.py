@@ -1,9 +1,8 @@
 """t-tests and multiple-testing corrections (SPEC 5).
 
-Single tests call :mod:`scipy.stats` directly. The family functions need hundreds of tests at
-once, so :func:`paired_from_moments` / :func:`independent_from_moments` compute the same
-statistics from per-comparison moments (vectorised); the tests check both paths against
-scipy to 1e-12.
+Every t-test is :mod:`scipy.stats`' own: :func:`ttest` for one comparison, and the family
+functions (:mod:`prunescope.stats.families`) call ``ttest_rel`` / ``ttest_ind`` along an axis
+for many at once.
 """
 from __future__ import annotations
 
@@ -29,22 +28,6 @@ TEST_COLUMNS: tuple[str, ...] = (
 def _check_alternative(alternative: str) -> None:
     if alternative not in ALTERNATIVES:
         raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
-
-
-def t_pvalue(t: np.ndarray, df: np.ndarray, alternative: Alternative) -> np.ndarray:
-    """p-value of Student-t statistics ``t`` with ``df`` degrees of freedom (arrays, same shape).
-
-    ``"less"``: P(T <= t); ``"greater"``: P(T >= t); ``"two-sided"``: 2 P(T >= |t|), capped at 1.
-    """
-    _check_alternative(alternative)
-    t = np.asarray(t, dtype=np.float64)
-    df = np.asarray(df, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        if alternative == "less":
-            return sps.t.cdf(t, df)
-        if alternative == "greater":
-            return sps.t.sf(t, df)
-        return np.minimum(2.0 * sps.t.sf(np.abs(t), df), 1.0)
 
 
 def ttest(a: np.ndarray, b: np.ndarray | None = None, *, paired: bool = False,
@@ -89,47 +72,6 @@ def ttest(a: np.ndarray, b: np.ndarray | None = None, *, paired: bool = False,
         "mean1": float(x.mean()), "mean2": y_mean, "mean_diff": float(x.mean()) - y_mean,
         "t": float(res.statistic), "df": float(res.df), "p_raw": float(res.pvalue),
     }
-
-
-def paired_from_moments(n: np.ndarray, mean_d: np.ndarray, var_d: np.ndarray,
-                        alternative: Alternative) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Paired t-tests from moments of the differences d = a - b, vectorised over comparisons.
-
-    ``n`` pairs, ``mean_d`` and ``var_d`` (sample variance, ddof = 1), arrays of shape (K,).
-    Returns ``(t, df, p)`` each (K,): t = mean_d / sqrt(var_d / n), df = n - 1 (NaN where n < 2).
-    """
-    n = np.asarray(n, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(n >= 2, mean_d / np.sqrt(var_d / n), np.nan)
-    df = np.where(n >= 2, n - 1.0, np.nan)
-    return t, df, t_pvalue(t, df, alternative)
-
-
-def independent_from_moments(n1: np.ndarray, mean1: np.ndarray, var1: np.ndarray,
-                             n2: np.ndarray, mean2: np.ndarray, var2: np.ndarray,
-                             alternative: Alternative, equal_var: bool = True
-                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Independent two-sample t-tests from moments (variances with ddof = 1), vectorised (K,).
-
-    ``equal_var=True``: Student's pooled variance, df = n1 + n2 - 2; ``False``: Welch's test with
-    the Welch-Satterthwaite df. t and p come from :func:`scipy.stats.ttest_ind_from_stats`.
-    Returns ``(t, df, p)``, NaN where a side has fewer than 2 observations.
-    """
-    _check_alternative(alternative)
-    n1 = np.asarray(n1, dtype=np.float64)
-    n2 = np.asarray(n2, dtype=np.float64)
-    ok = (n1 >= 2) & (n2 >= 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        res = sps.ttest_ind_from_stats(mean1, np.sqrt(var1), n1, mean2, np.sqrt(var2), n2,
-                                       equal_var=equal_var, alternative=alternative)
-        if equal_var:
-            df = n1 + n2 - 2.0
-        else:
-            v1, v2 = var1 / n1, var2 / n2
-            df = (v1 + v2) ** 2 / (v1 ** 2 / (n1 - 1.0) + v2 ** 2 / (n2 - 1.0))
-    t = np.where(ok, np.asarray(res.statistic, dtype=np.float64), np.nan)
-    p = np.where(ok, np.asarray(res.pvalue, dtype=np.float64), np.nan)
-    return t, np.where(ok, df, np.nan), p
 
 
 def correct(p: np.ndarray, method: Correction = "bonferroni", *,

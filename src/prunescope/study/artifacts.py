@@ -196,8 +196,13 @@ class Artifacts:
         return bool(fs.exists(path))
 
     def clean_temporaries(self) -> int:
-        """Delete temporary folders left by killed workers under a local root; returns how many."""
-        if not self.is_local or not Path(self.base).is_dir():
+        """Delete temporary folders left by killed workers under a local root; returns how many.
+        A remote root's file system is opened, so that a missing fsspec backend is reported
+        here (:class:`ArtifactRootError`), before any job runs."""
+        if not self.is_local:
+            self.fs  # noqa: B018 -- opens the backend or raises ArtifactRootError
+            return 0
+        if not Path(self.base).is_dir():
             return 0
         stale = [p for p in Path(self.base).glob(f"*/{TMP_PREFIX}*") if p.is_dir()]
         for p in stale:

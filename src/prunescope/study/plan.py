@@ -2,7 +2,8 @@
 
 Job kinds, in dependency order (:data:`KINDS`):
 
-* ``train(dataset, arch, seed)``: the dense model of one seed (SPEC 4).
+* ``train(dataset, arch, seed)``: the dense model of one seed (SPEC 4); a cell with a long-tailed
+  training split adds ``imbalance`` (profile, ratio, seed and the per-class counts) to it.
 * ``gradients(train)``: the data-loss gradient of that dense model (SPEC 3), shared by GP and UP.
 * ``prune_finetune(train, method, ratio)``: one-shot pruning from the dense parent, then
   fine-tuning with the mask held; GP/UP depend on the ``gradients`` job as well.
@@ -25,14 +26,17 @@ training recipe changes every id downstream of it.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from prunescope.identity import id_field, identity
 from prunescope.prune.gradients import gradient_batches
 from prunescope.study.spec import GRADIENT_METHODS, STRUCTURED_METHODS, StudySpec, lth_schedule
+from prunescope.train.recipe import Recipe
 
 #: Bump when a code change alters the result of an unchanged job (ids then change, nothing
 #: stale is reused). Part of every job id.
@@ -43,6 +47,156 @@ RESULTS_VERSION = 1
 KINDS = ("train", "rewind", "gradients", "prune_finetune", "structured", "lth_level", "evaluate")
 
 
+# ---- the typed parameters of each job kind --------------------------------------------------
+# A job id hashes prunescope.identity.identity(params): a field without a default always, a
+# field with one only when it differs from it (or when its ``when`` says). Give every field
+# added from now on a default, so that the ids of finished jobs stay (tests/study/test_job_ids.py).
+@dataclass(frozen=True)
+class TrainParams:
+    """A ``train`` job: the dense model of one seed, trained with ``recipe`` on the train split
+    (or its long-tailed subset ``imbalance``) less a validation hold-out of ``n_val`` images
+    (drawn with ``split_seed``)."""
+
+    dataset: str
+    arch: str
+    seed: int
+    recipe: Recipe
+    n_val: int
+    split_seed: int
+    #: a long-tailed training split: ``{"profile", "ratio", "seed", "counts"}``
+    #: (:func:`prunescope.data.training_split`), ``None`` for the balanced split
+    imbalance: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RewindParams(TrainParams):
+    """A ``rewind`` job: the ``train`` job's run, stopped after ``rewind_steps`` optimiser
+    steps (a keyword)."""
+
+    rewind_steps: int = field(kw_only=True)
+
+
+def _sampled(p: GradientsParams) -> bool:
+    return p.mode != "full"
+
+
+@dataclass(frozen=True)
+class GradientsParams:
+    """A ``gradients`` job: the data-loss gradient of dense model ``parent`` by ``mode``;
+    ``n_batches`` batches of ``batch_size`` drawn with ``seed`` unless ``mode`` is ``full``."""
+
+    parent: str
+    mode: str
+    n_batches: int | None = id_field(None, when=_sampled)
+    batch_size: int | None = id_field(None, when=_sampled)
+    seed: int | None = id_field(None, when=_sampled)
+
+
+@dataclass(frozen=True)
+class PruneFinetuneParams:
+    """A ``prune_finetune`` job: one-shot ``method`` at ``ratio`` (``scope``) from dense model
+    ``parent`` (GP/UP: with the ``gradients`` job's gradient), then fine-tuning with ``recipe``
+    (model seed ``seed``)."""
+
+    parent: str
+    method: str
+    ratio: float
+    scope: str
+    #: ``None``: pruned and not fine-tuned (an audit's "right after pruning" copies)
+    recipe: Recipe | None
+    seed: int
+    prune_classifier: bool = False
+    prune_biases: bool = False
+    gradients: str | None = None
+
+
+@dataclass(frozen=True)
+class StructuredParams:
+    """A ``structured`` job: channel removal by ``method`` at ``ratio`` from ``parent`` with
+    per-layer ``config`` (``uniform``: every group the same fraction), then fine-tuning with
+    ``recipe``; CHIP scores average over ``chip_images`` training images."""
+
+    parent: str
+    method: str
+    ratio: float
+    scope: str
+    recipe: Recipe
+    seed: int
+    chip_images: int | None = None
+    config: str = "uniform"
+
+
+@dataclass(frozen=True)
+class LthLevelParams:
+    """An ``lth_level`` job: level ``level`` of iterative magnitude pruning from ``parent`` (the
+    previous level, level 1: the dense model), rewound to the ``rewind`` job's state and
+    retrained with ``recipe``."""
+
+    parent: str
+    rewind: str
+    method: str
+    level: int
+    prune_fraction: float
+    scope: str
+    recipe: Recipe
+    seed: int
+    prune_classifier: bool = False
+    prune_biases: bool = False
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """An ``evaluate`` job: model ``parent`` on test ``distribution`` (corrupted with
+    ``corruption_seed`` unless nominal), on the stratified ``test_subset`` drawn with
+    ``split_seed`` when one is set. ``quantize``: how corrupted pixels become uint8 levels
+    (:func:`prunescope.data.corruptions.corrupt`), ``"truncate"`` as the published CIFAR-10-C
+    for every corrupted set since issue 13 (so no result made with rounding is reused), ``None``
+    for the nominal set."""
+
+    parent: str
+    distribution: str
+    corruption_seed: int | None = None
+    test_subset: int | None = None
+    split_seed: int | None = None
+    quantize: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    """A ``source`` job: an audit's dense model, imported rather than trained
+    (:func:`prunescope.audit.audit` writes its checkpoint and records it done, no worker runs
+    it): sha256 of its ``weights`` (safetensors bytes) and of its ``data`` (train, validation
+    and test arrays), its ``structure`` (``repr`` of the module), normalisation, UP's
+    ``weight_decay`` and ``num_classes``."""
+
+    weights: str
+    structure: str
+    data: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weight_decay: float | None
+    num_classes: int
+
+
+JobParams = (SourceParams | TrainParams | RewindParams | GradientsParams | PruneFinetuneParams
+             | StructuredParams | LthLevelParams | EvaluateParams)
+#: the parameter type of each job kind
+PARAMS: dict[str, type] = {
+    "train": TrainParams, "rewind": RewindParams, "gradients": GradientsParams,
+    "prune_finetune": PruneFinetuneParams, "structured": StructuredParams,
+    "lth_level": LthLevelParams, "evaluate": EvaluateParams, "source": SourceParams}
+_KIND_OF = {cls: kind for kind, cls in PARAMS.items()}
+
+
+def params_from_dict(kind: str, d: dict[str, Any]) -> Any:
+    """The typed parameters of a job of ``kind`` from its hashed dict (``Job.params``; keys
+    left out of the hash take their defaults)."""
+    kw = {k: v for k, v in d.items() if k not in ("kind", "version")}
+    if kw.get("recipe") is not None:
+        kw["recipe"] = Recipe.from_dict(kw["recipe"])
+    return PARAMS[kind](**kw)
+
+
 @dataclass(frozen=True, eq=False)
 class Job:
     """One unit of work.
@@ -50,13 +204,19 @@ class Job:
     Attributes:
         id: 64 hex chars, sha256 of :func:`canonical_json` (``params``).
         kind: one of :data:`KINDS`.
-        params: what determines the result (JSON-able; the ids of parents included).
+        params: what determines the result: ``{"kind", "version", **identity(typed
+            parameters)}`` (JSON-able; the ids of parents included; stored with the job).
+            Workers read the typed :attr:`args`, rebuilt from it, so nothing outside the id
+            can steer a result.
         deps: ids of the jobs whose artifacts this one reads.
         dataset, arch, seed: the dense model's dataset, architecture and seed.
         model: the model index within the study (a label, not in the id).
         method: ``dense`` for train/gradients and evaluations of dense models, else the pruning
             method; ratio: the requested compression ratio (1.0 for dense).
         distribution: the test distribution of an ``evaluate`` job, else ``None``.
+        imbalance: the long-tailed training split's label (``lt10``, ``step100``: see
+            :attr:`prunescope.study.spec.ImbalanceSpec.label`) of every job of such a cell,
+            ``None`` for the full training split.
         level: the LTH level (1, 2, ...) of ``lth_level`` jobs and their evaluations, else
             ``None``. Their ``ratio`` is the smallest requested ``lth`` ratio that this level is
             the first to reach (achieved ratio >= it), or, for a level in between, the level's
@@ -75,6 +235,12 @@ class Job:
     ratio: float = 1.0
     distribution: str | None = None
     level: int | None = None
+    imbalance: str | None = None
+
+    @functools.cached_property
+    def args(self) -> Any:
+        """The typed parameters (:data:`PARAMS` ``[kind]``) of :attr:`params`."""
+        return params_from_dict(self.kind, self.params)
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,33 +299,38 @@ def make_plan(spec: StudySpec) -> Plan:
     ratio, distribution). A job reached from two grid entries appears once."""
     seen: dict[str, Job] = {}
 
-    def add(kind: str, params: dict[str, Any], deps: tuple[str, ...], **labels: Any) -> Job:
-        full = {"kind": kind, "version": RESULTS_VERSION, **params}
+    def add(args: Any, deps: tuple[str, ...], **labels: Any) -> Job:
+        kind = _KIND_OF[type(args)]
+        full = {"kind": kind, "version": RESULTS_VERSION, **identity(args)}
         jid = job_id(full)
         if jid not in seen:
             seen[jid] = Job(jid, kind, full, deps, **labels)
         return seen[jid]
 
     for cell in spec.cells:
-        train_recipe = spec.recipe(cell.arch, "train").to_dict()
-        ft_recipe = spec.recipe(cell.arch, "finetune").to_dict()
+        train_recipe = spec.recipe(cell.arch, "train")
+        ft_recipe = spec.recipe(cell.arch, "finetune")
         methods = dict(cell.methods)
         for m in range(spec.models):
             seed = model_seed(spec.seed, m)
             labels = dict(dataset=cell.dataset, arch=cell.arch, seed=seed, model=m)
-            train = add("train", {
-                "dataset": cell.dataset, "arch": cell.arch, "seed": seed, "recipe": train_recipe,
-                "n_val": spec.n_val, "split_seed": spec.split_seed,
-            }, (), **labels)
+            imbalance = None
+            if cell.imbalance is not None:  # only then, so that balanced cells keep their ids
+                imb = cell.imbalance
+                labels["imbalance"] = imb.label
+                imbalance = {"profile": imb.profile, "ratio": imb.ratio, "seed": imb.seed,
+                             "counts": list(imb.counts(cell.dataset))}
+            train = add(TrainParams(cell.dataset, cell.arch, seed, train_recipe, spec.n_val,
+                                    spec.split_seed, imbalance=imbalance), (), **labels)
             models = [train]
             grads = None
             if any(meth in GRADIENT_METHODS for meth in methods):
                 g = spec.gradients
-                gparams: dict[str, Any] = {"parent": train.id, "mode": g.mode}
-                if g.mode != "full":
-                    gparams |= {"n_batches": g.n_batches, "batch_size": train_recipe["batch_size"],
-                                "seed": seed}
-                grads = add("gradients", gparams, (train.id,), **labels)
+                sampled = g.mode != "full"
+                grads = add(GradientsParams(
+                    train.id, g.mode, n_batches=g.n_batches if sampled else None,
+                    batch_size=train_recipe.batch_size if sampled else None,
+                    seed=seed if sampled else None), (train.id,), **labels)
             for meth, ratios in methods.items():
                 if meth == "lth":
                     models.extend(_lth_jobs(spec, cell, add, train, ratios, labels))
@@ -167,45 +338,30 @@ def make_plan(spec: StudySpec) -> Plan:
                 if meth in STRUCTURED_METHODS:
                     st = spec.structured
                     for r in ratios:
-                        sparams: dict[str, Any] = {
-                            "parent": train.id, "method": meth, "ratio": r, "scope": st.scope,
-                            "recipe": ft_recipe, "seed": seed}
-                        if meth == "chip":
-                            sparams["chip_images"] = st.chip_images
-                        # only when set, so that uniform jobs keep their ids
-                        if st.config_of(meth) != "uniform":
-                            sparams["config"] = st.config_of(meth)
-                        models.append(add("structured", sparams, (train.id,), method=meth,
-                                          ratio=r, **labels))
+                        models.append(add(StructuredParams(
+                            train.id, meth, r, st.scope, ft_recipe, seed,
+                            chip_images=st.chip_images if meth == "chip" else None,
+                            config=st.config_of(meth)),
+                            (train.id,), method=meth, ratio=r, **labels))
                     continue
                 for r in ratios:
-                    params: dict[str, Any] = {
-                        "parent": train.id, "method": meth, "ratio": r, "scope": spec.scope,
-                        "recipe": ft_recipe, "seed": seed,
-                    }
-                    # only when set, so that default studies keep their ids
-                    if cell.prune_classifier:
-                        params["prune_classifier"] = True
-                    if cell.prune_biases:
-                        params["prune_biases"] = True
-                    deps: tuple[str, ...] = (train.id,)
-                    if meth in GRADIENT_METHODS:
-                        assert grads is not None
-                        params["gradients"] = grads.id
-                        deps = (train.id, grads.id)
-                    models.append(add("prune_finetune", params, deps, method=meth, ratio=r,
-                                      **labels))
+                    gid = grads.id if grads is not None and meth in GRADIENT_METHODS else None
+                    models.append(add(PruneFinetuneParams(
+                        train.id, meth, r, spec.scope, ft_recipe, seed,
+                        prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases,
+                        gradients=gid), (train.id,) if gid is None else (train.id, gid),
+                        method=meth, ratio=r, **labels))
             for model_job in models:
                 for dist in spec.distributions:
-                    eparams: dict[str, Any] = {"parent": model_job.id, "distribution": dist}
-                    if dist != "nominal":
-                        eparams["corruption_seed"] = spec.corruption_seed
-                    if spec.test_subset is not None:
-                        eparams |= {"test_subset": spec.test_subset,
-                                    "split_seed": spec.split_seed}
-                    add("evaluate", eparams, (model_job.id,), method=model_job.method,
-                        ratio=model_job.ratio, distribution=dist, level=model_job.level,
-                        **labels)
+                    subset = spec.test_subset
+                    add(EvaluateParams(
+                        model_job.id, dist,
+                        corruption_seed=None if dist == "nominal" else spec.corruption_seed,
+                        test_subset=subset,
+                        split_seed=None if subset is None else spec.split_seed,
+                        quantize=None if dist == "nominal" else "truncate"),
+                        (model_job.id,), method=model_job.method, ratio=model_job.ratio,
+                        distribution=dist, level=model_job.level, **labels)
     jobs = sorted(seen.values(), key=lambda j: KINDS.index(j.kind))  # stable: keeps plan order
     return Plan(spec, tuple(jobs))
 
@@ -215,26 +371,17 @@ def _lth_jobs(spec: StudySpec, cell: Any, add: Any, train: Job, ratios: tuple[fl
     """The ``rewind`` job and the chain of ``lth_level`` jobs of one dense model; returns the
     level jobs (the models to evaluate)."""
     lth = spec.lth
-    tp = train.params
-    rewind = add("rewind", {
-        "dataset": tp["dataset"], "arch": tp["arch"], "seed": tp["seed"], "recipe": tp["recipe"],
-        "n_val": tp["n_val"], "split_seed": tp["split_seed"], "rewind_steps": lth.rewind_steps,
-    }, (), **labels)
-    recipe = spec.recipe(cell.arch, lth.retrain).to_dict()
+    tp = train.args
+    rewind = add(RewindParams(**vars(tp), rewind_steps=lth.rewind_steps), (), **labels)
+    recipe = spec.recipe(cell.arch, lth.retrain)
     achieved = lth_schedule(spec, cell)
     out = []
     parent = train
     for level, label in enumerate(lth_ratio_labels(achieved, ratios), start=1):
-        params: dict[str, Any] = {
-            "parent": parent.id, "rewind": rewind.id, "method": "lth", "level": level,
-            "prune_fraction": lth.prune_fraction, "scope": spec.scope, "recipe": recipe,
-            "seed": tp["seed"]}
-        if cell.prune_classifier:
-            params["prune_classifier"] = True
-        if cell.prune_biases:
-            params["prune_biases"] = True
-        parent = add("lth_level", params, (parent.id, rewind.id), method="lth", ratio=label,
-                     level=level, **labels)
+        parent = add(LthLevelParams(
+            parent.id, rewind.id, "lth", level, lth.prune_fraction, spec.scope, recipe, tp.seed,
+            prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases),
+            (parent.id, rewind.id), method="lth", ratio=label, level=level, **labels)
         out.append(parent)
     return out
 
@@ -254,21 +401,21 @@ def job_work(job: Job, n_val: int) -> tuple[int, int]:
     job's ``rewind_steps x batch size``; the gradient pass's images; the test
     images of an evaluation."""
     n_train_all, n_test = dataset_sizes(job.dataset)
+    p = job.args
+    if getattr(p, "imbalance", None) is not None:
+        n_train_all = sum(p.imbalance["counts"])
     n_train = n_train_all - n_val
-    p = job.params
     if job.kind == "rewind":
-        r = p["recipe"]
-        return 0, p["rewind_steps"] * r["batch_size"]
+        return 0, p.rewind_steps * p.recipe.batch_size
     if job.kind in ("train", "prune_finetune", "structured", "lth_level"):
-        r = p["recipe"]
-        epochs = sum(e for e, _ in r["schedule"])
-        per_epoch = n_train if r["max_steps_per_epoch"] is None else min(
-            n_train, r["max_steps_per_epoch"] * r["batch_size"])
-        return epochs, epochs * (per_epoch + n_val)
+        r = p.recipe
+        per_epoch = n_train if r.max_steps_per_epoch is None else min(
+            n_train, r.max_steps_per_epoch * r.batch_size)
+        return r.epochs, r.epochs * (per_epoch + n_val)
     if job.kind == "gradients":
-        steps = gradient_batches(p["mode"], p.get("n_batches"))
-        return 0, n_train if steps is None else min(n_train, steps * p["batch_size"])
-    return 0, p.get("test_subset", n_test)
+        steps = gradient_batches(p.mode, p.n_batches)
+        return 0, n_train if steps is None else min(n_train, steps * p.batch_size)
+    return 0, n_test if p.test_subset is None else p.test_subset
 
 
 def estimate_work(plan: Plan) -> dict[str, dict[str, float]]:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from prunescope.metrics import functional_agreement
+from prunescope.metrics.underrepresented import Exemplars
 from prunescope.study.artifacts import ArtifactDamaged, read_bytes, redo_hint
 from prunescope.study.plan import Plan, make_plan
 from prunescope.study.spec import StudySpec, load_spec
@@ -114,7 +115,9 @@ def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None =
     plan = make_plan(spec) if plan is None else plan
     labels = pd.DataFrame({
         "id": [j.id for j in plan.jobs], "kind": [j.kind for j in plan.jobs],
-        "dataset": [j.dataset for j in plan.jobs], "arch": [j.arch for j in plan.jobs],
+        "dataset": [j.dataset if j.imbalance is None else f"{j.dataset}-{j.imbalance}"
+                    for j in plan.jobs],
+        "arch": [j.arch for j in plan.jobs],
         "method": [j.method for j in plan.jobs],
         "ratio": np.array([j.ratio for j in plan.jobs], dtype=np.float64),
         "model": np.array([j.model for j in plan.jobs], dtype=np.int64),
@@ -261,3 +264,131 @@ def export_results(results: StudyResults, fmt: str, out: str | os.PathLike[str] 
     else:
         results.frame.to_csv(path, index=False)
     return path
+
+
+def training_splits(spec: StudySpec) -> pd.DataFrame:
+    """The training split of every cell's models, per class.
+
+    Returns:
+        One row per (dataset label, class): ``dataset`` (the results' label, e.g.
+        ``fashion-mnist-lt10``), ``base_dataset`` (the registry name), ``profile``
+        (``balanced``, ``exponential`` or ``step``), ``imbalance_ratio`` (1.0 when balanced),
+        ``cls`` and ``train_count`` (images of the class in the training split, validation
+        hold-out included: the counts that enter the train jobs' ids).
+    """
+    from prunescope.data import expected
+
+    rows = []
+    for cell in {c.label: c for c in spec.cells}.values():
+        imb = cell.imbalance
+        counts = imb.counts(cell.dataset) if imb else expected(cell.dataset).counts["train"]
+        for cls, n in enumerate(counts):
+            rows.append((cell.label, cell.dataset, imb.profile if imb else "balanced",
+                         imb.ratio if imb else 1.0, cls, int(n)))
+    return pd.DataFrame(rows, columns=["dataset", "base_dataset", "profile", "imbalance_ratio",
+                                       "cls", "train_count"]).astype(
+        {"imbalance_ratio": np.float64, "cls": np.int64, "train_count": np.int64})
+
+
+def load_exemplars(results: StudyResults, gallery: int = 12,
+                   test_sets: dict[str, tuple[np.ndarray, np.ndarray, tuple[str, ...]]] | None
+                   = None) -> Exemplars:
+    """PIEs of every pruned cell of ``results`` from the stored predictions (Hooker et al. 2019:
+    the modal label over the cell's pruned models differs from the modal label over the dense
+    models; :func:`prunescope.metrics.underrepresented.pie_mask`). With one model per cell (an
+    audit) these are the test images whose prediction pruning changes.
+
+    Cells whose models lack predictions artifacts are left out with a warning. ``gallery``: how
+    many PIE thumbnails to keep per nominal cell (the first by test-set index). ``test_sets``:
+    ``{dataset label: (x uint8 NHWC, y int64, class names)}`` for data that are not a registry
+    dataset (an audited user model's own test set, in the order it was evaluated); the others
+    are read from the registry (``test_subset`` applied as the evaluations did).
+    """
+    from prunescope.data import info, load, train_val_indices
+    from prunescope.metrics.underrepresented import accuracy_on, pie_class_share, pie_mask
+
+    jobs = results.jobs
+    spec = results.spec
+    ev = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")].copy()
+    ev["url"] = [a.get("predictions") if isinstance(a, dict) else None for a in ev["artifacts"]]
+    missing = int(ev["url"].isna().sum())
+    ev = ev[ev["url"].notna()]
+    base_of = {c.label: c.dataset for c in spec.cells}
+    key = ["dataset", "arch", "distribution"]
+    cells = ["dataset", "arch", "method", "ratio", "distribution"]
+    summary, per_class, acc_rows, images = [], [], [], []
+    thumbs: dict[tuple[str, int], np.ndarray] = {}
+    classes: dict[str, tuple[str, ...]] = {}
+    labels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for (dataset, arch, dist), grp in ev.groupby(key, sort=True):
+        base = base_of.get(dataset, dataset)
+        if dataset not in labels and test_sets and dataset in test_sets:
+            x_user, y_user, names = test_sets[dataset]
+            y_user = np.asarray(y_user, dtype=np.int64)
+            labels[dataset] = (y_user, np.arange(len(y_user)), np.asarray(x_user))
+            classes[dataset] = tuple(names)
+        if dataset not in labels:
+            test = load(base, "test")
+            idx = np.arange(len(test.y))
+            if spec.test_subset is not None and spec.test_subset < len(test.y):
+                _, idx = train_val_indices(test.y, spec.test_subset, seed=spec.split_seed)
+            labels[dataset] = (test.y[idx].astype(np.int64), idx, test.x)
+            classes[dataset] = tuple(info(base).classes)
+        y, idx, x_all = labels[dataset]
+        n_classes = len(classes[dataset])
+
+        def stack(frame: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
+            preds, models = [], []
+            for url, model in zip(frame["url"], frame["model"]):
+                try:
+                    p = read_predictions(url)
+                except FileNotFoundError:
+                    continue
+                if p.shape == y.shape:
+                    preds.append(p)
+                    models.append(int(model))
+            return (np.stack(preds) if preds else np.empty((0, len(y)), np.int64)), models
+
+        dense, dense_models = stack(grp[grp["method"] == "dense"])
+        if not len(dense):
+            continue
+        for (method, ratio), cg in grp[grp["method"] != "dense"].groupby(["method", "ratio"],
+                                                                           sort=True):
+            pruned, pruned_models = stack(cg)
+            if not len(pruned):
+                continue
+            is_pie, d_mode, p_mode = pie_mask(dense, pruned, n_classes)
+            cell = dict(dataset=dataset, arch=arch, method=method, ratio=float(ratio),
+                        distribution=dist)
+            n_pies = int(is_pie.sum())
+            summary.append(cell | dict(n_images=len(y), n_dense=len(dense),
+                                       n_pruned=len(pruned), n_pies=n_pies,
+                                       pie_fraction=n_pies / len(y)))
+            share = pie_class_share(is_pie, y, n_classes)
+            per_class.extend(cell | dict(cls=c, n_pies=int(np.sum(is_pie & (y == c))),
+                                         share=float(share[c])) for c in range(n_classes))
+            for group, preds, models in (("dense", dense, dense_models),
+                                         ("pruned", pruned, pruned_models)):
+                a_pie, a_rest = accuracy_on(preds, y, is_pie), accuracy_on(preds, y, ~is_pie)
+                acc_rows.extend(cell | dict(model=m, group=group, acc_pie=float(ap),
+                                            acc_rest=float(ar))
+                                for m, ap, ar in zip(models, a_pie, a_rest))
+            where = np.flatnonzero(is_pie)
+            images.extend(cell | dict(index=int(idx[i]), label=int(y[i]),
+                                      dense_label=int(d_mode[i]), pruned_label=int(p_mode[i]))
+                          for i in where)
+            if dist == "nominal":
+                for i in where[:gallery]:
+                    thumbs[(dataset, int(idx[i]))] = x_all[idx[i]]
+    if missing:
+        warnings.warn(f"{missing} evaluation(s) have no predictions artifact; their cells' PIEs "
+                      "use the other models only", stacklevel=2)
+    cols_img = cells + ["index", "label", "dense_label", "pruned_label"]
+    return Exemplars(
+        summary=pd.DataFrame(summary, columns=cells + ["n_images", "n_dense", "n_pruned",
+                                                       "n_pies", "pie_fraction"]),
+        per_class=pd.DataFrame(per_class, columns=cells + ["cls", "n_pies", "share"]),
+        accuracy=pd.DataFrame(acc_rows, columns=cells + ["model", "group", "acc_pie",
+                                                         "acc_rest"]),
+        images=pd.DataFrame(images, columns=cols_img),
+        thumbnails=thumbs, classes=classes)

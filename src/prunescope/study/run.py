@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from prunescope.data import fetch, info
+from prunescope.errors import DeviceUnavailable, UserError
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
 from prunescope.study.packs import Pack, stacks
@@ -54,7 +55,7 @@ class RunSummary:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-class StudyLocked(RuntimeError):
+class StudyLocked(UserError, RuntimeError):
     """Another driver is running this study folder."""
 
 
@@ -225,8 +226,9 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
         device = ex.device
     if (getattr(ex, "local_data", False) and torch.device(device).type == "cuda"
             and not torch.cuda.is_available()):
-        raise RuntimeError(f"the study asks for device {device!r} but this machine has no CUDA "
-                           "device; set device = \"auto\" or \"cpu\" in the spec")
+        raise DeviceUnavailable(
+            f"{spec.path or 'the study'} asks for device {device!r} but this machine has no "
+            "CUDA device; set device = \"auto\" or \"cpu\" in it, or run it on a GPU machine")
     try:  # [executor.pack_options] for the device this run resolved to
         pack_options = spec.executor.pack_options_for(device)
     except ValueError as e:

@@ -2,7 +2,8 @@
 
 Every key, its default and its allowed values are documented in ``docs/studies.md``. Validation
 happens entirely in :func:`load_spec` / :func:`parse_spec`, before any work: an unknown key, a
-wrong type or an impossible value raises :class:`SpecError` naming the key, the value found and
+wrong type, an impossible value or one beyond the bounds below (past which a run could only fail
+or never finish) raises :class:`SpecError`, one line naming the file, the key, the value found and
 what is allowed.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -22,6 +24,8 @@ import torch
 
 from prunescope.data import expected, info
 from prunescope.data.corruptions import CORRUPTIONS, Distribution
+from prunescope.data.imbalance import PROFILES, class_counts
+from prunescope.data.splits import val_quota
 from prunescope.models import ARCHS, LENET_ARCHS, build_model
 from prunescope.prune import UnreachableRatioError, count_parameters, keep_count, prunable
 from prunescope.train import Recipe
@@ -45,19 +49,44 @@ SCOPES = ("global", "layer")
 GRADIENT_MODES = ("full", "batches", "shrinkbench")
 DEVICES = ("auto", "cpu", "cuda")
 
+# ---- bounds (docs/studies.md, "Bounds") ------------------------------------------------------
+#: jobs one study may plan (``plan`` takes about 3 s per 100,000 on the 2-core CPU)
+MAX_JOBS = 100_000
+#: epochs of one recipe (``[train]``, ``[finetune]`` and their per-architecture tables)
+MAX_EPOCHS = 10_000
+#: LTH levels to the largest ``lth`` ratio (``[lth] prune_fraction`` sets how many)
+MAX_LTH_LEVELS = 100
+#: characters of a study name (the default output folder is ``runs/<name>``)
+MAX_NAME = 100
+#: bytes (UTF-8) of a local output or artifacts folder, leaving room for the files below it
+#: within Linux's PATH_MAX of 4,096; each folder name at most :data:`MAX_PART_BYTES`
+MAX_PATH_BYTES = 3500
+MAX_PART_BYTES = 255
+#: ``[executor]`` bounds: local worker processes, torch threads, models per pack, Ray resources
+MAX_WORKERS = 256
+MAX_THREADS = 1024
+MAX_PACK_SIZE = 1024
+MAX_CPUS_PER_PACK = 1024
+MAX_GPUS_PER_PACK = 64
+#: the largest CUDA device index torch accepts (``cuda:N``)
+MAX_CUDA_INDEX = 127
+#: TOML integers are 64-bit (tomllib reads larger ones anyway); seeds span 0..INT64_MAX
+INT64_MAX = 2**63 - 1
+
 _TOP_KEYS = {
     "name", "seed", "models", "datasets", "architectures", "methods", "ratios", "scope",
     "distributions", "output", "artifacts", "device", "n_val", "test_subset", "split_seed",
     "corruption_seed", "gradients", "train", "finetune", "executor", "grid",
-    "prune_classifier", "prune_biases", "lth", "structured",
+    "prune_classifier", "prune_biases", "lth", "structured", "imbalance",
 }
 _LTH_KEYS = {"rewind_steps", "prune_fraction", "retrain"}
 _STRUCTURED_KEYS = {"chip_images", "scope", "config"}
 #: recipes an LTH level may retrain with (``[lth] retrain``)
 LTH_RETRAIN = ("finetune", "train")
-_GRID_KEYS = {"datasets", "architectures", "methods", "ratios"}
+_GRID_KEYS = {"datasets", "architectures", "methods", "ratios", "imbalance"}
 #: keys a ``[[grid]]`` entry may set to override the study-wide value for its cells
 _CELL_FLAG_KEYS = ("prune_classifier", "prune_biases")
+_IMBALANCE_KEYS = {"ratio", "profile", "seed"}
 _GRADIENT_KEYS = {"mode", "n_batches"}
 _EXECUTOR_KEYS = {"pack_size", "workers", "gpus_per_pack", "cpus_per_pack", "threads",
                   "deterministic", "pack_options"}
@@ -71,8 +100,33 @@ class SpecError(ValueError):
 
 
 @dataclass(frozen=True)
+class ImbalanceSpec:
+    """A long-tailed training split (``[imbalance]``, or ``imbalance = {...}`` in a grid entry):
+    :func:`prunescope.data.imbalance.class_counts` with ``ratio`` (largest / smallest class
+    count, > 1) and ``profile`` (``exponential`` or ``step``); ``seed`` draws which images each
+    class keeps. The validation hold-out is drawn from the imbalanced split; test sets stay
+    balanced. A ratio of 1 in the file means the balanced split (no ImbalanceSpec)."""
+
+    ratio: float
+    profile: str = "exponential"
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        """Suffix of the dataset label in results: ``lt<ratio>`` (exponential) or
+        ``step<ratio>``, e.g. ``fashion-mnist-lt10``."""
+        return f"{'lt' if self.profile == 'exponential' else 'step'}{self.ratio:g}"
+
+    def counts(self, dataset: str) -> tuple[int, ...]:
+        """Images per class of the imbalanced training split of ``dataset`` (before the
+        validation hold-out), from the registry's class counts."""
+        avail = expected(dataset).counts["train"]
+        return tuple(int(c) for c in class_counts(avail, self.ratio, self.profile))
+
+
+@dataclass(frozen=True)
 class Cell:
-    """One (dataset, architecture) cell of the grid and the pruning it receives.
+    """One (dataset, architecture, training split) cell of the grid and the pruning it receives.
 
     Attributes:
         dataset, arch: names from :data:`DATASETS`, :data:`ARCHS`.
@@ -80,6 +134,7 @@ class Cell:
             ascending compression ratios > 1 (SPEC 3).
         prune_classifier, prune_biases: the prunable set of this cell's unstructured pruning
             (SPEC 3): the ``[[grid]]`` entry's value, else the study-wide one.
+        imbalance: the long-tailed training split, ``None`` for the full (balanced) one.
     """
 
     dataset: str
@@ -87,6 +142,13 @@ class Cell:
     methods: tuple[tuple[str, tuple[float, ...]], ...]
     prune_classifier: bool = False
     prune_biases: bool = False
+    imbalance: ImbalanceSpec | None = None
+
+    @property
+    def label(self) -> str:
+        """The dataset label of this cell's results: ``dataset``, or ``dataset-<imbalance
+        label>`` for a long-tailed training split (e.g. ``mnist-lt100``)."""
+        return self.dataset if self.imbalance is None else f"{self.dataset}-{self.imbalance.label}"
 
 
 @dataclass(frozen=True)
@@ -282,8 +344,7 @@ def load_spec(path: str | os.PathLike[str], output: str | None = None) -> StudyS
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise SpecError(f"cannot read study spec {str(p)!r}: {e.strerror or e}") from e
-    out = None if output is None else str(Path(output).resolve())
-    return parse_spec(text, base_dir=p.resolve().parent, source=str(p.resolve()), output=out)
+    return parse_spec(text, base_dir=p.resolve().parent, source=str(p.resolve()), output=output)
 
 
 def _pack_options(v: _Validator, etab: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
@@ -315,7 +376,7 @@ def parse_spec(
 
     ``base_dir`` (default: the current directory) anchors a relative ``output``; ``source``
     names the file in error messages and becomes ``StudySpec.path``; ``output`` overrides the
-    spec's output folder as given.
+    spec's output folder (relative to the current directory).
     """
     where = source or "<study spec>"
     try:
@@ -324,32 +385,37 @@ def parse_spec(
         raise SpecError(f"{where}: not valid TOML: {e}") from e
     v = _Validator(where)
     v.keys(raw, _TOP_KEYS, "")
+    _check_ints(v, raw, "")
 
     name = v.get(raw, "name", str, required=True)
-    if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
-        v.fail("name", name, "a non-empty name of letters, digits, '-', '_' or '.'")
-    seed = v.get(raw, "seed", int, default=0)
-    if seed < 0:
-        v.fail("seed", seed, "an integer >= 0")
+    if not (0 < len(name) <= MAX_NAME and name[0].isalnum()
+            and all(ch.isalnum() or ch in "-_." for ch in name)):
+        v.fail("name", name, f"a name of 1 to {MAX_NAME} letters, digits, '-', '_' or '.', "
+               "starting with a letter or digit")
+    seed = _seed(v, raw, "seed")
     models = v.get(raw, "models", int, required=True)
-    if models < 1:
-        v.fail("models", models, "an integer >= 1 (the number of seeds per cell)")
+    if not 1 <= models <= MAX_JOBS:
+        v.fail("models", models, f"an integer from 1 to {MAX_JOBS} (the number of seeds per "
+               "cell)")
     scope = v.choice(raw, "scope", SCOPES, default="global")
     prune_classifier = v.get(raw, "prune_classifier", bool, default=False)
     prune_biases = v.get(raw, "prune_biases", bool, default=False)
     device = v.get(raw, "device", str, default="auto")
-    if device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
-        v.fail("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+    index = re.fullmatch(r"cuda:(0|[1-9][0-9]{0,2})", device)
+    if device not in DEVICES and not (index and int(index[1]) <= MAX_CUDA_INDEX):
+        v.fail("device", device, f"'auto', 'cpu', 'cuda' or 'cuda:N' with N = 0..{MAX_CUDA_INDEX}")
     n_val = v.get(raw, "n_val", int, default=5000)
     if n_val < 1:
         v.fail("n_val", n_val, "an integer >= 1 (validation images held out of the train split)")
     test_subset = v.get(raw, "test_subset", int, default=None)
     if test_subset is not None and test_subset < 1:
         v.fail("test_subset", test_subset, "an integer >= 1 (test images to evaluate on)")
-    split_seed = v.get(raw, "split_seed", int, default=0)
-    corruption_seed = v.get(raw, "corruption_seed", int, default=0)
+    split_seed = _seed(v, raw, "split_seed")
+    corruption_seed = _seed(v, raw, "corruption_seed")
 
     raw_dists = v.get(raw, "distributions", list, default=["nominal"])
+    if len(raw_dists) > MAX_JOBS:
+        v.fail("distributions", raw_dists, f"at most {MAX_JOBS} distributions")
     distributions = tuple(_distribution(v, f"distributions[{i}]", d)
                           for i, d in enumerate(raw_dists))
     if len(set(distributions)) != len(distributions) or not distributions:
@@ -358,7 +424,8 @@ def parse_spec(
 
     top_methods = v.methods(raw, "methods", default=None)
     top_ratios = v.ratios(raw, "ratios", default=None)
-    cells = _cells(v, raw, top_methods, top_ratios, prune_classifier, prune_biases)
+    top_imbalance = _imbalance(v, raw, "", None)
+    cells = _cells(v, raw, top_methods, top_ratios, prune_classifier, prune_biases, top_imbalance)
 
     gtab = v.get(raw, "gradients", dict, default={})
     v.keys(gtab, _GRADIENT_KEYS, "gradients.")
@@ -372,7 +439,7 @@ def parse_spec(
     etab = v.get(raw, "executor", dict, default={})
     v.keys(etab, _EXECUTOR_KEYS, "executor.")
     ex = ExecutorSpec(
-        pack_size=etab.get("pack_size", 1),
+        pack_size=etab.get("pack_size", 1),  # checked below
         workers=v.get(etab, "workers", int, default=1, prefix="executor."),
         gpus_per_pack=float(v.get(etab, "gpus_per_pack", float, default=1.0, prefix="executor.")),
         cpus_per_pack=v.get(etab, "cpus_per_pack", int, default=1, prefix="executor."),
@@ -380,17 +447,23 @@ def parse_spec(
         deterministic=_deterministic(v, etab),
         pack_options=_pack_options(v, etab),
     )
-    if ex.pack_size != "auto" and not (_is_int(ex.pack_size) and ex.pack_size >= 1):
-        v.fail("executor.pack_size", ex.pack_size, "an integer >= 1 or \"auto\"")
-    if ex.workers < 1:
-        v.fail("executor.workers", ex.workers, "an integer >= 1 (local worker processes)")
+    if ex.pack_size != "auto" and not (_is_int(ex.pack_size)
+                                       and 1 <= ex.pack_size <= MAX_PACK_SIZE):
+        v.fail("executor.pack_size", ex.pack_size, f"an integer from 1 to {MAX_PACK_SIZE} (models "
+               "trained at once in one pack) or \"auto\"")
+    if not 1 <= ex.workers <= MAX_WORKERS:
+        v.fail("executor.workers", ex.workers, f"an integer from 1 to {MAX_WORKERS} (local "
+               "worker processes)")
     g = ex.gpus_per_pack
-    if not (0 < g <= 1 or (g > 1 and g == int(g))):
-        v.fail("executor.gpus_per_pack", g, "a fraction in (0, 1] or a whole number of GPUs")
-    if ex.cpus_per_pack < 1:
-        v.fail("executor.cpus_per_pack", ex.cpus_per_pack, "an integer >= 1")
-    if ex.threads < 0:
-        v.fail("executor.threads", ex.threads, "an integer >= 0 (0 = torch's default)")
+    if not (0.01 <= g <= 1 or (1 < g <= MAX_GPUS_PER_PACK and g == int(g))):
+        v.fail("executor.gpus_per_pack", g, "a fraction in [0.01, 1] or a whole number of GPUs "
+               f"up to {MAX_GPUS_PER_PACK}")
+    if not 1 <= ex.cpus_per_pack <= MAX_CPUS_PER_PACK:
+        v.fail("executor.cpus_per_pack", ex.cpus_per_pack, f"an integer from 1 to "
+               f"{MAX_CPUS_PER_PACK}")
+    if not 0 <= ex.threads <= MAX_THREADS:
+        v.fail("executor.threads", ex.threads, f"an integer from 0 to {MAX_THREADS} (0 = "
+               "torch's default)")
     try:  # as for CUDA unless the spec names the CPU; the run checks its resolved device again
         ex.pack_options_for("cpu" if device == "cpu" else "cuda")
     except ValueError as e:
@@ -440,12 +513,16 @@ def parse_spec(
         if _is_url(out_raw):
             v.fail("output", out_raw, "a local folder (the SQLite store needs a local file); put "
                    "remote artifacts under the 'artifacts' key instead")
-        output = str((base / out_raw).resolve())
+        output = _local_folder(v, "output", out_raw, base)
+    else:
+        output = _local_folder(v, "output (--output)", output, Path.cwd())
     art_raw = v.get(raw, "artifacts", str, default=None)
     if art_raw is None:
-        artifacts = str(Path(output) / "artifacts")
+        artifacts = _local_folder(v, "output", str(Path(output) / "artifacts"), base)
+    elif _is_url(art_raw):
+        artifacts = _artifact_url(v, art_raw)
     else:
-        artifacts = art_raw if _is_url(art_raw) else str((base / art_raw).resolve())
+        artifacts = _local_folder(v, "artifacts", art_raw, base)
 
     spec = StudySpec(
         name=name, seed=seed, models=models, cells=cells, scope=scope,
@@ -460,15 +537,86 @@ def parse_spec(
     for arch in archs:  # build every recipe now so recipe errors surface before any work
         for phase in ("train", "finetune"):
             try:
-                spec.recipe(arch, phase)
+                recipe = spec.recipe(arch, phase)
             except ValueError as e:
-                raise SpecError(f"{where}: the [{phase}] recipe of {arch} is invalid: {e}") from e
-    for dataset in sorted({c.dataset for c in cells}):
-        n_train = sum(expected(dataset).counts["train"])
+                raise SpecError(f"{where}: the [{phase}] recipe of {arch} is invalid: "
+                                f"{e}") from e
+            if recipe.epochs > MAX_EPOCHS:
+                key = next(f"{t}.{k}" for t in (f"{phase}.{arch}", phase)
+                           for k in ("epochs", "epochs_scale", "schedule")
+                           if k in _table(raw, t))
+                v.fail(key, _table(raw, key.rsplit(".", 1)[0])[key.rsplit(".", 1)[1]],
+                       f"a recipe of at most {MAX_EPOCHS} epochs ({arch}'s [{phase}] recipe has "
+                       f"{recipe.epochs})")
+    for cell in cells:
+        counts = (cell.imbalance.counts(cell.dataset) if cell.imbalance is not None
+                  else expected(cell.dataset).counts["train"])
+        n_train = sum(counts)
+        split = f"the {'imbalanced ' if cell.imbalance else ''}training split of {cell.label}"
         if n_val >= n_train:
-            v.fail("n_val", n_val, f"fewer than the {n_train} training images of {dataset}")
+            v.fail("n_val", n_val, f"fewer than the {n_train} images of {split}")
+        if (val_quota(counts, n_val) >= counts).any():
+            v.fail("n_val", n_val, f"a hold-out that leaves every class of {split} at least one "
+                   f"training image (its class counts: {list(counts)})")
+    chip_cells = [c for c in cells if "chip" in dict(c.methods)]
+    for dataset in sorted({c.dataset for c in cells}):
+        n_train, n_test = (sum(n) for n in (expected(dataset).counts["train"],
+                                            expected(dataset).counts["test"]))
+        if test_subset is not None and test_subset >= n_test:
+            v.fail("test_subset", test_subset, f"fewer than the {n_test} test images of "
+                   f"{dataset} (leave it out for the whole test split)")
+        if any(c.dataset == dataset for c in chip_cells) and (
+                structured.chip_images > n_train - n_val):
+            v.fail("structured.chip_images", structured.chip_images, f"at most the "
+                   f"{n_train - n_val} training images of {dataset} (after n_val)")
     _check_ratios(v, spec)
+    _check_job_count(v, spec)
     return spec
+
+
+def _table(raw: dict[str, Any], dotted: str) -> dict[str, Any]:
+    """The (possibly absent, then empty) table at a dotted path of the raw TOML document."""
+    for k in dotted.split("."):
+        raw = raw.get(k, {}) if isinstance(raw, dict) else {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _seed(v: _Validator, raw: dict[str, Any], key: str) -> int:
+    """A seed key: an integer from 0 to :data:`INT64_MAX` (default 0)."""
+    seed = v.get(raw, key, int, default=0)
+    if not 0 <= seed <= INT64_MAX:
+        v.fail(key, seed, f"an integer from 0 to {INT64_MAX}")
+    return seed
+
+
+def jobs_per_model(spec: StudySpec) -> int:
+    """The jobs :func:`prunescope.study.plan.make_plan` plans per model (seed) of ``spec``,
+    counted without building them: per cell a ``train`` job, a ``gradients`` job for GP/UP, a
+    ``rewind`` job for LTH, one job per pruned model (ratio, or LTH level), and an ``evaluate``
+    job per model (dense included) and distribution."""
+    total = 0
+    for cell in spec.cells:
+        methods = dict(cell.methods)
+        n_models = 1 + sum(len(r) for m, r in methods.items() if m != "lth")
+        n_models += len(lth_schedule(spec, cell))
+        total += n_models * (1 + len(spec.distributions))
+        total += any(m in GRADIENT_METHODS for m in methods) + ("lth" in methods)
+    return total
+
+
+def _check_job_count(v: _Validator, spec: StudySpec) -> None:
+    """Fail when the plan would exceed :data:`MAX_JOBS` jobs, naming ``models`` when fewer
+    models would fit, else the grid's ratio and distribution lists."""
+    per_model = jobs_per_model(spec)
+    if spec.models * per_model <= MAX_JOBS:
+        return
+    if per_model <= MAX_JOBS:
+        v.fail("models", spec.models, f"at most {MAX_JOBS // per_model} models for this grid "
+               f"({per_model} jobs per model; a study plans at most {MAX_JOBS} jobs)")
+    key = "distributions" if len(spec.distributions) > 1 else "ratios"
+    v.fail(key, list(spec.distributions) if key == "distributions" else "(the grid's ratios)",
+           f"a grid of at most {MAX_JOBS} jobs per model ({per_model} here: the ratios times "
+           "the distributions, plus LTH levels)")
 
 
 def lth_schedule(spec: StudySpec, cell: Cell) -> list[float]:
@@ -494,10 +642,8 @@ def _imp_schedule(dataset: str, arch: str, target: float, fraction: float,
     only, so validation and planning share one computation per process."""
     from prunescope.prune.iterative import imp_schedule
 
-    inf = info(dataset)
-    h, _, c = inf.shape_hwc
-    model = build_model(arch, inf.num_classes, c, image_size=h)
-    return tuple(imp_schedule(model, target_ratio=target, prune_fraction=fraction,
+    return tuple(imp_schedule(_fresh_model(dataset, arch), target_ratio=target,
+                              prune_fraction=fraction,
                               prune_classifier=prune_classifier, prune_biases=prune_biases))
 
 
@@ -510,20 +656,25 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
         methods = dict(cell.methods)
         if not methods:
             continue
-        inf = info(cell.dataset)
-        h, _, c = inf.shape_hwc
-        model = build_model(cell.arch, inf.num_classes, c, image_size=h)
+        n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch, cell.prune_classifier,
+                                                cell.prune_biases)
         unstructured = [r for m, rs in methods.items() if m not in STRUCTURED_METHODS for r in rs]
         if unstructured:
             top = max(unstructured)
-            n_prunable = sum(p.numel() for p in prunable(
-                model, prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases
-            ).values())
             try:
-                keep_count(count_parameters(model), n_prunable, top)
+                keep_count(n_total, n_prunable, top)
             except UnreachableRatioError as e:
                 v.fail("ratios", top, f"ratios {cell.arch} on {cell.dataset} can reach: {e}")
         if "lth" in methods:
+            # levels to the top ratio: keep (1 - f)^L of the prunable weights, with
+            # n_total / (n_total - n_prunable + kept) >= top (reachable: checked above)
+            top = max(methods["lth"])
+            keep = (n_total / top - (n_total - n_prunable)) / n_prunable
+            f = spec.lth.prune_fraction
+            if keep > 0 and math.log(keep) / math.log1p(-f) > MAX_LTH_LEVELS:
+                least = 1 - keep ** (1 / MAX_LTH_LEVELS)
+                v.fail("lth.prune_fraction", f, f"a fraction that reaches ratio {top:g} on "
+                       f"{cell.arch} within {MAX_LTH_LEVELS} levels (at least {least:.4g})")
             try:
                 lth_schedule(spec, cell)
             except ValueError as e:
@@ -542,7 +693,7 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
         for meth in (m for m in methods if m in STRUCTURED_METHODS):
             top, config = max(methods[meth]), spec.structured.config_of(meth)
             try:
-                max_ratio = structured_max_ratio(model, config)
+                max_ratio = _structured_max_ratio(cell.dataset, cell.arch, config)
             except (TypeError, ValueError, KeyError) as e:
                 v.fail("methods", meth, f"structured methods only on architectures "
                        f"prunescope.prune.structured supports (lenet5, resnet*; a published "
@@ -552,6 +703,29 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
                        f"{cell.arch} on {cell.dataset} can reach: at most {max_ratio:.6g} "
                        "(every channel group it narrows down to one channel); lower the ratio "
                        "or drop it for this method with a [[grid]] entry")
+
+
+@functools.lru_cache(maxsize=64)
+def _parameter_counts(dataset: str, arch: str, prune_classifier: bool, prune_biases: bool
+                      ) -> tuple[int, int]:
+    """``(all parameters, prunable ones)`` of a fresh ``arch`` for ``dataset`` (counts only
+    depend on these, so validations in one process share one model build per cell)."""
+    model = _fresh_model(dataset, arch)
+    return count_parameters(model), sum(p.numel() for p in prunable(
+        model, prune_classifier=prune_classifier, prune_biases=prune_biases).values())
+
+
+@functools.lru_cache(maxsize=64)
+def _structured_max_ratio(dataset: str, arch: str, config: str = "uniform") -> float:
+    """:func:`structured_max_ratio` of a fresh ``arch`` for ``dataset`` with ``config`` (cached
+    likewise)."""
+    return structured_max_ratio(_fresh_model(dataset, arch), config)
+
+
+def _fresh_model(dataset: str, arch: str) -> Any:
+    inf = info(dataset)
+    h, _, c = inf.shape_hwc
+    return build_model(arch, inf.num_classes, c, image_size=h)
 
 
 def _structured_config(v: _Validator, stab: dict[str, Any], scope: str
@@ -586,6 +760,25 @@ def structured_max_ratio(model: Any, config: str = "uniform") -> float:
 
 
 # ---- grid -----------------------------------------------------------------------------------
+def _imbalance(v: _Validator, tab: dict[str, Any], prefix: str,
+               default: ImbalanceSpec | None) -> ImbalanceSpec | None:
+    """The ``imbalance`` table of ``tab`` (``default`` when absent; ``None`` for ratio 1)."""
+    if "imbalance" not in tab:
+        return default
+    key = f"{prefix}imbalance"
+    itab = v.get(tab, "imbalance", dict, prefix=prefix)
+    v.keys(itab, _IMBALANCE_KEYS, key + ".")
+    ratio = v.get(itab, "ratio", float, required=True, prefix=key + ".")
+    if not (math.isfinite(ratio) and ratio >= 1):
+        v.fail(f"{key}.ratio", ratio, "a finite ratio >= 1 of the largest to the smallest class "
+               "count (1 = the balanced split)")
+    profile = v.choice(itab, "profile", PROFILES, default="exponential", prefix=key + ".")
+    seed = v.get(itab, "seed", int, default=0, prefix=key + ".")
+    if seed < 0:
+        v.fail(f"{key}.seed", seed, "an integer >= 0")
+    return None if ratio == 1 else ImbalanceSpec(float(ratio), profile, seed)
+
+
 def _cells(
     v: _Validator,
     raw: dict[str, Any],
@@ -593,6 +786,7 @@ def _cells(
     top_ratios: tuple[float, ...] | None,
     prune_classifier: bool,
     prune_biases: bool,
+    top_imbalance: ImbalanceSpec | None = None,
 ) -> tuple[Cell, ...]:
     """Expand the top-level grid or the ``[[grid]]`` entries into merged cells; an entry's
     ``prune_classifier``/``prune_biases`` override the study-wide values for its cells (two
@@ -610,14 +804,15 @@ def _cells(
     else:
         entries = [("", {k: raw[k] for k in _GRID_KEYS if k in raw})]
 
-    merged: dict[tuple[str, str], dict[str, set[float]]] = {}
-    flags: dict[tuple[str, str], tuple[tuple[bool, bool], str]] = {}
+    merged: dict[tuple[str, str, ImbalanceSpec | None], dict[str, set[float]]] = {}
+    flags: dict[tuple[str, str, ImbalanceSpec | None], tuple[tuple[bool, bool], str]] = {}
     for prefix, entry in entries:
         if prefix:
             v.keys(entry, _GRID_KEYS | set(_CELL_FLAG_KEYS), prefix)
         cell_flags = (v.get(entry, "prune_classifier", bool, default=prune_classifier,
                             prefix=prefix),
                       v.get(entry, "prune_biases", bool, default=prune_biases, prefix=prefix))
+        imbalance = _imbalance(v, entry, prefix, top_imbalance) if prefix else top_imbalance
         datasets = v.names(entry, "datasets", DATASETS, prefix)
         archs = v.names(entry, "architectures", ARCHS, prefix)
         methods = v.methods(entry, "methods", default=top_methods, prefix=prefix)
@@ -634,19 +829,25 @@ def _cells(
                 if lenet and d.startswith("cifar") or not lenet and "mnist" in d:
                     v.fail(f"{prefix}architectures", a, f"an architecture that fits {d}: "
                            + ("resnet*" if d.startswith("cifar") else ", ".join(LENET_ARCHS)))
-                before, where = flags.setdefault((d, a), (cell_flags, prefix))
+                if imbalance is not None:
+                    n_max = min(expected(d).counts["train"])
+                    if imbalance.ratio > n_max:
+                        v.fail(f"{prefix}imbalance.ratio", imbalance.ratio, f"at most {n_max} on "
+                               f"{d} (its smallest class has {n_max} training images)")
+                key = (d, a, imbalance)
+                before, where = flags.setdefault(key, (cell_flags, prefix))
                 if before != cell_flags:
                     v.fail(f"{prefix}prune_classifier", cell_flags[0],
                            f"the prune_classifier/prune_biases of the other entry naming {a} on "
                            f"{d} ({where.rstrip('.') or 'top level'}: {before[0]}/{before[1]}); "
                            "one cell has one prunable set")
-                cell = merged.setdefault((d, a), {})
+                cell = merged.setdefault(key, {})
                 for m in methods or ():
                     cell.setdefault(m, set()).update(ratios or ())
     return tuple(
         Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in METHODS if m in ms),
-             *flags[(d, a)][0])
-        for (d, a), ms in merged.items()
+             *flags[(d, a, imb)][0], imbalance=imb)
+        for (d, a, imb), ms in merged.items()
     )
 
 
@@ -663,12 +864,14 @@ def _validated_overrides(v: _Validator, tab: dict[str, Any], prefix: str
     for key in sorted(tab):
         val = tab[key]
         if key == "epochs_scale":
-            if isinstance(val, bool) or not isinstance(val, (int, float)) or not val > 0:
-                v.fail(prefix + key, val, "a number > 0 multiplying every schedule block's epochs")
+            if not _is_num(val) or not 0 < val <= MAX_EPOCHS:
+                v.fail(prefix + key, val, f"a number in (0, {MAX_EPOCHS}] multiplying every "
+                       "schedule block's epochs")
             out.append((key, float(val)))
         elif key == "epochs":
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                v.fail(prefix + key, val, "an integer >= 1 (the schedule is scaled to it)")
+            if not _is_int(val) or not 1 <= val <= MAX_EPOCHS:
+                v.fail(prefix + key, val, f"an integer from 1 to {MAX_EPOCHS} (the schedule is "
+                       "scaled to it)")
             out.append((key, val))
         elif key == "schedule":
             ok = isinstance(val, list) and val and all(
@@ -730,6 +933,74 @@ def _is_url(s: str) -> bool:
     return "://" in s
 
 
+def _printable(key: str) -> str:
+    """A key path as shown in a message: non-printable characters (newlines, NUL, bidi
+    controls) escaped, so every message stays one readable line."""
+    return key if key.isprintable() else repr(key)[1:-1]
+
+
+def _check_ints(v: _Validator, node: Any, path: str) -> None:
+    """Fail on any integer outside TOML's 64-bit range, anywhere in the document (tomllib reads
+    larger ones; torch, NumPy and SQLite cannot hold them)."""
+    if isinstance(node, dict):
+        for k, x in node.items():
+            _check_ints(v, x, f"{path}.{k}" if path else k)
+    elif isinstance(node, list):
+        for i, x in enumerate(node):
+            _check_ints(v, x, f"{path}[{i}]")
+    elif _is_int(node) and not -INT64_MAX - 1 <= node <= INT64_MAX:
+        v.fail(path, node, "an integer of at most 64 bits (TOML's range)")
+
+
+def _local_folder(v: _Validator, key: str, text: str, base: Path) -> str:
+    """``text`` (relative to ``base``) as an absolute folder path that can be created: no NUL
+    byte, at most :data:`MAX_PATH_BYTES` bytes with folder names of at most
+    :data:`MAX_PART_BYTES`, and not a file or under one."""
+    if not text:
+        v.fail(key, text, "a non-empty folder path")
+    if "\x00" in text:
+        v.fail(key, text, "a folder path without NUL bytes")
+    try:
+        path = (base / text).resolve()
+    except (OSError, RuntimeError, ValueError) as e:
+        v.fail(key, text, f"a folder path that resolves ({e})")
+    if len(str(path).encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        v.fail(key, text, f"a folder path of at most {MAX_PATH_BYTES} bytes once absolute")
+    for part in path.parts:
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_PART_BYTES:
+            v.fail(key, text, f"folder names of at most {MAX_PART_BYTES} bytes (the file "
+                   f"system's limit; {part[:20]!r}... is longer)")
+    for folder in (path, *path.parents):
+        try:
+            if folder.exists():
+                if not folder.is_dir():
+                    v.fail(key, text, f"a folder, not a file or a path under one ({folder} is a "
+                           "file)")
+                break
+        except OSError:
+            break
+    return str(path)
+
+
+def _artifact_url(v: _Validator, text: str) -> str:
+    """``text``, an fsspec URL (``s3://bucket/x``, ``simplecache::s3://...``) whose every
+    protocol fsspec knows and whose backend package is installed."""
+    import fsspec
+
+    if "\x00" in text:
+        v.fail("artifacts", text, "a URL without NUL bytes")
+    for part in text.split("::"):
+        protocol = part.split("://", 1)[0]
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ImportError as e:
+            v.fail("artifacts", text, f"a URL whose backend is installed: {e}")
+        except ValueError:
+            v.fail("artifacts", text, "a local folder or a URL of a protocol fsspec knows "
+                   "(e.g. s3://, gs://, memory://, file://)")
+    return text
+
+
 def _distribution(v: _Validator, key: str, name: Any) -> str:
     """The canonical name of a test distribution (``prunescope.data.corruptions``)."""
     try:
@@ -746,14 +1017,19 @@ class _Validator:
         self.where = where
 
     def fail(self, key: str, value: Any, allowed: str) -> typing.NoReturn:
-        raise SpecError(f"{self.where}: key '{key}' = {value!r} is invalid; allowed: {allowed}")
+        shown = repr(value)
+        if len(shown) > 120:
+            shown = f"{shown[:100]}... ({len(shown)} characters)"
+        raise SpecError(f"{self.where}: key '{_printable(key)}' = {shown} is invalid; "
+                        f"allowed: {allowed}")
 
     def keys(self, tab: dict[str, Any], allowed: set[str], prefix: str) -> None:
         unknown = sorted(set(tab) - allowed)
         if unknown:
             raise SpecError(
-                f"{self.where}: unknown key '{prefix}{unknown[0]}'"
-                + (f" (and {', '.join(prefix + u for u in unknown[1:])})" if unknown[1:] else "")
+                f"{self.where}: unknown key '{_printable(prefix + unknown[0])}'"
+                + (f" (and {', '.join(_printable(prefix + u) for u in unknown[1:])})"
+                   if unknown[1:] else "")
                 + f"; allowed keys here: {', '.join(sorted(allowed))}"
             )
 

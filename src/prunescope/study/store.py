@@ -127,8 +127,8 @@ def _store_error(path: Path, e: sqlite3.Error) -> Exception:
     if "locked" in text or "busy" in text:
         return StoreError(f"{path} stayed locked by another process for 30 s ({text}); wait "
                           "for the other `prunescope` command to finish and run this one again")
-    if isinstance(e, sqlite3.DatabaseError) and not isinstance(
-            e, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+    if any(w in text for w in ("not a database", "malformed", "corrupt", "no such table",
+                               "no such column")):
         return StoreDamaged(
             f"{path} is damaged or not a prunescope store (sqlite: {text}); restore it from a "
             "backup (its artifacts/ are kept), or, to recompute the study, move it away and "
@@ -270,7 +270,9 @@ class Store:
         self.arts = Artifacts(artifacts if artifacts is not None
                               else str(self.folder / "artifacts"))
         self._copy: str | None = None
-        if self.path.is_file() and self.path.stat().st_size == 0:
+        wal = Path(f"{self.path}-wal")
+        if (self.path.is_file() and self.path.stat().st_size == 0
+                and not (wal.is_file() and wal.stat().st_size > 0)):  # nothing stored at all
             n = self.arts.count_files()
             if n:
                 raise StoreDamaged(
@@ -283,9 +285,14 @@ class Store:
         else:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.conn = _connect(self.path, str(self.path), timeout=30.0)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.version = self._check_version(readonly)
+        try:
+            if not readonly:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.version = self._check_version(readonly)
+        except BaseException:
+            self.close()
+            raise
 
     def _open_readonly(self) -> _Connection:
         """A read-only connection. SQLite readers of a WAL store need its ``-shm`` file, which
@@ -320,14 +327,12 @@ class Store:
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             found = int(row[0]) if row else None
         if found is not None and found > SCHEMA_VERSION:
-            self.close()
             raise StoreVersionError(
                 f"{self.path} was written by a newer prunescope (store schema {found}); this "
                 f"prunescope {prunescope.__version__} reads schema <= {SCHEMA_VERSION}. Upgrade "
                 "prunescope, or point the study at another output folder (--output)")
         if readonly:
             if found is None:
-                self.close()
                 raise StoreMissing(f"{self.path} holds no study yet (an empty store); run the "
                                    "study first: `prunescope run STUDY`")
             return found
@@ -501,8 +506,9 @@ class Store:
 
     def _files(self, ids: Iterable[str]) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
         out = {}
+        sums = "checksums" if self.version >= 2 else "NULL"  # schema 1 kept none
         for jid in ids:
-            row = self.conn.execute("SELECT kind, artifacts, checksums FROM jobs WHERE id = ?",
+            row = self.conn.execute(f"SELECT kind, artifacts, {sums} FROM jobs WHERE id = ?",
                                     (jid,)).fetchone()
             if row and row[1]:
                 out[jid] = self._resolved(*row)
@@ -546,4 +552,7 @@ class _Transaction:
         self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:  # SQLite already rolled back after e.g. SQLITE_FULL
+            self.conn.execute("ROLLBACK")

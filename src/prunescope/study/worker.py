@@ -34,7 +34,7 @@ import torch
 from torch._dynamo.exc import TorchDynamoException
 from safetensors.torch import load_file, save_file
 
-from prunescope.data import info, load, train_val_indices
+from prunescope.data import info, load, train_val_indices, training_split
 from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
 from prunescope.metrics import confusion_from_predictions
@@ -322,20 +322,23 @@ def _normalisation(meta: dict[str, Any]) -> tuple[Any, Any]:
 def _train_val_of(meta: dict[str, Any], ctx: WorkerContext):
     """Training and validation ``DeviceImages`` of a model: the data file its sidecar names
     (``data``, relative to the artifact root: an audited user model), else the dataset's train
-    split and hold-out."""
+    split and hold-out (:func:`_train_val`)."""
     if "data" not in meta:
-        return _train_val(meta["dataset"], meta["n_val"], meta["split_seed"], ctx.data_dir,
-                          ctx.device)
+        return _train_val(meta, ctx.data_dir, ctx.device)
     d, (mean, std) = _user_data(Artifacts(ctx.artifacts).url(meta["data"])), _normalisation(meta)
     return (DeviceImages(d["x_train"], d["y_train"], mean, std, ctx.device),
             DeviceImages(d["x_val"], d["y_val"], mean, std, ctx.device))
 
 
-def _train_val(dataset: str, n_val: int, split_seed: int, data_dir: str | None, device: str):
-    """Training part and validation hold-out of the train split as ``DeviceImages``."""
+def _train_val(split: dict[str, Any], data_dir: str | None, device: str):
+    """Training part and validation hold-out of a model's training split as ``DeviceImages``;
+    ``split`` is a train job's params or a checkpoint's meta (``dataset``, ``n_val``,
+    ``split_seed`` and, for a long-tailed split, ``imbalance``:
+    :func:`prunescope.data.training_split`)."""
 
+    dataset = split["dataset"]
     x, y = _split(dataset, "train", data_dir)
-    tr, va = train_val_indices(y, n_val, seed=split_seed)
+    tr, va = training_split(y, split["n_val"], split["split_seed"], split.get("imbalance"))
     inf = info(dataset)
     return (DeviceImages(x[tr], y[tr], inf.mean, inf.std, device),
             DeviceImages(x[va], y[va], inf.mean, inf.std, device))
@@ -343,10 +346,11 @@ def _train_val(dataset: str, n_val: int, split_seed: int, data_dir: str | None, 
 
 def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: int,
                  distribution: str, corruption_seed: int, data_dir: str | None,
-                 data: str | None = None) -> tuple[torch.Tensor, np.ndarray]:
+                 quantize: str = "truncate", data: str | None = None
+                 ) -> tuple[torch.Tensor, np.ndarray]:
     """``(x uint8 NHWC tensor, y int64)`` of the test split (or its seeded stratified
-    ``subset``), shifted to ``distribution``; ``data``: the test images of an audited user
-    model's data file instead (:func:`_user_data`, named by its content's hash).
+    ``subset``), shifted to ``distribution`` (pixel levels by ``quantize``, see
+    :func:`~prunescope.data.corruptions.corrupt`).
 
     A shifted test set is computed once per artifact root, by the first evaluation that needs
     it, and saved as ``testsets/<key>.npy`` (``x``, uint8 ``(N, H, W, C)``; ``key`` =
@@ -355,7 +359,7 @@ def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: 
     cycle through all distributions, so an in-process cache of a few entries never hits with
     SPEC 7's 41 distributions. The nominal set is the (cached) split itself."""
 
-    if data is not None:
+    if data is not None:  # an audited user model's own test images (:func:`_user_data`)
         x, y = _user_data(data)["x_test"], _user_data(data)["y_test"]
     else:
         x, y = _split(dataset, "test", data_dir)
@@ -364,13 +368,13 @@ def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: 
         x, y = x[idx], y[idx]
     if distribution == "nominal":
         return torch.from_numpy(x), y
-    source = dataset if data is None else f"file:{Path(data).name}"
-    key = test_set_key(source, subset, split_seed, distribution, corruption_seed)
+    source = dataset if data is None else f"file:{Path(data).name}"  # named by its content hash
+    key = test_set_key(source, subset, split_seed, distribution, corruption_seed, quantize)
     url = arts.url(f"{TEST_SETS}/{key}.npy")
     if arts.exists(url):
         with arts.reading(url) as (path,):
             return torch.from_numpy(np.load(path, allow_pickle=False)), y
-    xs = apply_distribution(torch.from_numpy(x), distribution, corruption_seed)
+    xs = apply_distribution(torch.from_numpy(x), distribution, corruption_seed, quantize=quantize)
     with arts.writing(TEST_SETS) as tmp:
         np.save(tmp / f"{key}.npy", xs.numpy(), allow_pickle=False)
     return xs, y
@@ -381,14 +385,14 @@ TEST_SETS = "testsets"
 
 
 def test_set_key(dataset: str, subset: int | None, split_seed: int, distribution: str,
-                 corruption_seed: int) -> str:
+                 corruption_seed: int, quantize: str = "truncate") -> str:
     """sha256 hex naming a shifted test set: of the canonical JSON of what determines its
-    images (dataset, test subset and its split seed, distribution, corruption seed) and
-    :data:`~prunescope.study.plan.RESULTS_VERSION`."""
+    images (dataset, test subset and its split seed, distribution, corruption seed, pixel
+    quantisation) and :data:`~prunescope.study.plan.RESULTS_VERSION`."""
     return job_id({"testset": dataset, "test_subset": subset,
                    "split_seed": split_seed if subset is not None else None,
                    "distribution": distribution, "corruption_seed": corruption_seed,
-                   "version": RESULTS_VERSION})
+                   "quantize": quantize, "version": RESULTS_VERSION})
 
 
 def _load_parent(ctx: WorkerContext, job_id: str, device: str):
@@ -437,17 +441,21 @@ class _FitJob:
 
 def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
     """Build the seeded model of a ``train`` job and its training/validation sets."""
-    p = job.params
-    train, val = _train_val(p["dataset"], p["n_val"], p["split_seed"], ctx.data_dir, ctx.device)
-    inf = info(p["dataset"])
+    p = job.args
+    train, val = _train_val(vars(p), ctx.data_dir, ctx.device)
+    inf = info(p.dataset)
     h, _, c = inf.shape_hwc
-    model = build_model(p["arch"], inf.num_classes, c, seed=p["seed"], image_size=h)
-    recipe = Recipe.from_dict(p["recipe"])
-    meta = {"arch": p["arch"], "num_classes": inf.num_classes, "in_channels": c,
-            "image_size": h, "dataset": p["dataset"], "n_val": p["n_val"],
-            "split_seed": p["split_seed"], "recipe": recipe, "seed": p["seed"],
+    model = build_model(p.arch, inf.num_classes, c, seed=p.seed, image_size=h)
+    recipe = p.recipe
+    meta = {"arch": p.arch, "num_classes": inf.num_classes, "in_channels": c,
+            "image_size": h, "dataset": p.dataset, "n_val": p.n_val,
+            "split_seed": p.split_seed, "recipe": recipe, "seed": p.seed,
             "epochs": recipe.epochs, "job_id": job.id}
-    return _FitJob(job, model.to(ctx.device), train, val, recipe, p["seed"], None, meta)
+    if p.imbalance is not None:
+        meta["imbalance"] = p.imbalance
+    counts = torch.bincount(train.y, minlength=inf.num_classes).tolist()
+    return _FitJob(job, model.to(ctx.device), train, val, recipe, p.seed, None, meta,
+                   details={"train_counts": counts})
 
 
 def _finish(fj: _FitJob, fit_res: Any, arts: Artifacts) -> JobResult:
@@ -467,12 +475,12 @@ def _finish(fj: _FitJob, fit_res: Any, arts: Artifacts) -> JobResult:
 
 def _gradients(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
                ) -> JobResult:
-    p = job.params
-    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
+    p = job.args
+    model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
     train, _ = _train_val_of(meta, ctx)
-    kw: dict[str, Any] = {"mode": p["mode"]}
-    if p["mode"] != "full":
-        kw |= {"n_batches": p.get("n_batches"), "batch_size": p["batch_size"], "seed": p["seed"]}
+    kw: dict[str, Any] = {"mode": p.mode}
+    if p.mode != "full":
+        kw |= {"n_batches": p.n_batches, "batch_size": p.batch_size, "seed": p.seed}
     grads = data_gradients(model, train, **kw)
     name = f"{job.id}.safetensors"
     with arts.writing(job.kind) as tmp:
@@ -486,21 +494,21 @@ def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _F
     """Load the dense parent, prune it one-shot (SPEC 3); fine-tuning then holds the masks."""
 
 
-    p = job.params
-    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
+    p = job.args
+    model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
     grads = None
-    if "gradients" in p:
-        url = ctx.parent(p["gradients"])["gradients"]
+    if p.gradients is not None:
+        url = ctx.parent(p.gradients)["gradients"]
         with arts.reading(url) as (path,):
             grads = load_file(str(path), device=ctx.device)
-    mres = prune_model(model, p["method"], p["ratio"], grads=grads,
-                       seed=derive_seed(p["seed"], "rp"), scope=p["scope"], meta=meta,
-                       prune_classifier=p.get("prune_classifier", False),
-                       prune_biases=p.get("prune_biases", False))
+    mres = prune_model(model, p.method, p.ratio, grads=grads,
+                       seed=derive_seed(p.seed, "rp"), scope=p.scope, meta=meta,
+                       prune_classifier=p.prune_classifier,
+                       prune_biases=p.prune_biases)
     train, val = _train_val_of(meta, ctx)
-    recipe = None if p["recipe"] is None else Recipe.from_dict(p["recipe"])
+    recipe = p.recipe
     new_meta = _pruned_meta(meta, job, recipe) | {"pruning": mres.summary()}
-    return _FitJob(job, model, train, val, recipe, derive_seed(p["seed"], "finetune"),
+    return _FitJob(job, model, train, val, recipe, derive_seed(p.seed, "finetune"),
                    mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
                    densities=mres.densities)
 
@@ -511,10 +519,11 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
     and the per-image predicted classes (``uint8``/``int16`` ``(N_test,)`` in test-set order,
     :func:`predictions_dtype`) as artifact ``predictions`` = ``evaluate/<id>.npy``, from which
     :func:`prunescope.study.load_results` computes functional agreement (SPEC 2)."""
-    p = job.params
-    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
-    x, y = _test_arrays(arts, meta["dataset"], p.get("test_subset"), p.get("split_seed", 0),
-                        p["distribution"], p.get("corruption_seed", 0), ctx.data_dir,
+    p = job.args
+    model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
+    x, y = _test_arrays(arts, meta["dataset"], p.test_subset, p.split_seed or 0,
+                        p.distribution, p.corruption_seed or 0, ctx.data_dir,
+                        p.quantize or "truncate",
                         data=arts.url(meta["data"]) if "data" in meta else None)
     images = DeviceImages(x, y, *_normalisation(meta), ctx.device)
     n_cls = int(meta["num_classes"])
@@ -526,7 +535,7 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
     if step:
         step(1, 1)
     acc = float(np.trace(cm) / max(1, cm.sum()))
-    return JobResult(job.id, "done", confusion=cm, distribution=p["distribution"],
+    return JobResult(job.id, "done", confusion=cm, distribution=p.distribution,
                      artifacts={"predictions": arts.url(f"{job.kind}/{name}")},
                      info={"accuracy": acc})
 
@@ -553,7 +562,7 @@ def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe | None) -> dict[
         out["weight_decay"] = meta["weight_decay"]
     return out | {"recipe": recipe, "parent_weight_decay": meta.get("parent_weight_decay",
                                                                    meta["weight_decay"]),
-                  "method": job.params["method"], "epochs": 0 if recipe is None else recipe.epochs,
+                  "method": job.args.method, "epochs": 0 if recipe is None else recipe.epochs,
                   "job_id": job.id}
 
 
@@ -574,17 +583,16 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
     ``rewind_steps = 0``: the initialisation.
     Writes ``rewind/<id>.safetensors`` (``{name: tensor}`` of ``model.state_dict()``).
     """
-    p = job.params
-    k = int(p["rewind_steps"])
-    inf = info(p["dataset"])
+    p = job.args
+    k = p.rewind_steps
+    inf = info(p.dataset)
     h, _, c = inf.shape_hwc
-    model = build_model(p["arch"], inf.num_classes, c, seed=p["seed"], image_size=h)
+    model = build_model(p.arch, inf.num_classes, c, seed=p.seed, image_size=h)
     model = model.to(ctx.device)
     if k == 0:
         state = {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
     else:
-        train, val = _train_val(p["dataset"], p["n_val"], p["split_seed"], ctx.data_dir,
-                                ctx.device)
+        train, val = _train_val(vars(p), ctx.data_dir, ctx.device)
 
         def stop(s_: int, _t: int, _i: dict[str, Any]) -> None:
             if step:
@@ -594,7 +602,7 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
 
         cap = RewindCapture(model, k, then=stop)
         try:
-            fit(model, train, val, Recipe.from_dict(p["recipe"]), p["seed"], progress=cap)
+            fit(model, train, val, p.recipe, p.seed, progress=cap)
         except _RewindReached:
             pass
         if cap.state is None:
@@ -611,20 +619,19 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
 def _prepare_lth_level(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
     """One LTH level: mask from the previous level's trained weights (a subset of its mask),
     rewind to the early state, then retraining holds the mask (``fit(masks=...)``)."""
-    p = job.params
-    level = int(p["level"])
-    model, meta, prev_masks = _load_parent(ctx, p["parent"], ctx.device)
+    p = job.args
+    level = p.level
+    model, meta, prev_masks = _load_parent(ctx, p.parent, ctx.device)
     mres = imp_level_masks(model, level, prev_masks or None,
-                           prune_fraction=p["prune_fraction"], scope=p["scope"],
-                           prune_classifier=p.get("prune_classifier", False),
-                           prune_biases=p.get("prune_biases", False))
-    with arts.reading(ctx.parent(p["rewind"])["rewind"]) as (path,):
+                           prune_fraction=p.prune_fraction, scope=p.scope,
+                           prune_classifier=p.prune_classifier,
+                           prune_biases=p.prune_biases)
+    with arts.reading(ctx.parent(p.rewind)["rewind"]) as (path,):
         model.load_state_dict(load_file(str(path), device=ctx.device))
-    train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
-                            ctx.data_dir, ctx.device)
-    recipe = Recipe.from_dict(p["recipe"])
+    train, val = _train_val(meta, ctx.data_dir, ctx.device)
+    recipe = p.recipe
     new_meta = _pruned_meta(meta, job, recipe) | {"level": level, "pruning": mres.summary()}
-    return _FitJob(job, model, train, val, recipe, derive_seed(p["seed"], f"imp/level{level}"),
+    return _FitJob(job, model, train, val, recipe, derive_seed(p.seed, f"imp/level{level}"),
                    mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
                    densities=mres.densities, details={"level": level})
 
@@ -632,19 +639,18 @@ def _prepare_lth_level(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob
 def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
     """Remove channels (``l1-filter`` or ``chip``) from the dense parent; the smaller network is
     then fine-tuned without masks and saved with its widths (``structured_meta``)."""
-    p = job.params
-    model, meta, _ = _load_parent(ctx, p["parent"], ctx.device)
-    train, val = _train_val(meta["dataset"], meta["n_val"], meta["split_seed"],
-                            ctx.data_dir, ctx.device)
-    res = structured_prune_model(model, p["method"], p["ratio"], images=train,
-                                 n_images=p.get("chip_images", 256),
-                                 seed=derive_seed(p["seed"], "chip"), scope=p["scope"],
-                                 config=p.get("config", "uniform"))
-    recipe = Recipe.from_dict(p["recipe"])
-    new_meta = structured_meta(res, p["method"], _pruned_meta(meta, job, recipe))
+    p = job.args
+    model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
+    train, val = _train_val(meta, ctx.data_dir, ctx.device)
+    chip = {} if p.chip_images is None else {"n_images": p.chip_images}  # CHIP jobs only
+    res = structured_prune_model(model, p.method, p.ratio, images=train,
+                                 seed=derive_seed(p.seed, "chip"), scope=p.scope,
+                                 config=p.config, **chip)
+    recipe = p.recipe
+    new_meta = structured_meta(res, p.method, _pruned_meta(meta, job, recipe))
     summary = res.summary()
     return _FitJob(job, res.model.to(ctx.device), train, val, recipe,
-                   derive_seed(p["seed"], "finetune"), None, new_meta,
+                   derive_seed(p.seed, "finetune"), None, new_meta,
                    achieved_ratio=res.achieved_ratio,
                    details={"structured": {"widths": summary["widths"],
                                            "config": summary["config"],

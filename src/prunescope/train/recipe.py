@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from prunescope.identity import ALWAYS
 
 _SELECT = ("val_loss",)
 
@@ -28,15 +30,17 @@ class Recipe:
         select: which epoch's weights to keep; ``"val_loss"`` = lowest validation loss (SPEC 4).
     """
 
+    # Job ids hash prunescope.identity.identity(recipe): these fields always, a field added
+    # from now on (with a default, without ALWAYS) only when it differs from its default.
     schedule: tuple[tuple[int, float], ...]
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-    augment: bool = False
-    max_steps_per_epoch: int | None = None
-    val_batch_size: int = 1000
-    select: str = "val_loss"
+    momentum: float = field(default=0.9, metadata=ALWAYS)
+    nesterov: bool = field(default=True, metadata=ALWAYS)
+    weight_decay: float = field(default=5e-4, metadata=ALWAYS)
+    batch_size: int = field(default=128, metadata=ALWAYS)
+    augment: bool = field(default=False, metadata=ALWAYS)
+    max_steps_per_epoch: int | None = field(default=None, metadata=ALWAYS)
+    val_batch_size: int = field(default=1000, metadata=ALWAYS)
+    select: str = field(default="val_loss", metadata=ALWAYS)
 
     def __post_init__(self) -> None:
         sched = tuple((int(e), float(lr)) for e, lr in self.schedule)

@@ -62,14 +62,16 @@ def device_splits(
     split_seed: int,
     device: torch.device | str = "cpu",
     data_dir: str | Path | None = None,
+    imbalance: dict | None = None,
 ) -> tuple[D.DatasetInfo, DeviceImages, DeviceImages, DeviceImages]:
     """``(info, train, val, test)`` of ``dataset`` on ``device``: the official training split
-    less a seeded stratified hold-out of ``n_val`` validation images (SPEC 4), and the test split.
-    Fetches the dataset into the cache (``data_dir``) when it is missing."""
+    (or its long-tailed subset given by a checkpoint's ``imbalance`` meta) less a seeded
+    stratified hold-out of ``n_val`` validation images (SPEC 4, :func:`D.training_split`), and
+    the test split. Fetches the dataset into the cache (``data_dir``) when it is missing."""
     info = D.info(dataset)
     train_set = D.load(dataset, "train", data_dir)
     test_set = D.load(dataset, "test", data_dir)
-    train_idx, val_idx = D.train_val_indices(train_set.y, n_val=n_val, seed=split_seed)
+    train_idx, val_idx = D.training_split(train_set.y, n_val, split_seed, imbalance)
     full = DeviceImages(train_set.x, train_set.y, info.mean, info.std, device)
     train, val = full.subset(train_idx), full.subset(val_idx)
     del full

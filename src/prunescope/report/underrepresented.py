@@ -1,0 +1,333 @@
+"""The report's views of underrepresented classes (docs/underrepresented.md):
+
+* long-tailed training splits: per-class change of normalised recall balance against the
+  class's training count (log scale), the per-model slope with its 99% CI per cell, and the
+  balanced-vs-imbalanced test family at each ratio;
+* pruning-identified exemplars (PIEs, Hooker et al. 2019): count and fraction per cell against
+  ratio, per-class share of PIEs against the class's change of recall balance, accuracy on PIEs
+  versus the rest, a thumbnail gallery and ``tables/pies.csv``.
+
+Every input is an analysis frame (:mod:`prunescope.metrics`, :mod:`prunescope.stats`) or the
+:class:`~prunescope.metrics.underrepresented.Exemplars` of a study; nothing here reads a store.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import stats as sps
+
+from prunescope import stats
+from prunescope.metrics.underrepresented import Exemplars, count_slopes
+from prunescope.report import tables
+from prunescope.report.html import FigureItem, Section, TableItem
+from prunescope.report.style import method_color, method_label, new_figure, ordered, \
+    ratio_label, save_figure
+
+#: cell keys of the frames drawn here
+CELL = ["dataset", "arch", "method", "ratio", "distribution"]
+
+
+def _table(sec: Section, frame: pd.DataFrame, stem: Path, title: str, caption: str,
+           anchor: str, digits: int = 3) -> None:
+    files = tables.write_table(frame, stem, f"{title}. {caption}", digits)
+    sec.tables.append(TableItem(title, caption, frame, files, anchor, digits))
+
+
+def _figure(sec: Section, fig: Figure, stem: Path, title: str, caption: str, anchor: str) -> None:
+    png, pdf = save_figure(fig, stem)
+    sec.figures.append(FigureItem(title, caption, png, pdf, anchor))
+
+
+# ---- long-tailed training splits --------------------------------------------------------------
+def imbalance_tests(alphas: pd.DataFrame, splits: pd.DataFrame,
+                    correction: str = "bonferroni") -> pd.DataFrame:
+    """Balanced vs imbalanced training split at each ratio: one-sided independent t-test per
+    (base dataset, arch, method, ratio, distribution) and imbalanced split, H_a: the model trained
+    on the imbalanced split has the larger E[α] (intensification grows with imbalance). One family
+    per ratio column (its rows: every imbalanced split of every base dataset, architecture,
+    method and distribution; an undefined row counts), corrected with ``correction``.
+
+    Args:
+        alphas: per-model α (:func:`prunescope.metrics.model_alpha`), ``dataset`` = results label.
+        splits: :func:`prunescope.study.results.training_splits` (label -> base, imbalance).
+
+    Returns:
+        One row per comparison: ``dataset`` (base), ``arch``, ``method``, ``distribution``,
+        ``comparison`` (``<label> vs balanced``), ``ratio``, ``n_imbalanced``, ``n_balanced``,
+        ``mean_diff`` (imbalanced - balanced), ``t``, ``df``, ``p_raw``, ``p_corrected``,
+        ``family`` (the ratio column it was corrected in); empty without imbalanced splits.
+    """
+    lv = splits.drop_duplicates("dataset").set_index("dataset")
+    a = alphas[alphas["dataset"].isin(lv.index)].copy()
+    a["base"] = a["dataset"].map(lv["base_dataset"])
+    a["imb"] = a["dataset"].map(lv["imbalance_ratio"])
+    rows = []
+    keys = ["base", "arch", "method", "ratio", "distribution"]
+    for k, grp in a.groupby(keys, sort=True):
+        bal = grp.loc[grp["imb"] == 1.0, "alpha"].to_numpy(np.float64)
+        if not len(bal):
+            continue
+        for label, sub in grp[grp["imb"] > 1.0].groupby("dataset", sort=False):
+            imb = sub["alpha"].to_numpy(np.float64)
+            r = stats.ttest(imb[np.isfinite(imb)], bal[np.isfinite(bal)], alternative="greater")
+            rows.append(dict(zip(keys, k)) | dict(
+                imb_ratio=float(sub["imb"].iloc[0]), comparison=f"{label} vs balanced",
+                n_imbalanced=int(np.isfinite(imb).sum()), n_balanced=int(np.isfinite(bal).sum()),
+                mean_diff=float(np.nanmean(imb) - np.nanmean(bal)), t=r["t"], df=r["df"],
+                p_raw=r["p_raw"]))
+    cols = ["dataset", "arch", "method", "distribution", "comparison", "ratio", "n_imbalanced",
+            "n_balanced", "mean_diff", "t", "df", "p_raw", "p_corrected", "family"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame(rows).rename(columns={"base": "dataset"})
+    out["family"] = [f"ratio {ratio_label(r)}, {d}" for r, d in zip(out["ratio"],
+                                                                    out["distribution"])]
+    out["p_corrected"] = np.nan
+    for _, idx in out.groupby("family", sort=False).groups.items():
+        out.loc[idx, "p_corrected"] = stats.correct(out.loc[idx, "p_raw"].to_numpy(), correction)
+    out = out.sort_values(["ratio", "dataset", "arch", "method", "imb_ratio"], kind="stable")
+    return out[cols].reset_index(drop=True)
+
+
+def _slope_figure(points: pd.DataFrame, slopes_ci: pd.DataFrame, dataset: str, arch: str
+                  ) -> Figure:
+    """Rows = ratios, columns = methods: ΔBn per (model, class) against log10 training count,
+    with the pooled least-squares line (intercept) and the cell's mean slope and 99% CI."""
+    ratios = sorted(points["ratio"].unique())
+    methods = ordered("method", points["method"].unique())
+    fig = new_figure(2.8 * len(methods) + 0.6, 2.3 * len(ratios) + 0.6)
+    axes = fig.subplots(len(ratios), len(methods), squeeze=False, sharex=True, sharey=True)
+    for i, r in enumerate(ratios):
+        for j, m in enumerate(methods):
+            ax = axes[i][j]
+            p = points[(points["ratio"] == r) & (points["method"] == m)]
+            x, y = p["x"].to_numpy(), p["y"].to_numpy()
+            ax.scatter(x, y, s=9, alpha=0.55, color=method_color(m), edgecolors="none")
+            ax.axhline(0, color="0.6", lw=0.8, ls="--")
+            if len(np.unique(x)) > 1:
+                fit = np.polyfit(x, y, 1)
+                xs = np.linspace(x.min(), x.max(), 20)
+                ax.plot(xs, np.polyval(fit, xs), color="black", lw=1.2)
+            ci = slopes_ci[(slopes_ci["ratio"] == r) & (slopes_ci["method"] == m)]
+            if len(ci):
+                c = ci.iloc[0]
+                ax.set_title(f"{method_label(m)} {ratio_label(r)}: slope {c['mean']:.3f} "
+                             f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}] {c['label']}", fontsize=8)
+            if i == len(ratios) - 1:
+                ax.set_xlabel("log10 training images of the class")
+            if j == 0:
+                ax.set_ylabel("Bn after - Bn before")
+    fig.suptitle(f"{dataset} / {arch}: change of normalised recall balance vs class size",
+                 fontsize=10)
+    return fig
+
+
+def longtail_section(paired: pd.DataFrame, alphas: pd.DataFrame, splits: pd.DataFrame,
+                     out: Path, correction: str = "bonferroni") -> Section | None:
+    """The long-tail part of the report, or ``None`` when no cell has an imbalanced split.
+
+    Args:
+        paired: :func:`prunescope.metrics.intensification` of the study (nominal and shifted).
+        alphas: :func:`prunescope.metrics.model_alpha` of ``paired``.
+        splits: :func:`prunescope.study.results.training_splits`.
+        out: the report folder.
+    """
+    if splits.empty or not (splits["imbalance_ratio"] > 1).any():
+        return None
+    sec = Section("longtail", "Long-tailed training splits", intro=(
+        "Models of a long-tailed cell were trained on a class-imbalanced training split (its "
+        "label, e.g. lt10, gives the ratio of the largest to the smallest class); every test set "
+        "is balanced. Per model, the change of normalised recall balance of each class "
+        "(Bn after pruning minus Bn before) is regressed on log10 of the class's training count; "
+        "a negative slope means that pruning costs the rare classes more, relative to accuracy, "
+        "than the frequent ones. Intervals are 99 % t-intervals over models (label < / > / ? "
+        "against 0)."))
+    lt_labels = set(splits.loc[splits["imbalance_ratio"] > 1, "dataset"])
+    p = paired[paired["dataset"].isin(lt_labels)]
+    slopes = count_slopes(p, splits)
+    ci = stats.mean_ci(slopes, value="slope", by=CELL, null=0.0)
+    ci = tables._sorted_cells(ci, CELL)
+    _table(sec, ci[CELL + ["n", "mean", "sd", "ci_low", "ci_high", "label"]].rename(
+        columns={"mean": "mean slope"}), out / "tables" / "longtail_slopes",
+        "Slope of the change of Bn on log10 class size",
+        "Per-model least-squares slope (with intercept) of Bn_t - Bn on log10 of the class's "
+        "training images; mean, sd and 99 % t-interval over models per cell.", "tab-lt-slopes",
+        digits=4)
+    counts = splits[["dataset", "cls", "train_count"]]
+    pts = p[p["distribution"] == p["distribution"].iloc[0]] if len(p) else p
+    pts = pts.merge(counts, on=["dataset", "cls"])
+    pts = pts.assign(x=np.log10(pts["train_count"].to_numpy(np.float64)),
+                     y=(pts["Bn_after"] - pts["Bn_before"]).to_numpy(np.float64))
+    pts = pts[np.isfinite(pts["y"].to_numpy())]
+    for (dataset, arch), grp in pts.groupby(["dataset", "arch"], sort=True):
+        cell_ci = ci[(ci["dataset"] == dataset) & (ci["arch"] == arch)
+                     & (ci["distribution"] == grp["distribution"].iloc[0])]
+        _figure(sec, _slope_figure(grp, cell_ci, dataset, arch),
+                out / "figures" / f"longtail_{dataset}_{arch}",
+                f"Change of recall balance vs class size: {dataset} / {arch}",
+                "One point per (model, class); black: least-squares line over all points; "
+                "titles: mean per-model slope, its 99 % CI and label.",
+                f"fig-lt-{dataset}-{arch}")
+    tests = imbalance_tests(alphas, splits, correction)
+    if len(tests):
+        _table(sec, tests, out / "tables" / "longtail_tests",
+               "Balanced vs imbalanced training split",
+               "One-sided independent t-test per cell, H_a: the models trained on the "
+               "imbalanced split have the larger E[α]; one family per ratio column over all its "
+               f"rows, {correction.capitalize()}-corrected.", "tab-lt-tests", digits=4)
+    return sec
+
+
+# ---- pruning-identified exemplars ------------------------------------------------------------
+def _thumb_uri(img: np.ndarray) -> str:
+    """A uint8 (H, W, C) image as a PNG data URI, scaled 2x (nearest)."""
+    from PIL import Image
+
+    arr = np.asarray(img, dtype=np.uint8)
+    mode = "L" if arr.shape[-1] == 1 else "RGB"
+    im = Image.fromarray(arr[..., 0] if mode == "L" else arr, mode)
+    im = im.resize((arr.shape[1] * 2, arr.shape[0] * 2), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _gallery_html(ex: Exemplars) -> str:
+    """Thumbnails of the first PIEs of every nominal cell, with true, dense-modal and
+    pruned-modal labels (escaped class names)."""
+    img = ex.images[ex.images["distribution"] == "nominal"]
+    parts = []
+    for k, grp in img.groupby(["dataset", "arch", "method", "ratio"], sort=True):
+        dataset, arch, method, ratio = k
+        names = ex.classes.get(dataset, ())
+        name = (lambda c: names[c] if c < len(names) else str(c))
+        shown = [r for r in grp.itertuples() if (dataset, r.index) in ex.thumbnails]
+        if not shown:
+            continue
+        cards = "".join(
+            f'<figure style="display:inline-block;margin:.3rem;text-align:center;width:7.5rem">'
+            f'<img src="{_thumb_uri(ex.thumbnails[(dataset, r.index)])}" alt="test image '
+            f'{r.index}" style="width:56px;image-rendering:pixelated">'
+            f'<figcaption style="font-size:.72rem">#{r.index}<br>true: {html.escape(name(r.label))}'
+            f'<br>dense: {html.escape(name(r.dense_label))}<br>pruned: '
+            f'{html.escape(name(r.pruned_label))}</figcaption></figure>' for r in shown)
+        parts.append(f"<h3>{html.escape(f'{dataset} / {arch} / {method_label(method)} at ')}"
+                     f"{html.escape(ratio_label(ratio))} ({len(grp)} PIEs, first "
+                     f"{len(shown)} shown)</h3><div>{cards}</div>")
+    return "".join(parts)
+
+
+def _pie_fraction_figure(summary: pd.DataFrame) -> Figure:
+    """PIE fraction against ratio, one panel per (arch, distribution), a line per (dataset,
+    method)."""
+    panels = list(summary.groupby(["arch", "distribution"], sort=True).groups)
+    fig = new_figure(4.2 * len(panels) + 0.5, 3.4)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    styles = ["-", "--", ":", "-."]
+    for ax, (arch, dist) in zip(axes, panels):
+        s = summary[(summary["arch"] == arch) & (summary["distribution"] == dist)]
+        for di, dataset in enumerate(ordered("dataset", s["dataset"].unique())):
+            for m in ordered("method", s["method"].unique()):
+                g = s[(s["dataset"] == dataset) & (s["method"] == m)].sort_values("ratio")
+                if len(g):
+                    ax.plot(g["ratio"], 100 * g["pie_fraction"], marker="o", ms=3,
+                            ls=styles[di % len(styles)], color=method_color(m),
+                            label=f"{dataset} {method_label(m)}")
+        ax.set_xscale("log")
+        ax.set_xlabel("compression ratio")
+        ax.set_ylabel("PIEs (% of test images)")
+        ax.set_title(f"{arch}, {dist}", fontsize=9)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _share_figure(share: pd.DataFrame) -> Figure:
+    """Per-class share of PIEs against the class's mean change of recall balance, a panel per
+    (dataset, arch, method), colour = ratio."""
+    panels = list(share.groupby(["dataset", "arch", "method"], sort=True).groups)
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = new_figure(3.6 * cols + 0.5, 3.0 * rows + 0.4)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    ratios = sorted(share["ratio"].unique())
+    cmap = __import__("matplotlib").colormaps["viridis"]
+    for ax, (dataset, arch, method) in zip(axes, panels):
+        s = share[(share["dataset"] == dataset) & (share["arch"] == arch)
+                  & (share["method"] == method)]
+        for k, r in enumerate(ratios):
+            g = s[s["ratio"] == r]
+            ax.scatter(100 * g["delta_B"], 100 * g["share"], s=14,
+                       color=cmap(k / max(1, len(ratios) - 1)), label=ratio_label(r))
+        ax.axvline(0, color="0.6", lw=0.8, ls="--")
+        ax.set_xlabel("change of recall balance (points)")
+        ax.set_ylabel("share of PIEs (%)")
+        ax.set_title(f"{dataset} / {arch} / {method_label(method)}", fontsize=9)
+        ax.legend(fontsize=7, title="ratio", title_fontsize=7)
+    return fig
+
+
+def exemplar_section(ex: Exemplars, paired: pd.DataFrame, out: Path) -> Section | None:
+    """The PIE part of the report, or ``None`` when no cell had predictions to compare.
+
+    Args:
+        ex: the study's exemplars (:func:`prunescope.study.results.load_exemplars`).
+        paired: :func:`prunescope.metrics.intensification` of the study (for each class's
+            change of recall balance B_t - B).
+        out: the report folder; ``tables/pies.csv`` gets one row per PIE.
+    """
+    if ex.summary.empty:
+        return None
+    sec = Section("pies", "Pruning-identified exemplars (PIEs)", intro=(
+        "A test image is a PIE of a cell (Hooker et al. 2019) when the most frequent label over "
+        "the cell's pruned models differs from the most frequent label over the dense models "
+        "(ties go to the smaller class id). PIEs are the images pruning forgets first; the "
+        "tables show how many there are, which classes they come from and how well the dense "
+        "and the pruned models classify them."))
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    ex.images.to_csv(out / "tables" / "pies.csv", index=False)
+    summ = tables._sorted_cells(ex.summary, CELL)
+    _table(sec, summ, out / "tables" / "pie_counts", "PIEs per cell",
+           "n_images test images, n_dense and n_pruned models voting, n_pies PIEs and their "
+           "fraction; every PIE's test-set index is in tables/pies.csv.", "tab-pie-counts",
+           digits=4)
+    _figure(sec, _pie_fraction_figure(ex.summary), out / "figures" / "pie_fraction",
+            "PIE fraction against compression", "Percentage of test images that are PIEs, per "
+            "dataset and method.", "fig-pie-fraction")
+    dB = paired.assign(delta_B=paired["B_after"] - paired["B_before"]).groupby(
+        CELL + ["cls"], sort=False)["delta_B"].mean().reset_index()
+    share = ex.per_class.merge(dB, on=CELL + ["cls"], how="left")
+    rho = []
+    for k, g in share.groupby(CELL, sort=True):
+        ok = g[np.isfinite(g["share"]) & np.isfinite(g["delta_B"])]
+        r = sps.spearmanr(ok["delta_B"], ok["share"]).statistic if len(ok) > 2 else np.nan
+        worst = g.sort_values("delta_B").iloc[0] if len(g) else None
+        rho.append(dict(zip(CELL, k)) | dict(
+            spearman_rho=float(r), top_share_cls=int(g.sort_values("share").iloc[-1]["cls"]),
+            top_share=float(g["share"].max()),
+            most_recall_lost_cls=None if worst is None else int(worst["cls"])))
+    _table(sec, tables._sorted_cells(pd.DataFrame(rho), CELL), out / "tables" / "pie_share",
+           "Are PIEs concentrated in the classes that lose recall?",
+           "Spearman rank correlation over classes between the class's share of the cell's "
+           "PIEs and its mean change of recall balance (B_t - B, over models); negative: the "
+           "classes losing recall hold more PIEs. Also the class with the largest PIE share "
+           "and the class losing the most recall balance.", "tab-pie-share", digits=3)
+    _figure(sec, _share_figure(share[np.isfinite(share["share"])]), out / "figures" / "pie_share",
+            "PIE share per class against change of recall balance",
+            "One point per class and ratio.", "fig-pie-share")
+    acc = ex.accuracy.groupby(CELL + ["group"], sort=False)[["acc_pie", "acc_rest"]].mean()
+    acc = acc.unstack("group")
+    acc.columns = [f"{g} acc on {w.split('_')[1]}" for w, g in acc.columns]
+    acc = tables._sorted_cells(acc.reset_index(), CELL)
+    _table(sec, acc, out / "tables" / "pie_accuracy", "Accuracy on PIEs and on the rest",
+           "Mean accuracy over the dense models and over the pruned models of each cell, on "
+           "the cell's PIEs and on the other test images (fractions).", "tab-pie-acc", digits=3)
+    sec.html = _gallery_html(ex)
+    return sec

@@ -1,0 +1,331 @@
+"""Faults around the store and its artifacts (issue 14 items 4, 5, 8, 9; docs/reliability.md):
+moved and copied study folders, read-only folders, one-line errors, damaged artifacts and
+`prunescope invalidate`. Each test runs on copies of the tiny real-MNIST reference study."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from prunescope.cli import app
+from prunescope.study import load_results, load_spec, run_study
+from prunescope.study.artifacts import ArtifactDamaged
+from prunescope.study.store import Store, StoreDamaged, StoreVersionError
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+runner = CliRunner()
+
+
+def _copy(spec, dest: Path, text: str | None = None):
+    """``cp -a`` of the study's output folder to ``dest``, and the spec (its text replaced by
+    ``text`` if given) reading it there."""
+    shutil.copytree(spec.output, dest, symlinks=True)
+    toml = Path(spec.path)
+    if text is not None:
+        toml = dest.parent / f"{dest.name}.toml"
+        toml.write_text(text)
+    return load_spec(toml, output=str(dest))
+
+
+def _one_line(result) -> str:
+    """The command's output, asserted to be exactly one line and no traceback."""
+    out = result.output.strip()
+    assert "Traceback" not in out and len(out.splitlines()) == 1, out
+    return out
+
+
+def _job(res, kind, model, method="dense"):
+    j = res.jobs
+    return j[(j["kind"] == kind) & (j["model"] == model) & (j["method"] == method)].iloc[0]
+
+
+# ---- item 4: paths relative to the artifact root ---------------------------------------------
+def test_a_moved_study_runs_new_jobs_and_a_copy_reads_only_its_own_files(tiny_reference,
+                                                                         tmp_path):
+    """`mv out-A out-B`: new jobs (a second ratio) find their parents, and the agreement frame
+    has every row; `cp -a out-B out-C` then the original's artifacts deleted: the copy still
+    has every row, and every path it reports lies inside it."""
+    spec, _, _, _ = tiny_reference
+    a = _copy(spec, tmp_path / "out-A", spec.text.replace("ratios = [4]", "ratios = [4, 8]"))
+    (tmp_path / "out-A").rename(tmp_path / "out-B")
+    b = load_spec(a.path, output=str(tmp_path / "out-B"))
+    summary = run_study(b)
+    assert summary.already_done == 14 and summary.failed == 0 and summary.ran == 8
+    assert len(load_results(b).agreement) == 2 * 2 * 2  # models x methods x ratios
+    shutil.copytree(tmp_path / "out-B", tmp_path / "out-C", symlinks=True)
+    shutil.rmtree(tmp_path / "out-B" / "artifacts")
+    c = load_spec(a.path, output=str(tmp_path / "out-C"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = load_results(c)
+        assert len(res.agreement) == 8
+    paths = [u for arts in res.jobs["artifacts"] for u in arts.values()]
+    assert len(paths) == 22 and all(u.startswith(str(tmp_path / "out-C") + "/") for u in paths)
+
+
+# ---- item 5: a read-only folder ---------------------------------------------------------------
+def _unprivileged(cmd: list[str]) -> list[str]:
+    """``cmd`` run so that file permissions bind. Tests often run as root, where ``chmod a-w``
+    stops nothing; there the command runs through ``setpriv`` without the capabilities that
+    override permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER)."""
+    if os.geteuid() != 0:
+        return cmd
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("root without setpriv: a read-only folder would not bind")
+    caps = "-dac_override,-dac_read_search,-fowner"
+    return [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}", *cmd]
+
+
+_READER = """
+import json, sys, warnings
+from pathlib import Path
+from typer.testing import CliRunner
+from prunescope.cli import app
+from prunescope.study import load_results, load_spec
+
+study, folder, out = sys.argv[1:4]
+r = CliRunner()
+res = {}
+try:
+    open(Path(folder) / "probe", "w")
+    res["write"] = "allowed"
+except PermissionError:
+    res["write"] = "denied"
+for name, args in {
+        "status": ["status", study, "--output", folder],
+        "plan": ["plan", study, "--output", folder],
+        "export": ["export", study, "--output", folder, "--format", "csv", "--out", out + "/r.csv"],
+        "export_default": ["export", study, "--output", folder, "--format", "csv"],
+        "run": ["run", study, "--output", folder, "--quiet"],
+        "report": ["report", study, "--output", folder, "--out", out + "/report"],
+        }.items():
+    if name == "report" and sys.argv[4] != "report":
+        continue
+    got = r.invoke(app, args)
+    res[name] = [got.exit_code, got.output]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    loaded = load_results(load_spec(study, output=folder))
+    res["agreement"] = len(loaded.agreement)
+res["warnings"] = [str(w.message) for w in caught]
+res["statuses"] = loaded.jobs["status"].value_counts().to_dict()
+print("RESULT" + json.dumps(res))
+"""
+
+
+def _read_only_run(spec, folder: Path, tmp_path: Path, report: bool = False) -> dict:
+    """Run the read-only reader script on ``folder`` (made read-only for everyone first)."""
+    script = tmp_path / "reader.py"
+    script.write_text(_READER)
+    out = tmp_path / "written"
+    out.mkdir()
+    subprocess.run(["chmod", "-R", "a-w", str(folder)], check=True)
+    try:
+        proc = subprocess.run(
+            _unprivileged([sys.executable, str(script), spec.path, str(folder), str(out),
+                           "report" if report else "-"]),
+            capture_output=True, text=True, timeout=600,
+            env=os.environ | {"PYTHONPATH": SRC, "COLUMNS": "200"})
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(folder)], check=True)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
+    assert line, proc.stdout + proc.stderr
+    return json.loads(line[0][len("RESULT"):])
+
+
+def test_a_read_only_study_folder_is_read_by_status_plan_export(tiny_reference, tmp_path):
+    """Issue 14 item 5, with permissions that bind (see :func:`_unprivileged`): status, plan,
+    export --out and the results (agreement included) read a `chmod -R a-w` folder, even with
+    a write-ahead log left in it (its last commit is seen); what would write there (run, the
+    default export path) fails with one line naming the file."""
+    spec, _, _, _ = tiny_reference
+    ro = _copy(spec, tmp_path / "ro")
+    # a driver that has not checkpointed yet: its last commit lives in study.sqlite-wal only
+    last = _job(load_results(ro), "evaluate", 1, "gp")["id"]
+    with Store(ro.output, artifacts=ro.artifacts) as writer:
+        writer.conn.execute("PRAGMA wal_autocheckpoint=0")
+        writer.set_status([last], "failed", "in the wal only")
+        assert Path(f"{ro.output}/study.sqlite-wal").stat().st_size > 0
+        res = _read_only_run(spec, Path(ro.output), tmp_path)
+    assert res["write"] == "denied"  # the folder really is read-only for the reader
+    for name in ("status", "plan", "export"):
+        assert res[name][0] == 0, (name, res[name][1])
+    assert "failed" in res["status"][1] and "in the wal only" in res["status"][1]
+    assert res["statuses"] == {"done": 13, "failed": 1}
+    assert res["agreement"] == 3 and res["warnings"] == []
+    assert len(pd.read_csv(tmp_path / "written" / "r.csv")) == len(load_results(spec).frame) - 10
+    for name, path in (("export_default", "results.csv"), ("run", "run.lock")):
+        assert res[name][0] == 1
+        out = res[name][1].strip()
+        assert len(out.splitlines()) == 1 and "Traceback" not in out, out
+        assert f"permission denied: {ro.output}/{path}" in out
+
+
+@pytest.mark.slow
+def test_report_of_a_read_only_folder_with_one_truncated_predictions_file(tiny_reference,
+                                                                          tmp_path):
+    """Issue 14 items 5 and 9: `prunescope report --out` renders a read-only study whose one
+    predictions file was truncated: that agreement row is left out with a warning naming the
+    file and the `prunescope invalidate` command; the report is written."""
+    spec, _, _, _ = tiny_reference
+    ro = _copy(spec, tmp_path / "ro")
+    bad = Path(_job(load_results(ro), "evaluate", 0, "mp")["artifacts"]["predictions"])
+    bad.write_bytes(bad.read_bytes()[:100])
+    res = _read_only_run(spec, Path(ro.output), tmp_path, report=True)
+    code, output = res["report"]
+    assert code == 0, output
+    assert (tmp_path / "written" / "report" / "report.html").is_file()
+    assert res["agreement"] == 3
+    assert any(bad.name in w and "prunescope invalidate" in w for w in res["warnings"])
+
+
+# ---- item 8: one line per expected error ------------------------------------------------------
+def test_store_faults_print_one_line_naming_the_file(tiny_reference, tmp_path):
+    """A newer schema, a garbage file, a truncated store: `status` prints one line naming
+    study.sqlite and the remedy, exit 1; `--debug` raises the error with its traceback."""
+    spec, _, _, _ = tiny_reference
+    s = _copy(spec, tmp_path / "s")
+    path = Path(s.output) / "study.sqlite"
+    good = path.read_bytes()
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    args = ["status", spec.path, "--output", s.output]
+    out = _one_line(runner.invoke(app, args))
+    assert f"error: {path} was written by a newer prunescope (store schema 99)" in out
+    assert isinstance(runner.invoke(app, ["--debug", *args]).exception, StoreVersionError)
+    for damage in (b"garbage" * 2000, good[: len(good) // 3]):
+        path.write_bytes(damage)
+        for stale in ("-wal", "-shm"):
+            Path(f"{path}{stale}").unlink(missing_ok=True)
+        got = runner.invoke(app, args)
+        assert got.exit_code == 1
+        out = _one_line(got)
+        assert f"{path} is damaged or not a prunescope store" in out and "backup" in out
+        assert isinstance(runner.invoke(app, ["--debug", *args]).exception, StoreDamaged)
+
+
+def test_empty_store_beside_artifacts_is_refused_not_restarted(tiny_reference, tmp_path):
+    """Issue 14 item 9: a 0-byte study.sqlite beside a full artifacts/ folder: `run` refuses
+    with one line and starts nothing (the store stays empty, no artifact is touched)."""
+    spec, _, _, _ = tiny_reference
+    s = _copy(spec, tmp_path / "s")
+    path = Path(s.output) / "study.sqlite"
+    path.write_bytes(b"")
+    before = {p: p.stat().st_mtime_ns for p in Path(s.artifacts).rglob("*")}
+    n = sum(p.is_file() for p in Path(s.artifacts).glob("*/*"))  # 20: 14 jobs, 2+4 sidecars
+    got = runner.invoke(app, ["run", spec.path, "--output", s.output, "--quiet"])
+    assert got.exit_code == 1
+    out = _one_line(got)
+    assert f"{path} is empty (0 bytes) although" in out and f"holds {n} artifact files" in out
+    assert path.stat().st_size == 0
+    assert {p: p.stat().st_mtime_ns for p in Path(s.artifacts).rglob("*")} == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_no_cuda_prints_one_line(tiny_reference, tmp_path):
+    spec, _, _, _ = tiny_reference
+    s = _copy(spec, tmp_path / "s", spec.text.replace('name = "tiny"',
+                                                      'name = "tiny"\ndevice = "cuda"'))
+    (Path(s.output) / "study.sqlite").unlink()
+    got = runner.invoke(app, ["run", s.path, "--output", s.output, "--quiet"])
+    assert got.exit_code == 1
+    out = _one_line(got)
+    assert f"{s.path} asks for device 'cuda' but this machine has no CUDA device" in out
+
+
+def test_missing_fsspec_backend_prints_one_line(tiny_reference, tmp_path):
+    pytest.importorskip("fsspec")
+    try:
+        import s3fs  # noqa: F401
+        pytest.skip("s3fs is installed")
+    except ImportError:
+        pass
+    spec, _, _, _ = tiny_reference
+    text = spec.text.replace('name = "tiny"', 'name = "tiny"\nartifacts = "s3://no-bucket/x"')
+    (tmp_path / "s3.toml").write_text(text)
+    got = runner.invoke(app, ["run", str(tmp_path / "s3.toml"), "--output",
+                              str(tmp_path / "out"), "--quiet"])
+    assert got.exit_code in (1, 2)  # refused at run time, or by the spec's validation
+    assert "s3fs" in _one_line(got)
+
+
+def test_a_full_disk_prints_one_line(tiny_reference, tmp_path, monkeypatch):
+    """ENOSPC from any write of a command (here: export's file) is one line with the remedy."""
+    import errno
+
+    import prunescope.study as study_api
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r.csv"))
+
+    monkeypatch.setattr(study_api, "export_results", full)
+    spec, _, _, _ = tiny_reference
+    got = runner.invoke(app, ["export", spec.path, "--out", str(tmp_path / "r.csv")])
+    assert got.exit_code == 1
+    out = _one_line(got)
+    assert f"no space left on the device writing {tmp_path / 'r.csv'}" in out
+    assert "finished jobs are kept" in out
+
+
+# ---- item 9: checksums and invalidate ---------------------------------------------------------
+def test_a_damaged_checkpoint_is_named_and_invalidate_redoes_its_job(tiny_reference, tmp_path,
+                                                                     weights_digests):
+    """A truncated dense checkpoint: the next job reading it fails naming the file and the
+    train job that wrote it, with the command to redo it; `prunescope invalidate` of that job
+    resets it and its 6 dependents only, and the rerun gives the reference's weights again."""
+    spec, _, frame, digests = tiny_reference
+    s = _copy(spec, tmp_path / "s")
+    res = load_results(s)
+    train = _job(res, "train", 0)
+    weights = Path(train["artifacts"]["weights"])
+    weights.write_bytes(weights.read_bytes()[:1000])
+    ev = _job(res, "evaluate", 0)["id"]
+    got = runner.invoke(app, ["invalidate", spec.path, "--output", s.output, ev[:12]])
+    assert got.exit_code == 0 and "reset 1 job(s)" in got.output, got.output
+    summary = run_study(s)
+    assert summary.failed == 1
+    error = summary.errors[ev]
+    assert error.startswith(f"ArtifactDamaged: artifact {weights} is damaged")
+    assert f"job {train['id'][:12]} recorded" in error
+    assert f"prunescope invalidate STUDY.toml {train['id'][:12]}" in error
+    got = runner.invoke(app, ["invalidate", spec.path, "--output", s.output, train["id"][:12]])
+    assert got.exit_code == 0, got.output
+    assert "reset 7 job(s) to pending: train" in got.output
+    summary = run_study(s)
+    assert summary.failed == 0 and summary.ran == 7 and summary.already_done == 7
+    assert weights_digests(s) == digests
+    pd.testing.assert_frame_equal(load_results(s).frame, frame)
+
+
+def test_a_truncated_predictions_file_leaves_its_row_out_with_the_redo_command(tiny_reference,
+                                                                               tmp_path):
+    spec, _, _, _ = tiny_reference
+    s = _copy(spec, tmp_path / "s")
+    ev = _job(load_results(s), "evaluate", 1, "gp")
+    bad = Path(ev["artifacts"]["predictions"])
+    bad.write_bytes(bad.read_bytes()[:-5])
+    res = load_results(s)
+    with pytest.warns(UserWarning, match="damaged") as caught:
+        ag = res.agreement
+    text = str(caught[0].message)
+    assert str(bad) in text and f"prunescope invalidate {spec.path} {ev['id'][:12]}" in text
+    assert len(ag) == 3 and not ((ag["method"] == "gp") & (ag["model"] == 1)).any()
+    with pytest.raises(ArtifactDamaged, match="damaged"):
+        from prunescope.study import read_predictions
+
+        read_predictions(str(bad), (ev["checksums"][str(bad)], ev["id"]))

@@ -1,0 +1,254 @@
+"""Fuzzed study specs (issue 14, beyond the defects): any mutation of a shipped ``studies/*.toml``
+either plans or raises :class:`SpecError` with a one-line message, never another exception, and
+planning an accepted spec takes seconds at most.
+
+Mutations: values replaced (by values of other types, boundary numbers, strings with markup,
+NUL bytes and non-ASCII digits, vocabulary of other keys), keys deleted, keys added (known
+names in the wrong table and unknown ones), values wrapped in lists or tables. The fast suite
+runs a few dozen examples; ``-m slow`` runs many more.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from prunescope.study import SpecError, estimate_work, make_plan, parse_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDIES = {p.name: tomllib.loads(p.read_text()) for p in sorted((ROOT / "studies").glob("*.toml"))}
+#: seconds within which an accepted spec must be validated and planned on the 2-core CPU
+PLAN_SECONDS = 5.0
+
+# ---- a minimal TOML writer (inline tables only: every document is `key = value` lines) -----
+
+
+def _toml_str(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_str(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(type(v))
+
+
+def to_toml(doc: dict[str, Any]) -> str:
+    return "".join(f"{_toml_str(k)} = {_toml_value(v)}\n" for k, v in doc.items())
+
+
+def test_writer_round_trips_every_shipped_study():
+    for name, doc in STUDIES.items():
+        assert tomllib.loads(to_toml(doc)) == doc, name
+
+
+# ---- mutations -------------------------------------------------------------------------------
+VOCAB = ["mnist", "fashion-mnist", "cifar10", "cifar100", "lenet5", "resnet20", "resnet110",
+         "mp", "gp", "up", "rp", "lth", "l1-filter", "chip", "global", "layer", "full",
+         "batches", "shrinkbench", "auto", "cpu", "cuda", "cuda:0", "cuda:1", "cuda:¹", "cuda:٣",
+         "cuda:-1", "nominal", "gaussian_noise-3", "jpeg_compression-5", "noise-0.1", "noise-1e308",
+         "finetune", "train", "val_loss", "memory://fuzz", "file:///tmp/fuzz", "foo://x",
+         "s3://bucket/x", "", ".", "..", "/", "runs/x", "a" * 300, "[/]", "[[grid]]",
+         "[bold]x", "a\x00b", "x\ny", "é", "名前", "🙂", "\u202e"]
+NUMBERS = [0, 1, -1, 2, 3, 7, 100, 255, 256, 1000, 10**6, 10**9, 2**31, 2**63 - 1, 2**63,
+           -(2**63), 10**30, 0.0, -0.0, 0.5, 1.0, 1.0000001, 1.5, 2.0, 4.35, 1e-9, 1e-308,
+           1e308, math.inf, -math.inf, math.nan, True, False]
+#: the documented keys of each table (docs/studies.md), by the table's key
+RECIPE_KEYS = ["schedule", "epochs", "epochs_scale", "momentum", "nesterov", "weight_decay",
+               "batch_size", "augment", "max_steps_per_epoch", "val_batch_size", "select"]
+TABLE_KEYS = {
+    None: ["name", "seed", "models", "datasets", "architectures", "methods", "ratios", "scope",
+           "distributions", "output", "artifacts", "device", "n_val", "test_subset",
+           "split_seed", "corruption_seed", "gradients", "train", "finetune", "executor",
+           "grid", "lth", "structured", "prune_classifier", "prune_biases"],
+    "grid": ["datasets", "architectures", "methods", "ratios"],
+    "gradients": ["mode", "n_batches"],
+    "executor": ["pack_size", "workers", "threads", "gpus_per_pack", "cpus_per_pack",
+                 "deterministic", "pack_options"],
+    "pack_options": ["compile", "bf16", "channels_last", "cuda_graphs", "fused_optimizer"],
+    "lth": ["rewind_steps", "prune_fraction", "retrain"],
+    "structured": ["chip_images", "scope"],
+    "train": RECIPE_KEYS + ["lenet5", "resnet20", "resnet56"],
+    "finetune": RECIPE_KEYS + ["lenet5", "resnet20", "resnet56"],
+}
+KEYS = sorted({k for ks in TABLE_KEYS.values() for k in ks} | {"unknown", "[/]", "é"})
+
+scalars = st.one_of(
+    st.sampled_from(NUMBERS), st.sampled_from(VOCAB),
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.sampled_from(KEYS), inner, max_size=3)),
+    max_leaves=8,
+)
+
+
+PATHS = ["", ".", "..", "/", "runs/x", "a\x00b", "o[/]ut", "d" * 256, "/".join(["d" * 200] * 20),
+         "memory://fuzz", "file:///tmp/fuzz", "foo://x", "s3://bucket/x", "simplecache::bar://x",
+         "é/名前", "x\ny"]
+#: values aimed at each key: what the key takes, its boundaries and beyond
+KEY_VALUES = {
+    "name": st.sampled_from(["q", "a" * 100, "a" * 101, "..", "-x", "a b", "[/]", "é", "a\x00"]),
+    "output": st.sampled_from(PATHS), "artifacts": st.sampled_from(PATHS),
+    "device": st.sampled_from(["auto", "cpu", "cuda", "cuda:0", "cuda:127", "cuda:128",
+                               "cuda:¹", "cuda:٣", "cuda:01", "cuda:-1", "tpu", "cuda:\x00"]),
+    "models": st.sampled_from([0, 1, 2, 1000, 10**5, 10**6, 10**12]),
+    "epochs_scale": st.sampled_from([1e-300, 0.5, 2.0, 1e4, 1e5, 1e308, math.inf, math.nan]),
+    "epochs": st.sampled_from([0, 1, 10**4, 10**4 + 1, 10**9, 2**63]),
+    "schedule": st.sampled_from([[[1, 0.1]], [[10**5, 0.1]], [[2**62, 0.1]], [[1, 1e308]],
+                                 [[0, 0.1]], [], [[1, -0.1]]]),
+    "prune_fraction": st.sampled_from([1e-9, 1e-4, 0.01, 0.2, 0.999, 1.0]),
+    "rewind_steps": st.sampled_from([0, 1, 10**6, -1]),
+    "distributions": st.sampled_from([["nominal"], ["noise-1e308"], ["nominal", "nominal"],
+                                      [f"noise-{i / 1000}" for i in range(1, 3000)]]),
+}
+for _k in ("seed", "split_seed", "corruption_seed", "n_val", "test_subset", "workers",
+           "threads", "pack_size", "cpus_per_pack", "gpus_per_pack", "chip_images",
+           "n_batches", "batch_size", "val_batch_size", "max_steps_per_epoch"):
+    KEY_VALUES[_k] = st.sampled_from([-1, 0, 1, 2, 64, 65, 256, 257, 1024, 1025, 9999, 10000,
+                                      55000, 60000, 10**11, 2**63 - 1, 2**63, 1e-9, 0.5, "auto"])
+
+
+def _value_for(draw, key: Any) -> Any:
+    """A replacement for the value of ``key``: mostly one aimed at it, else any value."""
+    aimed = KEY_VALUES.get(key) if isinstance(key, str) else None
+    return draw(st.one_of(aimed, aimed, values) if aimed is not None else values)
+
+
+def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every key path (dict keys and list indices) inside ``node``."""
+    out = []
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(
+        node, list) else ()
+    for k, v in items:
+        out.append(prefix + (k,))
+        out.extend(_paths(v, prefix + (k,)))
+    return out
+
+
+def _tables(node: Any, prefix: tuple = ()) -> list[tuple]:
+    """Paths of every table (the document included)."""
+    out = [prefix] if isinstance(node, dict) else []
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(
+        node, list) else ()
+    for k, v in items:
+        out.extend(_tables(v, prefix + (k,)))
+    return out
+
+
+def _at(doc: Any, path: tuple) -> Any:
+    for k in path:
+        doc = doc[k]
+    return doc
+
+
+@st.composite
+def mutated(draw) -> tuple[str, str]:
+    """(name of the shipped study, the TOML text of 1-3 mutations of it)."""
+    name = draw(st.sampled_from(sorted(STUDIES)))
+    doc = copy.deepcopy(STUDIES[name])
+    for _ in range(draw(st.integers(1, 3))):
+        op = draw(st.sampled_from(["replace", "replace", "delete", "add", "wrap"]))
+        paths = _paths(doc)
+        if op in ("replace", "delete", "wrap") and paths:
+            path = draw(st.sampled_from(paths))
+            parent = _at(doc, path[:-1])
+            if op == "delete":
+                del parent[path[-1]]
+            elif op == "wrap":
+                old = parent[path[-1]]
+                parent[path[-1]] = draw(st.sampled_from([[old], {"x": old}, [old, old]]))
+            else:
+                parent[path[-1]] = _value_for(draw, path[-1])
+        else:  # add (or overwrite) a key: mostly one documented for that table
+            tpath = draw(st.sampled_from(_tables(doc)))
+            named = [k for k in reversed(tpath) if isinstance(k, str)]
+            own = TABLE_KEYS.get(named[0] if named else None, KEYS)
+            key = draw(st.one_of(st.sampled_from(own), st.sampled_from(own),
+                                 st.sampled_from(KEYS)))
+            _at(doc, tpath)[key] = _value_for(draw, key)
+    return name, to_toml(doc)
+
+
+def _check(case: tuple[str, str], folder: Path) -> None:
+    name, text = case
+    t0 = time.process_time()  # CPU time: the shared test machine is often busy
+    try:
+        spec = parse_spec(text, base_dir=folder, source=str(folder / name))
+    except SpecError as e:
+        msg = str(e)
+        assert msg and "\n" not in msg and "\r" not in msg, msg
+        assert msg.startswith(str(folder / name)), msg
+        return
+    plan = make_plan(spec)
+    estimate_work(plan)
+    assert plan.jobs
+    if spec.device != "auto":  # an accepted device is one torch can parse
+        torch.device(spec.device)
+    elapsed = time.process_time() - t0
+    assert elapsed < PLAN_SECONDS, f"validating and planning took {elapsed:.1f} s of CPU"
+
+
+def _variant(study: str, table: str | None = None, **changes: Any) -> tuple[str, str]:
+    """An explicit mutation (the faults of issue 14 item 7), tried before the random ones."""
+    doc = copy.deepcopy(STUDIES[study])
+    (doc.setdefault(table, {}) if table else doc).update(changes)
+    return study, to_toml(doc)
+
+
+FAST = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@pytest.mark.timeout(300)
+@FAST
+@given(mutated())
+@example(_variant("quick.toml", output="runs/a\x00b"))
+@example(_variant("quick.toml", "train", epochs_scale=1e308))
+@example(_variant("modern.toml", models=10**6))
+@example(_variant("quick.toml", device="cuda:¹"))
+@example(_variant("quick.toml", name="[/]"))
+def test_mutated_shipped_specs_plan_or_fail_in_one_line(tmp_path_factory, case):
+    _check(case, tmp_path_factory.getbasetemp())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@settings(FAST, max_examples=2000, derandomize=False)
+@given(mutated())
+def test_mutated_shipped_specs_plan_or_fail_in_one_line_many(tmp_path_factory, case):
+    _check(case, tmp_path_factory.getbasetemp())
