@@ -14,9 +14,17 @@ from rich.progress import TextColumn
 from rich.text import Text
 
 
+#: columns of a console that is not a terminal (a log file, a pipe): wide enough that no line of
+#: a table, path or message is wrapped (rich would wrap at 80 columns)
+LOG_WIDTH = 1000
+
+
 def console(*, stderr: bool = False) -> Console:
-    """A console (stdout, or stderr) that prints every string as written (no markup)."""
-    return Console(stderr=stderr, markup=False)
+    """A console (stdout, or stderr) that prints every string as written (no markup): the
+    terminal's width on a terminal, else :data:`LOG_WIDTH` columns, so that redirected output
+    keeps every line (a file path in a message, a table row) whole."""
+    c = Console(stderr=stderr, markup=False)
+    return c if c.is_terminal else Console(stderr=stderr, markup=False, width=LOG_WIDTH)
 
 
 def text_column(template: str) -> TextColumn:

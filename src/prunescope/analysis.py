@@ -132,6 +132,17 @@ class Analysis:
     ci_method: str = "t"
 
 
+def _imbalance_notice(nominal_frame: pd.DataFrame) -> str:
+    """The banner line of a test set whose classes differ in size, in a reader's terms."""
+    support = nominal_frame.groupby(["distribution", "cls"], sort=False)["support"].first()
+    return (f"Unbalanced test set: its classes hold between {int(support.min()):,} and "
+            f"{int(support.max()):,} images, so the per-class recall gaps to the accuracy "
+            "(R^c − A) do not add up to zero exactly, as they would with equal class sizes "
+            "(docs/metrics.md). α is still the least-squares slope through the origin of "
+            "these gaps after pruning against before, as in the paper; the figures and tables "
+            "are unaffected otherwise.")
+
+
 def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL, ci_method: str = "t") -> Analysis:
     """Pair, fit and bound the nominal-distribution results of ``frame`` (see :class:`Analysis`);
     ``ci_method`` (``"t"`` or ``"bootstrap"``) gives the intervals of E[alpha]."""
@@ -150,8 +161,7 @@ def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL, ci_method: str 
         paired, alphas = model_alphas(nom)
     for w in caught:
         if issubclass(w.category, metrics.ImbalanceWarning):
-            notices.append(f"Unbalanced test set: {w.message}. The slopes are still "
-                           "least-squares fits through the origin.")
+            notices.append(_imbalance_notice(nom))
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     cell_keys = list(metrics.CELL_KEYS) + (["level"] if "level" in frame.columns else [])
@@ -318,12 +328,15 @@ def analyse_shift(frame: pd.DataFrame, an: Analysis, nominal: str = metrics.NOMI
                  notices)
 
 
-def agreement_ci(agreement: pd.DataFrame) -> pd.DataFrame | None:
-    """``stats.mean_ci`` of functional agreement (fraction) per (dataset, arch, method, ratio,
-    distribution) over models, or None when no row has a value (no predictions were kept).
+def agreement_ci(agreement: pd.DataFrame, results_frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Mean functional agreement (fraction) per (dataset, arch, method, ratio, distribution)
+    over models with a 99 % interval inside [0, 1] (``stats.proportion_mean_ci``: t-interval
+    of the mean empirical logit, each model's test-set size from the dense evaluation's
+    support in ``results_frame``), or None when no row has a value (no predictions were kept).
 
     Raises ``TypeError``/``ValueError`` for a frame that is not one, lacks
-    :data:`AGREEMENT_KEYS` or holds a value outside [0, 1]."""
+    :data:`AGREEMENT_KEYS`, holds a value outside [0, 1] or a row without a dense evaluation
+    in ``results_frame``."""
     if not isinstance(agreement, pd.DataFrame):
         raise TypeError(f"agreement must be a pandas DataFrame, got {type(agreement).__name__}")
     missing = [c for c in AGREEMENT_KEYS if c not in agreement.columns]
@@ -337,9 +350,17 @@ def agreement_ci(agreement: pd.DataFrame) -> pd.DataFrame | None:
     if bad.any():
         raise ValueError(f"agreement must be a fraction in [0, 1]; got "
                          f"{frame.loc[bad, 'agreement'].tolist()[:5]}")
+    size_keys = ["dataset", "arch", "model", "distribution"]
+    sizes = (results_frame[results_frame["method"] == metrics.DENSE_METHOD]
+             .groupby(size_keys, sort=False)["support"].sum().rename("_n").reset_index())
+    frame = frame.merge(sizes, on=size_keys, how="left")
+    if frame["_n"].isna().any():
+        raise ValueError("agreement rows without an evaluated dense model in the results frame: "
+                         f"{frame.loc[frame['_n'].isna(), size_keys].drop_duplicates().values.tolist()[:3]}")
     # a pruning level is a function of the ratio: it is not a separate key here
-    return cell_ci(frame, "agreement", ["dataset", "arch", "method", "ratio", "distribution"],
-                   null=1.0)
+    return stats.proportion_mean_ci(frame, "agreement",
+                                    ["dataset", "arch", "method", "ratio", "distribution"],
+                                    frame["_n"], level=CI_LEVEL, null=1.0)
 
 
 def coverage(frame: pd.DataFrame) -> pd.DataFrame:

@@ -65,13 +65,18 @@ def test_shift_views_use_the_achieved_ratio_and_nominal_only_has_none(frame):
 def test_agreement_ci_validates_and_bounds():
     rows = pd.DataFrame({"dataset": "d", "arch": "a", "method": "mp", "ratio": 2.0,
                          "model": [0, 1, 2], "distribution": "nominal", "agreement": [0.9, 0.95, 1.0]})
-    ci = analysis.agreement_ci(rows)
+    dense = pd.DataFrame({"dataset": "d", "arch": "a", "method": "dense", "model": [0, 1, 2],
+                          "distribution": "nominal", "support": 1000})  # 1000 test images each
+    ci = analysis.agreement_ci(rows, dense)
     assert ci["mean"].iloc[0] == pytest.approx(0.95) and ci["n"].iloc[0] == 3
-    assert analysis.agreement_ci(rows.assign(agreement=np.nan)) is None
+    assert 0 < ci["ci_low"].iloc[0] < 0.95 < ci["ci_high"].iloc[0] <= 1  # bounded (issue 18)
+    assert analysis.agreement_ci(rows.assign(agreement=np.nan), dense) is None
     with pytest.raises(ValueError, match="fraction in"):
-        analysis.agreement_ci(rows.assign(agreement=[0.9, 95.0, 1.0]))
+        analysis.agreement_ci(rows.assign(agreement=[0.9, 95.0, 1.0]), dense)
     with pytest.raises(ValueError, match="lacks column"):
-        analysis.agreement_ci(rows.drop(columns="model"))
+        analysis.agreement_ci(rows.drop(columns="model"), dense)
+    with pytest.raises(ValueError, match="without an evaluated dense model"):
+        analysis.agreement_ci(rows, dense[dense["model"] != 2])
 
 
 def test_analysis_imports_neither_torch_nor_matplotlib():

@@ -105,3 +105,30 @@ def test_agreement_panels_group_severities_when_many_distributions():
                                         "gaussian_noise-5"]
     assert groups["noise"] == ["noise-0.05", "noise-0.2"]
     assert groups["contrast-2"] == ["contrast-2"]
+
+
+def test_agreement_intervals_stay_within_0_and_100_percent(multi_frame, tmp_path):
+    """Issue 18 item 7: collapsed models agree on a few percent of the images, with a spread a
+    t-interval stretches below 0 %; the logit interval stays inside [0, 100] % and is the
+    back-transformed t-interval of the models' empirical logits."""
+    from scipy import stats as sps
+
+    ag = _agreement(multi_frame)
+    low = [0.01, 0.25, 0.02, 0.30]  # the four models of one cell
+    cell = (ag["method"] == "mp") & (ag["ratio"] == ag["ratio"].max())
+    for dist in ag.loc[cell, "distribution"].unique():
+        ag.loc[cell & (ag["distribution"] == dist), "agreement"] = low
+    x = np.array(low)
+    half = sps.t.ppf(0.995, 3) * x.std(ddof=1) / 2
+    assert x.mean() - half < 0  # what the plain t-interval gave
+    render_report(multi_frame, tmp_path, agreement=ag)
+    tab = pd.read_csv(tmp_path / "tables" / "agreement.csv")
+    assert (tab["99% CI low"] >= 0).all() and (tab["99% CI high"] <= 100).all()
+    row = tab[(tab["method"] == "mp") & (tab["ratio"] == ag["ratio"].max())].iloc[0]
+    n = multi_frame[(multi_frame["method"] == "dense") & (multi_frame["model"] == 0)
+                    & (multi_frame["distribution"] == row["distribution"])]["support"].sum()
+    lg = np.log((x * n + 0.5) / ((1 - x) * n + 0.5))
+    lg_half = sps.t.ppf(0.995, 3) * lg.std(ddof=1) / 2
+    expect = 100 / (1 + np.exp(-(lg.mean() + np.array([-lg_half, lg_half]))))
+    np.testing.assert_allclose([row["99% CI low"], row["99% CI high"]], expect, rtol=1e-3)
+    assert row["agreement (%)"] == pytest.approx(100 * x.mean(), abs=0.01)

@@ -306,7 +306,12 @@ def test_unbalanced_test_set_becomes_a_notice_not_a_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", metrics.ImbalanceWarning)
         page = render_report(frame, tmp_path).read_text(encoding="utf-8")
-    assert "Unbalanced test set: 4 of 4 evaluations have unequal class supports" in page
+    assert "Unbalanced test set: 4 of 4 evaluations have unequal class supports" not in page
+    # issue 18: in a reader's terms, the class sizes it found, no column or function name
+    sizes = frame[frame["distribution"] == "nominal"].groupby("cls")["support"].first()
+    notice = re.search(r"Unbalanced test set:[^<]*", page).group(0)
+    assert f"between {sizes.min():,} and {sizes.max():,} images" in notice
+    assert "'balanced'" not in notice and "model_alpha" not in notice and "(..." not in notice
 
 
 def test_paper_grid_p_value_tables_have_one_family_per_comparison():

@@ -1,54 +1,101 @@
-"""`prunescope audit`: prune a trained model with each method at each ratio and report what changes."""
+"""`prunescope audit`: prune a trained model with each method at each ratio and report what changes.
+
+A thin wrapper over :func:`prunescope.audit.audit_checkpoint` (a prunescope checkpoint) and
+:func:`prunescope.audit.audit` (``--model``: your own model and ``--data``). Every error is one
+line; the audit's jobs are kept in ``--out``, so running the same command again resumes.
+"""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import torch
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from prunescope._console import console as make_console, styled, text_column
-from prunescope.audit import AuditResult, audit, audit_checkpoint
+from prunescope._console import console as make_console, styled
+from prunescope.audit import AuditError, AuditResult
 from prunescope.cli._app import DataDirOpt, DeviceOpt, app
-from prunescope.train import Recipe
 
 
-def _csv(text: str, cast: type) -> list:
+def _csv(text: str, cast: type, option: str) -> list:
     try:
         return [cast(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError as e:
-        raise typer.BadParameter(f"cannot read {text!r} as a comma-separated list of {cast.__name__}") from e
+        raise AuditError(f"{option} {text!r}: not a comma-separated list of "
+                         f"{'numbers' if cast is float else 'names'}") from e
 
 
-def _user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
-    """Build ``module:callable`` and load a state dict from ``.safetensors`` or ``.pt``."""
+def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
+    """Build ``package.module:callable`` (imported with the current directory first on the
+    path, as ``python -m`` does) and load its weights from ``.safetensors`` or a ``.pt`` state
+    dict; every failure is an ``AuditError`` naming what to fix."""
     mod_name, _, fn_name = factory.partition(":")
-    if not fn_name:
-        raise typer.BadParameter(f"--model must look like package.module:callable, got {factory!r}")
-    model = getattr(importlib.import_module(mod_name), fn_name)()
-    if weights.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    if not mod_name or not fn_name:
+        raise AuditError(f"--model must look like package.module:callable, got {factory!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(mod_name)
+    except Exception as e:  # noqa: BLE001 -- import errors of user code take many forms
+        raise AuditError(f"--model {factory}: cannot import {mod_name!r} from {cwd} "
+                         f"({type(e).__name__}: {e}); run from the folder that holds it or "
+                         "install it") from e
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise AuditError(f"--model {factory}: {mod_name} has no callable {fn_name!r} "
+                         f"({module.__file__})")
+    try:
+        model = fn()
+    except Exception as e:  # noqa: BLE001
+        raise AuditError(f"--model {factory}: calling {fn_name}() raised {type(e).__name__}: "
+                         f"{e}; it must take no arguments and return the nn.Module") from e
+    if not isinstance(model, torch.nn.Module):
+        raise AuditError(f"--model {factory}: {fn_name}() returned {type(model).__name__}, "
+                         "not a torch.nn.Module")
+    if not weights.is_file():
+        raise AuditError(f"no weights file at {weights}")
+    try:
+        if weights.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(weights), device=device)
-    else:
-        state = torch.load(weights, map_location=device, weights_only=True)
-    model.load_state_dict(state)
+            state = load_file(str(weights), device=device)
+        else:
+            state = torch.load(weights, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- truncated or foreign files
+        raise AuditError(f"{weights} cannot be read as a state dict ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}); it may be truncated: save "
+                         "it again with torch.save(model.state_dict(), path)") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise AuditError(f"{weights} holds a {type(state).__name__}, not a state dict; save it "
+                         "with torch.save(model.state_dict(), path)")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise AuditError(f"the weights in {weights} do not fit the model {factory} builds: "
+                         f"{first}") from e
     return model.to(device).eval()
 
 
-def _print(console: Console, res: AuditResult) -> None:
+def _print(con: Console, res: AuditResult) -> None:
     runs = Table(title="Pruned models (nominal test set)")
-    for col in ("method", "ratio", "achieved", "acc dense", "acc pruned", "acc final", "agreement"):
+    for col in ("method", "ratio", "achieved", "acc dense", "acc pruned", "acc final",
+                "agreement", "steps"):
         runs.add_column(col, justify="right")
     agree = res.agreement[res.agreement.distribution == "nominal"].set_index(["method", "ratio"]).agreement
     for r in res.runs.itertuples():
         runs.add_row(r.method, f"{r.ratio:g}", f"{r.achieved_ratio:.3f}", f"{r.accuracy_dense:.4f}",
-                     f"{r.accuracy_pruned:.4f}", f"{r.accuracy_final:.4f}", f"{agree[(r.method, r.ratio)]:.4f}")
-    console.print(runs)
+                     f"{r.accuracy_pruned:.4f}", f"{r.accuracy_final:.4f}",
+                     f"{agree[(r.method, r.ratio)]:.4f}", str(r.finetune_steps))
+    con.print(runs)
     alpha = Table(title="Recall distortion: alpha (>1 intensifies class gaps) and worst-hit classes")
     for col in ("method", "ratio", "distribution", "alpha", "worst classes (recall change)"):
         alpha.add_column(col)
@@ -57,13 +104,15 @@ def _print(console: Console, res: AuditResult) -> None:
         w = worst.get_group((r.method, r.ratio, r.distribution))
         alpha.add_row(r.method, f"{r.ratio:g}", r.distribution, f"{r.alpha:.3f}",
                       ", ".join(f"{n} ({c:+.3f})" for n, c in zip(w.class_name, w.recall_change)))
-    console.print(alpha)
+    con.print(alpha)
     pot = Table(title="Prune potential (largest ratio within delta of the dense error)")
     for col in ("method", "distribution", "potential", "status"):
         pot.add_column(col)
     for r in res.prune_potential.itertuples():
         pot.add_row(r.method, r.distribution, f"{r.potential:g}", r.status)
-    console.print(pot)
+    con.print(pot)
+    for w in res.warnings:
+        con.print(styled("warning:", "yellow", f" {w}"), highlight=False)
 
 
 @app.command("audit")
@@ -71,51 +120,69 @@ def audit_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint from `prunescope train`, or with "
                                                     "--model a state dict (.safetensors or .pt).")],
     model: Annotated[Optional[str], typer.Option(
-        "--model", help="Your own model: package.module:callable returning the nn.Module whose "
-                        "weights CHECKPOINT holds (needs --data).")] = None,
+        "--model", help="Your own model: package.module:callable (imported from the current "
+                        "directory) returning the nn.Module whose weights CHECKPOINT holds "
+                        "(needs --data).")] = None,
     data: Annotated[Optional[Path], typer.Option(
         "--data", help="Folder with train.npz and test.npz (arrays x: images, y: labels).")] = None,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: mp,gp,up,rp.")] = "mp,gp,up,rp",
     ratios: Annotated[str, typer.Option("--ratios", help="Comma-separated compression ratios.")] = "2,4,10,20,50",
     finetune_epochs: Annotated[Optional[int], typer.Option(
-        "--finetune-epochs", help="Fine-tuning epochs (0: none). Checkpoints: the SPEC 4 schedule "
-                                  "scaled to N (default: full). --model: SGD lr 0.01 (default: 0).")] = None,
+        "--finetune-epochs", help="Fine-tuning epochs (0: none). Checkpoints: default one epoch "
+                                  "of the SPEC 4 recipe capped at 100 steps (minutes on a CPU); "
+                                  "N: the SPEC 4 schedule scaled to N full epochs (15: the "
+                                  "paper's LeNet-5 fine-tuning). --model: SGD lr 0.01 for N "
+                                  "epochs (default: 0).")] = None,
     distributions: Annotated[str, typer.Option(
         "--distributions", help="Comma-separated test distributions, e.g. "
                                 "nominal,gaussian_noise-3,noise-0.1.")] = "nominal",
     weight_decay: Annotated[Optional[float], typer.Option(
         "--weight-decay", help="UP's eps: the decay your model was trained with (--model).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path, typer.Option("--out", help="Folder for report.html and the CSV tables.")] = Path("runs/audit"),
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Jobs run at once, each in a process of one torch thread (1: in this "
+                          "process).")] = 1,
+    out: Annotated[Path, typer.Option(
+        "--out", help="The audit's folder: its store (rerun to resume), report/report.html and "
+                      "the CSV tables.")] = Path("runs/audit"),
     device: DeviceOpt = "cpu",
     data_dir: DataDirOpt = None,
 ) -> None:
     """Prune a trained model with each method at each ratio; print and write per-class recall
-    changes, alpha, the worst-hit classes, prune potential and agreement, and report.html."""
-    console = make_console()
-    kwargs = dict(methods=_csv(methods, str), ratios=_csv(ratios, float), seed=seed, out_dir=out,
-                  distributions=_csv(distributions, str))
-    with Progress(text_column("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task("pruning", total=len(kwargs["methods"]) * len(kwargs["ratios"]))
-        kwargs["progress"] = lambda done, total, what: bar.update(task, completed=done, description=what)
-        try:
-            if model is None:
-                res = audit_checkpoint(checkpoint, data_dir=data_dir, finetune_epochs=finetune_epochs,
-                                       device=device, weight_decay=weight_decay, **kwargs)
-            else:
-                if data is None:
-                    raise typer.BadParameter("--model needs --data FOLDER with train.npz and test.npz")
-                recipe = (Recipe(schedule=((finetune_epochs, 0.01),),
-                                 weight_decay=5e-4 if weight_decay is None else weight_decay)
-                          if finetune_epochs else None)
-                res = audit(_user_model(model, checkpoint, device), data / "train.npz", data / "test.npz",
-                            finetune=recipe, weight_decay=weight_decay, **kwargs)
-        except (FileNotFoundError, KeyError, ValueError, TypeError) as e:
-            console.print(styled("error:", "red", f" {e}"))
-            raise typer.Exit(1) from e
-    _print(console, res)
-    out.mkdir(parents=True, exist_ok=True)
+    changes, alpha, the worst-hit classes, prune potential and agreement, and report.html.
+    Prints what will run and an estimate of how long first; rerun the same command to resume."""
+    from prunescope.audit import audit, audit_checkpoint
+    from prunescope.study.progress import display_for
+    from prunescope.train import Recipe
+
+    con, err = make_console(), make_console(stderr=True)
+    try:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise AuditError(f"--device {device}: no CUDA device is visible; use --device cpu")
+        kwargs = dict(methods=_csv(methods, str, "--methods"), ratios=_csv(ratios, float, "--ratios"),
+                      seed=seed, out_dir=out, distributions=_csv(distributions, str, "--distributions"),
+                      workers=workers, log=err.file, display=display_for(err))
+        if model is None:
+            if data is not None:
+                raise AuditError("--data goes with --model (your own model); a prunescope "
+                                 "checkpoint brings its dataset")
+            res = audit_checkpoint(checkpoint, data_dir=data_dir, finetune_epochs=finetune_epochs,
+                                   device=device, weight_decay=weight_decay, **kwargs)
+        else:
+            if data is None:
+                raise AuditError("--model needs --data FOLDER with train.npz and test.npz")
+            if finetune_epochs is not None and finetune_epochs < 0:
+                raise AuditError(f"--finetune-epochs {finetune_epochs} must be >= 0")
+            recipe = (Recipe(schedule=((finetune_epochs, 0.01),),
+                             weight_decay=5e-4 if weight_decay is None else weight_decay)
+                      if finetune_epochs else None)
+            net = user_model(model, checkpoint, device)
+            res = audit(net, data / "train.npz", data / "test.npz", finetune=recipe,
+                        weight_decay=weight_decay, name=Path(model.partition(":")[0]).name, **kwargs)
+    except AuditError as e:
+        err.print(styled("error:", "red", f" {e}"), highlight=False)
+        raise typer.Exit(1) from e
+    _print(con, res)
     for name in ("classwise", "alphas", "worst_classes", "prune_potential", "agreement", "runs"):
         getattr(res, name).to_csv(out / f"{name}.csv", index=False)
-    console.print(f"report: {res.report}; tables: {out}/*.csv")
+    con.print(f"report: {res.report}; tables: {out}/*.csv", highlight=False)

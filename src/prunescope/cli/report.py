@@ -46,6 +46,7 @@ def report_cmd(
     from prunescope.cli.study import study_results
     from prunescope.study.results import load_exemplars, training_splits
     from prunescope.report import render_report
+    from prunescope.study.checks import checks
 
     correction, ci_method, families = correction.lower(), ci_method.lower(), families.lower()
     if correction not in CORRECTIONS:
@@ -62,7 +63,7 @@ def report_cmd(
                              jobs=res.jobs, delta=delta, agreement=res.agreement,
                              correction=correction, ci_method=ci_method, families=families,
                              training_splits=training_splits(res.spec),
-                             exemplars=load_exemplars(res))
+                             exemplars=load_exemplars(res), notices=checks(res))
     except ValueError as e:
         _err.print(styled("cannot render the report", "red", f": {e}"))
         raise typer.Exit(1) from e

@@ -92,7 +92,7 @@ def run_cmd(
 ) -> None:
     """Run every job of the study that is not done yet (resumable: rerun after any kill)."""
     from prunescope.study import run_study
-    from prunescope.study.progress import RichDisplay
+    from prunescope.study.progress import display_for
 
     if executor not in ("local", "ray"):
         _err.print(styled(f"--executor {executor!r} is unknown", "red", "; use local or ray"))
@@ -101,7 +101,7 @@ def run_cmd(
     try:
         summary = run_study(spec, executor=executor, address=address,
                             retry_failed=retry_failed,
-                            display=None if quiet else RichDisplay(_err))
+                            display=None if quiet else display_for(_err))
     except KeyboardInterrupt:
         _err.print(styled("interrupted", "yellow", ": finished jobs are saved; run the same "
                           "command again to resume"))

@@ -6,7 +6,7 @@ Every frame comes from :mod:`prunescope.analysis` (over :mod:`prunescope.metrics
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,10 +278,11 @@ def _agreement_panels(dists: list[str], nominal: str) -> list[tuple[str, list[st
              sorted(fams[f], key=severity)) for f in order]
 
 
-def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str) -> Section:
+def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str,
+                       results_frame: pd.DataFrame) -> Section:
     """Figure per (dataset, arch) and table of functional agreement with the dense model
-    (intervals: ``analysis.agreement_ci``)."""
-    ci = analysis.agreement_ci(agreement)
+    (intervals inside 0..100 %: ``analysis.agreement_ci``)."""
+    ci = analysis.agreement_ci(agreement, results_frame)
     sec = Section("agreement", "Functional agreement with the dense model",
                   intro=CAPTIONS["agreement"])
     if ci is None:
@@ -308,7 +309,9 @@ def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str) -> Sect
     sec.tables.append(_table(tab, out / "tables" / "agreement", "Functional agreement",
                              "Mean over models of the percentage of test images on which the "
                              "pruned model predicts the same class as its dense parent, per "
-                             "method, ratio and test distribution, with 99 % t-interval.",
+                             "method, ratio and test distribution, with a 99 % interval "
+                             "that stays within 0..100 % (t-interval of the mean logit, "
+                             "docs/report.md).",
                              "tab-agreement", digits=2))
     return sec
 
@@ -536,7 +539,7 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
                   agreement: pd.DataFrame | None = None, correction: str = "bonferroni",
                   ci_method: str = "t", families: str = "column",
                   training_splits: pd.DataFrame | None = None,
-                  exemplars: Exemplars | None = None) -> Path:
+                  exemplars: Exemplars | None = None, notices: Sequence[str] = ()) -> Path:
     """Write every figure (PNG + PDF), table (Markdown, CSV, LaTeX) and ``report.html``.
 
     Args:
@@ -572,6 +575,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
         exemplars: the study's pruning-identified exemplars
             (:func:`prunescope.study.results.load_exemplars`): adds the PIE section, its
             gallery and ``tables/pies.csv``. ``None``: no PIE section.
+        notices: sentences shown first in the page's banner, e.g. the findings of
+            :func:`prunescope.study.checks.checks` (under-trained models, ...).
 
     Returns:
         Path of ``report.html``.
@@ -597,13 +602,13 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
                                nominal),
                 _tables_section(an, out, correction, families), coverage]
     if agreement is not None:
-        sections.insert(-2, _agreement_section(agreement, out, nominal))
+        sections.insert(-2, _agreement_section(agreement, out, nominal, results_frame))
     extra = [longtail_section(an.paired, an.alphas, training_splits, out, correction)
              if training_splits is not None else None,
              exemplar_section(exemplars, an.paired, out) if exemplars is not None else None]
     sections[-2:-2] = [s for s in extra if s is not None]
     page = build_page(study_name=study_name, version=version, spec_text=spec_text,
-                      sections=sections, notices=[*cov_notices, *an.notices], root=out)
+                      sections=sections, notices=[*notices, *cov_notices, *an.notices], root=out)
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -1,6 +1,7 @@
 """prunescope.stats: CIs, t-tests, multiple-testing corrections and the SPEC 5 test families.
 Pure NumPy/SciPy/pandas/statsmodels; never imports torch. See docs/metrics.md."""
-from prunescope.stats.ci import CELL_KEYS, CI_COLUMNS, CI_METHODS, ci_label, mean_ci, t_interval
+from prunescope.stats.ci import (CELL_KEYS, CI_COLUMNS, CI_METHODS, ci_label, mean_ci,
+                                 proportion_mean_ci, t_interval)
 from prunescope.stats.families import (
     ARCH_ORDER,
     DATASET_ARCHS,
@@ -31,5 +32,6 @@ __all__ = [
     "DATASET_ARCHS", "DATASET_ORDER", "DATASET_PAIRS", "FAMILIES", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS",
     "FamilyResult",
     "all_families", "arch_tests", "ci_label", "correct", "correct_within", "dataset_tests",
-    "mean_ci", "method_tests", "mp_vs_up_tests", "ratio_tests", "t_interval", "ttest",
+    "mean_ci", "method_tests", "mp_vs_up_tests", "proportion_mean_ci", "ratio_tests",
+    "t_interval", "ttest",
 ]

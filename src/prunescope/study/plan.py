@@ -42,7 +42,9 @@ from prunescope.train.recipe import Recipe
 #: Bump when a code change alters the result of an unchanged job (ids then change, nothing
 #: stale is reused). Part of every job id.
 RESULTS_VERSION = 1
-#: job kinds in dependency order (the plan's phases)
+#: job kinds in dependency order (the plan's phases). An audit (:func:`prunescope.audit.audit`)
+#: adds one more before them, ``source``: its dense model, imported rather than trained (the
+#: audit writes its checkpoint and records it done before the run, so no worker runs it).
 KINDS = ("train", "rewind", "gradients", "prune_finetune", "structured", "lth_level", "evaluate")
 
 
@@ -100,7 +102,8 @@ class _FromDense:
     method: str
     ratio: float
     scope: str
-    recipe: Recipe
+    #: ``None``: pruned and not fine-tuned (an audit's "right after pruning" copies)
+    recipe: Recipe | None
     seed: int
 
 
@@ -160,13 +163,30 @@ class EvaluateParams:
     quantize: str | None = None
 
 
-JobParams = (TrainParams | RewindParams | GradientsParams | PruneFinetuneParams
+@dataclass(frozen=True)
+class SourceParams:
+    """A ``source`` job: an audit's dense model, imported rather than trained
+    (:func:`prunescope.audit.audit` writes its checkpoint and records it done, no worker runs
+    it): sha256 of its ``weights`` (safetensors bytes) and of its ``data`` (train, validation
+    and test arrays), its ``structure`` (``repr`` of the module), normalisation, UP's
+    ``weight_decay`` and ``num_classes``."""
+
+    weights: str
+    structure: str
+    data: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weight_decay: float | None
+    num_classes: int
+
+
+JobParams = (SourceParams | TrainParams | RewindParams | GradientsParams | PruneFinetuneParams
              | StructuredParams | LthLevelParams | EvaluateParams)
 #: the parameter type of each job kind
 PARAMS: dict[str, type] = {
     "train": TrainParams, "rewind": RewindParams, "gradients": GradientsParams,
     "prune_finetune": PruneFinetuneParams, "structured": StructuredParams,
-    "lth_level": LthLevelParams, "evaluate": EvaluateParams}
+    "lth_level": LthLevelParams, "evaluate": EvaluateParams, "source": SourceParams}
 _KIND_OF = {cls: kind for kind, cls in PARAMS.items()}
 
 
@@ -174,7 +194,7 @@ def params_from_dict(kind: str, d: dict[str, Any]) -> Any:
     """The typed parameters of a job of ``kind`` from its hashed dict (``Job.params``; keys
     left out of the hash take their defaults)."""
     kw = {k: v for k, v in d.items() if k not in ("kind", "version")}
-    if "recipe" in kw:
+    if kw.get("recipe") is not None:
         kw["recipe"] = Recipe.from_dict(kw["recipe"])
     return PARAMS[kind](**kw)
 

@@ -19,7 +19,7 @@ import pandas as pd
 from prunescope.metrics import functional_agreement
 from prunescope.metrics.underrepresented import Exemplars
 from prunescope.study.artifacts import ArtifactDamaged, read_bytes, redo_hint
-from prunescope.study.plan import make_plan
+from prunescope.study.plan import Plan, make_plan
 from prunescope.study.spec import StudySpec, load_spec
 from prunescope.study.store import Store
 
@@ -96,8 +96,8 @@ class StudyResults:
         return self.load_agreement()
 
 
-def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None = None
-                 ) -> StudyResults:
+def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None = None,
+                 plan: Plan | None = None) -> StudyResults:
     """Read the results of a study (finished or not).
 
     The ``agreement`` frame is computed on its first access (it reads every predictions
@@ -106,12 +106,13 @@ def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None =
     Args:
         study: the study TOML path, or an already loaded :class:`StudySpec`.
         output: output folder overriding the spec's (as ``prunescope run --output``).
+        plan: the study's jobs, default ``make_plan(spec)`` (an audit passes its own).
 
     Raises:
         FileNotFoundError: the study has never been run (no store in its output folder).
     """
     spec = study if isinstance(study, StudySpec) else load_spec(study, output=output)
-    plan = make_plan(spec)
+    plan = make_plan(spec) if plan is None else plan
     labels = pd.DataFrame({
         "id": [j.id for j in plan.jobs], "kind": [j.kind for j in plan.jobs],
         "dataset": [j.dataset if j.imbalance is None else f"{j.dataset}-{j.imbalance}"

@@ -123,6 +123,7 @@ def run_study(
     address: str | None = None,
     retry_failed: bool = False,
     display: RunDisplay | None = None,
+    plan: Plan | None = None,
 ) -> RunSummary:
     """Run every job of ``spec`` that is not done yet.
 
@@ -134,13 +135,15 @@ def run_study(
         retry_failed: rerun failed jobs (and the jobs they blocked).
         display: progress sink (e.g. :class:`prunescope.study.progress.RichDisplay`);
             ``None`` shows nothing.
+        plan: the jobs to run, default ``make_plan(spec)``; an audit passes the plan of its
+            one user model (:func:`prunescope.audit.audit`), whose ``source`` job it recorded.
 
     Returns:
         :class:`RunSummary`. ``KeyboardInterrupt`` (Ctrl-C, SIGTERM) propagates after the
         executor is closed; every finished job is already in the store.
     """
     t0 = time.perf_counter()
-    plan = make_plan(spec)
+    plan = make_plan(spec) if plan is None else plan
     with study_lock(spec.output), Store(spec.output, artifacts=spec.artifacts) as store, _sigterm_as_interrupt():
         Artifacts(spec.artifacts).clean_temporaries()
         store.add_jobs(plan.jobs)

@@ -131,9 +131,9 @@ def _run_one(job: Job, ctx: WorkerContext, arts: Artifacts, progress: ProgressFn
         if job.kind in _FITTERS:
             prepare, finish = _FITTERS[job.kind]
             fj = prepare(job, ctx, arts)
-
-            res = fit(fj.model, fj.train, fj.val, fj.recipe, fj.seed, masks=fj.masks,
-                      progress=(lambda s_, t_, _i: step(s_, t_)) if step else None)
+            res = None if fj.recipe is None else fit(  # no recipe: pruned, not fine-tuned
+                fj.model, fj.train, fj.val, fj.recipe, fj.seed, masks=fj.masks,
+                progress=(lambda s_, t_, _i: step(s_, t_)) if step else None)
             result = finish(fj, res, arts)
         else:
             result = _RUNNERS[job.kind](job, ctx, arts, step)
@@ -302,6 +302,34 @@ def _split(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, 
     return s.x, s.y
 
 
+@functools.lru_cache(maxsize=2)
+def _user_data(path: str) -> dict[str, np.ndarray]:
+    """The arrays of an audited model's own data file (:func:`prunescope.audit.audit`):
+    ``x_train, y_train, x_val, y_val, x_test, y_test`` (uint8 NHWC images, int64 labels)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _normalisation(meta: dict[str, Any]) -> tuple[Any, Any]:
+    """``(mean, std)`` per channel on the 0..1 scale: the sidecar's own (audited user models),
+    else the dataset's."""
+    if "mean" in meta:
+        return meta["mean"], meta["std"]
+    inf = info(meta["dataset"])
+    return inf.mean, inf.std
+
+
+def _train_val_of(meta: dict[str, Any], ctx: WorkerContext):
+    """Training and validation ``DeviceImages`` of a model: the data file its sidecar names
+    (``data``, relative to the artifact root: an audited user model), else the dataset's train
+    split and hold-out (:func:`_train_val`)."""
+    if "data" not in meta:
+        return _train_val(meta, ctx.data_dir, ctx.device)
+    d, (mean, std) = _user_data(Artifacts(ctx.artifacts).url(meta["data"])), _normalisation(meta)
+    return (DeviceImages(d["x_train"], d["y_train"], mean, std, ctx.device),
+            DeviceImages(d["x_val"], d["y_val"], mean, std, ctx.device))
+
+
 def _train_val(split: dict[str, Any], data_dir: str | None, device: str):
     """Training part and validation hold-out of a model's training split as ``DeviceImages``;
     ``split`` is a train job's params or a checkpoint's meta (``dataset``, ``n_val``,
@@ -318,7 +346,8 @@ def _train_val(split: dict[str, Any], data_dir: str | None, device: str):
 
 def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: int,
                  distribution: str, corruption_seed: int, data_dir: str | None,
-                 quantize: str = "truncate") -> tuple[torch.Tensor, np.ndarray]:
+                 quantize: str = "truncate", data: str | None = None
+                 ) -> tuple[torch.Tensor, np.ndarray]:
     """``(x uint8 NHWC tensor, y int64)`` of the test split (or its seeded stratified
     ``subset``), shifted to ``distribution`` (pixel levels by ``quantize``, see
     :func:`~prunescope.data.corruptions.corrupt`).
@@ -330,13 +359,17 @@ def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: 
     cycle through all distributions, so an in-process cache of a few entries never hits with
     SPEC 7's 41 distributions. The nominal set is the (cached) split itself."""
 
-    x, y = _split(dataset, "test", data_dir)
+    if data is not None:  # an audited user model's own test images (:func:`_user_data`)
+        x, y = _user_data(data)["x_test"], _user_data(data)["y_test"]
+    else:
+        x, y = _split(dataset, "test", data_dir)
     if subset is not None and subset < len(y):
         _, idx = train_val_indices(y, subset, seed=split_seed)
         x, y = x[idx], y[idx]
     if distribution == "nominal":
         return torch.from_numpy(x), y
-    key = test_set_key(dataset, subset, split_seed, distribution, corruption_seed, quantize)
+    source = dataset if data is None else f"file:{Path(data).name}"  # named by its content hash
+    key = test_set_key(source, subset, split_seed, distribution, corruption_seed, quantize)
     url = arts.url(f"{TEST_SETS}/{key}.npy")
     if arts.exists(url):
         with arts.reading(url) as (path,):
@@ -426,10 +459,13 @@ def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
 
 
 def _finish(fj: _FitJob, fit_res: Any, arts: Artifacts) -> JobResult:
-    """Save the fitted model (with its masks) and describe the result."""
-    meta = fj.meta | {"best_epoch": fit_res.best_epoch, "history": fit_res.history}
+    """Save the fitted model (with its masks) and describe the result (``fit_res`` ``None``:
+    a model pruned without fine-tuning, ``best_epoch`` 0 and no history)."""
+    fitted = ({"best_epoch": 0, "history": []} if fit_res is None else
+              {"best_epoch": fit_res.best_epoch, "history": fit_res.history})
+    meta = fj.meta | fitted
     arts_out = _save_model(arts, fj.job, fj.model, meta, masks=fj.masks)
-    details: dict[str, Any] = {"best_epoch": fit_res.best_epoch, "history": fit_res.history}
+    details: dict[str, Any] = dict(fitted)
     if fj.densities is not None:
         details["densities"] = fj.densities
     details |= fj.details
@@ -441,7 +477,7 @@ def _gradients(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | N
                ) -> JobResult:
     p = job.args
     model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
-    train, _ = _train_val(meta, ctx.data_dir, ctx.device)
+    train, _ = _train_val_of(meta, ctx)
     kw: dict[str, Any] = {"mode": p.mode}
     if p.mode != "full":
         kw |= {"n_batches": p.n_batches, "batch_size": p.batch_size, "seed": p.seed}
@@ -469,7 +505,7 @@ def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _F
                        seed=derive_seed(p.seed, "rp"), scope=p.scope, meta=meta,
                        prune_classifier=p.prune_classifier,
                        prune_biases=p.prune_biases)
-    train, val = _train_val(meta, ctx.data_dir, ctx.device)
+    train, val = _train_val_of(meta, ctx)
     recipe = p.recipe
     new_meta = _pruned_meta(meta, job, recipe) | {"pruning": mres.summary()}
     return _FitJob(job, model, train, val, recipe, derive_seed(p.seed, "finetune"),
@@ -487,9 +523,9 @@ def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | No
     model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
     x, y = _test_arrays(arts, meta["dataset"], p.test_subset, p.split_seed or 0,
                         p.distribution, p.corruption_seed or 0, ctx.data_dir,
-                        p.quantize or "truncate")
-    inf = info(meta["dataset"])
-    images = DeviceImages(x, y, inf.mean, inf.std, ctx.device)
+                        p.quantize or "truncate",
+                        data=arts.url(meta["data"]) if "data" in meta else None)
+    images = DeviceImages(x, y, *_normalisation(meta), ctx.device)
     n_cls = int(meta["num_classes"])
     pred = predict(model, images)
     cm = confusion_from_predictions(y, pred, n_cls)
@@ -518,12 +554,16 @@ def predictions_dtype(num_classes: int) -> type:
     raise ValueError(f"{num_classes} classes do not fit the int16 predictions artifact")
 
 
-def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe) -> dict[str, Any]:
-    """Sidecar of a pruned model: its parent's data/architecture keys plus what made it."""
+def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe | None) -> dict[str, Any]:
+    """Sidecar of a pruned model: its parent's data/architecture keys plus what made it
+    (``recipe`` ``None``: pruned without fine-tuning, its decay is its parent's)."""
     out = {k: meta[k] for k in CARRIED_META if k in meta}
+    if recipe is None:
+        out["weight_decay"] = meta["weight_decay"]
     return out | {"recipe": recipe, "parent_weight_decay": meta.get("parent_weight_decay",
                                                                    meta["weight_decay"]),
-                  "method": job.args.method, "epochs": recipe.epochs, "job_id": job.id}
+                  "method": job.args.method, "epochs": 0 if recipe is None else recipe.epochs,
+                  "job_id": job.id}
 
 
 def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None) -> JobResult:

@@ -103,7 +103,13 @@ def save_checkpoint(
 
 def model_from_meta(meta: dict[str, Any]) -> nn.Module:
     """The model a sidecar describes, freshly built on the CPU: ``build_model(arch,
-    num_classes, in_channels, image_size=image_size or 28)`` (weights still to be loaded)."""
+    num_classes, in_channels, image_size=image_size or 28)`` (weights still to be loaded), or,
+    when the sidecar names a ``module`` file (a user's own model audited by
+    :func:`prunescope.audit.audit`, saved there with ``torch.save(module)``; :func:`load_checkpoint`
+    resolves a relative name against the artifact root, the checkpoint's grandparent folder),
+    that module unpickled (its classes must be importable, as for any pickle)."""
+    if "module" in meta:
+        return torch.load(meta["module"], map_location="cpu", weights_only=False)
     return build_model(
         meta["arch"], int(meta["num_classes"]), int(meta["in_channels"]),
         image_size=int(meta.get("image_size", 28)),
@@ -146,7 +152,10 @@ def load_checkpoint(
         raise ValueError(
             f"{side_path} has checkpoint_format {fmt!r}; this prunescope reads {CHECKPOINT_FORMAT}"
         )
-    model = build(meta)
+    if "module" in meta and not os.path.isabs(meta["module"]):  # <root>/<kind>/<id>.safetensors
+        model = build(dict(meta, module=str(path.parent.parent / meta["module"])))
+    else:
+        model = build(meta)
     tensors = load_file(str(path), device=str(device))
     masks = {k[len(MASK_PREFIX):]: v for k, v in tensors.items() if k.startswith(MASK_PREFIX)}
     state = {k: v for k, v in tensors.items() if not k.startswith(MASK_PREFIX)}
