@@ -94,82 +94,97 @@ from typer.testing import CliRunner
 from prunescope.cli import app
 from prunescope.study import load_results, load_spec
 
-study, folder, out = sys.argv[1:4]
+study, out, report, folders = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 r = CliRunner()
-res = {}
-try:
-    open(Path(folder) / "probe", "w")
-    res["write"] = "allowed"
-except PermissionError:
-    res["write"] = "denied"
-for name, args in {
-        "status": ["status", study, "--output", folder],
-        "plan": ["plan", study, "--output", folder],
-        "export": ["export", study, "--output", folder, "--format", "csv", "--out", out + "/r.csv"],
-        "export_default": ["export", study, "--output", folder, "--format", "csv"],
-        "run": ["run", study, "--output", folder, "--quiet"],
-        "report": ["report", study, "--output", folder, "--out", out + "/report"],
-        }.items():
-    if name == "report" and sys.argv[4] != "report":
-        continue
-    got = r.invoke(app, args)
-    res[name] = [got.exit_code, got.output]
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    loaded = load_results(load_spec(study, output=folder))
-    res["agreement"] = len(loaded.agreement)
-res["warnings"] = [str(w.message) for w in caught]
-res["statuses"] = loaded.jobs["status"].value_counts().to_dict()
-print("RESULT" + json.dumps(res))
+every = {}
+for i, folder in enumerate(folders):
+    res = every[folder] = {}
+    try:
+        open(Path(folder) / "probe", "w")
+        res["write"] = "allowed"
+    except PermissionError:
+        res["write"] = "denied"
+    for name, args in {
+            "status": ["status", study, "--output", folder],
+            "plan": ["plan", study, "--output", folder],
+            "export": ["export", study, "--output", folder, "--format", "csv",
+                       "--out", f"{out}/r{i}.csv"],
+            "export_default": ["export", study, "--output", folder, "--format", "csv"],
+            "run": ["run", study, "--output", folder, "--quiet"],
+            "report": ["report", study, "--output", folder, "--out", f"{out}/report{i}"],
+            }.items():
+        if name != "report" or report == "report":
+            got = r.invoke(app, args)
+            res[name] = [got.exit_code, got.output]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = load_results(load_spec(study, output=folder))
+        res["agreement"] = len(loaded.agreement)
+    res["warnings"] = [str(w.message) for w in caught]
+    res["statuses"] = loaded.jobs["status"].value_counts().to_dict()
+print("RESULT" + json.dumps(every))
 """
 
 
-def _read_only_run(spec, folder: Path, tmp_path: Path, report: bool = False) -> dict:
-    """Run the read-only reader script on ``folder`` (made read-only for everyone first)."""
+def _read_only_run(spec, folders: list[Path], tmp_path: Path, report: bool = False
+                   ) -> list[dict]:
+    """Run the read-only reader script on ``folders`` (made read-only for everyone first; one
+    subprocess for all); one result dict per folder."""
     script = tmp_path / "reader.py"
     script.write_text(_READER)
     out = tmp_path / "written"
     out.mkdir()
-    subprocess.run(["chmod", "-R", "a-w", str(folder)], check=True)
+    for f in folders:
+        subprocess.run(["chmod", "-R", "a-w", str(f)], check=True)
     try:
         proc = subprocess.run(
-            _unprivileged([sys.executable, str(script), spec.path, str(folder), str(out),
-                           "report" if report else "-"]),
+            _unprivileged([sys.executable, str(script), spec.path, str(out),
+                           "report" if report else "-", *map(str, folders)]),
             capture_output=True, text=True, timeout=600,
             env=os.environ | {"PYTHONPATH": SRC, "COLUMNS": "200"})
     finally:
-        subprocess.run(["chmod", "-R", "u+w", str(folder)], check=True)
+        for f in folders:
+            subprocess.run(["chmod", "-R", "u+w", str(f)], check=True)
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
     assert line, proc.stdout + proc.stderr
-    return json.loads(line[0][len("RESULT"):])
+    every = json.loads(line[0][len("RESULT"):])
+    return [every[str(f)] for f in folders]
 
 
 def test_a_read_only_study_folder_is_read_by_status_plan_export(tiny_reference, tmp_path):
     """Issue 14 item 5, with permissions that bind (see :func:`_unprivileged`): status, plan,
-    export --out and the results (agreement included) read a `chmod -R a-w` folder, even with
-    a write-ahead log left in it (its last commit is seen); what would write there (run, the
-    default export path) fails with one line naming the file."""
-    spec, _, _, _ = tiny_reference
+    export --out and the results (agreement included) read a `chmod -R a-w` folder: an archived
+    one (no -wal/-shm beside the store), and one with a write-ahead log left in it (its last
+    commit is seen); what would write there (run, the default export path) fails with one line
+    naming the file."""
+    spec, _, frame, _ = tiny_reference
+    archived = _copy(spec, tmp_path / "archived")
+    for index in Path(archived.output).glob("study.sqlite-*"):  # left by earlier readers
+        index.unlink()
     ro = _copy(spec, tmp_path / "ro")
     # a driver that has not checkpointed yet: its last commit lives in study.sqlite-wal only
     last = _job(load_results(ro), "evaluate", 1, "gp")["id"]
-    with Store(ro.output, artifacts=ro.artifacts) as writer:
+    with Store(ro.output) as writer:
         writer.conn.execute("PRAGMA wal_autocheckpoint=0")
         writer.set_status([last], "failed", "in the wal only")
         assert Path(f"{ro.output}/study.sqlite-wal").stat().st_size > 0
-        res = _read_only_run(spec, Path(ro.output), tmp_path)
-    assert res["write"] == "denied"  # the folder really is read-only for the reader
-    for name in ("status", "plan", "export"):
-        assert res[name][0] == 0, (name, res[name][1])
-    assert "failed" in res["status"][1] and "in the wal only" in res["status"][1]
-    assert res["statuses"] == {"done": 13, "failed": 1}
-    assert res["agreement"] == 3 and res["warnings"] == []
-    assert len(pd.read_csv(tmp_path / "written" / "r.csv")) == len(load_results(spec).frame) - 10
-    for name, path in (("export_default", "results.csv"), ("run", "run.lock")):
-        assert res[name][0] == 1
-        out = res[name][1].strip()
-        assert len(out.splitlines()) == 1 and "Traceback" not in out, out
-        assert f"permission denied: {ro.output}/{path}" in out
+        got = _read_only_run(spec, [Path(archived.output), Path(ro.output)], tmp_path)
+    for res, s in zip(got, (archived, ro)):
+        assert res["write"] == "denied"  # the folder really is read-only for the reader
+        for name in ("status", "plan", "export"):
+            assert res[name][0] == 0, (name, res[name][1])
+        for name, path in (("export_default", "results.csv"), ("run", "run.lock")):
+            assert res[name][0] == 1
+            out = res[name][1].strip()
+            assert len(out.splitlines()) == 1 and "Traceback" not in out, out
+            assert f"permission denied: {s.output}/{path}" in out
+    assert got[0]["statuses"] == {"done": 14}
+    assert got[0]["agreement"] == 4 and got[0]["warnings"] == []
+    assert len(pd.read_csv(tmp_path / "written" / "r0.csv")) == len(frame)
+    assert "failed" in got[1]["status"][1] and "in the wal only" in got[1]["status"][1]
+    assert got[1]["statuses"] == {"done": 13, "failed": 1}
+    assert got[1]["agreement"] == 3 and got[1]["warnings"] == []
+    assert len(pd.read_csv(tmp_path / "written" / "r1.csv")) == len(frame) - 10
 
 
 @pytest.mark.slow
@@ -182,10 +197,10 @@ def test_report_of_a_read_only_folder_with_one_truncated_predictions_file(tiny_r
     ro = _copy(spec, tmp_path / "ro")
     bad = Path(_job(load_results(ro), "evaluate", 0, "mp")["artifacts"]["predictions"])
     bad.write_bytes(bad.read_bytes()[:100])
-    res = _read_only_run(spec, Path(ro.output), tmp_path, report=True)
+    res, = _read_only_run(spec, [Path(ro.output)], tmp_path, report=True)
     code, output = res["report"]
     assert code == 0, output
-    assert (tmp_path / "written" / "report" / "report.html").is_file()
+    assert (tmp_path / "written" / "report0" / "report.html").is_file()
     assert res["agreement"] == 3
     assert any(bad.name in w and "prunescope invalidate" in w for w in res["warnings"])
 
