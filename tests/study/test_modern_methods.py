@@ -148,7 +148,7 @@ def test_lth_stores_one_row_per_level_with_nested_masks(reference):
 
     train_job = res.jobs[res.jobs["kind"] == "train"].iloc[0]
     tp = train_job["params"]
-    tr, va = _train_val("mnist", tp["n_val"], tp["split_seed"], None, "cpu")
+    tr, va = _train_val(tp, None, "cpu")
     caps = {k: RewindCapture(init, k) for k in (2, 3, 4)}
     fit(init, tr, va, Recipe.from_dict(tp["recipe"]), tp["seed"],
         progress=lambda s_, t_, i_: [c(s_, t_, i_) for c in caps.values()])
