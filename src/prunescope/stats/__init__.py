@@ -3,6 +3,7 @@ Pure NumPy/SciPy/pandas/statsmodels; never imports torch. See docs/metrics.md.""
 from prunescope.stats.ci import CELL_KEYS, CI_COLUMNS, CI_METHODS, ci_label, mean_ci, t_interval
 from prunescope.stats.families import (
     ARCH_ORDER,
+    DATASET_ARCH_CHOICES,
     DATASET_ARCHS,
     DATASET_ORDER,
     DATASET_PAIRS,
@@ -12,6 +13,7 @@ from prunescope.stats.families import (
     FamilyResult,
     all_families,
     arch_tests,
+    dataset_archs,
     dataset_tests,
     method_tests,
     mp_vs_up_tests,
@@ -31,9 +33,10 @@ from prunescope.stats.tests import (
 
 __all__ = [
     "ALTERNATIVES", "ARCH_ORDER", "CELL_KEYS", "CI_COLUMNS", "CI_METHODS", "CORRECTIONS",
-    "DATASET_ARCHS", "DATASET_ORDER", "DATASET_PAIRS", "FAMILIES", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS",
+    "DATASET_ARCH_CHOICES", "DATASET_ARCHS", "DATASET_ORDER", "DATASET_PAIRS", "FAMILIES", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS",
     "FamilyResult",
-    "all_families", "arch_tests", "ci_label", "correct", "correct_within", "dataset_tests",
+    "all_families", "arch_tests", "ci_label", "correct", "correct_within", "dataset_archs",
+    "dataset_tests",
     "independent_from_moments", "mean_ci", "method_tests", "mp_vs_up_tests", "paired_from_moments",
     "ratio_tests", "t_interval", "t_pvalue", "ttest",
 ]
