@@ -7,6 +7,7 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
+from prunescope import stats
 from prunescope.stats import (
     all_families,
     arch_tests,
@@ -381,3 +382,25 @@ def test_column_family_counts_a_row_without_p_value():
 def test_unknown_families_rule_is_refused():
     with pytest.raises(ValueError, match="families must be one of column, table"):
         arch_tests(study(), families="row")
+
+
+def test_datasets_are_compared_on_the_papers_lenet_when_a_study_has_it():
+    """Issue 13: the paper's LeNet is ShrinkBench's (``lenet5-shrinkbench``); a study with both
+    LeNets (docs/reproduction.md's: the classic one at ratio 50 only) takes the MNIST-like sets
+    on the paper's, a study of the classic LeNet-5 alone on that one."""
+    rng = np.random.default_rng(3)
+    rows = [dict(dataset=d, arch=a, method="mp", ratio=t, model=i, distribution="nominal",
+                 alpha=0.9 + 0.01 * t + rng.normal(0, 0.05))
+            for d, a, ratios in (("mnist", "lenet5-shrinkbench", (2.0, 4.0, 10.0)),
+                                 ("mnist", "lenet5", (10.0,)),
+                                 ("cifar10", "resnet56", (2.0, 4.0, 10.0)))
+            for t in ratios for i in range(4)]
+    both = pd.DataFrame(rows)
+    assert stats.dataset_archs(both)["mnist"] == "lenet5-shrinkbench"
+    long = ratio_tests(both, "dataset").long
+    assert set(long.query("dataset == 'mnist'")["arch"]) == {"lenet5-shrinkbench"}
+    assert len(long.query("dataset == 'mnist'")) == 2  # 2 vs 4, 4 vs 10 on the paper's LeNet
+    assert set(dataset_tests(both).long["arch_a"]) == {"lenet5-shrinkbench"}
+    classic = both[both["arch"] != "lenet5-shrinkbench"]
+    assert stats.dataset_archs(classic)["mnist"] == "lenet5"
+    assert set(dataset_tests(classic).long["arch_a"]) == {"lenet5"}

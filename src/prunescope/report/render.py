@@ -75,9 +75,10 @@ class Group:
     factor: str
     fixed: tuple[tuple[str, str], ...]
     levels: tuple[str, ...]
-    #: the datasets vary each on its own architecture (``stats.DATASET_ARCHS``): only those
-    #: rows are selected
+    #: the datasets vary each on its own architecture (``stats.dataset_archs`` of the study):
+    #: only those rows are selected; ``archs`` holds that ``(dataset, arch)`` map
     own_arch: bool = False
+    archs: tuple[tuple[str, str], ...] = ()
 
     def select(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Rows of ``frame`` in this group."""
@@ -85,7 +86,7 @@ class Group:
         for k, v in self.fixed:
             mask &= (frame[k] == v).to_numpy()
         if self.own_arch:
-            mask &= (frame["arch"] == frame["dataset"].map(stats.DATASET_ARCHS)).to_numpy()
+            mask &= (frame["arch"] == frame["dataset"].map(dict(self.archs))).to_numpy()
         return frame.loc[mask & frame[self.factor].isin(self.levels).to_numpy()]
 
     @property
@@ -95,7 +96,7 @@ class Group:
         if self.own_arch:
             on: dict[str, list[str]] = {}
             for dataset in self.levels:
-                on.setdefault(stats.DATASET_ARCHS[dataset], []).append(dataset)
+                on.setdefault(dict(self.archs)[dataset], []).append(dataset)
             archs = "; ".join(f"{', '.join(ds)} on {arch}" for arch, ds in on.items())
             return f"{fixed}: dataset varies ({archs})"
         if len(self.levels) > 1:
@@ -109,25 +110,28 @@ class Group:
 
 
 def _dataset_groups(cells: pd.DataFrame, taken: set[frozenset]) -> list[Group]:
-    """Per method, the datasets side by side each on its ``stats.DATASET_ARCHS`` architecture
-    (MNIST, Fashion-MNIST on LeNet-5; CIFAR-10, CIFAR-100 on ResNet-56), as the
+    """Per method, the datasets side by side each on its ``stats.dataset_archs`` architecture
+    (MNIST, Fashion-MNIST on the paper's LeNet, else LeNet-5; CIFAR-10, CIFAR-100 on
+    ResNet-56), as the
     ``ratios_by_dataset`` and ``datasets`` test families take them; groups with < 2 datasets or
     whose cells equal a group in ``taken`` are left out."""
-    own = cells[cells["arch"].to_numpy() == cells["dataset"].map(stats.DATASET_ARCHS).to_numpy()]
+    archs = stats.dataset_archs(cells)
+    own = cells[cells["arch"].to_numpy() == cells["dataset"].map(archs).to_numpy()]
     groups = []
     for method, sub in own.groupby("method", sort=False):
         if frozenset(map(tuple, sub[["dataset", "arch", "method"]].to_numpy())) in taken:
             continue
         levels = tuple(ordered("dataset", sub["dataset"].unique()))
         if len(levels) >= 2:
-            groups.append(Group("dataset", (("method", method),), levels, own_arch=True))
+            groups.append(Group("dataset", (("method", method),), levels, own_arch=True,
+                                archs=tuple((d, archs[d]) for d in levels)))
     return groups
 
 
 def factor_groups(cells: pd.DataFrame) -> list[Group]:
     """The panel matrices of a study: for each factor (method, arch, dataset) every combination of
     the other two in which it takes >= 2 levels; for the dataset also, per method, the datasets
-    each on its own architecture (``stats.DATASET_ARCHS``), so MNIST, Fashion-MNIST, CIFAR-10 and
+    each on its own architecture (``stats.dataset_archs``), so MNIST, Fashion-MNIST, CIFAR-10 and
     CIFAR-100 appear side by side; cells in no such group get a one-column group.
 
     Args:

@@ -4,6 +4,7 @@ from prunescope.stats.ci import (CELL_KEYS, CI_COLUMNS, CI_METHODS, ci_label, me
                                  proportion_mean_ci, t_interval)
 from prunescope.stats.families import (
     ARCH_ORDER,
+    DATASET_ARCH_CHOICES,
     DATASET_ARCHS,
     DATASET_ORDER,
     DATASET_PAIRS,
@@ -13,6 +14,7 @@ from prunescope.stats.families import (
     FamilyResult,
     all_families,
     arch_tests,
+    dataset_archs,
     dataset_tests,
     method_tests,
     mp_vs_up_tests,
@@ -29,9 +31,9 @@ from prunescope.stats.tests import (
 
 __all__ = [
     "ALTERNATIVES", "ARCH_ORDER", "CELL_KEYS", "CI_COLUMNS", "CI_METHODS", "CORRECTIONS",
-    "DATASET_ARCHS", "DATASET_ORDER", "DATASET_PAIRS", "FAMILIES", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS",
+    "DATASET_ARCH_CHOICES", "DATASET_ARCHS", "DATASET_ORDER", "DATASET_PAIRS", "FAMILIES", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS",
     "FamilyResult",
-    "all_families", "arch_tests", "ci_label", "correct", "correct_within", "dataset_tests",
-    "mean_ci", "method_tests", "mp_vs_up_tests", "proportion_mean_ci", "ratio_tests",
-    "t_interval", "ttest",
+    "all_families", "arch_tests", "ci_label", "correct", "correct_within", "dataset_archs",
+    "dataset_tests", "mean_ci", "method_tests", "mp_vs_up_tests", "proportion_mean_ci",
+    "ratio_tests", "t_interval", "ttest",
 ]

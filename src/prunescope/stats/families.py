@@ -70,11 +70,25 @@ ARCH_ORDER: tuple[str, ...] = ("resnet20", "resnet32", "resnet44", "resnet56", "
 DATASET_PAIRS: tuple[tuple[str, str], ...] = (
     ("mnist", "cifar10"), ("fashion-mnist", "cifar10"), ("cifar10", "cifar100"),
 )
-#: Architecture used for each dataset when datasets are compared (SPEC 4: the MNIST-like sets
-#: have LeNet-5 only; ResNet-56 is the default architecture when the dataset varies).
-DATASET_ARCHS: dict[str, str] = {
-    "mnist": "lenet5", "fashion-mnist": "lenet5", "cifar10": "resnet56", "cifar100": "resnet56",
+#: Architectures a dataset is taken on when datasets are compared, in order of preference (SPEC
+#: 4: the MNIST-like sets have LeNets only, the paper's ShrinkBench LeNet first and the classic
+#: LeNet-5 for a study without it; ResNet-56 is the default architecture when the dataset varies).
+DATASET_ARCH_CHOICES: dict[str, tuple[str, ...]] = {
+    "mnist": ("lenet5-shrinkbench", "lenet5"), "fashion-mnist": ("lenet5-shrinkbench", "lenet5"),
+    "cifar10": ("resnet56",), "cifar100": ("resnet56",),
 }
+#: The preferred architecture of each dataset (the first of :data:`DATASET_ARCH_CHOICES`).
+DATASET_ARCHS: dict[str, str] = {d: c[0] for d, c in DATASET_ARCH_CHOICES.items()}
+
+
+def dataset_archs(frame: pd.DataFrame) -> dict[str, str]:
+    """The architecture each dataset is taken on when datasets are compared in ``frame`` (rows
+    with ``dataset`` and ``arch`` columns): its first choice in :data:`DATASET_ARCH_CHOICES` that
+    has rows there (the preferred one when none has), so a study of the classic LeNet-5 alone
+    still compares its datasets. ``{dataset: arch}`` for every dataset of the choices."""
+    present = set(map(tuple, frame[["dataset", "arch"]].drop_duplicates().to_numpy()))
+    return {d: next((a for a in choices if (d, a) in present), choices[0])
+            for d, choices in DATASET_ARCH_CHOICES.items()}
 #: Canonical order of pruning methods in method pairs.
 METHOD_ORDER: tuple[str, ...] = registry.names("one-shot")
 #: Datasets from simplest to hardest: the order of dataset rows and columns in every table.
@@ -83,7 +97,7 @@ DATASET_ORDER: tuple[str, ...] = dataset_names()
 #: order, then any other name sorted (the report's figures use the same orders; method pairs
 #: keep :data:`METHOD_ORDER` for which method is side ``a``).
 LEVEL_ORDER: dict[str, tuple[str, ...]] = {
-    "dataset": DATASET_ORDER, "arch": ("lenet5", *ARCH_ORDER),
+    "dataset": DATASET_ORDER, "arch": ("lenet5-shrinkbench", "lenet5", *ARCH_ORDER),
     "method": registry.display_order(),
 }
 
@@ -324,7 +338,7 @@ def _fixed(cell: Sequence[str], *drop: str) -> list[str]:
 def ratio_tests(alphas: pd.DataFrame, level: str = "arch", *, value: str = "alpha",
                 cell: Sequence[str] = CELL_KEYS, family_by: Sequence[str] | None = None,
                 correction: Correction = "bonferroni", pair_on: Sequence[str] = ("model",),
-                archs: dict[str, str] | None = DATASET_ARCHS,
+                archs: dict[str, str] | str | None = "auto",
                 families: Families = "column") -> FamilyResult:
     """SPEC 5 family 1: consecutive ratios within each level of ``level`` (arch, dataset or method).
 
@@ -336,13 +350,16 @@ def ratio_tests(alphas: pd.DataFrame, level: str = "arch", *, value: str = "alph
     (4 in the paper's grid); with ``"table"`` all ratio pairs x levels sharing the fixed keys.
 
     ``level="dataset"``: each dataset is taken on its own architecture ``archs[dataset]``
-    (default :data:`DATASET_ARCHS`, as :func:`dataset_tests`: LeNet-5 for the MNIST-like sets,
-    ResNet-56 for CIFAR), rows of other architectures are ignored and arch is not a fixed key,
+    (default ``"auto"``: :func:`dataset_archs` of ``alphas``, as :func:`dataset_tests`: the
+    paper's LeNet, else LeNet-5, for the MNIST-like sets, ResNet-56 for CIFAR), rows of other
+    architectures are ignored and arch is not a fixed key,
     so one table (one family) per (method, distribution) spans the datasets; ``long`` gets an
     ``arch`` column (the dataset's architecture). ``archs=None``: datasets are compared within
     each architecture (arch a fixed key, one table per architecture).
     """
     fixed = _fixed(cell, "ratio", level)
+    if isinstance(archs, str) and "arch" in alphas:
+        archs = dataset_archs(alphas)
     by_arch = level == "dataset" and archs is not None and "arch" in fixed and "arch" in alphas
     if by_arch:
         alphas = alphas.loc[alphas["arch"].to_numpy() == alphas["dataset"].map(archs).to_numpy()]
@@ -377,7 +394,7 @@ def arch_tests(alphas: pd.DataFrame, order: Sequence[str] = ARCH_ORDER, *, value
 
 
 def dataset_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] = DATASET_PAIRS,
-                  archs: dict[str, str] | None = DATASET_ARCHS, *, value: str = "alpha",
+                  archs: dict[str, str] | str | None = "auto", *, value: str = "alpha",
                   cell: Sequence[str] = CELL_KEYS, family_by: Sequence[str] | None = None,
                   correction: Correction = "bonferroni", equal_var: bool = True,
                   families: Families = "column") -> FamilyResult:
@@ -385,12 +402,15 @@ def dataset_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] = DATAS
 
     One-sided independent t-test, H_a: the simpler dataset has the smaller E[alpha]
     (alternative ``"less"``). ``archs`` maps each dataset to the architecture used for it
-    (default :data:`DATASET_ARCHS`; rows of other architectures are ignored and the long form
+    (default ``"auto"``: :func:`dataset_archs` of ``alphas``; rows of other architectures are
+    ignored and the long form
     gets ``arch_a``/``arch_b``); ``archs=None`` compares datasets only within the same
     architecture. Table: rows = dataset pairs (per method, distribution[, arch]), columns = ratios;
     family: one ratio's dataset pairs (column, default; 3 in the paper's grid) or the whole
     table (``families="table"``).
     """
+    if isinstance(archs, str):
+        archs = dataset_archs(alphas)
     if archs is None:
         return _family(alphas, kind="datasets", factor="dataset", column="ratio",
                        fixed=_fixed(cell, "dataset", "ratio"), family_by=family_by, pairs_of="listed",
