@@ -64,12 +64,14 @@ def test_models_are_trained_on_the_recorded_imbalanced_split(lt_study):
     bal = train[train["dataset"] == "mnist"]["info"].iloc[0]["train_counts"]
     assert sum(bal) == 60000 - 100
     splits = training_splits(spec)
+    pd.testing.assert_frame_equal(res.training_splits, splits)  # what `prunescope report` draws
     assert splits.loc[splits["dataset"] == "mnist-lt20", "train_count"].tolist() == counts.tolist()
 
 
 def test_exemplars_match_a_direct_computation(lt_study):
     spec, res = lt_study
     ex = load_exemplars(res, gallery=5)
+    pd.testing.assert_frame_equal(res.exemplars.summary, ex.summary)  # the report's default
     assert set(ex.summary["dataset"]) == {"mnist", "mnist-lt20"}
     ev = res.jobs[(res.jobs["kind"] == "evaluate") & (res.jobs["dataset"] == "mnist-lt20")]
     dense = np.stack([read_predictions(a["predictions"])

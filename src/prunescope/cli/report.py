@@ -44,7 +44,6 @@ def report_cmd(
     """Write the study's figures (PNG, PDF), tables (Markdown, CSV, LaTeX) and one
     self-contained report.html; works on unfinished studies (it lists what is missing)."""
     from prunescope.cli.study import study_results
-    from prunescope.study.results import load_exemplars, training_splits
     from prunescope.report import render_report
     from prunescope.study.checks import checks
 
@@ -62,8 +61,8 @@ def report_cmd(
         path = render_report(res.frame, target, spec_text=res.spec_text, study_name=res.spec.name,
                              jobs=res.jobs, delta=delta, agreement=res.agreement,
                              correction=correction, ci_method=ci_method, families=families,
-                             training_splits=training_splits(res.spec),
-                             exemplars=load_exemplars(res), notices=checks(res))
+                             training_splits=res.training_splits, exemplars=res.exemplars,
+                             notices=checks(res))
     except ValueError as e:
         _err.print(styled("cannot render the report", "red", f": {e}"))
         raise typer.Exit(1) from e

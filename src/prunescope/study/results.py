@@ -49,6 +49,9 @@ class StudyResults:
     loader, so callers that never touch it, such as ``prunescope status`` and ``export``, read
     no predictions artifact); a frame at hand is given as ``load_agreement=lambda: frame``;
     without a loader it is an empty frame with columns :data:`AGREEMENT_COLUMNS`.
+    ``training_splits`` and ``exemplars`` are loaded the same way (``load_training_splits``,
+    ``load_exemplars``; without a loader both are ``None`` and the report leaves out their
+    sections).
 
     Attributes:
         frame: tidy per-class counts, one row per (dataset, arch, method, ratio, model,
@@ -79,6 +82,12 @@ class StudyResults:
             have no row; empty (with these columns) when no evaluation has one. Computed on
             first access when the results came from :func:`load_results`: the warning about
             missing predictions files, and the errors about mismatched ones, come then.
+        load_training_splits, load_exemplars: compute ``training_splits`` and ``exemplars``
+            (each called once, on its first access).
+        training_splits: :func:`training_splits` of the spec (per-class training counts of
+            every dataset label), or ``None``.
+        exemplars: :func:`load_exemplars` of the study (its pruning-identified exemplars, read
+            from the predictions artifacts on first access), or ``None``.
     """
 
     frame: pd.DataFrame
@@ -88,12 +97,28 @@ class StudyResults:
     out_dir: str
     load_agreement: Callable[[], pd.DataFrame] = field(default=_no_agreement, repr=False,
                                                        compare=False)
+    load_training_splits: Callable[[], pd.DataFrame | None] = field(
+        default=lambda: None, repr=False, compare=False)
+    load_exemplars: Callable[[], Exemplars | None] = field(default=lambda: None, repr=False,
+                                                           compare=False)
 
     @cached_property
     def agreement(self) -> pd.DataFrame:
         """Functional agreement with the dense model (see the class docstring):
         ``load_agreement()`` on first access, then kept."""
         return self.load_agreement()
+
+    @cached_property
+    def training_splits(self) -> pd.DataFrame | None:
+        """Per-class training counts of every dataset label: ``load_training_splits()`` on first
+        access, then kept."""
+        return self.load_training_splits()
+
+    @cached_property
+    def exemplars(self) -> Exemplars | None:
+        """The study's pruning-identified exemplars: ``load_exemplars()`` on first access, then
+        kept."""
+        return self.load_exemplars()
 
 
 def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None = None,
@@ -141,7 +166,9 @@ def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None =
     return StudyResults(frame=frame, jobs=jobs[list(JOB_COLUMNS)], spec=spec,
                         spec_text=spec.text, out_dir=spec.output,
                         load_agreement=lambda: _agreement(jobs, with_level=with_level,
-                                                          study=spec.path))
+                                                          study=spec.path),
+                        load_training_splits=lambda: training_splits(spec),
+                        load_exemplars=lambda: _exemplars(jobs, spec))
 
 
 def _frame(jobs: pd.DataFrame, evals: pd.DataFrame, with_level: bool = False) -> pd.DataFrame:
@@ -304,11 +331,16 @@ def load_exemplars(results: StudyResults, gallery: int = 12,
     dataset (an audited user model's own test set, in the order it was evaluated); the others
     are read from the registry (``test_subset`` applied as the evaluations did).
     """
+    return _exemplars(results.jobs, results.spec, gallery, test_sets)
+
+
+def _exemplars(jobs: pd.DataFrame, spec: StudySpec, gallery: int = 12,
+               test_sets: dict[str, tuple[np.ndarray, np.ndarray, tuple[str, ...]]] | None = None
+               ) -> Exemplars:
+    """:func:`load_exemplars` of a study's ``jobs`` frame and spec."""
     from prunescope.data import info, load, train_val_indices
     from prunescope.metrics.underrepresented import accuracy_on, pie_class_share, pie_mask
 
-    jobs = results.jobs
-    spec = results.spec
     ev = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")].copy()
     ev["url"] = [a.get("predictions") if isinstance(a, dict) else None for a in ev["artifacts"]]
     missing = int(ev["url"].isna().sum())
