@@ -157,3 +157,27 @@ def synthetic_results(cells: list[Cell], *, n_models: int = 30,
                         block["level"] = np.full(n_cls, level, dtype=np.int64)
                     blocks.append(block)
     return pd.DataFrame({k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]})
+
+
+@dataclass(frozen=True)
+class StubSpec:
+    """The one spec attribute ``prunescope report`` reads from a hand-made results object."""
+
+    name: str = "study"
+
+
+def stub_results(frame: pd.DataFrame, out_dir, kinds=("evaluate",), statuses=("done",),
+                 name: str = "study", **loaders):
+    """A :class:`prunescope.study.StudyResults` over ``frame`` whose jobs frame has one row per
+    (kind, status) with every column of ``JOB_COLUMNS`` (``info``/``params`` empty dicts), as
+    :func:`prunescope.study.load_results` would give it; ``loaders`` (e.g. ``load_agreement``)
+    pass through."""
+    from prunescope.study import StudyResults
+    from prunescope.study.results import JOB_COLUMNS
+
+    jobs = pd.DataFrame({c: [None] * len(kinds) for c in JOB_COLUMNS})
+    jobs["kind"], jobs["status"] = list(kinds), list(statuses)
+    jobs["info"] = [{} for _ in kinds]
+    jobs["params"] = [{} for _ in kinds]
+    return StudyResults(frame=frame, jobs=jobs, spec=StubSpec(name), spec_text="",
+                        out_dir=str(out_dir), **loaders)

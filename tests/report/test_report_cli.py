@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import pandas as pd
 import prunescope.study as study_pkg
-from report_synth import multi_method, synthetic_results
+from report_synth import multi_method, stub_results, synthetic_results
 from typer.testing import CliRunner
 
 from prunescope.cli import app
+from prunescope.study.store import StoreMissing
 
 
-class _Spec:
-    name = "cli-study"
-
-
-def _results(frame: pd.DataFrame, out_dir) -> study_pkg.StudyResults:
-    jobs = pd.DataFrame({"kind": ["train", "evaluate"], "status": ["done", "pending"]})
-    return study_pkg.StudyResults(frame=frame, jobs=jobs, spec=_Spec(), spec_text="[study]\n",
-                                  out_dir=str(out_dir))
+def _results(frame: pd.DataFrame, out_dir, **loaders) -> study_pkg.StudyResults:
+    return stub_results(frame, out_dir, kinds=("train", "evaluate"), statuses=("done", "pending"),
+                        name="cli-study", **loaders)
 
 
 def test_report_command_renders_into_the_study_folder(tmp_path, monkeypatch):
@@ -38,12 +34,15 @@ def test_report_command_renders_into_the_study_folder(tmp_path, monkeypatch):
 
 
 def test_report_command_explains_an_unrun_study_and_an_empty_one(tmp_path, monkeypatch):
-    def never_run(study, output=None):
-        raise FileNotFoundError(f"no store in {tmp_path}")
+    def never_run(study, output=None):  # what load_results raises for a study never run
+        raise StoreMissing(f"no study store at {tmp_path}/study.sqlite: the study has not been "
+                           "run yet (start it with `prunescope run STUDY`)")
 
     monkeypatch.setattr(study_pkg, "load_results", never_run)
     res = CliRunner().invoke(app, ["report", "s.toml"])
-    assert res.exit_code == 1 and "Run the study first: prunescope run s.toml" in res.output
+    assert res.exit_code == 1 and "has not been run yet" in res.output
+    assert "prunescope run" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
 
     empty = synthetic_results(multi_method()[:1], n_models=1, ratios=(2.0,)).iloc[:0]
     monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: _results(empty, tmp_path))
@@ -56,9 +55,7 @@ def test_report_command_passes_the_agreement_frame(tmp_path, monkeypatch):
     frame = synthetic_results(multi_method()[:2], n_models=3, ratios=(2.0, 20.0))
     keys = ["dataset", "arch", "method", "ratio", "model", "distribution"]
     ag = frame.loc[frame["method"] != "dense", keys].drop_duplicates().assign(agreement=0.9)
-    res_obj = study_pkg.StudyResults(frame=frame, jobs=_results(frame, tmp_path).jobs,
-                                     spec=_Spec(), spec_text="[study]\n", out_dir=str(tmp_path),
-                                     load_agreement=lambda: ag)
+    res_obj = _results(frame, tmp_path, load_agreement=lambda: ag)
     monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: res_obj)
     res = CliRunner().invoke(app, ["report", "s.toml"])
     assert res.exit_code == 0, res.output

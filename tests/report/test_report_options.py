@@ -9,7 +9,7 @@ import pandas as pd
 import prunescope.report as report_pkg
 import prunescope.study as study_pkg
 import pytest
-from report_synth import Cell, multi_method, synthetic_results
+from report_synth import Cell, multi_method, stub_results, synthetic_results
 from typer.testing import CliRunner
 
 from prunescope import stats
@@ -156,13 +156,7 @@ def test_render_report_passes_the_options_and_refuses_unknown_ones(tmp_path):
 
 def test_report_command_options_reach_render_report(tmp_path, monkeypatch):
     frame = synthetic_results(multi_method()[:2], n_models=2, ratios=(2.0,))
-    jobs = pd.DataFrame({"kind": ["evaluate"], "status": ["done"]})
-
-    class _Spec:
-        name = "opts"
-
-    res = study_pkg.StudyResults(frame=frame, jobs=jobs, spec=_Spec(), spec_text="",
-                                 out_dir=str(tmp_path))
+    res = stub_results(frame, tmp_path, name="opts")
     monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: res)
     seen = []
     monkeypatch.setattr(report_pkg, "render_report",
@@ -237,13 +231,7 @@ def test_families_option_reaches_render_report_and_unknown_is_refused(small_fram
     with pytest.raises(ValueError, match="families must be one of column, table"):
         render_report(small_frame, tmp_path / "x", families="rows")
     assert not (tmp_path / "x").exists()
-    jobs = pd.DataFrame({"kind": ["evaluate"], "status": ["done"]})
-
-    class _Spec:
-        name = "opts"
-
-    res = study_pkg.StudyResults(frame=small_frame, jobs=jobs, spec=_Spec(), spec_text="",
-                                 out_dir=str(tmp_path))
+    res = stub_results(small_frame, tmp_path, name="opts")
     monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: res)
     seen = []
     monkeypatch.setattr(report_pkg, "render_report",
