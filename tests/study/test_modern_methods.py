@@ -217,8 +217,15 @@ def test_spec_errors_for_unreachable_ratios_and_unsupported_archs(tmp_path, monk
     monkeypatch.setattr(spec_mod, "build_model",
                         lambda *a, **k: torch.nn.Sequential(torch.nn.Flatten(),
                                                             torch.nn.Linear(784, 10)))
+    # the validator caches per-(dataset, arch) model facts: forget the real LeNet's
+    for cached in (spec_mod._parameter_counts, spec_mod._structured_max_ratio,
+                   spec_mod._imp_schedule):
+        cached.cache_clear()
     with pytest.raises(SpecError, match=r"structured methods only on architectures"):
         _spec(tmp_path, MODERN.replace('methods = ["mp", "lth"]', "methods = []"))
+    for cached in (spec_mod._parameter_counts, spec_mod._structured_max_ratio,
+                   spec_mod._imp_schedule):
+        cached.cache_clear()  # and the stand-in's, for the tests after this one
 
 
 def test_killed_lth_run_redoes_only_the_level_in_flight(reference, tmp_path):

@@ -658,10 +658,10 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
         methods = dict(cell.methods)
         if not methods:
             continue
-        n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch, cell.prune_classifier,
-                                                cell.prune_biases)
         unstructured = [r for m, rs in methods.items() if m not in STRUCTURED_METHODS for r in rs]
-        if unstructured:
+        if unstructured:  # (masks need prunable weights; structured pruning is checked below)
+            n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch,
+                                                    cell.prune_classifier, cell.prune_biases)
             top = max(unstructured)
             try:
                 keep_count(n_total, n_prunable, top)
