@@ -53,10 +53,10 @@ class Exemplars:
 SLOPE_COLUMNS = ("slope", "n_classes")
 
 
-def count_slopes(paired: pd.DataFrame, train_counts: pd.DataFrame,
-                 model_keys: Sequence[str] = ("dataset", "arch", "method", "ratio", "model",
-                                              "distribution")) -> pd.DataFrame:
-    """Per-model slope of the change of normalised recall balance on log10 training count.
+def slope_points(paired: pd.DataFrame, train_counts: pd.DataFrame) -> pd.DataFrame:
+    """The points :func:`count_slopes` fits: ``paired`` rows whose class has a training count,
+    plus ``x`` = log10 of the class's training images and ``y`` = ``Bn_after - Bn_before``; rows
+    with an undefined ``y`` are left out.
 
     Args:
         paired: :func:`prunescope.metrics.intensification` output (``Bn_before``, ``Bn_after``,
@@ -64,6 +64,21 @@ def count_slopes(paired: pd.DataFrame, train_counts: pd.DataFrame,
         train_counts: ``dataset, cls, train_count`` (images of class ``cls`` in the training
             split the models of ``dataset`` were trained on; ``dataset`` is the results' label,
             e.g. ``mnist-lt100``).
+    """
+    m = paired.merge(train_counts[["dataset", "cls", "train_count"]], on=["dataset", "cls"],
+                     how="inner", validate="many_to_one")
+    m = m.assign(x=np.log10(m["train_count"].to_numpy(np.float64)),
+                 y=(m["Bn_after"] - m["Bn_before"]).to_numpy(np.float64))
+    return m[np.isfinite(m["y"].to_numpy())]
+
+
+def count_slopes(paired: pd.DataFrame, train_counts: pd.DataFrame,
+                 model_keys: Sequence[str] = ("dataset", "arch", "method", "ratio", "model",
+                                              "distribution")) -> pd.DataFrame:
+    """Per-model slope of the change of normalised recall balance on log10 training count.
+
+    Args:
+        paired, train_counts: as for :func:`slope_points`.
         model_keys: the columns identifying one model's evaluation.
 
     Returns:
@@ -72,11 +87,7 @@ def count_slopes(paired: pd.DataFrame, train_counts: pd.DataFrame,
         (classes used).
     """
     keys = list(model_keys)
-    m = paired.merge(train_counts[["dataset", "cls", "train_count"]], on=["dataset", "cls"],
-                     how="inner", validate="many_to_one")
-    m = m.assign(x=np.log10(m["train_count"].to_numpy(np.float64)),
-                 y=(m["Bn_after"] - m["Bn_before"]).to_numpy(np.float64))
-    m = m[np.isfinite(m["y"].to_numpy())]
+    m = slope_points(paired, train_counts)
     g = m.groupby(keys, sort=True, dropna=False)
     xm = g["x"].transform("mean")
     ym = g["y"].transform("mean")
@@ -161,5 +172,5 @@ def accuracy_on(preds: np.ndarray, y: np.ndarray, subset: np.ndarray) -> np.ndar
     return (np.asarray(preds)[:, subset] == np.asarray(y)[subset]).mean(axis=1)
 
 
-__all__ = ["Exemplars", "SLOPE_COLUMNS", "accuracy_on", "count_slopes", "modal_labels", "pie_class_share",
-           "pie_mask"]
+__all__ = ["Exemplars", "SLOPE_COLUMNS", "accuracy_on", "count_slopes", "modal_labels",
+           "pie_class_share", "pie_mask", "slope_points"]

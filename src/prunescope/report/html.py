@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from prunescope.report.tables import to_html
+from matplotlib.figure import Figure
+
+from prunescope.report.style import save_figure
+from prunescope.report.tables import to_html, write_table
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1b1b;
@@ -76,6 +79,21 @@ class Section:
     figures: list[FigureItem] = field(default_factory=list)
     tables: list[TableItem] = field(default_factory=list)
     html: str = ""
+
+
+def table_item(frame: pd.DataFrame, stem: Path, title: str, caption: str, anchor: str,
+               digits: int = 3) -> TableItem:
+    """Write ``frame`` as ``<stem>.md|.csv|.tex`` (:func:`write_table`) and describe it for the
+    page."""
+    files = write_table(frame, stem, f"{title}. {caption}", digits)
+    return TableItem(title, caption, frame, files, anchor, digits)
+
+
+def figure_item(fig: Figure, stem: Path, title: str, caption: str, anchor: str) -> FigureItem:
+    """Save ``fig`` as ``<stem>.png|.pdf`` (:func:`save_figure`, which closes it) and describe it
+    for the page."""
+    png, pdf = save_figure(fig, stem)
+    return FigureItem(title, caption, png, pdf, anchor)
 
 
 def _png_data_uri(path: Path) -> str:

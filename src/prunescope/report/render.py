@@ -19,8 +19,8 @@ from prunescope import analysis, metrics, stats
 from prunescope.analysis import Analysis, Shift, analyse
 from prunescope.metrics.underrepresented import Exemplars
 from prunescope.report import figures, tables
-from prunescope.report.html import FigureItem, Section, TableItem, build_page
-from prunescope.report.style import ordered, save_figure
+from prunescope.report.html import Section, TableItem, build_page, figure_item, table_item
+from prunescope.report.style import ordered
 from prunescope.report.underrepresented import exemplar_section, longtail_section
 
 FACTORS = ("method", "arch", "dataset")
@@ -162,8 +162,7 @@ def _add_figure(section: Section, title: str, caption: str, anchor: str, stem: P
                 draw: Callable[..., Figure], *args: object) -> None:
     """Draw ``draw(*args)`` (a function of :mod:`figures`), save it to ``stem`` (.png, .pdf) and
     list it in ``section``."""
-    png, pdf = save_figure(draw(*args), stem)
-    section.figures.append(FigureItem(title, caption, png, pdf, anchor))
+    section.figures.append(figure_item(draw(*args), stem, title, caption, anchor))
 
 
 def _alpha_sections(an: Analysis, out: Path, groups: list[Group]) -> list[Section]:
@@ -223,7 +222,7 @@ def _shift_section(shift: Shift | None, out: Path, nominal: str) -> Section:
         "t_ci_low", "t_ci_high", "mean_t"]].rename(columns={
             "mean": "removed (%)", "ci_low": "99% CI low (%)", "ci_high": "99% CI high (%)",
             "t_ci_low": "t 99% CI low", "t_ci_high": "t 99% CI high", "mean_t": "mean of t"})
-    sec.tables.append(_table(pot_tab, tdir / "prune_potential",
+    sec.tables.append(table_item(pot_tab, tdir / "prune_potential",
                              "Prune potential per distribution",
                              "Fraction of parameters removed, 1 − 1/t, at the largest tested "
                              "ratio t (achieved by the pruned model) with error within "
@@ -241,7 +240,7 @@ def _shift_section(shift: Shift | None, out: Path, nominal: str) -> Section:
             ex_tab[c] = 100 * ex_tab[c]
         ex_tab = ex_tab.rename(columns={"mean": "excess error (pts)", "ci_low": "99% CI low",
                                         "ci_high": "99% CI high"})
-        sec.tables.append(_table(ex_tab, tdir / "excess_error", "Excess error under shift",
+        sec.tables.append(table_item(ex_tab, tdir / "excess_error", "Excess error under shift",
                                  "(pruned − dense error on the shifted distribution) − (pruned − "
                                  "dense error on the nominal test set), percentage points, mean "
                                  "over models with 99 % CI; > means pruning hurts more under "
@@ -307,10 +306,10 @@ def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str,
     for c in ("mean", "ci_low", "ci_high"):
         tab[c] = 100 * tab[c]
     tab["_dist"] = tab["distribution"].map({d: i for i, d in enumerate(dists)})
-    tab = tables._sorted_cells(tab, ["dataset", "arch", "method", "ratio", "_dist"])
+    tab = tables.sorted_cells(tab, ["dataset", "arch", "method", "ratio", "_dist"])
     tab = tab.rename(columns={"mean": "agreement (%)", "ci_low": "99% CI low",
                               "ci_high": "99% CI high"}).reset_index(drop=True)
-    sec.tables.append(_table(tab, out / "tables" / "agreement", "Functional agreement",
+    sec.tables.append(table_item(tab, out / "tables" / "agreement", "Functional agreement",
                              "Mean over models of the percentage of test images on which the "
                              "pruned model predicts the same class as its dense parent, per "
                              "method, ratio and test distribution, with a 99 % interval "
@@ -329,19 +328,13 @@ def _alpha_by_distribution(ci: pd.DataFrame, dists: list[str], tdir: Path) -> Ta
     ci["cell"] = [f"{m:.3f} {lab}" if n >= 2 else f"{m:.3f}"
                   for m, lab, n in ci[["mean", "label", "n"]].itertuples(index=False)]
     wide = ci.pivot(index=keys, columns="distribution", values="cell")
-    wide = tables._sorted_cells(wide[[d for d in dists if d in wide.columns]].reset_index(), keys)
-    return _table(wide.reset_index(drop=True), tdir / "alpha_by_distribution",
+    wide = tables.sorted_cells(wide[[d for d in dists if d in wide.columns]].reset_index(), keys)
+    return table_item(wide.reset_index(drop=True), tdir / "alpha_by_distribution",
                   "Recall distortion per test distribution",
                   "Mean per-model slope α of every cell on each test distribution (Bn before and "
                   "after measured on that distribution), with the 99 % CI label (< below 1, > "
                   "above 1, ? contains 1). Full statistics in alpha_by_distribution_long.csv.",
                   "tab-alpha-by-distribution")
-
-
-def _table(frame: pd.DataFrame, stem: Path, title: str, caption: str, anchor: str,
-           digits: int = 3) -> TableItem:
-    files = tables.write_table(frame, stem, f"{title}. {caption}", digits)
-    return TableItem(title, caption, frame, files, anchor, digits)
 
 
 #: Title and test of each p-value table (SPEC 5).
@@ -442,18 +435,18 @@ def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni",
         f"Intervals of E[α]: 99 % {interval} per cell. p-values: {CORRECTION_NAMES[correction]} "
         f"within the family named in each table's caption ({FAMILY_SIZES[families]})."))
     tdir = out / "tables"
-    sec.tables.append(_table(
+    sec.tables.append(table_item(
         tables.dense_accuracy_table(an.alphas), tdir / "dense_accuracy",
         "Mean accuracy before pruning", "Test accuracy (%) of the dense parents of the pruned "
         "models, mean over models, per dataset, architecture and method.", "tab-dense-accuracy",
         digits=2))
-    sec.tables.append(_table(
+    sec.tables.append(table_item(
         tables.recall_variance_table(an.alphas), tdir / "recall_variance",
         "Mean recall variance per ratio", "Variance over classes of the per-class recall "
         "(fractions, ddof 0), mean over models; 1x is the dense parents.", "tab-recall-variance",
         digits=5))
     if an.ci is not None:
-        sec.tables.append(_table(
+        sec.tables.append(table_item(
             tables.alpha_ci_table(an.ci, an.pooled, an.cell_keys, analysis.mean_i(an)),
             tdir / "alpha_ci",
             "α per cell with 99 % CI", f"Mean per-model slope with its sd over models, its 99 % "
@@ -469,7 +462,7 @@ def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni",
             if fam.table.empty:
                 continue
             title, caption = pvalue_caption(name, correction, families)
-            sec.tables.append(_table(pvalue_display(fam), tdir / f"pvalues_{name}",
+            sec.tables.append(table_item(pvalue_display(fam), tdir / f"pvalues_{name}",
                                      f"p-values: {title}",
                                      caption + " Rows: compared pairs; columns: ratios or levels; "
                                      f"{UNDEFINED_P}: compared, but no p-value (too few models or "
@@ -482,14 +475,14 @@ def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni",
                            "(one seed), and intervals and t-tests need at least two.")
     pooled = an.pooled[[*an.cell_keys, "n_models", "n_points", "alpha_hat", "r2", "A_bar"]].copy()
     pooled["A_bar"] = 100 * pooled["A_bar"]
-    sec.tables.append(_table(
+    sec.tables.append(table_item(
         pooled.rename(columns={"alpha_hat": "α̂", "r2": "r²", "A_bar": "Ā (%)"}),
         tdir / "pooled_alpha", "Pooled slope per cell", "Through-origin least-squares slope α̂ "
         "of Bn after on Bn before over all (model, class) points of the cell, its uncentered r² "
         "and the mean accuracy after pruning (the numbers in the scatter panels).",
         "tab-pooled-alpha"))
     if tables.has_level_rows(an.alphas):
-        sec.tables.append(_table(
+        sec.tables.append(table_item(
             tables.level_table(an.alphas, an.ci), tdir / "levels",
             "Accuracy and intensification per level", "Iterative / structured methods: mean "
             "achieved compression ratio, accuracy (%) and slope α per pruning level (LTH) or per "
@@ -503,13 +496,13 @@ def _coverage(frame: pd.DataFrame, jobs: pd.DataFrame | None, out: Path) -> tupl
     sec = Section("coverage", "Study coverage", intro="Models evaluated per cell (nominal test "
                   "set) against the dense models available for its dataset and architecture.")
     notices: list[str] = []
-    cov = tables._sorted_cells(analysis.coverage(frame), ["dataset", "arch", "method", "ratio"]).reset_index(drop=True)
+    cov = tables.sorted_cells(analysis.coverage(frame), ["dataset", "arch", "method", "ratio"]).reset_index(drop=True)
     incomplete = cov[cov["models"] < cov["dense models"]]
     if len(incomplete):
         notices.append(f"Partial results: {len(incomplete)} of {len(cov)} cells have fewer pruned "
                        "models than dense models (see Study coverage); their statistics use the "
                        "models that exist.")
-    sec.tables.append(_table(cov, out / "tables" / "coverage", "Models per cell",
+    sec.tables.append(table_item(cov, out / "tables" / "coverage", "Models per cell",
                              "Pruned models evaluated on each cell vs dense models of its "
                              "dataset and architecture.", "tab-coverage", digits=0))
     if jobs is not None:
@@ -519,7 +512,7 @@ def _coverage(frame: pd.DataFrame, jobs: pd.DataFrame | None, out: Path) -> tupl
         todo = jobs[~jobs["status"].isin(analysis.DONE_STATUSES)]
         by_status = jobs.groupby([c for c in ("kind", "status") if c in jobs], sort=True).size()
         summary = by_status.rename("jobs").reset_index()
-        sec.tables.append(_table(summary, out / "tables" / "jobs", "Jobs by status",
+        sec.tables.append(table_item(summary, out / "tables" / "jobs", "Jobs by status",
                                  "Number of planned jobs per kind and status.", "tab-jobs",
                                  digits=0))
         if len(todo):
@@ -530,7 +523,7 @@ def _coverage(frame: pd.DataFrame, jobs: pd.DataFrame | None, out: Path) -> tupl
             cols = [c for c in ("kind", "dataset", "arch", "method", "ratio", "model", "seed",
                                 "distribution", "status") if c in todo.columns]
             missing = todo[cols].reset_index(drop=True)
-            sec.tables.append(_table(missing, out / "tables" / "missing_jobs", "Jobs not done",
+            sec.tables.append(table_item(missing, out / "tables" / "missing_jobs", "Jobs not done",
                                      "Every planned job whose status is not 'done'.",
                                      "tab-missing-jobs", digits=3))
     return sec, notices

@@ -108,7 +108,7 @@ def write_table(frame: pd.DataFrame, stem: Path, caption: str, digits: int = 3
     return md, csv, tex
 
 
-def _sorted_cells(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def sorted_cells(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """``frame`` with rows in canonical dataset/arch/method order, then by the other keys."""
     out = frame.copy()
     for k in ("dataset", "arch", "method"):
@@ -134,7 +134,7 @@ def dense_accuracy_table(alphas: pd.DataFrame) -> pd.DataFrame:
            .agg(models=("model", "nunique"), acc=("accuracy_before", "mean")).reset_index())
     out["acc"] = 100 * out["acc"]
     out = out.rename(columns={"acc": "accuracy before (%)"})
-    return _sorted_cells(out, ["dataset", "arch", "method"]).reset_index(drop=True)
+    return sorted_cells(out, ["dataset", "arch", "method"]).reset_index(drop=True)
 
 
 def recall_variance_table(alphas: pd.DataFrame) -> pd.DataFrame:
@@ -155,7 +155,7 @@ def recall_variance_table(alphas: pd.DataFrame) -> pd.DataFrame:
     dense = (alphas.drop_duplicates([*keys, "model"]).groupby(keys, sort=False)["var_before"].mean()
              .rename("1x (dense)"))
     out = pd.concat([dense, after], axis=1).reset_index()
-    return _sorted_cells(out, keys).reset_index(drop=True)
+    return sorted_cells(out, keys).reset_index(drop=True)
 
 
 def alpha_ci_table(ci: pd.DataFrame, pooled: pd.DataFrame, keys: list[str],
@@ -184,7 +184,7 @@ def alpha_ci_table(ci: pd.DataFrame, pooled: pd.DataFrame, keys: list[str],
                               "ci_high": "99% CI high", "alpha_hat": "α̂", "r2": "r²",
                               "A_bar": "Ā (%)", "mean_I": "mean I", "sd_mean_I": "sd mean I",
                               "n_undefined_I": "undefined I"})
-    return _sorted_cells(out, keys).reset_index(drop=True)
+    return sorted_cells(out, keys).reset_index(drop=True)
 
 
 #: structured methods: no levels; the per-level table gives them one row per requested ratio
@@ -226,4 +226,4 @@ def level_table(alphas: pd.DataFrame, ci: pd.DataFrame | None) -> pd.DataFrame:
         out = out.merge(c[keys + ["label"]].drop_duplicates(keys), on=keys, how="left")
     out = out[[*keys, "models", "achieved ratio", "accuracy (%)", "mean α",
                *(["label"] if "label" in out else [])]]
-    return _sorted_cells(out, keys).reset_index(drop=True)
+    return sorted_cells(out, keys).reset_index(drop=True)

@@ -19,29 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
 from prunescope import stats
-from prunescope.metrics.underrepresented import Exemplars, count_slopes
+from prunescope.metrics.underrepresented import Exemplars, count_slopes, slope_points
 from prunescope.report import tables
-from prunescope.report.html import FigureItem, Section, TableItem
-from prunescope.report.style import method_color, method_label, new_figure, ordered, \
-    ratio_label, save_figure
+from prunescope.report.html import Section, figure_item, table_item
+from prunescope.report.style import method_color, method_label, new_figure, ordered, ratio_label
 
 #: cell keys of the frames drawn here
 CELL = ["dataset", "arch", "method", "ratio", "distribution"]
-
-
-def _table(sec: Section, frame: pd.DataFrame, stem: Path, title: str, caption: str,
-           anchor: str, digits: int = 3) -> None:
-    files = tables.write_table(frame, stem, f"{title}. {caption}", digits)
-    sec.tables.append(TableItem(title, caption, frame, files, anchor, digits))
-
-
-def _figure(sec: Section, fig: Figure, stem: Path, title: str, caption: str, anchor: str) -> None:
-    png, pdf = save_figure(fig, stem)
-    sec.figures.append(FigureItem(title, caption, png, pdf, anchor))
 
 
 # ---- long-tailed training splits --------------------------------------------------------------
@@ -150,37 +139,34 @@ def longtail_section(paired: pd.DataFrame, alphas: pd.DataFrame, splits: pd.Data
         "against 0)."))
     lt_labels = set(splits.loc[splits["imbalance_ratio"] > 1, "dataset"])
     p = paired[paired["dataset"].isin(lt_labels)]
-    slopes = count_slopes(p, splits)
-    ci = stats.mean_ci(slopes, value="slope", by=CELL, null=0.0)
-    ci = tables._sorted_cells(ci, CELL)
-    _table(sec, ci[CELL + ["n", "mean", "sd", "ci_low", "ci_high", "label"]].rename(
-        columns={"mean": "mean slope"}), out / "tables" / "longtail_slopes",
+    ci = tables.sorted_cells(stats.mean_ci(count_slopes(p, splits), value="slope", by=CELL,
+                                           null=0.0), CELL)
+    sec.tables.append(table_item(
+        ci[CELL + ["n", "mean", "sd", "ci_low", "ci_high", "label"]].rename(
+            columns={"mean": "mean slope"}), out / "tables" / "longtail_slopes",
         "Slope of the change of Bn on log10 class size",
         "Per-model least-squares slope (with intercept) of Bn_t - Bn on log10 of the class's "
         "training images; mean, sd and 99 % t-interval over models per cell.", "tab-lt-slopes",
-        digits=4)
-    counts = splits[["dataset", "cls", "train_count"]]
-    pts = p[p["distribution"] == p["distribution"].iloc[0]] if len(p) else p
-    pts = pts.merge(counts, on=["dataset", "cls"])
-    pts = pts.assign(x=np.log10(pts["train_count"].to_numpy(np.float64)),
-                     y=(pts["Bn_after"] - pts["Bn_before"]).to_numpy(np.float64))
-    pts = pts[np.isfinite(pts["y"].to_numpy())]
+        digits=4))
+    pts = slope_points(p[p["distribution"] == p["distribution"].iloc[0]] if len(p) else p,
+                       splits)
     for (dataset, arch), grp in pts.groupby(["dataset", "arch"], sort=True):
         cell_ci = ci[(ci["dataset"] == dataset) & (ci["arch"] == arch)
                      & (ci["distribution"] == grp["distribution"].iloc[0])]
-        _figure(sec, _slope_figure(grp, cell_ci, dataset, arch),
-                out / "figures" / f"longtail_{dataset}_{arch}",
-                f"Change of recall balance vs class size: {dataset} / {arch}",
-                "One point per (model, class); black: least-squares line over all points; "
-                "titles: mean per-model slope, its 99 % CI and label.",
-                f"fig-lt-{dataset}-{arch}")
+        sec.figures.append(figure_item(
+            _slope_figure(grp, cell_ci, dataset, arch),
+            out / "figures" / f"longtail_{dataset}_{arch}",
+            f"Change of recall balance vs class size: {dataset} / {arch}",
+            "One point per (model, class); black: least-squares line over all points; titles: "
+            "mean per-model slope, its 99 % CI and label.", f"fig-lt-{dataset}-{arch}"))
     tests = imbalance_tests(alphas, splits, correction)
     if len(tests):
-        _table(sec, tests, out / "tables" / "longtail_tests",
-               "Balanced vs imbalanced training split",
-               "One-sided independent t-test per cell, H_a: the models trained on the "
-               "imbalanced split have the larger E[α]; one family per ratio column over all its "
-               f"rows, {correction.capitalize()}-corrected.", "tab-lt-tests", digits=4)
+        sec.tables.append(table_item(
+            tests, out / "tables" / "longtail_tests",
+            "Balanced vs imbalanced training split",
+            "One-sided independent t-test per cell, H_a: the models trained on the "
+            "imbalanced split have the larger E[α]; one family per ratio column over all its "
+            f"rows, {correction.capitalize()}-corrected.", "tab-lt-tests", digits=4))
     return sec
 
 
@@ -258,7 +244,7 @@ def _share_figure(share: pd.DataFrame) -> Figure:
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     ratios = sorted(share["ratio"].unique())
-    cmap = __import__("matplotlib").colormaps["viridis"]
+    cmap = colormaps["viridis"]
     for ax, (dataset, arch, method) in zip(axes, panels):
         s = share[(share["dataset"] == dataset) & (share["arch"] == arch)
                   & (share["method"] == method)]
@@ -293,14 +279,16 @@ def exemplar_section(ex: Exemplars, paired: pd.DataFrame, out: Path) -> Section 
         "and the pruned models classify them."))
     (out / "tables").mkdir(parents=True, exist_ok=True)
     ex.images.to_csv(out / "tables" / "pies.csv", index=False)
-    summ = tables._sorted_cells(ex.summary, CELL)
-    _table(sec, summ, out / "tables" / "pie_counts", "PIEs per cell",
-           "n_images test images, n_dense and n_pruned models voting, n_pies PIEs and their "
-           "fraction; every PIE's test-set index is in tables/pies.csv.", "tab-pie-counts",
-           digits=4)
-    _figure(sec, _pie_fraction_figure(ex.summary), out / "figures" / "pie_fraction",
-            "PIE fraction against compression", "Percentage of test images that are PIEs, per "
-            "dataset and method.", "fig-pie-fraction")
+    summ = tables.sorted_cells(ex.summary, CELL)
+    sec.tables.append(table_item(
+        summ, out / "tables" / "pie_counts", "PIEs per cell",
+        "n_images test images, n_dense and n_pruned models voting, n_pies PIEs and their "
+        "fraction; every PIE's test-set index is in tables/pies.csv.", "tab-pie-counts",
+        digits=4))
+    sec.figures.append(figure_item(
+        _pie_fraction_figure(ex.summary), out / "figures" / "pie_fraction",
+        "PIE fraction against compression", "Percentage of test images that are PIEs, per "
+        "dataset and method.", "fig-pie-fraction"))
     dB = paired.assign(delta_B=paired["B_after"] - paired["B_before"]).groupby(
         CELL + ["cls"], sort=False)["delta_B"].mean().reset_index()
     share = ex.per_class.merge(dB, on=CELL + ["cls"], how="left")
@@ -313,21 +301,24 @@ def exemplar_section(ex: Exemplars, paired: pd.DataFrame, out: Path) -> Section 
             spearman_rho=float(r), top_share_cls=int(g.sort_values("share").iloc[-1]["cls"]),
             top_share=float(g["share"].max()),
             most_recall_lost_cls=None if worst is None else int(worst["cls"])))
-    _table(sec, tables._sorted_cells(pd.DataFrame(rho), CELL), out / "tables" / "pie_share",
-           "Are PIEs concentrated in the classes that lose recall?",
-           "Spearman rank correlation over classes between the class's share of the cell's "
-           "PIEs and its mean change of recall balance (B_t - B, over models); negative: the "
-           "classes losing recall hold more PIEs. Also the class with the largest PIE share "
-           "and the class losing the most recall balance.", "tab-pie-share", digits=3)
-    _figure(sec, _share_figure(share[np.isfinite(share["share"])]), out / "figures" / "pie_share",
-            "PIE share per class against change of recall balance",
-            "One point per class and ratio.", "fig-pie-share")
+    sec.tables.append(table_item(
+        tables.sorted_cells(pd.DataFrame(rho), CELL), out / "tables" / "pie_share",
+        "Are PIEs concentrated in the classes that lose recall?",
+        "Spearman rank correlation over classes between the class's share of the cell's "
+        "PIEs and its mean change of recall balance (B_t - B, over models); negative: the "
+        "classes losing recall hold more PIEs. Also the class with the largest PIE share "
+        "and the class losing the most recall balance.", "tab-pie-share", digits=3))
+    sec.figures.append(figure_item(
+        _share_figure(share[np.isfinite(share["share"])]), out / "figures" / "pie_share",
+        "PIE share per class against change of recall balance",
+        "One point per class and ratio.", "fig-pie-share"))
     acc = ex.accuracy.groupby(CELL + ["group"], sort=False)[["acc_pie", "acc_rest"]].mean()
     acc = acc.unstack("group")
     acc.columns = [f"{g} acc on {w.split('_')[1]}" for w, g in acc.columns]
-    acc = tables._sorted_cells(acc.reset_index(), CELL)
-    _table(sec, acc, out / "tables" / "pie_accuracy", "Accuracy on PIEs and on the rest",
-           "Mean accuracy over the dense models and over the pruned models of each cell, on "
-           "the cell's PIEs and on the other test images (fractions).", "tab-pie-acc", digits=3)
+    acc = tables.sorted_cells(acc.reset_index(), CELL)
+    sec.tables.append(table_item(
+        acc, out / "tables" / "pie_accuracy", "Accuracy on PIEs and on the rest",
+        "Mean accuracy over the dense models and over the pruned models of each cell, on "
+        "the cell's PIEs and on the other test images (fractions).", "tab-pie-acc", digits=3))
     sec.html = _gallery_html(ex)
     return sec
