@@ -5,7 +5,8 @@ Pure functions over tidy frames and prediction arrays; no torch.
 
 * :func:`count_slopes`: per model, the least-squares slope (with intercept) of the change of
   normalised recall balance ``Bn_t^c - Bn^c`` on ``log10`` of the class's training count. A
-  negative slope means the rare classes lose more (relative to accuracy) than the frequent ones.
+  positive slope means the rare classes lose more (relative to accuracy) than the frequent ones
+  (the change of Bn grows with the class's size).
   Its 99% CI over models comes from :func:`prunescope.stats.mean_ci` (``value="slope"``,
   ``null=0``), exactly as alpha's does.
 * :func:`modal_labels` / :func:`pie_mask`: Hooker et al.'s definition: a test image is a PIE of a

@@ -134,7 +134,7 @@ def longtail_section(paired: pd.DataFrame, alphas: pd.DataFrame, splits: pd.Data
         "label, e.g. lt10, gives the ratio of the largest to the smallest class); every test set "
         "is balanced. Per model, the change of normalised recall balance of each class "
         "(Bn after pruning minus Bn before) is regressed on log10 of the class's training count; "
-        "a negative slope means that pruning costs the rare classes more, relative to accuracy, "
+        "a positive slope means that pruning costs the rare classes more, relative to accuracy, "
         "than the frequent ones. Intervals are 99 % t-intervals over models (label < / > / ? "
         "against 0)."))
     lt_labels = set(splits.loc[splits["imbalance_ratio"] > 1, "dataset"])
