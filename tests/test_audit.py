@@ -152,6 +152,25 @@ def test_audit_is_a_one_model_study_in_the_store(audited):
     assert not np.allclose(acc.accuracy_pruned, acc.accuracy_final)  # fine-tuning changed them
 
 
+def test_audit_lists_the_images_whose_prediction_pruning_changed(audited, mnist_small):
+    """Issue 17: the per-image view of one model (its PIEs): every listed image changed its
+    prediction, carries its true label, and per cell the changed fraction is 1 - agreement."""
+    res, _, _, _, out = audited
+    _, test, _ = mnist_small
+    view = res.changed_images
+    assert set(view.columns) == {"method", "ratio", "distribution", "index", "label",
+                                 "dense_label", "pruned_label"}
+    assert (view.dense_label != view.pruned_label).all()
+    y = np.asarray(test[1])
+    assert (y[view["index"].to_numpy()] == view["label"].to_numpy()).all()
+    n_changed = view.groupby(["method", "ratio", "distribution"]).size()
+    ag = res.agreement.set_index(["method", "ratio", "distribution"]).agreement
+    assert set(n_changed.index) <= set(ag.index) and len(n_changed) >= 4
+    for key, agreement in ag.items():
+        assert n_changed.get(key, 0) == round((1 - agreement) * len(y))
+    assert "Pruning-identified exemplars" in res.report.read_text()
+
+
 def test_audit_says_what_runs_and_how_long_before_any_work(audited):
     """Item 1: the plan and a probe-based estimate are printed before the first job starts."""
     _, _, log, rec, _ = audited

@@ -100,6 +100,10 @@ class AuditResult:
             short to recover; one sentence each, empty when nothing was found.
         out_dir: the audit's folder (store, artifacts, report, CSV tables).
         report: path of ``report.html`` when one was written, else ``None``.
+        changed_images: the per-image view: one row per (method, ratio, distribution) and test
+            image whose predicted class pruning changed (Hooker et al.'s PIEs of a single model:
+            :func:`prunescope.study.results.load_exemplars`), with ``index`` (position in the
+            test set), true ``label``, ``dense_label`` and ``pruned_label`` (class ids).
     """
 
     counts: pd.DataFrame
@@ -112,6 +116,9 @@ class AuditResult:
     warnings: tuple[str, ...] = ()
     out_dir: Path | None = None
     report: Path | None = None
+    changed_images: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["method", "ratio", "distribution", "index", "label", "dense_label",
+                 "pruned_label"]))
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -655,7 +662,7 @@ def audit(
     """
     from prunescope.study.checks import checks
     from prunescope.study.progress import LogDisplay
-    from prunescope.study.results import load_results
+    from prunescope.study.results import load_exemplars, load_results
     from prunescope.study.run import StudyLocked, run_study
 
     if log == "stderr":
@@ -751,15 +758,20 @@ def audit(
     counts = res.frame.drop(columns=["achieved_ratio", "seed"])
     runs = _runs(res.jobs, ap)
     found = tuple(checks(res))
+    names = tuple(class_names) if class_names is not None else tuple(map(str, range(n_cls)))
+    changed = load_exemplars(res, test_sets={dataset: (*sets["test"], names)})
     report_path = None
     if report:
         from prunescope.report import render_report
 
         report_path = render_report(res.frame, out / "report", study_name=f"audit of {name}",
                                     jobs=res.jobs, agreement=res.agreement, delta=delta,
-                                    notices=found)
+                                    notices=found, exemplars=changed)
     agreement = res.agreement[["method", "ratio", "distribution", "agreement"]].reset_index(drop=True)
-    return _summarise(counts, runs, agreement, class_names, delta, top_k, found, out, report_path)
+    result = _summarise(counts, runs, agreement, class_names, delta, top_k, found, out,
+                        report_path)
+    view = changed.images.drop(columns=["dataset", "arch"]).reset_index(drop=True)
+    return replace(result, changed_images=view)
 
 
 def _runs(jobs: pd.DataFrame, ap: _AuditPlan) -> pd.DataFrame:

@@ -183,6 +183,7 @@ def audit_cmd(
         err.print(styled("error:", "red", f" {e}"), highlight=False)
         raise typer.Exit(1) from e
     _print(con, res)
-    for name in ("classwise", "alphas", "worst_classes", "prune_potential", "agreement", "runs"):
+    for name in ("classwise", "alphas", "worst_classes", "prune_potential", "agreement", "runs",
+                 "changed_images"):
         getattr(res, name).to_csv(out / f"{name}.csv", index=False)
     con.print(f"report: {res.report}; tables: {out}/*.csv", highlight=False)
