@@ -154,13 +154,19 @@ def test_render_report_passes_the_options_and_refuses_unknown_ones(tmp_path):
         assert not (tmp_path / "x").exists()
 
 
-def test_report_command_options_reach_render_report(tmp_path, monkeypatch):
-    frame = synthetic_results(multi_method()[:2], n_models=2, ratios=(2.0,))
-    res = stub_results(frame, tmp_path, name="opts")
-    monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: res)
-    seen = []
+def _render_calls(monkeypatch, results, tmp_path) -> list[dict]:
+    """``prunescope report`` reads ``results`` and renders nothing: the returned list collects
+    the keyword arguments of every render_report call."""
+    monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: results)
+    seen: list[dict] = []
     monkeypatch.setattr(report_pkg, "render_report",
                         lambda *a, **kw: seen.append(kw) or tmp_path / "report.html")
+    return seen
+
+
+def test_report_command_options_reach_render_report(tmp_path, monkeypatch):
+    frame = synthetic_results(multi_method()[:2], n_models=2, ratios=(2.0,))
+    seen = _render_calls(monkeypatch, stub_results(frame, tmp_path, name="opts"), tmp_path)
     runner = CliRunner()
     assert runner.invoke(app, ["report", "s.toml"]).exit_code == 0
     assert runner.invoke(app, ["report", "s.toml", "--correction", "holm", "--ci-method",
@@ -231,11 +237,7 @@ def test_families_option_reaches_render_report_and_unknown_is_refused(small_fram
     with pytest.raises(ValueError, match="families must be one of column, table"):
         render_report(small_frame, tmp_path / "x", families="rows")
     assert not (tmp_path / "x").exists()
-    res = stub_results(small_frame, tmp_path, name="opts")
-    monkeypatch.setattr(study_pkg, "load_results", lambda study, output=None: res)
-    seen = []
-    monkeypatch.setattr(report_pkg, "render_report",
-                        lambda *a, **kw: seen.append(kw) or tmp_path / "report.html")
+    seen = _render_calls(monkeypatch, stub_results(small_frame, tmp_path, name="opts"), tmp_path)
     runner = CliRunner()
     assert runner.invoke(app, ["report", "s.toml"]).exit_code == 0
     assert runner.invoke(app, ["report", "s.toml", "--families", "table"]).exit_code == 0
