@@ -200,9 +200,10 @@ def test_progress_and_divergence(quadrants):
         for i in broken:
             with torch.no_grad():
                 models[i].fc1.bias[0] = float("inf")
-        with pytest.raises(TrainingDiverged, match=f"model {broken[0]}'s mean training") as e:
+        with pytest.raises(TrainingDiverged, match=f"model {broken[0]}'s training") as e:
             fit_pack(models, train, val, QUICK, seeds=[0, 1, 2])
-        assert e.value.models == broken and e.value.epoch == 1
+        # the one loop checks every model's loss per step on the CPU: the first bad step
+        assert e.value.models == broken and e.value.epoch == 1 and e.value.step == 1
 
 
 def test_argument_checks(quadrants):
@@ -316,3 +317,20 @@ def test_fast_pack_on_cuda_learns_like_solo():
     acc_solo = np.array([max(h["val_acc"] for h in r.history) for r in refs])
     assert acc_solo.mean() > 0.5
     assert abs(acc_pack.mean() - acc_solo.mean()) < 0.1
+
+
+def test_pack_stops_after_a_step_as_fit_does(quadrants):
+    """``stop_after_step`` is the one loop's: a pack of two stopped after step k holds, per model,
+    bitwise the state ``fit`` stops at (G = 1 is the same ops; G = 2 within rounding)."""
+    train, val = quadrants
+    solo = [build_model("lenet5", 4, 1, seed=s) for s in (0, 1)]
+    refs = [fit(m, train, val, QUICK, seed=s, stop_after_step=5) for m, s in zip(solo, (7, 8))]
+    [one] = fit_pack([build_model("lenet5", 4, 1, seed=0)], train, val, QUICK, seeds=[7],
+                     stop_after_step=5)
+    assert one.best_epoch == 0 and len(one.history) == 1  # 4 steps per epoch: stopped in epoch 2
+    assert _equal_states(one.state_dict, refs[0].state_dict)
+    two = fit_pack([build_model("lenet5", 4, 1, seed=s) for s in (0, 1)], train, val, QUICK,
+                   seeds=[7, 8], stop_after_step=5)
+    for ref, res in zip(refs, two):
+        for k, v in ref.state_dict.items():
+            torch.testing.assert_close(res.state_dict[k], v, rtol=1e-4, atol=1e-5)

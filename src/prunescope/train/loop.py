@@ -1,7 +1,16 @@
 """The training loop of SPEC 4: SGD (Nesterov), step schedule, best-validation-loss checkpoint
-choice, fixed pruning masks; plus prediction and confusion-matrix evaluation."""
+choice, fixed pruning masks; plus prediction and confusion-matrix evaluation.
+
+There is one loop, :func:`train_net`, for G >= 1 models trained as one network: :func:`fit` runs
+it on one model (any ``nn.Module``), :func:`prunescope.train.pack.fit_pack` on G models stacked
+into one (:mod:`prunescope.models.stacked`). Each model draws its own data order and
+augmentation from ``data_generator(seed)`` exactly as :meth:`DeviceImages.batches` draws them,
+its loss is checked for NaN/inf every ``sync_every`` steps, and it keeps its own
+best-validation-loss epoch. ``stop_after_step`` ends a run mid-schedule (LTH rewinding).
+"""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -14,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunescope.data.device import DeviceImages
+from prunescope.data.device import DeviceImages, crop_flip, epoch_draws
 from prunescope.train.recipe import Recipe
 
 #: progress callback: ``(step, total_steps, info)``; ``step`` counts optimiser steps from 1
@@ -24,8 +33,8 @@ ProgressFn = Callable[[int, int, dict[str, Any]], None]
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite. Attributes: ``epoch`` (1-based), ``step`` (1-based
     within the epoch; 0 for the validation loss), ``loss``, and ``models``: in a pack
-    (:func:`~prunescope.train.pack.fit_pack`), the indices of every model whose loss diverged
-    that epoch (empty for :func:`fit`)."""
+    (:func:`~prunescope.train.pack.fit_pack`), the indices of every model whose loss was not
+    finite in the checked steps (empty for :func:`fit`)."""
 
     def __init__(self, epoch: int, step: int, loss: float, where: str = "training",
                  models: tuple[int, ...] = ()) -> None:
@@ -148,29 +157,368 @@ def _set_lr(opt: torch.optim.Optimizer, recipe: Recipe, epoch: int) -> float:
     return lr
 
 
-def _check_losses(losses: torch.Tensor, start: int, stop: int, epoch: int) -> float:
-    """Raise :class:`TrainingDiverged` at the first non-finite entry of ``losses[start:stop]``
-    (0-based steps; reported 1-based); return the last loss."""
-    values = losses[start:stop].tolist()
-    for i, v in enumerate(values):
-        if not math.isfinite(v):
-            raise TrainingDiverged(epoch, start + i + 1, v)
-    return values[-1]
+@dataclass(frozen=True)
+class PackOptions:
+    """Device switches of the training loop (none changes the maths, only speed and rounding).
+
+    Attributes:
+        bf16: run forward/backward under ``torch.autocast`` with bfloat16 (CUDA); weights,
+            optimiser state and the loss stay float32.
+        channels_last: keep conv weights (and so activations) in NHWC memory layout.
+        compile: ``torch.compile`` the network (once per architecture and pack shape; later
+            runs of the same shape reuse the compiled code).
+        cuda_graphs: with ``compile``, use mode ``"reduce-overhead"`` (CUDA graphs) so each step
+            is replayed as one graph instead of hundreds of small kernel launches.
+        fused_optimizer: the fused (CUDA) SGD step, one kernel for all parameters.
+    """
+
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    cuda_graphs: bool = False
+    fused_optimizer: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cuda_graphs and not self.compile:
+            raise ValueError("cuda_graphs=True needs compile=True (CUDA graphs come from "
+                             "torch.compile's 'reduce-overhead' mode)")
+
+    @classmethod
+    def for_device(cls, device: torch.device | str, **overrides: bool) -> PackOptions:
+        """Everything on for CUDA; fp32 eager (all off) elsewhere; then ``overrides`` (switch
+        name -> bool). Turning ``compile`` off also turns off ``cuda_graphs`` unless that is
+        given too (CUDA graphs come from compiling)."""
+        unknown = sorted(set(overrides) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown PackOptions switch {unknown[0]!r}; the switches are "
+                             f"{', '.join(cls.__dataclass_fields__)}")
+        on = torch.device(device).type == "cuda"
+        values = {name: on for name in cls.__dataclass_fields__}
+        if overrides.get("compile") is False:
+            values["cuda_graphs"] = False
+        return cls(**{**values, **overrides})
+
+    def check(self, device: torch.device) -> None:
+        """Raise ValueError when a switch needs CUDA and ``device`` is not a CUDA device."""
+        if device.type != "cuda":
+            on = [n for n in ("bf16", "cuda_graphs", "fused_optimizer") if getattr(self, n)]
+            if on:
+                raise ValueError(f"PackOptions {on} need a CUDA device, the pack is on {device}; "
+                                 "use PackOptions.for_device(device)")
+
+
+@dataclass(frozen=True)
+class Net:
+    """What the training loop trains: G models as one module.
+
+    Attributes:
+        module: the module holding every parameter and buffer: one model (``stacked`` False,
+            G = 1) or a :class:`~prunescope.models.stacked.StackedModel` of G models.
+        groups: G.
+        stacked: whether ``module`` is a stacked pack (its input is ``(G, B, C, H, W)`` and its
+            output ``(G, B, K)``); a single model takes ``(B, C, H, W)``.
+    """
+
+    module: nn.Module
+    groups: int
+    stacked: bool
+
+    def per_model(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` (a state tensor ``name`` of ``module``, contiguous) viewed as
+        ``(G, *one model's shape)``."""
+        return self.module.per_model(name, tensor) if self.stacked else tensor.unsqueeze(0)
+
+    def model_state(self, state: Mapping[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
+        """Model ``i``'s own copy of every tensor of ``state`` (contiguous tensors of
+        ``module``'s state; a pack's BatchNorm ``num_batches_tracked`` counter is shared)."""
+        return {k: v.detach().clone() if k.endswith("num_batches_tracked")
+                else self.per_model(k, v)[i].clone() for k, v in state.items()}
+
+
+def _forward(body: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, stacked: bool
+             ) -> torch.Tensor:
+    """Logits ``(G, B, K)`` of ``x`` ``(G, B, C, H, W)`` (a single model sees ``x[0]``)."""
+    return body(x) if stacked else body(x[0]).unsqueeze(0)
+
+
+def _pack_batch(sets: Sequence[DeviceImages], idx: torch.Tensor, offsets: torch.Tensor | None,
+                flips: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gather, crop/flip and normalise one step's images for every model.
+
+    Args:
+        sets: one set per model (length G; the same object G times for a shared set).
+        idx: ``(G, b)`` int64 image indices per model.
+        offsets, flips: ``(G, b, 2)`` / ``(G, b)`` augmentation draws, or ``None``.
+
+    Returns:
+        x float32 ``(G, b, C, H, W)`` (memory laid out ``(b, G, C, H, W)`` so that the stacked
+        network's channel view is free; for G = 1, ``x[0]`` is the batch
+        :meth:`DeviceImages.batches` yields), y int64 ``(G, b)``.
+    """
+    g, b = idx.shape
+    if all(s is sets[0] for s in sets):
+        flat = idx.t().reshape(-1)  # sample-major: (b * G,)
+        xb, yb = sets[0].x[flat], sets[0].y[flat]
+    else:
+        xb = torch.stack([s.x[i] for s, i in zip(sets, idx)], dim=1).flatten(0, 1)
+        yb = torch.stack([s.y[i] for s, i in zip(sets, idx)], dim=1).flatten(0, 1)
+    if offsets is not None and flips is not None:
+        xb = crop_flip(xb, offsets.transpose(0, 1).reshape(-1, 2), flips.t().reshape(-1))
+    x = sets[0].normalize(xb)  # (b * G, C, H, W), sample b * G + g at offset (b * G + g) * s0
+    # (G, b, C, H, W) view keeping each image's own strides (view/unflatten would renormalise
+    # the strides of size-1 dims, and convolution kernels choose their algorithm by strides)
+    s0, *rest = x.stride()
+    x = x.as_strided((g, b, *x.shape[1:]), (s0, g * s0, *rest), x.storage_offset())
+    return x, yb.view(b, g).t()
+
+
+def _epoch_draws(n: int, used: int, augment: bool, gens: Sequence[torch.Generator],
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                torch.Tensor | None]:
+    """Each model's data order and augmentation for one epoch, drawn from its own generator in
+    the order :meth:`DeviceImages.batches` draws them (permutation, crop offsets, flips).
+
+    Returns ``order (G, used)``, ``offsets (G, used, 2)`` and ``flips (G, used)`` on ``device``
+    (the last two ``None`` without augmentation).
+    """
+    orders, offs, flips = zip(*(epoch_draws(n, used, True, augment, gen) for gen in gens))
+    order = torch.stack(orders).to(device, non_blocking=True)
+    if not augment:
+        return order, None, None
+    return (order, torch.stack(offs).to(device, non_blocking=True),
+            torch.stack(flips).to(device, non_blocking=True))
 
 
 @torch.no_grad()
-def _validation(model: nn.Module, val: DeviceImages, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy (nats) and accuracy (0..1) on ``val``, model in eval mode."""
-    model.eval()
-    device = _model_device(model)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    for xb, yb in val.batches(batch_size):
-        logits = model(xb)
-        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum").double()
-        correct += (logits.argmax(1) == yb).sum()
-    n = len(val)
-    return float(loss_sum) / n, int(correct) / n
+def _validation(body: Callable[[torch.Tensor], torch.Tensor], net: Net,
+                vals: Sequence[DeviceImages], batch_size: int, opts: PackOptions
+                ) -> tuple[list[float], list[float]]:
+    """Per-model mean cross-entropy (nats) and accuracy (0..1) on the validation set(s), the
+    network in eval mode."""
+    net.module.eval()
+    g = net.groups
+    device = _model_device(net.module)
+    loss_sum = torch.zeros(g, dtype=torch.float64, device=device)
+    correct = torch.zeros(g, dtype=torch.int64, device=device)
+    shared = all(v is vals[0] for v in vals)
+    streams = [vals[0].batches(batch_size)] if shared else [v.batches(batch_size) for v in vals]
+    for parts in zip(*streams):
+        if shared:
+            xb, yb = parts[0]
+            x, y = xb.unsqueeze(0).expand(g, *xb.shape), yb.unsqueeze(0).expand(g, -1)
+        else:
+            x = torch.stack([p[0] for p in parts])
+            y = torch.stack([p[1] for p in parts])
+        if opts.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
+            logits = _forward(body, x, net.stacked)
+        for i in range(g):
+            loss_sum[i] += F.cross_entropy(logits[i].float(), y[i], reduction="sum").double()
+        correct += (logits.argmax(-1) == y).sum(1)
+    n = len(vals[0])
+    return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+
+
+def _diverged(net: Net, epoch: int, step: int, loss: float, bad: Sequence[int], first: int,
+              what: str) -> TrainingDiverged:
+    """The error for the models ``bad`` whose ``what`` loss is not finite; ``loss`` is model
+    ``first``'s (one of ``bad``) at ``step``."""
+    if not net.stacked:
+        return TrainingDiverged(epoch, step, loss, where=what)
+    return TrainingDiverged(epoch, step, loss, models=tuple(bad),
+                            where=f"model {first}'s {what}" if len(bad) == 1 else
+                            f"models {list(bad)}: model {first}'s {what}")
+
+
+def _check_losses(losses: torch.Tensor, start: int, stop: int, net: Net, epoch: int
+                  ) -> list[float]:
+    """Return the last row of ``losses[start:stop]`` (steps x models; one host-device sync).
+
+    Raises:
+        TrainingDiverged: at the first step (reported 1-based) with a non-finite loss, naming
+            every model that has one in the window.
+    """
+    rows = losses[start:stop].tolist()
+    bad = [i for i in range(net.groups) if not all(math.isfinite(r[i]) for r in rows)]
+    if bad:
+        j, i = next((j, i) for j, r in enumerate(rows) for i in bad if not math.isfinite(r[i]))
+        raise _diverged(net, epoch, start + j + 1, rows[j][i], bad, i, "training")
+    return rows[-1]
+
+
+def _recompile_room(compiling: bool) -> contextlib.AbstractContextManager[Any]:
+    """Raise dynamo's per-function recompile limit while a compiled network trains.
+
+    Every stacked architecture shares one ``forward`` code object per class, and each
+    (depth, G, train/eval, grad mode, batch size) is one compiled entry of it. A study worker
+    runs many packs in one process; with dynamo's default of 8 entries, later packs would
+    silently run eager (measured on the CPU: ResNet-20/32/44 packs of G = 2 and 1 hit the limit at
+    the 9th entry, and the ResNet-44 packs ran uncompiled).
+    """
+    if not compiling:
+        return contextlib.nullcontext()
+    cfg = torch._dynamo.config
+    name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+    return cfg.patch({name: max(getattr(cfg, name), RECOMPILE_LIMIT)})
+
+
+#: compiled entries dynamo may keep per stacked ``forward`` while packs train (see
+#: ``_recompile_room``): 6 architectures x a few pack sizes x train/eval x static/dynamic
+RECOMPILE_LIMIT = 128
+
+
+def train_net(
+    net: Net,
+    models: Sequence[nn.Module],
+    trains: Sequence[DeviceImages],
+    vals: Sequence[DeviceImages],
+    recipe: Recipe,
+    seeds: Sequence[int],
+    masks: tuple[list[torch.Tensor], list[torch.Tensor]],
+    progress: ProgressFn | None,
+    options: PackOptions,
+    sync_every: int,
+    stop_after_step: int | None,
+) -> list[FitResult]:
+    """The one training loop behind :func:`fit` (G = 1) and
+    :func:`~prunescope.train.pack.fit_pack` (G models stacked); callers check the arguments.
+
+    Args:
+        net: the network (:class:`Net`), on the device of the images.
+        models: the G single models; each receives its kept weights (``net.module`` itself for
+            an unstacked net).
+        trains, vals: one training and one validation set per model (all of one size; the same
+            object repeated for a shared set).
+        recipe: optimiser and schedule.
+        seeds: model g's data order and augmentation come from ``data_generator(seeds[g])``,
+            drawn as :meth:`DeviceImages.batches` draws them.
+        masks: parallel lists ``(parameters of net.module, 0/1 tensors of their shapes)``:
+            weights zeroed at the start, gradients masked before each step and weights after it.
+        progress, sync_every, stop_after_step: as :func:`fit` documents them.
+        options: device switches (:class:`PackOptions`, checked here against the device).
+
+    Returns:
+        One :class:`FitResult` per model.
+    """
+    g = net.groups
+    module = net.module
+    device = _model_device(module)
+    opts = options
+    opts.check(device)
+    masked_params, masked_by = masks
+    _mask_params(masked_params, masked_by)
+    if opts.channels_last:  # converts the parameters' storage; the Parameter objects stay
+        module = module.to(memory_format=torch.channels_last)
+        masked_by = [m.contiguous(memory_format=torch.channels_last) if m.ndim == 4 else m
+                     for m in masked_by]
+    opt = torch.optim.SGD(
+        module.parameters(), lr=recipe.schedule[0][1], momentum=recipe.momentum,
+        nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
+        fused=True if opts.fused_optimizer else None,
+    )
+    body: Callable[[torch.Tensor], torch.Tensor] = module
+    if opts.compile:
+        # dynamic=False: one static graph per batch shape; with automatic dynamic shapes the
+        # epoch's smaller last batch would recompile for a symbolic batch size, and that graph
+        # (checked first) would then serve every full-size step too
+        body = torch.compile(module, mode="reduce-overhead" if opts.cuda_graphs else None,
+                             dynamic=False)
+
+    gens = [data_generator(s) for s in seeds]
+    n = len(trains[0])
+    bs = recipe.batch_size
+    steps = trains[0].num_batches(bs, recipe.max_steps_per_epoch)
+    used = min(n, steps * bs)
+    total_steps = steps * recipe.epochs
+    if stop_after_step is not None and not 1 <= stop_after_step <= total_steps:
+        raise ValueError(f"stop_after_step={stop_after_step} is outside the run's 1..{total_steps} "
+                         "optimiser steps; lower it or lengthen the recipe")
+    histories: list[list[dict[str, Any]]] = [[] for _ in range(g)]
+    best_loss = [math.inf] * g
+    best_epoch = [0] * g
+    kept: list[dict[str, torch.Tensor]] = [{} for _ in range(g)]
+    step_global = 0
+    stopped = False
+    with _recompile_room(opts.compile):
+        for epoch in range(1, recipe.epochs + 1):
+            lr = _set_lr(opt, recipe, epoch)
+            module.train()
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros(g, dtype=torch.float64, device=device)
+            losses = torch.zeros(steps, g, dtype=torch.float32, device=device)
+            checked = 0
+            order, offsets, flips = _epoch_draws(n, used, recipe.augment, gens, device)
+            for step in range(1, steps + 1):
+                sl = slice((step - 1) * bs, min(step * bs, used))
+                x, y = _pack_batch(trains, order[:, sl],
+                                   None if offsets is None else offsets[:, sl],
+                                   None if flips is None else flips[:, sl])
+                if opts.cuda_graphs:  # the previous step's graph outputs may be overwritten
+                    torch.compiler.cudagraph_mark_step_begin()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
+                    logits = _forward(body, x, net.stacked)
+                flat = logits.float().reshape(-1, logits.shape[-1])
+                # mean over all G*b images times G = sum over models of each model's mean CE
+                loss = F.cross_entropy(flat, y.reshape(-1)) * g
+                with torch.no_grad():
+                    per_image = F.cross_entropy(flat.detach(), y.reshape(-1),
+                                                reduction="none").view(g, -1)
+                    loss_sum += per_image.sum(1).double()
+                    losses[step - 1] = per_image.mean(1)
+                synced = step % sync_every == 0
+                if synced:  # one host sync for the losses since the last check
+                    last = _check_losses(losses, checked, step, net, epoch)
+                    checked = step
+                _masked_step(opt, loss, masked_params, masked_by)
+                step_global += 1
+                if progress is not None:  # every step (rewind captures need exact steps)
+                    info: dict[str, Any] = {"epoch": epoch, "lr": lr}
+                    if synced and not net.stacked:
+                        info["loss"] = last[0]
+                    progress(step_global, total_steps, info)
+                if step_global == stop_after_step:
+                    stopped = True
+                    break
+            if checked < step:
+                _check_losses(losses, checked, step, net, epoch)
+            if stopped:
+                state = {k: v.contiguous() for k, v in module.state_dict().items()}
+                kept = [net.model_state(state, i) for i in range(g)]
+                break
+            train_losses = (loss_sum / used).tolist()
+            train_seconds = time.perf_counter() - t0
+            val_losses, val_accs = _validation(body, net, vals, recipe.val_batch_size, opts)
+            seconds = time.perf_counter() - t0
+            bad = [i for i, v in enumerate(val_losses) if not math.isfinite(v)]
+            if bad:
+                raise _diverged(net, epoch, 0, val_losses[bad[0]], bad, bad[0], "validation")
+            improved = [i for i in range(g) if val_losses[i] < best_loss[i]]
+            if improved:  # one contiguous copy per channels_last tensor, shared by the models
+                state = {k: v.contiguous() for k, v in module.state_dict().items()}
+            for i in range(g):
+                record = {
+                    "epoch": epoch, "lr": lr, "steps": steps, "train_loss": train_losses[i],
+                    "val_loss": val_losses[i], "val_acc": val_accs[i], "seconds": seconds,
+                    "images_per_s": used / train_seconds if train_seconds > 0 else math.inf,
+                }
+                histories[i].append(record | {"pack_size": g} if net.stacked else record)
+                if i in improved:
+                    best_loss[i], best_epoch[i] = val_losses[i], epoch
+                    kept[i] = net.model_state(state, i)
+            if progress is not None:
+                progress(step_global, total_steps,
+                         {"epoch": epoch, "lr": lr, "models": [dict(h[-1]) for h in histories]}
+                         if net.stacked else dict(histories[0][-1]))
+
+    results = []
+    for i, model in enumerate(models):
+        model.load_state_dict(kept[i])
+        if not stopped:
+            model.eval()
+        results.append(FitResult(best_epoch=0 if stopped else best_epoch[i],
+                                 history=histories[i], state_dict=kept[i]))
+    return results
 
 
 def fit(
@@ -183,8 +531,13 @@ def fit(
     progress: ProgressFn | None = None,
     sync_every: int | None = None,
     stop_after_step: int | None = None,
+    options: PackOptions | None = None,
 ) -> FitResult:
     """Train ``model`` in place with ``recipe`` and keep the best-validation-loss epoch.
+
+    This is :func:`train_net` for one model (any ``nn.Module`` taking ``(B, C, H, W)``);
+    :func:`~prunescope.train.pack.fit_pack` runs the same loop for G stacked models, and a pack
+    of one ends with bitwise this function's weights on the CPU.
 
     Args:
         model: the network (already initialised, e.g. ``build_model(..., seed=seed)``), on the
@@ -197,8 +550,8 @@ def fit(
             initialisation is seeded where it is built).
         masks: ``{param name: 0/1 tensor of the param's shape}``; masked weights are zeroed at
             the start, their gradients are multiplied by the mask before each step and the
-            weights after it (one ``torch._foreach_mul_`` each, as ``fit_pack`` does), so they
-            stay exactly 0 through momentum and weight decay.
+            weights after it (one ``torch._foreach_mul_`` each), so they stay exactly 0 through
+            momentum and weight decay.
         progress: called as ``progress(step, total_steps, info)`` after every optimiser step
             with ``info = {"epoch", "lr"}``, plus ``"loss"`` (that step's training loss) on
             every ``sync_every``-th step, where the loss has been read anyway; and after each
@@ -209,20 +562,17 @@ def fit(
         stop_after_step: stop the run right after this optimiser step (1-based, counted over
             the whole schedule; e.g. LTH's rewinding point): the losses so far are checked, and
             the model keeps the state of that step (no validation, no best-epoch choice).
+        options: device switches (:class:`PackOptions`); default all off (fp32 eager).
 
     Returns:
         :class:`FitResult`; the model holds the kept weights and is left in eval mode. After
         ``stop_after_step``: ``best_epoch`` 0, the history of the finished epochs, and
-        ``state_dict`` the model's state after that step (the model left as it is).
+        ``state_dict`` the model's state after that step (the model left in train mode).
 
     Raises:
         TrainingDiverged: a training or validation loss is NaN or infinite.
     """
     device = _model_device(model)
-    if sync_every is None:
-        sync_every = 1 if device.type == "cpu" else 25
-    if sync_every < 1:
-        raise ValueError(f"sync_every must be >= 1, got {sync_every}")
     for name, images in (("train", train), ("val", val)):
         if not _same_device(images.device, device):
             raise ValueError(
@@ -233,83 +583,20 @@ def fit(
         raise ValueError(f"need non-empty train and val sets, got {len(train)} and {len(val)}")
     mask_t = _check_masks(model, masks) if masks else {}
     params = dict(model.named_parameters())
-    masked_params = [params[n] for n in mask_t]
-    masked_by = list(mask_t.values())
-    _mask_params(masked_params, masked_by)
+    [result] = train_net(Net(model, 1, stacked=False), [model], [train], [val], recipe, [seed],
+                         ([params[n] for n in mask_t], list(mask_t.values())), progress,
+                         options or PackOptions(), default_sync_every(device, sync_every),
+                         stop_after_step)
+    return result
 
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=recipe.schedule[0][1],
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
-        weight_decay=recipe.weight_decay,
-    )
-    gen = data_generator(seed)
-    steps_per_epoch = train.num_batches(recipe.batch_size, recipe.max_steps_per_epoch)
-    total_steps = steps_per_epoch * recipe.epochs
-    if stop_after_step is not None and not 1 <= stop_after_step <= total_steps:
-        raise ValueError(f"stop_after_step={stop_after_step} is outside the run's 1..{total_steps} "
-                         "optimiser steps; lower it or lengthen the recipe")
-    history: list[dict[str, Any]] = []
-    best_loss = math.inf
-    best_epoch = 0
-    best_state: dict[str, torch.Tensor] = {}
-    step_global = 0
-    for epoch in range(1, recipe.epochs + 1):
-        lr = _set_lr(opt, recipe, epoch)
-        model.train()
-        t0 = time.perf_counter()
-        losses = torch.zeros(steps_per_epoch, dtype=torch.float32, device=device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        seen = checked = steps = 0
-        batches = train.batches(
-            recipe.batch_size, shuffle=True, augment=recipe.augment, generator=gen,
-            max_steps=recipe.max_steps_per_epoch,
-        )
-        for steps, (xb, yb) in enumerate(batches, start=1):
-            loss = F.cross_entropy(model(xb), yb)
-            losses[steps - 1] = loss.detach()
-            loss_sum += loss.detach().double() * len(yb)
-            seen += len(yb)
-            synced = steps % sync_every == 0
-            if synced:  # one host sync for the losses since the last check
-                last = _check_losses(losses, checked, steps, epoch)
-                checked = steps
-            _masked_step(opt, loss, masked_params, masked_by)
-            step_global += 1
-            if progress is not None:  # every step (rewind captures need exact steps)
-                info = {"epoch": epoch, "lr": lr}
-                progress(step_global, total_steps, {**info, "loss": last} if synced else info)
-            if step_global == stop_after_step:
-                if checked < steps:
-                    _check_losses(losses, checked, steps, epoch)
-                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                return FitResult(best_epoch=0, history=history, state_dict=state)
-        if checked < steps:
-            _check_losses(losses, checked, steps, epoch)
-        train_seconds = time.perf_counter() - t0
-        val_loss, val_acc = _validation(model, val, recipe.val_batch_size)
-        if not math.isfinite(val_loss):
-            raise TrainingDiverged(epoch, 0, val_loss, where="validation")
-        record = {
-            "epoch": epoch,
-            "lr": lr,
-            "steps": steps,
-            "train_loss": float(loss_sum) / seen,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "seconds": time.perf_counter() - t0,
-            "images_per_s": seen / train_seconds if train_seconds > 0 else math.inf,
-        }
-        history.append(record)
-        if progress is not None:
-            progress(step_global, total_steps, dict(record))
-        if val_loss < best_loss:
-            best_loss, best_epoch = val_loss, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    model.eval()
-    return FitResult(best_epoch=best_epoch, history=history, state_dict=best_state)
+
+def default_sync_every(device: torch.device, sync_every: int | None) -> int:
+    """Steps between the loss checks: ``sync_every`` (>= 1), or 1 on the CPU and 25 elsewhere."""
+    if sync_every is None:
+        return 1 if device.type == "cpu" else 25
+    if sync_every < 1:
+        raise ValueError(f"sync_every must be >= 1, got {sync_every}")
+    return sync_every
 
 
 @torch.no_grad()
