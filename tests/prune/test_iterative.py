@@ -39,13 +39,15 @@ def lenet():
 
 @pytest.fixture(scope="module")
 def run():
-    """Three levels of IMP on LeNet-5, with the model state seen at the start of every fit."""
+    """Three levels of IMP on LeNet-5, with the model state seen at the start of every full fit
+    (the dense run and each level's retraining)."""
     starts = []
     real_fit = iterative.fit
 
-    def spying_fit(model, train, val, recipe, seed, masks=None, progress=None):
-        starts.append(({k: v.clone() for k, v in model.state_dict().items()}, masks))
-        return real_fit(model, train, val, recipe, seed, masks=masks, progress=progress)
+    def spying_fit(model, train, val, recipe, seed, masks=None, progress=None, **kw):
+        if "stop_after_step" not in kw:  # the full runs, not the rewind point's partial one
+            starts.append(({k: v.clone() for k, v in model.state_dict().items()}, masks))
+        return real_fit(model, train, val, recipe, seed, masks=masks, progress=progress, **kw)
 
     calls = []
 

@@ -69,6 +69,62 @@ def finetune_recipe(arch: str, epochs: int | None = None,
     return recipe
 
 
+def pruned_meta(meta: Mapping[str, Any], method: str, recipe: Recipe | None) -> dict[str, Any]:
+    """The sidecar (JSON-ready) of a model pruned from the parent whose sidecar is ``meta``: the
+    parent's data/architecture keys (:data:`CARRIED_META`) plus what made it: ``method``, the
+    fine-tuning ``recipe`` (``Recipe.to_dict()``), its ``epochs`` and ``weight_decay``
+    (``recipe`` ``None``: pruned without fine-tuning, no ``recipe`` key, 0 epochs, and the
+    weights keep the parent's ``weight_decay``, which UP on them must read), and
+    ``parent_weight_decay``, the decay of the dense run at the root of the pruning chain. Every
+    pruned model (the CLI's and each study job kind's) is described by this one function."""
+    out = {k: meta[k] for k in CARRIED_META if k in meta}
+    decay = meta.get("weight_decay")
+    out |= {"weight_decay": decay, "parent_weight_decay": meta.get("parent_weight_decay", decay),
+            "method": method.lower(), "epochs": 0}
+    if recipe is not None:
+        out |= {"recipe": recipe.to_dict(), "weight_decay": recipe.weight_decay,
+                "epochs": recipe.epochs}
+    return out
+
+
+@dataclass
+class OneShot:
+    """A model just pruned one-shot by :func:`prune_one_shot`, ready to fine-tune.
+
+    Attributes:
+        result: masks, achieved ratio and densities (:class:`~prunescope.prune.MaskResult`).
+        meta: the pruned model's sidecar (:func:`pruned_meta` plus ``pruning``, the summary).
+        finetune_seed: the data-order seed of its fine-tuning ``fit``.
+    """
+
+    result: MaskResult
+    meta: dict[str, Any]
+    finetune_seed: int
+
+
+def prune_one_shot(model: nn.Module, meta: Mapping[str, Any], method: str, ratio: float, *,
+                   seed: int, recipe: Recipe | None, grads: Mapping[str, Any] | None = None,
+                   eps: float | None = None, scope: str = "global",
+                   prune_classifier: bool = False, prune_biases: bool = False) -> OneShot:
+    """Prune ``model`` in place to ``ratio`` with ``method`` (SPEC 3): the step shared by
+    :func:`prune_and_finetune` (the CLI) and the study's ``prune_finetune`` jobs, which then
+    fine-tune with ``fit(masks=result.masks)`` (alone or in a pack) from ``finetune_seed``.
+
+    Args:
+        model, method, ratio, grads, eps, scope, prune_classifier, prune_biases: see
+            :func:`prunescope.prune.prune_model` (``grads``: GP/UP's data gradient).
+        meta: the parent's sidecar (``weight_decay`` is UP's eps by default).
+        seed: seeds RP (``derive_seed(seed, "rp")``) and the fine-tuning data order
+            (``derive_seed(seed, "finetune")``).
+        recipe: the fine-tuning recipe that will follow (``None``: none), for the sidecar.
+    """
+    result = prune_model(model, method, ratio, grads=grads, eps=eps,
+                         seed=derive_seed(seed, "rp"), scope=scope,
+                         prune_classifier=prune_classifier, prune_biases=prune_biases, meta=meta)
+    return OneShot(result, pruned_meta(meta, method, recipe) | {"pruning": result.summary()},
+                   derive_seed(seed, "finetune"))
+
+
 def prune_and_finetune(
     model: nn.Module,
     meta: Mapping[str, Any],
@@ -115,29 +171,27 @@ def prune_and_finetune(
     if method.lower() in GRADIENT_METHODS:
         grads = data_gradients(model, train, mode=grad_mode, n_batches=grad_batches,
                                seed=derive_seed(seed, "gradients"))
-    result = prune_model(model, method, ratio, grads=grads, eps=eps,
-                         seed=derive_seed(seed, "rp"), scope=scope,
-                         prune_classifier=prune_classifier, prune_biases=prune_biases, meta=meta)
+    if not finetune:
+        recipe = None
+    elif recipe is None:
+        recipe = finetune_recipe(str(meta["arch"]))
+    pruned = prune_one_shot(model, meta, method, ratio, seed=seed, recipe=recipe, grads=grads,
+                            eps=eps,
+                            scope=scope, prune_classifier=prune_classifier,
+                            prune_biases=prune_biases)
+    result = pruned.result
     pruned_cm = evaluate(model, test, num_classes)
     fit_res = None
     final_cm = pruned_cm
-    new_meta = {k: meta[k] for k in CARRIED_META if k in meta}
-    # UP on this checkpoint later must read the decay its weights were last trained with
-    new_meta["weight_decay"] = meta.get("weight_decay")
-    if finetune:
-        recipe = recipe if recipe is not None else finetune_recipe(str(meta["arch"]))
-        fit_res = fit(model, train, val, recipe, derive_seed(seed, "finetune"),
-                      masks=result.masks, progress=progress)
+    new_meta = pruned.meta
+    if recipe is not None:
+        fit_res = fit(model, train, val, recipe, pruned.finetune_seed, masks=result.masks,
+                      progress=progress)
         final_cm = evaluate(model, test, num_classes)
-        new_meta |= {"recipe": recipe.to_dict(), "weight_decay": recipe.weight_decay,
-                     "epochs": recipe.epochs, "best_epoch": fit_res.best_epoch,
-                     "history": fit_res.history}
+        new_meta |= {"best_epoch": fit_res.best_epoch, "history": fit_res.history}
     new_meta |= {
-        "parent_weight_decay": meta.get("weight_decay"),
-        "method": method.lower(),
         "prune_seed": seed,
         "gradient_mode": grad_mode if grads is not None else None,
-        "pruning": result.summary(),
         "metrics": {
             "test_acc_dense": _accuracy(dense_cm),
             "test_acc_pruned": _accuracy(pruned_cm),

@@ -19,12 +19,13 @@ Algorithm (Frankle & Carbin 2019; rewinding to an early iterate as in Frankle et
 3. Rewind: load the saved early state into the model, zero the pruned weights, and retrain
    with ``fit(..., masks=...)`` (masked weights stay exactly zero).
 
-The rewind state is captured with :class:`RewindCapture`, a ``progress`` callback of
-:func:`prunescope.train.fit` (``fit`` calls it after every optimiser step with the global step
-count), so the dense run is exactly an ordinary ``fit`` run; no training code is duplicated.
-A dense model trained elsewhere (e.g. the study's dense checkpoint) can be pruned iteratively by
-passing its trained weights in ``model`` and the state captured during its training as
-``rewind_state``.
+The rewind state comes from :func:`rewind_point`: the dense run itself, stopped right after
+step ``rewind_steps`` (``fit(stop_after_step=...)``), the one mechanism shared with the study's
+``rewind`` jobs; :func:`start_level` (mask, then rewind) and :func:`level_seed` are the other
+steps both share, so a study's per-level jobs and this in-memory loop compute the same levels.
+:class:`RewindCapture` keeps the state at a step from inside a ``fit`` the user runs anyway,
+for a dense model trained elsewhere: pass its trained weights in ``model`` and the captured
+state as ``rewind_state``.
 
 Retraining restarts the recipe's schedule from its first epoch at every level (``fit`` has no way
 to resume mid-schedule); Frankle et al. instead run the remaining ``T - k`` iterations. With
@@ -48,7 +49,7 @@ from prunescope.train import FitResult, Recipe, derive_seed, fit
 from prunescope.train.loop import ProgressFn
 
 __all__ = ["LevelRecord", "RewindCapture", "imp_keep_count", "imp_level_masks", "imp_schedule",
-           "iterative_magnitude_pruning"]
+           "iterative_magnitude_pruning", "level_seed", "rewind_point", "start_level"]
 
 #: ``on_level(level, model, mask_result, fit_result)``; ``mask_result`` is ``None`` at level 0
 #: (dense), ``fit_result`` is ``None`` at level 0 when the dense model was trained elsewhere.
@@ -239,6 +240,40 @@ def imp_level_masks(
     return result
 
 
+def rewind_point(model: nn.Module, train: DeviceImages | None, val: DeviceImages | None,
+                 recipe: Recipe, seed: int, steps: int, progress: ProgressFn | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """The LTH rewinding point: the state (CPU copies of weights and buffers) that the dense
+    run ``fit(model, train, val, recipe, seed)`` has right after optimiser step ``steps``,
+    computed by that very run stopped there (``fit(stop_after_step=steps)``); ``steps = 0`` is
+    ``model``'s current (initial) state (``train`` and ``val`` may then be ``None``). ``model``
+    is trained in place for those steps. The one way both :func:`iterative_magnitude_pruning`
+    and the study's ``rewind`` jobs rewind."""
+    if steps < 0:
+        raise ValueError(f"rewind_steps must be >= 0, got {steps}")
+    if steps == 0:
+        return _cpu_state(model)
+    res = fit(model, train, val, recipe, seed, stop_after_step=steps, progress=progress)
+    return {k: v.detach().to("cpu", copy=True) for k, v in res.state_dict.items()}
+
+
+def level_seed(seed: int, level: int) -> int:
+    """The data-order seed of LTH level ``level``'s retraining (the dense run uses ``seed``)."""
+    return derive_seed(seed, f"imp/level{level}")
+
+
+def start_level(model: nn.Module, level: int, prev_masks: Mapping[str, torch.Tensor] | None,
+                rewind: Mapping[str, torch.Tensor], **mask_options: Any) -> MaskResult:
+    """Begin LTH level ``level``: its mask from ``model``'s weights (level ``level - 1``,
+    trained; :func:`imp_level_masks` with ``mask_options``), then rewind ``model`` to ``rewind``
+    (:func:`rewind_point`; pruned weights are zeroed by the fit that follows). Retraining is
+    then ``fit(model, ..., level_seed(seed, level), masks=result.masks)``, alone
+    (:func:`iterative_magnitude_pruning`) or in a pack (a study's ``lth_level`` jobs)."""
+    result = imp_level_masks(model, level, prev_masks, **mask_options)
+    model.load_state_dict(rewind)  # copies into the model's tensors, on its device
+    return result
+
+
 def _history_best(fit_result: FitResult) -> tuple[float, float]:
     rec = fit_result.history[fit_result.best_epoch - 1]
     return float(rec["val_loss"]), float(rec["val_acc"])
@@ -319,14 +354,10 @@ def iterative_magnitude_pruning(
                 f"rewind_steps={rewind_steps} exceeds the {total_steps} optimiser steps of the "
                 "dense run; lower rewind_steps or lengthen the recipe"
             )
-        if rewind_steps == 0:
-            rewind = _cpu_state(model)
-            dense_fit = fit(model, train, val, recipe, seed, progress=progress)
-        else:
-            capture = RewindCapture(model, rewind_steps, then=progress)
-            dense_fit = fit(model, train, val, recipe, seed, progress=capture)
-            assert capture.state is not None  # step <= total_steps was checked above
-            rewind = capture.state
+        init = _cpu_state(model)
+        rewind = rewind_point(model, train, val, recipe, seed, rewind_steps)
+        model.load_state_dict(init)  # the dense run itself, from the initialisation
+        dense_fit = fit(model, train, val, recipe, seed, progress=progress)
         val_loss, val_acc = _history_best(dense_fit)
         dense = LevelRecord(0, 1.0, 1.0, None, {}, {n: 1.0 for n in params}, _cpu_state(model),
                             dense_fit.history, dense_fit.best_epoch, val_loss, val_acc, seed)
@@ -344,19 +375,17 @@ def iterative_magnitude_pruning(
 
     prev_masks: dict[str, torch.Tensor] | None = None
     for level in range(1, len(schedule) + 1):
-        result = imp_level_masks(model, level, prev_masks, prune_fraction=prune_fraction,
-                                 scope=scope, prune_classifier=prune_classifier,
-                                 prune_biases=prune_biases)
-        # rewind: the early state (weights and BN buffers), pruned weights zeroed by fit
-        model.load_state_dict(rewind)  # copies into the model's tensors, on its device
-        level_seed = derive_seed(seed, f"imp/level{level}")
-        fit_result = fit(model, train, val, retrain_recipe, level_seed, masks=result.masks,
+        result = start_level(model, level, prev_masks, rewind, prune_fraction=prune_fraction,
+                             scope=scope, prune_classifier=prune_classifier,
+                             prune_biases=prune_biases)
+        seed_l = level_seed(seed, level)
+        fit_result = fit(model, train, val, retrain_recipe, seed_l, masks=result.masks,
                          progress=progress)
         val_loss, val_acc = _history_best(fit_result)
         records.append(LevelRecord(level, result.achieved_ratio, result.requested_ratio, result,
                                    dict(result.masks), dict(result.densities), _cpu_state(model),
                                    fit_result.history, fit_result.best_epoch, val_loss, val_acc,
-                                   level_seed))
+                                   seed_l))
         if on_level is not None:
             on_level(level, model, result, fit_result)
         prev_masks = result.masks

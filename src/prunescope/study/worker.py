@@ -39,16 +39,16 @@ from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
 from prunescope.metrics import confusion_from_predictions
 from prunescope.models import build_model
-from prunescope.prune import data_gradients, prune_model
-from prunescope.prune.finetune import CARRIED_META
-from prunescope.prune.iterative import imp_level_masks
+from prunescope.prune import data_gradients
+from prunescope.prune.finetune import prune_one_shot, pruned_meta
+from prunescope.prune.iterative import level_seed, rewind_point, start_level
 from prunescope.prune.structured import (load_structured_checkpoint, structured_meta,
                                          structured_prune_model)
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.packs import Pack, stacks
 from prunescope.study.plan import RESULTS_VERSION, Job, job_id
 from prunescope.study.store import JobResult
-from prunescope.train import (Recipe, TrainingDiverged, derive_seed, fit, load_checkpoint, predict,
+from prunescope.train import (TrainingDiverged, derive_seed, fit, load_checkpoint, predict,
                               save_checkpoint)
 from prunescope.train.checkpoint import sidecar_path
 from prunescope.train.pack import PackOptions, fit_pack
@@ -491,9 +491,8 @@ def _gradients(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | N
 
 
 def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
-    """Load the dense parent, prune it one-shot (SPEC 3); fine-tuning then holds the masks."""
-
-
+    """Load the dense parent and prune it one-shot (SPEC 3) as ``prunescope prune`` does
+    (:func:`~prunescope.prune.finetune.prune_one_shot`); fine-tuning then holds the masks."""
     p = job.args
     model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
     grads = None
@@ -501,16 +500,13 @@ def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _F
         url = ctx.parent(p.gradients)["gradients"]
         with arts.reading(url) as (path,):
             grads = load_file(str(path), device=ctx.device)
-    mres = prune_model(model, p.method, p.ratio, grads=grads,
-                       seed=derive_seed(p.seed, "rp"), scope=p.scope, meta=meta,
-                       prune_classifier=p.prune_classifier,
-                       prune_biases=p.prune_biases)
+    pruned = prune_one_shot(model, meta, p.method, p.ratio, seed=p.seed, recipe=p.recipe,
+                            grads=grads, scope=p.scope, prune_classifier=p.prune_classifier,
+                            prune_biases=p.prune_biases)
     train, val = _train_val_of(meta, ctx)
-    recipe = p.recipe
-    new_meta = _pruned_meta(meta, job, recipe) | {"pruning": mres.summary()}
-    return _FitJob(job, model, train, val, recipe, derive_seed(p.seed, "finetune"),
-                   mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
-                   densities=mres.densities)
+    return _FitJob(job, model, train, val, p.recipe, pruned.finetune_seed, pruned.result.masks,
+                   pruned.meta | {"job_id": job.id}, achieved_ratio=pruned.result.achieved_ratio,
+                   densities=pruned.result.densities)
 
 
 def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
@@ -554,18 +550,6 @@ def predictions_dtype(num_classes: int) -> type:
     raise ValueError(f"{num_classes} classes do not fit the int16 predictions artifact")
 
 
-def _pruned_meta(meta: dict[str, Any], job: Job, recipe: Recipe | None) -> dict[str, Any]:
-    """Sidecar of a pruned model: its parent's data/architecture keys plus what made it
-    (``recipe`` ``None``: pruned without fine-tuning, its decay is its parent's)."""
-    out = {k: meta[k] for k in CARRIED_META if k in meta}
-    if recipe is None:
-        out["weight_decay"] = meta["weight_decay"]
-    return out | {"recipe": recipe, "parent_weight_decay": meta.get("parent_weight_decay",
-                                                                   meta["weight_decay"]),
-                  "method": job.args.method, "epochs": 0 if recipe is None else recipe.epochs,
-                  "job_id": job.id}
-
-
 def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None) -> JobResult:
     """The dense run's state after ``rewind_steps`` optimiser steps (LTH rewinding point).
 
@@ -583,15 +567,10 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
     k = p.rewind_steps
     inf = info(p.dataset)
     h, _, c = inf.shape_hwc
-    model = build_model(p.arch, inf.num_classes, c, seed=p.seed, image_size=h)
-    model = model.to(ctx.device)
-    if k == 0:
-        state = {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
-    else:
-        train, val = _train_val(vars(p), ctx.data_dir, ctx.device)
-        res = fit(model, train, val, p.recipe, p.seed, stop_after_step=k,
-                  progress=(lambda s_, _t, _i: step(min(s_, k), k)) if step else None)
-        state = {n: t.detach().cpu() for n, t in res.state_dict.items()}
+    model = build_model(p.arch, inf.num_classes, c, seed=p.seed, image_size=h).to(ctx.device)
+    train, val = _train_val(vars(p), ctx.data_dir, ctx.device) if k else (None, None)
+    state = rewind_point(model, train, val, p.recipe, p.seed, k,
+                         progress=(lambda s_, _t, _i: step(min(s_, k), k)) if step else None)
     name = f"{job.id}.safetensors"
     with arts.writing(job.kind) as tmp:
         save_file({n: t.contiguous() for n, t in state.items()}, str(tmp / name))
@@ -605,16 +584,16 @@ def _prepare_lth_level(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob
     p = job.args
     level = p.level
     model, meta, prev_masks = _load_parent(ctx, p.parent, ctx.device)
-    mres = imp_level_masks(model, level, prev_masks or None,
-                           prune_fraction=p.prune_fraction, scope=p.scope,
-                           prune_classifier=p.prune_classifier,
-                           prune_biases=p.prune_biases)
     with arts.reading(ctx.parent(p.rewind)["rewind"]) as (path,):
-        model.load_state_dict(load_file(str(path), device=ctx.device))
+        rewind = load_file(str(path), device=ctx.device)
+    mres = start_level(model, level, prev_masks or None, rewind,
+                       prune_fraction=p.prune_fraction, scope=p.scope,
+                       prune_classifier=p.prune_classifier, prune_biases=p.prune_biases)
     train, val = _train_val(meta, ctx.data_dir, ctx.device)
     recipe = p.recipe
-    new_meta = _pruned_meta(meta, job, recipe) | {"level": level, "pruning": mres.summary()}
-    return _FitJob(job, model, train, val, recipe, derive_seed(p.seed, f"imp/level{level}"),
+    new_meta = pruned_meta(meta, p.method, recipe) | {"job_id": job.id, "level": level,
+                                                       "pruning": mres.summary()}
+    return _FitJob(job, model, train, val, recipe, level_seed(p.seed, level),
                    mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
                    densities=mres.densities, details={"level": level})
 
@@ -630,7 +609,8 @@ def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJo
                                  seed=derive_seed(p.seed, "chip"), scope=p.scope,
                                  config=p.config, **chip)
     recipe = p.recipe
-    new_meta = structured_meta(res, p.method, _pruned_meta(meta, job, recipe))
+    new_meta = structured_meta(res, p.method,
+                               pruned_meta(meta, p.method, recipe) | {"job_id": job.id})
     summary = res.summary()
     return _FitJob(job, res.model.to(ctx.device), train, val, recipe,
                    derive_seed(p.seed, "finetune"), None, new_meta,
