@@ -7,8 +7,9 @@
   ratio, per-class share of PIEs against the class's change of recall balance, accuracy on PIEs
   versus the rest, a thumbnail gallery and ``tables/pies.csv``.
 
-Every input is an analysis frame (:mod:`prunescope.metrics`, :mod:`prunescope.stats`) or the
-:class:`~prunescope.metrics.underrepresented.Exemplars` of a study; nothing here reads a store.
+The statistics come from :mod:`prunescope.analysis` (``longtail_slopes``, ``imbalance_tests``,
+``pie_share``, ``pie_accuracy``); this module lays them out and draws them. Nothing here reads a
+store.
 """
 from __future__ import annotations
 
@@ -21,69 +22,18 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from scipy import stats as sps
 
-from prunescope import stats
-from prunescope.metrics.underrepresented import Exemplars, count_slopes, slope_points
+from prunescope import analysis
+from prunescope.metrics.underrepresented import Exemplars
 from prunescope.report import tables
 from prunescope.report.html import Section, figure_item, table_item
 from prunescope.report.style import method_color, method_label, new_figure, ordered, ratio_label
 
 #: cell keys of the frames drawn here
-CELL = ["dataset", "arch", "method", "ratio", "distribution"]
+CELL = analysis.UNDER_CELL
 
 
 # ---- long-tailed training splits --------------------------------------------------------------
-def imbalance_tests(alphas: pd.DataFrame, splits: pd.DataFrame,
-                    correction: str = "bonferroni") -> pd.DataFrame:
-    """Balanced vs imbalanced training split at each ratio: one-sided independent t-test per
-    (base dataset, arch, method, ratio, distribution) and imbalanced split, H_a: the model trained
-    on the imbalanced split has the larger E[α] (intensification grows with imbalance). One family
-    per ratio column (its rows: every imbalanced split of every base dataset, architecture,
-    method and distribution; an undefined row counts), corrected with ``correction``.
-
-    Args:
-        alphas: per-model α (:func:`prunescope.metrics.model_alpha`), ``dataset`` = results label.
-        splits: :func:`prunescope.study.results.training_splits` (label -> base, imbalance).
-
-    Returns:
-        One row per comparison: ``dataset`` (base), ``arch``, ``method``, ``distribution``,
-        ``comparison`` (``<label> vs balanced``), ``ratio``, ``n_imbalanced``, ``n_balanced``,
-        ``mean_diff`` (imbalanced - balanced), ``t``, ``df``, ``p_raw``, ``p_corrected``,
-        ``family`` (the ratio column it was corrected in); empty without imbalanced splits.
-    """
-    lv = splits.drop_duplicates("dataset").set_index("dataset")
-    a = alphas[alphas["dataset"].isin(lv.index)].copy()
-    a["base"] = a["dataset"].map(lv["base_dataset"])
-    a["imb"] = a["dataset"].map(lv["imbalance_ratio"])
-    rows = []
-    keys = ["base", "arch", "method", "ratio", "distribution"]
-    for k, grp in a.groupby(keys, sort=True):
-        bal = grp.loc[grp["imb"] == 1.0, "alpha"].to_numpy(np.float64)
-        if not len(bal):
-            continue
-        for label, sub in grp[grp["imb"] > 1.0].groupby("dataset", sort=False):
-            imb = sub["alpha"].to_numpy(np.float64)
-            r = stats.ttest(imb[np.isfinite(imb)], bal[np.isfinite(bal)], alternative="greater")
-            rows.append(dict(zip(keys, k)) | dict(
-                imb_ratio=float(sub["imb"].iloc[0]), comparison=f"{label} vs balanced",
-                n_imbalanced=int(np.isfinite(imb).sum()), n_balanced=int(np.isfinite(bal).sum()),
-                mean_diff=float(np.nanmean(imb) - np.nanmean(bal)), t=r["t"], df=r["df"],
-                p_raw=r["p_raw"]))
-    cols = ["dataset", "arch", "method", "distribution", "comparison", "ratio", "n_imbalanced",
-            "n_balanced", "mean_diff", "t", "df", "p_raw", "p_corrected", "family"]
-    if not rows:
-        return pd.DataFrame(columns=cols)
-    out = pd.DataFrame(rows).rename(columns={"base": "dataset"})
-    out["family"] = [f"ratio {ratio_label(r)}, {d}" for r, d in zip(out["ratio"],
-                                                                    out["distribution"])]
-    out["p_corrected"] = np.nan
-    for _, idx in out.groupby("family", sort=False).groups.items():
-        out.loc[idx, "p_corrected"] = stats.correct(out.loc[idx, "p_raw"].to_numpy(), correction)
-    out = out.sort_values(["ratio", "dataset", "arch", "method", "imb_ratio"], kind="stable")
-    return out[cols].reset_index(drop=True)
-
-
 def _slope_figure(points: pd.DataFrame, slopes_ci: pd.DataFrame, dataset: str, arch: str
                   ) -> Figure:
     """Rows = ratios, columns = methods: ΔBn per (model, class) against log10 training count,
@@ -137,10 +87,8 @@ def longtail_section(paired: pd.DataFrame, alphas: pd.DataFrame, splits: pd.Data
         "a positive slope means that pruning costs the rare classes more, relative to accuracy, "
         "than the frequent ones. Intervals are 99 % t-intervals over models (label < / > / ? "
         "against 0)."))
-    lt_labels = set(splits.loc[splits["imbalance_ratio"] > 1, "dataset"])
-    p = paired[paired["dataset"].isin(lt_labels)]
-    ci = tables.sorted_cells(stats.mean_ci(count_slopes(p, splits), value="slope", by=CELL,
-                                           null=0.0), CELL)
+    ci, pts = analysis.longtail_slopes(paired, splits)
+    ci = tables.sorted_cells(ci, CELL)
     sec.tables.append(table_item(
         ci[CELL + ["n", "mean", "sd", "ci_low", "ci_high", "label"]].rename(
             columns={"mean": "mean slope"}), out / "tables" / "longtail_slopes",
@@ -148,8 +96,6 @@ def longtail_section(paired: pd.DataFrame, alphas: pd.DataFrame, splits: pd.Data
         "Per-model least-squares slope (with intercept) of Bn_t - Bn on log10 of the class's "
         "training images; mean, sd and 99 % t-interval over models per cell.", "tab-lt-slopes",
         digits=4))
-    pts = slope_points(p[p["distribution"] == p["distribution"].iloc[0]] if len(p) else p,
-                       splits)
     for (dataset, arch), grp in pts.groupby(["dataset", "arch"], sort=True):
         cell_ci = ci[(ci["dataset"] == dataset) & (ci["arch"] == arch)
                      & (ci["distribution"] == grp["distribution"].iloc[0])]
@@ -159,7 +105,7 @@ def longtail_section(paired: pd.DataFrame, alphas: pd.DataFrame, splits: pd.Data
             f"Change of recall balance vs class size: {dataset} / {arch}",
             "One point per (model, class); black: least-squares line over all points; titles: "
             "mean per-model slope, its 99 % CI and label.", f"fig-lt-{dataset}-{arch}"))
-    tests = imbalance_tests(alphas, splits, correction)
+    tests = analysis.imbalance_tests(alphas, splits, correction)
     if len(tests):
         sec.tables.append(table_item(
             tests, out / "tables" / "longtail_tests",
@@ -289,20 +235,9 @@ def exemplar_section(ex: Exemplars, paired: pd.DataFrame, out: Path) -> Section 
         _pie_fraction_figure(ex.summary), out / "figures" / "pie_fraction",
         "PIE fraction against compression", "Percentage of test images that are PIEs, per "
         "dataset and method.", "fig-pie-fraction"))
-    dB = paired.assign(delta_B=paired["B_after"] - paired["B_before"]).groupby(
-        CELL + ["cls"], sort=False)["delta_B"].mean().reset_index()
-    share = ex.per_class.merge(dB, on=CELL + ["cls"], how="left")
-    rho = []
-    for k, g in share.groupby(CELL, sort=True):
-        ok = g[np.isfinite(g["share"]) & np.isfinite(g["delta_B"])]
-        r = sps.spearmanr(ok["delta_B"], ok["share"]).statistic if len(ok) > 2 else np.nan
-        worst = g.sort_values("delta_B").iloc[0] if len(g) else None
-        rho.append(dict(zip(CELL, k)) | dict(
-            spearman_rho=float(r), top_share_cls=int(g.sort_values("share").iloc[-1]["cls"]),
-            top_share=float(g["share"].max()),
-            most_recall_lost_cls=None if worst is None else int(worst["cls"])))
+    share, rho = analysis.pie_share(ex, paired)
     sec.tables.append(table_item(
-        tables.sorted_cells(pd.DataFrame(rho), CELL), out / "tables" / "pie_share",
+        tables.sorted_cells(rho, CELL), out / "tables" / "pie_share",
         "Are PIEs concentrated in the classes that lose recall?",
         "Spearman rank correlation over classes between the class's share of the cell's "
         "PIEs and its mean change of recall balance (B_t - B, over models); negative: the "
@@ -312,10 +247,7 @@ def exemplar_section(ex: Exemplars, paired: pd.DataFrame, out: Path) -> Section 
         _share_figure(share[np.isfinite(share["share"])]), out / "figures" / "pie_share",
         "PIE share per class against change of recall balance",
         "One point per class and ratio.", "fig-pie-share"))
-    acc = ex.accuracy.groupby(CELL + ["group"], sort=False)[["acc_pie", "acc_rest"]].mean()
-    acc = acc.unstack("group")
-    acc.columns = [f"{g} acc on {w.split('_')[1]}" for w, g in acc.columns]
-    acc = tables.sorted_cells(acc.reset_index(), CELL)
+    acc = tables.sorted_cells(analysis.pie_accuracy(ex), CELL)
     sec.tables.append(table_item(
         acc, out / "tables" / "pie_accuracy", "Accuracy on PIEs and on the rest",
         "Mean accuracy over the dense models and over the pruned models of each cell, on "
