@@ -83,3 +83,32 @@ def test_analysis_imports_neither_torch_nor_matplotlib():
     code = ("import sys, prunescope.analysis; "
             "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_imbalance_tests_are_one_sided_t_tests_corrected_per_ratio_column():
+    """analysis.imbalance_tests (docs/underrepresented.md): per cell, H_a 'the long-tailed models
+    have the larger E[alpha]' by Student's independent t-test (scipy), Bonferroni over every row
+    of one ratio column (here the lt10 and lt100 rows of ratio 4)."""
+    import scipy.stats as sps
+
+    from prunescope.analysis import imbalance_tests
+
+    rng = np.random.default_rng(3)
+    draws = {"mnist": 1.0, "mnist-lt10": 1.2, "mnist-lt100": 1.5}
+    rows = [dict(dataset=d, arch="lenet5", method="mp", ratio=r, distribution="nominal",
+                 model=m, alpha=mu + 0.1 * rng.standard_normal())
+            for d, mu in draws.items() for r in (4.0, 20.0) for m in range(5)]
+    alphas = pd.DataFrame(rows)
+    splits = pd.DataFrame(dict(dataset=list(draws), base_dataset="mnist",
+                               imbalance_ratio=[1.0, 10.0, 100.0]))
+    out = imbalance_tests(alphas, splits)
+    assert len(out) == 4 and set(out["dataset"]) == {"mnist"}
+    for r in out.itertuples():
+        label = r.comparison.split(" vs ")[0]
+        imb = alphas.loc[(alphas.dataset == label) & (alphas.ratio == r.ratio), "alpha"]
+        bal = alphas.loc[(alphas.dataset == "mnist") & (alphas.ratio == r.ratio), "alpha"]
+        ref = sps.ttest_ind(imb, bal, alternative="greater")
+        assert r.t == pytest.approx(ref.statistic) and r.p_raw == pytest.approx(ref.pvalue)
+        assert r.p_corrected == pytest.approx(min(1.0, 2 * ref.pvalue))  # 2 rows per column
+        assert r.mean_diff == pytest.approx(imb.mean() - bal.mean())
+    assert out.groupby("family").size().tolist() == [2, 2]
