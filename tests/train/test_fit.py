@@ -262,3 +262,31 @@ def test_stop_after_step_is_the_full_runs_state_at_that_step(quadrants):
             assert torch.equal(model.state_dict()[n].cpu(), v), (k, n)
     with pytest.raises(ValueError, match="outside the run's 1..16"):
         fit(build_model("lenet5", 4, 1, seed=2), train, val, QUICK, seed=4, stop_after_step=17)
+
+
+def test_stopping_and_resuming_is_the_uninterrupted_run(quadrants):
+    """``fit(stop_after_step=k)`` then ``fit(start_step=k, optimizer_state=...)`` (inside an epoch
+    and at an epoch boundary) ends bitwise where one uninterrupted run ends: same schedule
+    position, data stream and momentum; the resumed history holds the epochs from k on."""
+    train, val = quadrants
+    recipe = Recipe(schedule=((1, 0.05), (2, 0.01)), batch_size=64, max_steps_per_epoch=4)
+    full = build_model("lenet5", 4, 1, seed=2)
+    ref = fit(full, train, val, recipe, seed=4, stop_after_step=12)  # the run's last step
+    for k in (3, 4, 6):
+        model = build_model("lenet5", 4, 1, seed=2)
+        first = fit(model, train, val, recipe, seed=4, stop_after_step=k)
+        steps = []
+        rest = fit(model, train, val, recipe, seed=4, start_step=k, stop_after_step=12,
+                   optimizer_state=first.optimizer_state, progress=lambda s, t, i: steps.append(s))
+        assert steps[0] == k + 1 and steps[-1] == 12
+        for n, v in ref.state_dict.items():
+            assert torch.equal(rest.state_dict[n], v), (k, n)
+        assert [h["epoch"] for h in rest.history] == list(range(k // 4 + 1, 3))
+        assert rest.history[0]["steps"] == 4 - k % 4
+    # fresh momentum (LTH retraining from its rewinding step): a different, valid run
+    model = build_model("lenet5", 4, 1, seed=2)
+    first = fit(model, train, val, recipe, seed=4, stop_after_step=6)
+    fresh = fit(model, train, val, recipe, seed=4, start_step=6)
+    assert fresh.best_epoch in (2, 3) and len(fresh.history) == 2
+    with pytest.raises(ValueError, match="start_step=12 is outside the run's 0..11"):
+        fit(build_model("lenet5", 4, 1), train, val, recipe, seed=4, start_step=12)

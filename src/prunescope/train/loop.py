@@ -6,11 +6,13 @@ it on one model (any ``nn.Module``), :func:`prunescope.train.pack.fit_pack` on G
 into one (:mod:`prunescope.models.stacked`). Each model draws its own data order and
 augmentation from ``data_generator(seed)`` exactly as :meth:`DeviceImages.batches` draws them,
 its loss is checked for NaN/inf every ``sync_every`` steps, and it keeps its own
-best-validation-loss epoch. ``stop_after_step`` ends a run mid-schedule (LTH rewinding).
+best-validation-loss epoch. ``stop_after_step`` ends a run mid-schedule (LTH rewinding) and
+``start_step`` begins one there (LTH retraining to the end of the schedule).
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import math
 import time
@@ -58,11 +60,14 @@ class FitResult:
             (training images per second of training time).
         state_dict: the kept weights and buffers (tensors on the model's device); they are
             also loaded into the model.
+        optimizer_state: after ``fit(stop_after_step=k)``, the SGD state (momentum buffers) at
+            step k, which ``fit(start_step=k, optimizer_state=...)`` resumes from; else ``None``.
     """
 
     best_epoch: int
     history: list[dict[str, Any]] = field(default_factory=list)
     state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
+    optimizer_state: dict[str, Any] | None = None
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -380,6 +385,8 @@ def train_net(
     options: PackOptions,
     sync_every: int,
     stop_after_step: int | None,
+    start_step: int = 0,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> list[FitResult]:
     """The one training loop behind :func:`fit` (G = 1) and
     :func:`~prunescope.train.pack.fit_pack` (G models stacked); callers check the arguments.
@@ -395,7 +402,8 @@ def train_net(
             drawn as :meth:`DeviceImages.batches` draws them.
         masks: parallel lists ``(parameters of net.module, 0/1 tensors of their shapes)``:
             weights zeroed at the start, gradients masked before each step and weights after it.
-        progress, sync_every, stop_after_step: as :func:`fit` documents them.
+        progress, sync_every, stop_after_step, start_step, optimizer_state: as :func:`fit`
+            documents them (``optimizer_state`` only for an unstacked net).
         options: device switches (:class:`PackOptions`, checked here against the device).
 
     Returns:
@@ -417,6 +425,10 @@ def train_net(
         nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
         fused=True if opts.fused_optimizer else None,
     )
+    if optimizer_state is not None:
+        if net.stacked:
+            raise ValueError("optimizer_state resumes one model's fit, not a pack")
+        opt.load_state_dict(optimizer_state)
     body: Callable[[torch.Tensor], torch.Tensor] = module
     if opts.compile:
         # dynamic=False: one static graph per batch shape; with automatic dynamic shapes the
@@ -431,26 +443,35 @@ def train_net(
     steps = trains[0].num_batches(bs, recipe.max_steps_per_epoch)
     used = min(n, steps * bs)
     total_steps = steps * recipe.epochs
-    if stop_after_step is not None and not 1 <= stop_after_step <= total_steps:
-        raise ValueError(f"stop_after_step={stop_after_step} is outside the run's 1..{total_steps} "
+    if not 0 <= start_step < total_steps:
+        raise ValueError(f"start_step={start_step} is outside the run's 0..{total_steps - 1} "
                          "optimiser steps; lower it or lengthen the recipe")
+    if stop_after_step is not None and not start_step < stop_after_step <= total_steps:
+        raise ValueError(f"stop_after_step={stop_after_step} is outside the run's "
+                         f"{start_step + 1}..{total_steps} optimiser steps; lower it or "
+                         "lengthen the recipe")
     histories: list[list[dict[str, Any]]] = [[] for _ in range(g)]
     best_loss = [math.inf] * g
     best_epoch = [0] * g
     kept: list[dict[str, torch.Tensor]] = [{} for _ in range(g)]
-    step_global = 0
+    step_global = start_step
+    first_epoch, skip = divmod(start_step, steps)
+    for _ in range(first_epoch):  # the data streams of the epochs before start_step
+        _epoch_draws(n, used, recipe.augment, gens, device)
     stopped = False
     with _recompile_room(opts.compile):
-        for epoch in range(1, recipe.epochs + 1):
+        for epoch in range(first_epoch + 1, recipe.epochs + 1):
             lr = _set_lr(opt, recipe, epoch)
             module.train()
             t0 = time.perf_counter()
             loss_sum = torch.zeros(g, dtype=torch.float64, device=device)
             losses = torch.zeros(steps, g, dtype=torch.float32, device=device)
-            checked = 0
+            checked = skip if epoch == first_epoch + 1 else 0
+            seen = 0
             order, offsets, flips = _epoch_draws(n, used, recipe.augment, gens, device)
-            for step in range(1, steps + 1):
+            for step in range(checked + 1, steps + 1):
                 sl = slice((step - 1) * bs, min(step * bs, used))
+                seen += sl.stop - sl.start
                 x, y = _pack_batch(trains, order[:, sl],
                                    None if offsets is None else offsets[:, sl],
                                    None if flips is None else flips[:, sl])
@@ -486,7 +507,7 @@ def train_net(
                 state = {k: v.contiguous() for k, v in module.state_dict().items()}
                 kept = [net.model_state(state, i) for i in range(g)]
                 break
-            train_losses = (loss_sum / used).tolist()
+            train_losses = (loss_sum / seen).tolist()
             train_seconds = time.perf_counter() - t0
             val_losses, val_accs = _validation(body, net, vals, recipe.val_batch_size, opts)
             seconds = time.perf_counter() - t0
@@ -498,9 +519,11 @@ def train_net(
                 state = {k: v.contiguous() for k, v in module.state_dict().items()}
             for i in range(g):
                 record = {
-                    "epoch": epoch, "lr": lr, "steps": steps, "train_loss": train_losses[i],
-                    "val_loss": val_losses[i], "val_acc": val_accs[i], "seconds": seconds,
-                    "images_per_s": used / train_seconds if train_seconds > 0 else math.inf,
+                    "epoch": epoch, "lr": lr, "steps": steps - (skip if epoch == first_epoch + 1
+                                                                else 0),
+                    "train_loss": train_losses[i], "val_loss": val_losses[i],
+                    "val_acc": val_accs[i], "seconds": seconds,
+                    "images_per_s": seen / train_seconds if train_seconds > 0 else math.inf,
                 }
                 histories[i].append(record | {"pack_size": g} if net.stacked else record)
                 if i in improved:
@@ -516,8 +539,10 @@ def train_net(
         model.load_state_dict(kept[i])
         if not stopped:
             model.eval()
-        results.append(FitResult(best_epoch=0 if stopped else best_epoch[i],
-                                 history=histories[i], state_dict=kept[i]))
+        results.append(FitResult(
+            best_epoch=0 if stopped else best_epoch[i], history=histories[i], state_dict=kept[i],
+            optimizer_state=copy.deepcopy(opt.state_dict()) if stopped and not net.stacked
+            else None))
     return results
 
 
@@ -532,6 +557,8 @@ def fit(
     sync_every: int | None = None,
     stop_after_step: int | None = None,
     options: PackOptions | None = None,
+    start_step: int = 0,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``model`` in place with ``recipe`` and keep the best-validation-loss epoch.
 
@@ -563,6 +590,14 @@ def fit(
             the whole schedule; e.g. LTH's rewinding point): the losses so far are checked, and
             the model keeps the state of that step (no validation, no best-epoch choice).
         options: device switches (:class:`PackOptions`); default all off (fp32 eager).
+        start_step: begin the schedule right after this optimiser step (0: from the start): the
+            learning rate, the epoch count and the data stream (order and augmentation drawn
+            for the steps before, then skipped) are where a run from step 0 would be, e.g. LTH
+            retraining from its rewinding step to the end of the schedule. The first epoch's
+            history counts only its steps from there.
+        optimizer_state: the SGD state to start from (``FitResult.optimizer_state`` of a run
+            stopped at ``start_step``; default: fresh momentum). Stopping at k and resuming
+            from k with it ends bitwise where the uninterrupted run ends (CPU, tested).
 
     Returns:
         :class:`FitResult`; the model holds the kept weights and is left in eval mode. After
@@ -586,7 +621,7 @@ def fit(
     [result] = train_net(Net(model, 1, stacked=False), [model], [train], [val], recipe, [seed],
                          ([params[n] for n in mask_t], list(mask_t.values())), progress,
                          options or PackOptions(), default_sync_every(device, sync_every),
-                         stop_after_step)
+                         stop_after_step, start_step, optimizer_state)
     return result
 
 

@@ -83,6 +83,7 @@ def fit_pack(
     options: PackOptions | None = None,
     sync_every: int | None = None,
     stop_after_step: int | None = None,
+    start_step: int = 0,
 ) -> list[FitResult]:
     """Train G models of one architecture together; per model, what ``fit`` does alone.
 
@@ -104,8 +105,9 @@ def fit_pack(
             after each epoch's validation once more with ``info = {"epoch", "lr", "models":
             [each model's history dict]}``.
         options: device switches; default :meth:`PackOptions.for_device` of the models' device.
-        sync_every, stop_after_step: as for :func:`~prunescope.train.fit` (the losses of every
-            model are checked every ``sync_every`` steps: 1 on the CPU, 25 elsewhere).
+        sync_every, stop_after_step, start_step: as for :func:`~prunescope.train.fit` (the
+            losses of every model are checked every ``sync_every`` steps: 1 on the CPU, 25
+            elsewhere; a pack starts with fresh momentum).
 
     Returns:
         One :class:`~prunescope.train.FitResult` per model, as ``fit`` returns it; its history
@@ -139,7 +141,7 @@ def fit_pack(
 
     return train_net(Net(pack, g, stacked=True), models, trains, vals, recipe, seeds,
                      _pack_masks(pack, masks), progress, opts,
-                     default_sync_every(device, sync_every), stop_after_step)
+                     default_sync_every(device, sync_every), stop_after_step, start_step)
 
 
 def activation_elements(arch: str, num_classes: int = 10, in_channels: int = 3,
