@@ -282,3 +282,17 @@ def test_a_level_that_would_prune_nothing_is_refused():
     with pytest.raises(ValueError, match="level 2 would prune nothing"):
         iterative_magnitude_pruning(model, tiny, tiny, RECIPE.with_epochs(1), seed=0,
                                     rewind_steps=1, levels=3)
+
+
+def test_resume_schedule_retrains_from_the_rewinding_step():
+    """``resume_schedule=True`` (Frankle et al.): each level trains only steps REWIND+1.. of the
+    dense recipe (RECIPE: 2 epochs x 3 steps; REWIND = 4: 2 steps of epoch 2), at epoch 2's rate."""
+    records = iterative_magnitude_pruning(lenet(), TRAIN, VAL, RECIPE, seed=5,
+                                          rewind_steps=REWIND, levels=2, resume_schedule=True)
+    assert [len(r.history) for r in records] == [2, 1, 1]
+    for r in records[1:]:
+        assert r.history[0]["epoch"] == 2 and r.history[0]["steps"] == 2
+        assert r.history[0]["lr"] == 0.02
+    with pytest.raises(ValueError, match="retrain_recipe only without"):
+        iterative_magnitude_pruning(lenet(), TRAIN, VAL, RECIPE, seed=5, rewind_steps=REWIND,
+                                    levels=1, resume_schedule=True, retrain_recipe=RECIPE)

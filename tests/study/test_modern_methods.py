@@ -348,3 +348,23 @@ threads = 1
     assert meta["structured"]["setting"] == "chip-0.24M"
     assert count_parameters(net) == 240086 and net.layer1[0].conv2.out_channels == 9
     assert meta["structured"]["achieved_ratio"] == pytest.approx(3.553, abs=5e-4)
+
+
+def test_lth_retrain_rewind_continues_the_dense_schedule_from_the_rewinding_step(tmp_path):
+    """``[lth] retrain = "rewind"`` (Frankle et al. 2020): every level retrains with the
+    [train] recipe from step rewind_steps to its end (9 of the 12 steps here), not from step 0;
+    the other settings keep their job ids (start_step 0 is left out of the id: the pinned ids
+    of studies/modern.toml, tests/study/test_job_ids.py)."""
+    text = MODERN.replace("rewind_steps = 3", 'rewind_steps = 3\nretrain = "rewind"').replace(
+        'methods = ["l1-filter", "chip"]', "methods = []")
+    spec = _spec(tmp_path, text)
+    levels = [j for j in make_plan(spec).jobs if j.kind == "lth_level"]
+    assert {j.args.start_step for j in levels} == {3}
+    assert {j.args.recipe for j in levels} == {spec.recipe("lenet5", "train")}
+    summary = run_study(spec)
+    assert summary.failed == 0, summary.errors
+    jobs = load_results(spec).jobs
+    for info in jobs[jobs["kind"] == "lth_level"]["info"]:
+        assert [h["steps"] for h in info["history"]] == [9]  # steps 4..12 of the one epoch
+    with pytest.raises(SpecError, match=r"'lth.rewind_steps' = 12.*minus one"):
+        _spec(tmp_path / "e", text.replace("rewind_steps = 3", "rewind_steps = 12"))

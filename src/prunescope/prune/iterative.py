@@ -27,9 +27,10 @@ steps both share, so a study's per-level jobs and this in-memory loop compute th
 for a dense model trained elsewhere: pass its trained weights in ``model`` and the captured
 state as ``rewind_state``.
 
-Retraining restarts the recipe's schedule from its first epoch at every level (``fit`` has no way
-to resume mid-schedule); Frankle et al. instead run the remaining ``T - k`` iterations. With
-``rewind_steps`` small against the schedule the difference is a few hundred steps of warm-up.
+Retraining runs ``retrain_recipe`` from its first epoch at every level, or, with
+``resume_schedule=True``, the dense ``recipe`` from step ``rewind_steps`` to its end
+(``fit(start_step=rewind_steps)``, fresh momentum): Frankle et al. 2020's remaining ``T - k``
+iterations (a study's ``[lth] retrain = "rewind"``).
 """
 from __future__ import annotations
 
@@ -275,7 +276,7 @@ def start_level(model: nn.Module, level: int, prev_masks: Mapping[str, torch.Ten
 
 
 def _history_best(fit_result: FitResult) -> tuple[float, float]:
-    rec = fit_result.history[fit_result.best_epoch - 1]
+    rec = next(h for h in fit_result.history if h["epoch"] == fit_result.best_epoch)
     return float(rec["val_loss"]), float(rec["val_acc"])
 
 
@@ -294,6 +295,7 @@ def iterative_magnitude_pruning(
     on_level: OnLevelFn | None = None,
     rewind_state: Mapping[str, torch.Tensor] | None = None,
     retrain_recipe: Recipe | None = None,
+    resume_schedule: bool = False,
     prune_classifier: bool = False,
     prune_biases: bool = False,
     progress: ProgressFn | None = None,
@@ -324,7 +326,10 @@ def iterative_magnitude_pruning(
             trained weights, so each level can be evaluated and stored as it finishes.
         rewind_state: the dense run's state after ``rewind_steps`` steps (from
             :class:`RewindCapture`); given, level 0 is not trained here.
-        retrain_recipe: recipe of the levels' retraining (default: ``recipe``).
+        retrain_recipe: recipe of the levels' retraining from its first step (default:
+            ``recipe``).
+        resume_schedule: retrain every level with ``recipe`` from step ``rewind_steps`` to its
+            end instead (Frankle et al.; not with ``retrain_recipe``).
         prune_classifier, prune_biases: widen the prunable set (:func:`prunescope.prune.prunable`).
         progress: forwarded to every ``fit`` call.
 
@@ -343,7 +348,11 @@ def iterative_magnitude_pruning(
                             prune_fraction=prune_fraction, prune_classifier=prune_classifier,
                             prune_biases=prune_biases)
     params = prunable(model, prune_classifier=prune_classifier, prune_biases=prune_biases)
+    if resume_schedule and retrain_recipe is not None:
+        raise ValueError("resume_schedule=True retrains with the dense recipe from step "
+                         "rewind_steps; pass retrain_recipe only without it")
     retrain_recipe = retrain_recipe if retrain_recipe is not None else recipe
+    start = rewind_steps if resume_schedule else 0
 
     records: list[LevelRecord] = []
     if rewind_state is None:
@@ -380,7 +389,7 @@ def iterative_magnitude_pruning(
                              prune_biases=prune_biases)
         seed_l = level_seed(seed, level)
         fit_result = fit(model, train, val, retrain_recipe, seed_l, masks=result.masks,
-                         progress=progress)
+                         progress=progress, start_step=start)
         val_loss, val_acc = _history_best(fit_result)
         records.append(LevelRecord(level, result.achieved_ratio, result.requested_ratio, result,
                                    dict(result.masks), dict(result.densities), _cpu_state(model),

@@ -132,7 +132,8 @@ class StructuredParams(_FromDense):
 class LthLevelParams:
     """An ``lth_level`` job: level ``level`` of iterative magnitude pruning from ``parent`` (the
     previous level, level 1: the dense model), rewound to the ``rewind`` job's state and
-    retrained with ``recipe``."""
+    retrained with ``recipe`` from optimiser step ``start_step`` on (``[lth] retrain =
+    "rewind"``: the rewinding step; 0, from the start, is left out of the id)."""
 
     parent: str
     rewind: str
@@ -144,6 +145,7 @@ class LthLevelParams:
     seed: int
     prune_classifier: bool = False
     prune_biases: bool = False
+    start_step: int = 0
 
 
 @dataclass(frozen=True)
@@ -376,14 +378,16 @@ def _lth_jobs(spec: StudySpec, cell: Any, add: Any, train: Job, meth: str,
     lth = spec.lth
     tp = train.args
     rewind = add(RewindParams(**vars(tp), rewind_steps=lth.rewind_steps), (), **labels)
-    recipe = spec.recipe(cell.arch, lth.retrain)
+    resumed = lth.retrain == "rewind"  # the [train] schedule from the rewinding step on
+    recipe = spec.recipe(cell.arch, "train" if resumed else lth.retrain)
     achieved = lth_schedule(spec, cell)
     out = []
     parent = train
     for level, label in enumerate(lth_ratio_labels(achieved, ratios), start=1):
         parent = add(LthLevelParams(
             parent.id, rewind.id, meth, level, lth.prune_fraction, spec.scope, recipe, tp.seed,
-            prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases),
+            prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases,
+            start_step=lth.rewind_steps if resumed else 0),
             (parent.id, rewind.id), method=meth, ratio=label, level=level, **labels)
         out.append(parent)
     return out
@@ -414,7 +418,8 @@ def job_work(job: Job, n_val: int) -> tuple[int, int]:
         r = p.recipe
         per_epoch = n_train if r.max_steps_per_epoch is None else min(
             n_train, r.max_steps_per_epoch * r.batch_size)
-        return r.epochs, r.epochs * (per_epoch + n_val)
+        skipped = getattr(p, "start_step", 0) * r.batch_size  # LTH retrain = "rewind"
+        return r.epochs, r.epochs * (per_epoch + n_val) - skipped
     if job.kind == "gradients":
         steps = gradient_batches(p.mode, p.n_batches)
         return 0, n_train if steps is None else min(n_train, steps * p.batch_size)

@@ -83,8 +83,8 @@ _TOP_KEYS = {
 }
 _LTH_KEYS = {"rewind_steps", "prune_fraction", "retrain"}
 _STRUCTURED_KEYS = {"chip_images", "scope", "config"}
-#: recipes an LTH level may retrain with (``[lth] retrain``)
-LTH_RETRAIN = ("finetune", "train")
+#: how an LTH level retrains (``[lth] retrain``; :class:`LthSpec`)
+LTH_RETRAIN = ("finetune", "train", "rewind")
 _GRID_KEYS = {"datasets", "architectures", "methods", "ratios", "imbalance"}
 #: keys a ``[[grid]]`` entry may set to override the study-wide value for its cells
 _CELL_FLAG_KEYS = ("prune_classifier", "prune_biases")
@@ -172,9 +172,11 @@ class LthSpec:
             the original lottery ticket; default 500, Frankle et al. 2020).
         prune_fraction: fraction of the remaining prunable weights removed per level, in (0, 1)
             (default 0.2).
-        retrain: recipe each level retrains with after rewinding: ``"finetune"`` (default, the
-            ``[finetune]`` recipe, as long as MP's fine-tuning) or ``"train"`` (the full
-            ``[train]`` recipe, as Frankle et al.).
+        retrain: how each level retrains after rewinding: ``"finetune"`` (default, the
+            ``[finetune]`` recipe, as long as MP's fine-tuning), ``"train"`` (the whole
+            ``[train]`` recipe again from its first epoch) or ``"rewind"`` (the ``[train]``
+            recipe from step ``rewind_steps`` to its end, with fresh momentum: Frankle et al.
+            2020's retraining, which continues the schedule where the rewound weights were).
     """
 
     rewind_steps: int = 500
@@ -688,10 +690,13 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
             if recipe.max_steps_per_epoch is not None:
                 per_epoch = min(per_epoch, recipe.max_steps_per_epoch)
             total = per_epoch * recipe.epochs
-            if spec.lth.rewind_steps > total:
+            resumed = spec.lth.retrain == "rewind"  # retraining starts after that step
+            if spec.lth.rewind_steps > total - resumed:
                 v.fail("lth.rewind_steps", spec.lth.rewind_steps,
                        f"at most the {total} optimiser steps of the dense [train] run of "
-                       f"{cell.arch} on {cell.dataset}")
+                       f"{cell.arch} on {cell.dataset}" + (" minus one, so that retrain = "
+                                                            "'rewind' has a step to train"
+                                                            if resumed else ""))
         for meth in (m for m in methods if m in STRUCTURED_METHODS):
             top, config = max(methods[meth]), spec.structured.config_of(meth)
             try:

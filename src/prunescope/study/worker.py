@@ -133,7 +133,8 @@ def _run_one(job: Job, ctx: WorkerContext, arts: Artifacts, progress: ProgressFn
             fj = prepare(job, ctx, arts)
             res = None if fj.recipe is None else fit(  # no recipe: pruned, not fine-tuned
                 fj.model, fj.train, fj.val, fj.recipe, fj.seed, masks=fj.masks,
-                progress=(lambda s_, t_, _i: step(s_, t_)) if step else None)
+                progress=(lambda s_, t_, _i: step(s_, t_)) if step else None,
+                start_step=fj.start_step)
             result = finish(fj, res, arts)
         else:
             result = _RUNNERS[job.kind](job, ctx, arts, step)
@@ -174,9 +175,9 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
         except Exception as e:  # noqa: BLE001
             results[job.id] = _stamp(_failure(job, e), started, t0, cpu0)
     fjs = list(prepared.values())
-    if len({fj.recipe for fj in fjs}) > 1:
-        raise ValueError("a pack's jobs must share one recipe; the driver packs jobs of one "
-                         "(kind, dataset, arch) of one study")
+    if len({(fj.recipe, fj.start_step) for fj in fjs}) > 1:
+        raise ValueError("a pack's jobs must share one recipe and start step; the driver packs "
+                         "jobs of one (kind, dataset, arch) of one study")
     fits, retry, note = None, "", ""
     options = _pack_options(ctx)
     if fjs:
@@ -188,7 +189,7 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
                             if pack.kind in ("prune_finetune", "lth_level") else None,
                             progress=(lambda s_, t_, _i: progress(first, s_, t_))
                             if progress else None,
-                            options=options)
+                            options=options, start_step=fjs[0].start_step)
         except TrainingDiverged as e:  # fit_pack names the models whose loss diverged
             retry, note = "without" if e.models else "single", f"{type(e).__name__}: {e}"
             for i in e.models:
@@ -424,7 +425,8 @@ def _save_model(arts: Artifacts, job: Job, model: torch.nn.Module, meta: dict[st
 @dataclass(eq=False)
 class _FitJob:
     """A ``train`` or ``prune_finetune`` job ready to fit: model on the device, data, recipe,
-    the seed of its data order, masks (pruned models), and what its checkpoint must record."""
+    the seed of its data order, masks (pruned models), what its checkpoint must record, and
+    the optimiser step its fit starts after (``start_step``)."""
 
     job: Job
     model: torch.nn.Module
@@ -437,6 +439,7 @@ class _FitJob:
     achieved_ratio: float = 1.0
     densities: dict[str, float] | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    start_step: int = 0
 
 
 def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
@@ -595,7 +598,8 @@ def _prepare_lth_level(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob
                                                        "pruning": mres.summary()}
     return _FitJob(job, model, train, val, recipe, level_seed(p.seed, level),
                    mres.masks, new_meta, achieved_ratio=mres.achieved_ratio,
-                   densities=mres.densities, details={"level": level})
+                   densities=mres.densities, details={"level": level},
+                   start_step=p.start_step)
 
 
 def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
