@@ -344,3 +344,39 @@ def test_a_truncated_predictions_file_leaves_its_row_out_with_the_redo_command(t
         from prunescope.study import read_predictions
 
         read_predictions(str(bad), (ev["checksums"][str(bad)], ev["id"]))
+
+
+def test_a_disk_filling_during_a_run_stops_it_and_the_rerun_resumes(tiny_reference, tiny_spec,
+                                                                   tmp_path, monkeypatch):
+    """A worker whose checkpoint write hits ENOSPC does not fail its job (nor block its
+    dependents, nor make every later job fail the same way): the job goes back to pending, no
+    new pack starts, and the run stops with one ENOSPC error naming the file; after space is
+    freed, the same command resumes and ends with the uninterrupted run's results."""
+    import errno
+
+    from prunescope.study import worker
+
+    spec = tiny_spec(tmp_path)
+    real = worker.save_checkpoint
+
+    def full_for_pruned(path, model, meta, masks=None):
+        if masks is not None:  # the pruned models' checkpoints
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, model, meta, masks=masks)
+
+    monkeypatch.setattr(worker, "save_checkpoint", full_for_pruned)
+    with pytest.raises(OSError) as e:
+        run_study(spec)
+    assert e.value.errno == errno.ENOSPC and "prune_finetune" in e.value.filename
+    jobs = load_results(spec).jobs
+    assert not jobs["status"].isin(["failed", "blocked"]).any()
+    assert set(jobs.loc[jobs["kind"] == "prune_finetune", "status"]) == {"pending"}
+    assert set(jobs.loc[jobs["kind"] == "train", "status"]) == {"done"}
+    got = runner.invoke(app, ["run", str(tmp_path / "tiny.toml"), "--quiet"])
+    assert got.exit_code == 1 and "no space left on the device writing" in _one_line(got)
+    monkeypatch.setattr(worker, "save_checkpoint", real)
+    summary = run_study(spec)
+    assert summary.failed == 0 and summary.already_done > 0
+    _, _, ref_frame, _ = tiny_reference
+    cols = ["method", "ratio", "cls", "support", "predicted", "correct"]
+    assert load_results(spec).frame[cols].equals(ref_frame[cols])

@@ -7,13 +7,17 @@ recorded with its error; its dependents become ``blocked`` and everything else g
 pack whose worker was lost (:class:`~prunescope.study.executors.Lost`: a killed process, a
 dead Ray node) is no result: its jobs go back to pending and run again (up to
 :data:`MAX_LOSSES` times per job). ``retry_failed`` turns failed and blocked jobs back to
-pending first. SIGTERM unwinds like Ctrl-C: the executor stops its workers at once and the
+pending first. A job that finds the disk full is no failure either: it goes back to pending,
+no new pack starts, and once the packs in flight are recorded the run stops with ``OSError``
+(``ENOSPC``, naming the file) so that a rerun after freeing space resumes. SIGTERM unwinds like
+Ctrl-C: the executor stops its workers at once and the
 jobs in flight stay ``running``, to be run by the next call.
 
 Only one driver may run a study folder at a time (an ``fcntl`` lock on ``<output>/run.lock``).
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import heapq
 import os
@@ -251,8 +255,11 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     sizes: dict[tuple[str, str], int] = {}
     losses: dict[str, int] = {}  # job id -> workers lost while running it, this run
     in_flight = 0
+    full: str | None = None  # the file a job could not write for lack of space
     while waiting:
-        while ex.free_slots() > 0 and any(ready.values()):
+        if full is not None and in_flight == 0:  # every pack in flight is recorded
+            raise OSError(errno.ENOSPC, "No space left on device", full or spec.artifacts)
+        while full is None and ex.free_slots() > 0 and any(ready.values()):
             key = min((k for k, h in ready.items() if h), key=lambda k: ready[k][0][0])
             heap = ready[key]
             if key[1:] not in sizes:
@@ -288,6 +295,12 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
                     display.pack_lost(pack, lost.reason, again)
                 if not results:
                     continue
+                pack = replace(pack, jobs=tuple(by_id[r.job_id] for r in results))
+            no_space = [r for r in results if r.status == "failed" and "disk_full" in r.info]
+            if no_space:  # not the jobs' fault: they wait for the rerun, the run stops
+                full = full or no_space[0].info["disk_full"] or spec.artifacts
+                store.set_status([r.job_id for r in no_space], "pending")
+                results = [r for r in results if r not in no_space]
                 pack = replace(pack, jobs=tuple(by_id[r.job_id] for r in results))
             blocked = _record(results, store, status, children, waiting, summary)
             if display and blocked:

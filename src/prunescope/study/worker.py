@@ -15,6 +15,7 @@ have no deterministic kernel warn instead of failing.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import gc
 import json
@@ -144,8 +145,17 @@ def _run_one(job: Job, ctx: WorkerContext, arts: Artifacts, progress: ProgressFn
 
 
 def _failure(job: Job, e: BaseException) -> JobResult:
+    """The failed result of ``job``; a full disk is marked ``info["disk_full"]`` (the file
+    being written, or ``""``), which stops the run instead of failing every later job."""
     tb = traceback.format_exc(limit=-4)
-    return JobResult(job.id, "failed", error=f"{type(e).__name__}: {e}\n{tb}")
+    info = {"disk_full": getattr(e, "filename", None) or ""} if disk_full(e) else {}
+    return JobResult(job.id, "failed", error=f"{type(e).__name__}: {e}\n{tb}", info=info)
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether ``error`` means the disk is full (``ENOSPC``, also as raised by safetensors)."""
+    return (isinstance(error, OSError) and error.errno == errno.ENOSPC
+            or "No space left on device" in str(error))
 
 
 def _stamp(result: JobResult, started: float, t0: float, cpu0: float, share: int = 1
