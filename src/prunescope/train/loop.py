@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunescope.data.device import DeviceImages, crop_flip, epoch_draws
+from prunescope.metrics import confusion_from_predictions
 from prunescope.train.recipe import Recipe
 
 #: progress callback: ``(step, total_steps, info)``; ``step`` counts optimiser steps from 1
@@ -653,17 +654,11 @@ def evaluate(
     model: nn.Module, images: DeviceImages, num_classes: int, batch_size: int = 1000
 ) -> np.ndarray:
     """Confusion matrix, int64 ``(C, C)``: entry ``[i, j]`` counts images of true class ``i``
-    predicted as class ``j`` (rows true, columns predicted; the diagonal is correct)."""
-    pred = torch.as_tensor(predict(model, images, batch_size))
-    true = images.y.cpu()
-    if len(true) and (int(true.max()) >= num_classes or int(true.min()) < 0):
-        raise ValueError(
-            f"labels run from {int(true.min())} to {int(true.max())} but num_classes={num_classes}"
-        )
-    if len(pred) and int(pred.max()) >= num_classes:
-        raise ValueError(
-            f"the model predicts class {int(pred.max())} but num_classes={num_classes}; pass the "
-            "model's number of outputs"
-        )
-    counts = torch.bincount(true * num_classes + pred, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).numpy().astype(np.int64)
+    predicted as class ``j`` (rows true, columns predicted; the diagonal is correct), by
+    :func:`prunescope.metrics.confusion_from_predictions`, as the study's evaluate jobs count.
+
+    Raises:
+        ValueError: a label or a predicted class outside ``0..num_classes - 1``.
+    """
+    return confusion_from_predictions(images.y.cpu().numpy(), predict(model, images, batch_size),
+                                      num_classes)
