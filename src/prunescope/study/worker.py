@@ -39,7 +39,6 @@ from prunescope.data import info, load, train_val_indices, training_split
 from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
 from prunescope.metrics import confusion_from_predictions
-from prunescope.models import build_model
 from prunescope.prune import data_gradients
 from prunescope.prune.finetune import prune_one_shot, pruned_meta
 from prunescope.prune.iterative import level_seed, rewind_point, start_level
@@ -52,6 +51,7 @@ from prunescope.study.store import JobResult
 from prunescope.train import (TrainingDiverged, derive_seed, fit, load_checkpoint, predict,
                               save_checkpoint)
 from prunescope.train.checkpoint import sidecar_path
+from prunescope.train.run import dataset_model, dense_meta
 from prunescope.train.pack import PackOptions, fit_pack
 
 #: ``progress(job, done, total)``: a job of the pack advanced (optimiser steps or phases)
@@ -456,18 +456,11 @@ def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
     """Build the seeded model of a ``train`` job and its training/validation sets."""
     p = job.args
     train, val = _train_val(vars(p), ctx.data_dir, ctx.device)
-    inf = info(p.dataset)
-    h, _, c = inf.shape_hwc
-    model = build_model(p.arch, inf.num_classes, c, seed=p.seed, image_size=h)
-    recipe = p.recipe
-    meta = {"arch": p.arch, "num_classes": inf.num_classes, "in_channels": c,
-            "image_size": h, "dataset": p.dataset, "n_val": p.n_val,
-            "split_seed": p.split_seed, "recipe": recipe, "seed": p.seed,
-            "epochs": recipe.epochs, "job_id": job.id}
-    if p.imbalance is not None:
-        meta["imbalance"] = p.imbalance
-    counts = torch.bincount(train.y, minlength=inf.num_classes).tolist()
-    return _FitJob(job, model.to(ctx.device), train, val, recipe, p.seed, None, meta,
+    model = dataset_model(p.dataset, p.arch, p.seed)
+    meta = dense_meta(p.dataset, p.arch, p.seed, p.recipe, p.n_val, p.split_seed,
+                      p.imbalance) | {"job_id": job.id}
+    counts = torch.bincount(train.y, minlength=info(p.dataset).num_classes).tolist()
+    return _FitJob(job, model.to(ctx.device), train, val, p.recipe, p.seed, None, meta,
                    details={"train_counts": counts})
 
 
@@ -578,9 +571,7 @@ def _rewind(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None
     """
     p = job.args
     k = p.rewind_steps
-    inf = info(p.dataset)
-    h, _, c = inf.shape_hwc
-    model = build_model(p.arch, inf.num_classes, c, seed=p.seed, image_size=h).to(ctx.device)
+    model = dataset_model(p.dataset, p.arch, p.seed).to(ctx.device)
     train, val = _train_val(vars(p), ctx.data_dir, ctx.device) if k else (None, None)
     state = rewind_point(model, train, val, p.recipe, p.seed, k,
                          progress=(lambda s_, _t, _i: step(min(s_, k), k)) if step else None)

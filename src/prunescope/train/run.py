@@ -79,6 +79,33 @@ def device_splits(
     return info, train, val, test
 
 
+def dataset_model(dataset: str, arch: str, seed: int = 0) -> nn.Module:
+    """``build_model`` of ``arch`` for ``dataset``'s classes, channels and image size, its
+    initialisation seeded by ``seed`` (on the CPU)."""
+    info = D.info(dataset)
+    height, _, channels = info.shape_hwc
+    return build_model(arch, info.num_classes, channels, seed=seed, image_size=height)
+
+
+def dense_meta(dataset: str, arch: str, seed: int, recipe: Recipe, n_val: int, split_seed: int,
+               imbalance: dict | None = None) -> dict[str, Any]:
+    """The sidecar keys of a dense model trained on ``dataset`` (JSON-ready): what rebuilds it
+    (``arch``, ``num_classes``, ``in_channels``, ``image_size``), its training split
+    (``dataset``, ``n_val``, ``split_seed``, ``imbalance`` when long-tailed), ``seed``, the
+    ``recipe`` with its ``weight_decay`` (UP's eps) and ``epochs``. ``prunescope train`` and the
+    study's train jobs both describe their models with it."""
+    info = D.info(dataset)
+    height, _, channels = info.shape_hwc
+    meta: dict[str, Any] = {
+        "arch": arch, "dataset": dataset, "num_classes": info.num_classes,
+        "in_channels": channels, "image_size": height, "seed": seed, "split_seed": split_seed,
+        "n_val": n_val, "recipe": recipe.to_dict(), "weight_decay": recipe.weight_decay,
+        "epochs": recipe.epochs}
+    if imbalance is not None:
+        meta["imbalance"] = imbalance
+    return meta
+
+
 def train_on_dataset(
     dataset: str,
     arch: str,
@@ -107,26 +134,14 @@ def train_on_dataset(
     """
     recipe = recipe if recipe is not None else Recipe.paper(arch)
     info, train, val, test = device_splits(dataset, n_val, split_seed, device, data_dir)
-    height, _, channels = info.shape_hwc
-    model = build_model(arch, info.num_classes, channels, seed=seed, image_size=height).to(device)
+    model = dataset_model(dataset, arch, seed).to(device)
     t0 = time.perf_counter()
     result = fit(model, train, val, recipe, seed=seed, progress=progress)
     wall = time.perf_counter() - t0
     confusion = evaluate(model, test, info.num_classes, recipe.val_batch_size)
     best = result.history[result.best_epoch - 1]
     acc = float(np.trace(confusion) / confusion.sum())
-    meta: dict[str, Any] = {
-        "arch": arch,
-        "dataset": dataset,
-        "num_classes": info.num_classes,
-        "in_channels": channels,
-        "image_size": height,
-        "seed": seed,
-        "split_seed": split_seed,
-        "n_val": n_val,
-        "recipe": recipe.to_dict(),
-        "weight_decay": recipe.weight_decay,
-        "epochs": recipe.epochs,
+    meta = dense_meta(dataset, arch, seed, recipe, n_val, split_seed) | {
         "best_epoch": result.best_epoch,
         "history": result.history,
         "metrics": {
