@@ -2,7 +2,8 @@
 # Times every README audit example as written (issue 18 item 1), in a scratch folder.
 # Usage: bench/readme_examples.sh [SCRATCH]   (default /tmp/readme-examples); needs `make install`.
 # Each command is timed with /usr/bin/time (wall s, user s) and the load average printed beside
-# it; every audit is run twice: the second run is the resume (all jobs done).
+# it, with the audit's own plan/estimate lines; every audit is run twice: the second run is the
+# resume (all jobs done). Whole outputs: SCRATCH/logs/<n>.log.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 scratch=${1:-/tmp/readme-examples}
@@ -18,10 +19,14 @@ assert len(blocks) == 2, len(blocks)
 for i, b in enumerate(blocks, 1):
     open(f"example{i}.py", "w").write(b)
 PY
-timed() {  # timed LABEL COMMAND...
-  echo "== $1 (load $(cut -d' ' -f1-3 /proc/loadavg))"
+mkdir -p logs
+timed() {  # timed LABEL COMMAND...: the whole output in logs/<n>.log, its estimate line here
+  n=$((${n:-0} + 1))
+  echo "== $1 (load $(cut -d' ' -f1-3 /proc/loadavg)); output: $scratch/logs/$n.log"
   shift
-  /usr/bin/time -f "   -> %e s wall, %U s user, %S s sys" "$@" 2>&1 | tail -n 25
+  /usr/bin/time -f "   -> %e s wall, %U s user, %S s sys" "$@" > "logs/$n.log" 2>&1
+  grep -h -i -m 3 "estimate\|will run\|jobs to run" "logs/$n.log" | sed 's/^/   /' || true
+  tail -n 1 "logs/$n.log"
 }
 timed "data fetch" prunescope data fetch mnist fashion-mnist
 [ -f runs/train/mnist-lenet5-seed0.safetensors ] ||
