@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import math
 import os
-import re
 import tomllib
 import types
 import typing
@@ -22,19 +21,16 @@ from typing import Any
 
 import torch
 
-from prunescope import methods as registry
+from prunescope import choices, methods as registry
+from prunescope.choices import DATASETS, DEVICES, GRADIENT_MODES, MAX_CUDA_INDEX, SCOPES
 from prunescope.data import expected, info
-from prunescope.data.corruptions import CORRUPTIONS, Distribution
 from prunescope.data.imbalance import PROFILES, class_counts
-from prunescope.data.registry import names as dataset_names
 from prunescope.data.splits import val_quota
-from prunescope.models import ARCHS, LENET_ARCHS, build_model
-from prunescope.prune import UnreachableRatioError, count_parameters, keep_count, prunable
+from prunescope.models import ARCHS, build_model
+from prunescope.prune import count_parameters, prunable
 from prunescope.train import Recipe
 from prunescope.train.pack import PackOptions
 
-#: datasets a study may name (SPEC 4)
-DATASETS = dataset_names()
 #: one-shot unstructured criteria (SPEC 3): prune_finetune jobs (:mod:`prunescope.methods`)
 ONE_SHOT_METHODS = registry.names("one-shot")
 #: iterative magnitude pruning with weight rewinding (SPEC 3, last bullet): rewind + lth_level jobs
@@ -47,9 +43,6 @@ METHODS = registry.names()
 PLANNED_METHODS: tuple[str, ...] = ()
 #: methods that need the data-loss gradient of the dense model
 GRADIENT_METHODS = registry.names(needs_gradients=True)
-SCOPES = ("global", "layer")
-GRADIENT_MODES = ("full", "batches", "shrinkbench")
-DEVICES = ("auto", "cpu", "cuda")
 
 # ---- bounds (docs/studies.md, "Bounds") ------------------------------------------------------
 #: jobs one study may plan (``plan`` takes about 3 s per 100,000 on the 2-core CPU)
@@ -70,8 +63,6 @@ MAX_THREADS = 1024
 MAX_PACK_SIZE = 1024
 MAX_CPUS_PER_PACK = 1024
 MAX_GPUS_PER_PACK = 64
-#: the largest CUDA device index torch accepts (``cuda:N``)
-MAX_CUDA_INDEX = 127
 #: TOML integers are 64-bit (tomllib reads larger ones anyway); seeds span 0..INT64_MAX
 INT64_MAX = 2**63 - 1
 
@@ -319,11 +310,7 @@ class StudySpec:
 
     def device_name(self) -> str:
         """The torch device to use: ``auto`` resolves to ``cuda`` when available, else ``cpu``."""
-        if self.device != "auto":
-            return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return choices.resolve_device(self.device)
 
 
 def load_spec(path: str | os.PathLike[str], output: str | None = None) -> StudySpec:
@@ -402,10 +389,9 @@ def parse_spec(
     scope = v.choice(raw, "scope", SCOPES, default="global")
     prune_classifier = v.get(raw, "prune_classifier", bool, default=False)
     prune_biases = v.get(raw, "prune_biases", bool, default=False)
-    device = v.get(raw, "device", str, default="auto")
-    index = re.fullmatch(r"cuda:(0|[1-9][0-9]{0,2})", device)
-    if device not in DEVICES and not (index and int(index[1]) <= MAX_CUDA_INDEX):
-        v.fail("device", device, f"'auto', 'cpu', 'cuda' or 'cuda:N' with N = 0..{MAX_CUDA_INDEX}")
+    device = v.get(raw, "device", str, default=choices.DEFAULT_DEVICE)
+    if (error := choices.device_error(device)) is not None:
+        v.fail("device", device, error)
     n_val = v.get(raw, "n_val", int, default=5000)
     if n_val < 1:
         v.fail("n_val", n_val, "an integer >= 1 (validation images held out of the train split)")
@@ -663,10 +649,9 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
             n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch,
                                                     cell.prune_classifier, cell.prune_biases)
             top = max(unstructured)
-            try:
-                keep_count(n_total, n_prunable, top)
-            except UnreachableRatioError as e:
-                v.fail("ratios", top, f"ratios {cell.arch} on {cell.dataset} can reach: {e}")
+            reach = choices.reach_error(n_total, n_prunable, top, f"{cell.arch} on {cell.dataset}")
+            if reach is not None:
+                v.fail("ratios", top, reach)
         if "lth" in methods:
             # levels to the top ratio: keep (1 - f)^L of the prunable weights, with
             # n_total / (n_total - n_prunable + kept) >= top (reachable: checked above)
@@ -827,10 +812,8 @@ def _cells(
                    "top level)")
         for d in datasets:
             for a in archs:
-                lenet = a in LENET_ARCHS
-                if lenet and d.startswith("cifar") or not lenet and "mnist" in d:
-                    v.fail(f"{prefix}architectures", a, f"an architecture that fits {d}: "
-                           + ("resnet*" if d.startswith("cifar") else ", ".join(LENET_ARCHS)))
+                if (error := choices.arch_error(d, a)) is not None:
+                    v.fail(f"{prefix}architectures", a, error)
                 if imbalance is not None:
                     n_max = min(expected(d).counts["train"])
                     if imbalance.ratio > n_max:
@@ -1005,11 +988,9 @@ def _artifact_url(v: _Validator, text: str) -> str:
 
 def _distribution(v: _Validator, key: str, name: Any) -> str:
     """The canonical name of a test distribution (``prunescope.data.corruptions``)."""
-    try:
-        return Distribution.parse(name).name
-    except (TypeError, ValueError):
-        v.fail(key, name, "'nominal', '<corruption>-<severity 1..5>' with corruption one of "
-               f"{', '.join(CORRUPTIONS)}, or 'noise-<std>' (std on the 0..1 scale)")
+    if (error := choices.distribution_error(name)) is not None:
+        v.fail(key, name, error)
+    return choices.canonical_distribution(name)
 
 
 class _Validator:
@@ -1085,7 +1066,6 @@ class _Validator:
         if not vals:
             self.fail(prefix + key, vals, "a non-empty list of compression ratios > 1")
         for i, r in enumerate(vals):
-            if not _is_num(r) or r <= 1:
-                self.fail(f"{prefix}{key}[{i}]", r, "a finite compression ratio > 1 "
-                          "(all params / nonzero params, SPEC 3)")
+            if (error := choices.ratio_error(r)) is not None:
+                self.fail(f"{prefix}{key}[{i}]", r, error)
         return tuple(sorted({float(r) for r in vals}))
