@@ -2,7 +2,7 @@
 type, default and bounds validate it, whose ``allowed`` text explains a refusal and whose
 description is its row in docs/studies.md (:func:`key_table`).
 
-Why pydantic (docs/architecture.md, "The study spec"): strict types, ``Literal`` choices,
+Why pydantic (docs/architecture.md, section "study"): strict types, ``Literal`` choices,
 bounds and ``extra="forbid"`` say in one line per key what the hand-written validator said in
 three places (a dataclass field, a key set, a ``v.get(default)`` call), and its errors carry the
 location, the input and the constraint, which :func:`spec_error` turns into today's one-line
@@ -41,13 +41,12 @@ def int_key(default: Any, lo: int, hi: int | None = None, note: str = "", doc: s
     return key(default, doc, allowed=allowed + (f" ({note})" if note else ""), ge=lo, le=hi, **kw)
 
 
-def refuse(allowed: str | None = None, key: str | None = None, value: Any = None,
-            **ctx: Any) -> typing.NoReturn:
+def refuse(allowed: str | None = None, key: str | None = None, value: Any = None
+           ) -> typing.NoReturn:
     """Fail a validator: ``allowed`` (default: the field's), at sub-key ``key`` of the field
     (or of the table, for a model validator) with ``value`` (default: the input)."""
     raise PydanticCustomError("spec", "{allowed}", {"allowed": allowed, "key": key,
-                                                    "value": value, "has_value": key is not None,
-                                                    **ctx})
+                                                    "value": value, "has_value": key is not None})
 
 
 def refuse_keys(tab: dict[str, Any], allowed: typing.Iterable[str]) -> None:

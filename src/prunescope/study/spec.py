@@ -523,15 +523,15 @@ def _recipe_key(name: str, hint: Any) -> tuple[Any, Any]:
     """The override key of :class:`Recipe` field ``name``: its type (finite if a float)."""
     if name == "schedule":
         return Annotated[tuple[tuple[int, float], ...], PlainValidator(_schedule)], None
-    return hint | None, key(None, allow_inf_nan=False) if float in (hint, *typing.get_args(
-        hint)) else None
+    finite = float in (hint, *typing.get_args(hint))
+    return hint | None, key(None, allow_inf_nan=False) if finite else None
 
 
 #: the keys of ``[train]``, ``[finetune]`` and their ``[<phase>.<arch>]`` tables: every field of
 #: :class:`Recipe` (its type checked) and the two of :class:`_Rescale`
 RecipeKeys = create_model("RecipeKeys", __base__=_Rescale, **{
-    f.name: _recipe_key(f.name, hint)
-    for f, hint in zip(dataclasses.fields(Recipe), typing.get_type_hints(Recipe).values())})
+    f.name: _recipe_key(f.name, typing.get_type_hints(Recipe)[f.name])
+    for f in dataclasses.fields(Recipe)})
 
 
 def _recipe_overrides(where: str, tab: dict[str, Any], prefix: tuple[str, ...]
