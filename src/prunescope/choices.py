@@ -19,7 +19,8 @@ from prunescope.models import ARCHS, LENET_ARCHS
 from prunescope.prune import GRADIENT_MODES, SCOPES, UnreachableRatioError, keep_count
 
 __all__ = [
-    "ARCHS", "DATASETS", "DEFAULT_DEVICE", "DEVICES", "GRADIENT_MODES", "MAX_CUDA_INDEX", "SCOPES",
+    "ARCHS", "CORRUPTIONS", "DATASETS", "DEFAULT_DEVICE", "DEVICES", "GRADIENT_MODES",
+    "MAX_CUDA_INDEX", "RATIO_ALLOWED", "SCOPES",
     "arch_error", "archs_for", "canonical_distribution", "device_error", "distribution_error",
     "one_of", "ratio_error", "reach_error", "resolve_device",
 ]
