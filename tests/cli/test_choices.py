@@ -13,15 +13,9 @@ from prunescope import choices
 from prunescope.cli import app
 from prunescope.study import SpecError, parse_spec
 
-SPEC = """
-name = "c"
-models = 1
-datasets = ["mnist"]
-architectures = ["lenet5"]
-methods = ["mp"]
-ratios = [2]
-output = "out"
-"""
+#: a one-cell study; each test swaps one of its values for the one the CLI is given
+SPEC = ('name = "c"\nmodels = 1\ndatasets = ["mnist"]\narchitectures = ["lenet5"]\n'
+        'methods = ["mp"]\nratios = [2]\noutput = "out"\n')
 
 
 def _flat(output: str) -> str:  # typer's error box may wrap the line
