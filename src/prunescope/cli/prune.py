@@ -28,7 +28,8 @@ def prune_cmd(
     method: Annotated[str, typer.Option("--method", help=f"One of: {', '.join(METHODS)}.")] = "mp",
     ratio: Annotated[float, typer.Option(
         "--ratio", help="Compression ratio: all parameters / nonzero parameters (> 1).")] = 10.0,
-    scope: Annotated[str, typer.Option("--scope", help=f"One of: {', '.join(choices.SCOPES)}.")] = "global",
+    scope: Annotated[str, typer.Option(
+        "--scope", help=f"One of: {', '.join(choices.SCOPES)}.")] = "global",
     finetune_epochs: Annotated[Optional[int], typer.Option(
         "--finetune-epochs", help="Fine-tuning epochs; the SPEC 4 fine-tuning schedule of the "
                                   "architecture is scaled to N epochs (default: the full schedule; "
@@ -36,7 +37,8 @@ def prune_cmd(
     max_steps_per_epoch: Annotated[Optional[int], typer.Option(
         "--max-steps-per-epoch", help="Cap the optimiser steps per fine-tuning epoch (quick runs).")] = None,
     grad_mode: Annotated[str, typer.Option(
-        "--grad-mode", help=f"Data gradient of GP/UP: {', '.join(choices.GRADIENT_MODES)}.")] = "full",
+        "--grad-mode",
+        help=f"Data gradient of GP/UP: {', '.join(choices.GRADIENT_MODES)}.")] = "full",
     grad_batches: Annotated[Optional[int], typer.Option(
         "--grad-batches", help="Batches of 128 for --grad-mode batches.")] = None,
     eps: Annotated[Optional[float], typer.Option(

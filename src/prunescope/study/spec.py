@@ -159,8 +159,9 @@ class GradientSpec(_Table):
         "full", "`full` (one pass over the training split, eval mode), `batches` (the first "
         "`n_batches` batches of a seeded shuffle), `shrinkbench` (one batch of the training "
         "batch size in train mode)")
-    n_batches: int | None = int_key(None, 1, note="with gradients.mode = 'batches'", doc="int >= 1, required with and only with "
-                                    '`mode = "batches"`', doc_default="absent")
+    n_batches: int | None = int_key(
+        None, 1, note="with gradients.mode = 'batches'", doc_default="absent",
+        doc='int >= 1, required with and only with `mode = "batches"`')
 
     @model_validator(mode="after")
     def _batches_go_with_their_mode(self) -> GradientSpec:
@@ -177,8 +178,8 @@ class LthSpec(_Table):
 
     rewind_steps: int = int_key(
         500, 0, note="optimiser steps of the dense run; 0 = rewind to the initialisation",
-        doc="int >= 0: optimiser steps of the dense `[train]` run after which weights and BN buffers are "
-        "saved; every level rewinds its survivors to them (0 = the initialisation, the original "
+        doc="int >= 0: optimiser steps of the dense `[train]` run after which weights and BN "
+        "buffers are saved; every level rewinds its survivors to them (0 = the initialisation, the original "
         "lottery ticket). Must not exceed the dense run's steps (checked)")
     prune_fraction: float = key(
         0.2, "in (0, 1): fraction of the *remaining* prunable weights removed per level (level L "
@@ -202,8 +203,8 @@ class StructuredSpec(_Table):
 
     chip_images: int = int_key(
         256, 1, note="training images CHIP averages its channel scores over; a few hundred",
-        doc="int >= 1: training images (no augmentation, drawn with `derive_seed(seed, \"chip\")`) CHIP "
-        "averages its nuclear-norm channel scores over; in CHIP jobs' ids only")
+        doc="int >= 1: training images (no augmentation, drawn with `derive_seed(seed, "
+        "\"chip\")`) CHIP averages its nuclear-norm channel scores over; in CHIP jobs' ids only")
     scope: Literal[SCOPES] = key(
         "layer", "`layer` (every channel group loses the same fraction: the achieved ratio "
         "depends only on architecture and ratio) or `global` (scores compared across groups; "
