@@ -22,6 +22,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from prunescope.study import SpecError, estimate_work, make_plan, parse_spec
+from prunescope.study.spec import (ExecutorSpec, GradientSpec, GridEntry, ImbalanceSpec, LthSpec,
+                                   RecipeKeys, StructuredSpec, StudyFile)
+from prunescope.train.pack import PackOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDIES = {p.name: tomllib.loads(p.read_text()) for p in sorted((ROOT / "studies").glob("*.toml"))}
@@ -83,21 +86,18 @@ VOCAB = ["mnist", "fashion-mnist", "cifar10", "cifar100", "lenet5", "resnet20", 
 NUMBERS = [0, 1, -1, 2, 3, 7, 100, 255, 256, 1000, 10**6, 10**9, 2**31, 2**63 - 1, 2**63,
            -(2**63), 10**30, 0.0, -0.0, 0.5, 1.0, 1.0000001, 1.5, 2.0, 4.35, 1e-9, 1e-308,
            1e308, math.inf, -math.inf, math.nan, True, False]
-#: the documented keys of each table (docs/studies.md), by the table's key
-RECIPE_KEYS = ["schedule", "epochs", "epochs_scale", "momentum", "nesterov", "weight_decay",
-               "batch_size", "augment", "max_steps_per_epoch", "val_batch_size", "select"]
+#: the keys of each table, by the table's key: the spec's models (docs/studies.md is made from them)
+RECIPE_KEYS = list(RecipeKeys.model_fields)
 TABLE_KEYS = {
-    None: ["name", "seed", "models", "datasets", "architectures", "methods", "ratios", "scope",
-           "distributions", "output", "artifacts", "device", "n_val", "test_subset",
-           "split_seed", "corruption_seed", "gradients", "train", "finetune", "executor",
-           "grid", "lth", "structured", "prune_classifier", "prune_biases"],
-    "grid": ["datasets", "architectures", "methods", "ratios"],
-    "gradients": ["mode", "n_batches"],
-    "executor": ["pack_size", "workers", "threads", "gpus_per_pack", "cpus_per_pack",
-                 "deterministic", "pack_options"],
-    "pack_options": ["compile", "bf16", "channels_last", "cuda_graphs", "fused_optimizer"],
-    "lth": ["rewind_steps", "prune_fraction", "retrain"],
-    "structured": ["chip_images", "scope"],
+    None: list(StudyFile.model_fields),
+    "grid": list(GridEntry.model_fields),
+    "imbalance": list(ImbalanceSpec.model_fields),
+    "gradients": list(GradientSpec.model_fields),
+    "executor": list(ExecutorSpec.model_fields),
+    "pack_options": list(PackOptions.__dataclass_fields__),
+    "lth": list(LthSpec.model_fields),
+    "structured": list(StructuredSpec.model_fields),
+    "config": ["chip", "l1-filter"],
     "train": RECIPE_KEYS + ["lenet5", "resnet20", "resnet56"],
     "finetune": RECIPE_KEYS + ["lenet5", "resnet20", "resnet56"],
 }

@@ -76,5 +76,36 @@ def _root(
 #: ``--data-dir``: the dataset cache of the data, train, prune and audit commands
 DataDirOpt = Annotated[Optional[Path], typer.Option(
     "--data-dir", help="Dataset cache (default: $PRUNESCOPE_DATA or ~/.cache/prunescope).")]
-#: ``--device``: where train, prune and audit run
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+#: ``--device``: where train, prune and audit run (default ``choices.DEFAULT_DEVICE``, ``auto``,
+#: as in a study spec)
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N.")]
+
+
+def invalid(option: str, value: Any, allowed: str) -> str:
+    """The message of a refused option value: ``--ratio 1.0 is invalid; allowed: ...``, with the
+    *allowed* text of :mod:`prunescope.choices` that a study spec's error shows too."""
+    return f"{option} {value!r} is invalid; allowed: {allowed}"
+
+
+def check(option: str, value: Any, error: str | None,
+          fail: type[Exception] = typer.BadParameter) -> None:
+    """Raise ``fail(invalid(...))`` when ``error`` (a :mod:`prunescope.choices` check's result)
+    says ``value`` is not allowed."""
+    if error is not None:
+        raise fail(invalid(option, value, error))
+
+
+def usable_device(device: str, fail: type[Exception] = typer.BadParameter) -> str:
+    """``--device`` checked as a study checks ``device`` and resolved (``auto``: CUDA when
+    available, else ``cpu``); a CUDA device on a machine without one is refused."""
+    from prunescope import choices
+
+    check("--device", device, choices.device_error(device), fail)
+    resolved = choices.resolve_device(device)
+    if resolved.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise fail(f"--device {device}: no CUDA device is visible; use --device cpu or auto")
+    return resolved

@@ -19,7 +19,8 @@ from rich.table import Table
 
 from prunescope._console import console as make_console, styled
 from prunescope.audit import AuditError, AuditResult
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app
+from prunescope import choices
+from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, usable_device
 
 
 def _csv(text: str, cast: type, option: str) -> list:
@@ -145,7 +146,7 @@ def audit_cmd(
     out: Annotated[Path, typer.Option(
         "--out", help="The audit's folder: its store (rerun to resume), report/report.html and "
                       "the CSV tables.")] = Path("runs/audit"),
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = choices.DEFAULT_DEVICE,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Prune a trained model with each method at each ratio; print and write per-class recall
@@ -157,10 +158,15 @@ def audit_cmd(
 
     con, err = make_console(), make_console(stderr=True)
     try:
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise AuditError(f"--device {device}: no CUDA device is visible; use --device cpu")
-        kwargs = dict(methods=_csv(methods, str, "--methods"), ratios=_csv(ratios, float, "--ratios"),
-                      seed=seed, out_dir=out, distributions=_csv(distributions, str, "--distributions"),
+        device = usable_device(device, AuditError)
+        ratio_list = _csv(ratios, float, "--ratios")
+        for r in ratio_list:
+            check("--ratios", r, choices.ratio_error(r), AuditError)
+        dist_list = _csv(distributions, str, "--distributions")
+        for d in dist_list:
+            check("--distributions", d, choices.distribution_error(d), AuditError)
+        kwargs = dict(methods=_csv(methods, str, "--methods"), ratios=ratio_list,
+                      seed=seed, out_dir=out, distributions=dist_list,
                       workers=workers, log=err.file, display=display_for(err))
         if model is None:
             if data is not None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import torch
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from prunescope import data as D
+from prunescope import choices, data as D
 from prunescope._console import console as make_console, styled
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app
-from prunescope.prune import GRADIENT_METHODS, GRADIENT_MODES, METHODS, SCOPES
+from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, invalid, usable_device
+from prunescope.prune import GRADIENT_METHODS, METHODS, count_parameters, prunable
 from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
 from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
 
@@ -28,8 +27,9 @@ def prune_cmd(
                                                     "(PATH.safetensors with PATH.safetensors.json).")],
     method: Annotated[str, typer.Option("--method", help=f"One of: {', '.join(METHODS)}.")] = "mp",
     ratio: Annotated[float, typer.Option(
-        "--ratio", help="Compression ratio: all parameters / nonzero parameters (>= 1).")] = 10.0,
-    scope: Annotated[str, typer.Option("--scope", help=f"One of: {', '.join(SCOPES)}.")] = "global",
+        "--ratio", help="Compression ratio: all parameters / nonzero parameters (> 1).")] = 10.0,
+    scope: Annotated[str, typer.Option(
+        "--scope", help=f"One of: {', '.join(choices.SCOPES)}.")] = "global",
     finetune_epochs: Annotated[Optional[int], typer.Option(
         "--finetune-epochs", help="Fine-tuning epochs; the SPEC 4 fine-tuning schedule of the "
                                   "architecture is scaled to N epochs (default: the full schedule; "
@@ -37,7 +37,8 @@ def prune_cmd(
     max_steps_per_epoch: Annotated[Optional[int], typer.Option(
         "--max-steps-per-epoch", help="Cap the optimiser steps per fine-tuning epoch (quick runs).")] = None,
     grad_mode: Annotated[str, typer.Option(
-        "--grad-mode", help=f"Data gradient of GP/UP: {', '.join(GRADIENT_MODES)}.")] = "full",
+        "--grad-mode",
+        help=f"Data gradient of GP/UP: {', '.join(choices.GRADIENT_MODES)}.")] = "full",
     grad_batches: Annotated[Optional[int], typer.Option(
         "--grad-batches", help="Batches of 128 for --grad-mode batches.")] = None,
     eps: Annotated[Optional[float], typer.Option(
@@ -51,7 +52,7 @@ def prune_cmd(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Pruned checkpoint path (default runs/prune/NAME-METHOD-rRATIO.safetensors); "
                       "masks are stored in it, the sidecar is PATH.json.")] = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = choices.DEFAULT_DEVICE,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Prune CHECKPOINT to --ratio with --method, fine-tune with the mask held, write the pruned
@@ -60,11 +61,9 @@ def prune_cmd(
     method = method.lower()
     if method not in METHODS:
         raise typer.BadParameter(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if scope not in SCOPES:
-        raise typer.BadParameter(f"unknown scope {scope!r}; choose from {', '.join(SCOPES)}")
-    if grad_mode not in GRADIENT_MODES:
-        raise typer.BadParameter(f"unknown gradient mode {grad_mode!r}; choose from "
-                                 f"{', '.join(GRADIENT_MODES)}")
+    check("--scope", scope, None if scope in choices.SCOPES else choices.one_of(choices.SCOPES))
+    check("--grad-mode", grad_mode, None if grad_mode in choices.GRADIENT_MODES
+          else choices.one_of(choices.GRADIENT_MODES))
     if method not in GRADIENT_METHODS and (grad_mode != "full" or grad_batches is not None):
         raise typer.BadParameter(f"--grad-mode/--grad-batches only apply to GP and UP, not "
                                  f"{method.upper()}")
@@ -72,8 +71,8 @@ def prune_cmd(
         raise typer.BadParameter("--grad-batches N goes with --grad-mode batches (and only with it)")
     if finetune_epochs is not None and finetune_epochs < 0:
         raise typer.BadParameter(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise typer.BadParameter("--device cuda was given but no CUDA device is visible; use --device cpu")
+    check("--ratio", ratio, choices.ratio_error(ratio))
+    device = usable_device(device)
     try:
         model, meta, old_masks = load_checkpoint(checkpoint, device=device)
     except (FileNotFoundError, ValueError) as e:
@@ -89,6 +88,12 @@ def prune_cmd(
                              "it was not written by `prunescope train`"))
         raise typer.Exit(1)
     dataset = meta["dataset"]
+    reach = choices.reach_error(count_parameters(model), sum(p.numel() for p in prunable(
+        model, prune_classifier=prune_classifier, prune_biases=prune_biases).values()), ratio,
+        f"{meta['arch']} on {dataset}")
+    if reach is not None:
+        console.print(styled("error:", "red", " " + invalid("--ratio", ratio, reach)))
+        raise typer.Exit(1)
     n_val, split_seed = int(meta.get("n_val", 5000)), int(meta.get("split_seed", 0))
     try:
         _, train, val, test = device_splits(dataset, n_val, split_seed, device, data_dir,

@@ -11,9 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 from rich.text import Text
 
-from prunescope import data as D
+from prunescope import choices, data as D
 from prunescope._console import console as make_console, styled, text_column
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app
+from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, usable_device
 from prunescope.models import ARCHS
 from prunescope.train import Recipe, TrainingDiverged, train_on_dataset
 
@@ -31,7 +31,7 @@ def train_cmd(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Checkpoint path (default runs/train/DATASET-ARCH-seedSEED.safetensors); "
                       "the sidecar is PATH.json.")] = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = choices.DEFAULT_DEVICE,
     data_dir: DataDirOpt = None,
     n_val: Annotated[int, typer.Option("--n-val", help="Validation images held out of train.")] = 5000,
     threads: Annotated[Optional[int], typer.Option(
@@ -45,8 +45,8 @@ def train_cmd(
         raise typer.BadParameter(f"unknown dataset {dataset!r}; choose from {', '.join(D.names())}")
     if arch not in ARCHS:
         raise typer.BadParameter(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise typer.BadParameter("--device cuda was given but no CUDA device is visible; use --device cpu")
+    check("--arch", arch, choices.arch_error(dataset, arch))
+    device = usable_device(device)
     if threads is not None:
         if threads < 1:
             raise typer.BadParameter(f"--threads must be >= 1, got {threads}")

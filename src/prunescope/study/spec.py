@@ -1,10 +1,13 @@
 """Study specification: one TOML file -> a validated, frozen :class:`StudySpec`.
 
-Every key, its default and its allowed values are documented in ``docs/studies.md``. Validation
-happens entirely in :func:`load_spec` / :func:`parse_spec`, before any work: an unknown key, a
-wrong type, an impossible value or one beyond the bounds below (past which a run could only fail
-or never finish) raises :class:`SpecError`, one line naming the file, the key, the value found and
-what is allowed.
+Each table of the file is declared once, as a pydantic model below (``_Table``: unknown keys
+forbidden, strict types, frozen): a key's type, default, bounds, the *allowed* text of its error
+and its documentation row are one field (:func:`key`). :func:`load_spec` / :func:`parse_spec`
+validate the file against :class:`StudyFile` (pydantic's first error becomes one
+:class:`SpecError` line naming the file, the dotted key, the value found and what is allowed),
+then check what no single table can (architectures per dataset, ratios reachable, split sizes,
+the job cap, recipes, folders) and build the :class:`StudySpec`. The key tables of
+``docs/studies.md`` are generated from the models (:func:`key_tables`).
 """
 from __future__ import annotations
 
@@ -12,29 +15,34 @@ import dataclasses
 import functools
 import math
 import os
-import re
 import tomllib
-import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import (PlainValidator, ValidationError, create_model, field_validator,
+                      model_validator)
+from pydantic_core import PydanticUndefined
 
-from prunescope import methods as registry
+from prunescope import choices, methods as registry
+from prunescope.choices import DATASETS, DEVICES, GRADIENT_MODES, MAX_CUDA_INDEX, SCOPES
 from prunescope.data import expected, info
-from prunescope.data.corruptions import CORRUPTIONS, Distribution
 from prunescope.data.imbalance import PROFILES, class_counts
-from prunescope.data.registry import names as dataset_names
 from prunescope.data.splits import val_quota
-from prunescope.models import ARCHS, LENET_ARCHS, build_model
-from prunescope.prune import UnreachableRatioError, count_parameters, keep_count, prunable
+from prunescope.models import ARCHS, build_model
+from prunescope.prune import count_parameters, prunable
+from prunescope.study.keys import (Messages as _Validator, SpecError, Table as _Table, int_key,
+                                   key, refuse as _refuse, sub_table,
+                                   key_table, replace_blocks, spec_error)
 from prunescope.train import Recipe
 from prunescope.train.pack import PackOptions
 
-#: datasets a study may name (SPEC 4)
-DATASETS = dataset_names()
+__all__ = ["DEVICES", "MAX_CUDA_INDEX", "Cell", "ExecutorSpec", "GradientSpec", "ImbalanceSpec",
+           "LthSpec", "SpecError", "StructuredSpec", "StudyFile", "StudySpec", "key_tables",
+           "load_spec", "parse_spec"]
+
 #: one-shot unstructured criteria (SPEC 3): prune_finetune jobs (:mod:`prunescope.methods`)
 ONE_SHOT_METHODS = registry.names("one-shot")
 #: iterative magnitude pruning with weight rewinding (SPEC 3, last bullet): rewind + lth_level jobs
@@ -43,13 +51,10 @@ ITERATIVE_METHODS = registry.names("iterative")
 STRUCTURED_METHODS = registry.names("structured")
 #: pruning methods the study layer runs (SPEC 3), in the order cells list them
 METHODS = registry.names()
-#: methods of SPEC 3 the spec recognises but the study layer cannot run yet (none left)
-PLANNED_METHODS: tuple[str, ...] = ()
 #: methods that need the data-loss gradient of the dense model
 GRADIENT_METHODS = registry.names(needs_gradients=True)
-SCOPES = ("global", "layer")
-GRADIENT_MODES = ("full", "batches", "shrinkbench")
-DEVICES = ("auto", "cpu", "cuda")
+#: how an LTH level retrains (``[lth] retrain``; :class:`LthSpec`)
+LTH_RETRAIN = ("finetune", "train", "rewind")
 
 # ---- bounds (docs/studies.md, "Bounds") ------------------------------------------------------
 #: jobs one study may plan (``plan`` takes about 3 s per 100,000 on the 2-core CPU)
@@ -70,48 +75,42 @@ MAX_THREADS = 1024
 MAX_PACK_SIZE = 1024
 MAX_CPUS_PER_PACK = 1024
 MAX_GPUS_PER_PACK = 64
-#: the largest CUDA device index torch accepts (``cuda:N``)
-MAX_CUDA_INDEX = 127
 #: TOML integers are 64-bit (tomllib reads larger ones anyway); seeds span 0..INT64_MAX
 INT64_MAX = 2**63 - 1
 
-_TOP_KEYS = {
-    "name", "seed", "models", "datasets", "architectures", "methods", "ratios", "scope",
-    "distributions", "output", "artifacts", "device", "n_val", "test_subset", "split_seed",
-    "corruption_seed", "gradients", "train", "finetune", "executor", "grid",
-    "prune_classifier", "prune_biases", "lth", "structured", "imbalance",
-}
-_LTH_KEYS = {"rewind_steps", "prune_fraction", "retrain"}
-_STRUCTURED_KEYS = {"chip_images", "scope", "config"}
-#: how an LTH level retrains (``[lth] retrain``; :class:`LthSpec`)
-LTH_RETRAIN = ("finetune", "train", "rewind")
-_GRID_KEYS = {"datasets", "architectures", "methods", "ratios", "imbalance"}
-#: keys a ``[[grid]]`` entry may set to override the study-wide value for its cells
-_CELL_FLAG_KEYS = ("prune_classifier", "prune_biases")
-_IMBALANCE_KEYS = {"ratio", "profile", "seed"}
-_GRADIENT_KEYS = {"mode", "n_batches"}
-_EXECUTOR_KEYS = {"pack_size", "workers", "gpus_per_pack", "cpus_per_pack", "threads",
-                  "deterministic", "pack_options"}
-#: keys of ``[executor.pack_options]``: the pack trainer's device switches
-_PACK_OPTION_KEYS = set(PackOptions.__dataclass_fields__)
-_RECIPE_EXTRA_KEYS = {"epochs_scale", "epochs"}
+
+def _ratio(value: Any) -> float:
+    if (error := choices.ratio_error(value)) is not None:
+        _refuse(error)
+    return float(value)
 
 
-class SpecError(ValueError):
-    """A study spec is invalid; the message names the file, key, value and what is allowed."""
+def _distribution(name: Any) -> str:
+    if (error := choices.distribution_error(name)) is not None:
+        _refuse(error)
+    return choices.canonical_distribution(name)
 
 
-@dataclass(frozen=True)
-class ImbalanceSpec:
+Ratio = Annotated[float, PlainValidator(_ratio)]
+DistributionName = Annotated[str, PlainValidator(_distribution)]
+
+
+# ---- the tables -----------------------------------------------------------------------------
+class ImbalanceSpec(_Table):
     """A long-tailed training split (``[imbalance]``, or ``imbalance = {...}`` in a grid entry):
-    :func:`prunescope.data.imbalance.class_counts` with ``ratio`` (largest / smallest class
-    count, > 1) and ``profile`` (``exponential`` or ``step``); ``seed`` draws which images each
-    class keeps. The validation hold-out is drawn from the imbalanced split; test sets stay
-    balanced. A ratio of 1 in the file means the balanced split (no ImbalanceSpec)."""
+    :func:`prunescope.data.imbalance.class_counts` with ``ratio`` and ``profile``; ``seed`` draws
+    which images each class keeps. The validation hold-out is drawn from the imbalanced split;
+    test sets stay balanced. A ratio of 1 in the file means the balanced split (no
+    ImbalanceSpec in the :class:`Cell`)."""
 
-    ratio: float
-    profile: str = "exponential"
-    seed: int = 0
+    ratio: float = key(doc="finite, in [1, the dataset's smallest class count]: largest / "
+                       "smallest class count; `1` = the balanced split (ids as without the table)",
+                       allowed="a finite ratio >= 1 of the largest to the smallest class count "
+                       "(1 = the balanced split)", ge=1, allow_inf_nan=False)
+    profile: Literal[PROFILES] = key(
+        "exponential", "`exponential` (class c keeps `floor(n_max * ratio^(-c/(C-1)))`, "
+        "CIFAR-10-LT) or `step` (the second half of the classes keeps `floor(n_max / ratio)`)")
+    seed: int = int_key(0, 0, doc="int >= 0: seed of the per-class draw of the images kept")
 
     @property
     def label(self) -> str:
@@ -153,94 +152,176 @@ class Cell:
         return self.dataset if self.imbalance is None else f"{self.dataset}-{self.imbalance.label}"
 
 
-@dataclass(frozen=True)
-class GradientSpec:
-    """How GP and UP obtain the data-loss gradient (SPEC 3): ``mode`` in :data:`GRADIENT_MODES`;
-    ``n_batches`` (batches of the training recipe's batch size) only for ``mode = "batches"``."""
+class GradientSpec(_Table):
+    """How GP and UP obtain the data-loss gradient (``[gradients]``, SPEC 3)."""
 
-    mode: str = "full"
-    n_batches: int | None = None
+    mode: Literal[GRADIENT_MODES] = key(
+        "full", "`full` (one pass over the training split, eval mode), `batches` (the first "
+        "`n_batches` batches of a seeded shuffle), `shrinkbench` (one batch of the training "
+        "batch size in train mode)")
+    n_batches: int | None = int_key(
+        None, 1, note="with gradients.mode = 'batches'", doc_default="absent",
+        doc='int >= 1, required with and only with `mode = "batches"`')
 
-
-@dataclass(frozen=True)
-class LthSpec:
-    """Iterative magnitude pruning with rewinding (``[lth]``, method ``lth``).
-
-    Attributes:
-        rewind_steps: optimiser steps of the dense run after which the weights (and BN buffers)
-            are saved; survivors are rewound to them at every level (0 = the initialisation,
-            the original lottery ticket; default 500, Frankle et al. 2020).
-        prune_fraction: fraction of the remaining prunable weights removed per level, in (0, 1)
-            (default 0.2).
-        retrain: how each level retrains after rewinding: ``"finetune"`` (default, the
-            ``[finetune]`` recipe, as long as MP's fine-tuning), ``"train"`` (the whole
-            ``[train]`` recipe again from its first epoch) or ``"rewind"`` (the ``[train]``
-            recipe from step ``rewind_steps`` to its end, with fresh momentum: Frankle et al.
-            2020's retraining, which continues the schedule where the rewound weights were).
-    """
-
-    rewind_steps: int = 500
-    prune_fraction: float = 0.2
-    retrain: str = "finetune"
+    @model_validator(mode="after")
+    def _batches_go_with_their_mode(self) -> GradientSpec:
+        if self.mode == "batches" and self.n_batches is None:
+            _refuse("an integer >= 1 when gradients.mode = 'batches'", "n_batches", None)
+        if self.mode != "batches" and self.n_batches is not None:
+            _refuse("absent unless gradients.mode = 'batches'", "n_batches", self.n_batches)
+        return self
 
 
-@dataclass(frozen=True)
-class StructuredSpec:
-    """Structured channel pruning (``[structured]``, methods ``l1-filter`` and ``chip``).
+class LthSpec(_Table):
+    """Iterative magnitude pruning with rewinding (``[lth]``, method ``lth``; Frankle et al.
+    2020). The mask scope is the top-level ``scope``; the prunable set is each cell's."""
 
-    Attributes:
-        chip_images: training images (no augmentation) CHIP averages its nuclear-norm channel
-            scores over (default 256, "a few hundred").
-        scope: ``"layer"`` (default: every channel group loses the same fraction, so the
-            achieved ratio depends only on the architecture and ratio) or ``"global"``.
-        config: ``(method, config name)`` per structured method: ``"uniform"`` (default, every
-            block's inner channels narrowed by one fraction) or a published per-layer config
-            of ``prunescope.prune.structured_configs`` (``"chip-resnet56"``, ``"li-resnet56"``).
-    """
+    rewind_steps: int = int_key(
+        500, 0, note="optimiser steps of the dense run; 0 = rewind to the initialisation",
+        doc="int >= 0: optimiser steps of the dense `[train]` run after which weights and BN "
+        "buffers are saved; every level rewinds its survivors to them (0 = the initialisation, the original "
+        "lottery ticket). Must not exceed the dense run's steps (checked)")
+    prune_fraction: float = key(
+        0.2, "in (0, 1): fraction of the *remaining* prunable weights removed per level (level L "
+        "keeps `round(n_prunable * (1 - f)^L)`)", gt=0, lt=1,
+        allowed="a fraction in (0, 1) of the remaining prunable weights removed per level "
+        "(0.2 = 20%)")
+    retrain: Literal[LTH_RETRAIN] = key(
+        "finetune", "how every level retrains after rewinding: `finetune` (the `[finetune]` "
+        "recipe, as long as MP's fine-tuning: comparable cost and protocol), `train` (the whole "
+        "`[train]` recipe again from its first epoch) or `rewind` (the `[train]` recipe from "
+        "step `rewind_steps` to its end, fresh momentum: Frankle et al. 2020's retraining, "
+        "`fit(start_step=rewind_steps)`)")
 
-    chip_images: int = 256
-    scope: str = "layer"
-    config: tuple[tuple[str, str], ...] = tuple((m, "uniform") for m in STRUCTURED_METHODS)
+
+def _structured_configs() -> tuple[str, ...]:
+    from prunescope.prune.structured_configs import STRUCTURED_CONFIGS
+
+    return ("uniform", *STRUCTURED_CONFIGS)
+
+
+class StructuredSpec(_Table):
+    """Structured channel pruning (``[structured]``, methods ``l1-filter`` and ``chip``)."""
+
+    chip_images: int = int_key(
+        256, 1, note="training images CHIP averages its channel scores over; a few hundred",
+        doc="int >= 1: training images (no augmentation, drawn with `derive_seed(seed, "
+        "\"chip\")`) CHIP averages its nuclear-norm channel scores over; in CHIP jobs' ids only")
+    scope: Literal[SCOPES] = key(
+        "layer", "`layer` (every channel group loses the same fraction: the achieved ratio "
+        "depends only on architecture and ratio) or `global` (scores compared across groups; "
+        "only with config `uniform`)")
+    config: tuple[tuple[str, str], ...] = key(
+        tuple((m, "uniform") for m in STRUCTURED_METHODS),
+        "which channels and how many per layer: `uniform` (every block's inner channels narrowed "
+        "by one fraction), `chip-resnet56` (CHIP's published ResNet-56 settings, residual "
+        "streams of stages 1-2 narrowed too) or `li-resnet56` (Li et al.'s ResNet-56-pruned-A/-B: "
+        "per-stage rates, sensitive layers skipped); the named ones scale their published keep "
+        "proportions to other ratios and run on `resnet56` only (docs/iterative_structured.md, "
+        "\"Configs\"). One name for both methods, or a table by method, e.g. `config = { chip = "
+        "\"chip-resnet56\", l1-filter = \"li-resnet56\" }`; in a structured job's id only when "
+        "not `uniform`. Ratios are checked against the config's largest (`li-resnet56`: 5.14)",
+        doc_default='"uniform"', doc_type="string or table")
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config_by_method(cls, raw: Any) -> Any:
+        """One config name for every structured method, or a table by method."""
+        tab = sub_table(raw, STRUCTURED_METHODS)
+        by_method = {m: raw if tab is None else tab.get(m, "uniform") for m in STRUCTURED_METHODS}
+        names = _structured_configs()
+        if any(name not in names for name in by_method.values()):
+            _refuse(f"one of {', '.join(names)}, or a table "
+                    f"{{{' = ..., '.join(STRUCTURED_METHODS)} = ...}} of them")
+        return tuple(by_method.items())
+
+    @model_validator(mode="after")
+    def _published_configs_are_per_layer(self) -> StructuredSpec:
+        named = next((n for _, n in self.config if n != "uniform"), None)
+        if named is not None and self.scope != "layer":
+            _refuse(f"'layer' with config {named!r} (a published config fixes every layer's "
+                    "width)", "scope", self.scope)
+        return self
 
     def config_of(self, method: str) -> str:
         """The config structured ``method`` prunes with."""
         return dict(self.config)[method]
 
 
-@dataclass(frozen=True)
-class ExecutorSpec:
-    """Scheduling settings (never part of a job id).
+class ExecutorSpec(_Table):
+    """Scheduling settings (``[executor]``; never part of a job id)."""
 
-    Attributes:
-        pack_size: jobs of one (kind, dataset, arch) fused into one pack, >= 1 (1 = one model
-            at a time, the default), or ``"auto"``: ``prunescope.train.pack.auto_pack_size``
-            (from the GPU's free memory; 1 on a CPU, where packs do not pay).
-        workers: packs the local executor runs at once, each in its own process (1 = in the
-            driver's process).
-        gpus_per_pack: GPUs a Ray pack task asks for when the cluster has GPUs, in (0, 1] or a
-            whole number.
-        cpus_per_pack: CPUs a Ray pack task asks for when there are no GPUs.
-        threads: torch intra-op threads in each worker; 0 = torch's default (1 in the worker
-            processes of ``workers > 1``). Pin it (e.g. 1) when results must be bit-identical
-            between executors with different CPU counts.
-        deterministic: (TOML ``true``, ``false`` or ``"auto"``, held as ``True``, ``False`` or
-            ``None``) ``True``: every job runs with ``torch.use_deterministic_algorithms``
-            (on CUDA warn-only); ``False``: not, and on CUDA cuDNN autotunes its kernels
-            (``cudnn.benchmark``); ``"auto"`` (default): ``True`` on the CPU (bit-identical
-            reruns and resumes), ``False`` on CUDA, whose fast path (bf16, compiled CUDA graphs)
-            is not bitwise reproducible anyway and where deterministic kernels cost speed.
-        pack_options: ``(switch, bool)`` pairs from ``[executor.pack_options]`` overriding the
-            device defaults of :class:`~prunescope.train.pack.PackOptions` (everything on for
-            CUDA, fp32 eager on the CPU) for packs of G > 1, e.g. ``compile = false``.
-    """
+    pack_size: int | str = key(
+        1, "jobs of one (kind, dataset, arch) scheduled together as one pack, the unit an "
+        "executor runs. `train` and `prune_finetune` packs of G > 1 are fitted as one stacked "
+        "network (`prunescope.train.pack.fit_pack`: per-model data order, masks and checkpoints; "
+        "results equal solo training up to float rounding). `\"auto\"`: `auto_pack_size` (from "
+        "the GPU's free memory; 1 on a CPU, where a pack trains slower than its models one after "
+        "another)", doc_type='int or "auto"',
+        allowed=f"an integer from 1 to {MAX_PACK_SIZE} (models trained at once in one pack) or "
+        "\"auto\"")
+    workers: int = int_key(
+        1, 1, MAX_WORKERS, "local worker processes",
+        "packs the local executor runs at once, each in its own (spawned) process that reports "
+        "its steps to the driver's progress bars; 1 = in the driver's process. On a small or "
+        "shared CPU, `workers = 2, threads = 1` beats one 2-thread process by far")
+    gpus_per_pack: float = key(
+        1.0, "GPUs per Ray pack task when the cluster has GPUs: a fraction in (0, 1] or a whole "
+        "number", allowed="a fraction in [0.01, 1] or a whole number of GPUs up to "
+        f"{MAX_GPUS_PER_PACK}")
+    cpus_per_pack: int = int_key(1, 1, MAX_CPUS_PER_PACK,
+                                 doc="CPUs per Ray pack task when the cluster has no GPUs")
+    threads: int = int_key(
+        0, 0, MAX_THREADS, "0 = torch's default",
+        "torch intra-op threads in each worker; 0 = torch's default (1 in the processes of "
+        "`workers > 1`). Pin it (e.g. 1) to get bit-identical results between executors with "
+        "different CPU counts")
+    deterministic: bool | None = key(
+        None, "`true`: every job runs with `torch.use_deterministic_algorithms` (warn-only on "
+        "CUDA); `false`: not, and on CUDA cuDNN autotunes (`cudnn.benchmark`); `\"auto\"` (held "
+        "as `None`): `true` on the CPU, `false` on CUDA. `bench/throughput.py --deterministic "
+        "on` measures what it costs", allowed='true, false or "auto"', doc_default='"auto"',
+        doc_type='bool or "auto"')
+    pack_options: tuple[tuple[str, bool], ...] = key(
+        (), "`[executor.pack_options]`: the pack trainer's switches "
+        f"{', '.join(f'`{n}`' for n in PackOptions.__dataclass_fields__)} (true/false each; see "
+        "docs/speed.md) for packs of G > 1, held as sorted `(switch, bool)` pairs; unset "
+        "switches keep the device default (all on for CUDA, fp32 eager on the CPU), `compile = "
+        "false` also drops `cuda_graphs`. CUDA-only switches on a CPU are refused before any "
+        "job runs. Example: `compile = false` where torch.compile does not work",
+        doc_default="device defaults", doc_type="table")
 
-    pack_size: int | str = 1
-    workers: int = 1
-    gpus_per_pack: float = 1.0
-    cpus_per_pack: int = 1
-    threads: int = 0
-    deterministic: bool | None = None
-    pack_options: tuple[tuple[str, bool], ...] = ()
+    @field_validator("gpus_per_pack")
+    @classmethod
+    def _gpus(cls, g: float) -> float:
+        if not (0.01 <= g <= 1 or (1 < g <= MAX_GPUS_PER_PACK and g == int(g))):
+            _refuse()
+        return g
+
+    @field_validator("pack_size", mode="before")
+    @classmethod
+    def _pack_size(cls, value: Any) -> Any:
+        if value != "auto" and not (_is_int(value) and 1 <= value <= MAX_PACK_SIZE):
+            _refuse()
+        return value
+
+    @field_validator("deterministic", mode="before")
+    @classmethod
+    def _auto_is_none(cls, value: Any) -> Any:
+        if value != "auto" and not isinstance(value, bool) and value is not None:
+            _refuse()
+        return None if value == "auto" else value
+
+    @field_validator("pack_options", mode="before")
+    @classmethod
+    def _switches(cls, raw: Any) -> Any:
+        tab = sub_table(raw, PackOptions.__dataclass_fields__)
+        if tab is None:
+            _refuse("a table of switches, each true or false")
+        for name, on in tab.items():
+            if not isinstance(on, bool):
+                _refuse("true or false", name, on)
+        return tuple(sorted(tab.items()))
 
     def pack_options_for(self, device: str) -> PackOptions:
         """The :class:`~prunescope.train.pack.PackOptions` of stacked packs on ``device``: its
@@ -250,61 +331,154 @@ class ExecutorSpec:
         return options
 
 
-@dataclass(frozen=True)
-class StudySpec:
-    """A validated study.
+class _Settings(_Table):
+    """The top-level keys a :class:`StudySpec` keeps as the file gives them."""
 
-    Attributes:
-        name: study name (letters, digits, ``-``, ``_``, ``.``).
-        seed: study seed; model m's seed is :func:`prunescope.study.plan.model_seed` (seed, m).
-        models: number of independently trained models (seeds) per cell.
-        cells: the grid, one :class:`Cell` per (dataset, arch), in the file's order.
-        scope: mask scope, ``global`` or ``layer`` (SPEC 3).
-        prune_classifier, prune_biases: study-wide default of the prunable set (SPEC 3; both off
-            by default); a ``[[grid]]`` entry may override them, so read them from the
-            :class:`Cell`.
-        distributions: test distributions every model is evaluated on (``nominal`` first).
-        gradients: gradient mode of GP/UP.
-        train_overrides, finetune_overrides: ``((key, value), ...)`` applied on top of the
-            SPEC 4 recipe of each architecture; ``arch_overrides`` per-architecture ones,
-            ``((phase, arch, ((key, value), ...)), ...)``.
-        n_val: images held out of the training split for checkpoint choice (SPEC 4).
-        test_subset: evaluate on a seeded stratified subset of this many test images
-            (``None``: the whole test split, as the paper); for smoke tests only.
-        split_seed: seed of the stratified train/validation draw (and of ``test_subset``).
-        corruption_seed: seed of the corrupted test sets (shared by every model).
-        output: absolute local path of the study's output folder (the SQLite store lives there).
-        artifacts: where weights, masks and gradients go: a local path or any fsspec URL
-            (default ``<output>/artifacts``); Ray workers on other machines need a shared one.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        executor: scheduling settings.
-        lth: settings of method ``lth`` (:class:`LthSpec`).
-        structured: settings of methods ``l1-filter`` and ``chip`` (:class:`StructuredSpec`).
-        path: the spec file (``None`` when parsed from a string); text: its exact text.
-    """
-
-    name: str
-    seed: int
-    models: int
-    cells: tuple[Cell, ...]
-    scope: str = "global"
-    prune_classifier: bool = False
-    prune_biases: bool = False
-    distributions: tuple[str, ...] = ("nominal",)
+    name: str = key(doc="letters, digits, `-`, `_`, `.`", allowed=f"a name of 1 to {MAX_NAME} "
+                    "letters, digits, '-', '_' or '.', starting with a letter or digit")
+    seed: int = int_key(
+        0, 0, INT64_MAX, doc="study seed, >= 0. Model m's seed is `model_seed(seed, m)` = first 4 "
+        "bytes (little endian, 31 bits) of `sha256(\"prunescope-model/<seed>/<m>\")` (SPEC 4: "
+        "from (study seed, model index) only, so model m of ResNet-20 and model m of ResNet-56 "
+        "share a seed and a data order; architectures differ in initialisation anyway, and the "
+        "independent t-tests of SPEC 5 across architectures or datasets treat them as "
+        "independent samples, a weak dependence worth knowing)")
+    models: int = int_key(PydanticUndefined, 1, MAX_JOBS, "the number of seeds per cell",
+                          "models (seeds) per (dataset, architecture), >= 1")
+    scope: Literal[SCOPES] = key("global", "mask scope (SPEC 3)")
+    prune_classifier: bool = key(
+        False, "widen the prunable set to the final classifier (SPEC 3); the study-wide "
+        "default, which a `[[grid]]` entry may override for its cells; in the pruned jobs' ids "
+        "only when true")
+    prune_biases: bool = key(False, "widen the prunable set to the Conv and Linear biases, as "
+                             "`prune_classifier`")
+    n_val: int = int_key(
+        5000, 1, note="validation images held out of the train split",
+        doc="validation images held out of the training split (stratified, seeded) for "
+        "checkpoint choice (SPEC 4)")
+    split_seed: int = int_key(0, 0, INT64_MAX, doc="seed of that hold-out draw (and of "
+                              "`test_subset`)")
+    test_subset: int | None = int_key(
+        None, 1, note="test images to evaluate on", doc_default="absent",
+        doc="evaluate on a seeded stratified subset of this many test images (smoke tests only; "
+        "the paper uses the whole test set)")
+    corruption_seed: int = int_key(0, 0, INT64_MAX, doc="seed of the corrupted test sets (the "
+                                   "same for every model)")
+    device: str = key(choices.DEFAULT_DEVICE, "`auto` (CUDA if available), `cpu`, `cuda`, "
+                      "`cuda:N`; the CLI's `--device` takes the same (`prunescope.choices`)")
     gradients: GradientSpec = GradientSpec()
-    train_overrides: tuple[tuple[str, Any], ...] = ()
-    finetune_overrides: tuple[tuple[str, Any], ...] = ()
-    arch_overrides: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] = ()
-    n_val: int = 5000
-    test_subset: int | None = None
-    split_seed: int = 0
-    corruption_seed: int = 0
-    output: str = ""
-    artifacts: str = ""
-    device: str = "auto"
     executor: ExecutorSpec = ExecutorSpec()
     lth: LthSpec = LthSpec()
     structured: StructuredSpec = StructuredSpec()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if (error := choices.device_error(device)) is not None:
+            _refuse(error)
+        return device
+
+
+class _GridKeys(_Table):
+    """The keys a ``[[grid]]`` entry shares with the top level."""
+
+    datasets: list[Literal[DATASETS]] | None = key(
+        None, ", ".join(f"`{d}`" for d in DATASETS), doc_default="required without `[[grid]]`",
+        allowed=f"a non-empty list from {', '.join(DATASETS)}", min_length=1)
+    architectures: list[Literal[ARCHS]] | None = key(
+        None, "`lenet5-shrinkbench` (ShrinkBench's LeNet, the paper's: 3x3 convolutions, 60,074 "
+        "parameters) or `lenet5` (the classic 5x5 LeNet-5, 61,706 parameters) for MNIST-like "
+        "data; `resnet20/32/44/56/110` (CIFAR)", doc_default="required without `[[grid]]`",
+        allowed=f"a non-empty list from {', '.join(ARCHS)}", min_length=1)
+    methods: list[Literal[METHODS]] | None = key(
+        None, "one-shot " + ", ".join(f"`{m}`" for m in ONE_SHOT_METHODS) + "; iterative "
+        + ", ".join(f"`{m}`" for m in ITERATIVE_METHODS) + "; structured "
+        + ", ".join(f"`{m}`" for m in STRUCTURED_METHODS) + " (see \"Iterative and structured "
+        "methods\"); `[]` = dense models only", doc_default="required (here or per grid entry)")
+    ratios: list[Ratio] | None = key(
+        None, "compression ratios > 1 (all params / nonzero params, SPEC 3). Checked per method "
+        "family before any work: one-shot and `lth` up to `n_total / n_fixed` (LeNet-5 57.35, "
+        "ResNet-56 at 10 classes 181.0; with `prune_classifier` and `prune_biases` on a LeNet, "
+        "its parameter count); `l1-filter`/`chip` up to the ratio with every channel group down "
+        "to one channel (LeNet-5 4.35, `lenet5-shrinkbench` 4.24, ResNet-20 36.35, ResNet-56 "
+        "40.82). The error names the largest reachable ratio; give structured methods their own "
+        "`[[grid]]` entry with smaller ratios", doc_default="required when methods are given",
+        allowed="a non-empty list of compression ratios > 1", min_length=1)
+    imbalance: ImbalanceSpec | None = key(None, "see `[imbalance]`", doc_default="absent",
+                                          doc_type="table")
+
+
+class GridEntry(_GridKeys):
+    """One ``[[grid]]`` entry: its cells' keys; absent ones fall back to the top level."""
+
+    prune_classifier: bool | None = None
+    prune_biases: bool | None = None
+
+
+class StudyFile(_GridKeys, _Settings):
+    """The top level of a study file, as validated before the checks across tables."""
+
+    distributions: list[DistributionName] = key(
+        ["nominal"], "`nominal`, `<corruption>-<1..5>` (" + ", ".join(choices.CORRUPTIONS)
+        + "), `noise-<std>` (std on the 0..1 scale). Canonicalised, nominal first. Corrupted "
+        "pixels are truncated to uint8 as the published CIFAR-10-C (docs/corruptions.md); their "
+        "evaluation jobs carry `quantize = \"truncate\"` in their ids",
+        allowed=f"a non-empty list of at most {MAX_JOBS} distributions without repeats",
+        min_length=1, max_length=MAX_JOBS)
+    output: str | None = key(
+        None, "local folder of the study; **relative paths resolve against the spec file's "
+        "folder** (so results do not depend on the current directory). The shipped studies use "
+        "`../runs/<name>`, i.e. `<repo>/runs/<name>`", doc_default='"runs/<name>"',
+        doc_type="string")
+    artifacts: str | None = key(
+        None, "weights, masks, gradients: local folder (relative to the spec file) or any fsspec "
+        "URL (`s3://...`, `gs://...`)", doc_default='"<output>/artifacts"', doc_type="string")
+    grid: list[GridEntry] | None = key(None, allowed="a non-empty array of tables ([[grid]] "
+                                       "entries)", min_length=1)
+    train: dict[str, Any] = {}
+    finetune: dict[str, Any] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not (0 < len(name) <= MAX_NAME and name[0].isalnum()
+                and all(ch.isalnum() or ch in "-_." for ch in name)):
+            _refuse()
+        return name
+
+    @field_validator("distributions")
+    @classmethod
+    def _no_repeats(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            _refuse()
+        return sorted(names, key=lambda d: (d != "nominal", d))
+
+
+class StudySpec(_Settings):
+    """A validated study: the top-level keys as :class:`StudyFile` declares them (``gradients``,
+    ``executor``, ``lth``, ``structured``: their tables), and what the checks across tables made
+    of the rest.
+
+    Attributes:
+        cells: the grid, one :class:`Cell` per (dataset, arch, training split), in the file's
+            order (``prune_classifier``, ``prune_biases`` here are the study-wide defaults;
+            read them from the cell).
+        distributions: test distributions every model is evaluated on (``nominal`` first).
+        train_overrides, finetune_overrides: ``((key, value), ...)`` applied on top of the
+            SPEC 4 recipe of each architecture; ``arch_overrides`` per-architecture ones,
+            ``((phase, arch, ((key, value), ...)), ...)``.
+        output: absolute local path of the study's output folder (the SQLite store lives there).
+        artifacts: where weights, masks and gradients go: a local path or any fsspec URL.
+        path: the spec file (``None`` when parsed from a string); text: its exact text.
+    """
+
+    cells: tuple[Cell, ...]
+    distributions: tuple[str, ...] = ("nominal",)
+    train_overrides: tuple[tuple[str, Any], ...] = ()
+    finetune_overrides: tuple[tuple[str, Any], ...] = ()
+    arch_overrides: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] = ()
+    output: str = ""
+    artifacts: str = ""
     path: str | None = None
     text: str = ""
 
@@ -317,17 +491,84 @@ class StudySpec:
         base = Recipe.paper(arch, finetune=phase == "finetune")
         general = self.train_overrides if phase == "train" else self.finetune_overrides
         specific = next((o for p, a, o in self.arch_overrides if p == phase and a == arch), ())
-        return _apply_overrides(base, dict(general) | dict(specific), f"[{phase}]")
+        return _apply_overrides(base, dict(general) | dict(specific))
 
     def device_name(self) -> str:
         """The torch device to use: ``auto`` resolves to ``cuda`` when available, else ``cpu``."""
-        if self.device != "auto":
-            return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return choices.resolve_device(self.device)
 
 
+class _Rescale(_Table):
+    """The keys of ``[train]``/``[finetune]`` beyond :class:`Recipe`'s fields: they rescale the
+    schedule after the other overrides (:meth:`Recipe.with_epochs`)."""
+
+    epochs_scale: float | None = key(
+        None, allowed=f"a number in (0, {MAX_EPOCHS}] multiplying every schedule block's epochs",
+        gt=0, le=MAX_EPOCHS, allow_inf_nan=False)
+    epochs: int | None = int_key(None, 1, MAX_EPOCHS, "the schedule is scaled to it")
+
+    @model_validator(mode="after")
+    def _one_of_the_two(self) -> _Rescale:
+        if self.epochs is not None and self.epochs_scale is not None:
+            _refuse("absent when epochs_scale is given (use one)", "epochs", self.epochs)
+        return self
+
+
+def _schedule(blocks: Any) -> tuple[tuple[int, float], ...]:
+    if not (isinstance(blocks, list) and blocks and all(
+            isinstance(b, list) and len(b) == 2 and _is_int(b[0]) and _is_num(b[1])
+            for b in blocks)):
+        _refuse("a non-empty list of [epochs, lr] pairs, e.g. [[10, 0.1], [5, 0.01]]")
+    return tuple((int(e), float(lr)) for e, lr in blocks)
+
+
+def _recipe_key(name: str, hint: Any) -> tuple[Any, Any]:
+    """The override key of :class:`Recipe` field ``name``: its type (finite if a float)."""
+    if name == "schedule":
+        return Annotated[tuple[tuple[int, float], ...], PlainValidator(_schedule)], None
+    finite = float in (hint, *typing.get_args(hint))
+    return hint | None, key(None, allow_inf_nan=False) if finite else None
+
+
+#: the keys of ``[train]``, ``[finetune]`` and their ``[<phase>.<arch>]`` tables: every field of
+#: :class:`Recipe` (its type checked) and the two of :class:`_Rescale`
+RecipeKeys = create_model("RecipeKeys", __base__=_Rescale, **{
+    f.name: _recipe_key(f.name, typing.get_type_hints(Recipe)[f.name])
+    for f in dataclasses.fields(Recipe)})
+
+
+def _recipe_overrides(where: str, tab: dict[str, Any], prefix: tuple[str, ...]
+                      ) -> tuple[tuple[str, Any], ...]:
+    """The keys of one recipe table as sorted ``(key, value)`` pairs, checked against
+    :data:`RecipeKeys`."""
+    try:
+        keys = RecipeKeys.model_validate(tab)
+    except ValidationError as e:
+        raise spec_error(where, e, RecipeKeys, prefix) from None
+    return tuple(sorted(keys.model_dump(exclude_unset=True).items()))
+
+
+# ---- the key tables of docs/studies.md ------------------------------------------------------
+#: the tables of docs/studies.md generated from the models, by the name of their block
+DOC_TABLES: dict[str, type[_Table]] = dict(
+    top=StudyFile, imbalance=ImbalanceSpec, gradients=GradientSpec, lth=LthSpec,
+    structured=StructuredSpec, executor=ExecutorSpec)
+
+
+def key_tables() -> dict[str, str]:
+    """The markdown key table of each table in :data:`DOC_TABLES` (key, type, default, allowed /
+    meaning: the models' fields), as docs/studies.md shows them; ``PYTHONPATH=src python
+    tests/test_docs.py`` writes them there (``<!-- keys:NAME -->`` blocks) and
+    tests/test_docs.py fails when they differ."""
+    return {name: key_table(model) for name, model in DOC_TABLES.items()}
+
+
+def write_key_tables(text: str) -> str:
+    """docs/studies.md's ``text`` with its key tables replaced by :func:`key_tables`."""
+    return replace_blocks(text, key_tables())
+
+
+# ---- reading a file -------------------------------------------------------------------------
 def load_spec(path: str | os.PathLike[str], output: str | None = None) -> StudySpec:
     """Read and validate a study TOML file.
 
@@ -351,25 +592,6 @@ def load_spec(path: str | os.PathLike[str], output: str | None = None) -> StudyS
     return parse_spec(text, base_dir=p.resolve().parent, source=str(p.resolve()), output=output)
 
 
-def _pack_options(v: _Validator, etab: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
-    """``[executor.pack_options]`` as sorted ``(switch, bool)`` pairs (names and types checked;
-    :meth:`ExecutorSpec.pack_options_for` checks that they fit together and the device)."""
-    tab = v.get(etab, "pack_options", dict, default={}, prefix="executor.")
-    v.keys(tab, _PACK_OPTION_KEYS, "executor.pack_options.")
-    for key, value in tab.items():
-        if not isinstance(value, bool):
-            v.fail(f"executor.pack_options.{key}", value, "true or false")
-    return tuple(sorted(tab.items()))
-
-
-def _deterministic(v: _Validator, etab: dict[str, Any]) -> bool | None:
-    """``[executor] deterministic``: ``true``/``false``, or ``"auto"`` (the default) as ``None``."""
-    value = etab.get("deterministic", "auto")
-    if value != "auto" and not isinstance(value, bool):
-        v.fail("executor.deterministic", value, 'true, false or "auto"')
-    return None if value == "auto" else value
-
-
 def parse_spec(
     text: str,
     base_dir: str | os.PathLike[str] | None = None,
@@ -388,162 +610,65 @@ def parse_spec(
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{where}: not valid TOML: {e}") from e
     v = _Validator(where)
-    v.keys(raw, _TOP_KEYS, "")
     _check_ints(v, raw, "")
-
-    name = v.get(raw, "name", str, required=True)
-    if not (0 < len(name) <= MAX_NAME and name[0].isalnum()
-            and all(ch.isalnum() or ch in "-_." for ch in name)):
-        v.fail("name", name, f"a name of 1 to {MAX_NAME} letters, digits, '-', '_' or '.', "
-               "starting with a letter or digit")
-    seed = _seed(v, raw, "seed")
-    models = v.get(raw, "models", int, required=True)
-    if not 1 <= models <= MAX_JOBS:
-        v.fail("models", models, f"an integer from 1 to {MAX_JOBS} (the number of seeds per "
-               "cell)")
-    scope = v.choice(raw, "scope", SCOPES, default="global")
-    prune_classifier = v.get(raw, "prune_classifier", bool, default=False)
-    prune_biases = v.get(raw, "prune_biases", bool, default=False)
-    device = v.get(raw, "device", str, default="auto")
-    index = re.fullmatch(r"cuda:(0|[1-9][0-9]{0,2})", device)
-    if device not in DEVICES and not (index and int(index[1]) <= MAX_CUDA_INDEX):
-        v.fail("device", device, f"'auto', 'cpu', 'cuda' or 'cuda:N' with N = 0..{MAX_CUDA_INDEX}")
-    n_val = v.get(raw, "n_val", int, default=5000)
-    if n_val < 1:
-        v.fail("n_val", n_val, "an integer >= 1 (validation images held out of the train split)")
-    test_subset = v.get(raw, "test_subset", int, default=None)
-    if test_subset is not None and test_subset < 1:
-        v.fail("test_subset", test_subset, "an integer >= 1 (test images to evaluate on)")
-    split_seed = _seed(v, raw, "split_seed")
-    corruption_seed = _seed(v, raw, "corruption_seed")
-
-    raw_dists = v.get(raw, "distributions", list, default=["nominal"])
-    if len(raw_dists) > MAX_JOBS:
-        v.fail("distributions", raw_dists, f"at most {MAX_JOBS} distributions")
-    distributions = tuple(_distribution(v, f"distributions[{i}]", d)
-                          for i, d in enumerate(raw_dists))
-    if len(set(distributions)) != len(distributions) or not distributions:
-        v.fail("distributions", raw_dists, "a non-empty list without repeats")
-    distributions = tuple(sorted(distributions, key=lambda d: (d != "nominal", d)))
-
-    top_methods = v.methods(raw, "methods", default=None)
-    top_ratios = v.ratios(raw, "ratios", default=None)
-    top_imbalance = _imbalance(v, raw, "", None)
-    cells = _cells(v, raw, top_methods, top_ratios, prune_classifier, prune_biases, top_imbalance)
-
-    gtab = v.get(raw, "gradients", dict, default={})
-    v.keys(gtab, _GRADIENT_KEYS, "gradients.")
-    mode = v.choice(gtab, "mode", GRADIENT_MODES, default="full", prefix="gradients.")
-    n_batches = v.get(gtab, "n_batches", int, default=None, prefix="gradients.")
-    if mode == "batches" and (n_batches is None or n_batches < 1):
-        v.fail("gradients.n_batches", n_batches, "an integer >= 1 when gradients.mode = 'batches'")
-    if mode != "batches" and n_batches is not None:
-        v.fail("gradients.n_batches", n_batches, "absent unless gradients.mode = 'batches'")
-
-    etab = v.get(raw, "executor", dict, default={})
-    v.keys(etab, _EXECUTOR_KEYS, "executor.")
-    ex = ExecutorSpec(
-        pack_size=etab.get("pack_size", 1),  # checked below
-        workers=v.get(etab, "workers", int, default=1, prefix="executor."),
-        gpus_per_pack=float(v.get(etab, "gpus_per_pack", float, default=1.0, prefix="executor.")),
-        cpus_per_pack=v.get(etab, "cpus_per_pack", int, default=1, prefix="executor."),
-        threads=v.get(etab, "threads", int, default=0, prefix="executor."),
-        deterministic=_deterministic(v, etab),
-        pack_options=_pack_options(v, etab),
-    )
-    if ex.pack_size != "auto" and not (_is_int(ex.pack_size)
-                                       and 1 <= ex.pack_size <= MAX_PACK_SIZE):
-        v.fail("executor.pack_size", ex.pack_size, f"an integer from 1 to {MAX_PACK_SIZE} (models "
-               "trained at once in one pack) or \"auto\"")
-    if not 1 <= ex.workers <= MAX_WORKERS:
-        v.fail("executor.workers", ex.workers, f"an integer from 1 to {MAX_WORKERS} (local "
-               "worker processes)")
-    g = ex.gpus_per_pack
-    if not (0.01 <= g <= 1 or (1 < g <= MAX_GPUS_PER_PACK and g == int(g))):
-        v.fail("executor.gpus_per_pack", g, "a fraction in [0.01, 1] or a whole number of GPUs "
-               f"up to {MAX_GPUS_PER_PACK}")
-    if not 1 <= ex.cpus_per_pack <= MAX_CPUS_PER_PACK:
-        v.fail("executor.cpus_per_pack", ex.cpus_per_pack, f"an integer from 1 to "
-               f"{MAX_CPUS_PER_PACK}")
-    if not 0 <= ex.threads <= MAX_THREADS:
-        v.fail("executor.threads", ex.threads, f"an integer from 0 to {MAX_THREADS} (0 = "
-               "torch's default)")
+    try:
+        f = StudyFile.model_validate(raw)
+    except ValidationError as e:
+        raise spec_error(where, e, StudyFile) from None
+    cells = _cells(v, f)
     try:  # as for CUDA unless the spec names the CPU; the run checks its resolved device again
-        ex.pack_options_for("cpu" if device == "cpu" else "cuda")
+        f.executor.pack_options_for("cpu" if f.device == "cpu" else "cuda")
     except ValueError as e:
-        v.fail("executor.pack_options", dict(ex.pack_options), str(e))
+        v.fail("executor.pack_options", dict(f.executor.pack_options), str(e))
 
-    ltab = v.get(raw, "lth", dict, default={})
-    v.keys(ltab, _LTH_KEYS, "lth.")
-    lth = LthSpec(
-        rewind_steps=v.get(ltab, "rewind_steps", int, default=500, prefix="lth."),
-        prune_fraction=float(v.get(ltab, "prune_fraction", float, default=0.2, prefix="lth.")),
-        retrain=v.choice(ltab, "retrain", LTH_RETRAIN, default="finetune", prefix="lth."),
-    )
-    if lth.rewind_steps < 0:
-        v.fail("lth.rewind_steps", lth.rewind_steps, "an integer >= 0 (optimiser steps of the "
-               "dense run; 0 = rewind to the initialisation)")
-    if not 0.0 < lth.prune_fraction < 1.0:
-        v.fail("lth.prune_fraction", lth.prune_fraction, "a fraction in (0, 1) of the remaining "
-               "prunable weights removed per level (0.2 = 20%)")
-    stab = v.get(raw, "structured", dict, default={})
-    v.keys(stab, _STRUCTURED_KEYS, "structured.")
-    structured = StructuredSpec(
-        chip_images=v.get(stab, "chip_images", int, default=256, prefix="structured."),
-        scope=v.choice(stab, "scope", SCOPES, default="layer", prefix="structured."),
-    )
-    if structured.chip_images < 1:
-        v.fail("structured.chip_images", structured.chip_images, "an integer >= 1 (training "
-               "images CHIP averages its channel scores over; a few hundred)")
-    structured = dataclasses.replace(structured, config=_structured_config(v, stab,
-                                                                           structured.scope))
-
-    archs = sorted({c.arch for c in cells})
     phase_over: dict[str, tuple[tuple[str, Any], ...]] = {}
     arch_over: list[tuple[str, str, tuple[tuple[str, Any], ...]]] = []
     for phase in ("train", "finetune"):
-        tab = v.get(raw, phase, dict, default={})
+        tab = getattr(f, phase)
         general = {k: val for k, val in tab.items() if not isinstance(val, dict)}
-        phase_over[phase] = _validated_overrides(v, general, f"{phase}.")
+        phase_over[phase] = _recipe_overrides(where, general, (phase,))
         for arch, sub in ((k, val) for k, val in tab.items() if isinstance(val, dict)):
             if arch not in ARCHS:
                 v.fail(f"{phase}.{arch}", "(table)", f"a recipe key or an architecture table "
                        f"[{phase}.<arch>] with <arch> one of {', '.join(ARCHS)}")
-            arch_over.append((phase, arch, _validated_overrides(v, sub, f"{phase}.{arch}.")))
+            arch_over.append((phase, arch, _recipe_overrides(where, sub, (phase, arch))))
 
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if output is None:
-        out_raw = v.get(raw, "output", str, default=f"runs/{name}")
+        out_raw = f.output if f.output is not None else f"runs/{f.name}"
         if _is_url(out_raw):
             v.fail("output", out_raw, "a local folder (the SQLite store needs a local file); put "
                    "remote artifacts under the 'artifacts' key instead")
         output = _local_folder(v, "output", out_raw, base)
     else:
         output = _local_folder(v, "output (--output)", output, Path.cwd())
-    art_raw = v.get(raw, "artifacts", str, default=None)
-    if art_raw is None:
+    if f.artifacts is None:
         artifacts = _local_folder(v, "output", str(Path(output) / "artifacts"), base)
-    elif _is_url(art_raw):
-        artifacts = _artifact_url(v, art_raw)
+    elif _is_url(f.artifacts):
+        artifacts = _artifact_url(v, f.artifacts)
     else:
-        artifacts = _local_folder(v, "artifacts", art_raw, base)
+        artifacts = _local_folder(v, "artifacts", f.artifacts, base)
 
     spec = StudySpec(
-        name=name, seed=seed, models=models, cells=cells, scope=scope,
-        prune_classifier=prune_classifier, prune_biases=prune_biases,
-        distributions=distributions, gradients=GradientSpec(mode, n_batches),
-        train_overrides=phase_over["train"], finetune_overrides=phase_over["finetune"],
-        arch_overrides=tuple(arch_over), n_val=n_val, test_subset=test_subset,
-        split_seed=split_seed, corruption_seed=corruption_seed, output=output,
-        artifacts=artifacts, device=device, executor=ex, lth=lth, structured=structured,
-        path=source, text=text,
+        **{k: getattr(f, k) for k in _Settings.model_fields}, cells=cells,
+        distributions=tuple(f.distributions), train_overrides=phase_over["train"],
+        finetune_overrides=phase_over["finetune"], arch_overrides=tuple(arch_over),
+        output=output, artifacts=artifacts, path=source, text=text,
     )
-    for arch in archs:  # build every recipe now so recipe errors surface before any work
+    _check_across_tables(v, spec, raw)
+    return spec
+
+
+def _check_across_tables(v: _Validator, spec: StudySpec, raw: dict[str, Any]) -> None:
+    """What no table can check alone: every recipe builds and fits :data:`MAX_EPOCHS`, the
+    hold-out, test subset and CHIP images fit each cell's splits, ratios are reachable and the
+    plan fits :data:`MAX_JOBS`."""
+    for arch in sorted({c.arch for c in spec.cells}):  # every recipe now: errors before work
         for phase in ("train", "finetune"):
             try:
                 recipe = spec.recipe(arch, phase)
             except ValueError as e:
-                raise SpecError(f"{where}: the [{phase}] recipe of {arch} is invalid: "
+                raise SpecError(f"{v.where}: the [{phase}] recipe of {arch} is invalid: "
                                 f"{e}") from e
             if recipe.epochs > MAX_EPOCHS:
                 key = next(f"{t}.{k}" for t in (f"{phase}.{arch}", phase)
@@ -552,7 +677,8 @@ def parse_spec(
                 v.fail(key, _table(raw, key.rsplit(".", 1)[0])[key.rsplit(".", 1)[1]],
                        f"a recipe of at most {MAX_EPOCHS} epochs ({arch}'s [{phase}] recipe has "
                        f"{recipe.epochs})")
-    for cell in cells:
+    n_val = spec.n_val
+    for cell in spec.cells:
         counts = (cell.imbalance.counts(cell.dataset) if cell.imbalance is not None
                   else expected(cell.dataset).counts["train"])
         n_train = sum(counts)
@@ -562,20 +688,80 @@ def parse_spec(
         if (val_quota(counts, n_val) >= counts).any():
             v.fail("n_val", n_val, f"a hold-out that leaves every class of {split} at least one "
                    f"training image (its class counts: {list(counts)})")
-    chip_cells = [c for c in cells if "chip" in dict(c.methods)]
-    for dataset in sorted({c.dataset for c in cells}):
+    chip_cells = [c for c in spec.cells if "chip" in dict(c.methods)]
+    for dataset in sorted({c.dataset for c in spec.cells}):
         n_train, n_test = (sum(n) for n in (expected(dataset).counts["train"],
                                             expected(dataset).counts["test"]))
-        if test_subset is not None and test_subset >= n_test:
-            v.fail("test_subset", test_subset, f"fewer than the {n_test} test images of "
+        if spec.test_subset is not None and spec.test_subset >= n_test:
+            v.fail("test_subset", spec.test_subset, f"fewer than the {n_test} test images of "
                    f"{dataset} (leave it out for the whole test split)")
-        if any(c.dataset == dataset for c in chip_cells) and (
-                structured.chip_images > n_train - n_val):
-            v.fail("structured.chip_images", structured.chip_images, f"at most the "
-                   f"{n_train - n_val} training images of {dataset} (after n_val)")
+        chip_images = spec.structured.chip_images
+        if any(c.dataset == dataset for c in chip_cells) and chip_images > n_train - n_val:
+            v.fail("structured.chip_images", chip_images, f"at most the {n_train - n_val} "
+                   f"training images of {dataset} (after n_val)")
     _check_ratios(v, spec)
     _check_job_count(v, spec)
-    return spec
+
+
+# ---- grid -----------------------------------------------------------------------------------
+def _split(imbalance: ImbalanceSpec | None) -> ImbalanceSpec | None:
+    """The training split of an ``imbalance`` table: ratio 1 is the balanced one (``None``)."""
+    return None if imbalance is None or imbalance.ratio == 1 else imbalance
+
+
+def _cells(v: _Validator, f: StudyFile) -> tuple[Cell, ...]:
+    """Expand the top-level grid or the ``[[grid]]`` entries into merged cells; an entry's
+    ``methods``, ``ratios``, ``imbalance``, ``prune_classifier`` and ``prune_biases`` override
+    the study-wide values for its cells (two entries naming one cell must agree on the flags)."""
+    entries: list[tuple[str, _GridKeys]] = [("", f)]
+    if f.grid is not None:
+        for k in ("datasets", "architectures"):
+            if getattr(f, k) is not None:
+                v.fail(k, getattr(f, k), "absent when [[grid]] entries are given (put it in each "
+                       "[[grid]] entry instead)")
+        entries = [(f"grid[{i}].", g) for i, g in enumerate(f.grid)]
+
+    merged: dict[tuple[str, str, ImbalanceSpec | None], dict[str, set[float]]] = {}
+    flags: dict[tuple[str, str, ImbalanceSpec | None], tuple[tuple[bool, bool], str]] = {}
+    for prefix, entry in entries:
+        cell_flags = tuple(getattr(f, k) if getattr(entry, k) is None else getattr(entry, k)
+                           for k in ("prune_classifier", "prune_biases"))
+        imbalance = _split(f.imbalance) if entry.imbalance is None else _split(entry.imbalance)
+        for k in ("datasets", "architectures"):
+            if getattr(entry, k) is None:
+                raise SpecError(f"{v.where}: missing required key '{prefix}{k}'")
+        methods = entry.methods if entry.methods is not None else f.methods
+        ratios = entry.ratios if entry.ratios is not None else f.ratios
+        if methods is None:
+            v.fail(f"{prefix}methods", None, f"a list of methods from {', '.join(METHODS)} "
+                   "(here or at the top level); use [] for dense models only")
+        if methods and ratios is None:
+            v.fail(f"{prefix}ratios", None, "a list of compression ratios > 1 (here or at the "
+                   "top level)")
+        for d in dict.fromkeys(entry.datasets):
+            for a in dict.fromkeys(entry.architectures):
+                if (error := choices.arch_error(d, a)) is not None:
+                    v.fail(f"{prefix}architectures", a, error)
+                if imbalance is not None:
+                    n_max = min(expected(d).counts["train"])
+                    if imbalance.ratio > n_max:
+                        v.fail(f"{prefix}imbalance.ratio", imbalance.ratio, f"at most {n_max} on "
+                               f"{d} (its smallest class has {n_max} training images)")
+                key = (d, a, imbalance)
+                before, where = flags.setdefault(key, (cell_flags, prefix))
+                if before != cell_flags:
+                    v.fail(f"{prefix}prune_classifier", cell_flags[0],
+                           f"the prune_classifier/prune_biases of the other entry naming {a} on "
+                           f"{d} ({where.rstrip('.') or 'top level'}: {before[0]}/{before[1]}); "
+                           "one cell has one prunable set")
+                cell = merged.setdefault(key, {})
+                for m in methods:
+                    cell.setdefault(m, set()).update(ratios or ())
+    return tuple(
+        Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in METHODS if m in ms),
+             *flags[(d, a, imb)][0], imbalance=imb)
+        for (d, a, imb), ms in merged.items()
+    )
 
 
 def _table(raw: dict[str, Any], dotted: str) -> dict[str, Any]:
@@ -583,14 +769,6 @@ def _table(raw: dict[str, Any], dotted: str) -> dict[str, Any]:
     for k in dotted.split("."):
         raw = raw.get(k, {}) if isinstance(raw, dict) else {}
     return raw if isinstance(raw, dict) else {}
-
-
-def _seed(v: _Validator, raw: dict[str, Any], key: str) -> int:
-    """A seed key: an integer from 0 to :data:`INT64_MAX` (default 0)."""
-    seed = v.get(raw, key, int, default=0)
-    if not 0 <= seed <= INT64_MAX:
-        v.fail(key, seed, f"an integer from 0 to {INT64_MAX}")
-    return seed
 
 
 def jobs_per_model(spec: StudySpec) -> int:
@@ -665,10 +843,9 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
             n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch,
                                                     cell.prune_classifier, cell.prune_biases)
             top = max(unstructured)
-            try:
-                keep_count(n_total, n_prunable, top)
-            except UnreachableRatioError as e:
-                v.fail("ratios", top, f"ratios {cell.arch} on {cell.dataset} can reach: {e}")
+            reach = choices.reach_error(n_total, n_prunable, top, f"{cell.arch} on {cell.dataset}")
+            if reach is not None:
+                v.fail("ratios", top, reach)
         if "lth" in methods:
             # levels to the top ratio: keep (1 - f)^L of the prunable weights, with
             # n_total / (n_total - n_prunable + kept) >= top (reachable: checked above)
@@ -735,28 +912,6 @@ def _fresh_model(dataset: str, arch: str) -> Any:
     return build_model(arch, inf.num_classes, c, image_size=h)
 
 
-def _structured_config(v: _Validator, stab: dict[str, Any], scope: str
-                       ) -> tuple[tuple[str, str], ...]:
-    """``[structured] config``: one name for every structured method, or a table by method."""
-    from prunescope.prune.structured_configs import STRUCTURED_CONFIGS
-
-    names = ("uniform", *STRUCTURED_CONFIGS)
-    raw = stab.get("config", "uniform")
-    if isinstance(raw, dict):
-        v.keys(raw, set(STRUCTURED_METHODS), "structured.config.")
-        by_method = {m: raw.get(m, "uniform") for m in STRUCTURED_METHODS}
-    else:
-        by_method = {m: raw for m in STRUCTURED_METHODS}
-    for m, name in by_method.items():
-        if name not in names:
-            v.fail("structured.config", raw, f"one of {', '.join(names)}, or a table "
-                   f"{{{' = ..., '.join(STRUCTURED_METHODS)} = ...}} of them")
-        if name != "uniform" and scope != "layer":
-            v.fail("structured.scope", scope, f"'layer' with config {name!r} (a published "
-                   "config fixes every layer's width)")
-    return tuple(by_method.items())
-
-
 def structured_max_ratio(model: Any, config: str = "uniform") -> float:
     """The largest compression ratio structured pruning with ``config`` reaches on ``model``
     (every channel group it narrows down to one channel): ``n_total / n_after`` (all
@@ -766,138 +921,10 @@ def structured_max_ratio(model: Any, config: str = "uniform") -> float:
     return max_ratio(model, config)
 
 
-# ---- grid -----------------------------------------------------------------------------------
-def _imbalance(v: _Validator, tab: dict[str, Any], prefix: str,
-               default: ImbalanceSpec | None) -> ImbalanceSpec | None:
-    """The ``imbalance`` table of ``tab`` (``default`` when absent; ``None`` for ratio 1)."""
-    if "imbalance" not in tab:
-        return default
-    key = f"{prefix}imbalance"
-    itab = v.get(tab, "imbalance", dict, prefix=prefix)
-    v.keys(itab, _IMBALANCE_KEYS, key + ".")
-    ratio = v.get(itab, "ratio", float, required=True, prefix=key + ".")
-    if not (math.isfinite(ratio) and ratio >= 1):
-        v.fail(f"{key}.ratio", ratio, "a finite ratio >= 1 of the largest to the smallest class "
-               "count (1 = the balanced split)")
-    profile = v.choice(itab, "profile", PROFILES, default="exponential", prefix=key + ".")
-    seed = v.get(itab, "seed", int, default=0, prefix=key + ".")
-    if seed < 0:
-        v.fail(f"{key}.seed", seed, "an integer >= 0")
-    return None if ratio == 1 else ImbalanceSpec(float(ratio), profile, seed)
-
-
-def _cells(
-    v: _Validator,
-    raw: dict[str, Any],
-    top_methods: tuple[str, ...] | None,
-    top_ratios: tuple[float, ...] | None,
-    prune_classifier: bool,
-    prune_biases: bool,
-    top_imbalance: ImbalanceSpec | None = None,
-) -> tuple[Cell, ...]:
-    """Expand the top-level grid or the ``[[grid]]`` entries into merged cells; an entry's
-    ``prune_classifier``/``prune_biases`` override the study-wide values for its cells (two
-    entries naming one cell must agree on them)."""
-    entries: list[tuple[str, dict[str, Any]]]
-    if "grid" in raw:
-        for key in ("datasets", "architectures"):
-            if key in raw:
-                v.fail(key, raw[key], "absent when [[grid]] entries are given (put it in each "
-                       "[[grid]] entry instead)")
-        grid = raw["grid"]
-        if not isinstance(grid, list) or not grid or not all(isinstance(g, dict) for g in grid):
-            v.fail("grid", grid, "a non-empty array of tables ([[grid]] entries)")
-        entries = [(f"grid[{i}].", g) for i, g in enumerate(grid)]
-    else:
-        entries = [("", {k: raw[k] for k in _GRID_KEYS if k in raw})]
-
-    merged: dict[tuple[str, str, ImbalanceSpec | None], dict[str, set[float]]] = {}
-    flags: dict[tuple[str, str, ImbalanceSpec | None], tuple[tuple[bool, bool], str]] = {}
-    for prefix, entry in entries:
-        if prefix:
-            v.keys(entry, _GRID_KEYS | set(_CELL_FLAG_KEYS), prefix)
-        cell_flags = (v.get(entry, "prune_classifier", bool, default=prune_classifier,
-                            prefix=prefix),
-                      v.get(entry, "prune_biases", bool, default=prune_biases, prefix=prefix))
-        imbalance = _imbalance(v, entry, prefix, top_imbalance) if prefix else top_imbalance
-        datasets = v.names(entry, "datasets", DATASETS, prefix)
-        archs = v.names(entry, "architectures", ARCHS, prefix)
-        methods = v.methods(entry, "methods", default=top_methods, prefix=prefix)
-        ratios = v.ratios(entry, "ratios", default=top_ratios, prefix=prefix)
-        if methods is None:
-            v.fail(f"{prefix}methods", None, f"a list of methods from {', '.join(METHODS)} "
-                   "(here or at the top level); use [] for dense models only")
-        if methods and ratios is None:
-            v.fail(f"{prefix}ratios", None, "a list of compression ratios > 1 (here or at the "
-                   "top level)")
-        for d in datasets:
-            for a in archs:
-                lenet = a in LENET_ARCHS
-                if lenet and d.startswith("cifar") or not lenet and "mnist" in d:
-                    v.fail(f"{prefix}architectures", a, f"an architecture that fits {d}: "
-                           + ("resnet*" if d.startswith("cifar") else ", ".join(LENET_ARCHS)))
-                if imbalance is not None:
-                    n_max = min(expected(d).counts["train"])
-                    if imbalance.ratio > n_max:
-                        v.fail(f"{prefix}imbalance.ratio", imbalance.ratio, f"at most {n_max} on "
-                               f"{d} (its smallest class has {n_max} training images)")
-                key = (d, a, imbalance)
-                before, where = flags.setdefault(key, (cell_flags, prefix))
-                if before != cell_flags:
-                    v.fail(f"{prefix}prune_classifier", cell_flags[0],
-                           f"the prune_classifier/prune_biases of the other entry naming {a} on "
-                           f"{d} ({where.rstrip('.') or 'top level'}: {before[0]}/{before[1]}); "
-                           "one cell has one prunable set")
-                cell = merged.setdefault(key, {})
-                for m in methods or ():
-                    cell.setdefault(m, set()).update(ratios or ())
-    return tuple(
-        Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in METHODS if m in ms),
-             *flags[(d, a, imb)][0], imbalance=imb)
-        for (d, a, imb), ms in merged.items()
-    )
-
-
 # ---- recipe overrides -----------------------------------------------------------------------
-def _validated_overrides(v: _Validator, tab: dict[str, Any], prefix: str
-                         ) -> tuple[tuple[str, Any], ...]:
-    """Type-check ``[train]``/``[finetune]`` keys against :class:`Recipe`'s fields."""
-    hints = typing.get_type_hints(Recipe)
-    fields = {f.name for f in dataclasses.fields(Recipe)}
-    v.keys(tab, fields | _RECIPE_EXTRA_KEYS, prefix)
-    if "epochs" in tab and "epochs_scale" in tab:
-        v.fail(f"{prefix}epochs", tab["epochs"], "absent when epochs_scale is given (use one)")
-    out: list[tuple[str, Any]] = []
-    for key in sorted(tab):
-        val = tab[key]
-        if key == "epochs_scale":
-            if not _is_num(val) or not 0 < val <= MAX_EPOCHS:
-                v.fail(prefix + key, val, f"a number in (0, {MAX_EPOCHS}] multiplying every "
-                       "schedule block's epochs")
-            out.append((key, float(val)))
-        elif key == "epochs":
-            if not _is_int(val) or not 1 <= val <= MAX_EPOCHS:
-                v.fail(prefix + key, val, f"an integer from 1 to {MAX_EPOCHS} (the schedule is "
-                       "scaled to it)")
-            out.append((key, val))
-        elif key == "schedule":
-            ok = isinstance(val, list) and val and all(
-                isinstance(b, list) and len(b) == 2 and _is_int(b[0]) and _is_num(b[1])
-                for b in val)
-            if not ok:
-                v.fail(prefix + key, val, "a non-empty list of [epochs, lr] pairs, e.g. "
-                       "[[10, 0.1], [5, 0.01]]")
-            out.append((key, tuple((int(e), float(lr)) for e, lr in val)))
-        else:
-            if not _matches(val, hints[key]):
-                v.fail(prefix + key, val, f"a value of type {_type_name(hints[key])}")
-            out.append((key, float(val) if hints[key] is float else val))
-    return tuple(out)
-
-
-def _apply_overrides(base: Recipe, over: dict[str, Any], where: str) -> Recipe:
+def _apply_overrides(base: Recipe, over: dict[str, Any]) -> Recipe:
     """``base`` with ``over`` applied; ``epochs_scale``/``epochs`` rescale the schedule last."""
-    fields = {k: val for k, val in over.items() if k not in _RECIPE_EXTRA_KEYS}
+    fields = {k: val for k, val in over.items() if k not in _Rescale.model_fields}
     recipe = dataclasses.replace(base, **fields)
     if "epochs_scale" in over:
         epochs = max(1, round(recipe.epochs * over["epochs_scale"]))
@@ -905,27 +932,6 @@ def _apply_overrides(base: Recipe, over: dict[str, Any], where: str) -> Recipe:
     if "epochs" in over:
         recipe = recipe.with_epochs(over["epochs"])
     return recipe
-
-
-def _matches(val: Any, hint: Any) -> bool:
-    """Whether a TOML value fits a simple type hint (bool, int, float, str, X | None)."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return any(_matches(val, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return val is None
-    if hint is bool:
-        return isinstance(val, bool)
-    if hint is int:
-        return _is_int(val)
-    if hint is float:
-        return _is_num(val)
-    if hint is str:
-        return isinstance(val, str)
-    return False
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint)
 
 
 def _is_int(x: Any) -> bool:
@@ -938,12 +944,6 @@ def _is_num(x: Any) -> bool:
 
 def _is_url(s: str) -> bool:
     return "://" in s
-
-
-def _printable(key: str) -> str:
-    """A key path as shown in a message: non-printable characters (newlines, NUL, bidi
-    controls) escaped, so every message stays one readable line."""
-    return key if key.isprintable() else repr(key)[1:-1]
 
 
 def _check_ints(v: _Validator, node: Any, path: str) -> None:
@@ -1008,89 +1008,3 @@ def _artifact_url(v: _Validator, text: str) -> str:
     return text
 
 
-def _distribution(v: _Validator, key: str, name: Any) -> str:
-    """The canonical name of a test distribution (``prunescope.data.corruptions``)."""
-    try:
-        return Distribution.parse(name).name
-    except (TypeError, ValueError):
-        v.fail(key, name, "'nominal', '<corruption>-<severity 1..5>' with corruption one of "
-               f"{', '.join(CORRUPTIONS)}, or 'noise-<std>' (std on the 0..1 scale)")
-
-
-class _Validator:
-    """Typed access to a TOML table; every failure names the file, key, value and allowed."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def fail(self, key: str, value: Any, allowed: str) -> typing.NoReturn:
-        shown = repr(value)
-        if len(shown) > 120:
-            shown = f"{shown[:100]}... ({len(shown)} characters)"
-        raise SpecError(f"{self.where}: key '{_printable(key)}' = {shown} is invalid; "
-                        f"allowed: {allowed}")
-
-    def keys(self, tab: dict[str, Any], allowed: set[str], prefix: str) -> None:
-        unknown = sorted(set(tab) - allowed)
-        if unknown:
-            raise SpecError(
-                f"{self.where}: unknown key '{_printable(prefix + unknown[0])}'"
-                + (f" (and {', '.join(_printable(prefix + u) for u in unknown[1:])})"
-                   if unknown[1:] else "")
-                + f"; allowed keys here: {', '.join(sorted(allowed))}"
-            )
-
-    def get(self, tab: dict[str, Any], key: str, typ: type, *, default: Any = None,
-            required: bool = False, prefix: str = "") -> Any:
-        if key not in tab:
-            if required:
-                raise SpecError(f"{self.where}: missing required key '{prefix}{key}'")
-            return default
-        val = tab[key]
-        ok = _is_int(val) if typ is int else _is_num(val) if typ is float else isinstance(val, typ)
-        if not ok:
-            self.fail(prefix + key, val, f"a value of type {typ.__name__}")
-        return val
-
-    def choice(self, tab: dict[str, Any], key: str, allowed: tuple[str, ...], *, default: str,
-               prefix: str = "") -> str:
-        val = self.get(tab, key, str, default=default, prefix=prefix)
-        if val not in allowed:
-            self.fail(prefix + key, val, f"one of {', '.join(allowed)}")
-        return val
-
-    def names(self, tab: dict[str, Any], key: str, allowed: tuple[str, ...], prefix: str
-              ) -> tuple[str, ...]:
-        vals = self.get(tab, key, list, required=True, prefix=prefix)
-        if not vals:
-            self.fail(prefix + key, vals, f"a non-empty list from {', '.join(allowed)}")
-        for i, x in enumerate(vals):
-            if x not in allowed:
-                self.fail(f"{prefix}{key}[{i}]", x, f"one of {', '.join(allowed)}")
-        return tuple(dict.fromkeys(vals))
-
-    def methods(self, tab: dict[str, Any], key: str, *, default: tuple[str, ...] | None,
-                prefix: str = "") -> tuple[str, ...] | None:
-        if key not in tab:
-            return default
-        vals = self.get(tab, key, list, prefix=prefix)
-        for i, m in enumerate(vals):
-            if m in PLANNED_METHODS:  # pragma: no cover -- none left
-                self.fail(f"{prefix}{key}[{i}]", m, f"one of {', '.join(METHODS)} ({m} is "
-                          "specified in SPEC 3 but not implemented in the study layer yet)")
-            if m not in METHODS:
-                self.fail(f"{prefix}{key}[{i}]", m, f"one of {', '.join(METHODS)}")
-        return tuple(dict.fromkeys(vals))
-
-    def ratios(self, tab: dict[str, Any], key: str, *, default: tuple[float, ...] | None,
-               prefix: str = "") -> tuple[float, ...] | None:
-        if key not in tab:
-            return default
-        vals = self.get(tab, key, list, prefix=prefix)
-        if not vals:
-            self.fail(prefix + key, vals, "a non-empty list of compression ratios > 1")
-        for i, r in enumerate(vals):
-            if not _is_num(r) or r <= 1:
-                self.fail(f"{prefix}{key}[{i}]", r, "a finite compression ratio > 1 "
-                          "(all params / nonzero params, SPEC 3)")
-        return tuple(sorted({float(r) for r in vals}))
