@@ -146,7 +146,9 @@ for _k in ("seed", "split_seed", "corruption_seed", "n_val", "test_subset", "wor
 def _value_for(draw, key: Any) -> Any:
     """A replacement for the value of ``key``: mostly one aimed at it, else any value."""
     aimed = KEY_VALUES.get(key) if isinstance(key, str) else None
-    return draw(st.one_of(aimed, aimed, values) if aimed is not None else values)
+    # a copy: sampled_from hands out its own list objects, which later mutations would change
+    # (and the strategy with them: hypothesis' FlakyStrategyDefinition)
+    return copy.deepcopy(draw(st.one_of(aimed, aimed, values) if aimed is not None else values))
 
 
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -191,7 +193,8 @@ def mutated(draw) -> tuple[str, str]:
                 del parent[path[-1]]
             elif op == "wrap":
                 old = parent[path[-1]]
-                parent[path[-1]] = draw(st.sampled_from([[old], {"x": old}, [old, old]]))
+                parent[path[-1]] = copy.deepcopy(draw(st.sampled_from([[old], {"x": old},
+                                                                       [old, old]])))
             else:
                 parent[path[-1]] = _value_for(draw, path[-1])
         else:  # add (or overwrite) a key: mostly one documented for that table
