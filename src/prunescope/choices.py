@@ -15,7 +15,7 @@ from typing import Any
 
 from prunescope.data.corruptions import CORRUPTIONS, Distribution
 from prunescope.data.registry import names as dataset_names
-from prunescope.models import ARCHS, LENET_ARCHS
+from prunescope.archs import ARCHS, LENET_ARCHS
 from prunescope.prune import GRADIENT_MODES, SCOPES, UnreachableRatioError, keep_count
 
 __all__ = [

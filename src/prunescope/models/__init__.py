@@ -10,13 +10,9 @@ import math
 import torch
 from torch import nn
 
-from prunescope.models.lenet import VARIANTS, LeNet5
-from prunescope.models.resnet_cifar import DEPTHS, BasicBlock, CifarResNet
-
-#: ``{architecture name: LeNet5 variant}`` of the LeNets (MNIST-like data)
-LENET_ARCHS: dict[str, str] = {name: variant for variant, (name, _, _) in VARIANTS.items()}
-#: every architecture name :func:`build_model` accepts
-ARCHS: tuple[str, ...] = tuple(LENET_ARCHS) + tuple(f"resnet{d}" for d in DEPTHS)
+from prunescope.archs import ARCHS, LENET_ARCHS
+from prunescope.models.lenet import LeNet5
+from prunescope.models.resnet_cifar import BasicBlock, CifarResNet
 
 __all__ = ["ARCHS", "LENET_ARCHS", "BasicBlock", "CifarResNet", "LeNet5", "build_model",
            "classifier_name", "init_weights", "skeleton"]

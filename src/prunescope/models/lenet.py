@@ -46,12 +46,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunescope.archs import LENET_ARCHS
 
-#: ``{variant: (architecture name, conv kernel size, conv1 padding)}``
+
+#: ``{variant: (conv kernel size, conv1 padding)}``
+_SHAPES: dict[str, tuple[int, int]] = {"classic": (5, 2), "shrinkbench": (3, 0)}
+#: ``{variant: (architecture name, conv kernel size, conv1 padding)}``, names from
+#: :data:`prunescope.archs.LENET_ARCHS`
 VARIANTS: dict[str, tuple[str, int, int]] = {
-    "classic": ("lenet5", 5, 2),
-    "shrinkbench": ("lenet5-shrinkbench", 3, 0),
-}
+    variant: (name, *_SHAPES[variant]) for name, variant in LENET_ARCHS.items()}
 
 
 class LeNet5(nn.Module):

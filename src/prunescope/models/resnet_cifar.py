@@ -21,8 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: depth -> blocks per stage n (depth = 6n + 2)
-DEPTHS: dict[int, int] = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}
+from prunescope.archs import RESNET_DEPTHS
+
+#: depth -> blocks per stage n (depth = 6n + 2): :data:`prunescope.archs.RESNET_DEPTHS`
+DEPTHS = RESNET_DEPTHS
 
 
 class BasicBlock(nn.Module):

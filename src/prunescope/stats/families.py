@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from prunescope import archs
 from prunescope import methods as registry
 from prunescope.data.registry import names as dataset_names
 from prunescope.stats.ci import CELL_KEYS
@@ -65,7 +66,7 @@ Families = Literal["column", "table"]
 FAMILIES: tuple[str, ...] = ("column", "table")
 
 #: Architecture sizes in increasing order (SPEC 5 family 2).
-ARCH_ORDER: tuple[str, ...] = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+ARCH_ORDER: tuple[str, ...] = archs.RESNET_ARCHS
 #: Dataset pairs (simpler, harder) of SPEC 5 family 3.
 DATASET_PAIRS: tuple[tuple[str, str], ...] = (
     ("mnist", "cifar10"), ("fashion-mnist", "cifar10"), ("cifar10", "cifar100"),
@@ -97,7 +98,7 @@ DATASET_ORDER: tuple[str, ...] = dataset_names()
 #: order, then any other name sorted (the report's figures use the same orders; method pairs
 #: keep :data:`METHOD_ORDER` for which method is side ``a``).
 LEVEL_ORDER: dict[str, tuple[str, ...]] = {
-    "dataset": DATASET_ORDER, "arch": ("lenet5-shrinkbench", "lenet5", *ARCH_ORDER),
+    "dataset": DATASET_ORDER, "arch": archs.DISPLAY_ORDER,
     "method": registry.display_order(),
 }
 
