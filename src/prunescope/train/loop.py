@@ -415,6 +415,18 @@ def train_net(
     device = _model_device(module)
     opts = options
     opts.check(device)
+    n = len(trains[0])
+    bs = recipe.batch_size
+    steps = trains[0].num_batches(bs, recipe.max_steps_per_epoch)
+    used = min(n, steps * bs)
+    total_steps = steps * recipe.epochs
+    if not 0 <= start_step < total_steps:
+        raise ValueError(f"start_step={start_step} is outside the run's 0..{total_steps - 1} "
+                         "optimiser steps; lower it or lengthen the recipe")
+    if stop_after_step is not None and not start_step < stop_after_step <= total_steps:
+        raise ValueError(f"stop_after_step={stop_after_step} is outside the run's "
+                         f"{start_step + 1}..{total_steps} optimiser steps; lower it or "
+                         "lengthen the recipe")
     masked_params, masked_by = masks
     _mask_params(masked_params, masked_by)
     if opts.channels_last:  # converts the parameters' storage; the Parameter objects stay
@@ -439,18 +451,6 @@ def train_net(
                              dynamic=False)
 
     gens = [data_generator(s) for s in seeds]
-    n = len(trains[0])
-    bs = recipe.batch_size
-    steps = trains[0].num_batches(bs, recipe.max_steps_per_epoch)
-    used = min(n, steps * bs)
-    total_steps = steps * recipe.epochs
-    if not 0 <= start_step < total_steps:
-        raise ValueError(f"start_step={start_step} is outside the run's 0..{total_steps - 1} "
-                         "optimiser steps; lower it or lengthen the recipe")
-    if stop_after_step is not None and not start_step < stop_after_step <= total_steps:
-        raise ValueError(f"stop_after_step={stop_after_step} is outside the run's "
-                         f"{start_step + 1}..{total_steps} optimiser steps; lower it or "
-                         "lengthen the recipe")
     histories: list[list[dict[str, Any]]] = [[] for _ in range(g)]
     best_loss = [math.inf] * g
     best_epoch = [0] * g
