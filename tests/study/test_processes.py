@@ -237,30 +237,3 @@ def test_worker_killed_alone_loses_only_its_pack(tiny_reference, tiny_spec, weig
     assert sorted(a for _, a, _ in rows.values()) == [1] * 13 + [2]
     pd.testing.assert_frame_equal(load_results(spec).frame, ref_frame)
     assert weights_digests(spec) == ref_digests
-
-
-def test_ctrl_c_during_a_worker_fork_is_not_lost(monkeypatch):
-    """A Ctrl-C that reaches the driver while it forks a worker (the instant SIGINT used to be
-    ignored, so that the worker starts ignoring it) interrupts the driver right after the fork,
-    and the new worker is tracked, so closing the executor ends it. Before, the signal was
-    dropped and the run went on (exit 0 of the Ctrl-C test under load)."""
-    import pytest
-
-    from prunescope.study.executors import ProcessExecutor
-
-    ex = ProcessExecutor(1)
-    start = ex._mp.Process.start
-
-    def signalled_during_fork(process):
-        os.kill(os.getpid(), signal.SIGINT)  # arrives inside the window
-        start(process)
-
-    monkeypatch.setattr(ex._mp.Process, "start", signalled_during_fork)
-    with pytest.raises(KeyboardInterrupt):
-        ex._spawn()
-    assert len(ex._procs) == 1
-    pid = ex._procs[0].process.pid
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
-    ex.close()
-    assert not _alive(pid)

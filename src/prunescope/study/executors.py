@@ -137,8 +137,8 @@ def _worker_main(conn: mp_connection.Connection, parent_pid: int) -> None:
     ``("done", key, results)`` or ``("error", key, text)`` per pack.
 
     Ctrl-C reaches every process of the terminal's process group; the driver alone handles it
-    and stops its workers, so SIGINT is ignored here (until now it was blocked, since this
-    process started: :meth:`ProcessExecutor._spawn`). SIGTERM keeps its default action: the driver
+    and stops its workers, so SIGINT is ignored here (it was already ignored while this process
+    started, see :meth:`ProcessExecutor._spawn`). SIGTERM keeps its default action: the driver
     ends a worker with it, silently."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(parent_pid)
@@ -217,34 +217,22 @@ class ProcessExecutor:
         self._next_key = 0
 
     def _spawn(self) -> _Worker:
-        """Start a worker process that cannot be interrupted by Ctrl-C, without losing one the
-        driver gets meanwhile.
-
-        The forking thread blocks SIGINT for the instant of the fork, so the worker starts with
-        SIGINT blocked (the mask is inherited across exec) until its first instruction ignores
-        it: a Ctrl-C while it imports torch prints no traceback. A Ctrl-C that reaches the driver
-        in that instant is recorded and raised as ``KeyboardInterrupt`` right after the fork,
-        once the new worker is tracked, so the interrupted driver stops it too (before, the
-        driver ignored SIGINT in that instant and the Ctrl-C was lost)."""
+        """Start a worker process with SIGINT ignored from its first instruction on (the
+        disposition is inherited across exec), so that a Ctrl-C while it imports torch prints
+        no traceback. The driver ignores SIGINT only for the instant of the fork."""
         conn, child = self._mp.Pipe()
         process = self._mp.Process(target=_worker_main, args=(child, os.getpid()),
                                    name="prunescope-worker")
         main = threading.current_thread() is threading.main_thread()
-        interrupted: list[int] = []
-        if main:
-            old = signal.signal(signal.SIGINT, lambda signum, _frame: interrupted.append(signum))
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         try:
             process.start()
-            worker = _Worker(process, conn)
-            self._procs.append(worker)
         finally:
-            child.close()
             if main:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one: now
                 signal.signal(signal.SIGINT, old)
-        if interrupted:
-            raise KeyboardInterrupt
+            child.close()
+        worker = _Worker(process, conn)
+        self._procs.append(worker)
         return worker
 
     def free_slots(self) -> int:
