@@ -66,12 +66,19 @@ def _running(store: Path) -> int:
         return 0
 
 
+#: the driver under test starts with Ctrl-C's usual handler even when the test suite itself runs
+#: with SIGINT ignored (a background job of a non-interactive shell, `nohup`), which the driver
+#: would inherit: it would then ignore the test's Ctrl-C, as any such program does
+_DRIVER = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+           "from prunescope.cli import main; main()")
+
+
 def _start(spec_file: Path) -> subprocess.Popen:
     """`prunescope run SPEC --quiet` in a session of its own (so that Ctrl-C can be sent to its
     whole process group, as a terminal does), stdout and stderr captured apart."""
-    return subprocess.Popen([sys.executable, "-c", "from prunescope.cli import main; main()",
-                             "run", str(spec_file), "--quiet"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-c", _DRIVER, "run", str(spec_file), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def _wait_busy(proc: subprocess.Popen, store: Path, timeout: float = 120) -> list[int]:
