@@ -388,8 +388,8 @@ __all__ = [
 
 
 # ---- underrepresented classes: long-tailed splits and PIEs (docs/underrepresented.md) -------
-#: cell keys of the long-tail and PIE frames
-UNDER_CELL = ["dataset", "arch", "method", "ratio", "distribution"]
+#: cell keys of the long-tail and PIE frames (:data:`prunescope.metrics.CELL_KEYS`)
+UNDER_CELL = list(metrics.CELL_KEYS)
 
 
 def longtail_slopes(paired: pd.DataFrame, splits: pd.DataFrame

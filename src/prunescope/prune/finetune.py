@@ -122,7 +122,12 @@ def prune_one_shot(model: nn.Module, meta: Mapping[str, Any], method: str, ratio
                          seed=derive_seed(seed, "rp"), scope=scope,
                          prune_classifier=prune_classifier, prune_biases=prune_biases, meta=meta)
     return OneShot(result, pruned_meta(meta, method, recipe) | {"pruning": result.summary()},
-                   derive_seed(seed, "finetune"))
+                   finetune_seed(seed))
+
+
+def finetune_seed(seed: int) -> int:
+    """The data-order seed of a pruned model's fine-tuning (one-shot and structured)."""
+    return derive_seed(seed, "finetune")
 
 
 def prune_and_finetune(

@@ -258,7 +258,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     full: str | None = None  # the file a job could not write for lack of space
     while waiting:
         if full is not None and in_flight == 0:  # every pack in flight is recorded
-            raise OSError(errno.ENOSPC, "No space left on device", full or spec.artifacts)
+            raise OSError(errno.ENOSPC, "No space left on device", full)
         while full is None and ex.free_slots() > 0 and any(ready.values()):
             key = min((k for k, h in ready.items() if h), key=lambda k: ready[k][0][0])
             heap = ready[key]

@@ -40,7 +40,7 @@ from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
 from prunescope.metrics import confusion_from_predictions
 from prunescope.prune import data_gradients
-from prunescope.prune.finetune import prune_one_shot, pruned_meta
+from prunescope.prune.finetune import finetune_seed, prune_one_shot, pruned_meta
 from prunescope.prune.iterative import level_seed, rewind_point, start_level
 from prunescope.prune.structured import (load_structured_checkpoint, structured_meta,
                                          structured_prune_model)
@@ -618,7 +618,7 @@ def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJo
                                pruned_meta(meta, p.method, recipe) | {"job_id": job.id})
     summary = res.summary()
     return _FitJob(job, res.model.to(ctx.device), train, val, recipe,
-                   derive_seed(p.seed, "finetune"), None, new_meta,
+                   finetune_seed(p.seed), None, new_meta,
                    achieved_ratio=res.achieved_ratio,
                    details={"structured": {"widths": summary["widths"],
                                            "config": summary["config"],

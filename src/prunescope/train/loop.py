@@ -467,7 +467,8 @@ def train_net(
             t0 = time.perf_counter()
             loss_sum = torch.zeros(g, dtype=torch.float64, device=device)
             losses = torch.zeros(steps, g, dtype=torch.float32, device=device)
-            checked = skip if epoch == first_epoch + 1 else 0
+            begin = skip if epoch == first_epoch + 1 else 0  # steps before start_step
+            checked = begin
             seen = 0
             order, offsets, flips = _epoch_draws(n, used, recipe.augment, gens, device)
             for step in range(checked + 1, steps + 1):
@@ -520,8 +521,7 @@ def train_net(
                 state = {k: v.contiguous() for k, v in module.state_dict().items()}
             for i in range(g):
                 record = {
-                    "epoch": epoch, "lr": lr, "steps": steps - (skip if epoch == first_epoch + 1
-                                                                else 0),
+                    "epoch": epoch, "lr": lr, "steps": steps - begin,
                     "train_loss": train_losses[i], "val_loss": val_losses[i],
                     "val_acc": val_accs[i], "seconds": seconds,
                     "images_per_s": seen / train_seconds if train_seconds > 0 else math.inf,
