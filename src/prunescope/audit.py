@@ -43,19 +43,18 @@ import pandas as pd
 import torch
 from torch import nn
 
-from prunescope import metrics
-from prunescope.data.corruptions import Distribution
+from prunescope import choices, metrics
+from prunescope.catalog import methods as registry
 from prunescope.data.device import DeviceImages
-from prunescope.data.splits import train_val_indices
+from prunescope.data.splits import train_val_indices, training_split
 from prunescope.prune.gradients import gradient_batches
-from prunescope.prune import (GRADIENT_METHODS, UnreachableRatioError, count_parameters, keep_count,
-                              prunable)
+from prunescope.prune import UnreachableRatioError, count_parameters, keep_count, prunable
 from prunescope.study.artifacts import Artifacts
 from prunescope.identity import identity
 from prunescope.study.plan import (KINDS, PARAMS, RESULTS_VERSION, EvaluateParams, GradientsParams,
                                    Job, Plan, PruneFinetuneParams, SourceParams, job_id)
 from prunescope.study.progress import RunDisplay
-from prunescope.study.spec import ONE_SHOT_METHODS, SCOPES, GRADIENT_MODES, ExecutorSpec, StudySpec
+from prunescope.study.spec import ExecutorSpec, StudySpec
 from prunescope.study.store import JobResult, Store
 from prunescope.train import Recipe, derive_seed, load_checkpoint, save_checkpoint
 
@@ -237,23 +236,22 @@ def _check_options(model: nn.Module, methods: Sequence[str], ratios: Sequence[fl
                    weight_decay: float | None) -> _Options:
     """Every option of :func:`audit` checked (ratios reachable on ``model``), or ``AuditError``."""
     meths = tuple(dict.fromkeys(str(m).lower() for m in methods))
+    one_shot = ", ".join(registry.names("one-shot"))
     if not meths:
-        raise AuditError(f"methods: give at least one of {', '.join(ONE_SHOT_METHODS)}")
+        raise AuditError(f"methods: give at least one of {one_shot}")
     for m in meths:
-        if m not in ONE_SHOT_METHODS:
-            raise AuditError(f"method {m!r} is not one an audit runs; choose from "
-                             f"{', '.join(ONE_SHOT_METHODS)} (lth, l1-filter and chip run in "
-                             "studies, docs/studies.md)")
+        if choices.method_error(m, "one-shot") is not None:
+            raise AuditError(f"method {m!r} is not one an audit runs; choose from {one_shot} "
+                             "(iterative and structured methods run in studies, docs/studies.md)")
     try:
         rs = tuple(sorted({float(r) for r in ratios}))
     except (TypeError, ValueError) as e:
         raise AuditError(f"ratios must be numbers, got {list(ratios)!r}") from e
     if not rs:
         raise AuditError("ratios: give at least one compression ratio > 1")
-    bad = [r for r in rs if not (math.isfinite(r) and r > 1)]
+    bad = [r for r in rs if choices.ratio_error(r) is not None]
     if bad:
-        raise AuditError(f"ratio {bad[0]:g} is invalid: a compression ratio (all parameters / "
-                         "nonzero ones, SPEC 3) must be a finite number > 1")
+        raise AuditError(f"ratio {bad[0]:g} is invalid: {choices.RATIO_ALLOWED}")
     try:
         n_prunable = sum(p.numel() for p in prunable(model).values())
         keep_count(count_parameters(model), n_prunable, rs[-1])
@@ -264,30 +262,27 @@ def _check_options(model: nn.Module, methods: Sequence[str], ratios: Sequence[fl
         raise AuditError(f"this model cannot be pruned: {e}") from e
     dists = []
     for d in ["nominal", *distributions]:
-        try:
-            name = Distribution.parse(d).name
-        except (TypeError, ValueError) as e:
-            raise AuditError(f"distribution {d!r} is invalid: {e}") from e
-        if name not in dists:
+        if (error := choices.distribution_error(d)) is not None:
+            raise AuditError(f"distribution {d!r} is invalid; use {error}")
+        if (name := choices.canonical_distribution(d)) not in dists:
             dists.append(name)
-    if scope not in SCOPES:
-        raise AuditError(f"scope {scope!r} is invalid; choose one of {', '.join(SCOPES)}")
-    if grad_mode not in GRADIENT_MODES:
-        raise AuditError(f"grad_mode {grad_mode!r} is invalid; choose one of "
-                         f"{', '.join(GRADIENT_MODES)}")
-    if (grad_mode == "batches") != (grad_batches is not None) or (
-            grad_batches is not None and grad_batches < 1):
-        raise AuditError(f"grad_batches = {grad_batches!r}: give an integer >= 1 with "
-                         "grad_mode='batches' and leave it None otherwise")
-    if not (0 <= delta < 1):
-        raise AuditError(f"delta = {delta!r} must be a fraction in [0, 1) (0.005 = 0.5 points)")
+    for option, error in (("scope", choices.choice_error(scope, choices.SCOPES)),
+                          ("grad_mode", choices.choice_error(grad_mode, choices.GRADIENT_MODES)),
+                          ("grad_batches", choices.grad_batches_error(grad_mode, grad_batches)),
+                          ("delta", choices.delta_error(delta))):
+        if error is not None:
+            value = {"scope": scope, "grad_mode": grad_mode, "grad_batches": grad_batches,
+                     "delta": delta}[option]
+            raise AuditError(f"{option} = {value!r} is invalid: {error}")
     if top_k < 1:
         raise AuditError(f"top_k = {top_k!r} must be >= 1")
     if workers < 1:
         raise AuditError(f"workers = {workers!r} must be >= 1")
-    if "up" in meths and weight_decay is None:
-        raise AuditError("method up needs the weight decay the model was trained with (its eps, "
-                         "SPEC 3): pass weight_decay= (CLI: --weight-decay), or drop up")
+    needs_decay = [m for m in meths if registry.method(m).needs_weight_decay]
+    if needs_decay and weight_decay is None:
+        raise AuditError(f"method {needs_decay[0]} needs the weight decay the model was trained "
+                         "with (its eps, SPEC 3): pass weight_decay= (CLI: --weight-decay), or "
+                         f"drop {needs_decay[0]}")
     if weight_decay is not None and not (math.isfinite(weight_decay) and weight_decay >= 0):
         raise AuditError(f"weight_decay = {weight_decay!r} must be a finite number >= 0")
     return _Options(meths, rs, tuple(dists))
@@ -384,7 +379,7 @@ def _make_plan(spec: StudySpec, source_params: SourceParams, opts: _Options,
 
     source = add(source_params, ())
     grads = None
-    if any(m in GRADIENT_METHODS for m in opts.methods):
+    if any(registry.method(m).needs_gradients for m in opts.methods):
         sampled = grad_mode != "full"
         grads = add(GradientsParams(source.id, grad_mode,
                                     n_batches=grad_batches if sampled else None,
@@ -397,7 +392,7 @@ def _make_plan(spec: StudySpec, source_params: SourceParams, opts: _Options,
         for r in opts.ratios:
             deps: tuple[str, ...] = (source.id,)
             g = None
-            if m in GRADIENT_METHODS:
+            if registry.method(m).needs_gradients:
                 assert grads is not None
                 g, deps = grads.id, (source.id, grads.id)
             args = PruneFinetuneParams(source.id, m, r, scope, recipe, seed, gradients=g)
@@ -581,7 +576,7 @@ def audit(
     train_data: DataLike,
     test_data: DataLike,
     *,
-    methods: Sequence[str] = ("mp", "gp", "up", "rp"),
+    methods: Sequence[str] | None = None,
     ratios: Sequence[float] = (2, 4, 10, 20, 50),
     finetune: bool | Recipe | Mapping[str, Any] | None = None,
     val_data: DataLike | None = None,
@@ -622,7 +617,8 @@ def audit(
             as for any pickled object.
         train_data: training images (gradients of GP and UP; fine-tuning). See the module doc.
         test_data: test images; only measured, never used to choose anything.
-        methods: pruning criteria (``mp``, ``gp``, ``up``, ``rp``).
+        methods: one-shot pruning criteria (SPEC 3: ``mp``, ``gp``, ``up``, ``rp``); default
+            every one-shot method of :mod:`prunescope.catalog.methods`.
         ratios: compression ratios ``t = all params / nonzero params``, each > 1 and reachable.
         finetune: ``None``/``False`` = no fine-tuning; a ``Recipe`` (or dict of its fields) =
             fine-tune with the mask held, keeping the epoch with the lowest validation loss.
@@ -639,7 +635,8 @@ def audit(
         scope: ``"global"`` or ``"layer"``.
         grad_mode, grad_batches: how GP/UP's data gradient is accumulated (computed once).
         seed: seeds RP, the gradient batches, fine-tuning and the corruptions.
-        delta: prune-potential tolerance as a fraction (0.005 = 0.5 percentage points).
+        delta: prune-potential tolerance in percentage points of test error (0.5 = half a
+            point, as :func:`prunescope.metrics.prune_potential` and the report read it).
         top_k: classes listed per (method, ratio, distribution) in ``worst_classes``.
         out_dir: the audit's folder: ``study.sqlite``, ``artifacts/`` and ``report/``.
         report: write ``<out_dir>/report/report.html`` with figures and tables.
@@ -670,6 +667,8 @@ def audit(
     meta = dict(meta or {})
     if weight_decay is None and meta.get("weight_decay") is not None:
         weight_decay = float(meta["weight_decay"])
+    if methods is None:
+        methods = registry.names("one-shot")
     opts = _check_options(model, methods, ratios, distributions, scope, grad_mode, grad_batches,
                           delta, top_k, workers, weight_decay)
     recipe = _recipe(finetune)
@@ -861,8 +860,8 @@ def audit_checkpoint(
         except Exception as e:  # noqa: BLE001 -- one line: what is missing and how to get it
             raise AuditError(f"dataset {ds} of {path} is not available: {e}; run `prunescope "
                              f"data fetch {ds}`") from e
-        tr_idx, va_idx = D.train_val_indices(full.y, n_val=int(meta.get("n_val", 5000)),
-                                             seed=int(meta.get("split_seed", 0)))
+        tr_idx, va_idx = training_split(full.y, int(meta.get("n_val", 5000)),
+                                        int(meta.get("split_seed", 0)), meta.get("imbalance"))
         train_data = train_data if train_data is not None else (full.x[tr_idx], full.y[tr_idx])
         kwargs.setdefault("val_data", (full.x[va_idx], full.y[va_idx]))
         test_data = test_data if test_data is not None else test

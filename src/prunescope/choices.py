@@ -1,5 +1,6 @@
 """The one set of rules for the values a user names: datasets and the architectures that fit
-them, compression ratios, devices, test distributions, mask scopes and gradient modes.
+them, pruning methods, compression ratios, devices, test distributions, mask scopes, gradient
+modes and their batch counts, prune-potential tolerances, and any choice from a fixed list.
 
 The study spec (:mod:`prunescope.study.spec`) and the CLI commands (:mod:`prunescope.cli`) both
 check with these, so what one accepts the other accepts, and both say why with the same text.
@@ -13,16 +14,17 @@ import math
 import re
 from typing import Any
 
-from prunescope.data.corruptions import CORRUPTIONS, Distribution
-from prunescope.data.registry import names as dataset_names
-from prunescope.archs import ARCHS, LENET_ARCHS
-from prunescope.prune import GRADIENT_MODES, SCOPES, UnreachableRatioError, keep_count
+from prunescope.catalog import architectures, methods
+from prunescope.catalog.distributions import CORRUPTIONS, Distribution
+from prunescope.catalog.ratios import UnreachableRatioError, keep_count
+from prunescope.data.registry import info as dataset_info, names as dataset_names
+from prunescope.metrics.potential import check_delta
 
 __all__ = [
-    "ARCHS", "CORRUPTIONS", "DATASETS", "DEFAULT_DEVICE", "DEVICES", "GRADIENT_MODES",
+    "CORRUPTIONS", "DATASETS", "DEFAULT_DEVICE", "DEVICES", "GRADIENT_MODES",
     "MAX_CUDA_INDEX", "RATIO_ALLOWED", "SCOPES",
-    "arch_error", "archs_for", "canonical_distribution", "device_error", "distribution_error",
-    "one_of", "ratio_error", "reach_error", "resolve_device",
+    "arch_error", "archs_for", "canonical_distribution", "choice_error", "delta_error",
+    "device_error", "distribution_error", "grad_batches_error", "method_error", "one_of", "ratio_error", "reach_error", "resolve_device",
 ]
 
 #: datasets of the data registry (SPEC 4)
@@ -33,6 +35,10 @@ DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_DEVICE = "auto"
 #: the largest CUDA device index torch accepts (``cuda:N``)
 MAX_CUDA_INDEX = 127
+#: the mask scopes (SPEC 3): one threshold over every prunable weight, or one per layer
+SCOPES: tuple[str, ...] = ("global", "layer")
+#: how GP and UP's data-loss gradient is computed (:func:`prunescope.prune.data_gradients`)
+GRADIENT_MODES: tuple[str, ...] = ("full", "batches", "shrinkbench")
 #: what a compression ratio must be (SPEC 3)
 RATIO_ALLOWED = "a finite compression ratio > 1 (all params / nonzero params, SPEC 3)"
 
@@ -42,15 +48,45 @@ def one_of(allowed: tuple[str, ...] | list[str]) -> str:
     return f"one of {', '.join(allowed)}"
 
 
+def choice_error(value: Any, allowed: tuple[str, ...] | list[str]) -> str | None:
+    """``None`` when ``value`` is one of ``allowed``, else :func:`one_of` them (scopes,
+    gradient modes, executors, export formats, corrections, CI methods, families)."""
+    return None if value in allowed else one_of(allowed)
+
+
+def method_error(name: Any, kind: methods.Kind | None = None) -> str | None:
+    """``None`` for a method of the catalog (of ``kind`` when given), else the allowed ones."""
+    allowed = methods.names(kind)
+    return choice_error(name, allowed)
+
+
+def grad_batches_error(mode: str, batches: Any) -> str | None:
+    """``None`` when ``batches`` goes with gradient ``mode``: an integer >= 1 with
+    ``batches``, ``None`` with any other mode; else what is allowed."""
+    if mode == "batches":
+        ok = isinstance(batches, int) and not isinstance(batches, bool) and batches >= 1
+        return None if ok else "an integer >= 1 with gradient mode 'batches'"
+    return None if batches is None else "no batch count: it goes with gradient mode 'batches'"
+
+
+def delta_error(delta: Any) -> str | None:
+    """``None`` for a prune-potential tolerance in percentage points (0, or 0.1 to 100; 0.5 =
+    half a point: :func:`prunescope.metrics.check_delta`), else why not."""
+    try:
+        check_delta(delta)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def archs_for(dataset: str) -> tuple[str, ...]:
-    """The architectures that fit ``dataset``: the LeNets on MNIST-like data (28x28, one
-    channel), the ResNets on CIFAR (SPEC 4)."""
-    lenet = "mnist" in dataset
-    return tuple(a for a in ARCHS if (a in LENET_ARCHS) == lenet)
+    """The architectures made for ``dataset``'s image shape: the LeNets on MNIST-like data
+    (28x28, one channel), the ResNets on CIFAR (SPEC 4)."""
+    return architectures.for_shape(dataset_info(dataset).shape_hwc)
 
 
 def arch_error(dataset: str, arch: str) -> str | None:
-    """``None`` when ``arch`` (a name of :data:`ARCHS`) fits ``dataset``, else what does."""
+    """``None`` when ``arch`` (a name of :mod:`prunescope.catalog.architectures`) fits ``dataset``, else what does."""
     fits = archs_for(dataset)
     return None if arch in fits else f"an architecture that fits {dataset}: {', '.join(fits)}"
 

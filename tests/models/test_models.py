@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunescope.models import ARCHS, build_model, classifier_name
+from prunescope.catalog import architectures
+from prunescope.models import build_model, classifier_name
 from prunescope.models.resnet_cifar import BasicBlock
 
 
@@ -66,7 +67,7 @@ def test_lenet5_shrinkbench_is_shrinkbench_lenet():
 
 
 # every (arch, classes, channels) combination, but ResNet-110 only once to stay fast
-SHAPE_CASES = [(a, c, ch) for a in ARCHS for c in (10, 100) for ch in (1, 3)
+SHAPE_CASES = [(a, c, ch) for a in architectures.names() for c in (10, 100) for ch in (1, 3)
                if a != "resnet110" or (c, ch) == (100, 3)]
 
 

@@ -24,7 +24,7 @@ from prunescope.prune.structured import (
     structured_prune,
     structured_prune_model,
 )
-from prunescope.prune.structured_configs import STRUCTURED_CONFIGS, chip_sparsity
+from prunescope.catalog.structured_configs import STRUCTURED_CONFIGS, chip_sparsity
 from prunescope.study import SpecError, make_plan, parse_spec
 from prunescope.train import save_checkpoint
 

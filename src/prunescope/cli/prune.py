@@ -11,7 +11,8 @@ from rich.text import Text
 from prunescope import choices, data as D
 from prunescope._console import console as make_console, styled
 from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, invalid, usable_device
-from prunescope.prune import GRADIENT_METHODS, METHODS, count_parameters, prunable
+from prunescope.catalog import methods as registry
+from prunescope.prune import count_parameters, prunable
 from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
 from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
 
@@ -25,7 +26,9 @@ def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Pat
 def prune_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="Dense checkpoint from `prunescope train` "
                                                     "(PATH.safetensors with PATH.safetensors.json).")],
-    method: Annotated[str, typer.Option("--method", help=f"One of: {', '.join(METHODS)}.")] = "mp",
+    method: Annotated[str, typer.Option("--method", help=f"One of: "
+                                        f"{', '.join(registry.names('one-shot'))}.")
+                      ] = registry.names("one-shot")[0],
     ratio: Annotated[float, typer.Option(
         "--ratio", help="Compression ratio: all parameters / nonzero parameters (> 1).")] = 10.0,
     scope: Annotated[str, typer.Option(
@@ -59,16 +62,16 @@ def prune_cmd(
     checkpoint with its masks, and print the achieved ratio and test accuracy before and after."""
     console = make_console()
     method = method.lower()
-    if method not in METHODS:
-        raise typer.BadParameter(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    check("--scope", scope, None if scope in choices.SCOPES else choices.one_of(choices.SCOPES))
-    check("--grad-mode", grad_mode, None if grad_mode in choices.GRADIENT_MODES
-          else choices.one_of(choices.GRADIENT_MODES))
-    if method not in GRADIENT_METHODS and (grad_mode != "full" or grad_batches is not None):
-        raise typer.BadParameter(f"--grad-mode/--grad-batches only apply to GP and UP, not "
-                                 f"{method.upper()}")
-    if (grad_mode == "batches") != (grad_batches is not None):
-        raise typer.BadParameter("--grad-batches N goes with --grad-mode batches (and only with it)")
+    check("--method", method, choices.method_error(method, "one-shot"))
+    check("--scope", scope, choices.choice_error(scope, choices.SCOPES))
+    check("--grad-mode", grad_mode, choices.choice_error(grad_mode, choices.GRADIENT_MODES))
+    if not registry.method(method).needs_gradients and (grad_mode != "full"
+                                                        or grad_batches is not None):
+        raise typer.BadParameter(f"--grad-mode/--grad-batches only apply to methods that read "
+                                 f"the data gradient "
+                                 f"({', '.join(registry.names(needs_gradients=True))}), not "
+                                 f"{registry.method(method).label}")
+    check("--grad-batches", grad_batches, choices.grad_batches_error(grad_mode, grad_batches))
     if finetune_epochs is not None and finetune_epochs < 0:
         raise typer.BadParameter(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
     check("--ratio", ratio, choices.ratio_error(ratio))

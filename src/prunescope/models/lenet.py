@@ -46,15 +46,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunescope.archs import LENET_ARCHS
+from prunescope.catalog.architectures import name_of
 
-
-#: ``{variant: (conv kernel size, conv1 padding)}``
-_SHAPES: dict[str, tuple[int, int]] = {"classic": (5, 2), "shrinkbench": (3, 0)}
-#: ``{variant: (architecture name, conv kernel size, conv1 padding)}``, names from
-#: :data:`prunescope.archs.LENET_ARCHS`
-VARIANTS: dict[str, tuple[str, int, int]] = {
-    variant: (name, *_SHAPES[variant]) for name, variant in LENET_ARCHS.items()}
+#: ``{variant: (conv kernel size, conv1 padding)}``; the architecture of each is named by its
+#: record in :mod:`prunescope.catalog.architectures`
+VARIANTS: dict[str, tuple[int, int]] = {"classic": (5, 2), "shrinkbench": (3, 0)}
 
 
 class LeNet5(nn.Module):
@@ -80,7 +76,8 @@ class LeNet5(nn.Module):
         if variant not in VARIANTS:
             raise ValueError(f"unknown LeNet-5 variant {variant!r}; choose one of "
                              f"{', '.join(VARIANTS)}")
-        self.arch, kernel, pad = VARIANTS[variant]
+        kernel, pad = VARIANTS[variant]
+        self.arch = name_of(f"{__name__}:LeNet5", variant=variant)
         self.variant = variant
         # conv1 then pool, conv2 (no padding) then pool
         side = ((image_size + 2 * pad - kernel + 1) // 2 - kernel + 1) // 2

@@ -57,19 +57,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
-from prunescope import methods
+from prunescope.catalog import methods
 from prunescope.data.device import DeviceImages
 from prunescope.models.lenet import LeNet5
 from prunescope.models.resnet_cifar import CifarResNet
-from prunescope.prune.masks import UnreachableRatioError
+from prunescope.catalog.ratios import UnreachableRatioError
 from prunescope.prune.params import count_parameters
-from prunescope.prune.structured_configs import STRUCTURED_CONFIGS, structured_config
+from prunescope.catalog.structured_configs import STRUCTURED_CONFIGS, structured_config
 from prunescope.train.checkpoint import load_checkpoint, model_from_meta, sidecar_path
 
 __all__ = [
     "PUBLISHED_TOLERANCE",
     "STRUCTURED_CONFIGS",
-    "STRUCTURED_METHODS",
     "ChannelGroup",
     "ConfigWidths",
     "StructuredResult",
@@ -87,8 +86,6 @@ __all__ = [
     "structured_scores",
 ]
 
-STRUCTURED_METHODS = methods.names("structured")
-"""Structured criteria: L1-norm filter pruning and channel independence."""
 
 STRUCTURED_SCOPES = ("layer", "global")
 
@@ -304,16 +301,18 @@ def chip_scores(
 def structured_scores(method: str, model: nn.Module, images: DeviceImages | None = None,
                       n_images: int = 256, seed: int = 0,
                       groups: Sequence[ChannelGroup] | None = None) -> dict[str, torch.Tensor]:
-    """Scores of ``method`` in :data:`STRUCTURED_METHODS` (``images`` needed by ``"chip"``) of
-    ``groups`` (default: :func:`channel_groups`, the inner channels)."""
-    m = method.lower()
-    if m == "l1-filter":
-        return l1_filter_scores(model, groups)
-    if m == "chip":
-        if images is None:
-            raise ValueError("CHIP needs feature maps: pass images=<training DeviceImages>")
-        return chip_scores(model, images, n_images=n_images, seed=seed, groups=groups)
-    raise ValueError(f"unknown structured method {method!r}; choose one of {STRUCTURED_METHODS}")
+    """Scores of the structured ``method`` (``images`` needed by one that reads feature maps,
+    :attr:`~prunescope.catalog.methods.Method.needs_feature_maps`) of ``groups`` (default:
+    :func:`channel_groups`, the inner channels)."""
+    rec = methods.method(method)
+    if rec.kind != "structured":
+        raise ValueError(f"unknown structured method {method!r} (it is {rec.kind}); choose one "
+                         f"of {', '.join(methods.names('structured'))}")
+    if not rec.needs_feature_maps:
+        return rec.scorer()(model, groups)
+    if images is None:
+        raise ValueError(f"{rec.label} needs feature maps: pass images=<training DeviceImages>")
+    return rec.scorer()(model, images, n_images=n_images, seed=seed, groups=groups)
 
 
 def _check_scores(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tensor],
@@ -618,8 +617,7 @@ def config_widths(model: nn.Module, config: str, ratio: float, *, min_channels: 
         UnreachableRatioError: ``ratio`` above the config's largest reachable ratio.
     """
     cfg = structured_config(config)
-    depth = int(cfg.arch.removeprefix("resnet"))
-    if not (isinstance(model, CifarResNet) and model.depth == depth):
+    if getattr(model, "arch", None) != cfg.arch:
         raise ValueError(f"structured config {config!r} is for {cfg.arch}, got "
                          f"{type(model).__name__}{getattr(model, 'depth', '')}; use config "
                          "'uniform' for other architectures")
@@ -875,8 +873,8 @@ def structured_prune_model(
     scope: str = "layer",
     config: str = "uniform",
 ) -> StructuredResult:
-    """Score ``model`` with ``method`` (``"l1-filter"`` or ``"chip"``; CHIP reads ``n_images``
-    of ``images``, drawn with ``seed``) and remove channels to ``ratio`` with ``config``: one
+    """Score ``model`` with the structured ``method`` (one that reads feature maps reads
+    ``n_images`` of ``images``, drawn with ``seed``) and remove channels to ``ratio`` with ``config``: one
     call for a study job. With a named config only the groups it narrows are scored. Fine-tune
     ``result.model`` with ``prunescope.train.fit`` (no masks needed: the removed channels no
     longer exist)."""

@@ -14,10 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after selecting the backend)
 from matplotlib.figure import Figure  # noqa: E402
 
-from prunescope.methods import REGISTRY  # noqa: E402
+from prunescope.catalog.methods import REGISTRY  # noqa: E402
 from prunescope.stats.families import LEVEL_ORDER  # noqa: E402
 
-#: Fixed colour per pruning method, the same in every figure (:mod:`prunescope.methods`).
+#: Fixed colour per pruning method, the same in every figure (:mod:`prunescope.catalog.methods`).
 METHOD_COLORS: dict[str, str] = {"dense": "#000000", **{m.name: m.colour for m in REGISTRY}}
 #: Colours handed out, in order, to methods not in :data:`METHOD_COLORS`.
 _EXTRA_COLORS = ("#882255", "#117733", "#332288", "#AA4499", "#44AA99", "#999933")

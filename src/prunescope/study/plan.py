@@ -35,7 +35,7 @@ from typing import Any
 
 from prunescope.identity import id_field, identity
 from prunescope.prune.gradients import gradient_batches
-from prunescope import methods as registry
+from prunescope.catalog import methods as registry
 from prunescope.study.spec import StudySpec, lth_schedule
 from prunescope.train.recipe import Recipe
 
@@ -345,7 +345,8 @@ def make_plan(spec: StudySpec) -> Plan:
                     for r in ratios:
                         models.append(add(StructuredParams(
                             train.id, meth, r, st.scope, ft_recipe, seed,
-                            chip_images=st.chip_images if meth == "chip" else None,
+                            chip_images=(st.chip_images if registry.method(meth).needs_feature_maps
+                                         else None),
                             config=st.config_of(meth)),
                             (train.id,), method=meth, ratio=r, **labels))
                     continue

@@ -26,13 +26,13 @@ from pydantic import (PlainValidator, ValidationError, create_model, field_valid
                       model_validator)
 from pydantic_core import PydanticUndefined
 
-from prunescope import choices, methods as registry
+from prunescope import choices
+from prunescope.catalog import architectures, methods as registry
+from prunescope.catalog.ratios import level_ratios
 from prunescope.choices import DATASETS, DEVICES, GRADIENT_MODES, MAX_CUDA_INDEX, SCOPES
 from prunescope.data import expected, info
 from prunescope.data.imbalance import PROFILES, class_counts
 from prunescope.data.splits import val_quota
-from prunescope.models import ARCHS, build_model
-from prunescope.prune import count_parameters, prunable
 from prunescope.study.keys import (Messages as _Validator, SpecError, Table as _Table, int_key,
                                    key, refuse as _refuse, sub_table,
                                    key_table, replace_blocks, spec_error)
@@ -43,16 +43,6 @@ __all__ = ["DEVICES", "MAX_CUDA_INDEX", "Cell", "ExecutorSpec", "GradientSpec", 
            "LthSpec", "SpecError", "StructuredSpec", "StudyFile", "StudySpec", "key_tables",
            "load_spec", "parse_spec"]
 
-#: one-shot unstructured criteria (SPEC 3): prune_finetune jobs (:mod:`prunescope.methods`)
-ONE_SHOT_METHODS = registry.names("one-shot")
-#: iterative magnitude pruning with weight rewinding (SPEC 3, last bullet): rewind + lth_level jobs
-ITERATIVE_METHODS = registry.names("iterative")
-#: structured channel pruning (SPEC 3, last bullet): structured jobs, channels removed for real
-STRUCTURED_METHODS = registry.names("structured")
-#: pruning methods the study layer runs (SPEC 3), in the order cells list them
-METHODS = registry.names()
-#: methods that need the data-loss gradient of the dense model
-GRADIENT_METHODS = registry.names(needs_gradients=True)
 #: how an LTH level retrains (``[lth] retrain``; :class:`LthSpec`)
 LTH_RETRAIN = ("finetune", "train", "rewind")
 
@@ -85,6 +75,18 @@ def _ratio(value: Any) -> float:
     return float(value)
 
 
+def _method(name: Any) -> str:
+    if (error := choices.method_error(name)) is not None:
+        _refuse(error)
+    return name
+
+
+def _architecture(name: Any) -> str:
+    if (error := choices.choice_error(name, architectures.names())) is not None:
+        _refuse(error)
+    return name
+
+
 def _distribution(name: Any) -> str:
     if (error := choices.distribution_error(name)) is not None:
         _refuse(error)
@@ -93,6 +95,8 @@ def _distribution(name: Any) -> str:
 
 Ratio = Annotated[float, PlainValidator(_ratio)]
 DistributionName = Annotated[str, PlainValidator(_distribution)]
+MethodName = Annotated[str, PlainValidator(_method)]
+ArchitectureName = Annotated[str, PlainValidator(_architecture)]
 
 
 # ---- the tables -----------------------------------------------------------------------------
@@ -131,7 +135,7 @@ class Cell:
 
     Attributes:
         dataset, arch: names from :data:`DATASETS`, :data:`ARCHS`.
-        methods: ``((method, (ratio, ...)), ...)``, methods in :data:`METHODS` order, ratios
+        methods: ``((method, (ratio, ...)), ...)``, methods in registry order, ratios
             ascending compression ratios > 1 (SPEC 3).
         prune_classifier, prune_biases: the prunable set of this cell's unstructured pruning
             (SPEC 3): the ``[[grid]]`` entry's value, else the study-wide one.
@@ -195,7 +199,7 @@ class LthSpec(_Table):
 
 
 def _structured_configs() -> tuple[str, ...]:
-    from prunescope.prune.structured_configs import STRUCTURED_CONFIGS
+    from prunescope.catalog.structured_configs import STRUCTURED_CONFIGS
 
     return ("uniform", *STRUCTURED_CONFIGS)
 
@@ -212,7 +216,7 @@ class StructuredSpec(_Table):
         "depends only on architecture and ratio) or `global` (scores compared across groups; "
         "only with config `uniform`)")
     config: tuple[tuple[str, str], ...] = key(
-        tuple((m, "uniform") for m in STRUCTURED_METHODS),
+        tuple((m, "uniform") for m in registry.names("structured")),
         "which channels and how many per layer: `uniform` (every block's inner channels narrowed "
         "by one fraction), `chip-resnet56` (CHIP's published ResNet-56 settings, residual "
         "streams of stages 1-2 narrowed too) or `li-resnet56` (Li et al.'s ResNet-56-pruned-A/-B: "
@@ -227,12 +231,13 @@ class StructuredSpec(_Table):
     @classmethod
     def _config_by_method(cls, raw: Any) -> Any:
         """One config name for every structured method, or a table by method."""
-        tab = sub_table(raw, STRUCTURED_METHODS)
-        by_method = {m: raw if tab is None else tab.get(m, "uniform") for m in STRUCTURED_METHODS}
+        structured = registry.names("structured")
+        tab = sub_table(raw, structured)
+        by_method = {m: raw if tab is None else tab.get(m, "uniform") for m in structured}
         names = _structured_configs()
         if any(name not in names for name in by_method.values()):
             _refuse(f"one of {', '.join(names)}, or a table "
-                    f"{{{' = ..., '.join(STRUCTURED_METHODS)} = ...}} of them")
+                    f"{{{' = ..., '.join(structured)} = ...}} of them")
         return tuple(by_method.items())
 
     @model_validator(mode="after")
@@ -385,15 +390,14 @@ class _GridKeys(_Table):
     datasets: list[Literal[DATASETS]] | None = key(
         None, ", ".join(f"`{d}`" for d in DATASETS), doc_default="required without `[[grid]]`",
         allowed=f"a non-empty list from {', '.join(DATASETS)}", min_length=1)
-    architectures: list[Literal[ARCHS]] | None = key(
+    architectures: list[ArchitectureName] | None = key(
         None, "`lenet5-shrinkbench` (ShrinkBench's LeNet, the paper's: 3x3 convolutions, 60,074 "
         "parameters) or `lenet5` (the classic 5x5 LeNet-5, 61,706 parameters) for MNIST-like "
         "data; `resnet20/32/44/56/110` (CIFAR)", doc_default="required without `[[grid]]`",
-        allowed=f"a non-empty list from {', '.join(ARCHS)}", min_length=1)
-    methods: list[Literal[METHODS]] | None = key(
-        None, "one-shot " + ", ".join(f"`{m}`" for m in ONE_SHOT_METHODS) + "; iterative "
-        + ", ".join(f"`{m}`" for m in ITERATIVE_METHODS) + "; structured "
-        + ", ".join(f"`{m}`" for m in STRUCTURED_METHODS) + " (see \"Iterative and structured "
+        allowed=f"a non-empty list from {', '.join(architectures.names())}", min_length=1)
+    methods: list[MethodName] | None = key(
+        None, "; ".join(f"{kind} " + ", ".join(f"`{m}`" for m in registry.names(kind))
+                        for kind in typing.get_args(registry.Kind)) + " (see \"Iterative and structured "
         "methods\"); `[]` = dense models only", doc_default="required (here or per grid entry)")
     ratios: list[Ratio] | None = key(
         None, "compression ratios > 1 (all params / nonzero params, SPEC 3). Checked per method "
@@ -628,9 +632,9 @@ def parse_spec(
         general = {k: val for k, val in tab.items() if not isinstance(val, dict)}
         phase_over[phase] = _recipe_overrides(where, general, (phase,))
         for arch, sub in ((k, val) for k, val in tab.items() if isinstance(val, dict)):
-            if arch not in ARCHS:
+            if arch not in architectures.names():
                 v.fail(f"{phase}.{arch}", "(table)", f"a recipe key or an architecture table "
-                       f"[{phase}.<arch>] with <arch> one of {', '.join(ARCHS)}")
+                       f"[{phase}.<arch>] with <arch> one of {', '.join(architectures.names())}")
             arch_over.append((phase, arch, _recipe_overrides(where, sub, (phase, arch))))
 
     base = Path(base_dir) if base_dir is not None else Path.cwd()
@@ -688,7 +692,8 @@ def _check_across_tables(v: _Validator, spec: StudySpec, raw: dict[str, Any]) ->
         if (val_quota(counts, n_val) >= counts).any():
             v.fail("n_val", n_val, f"a hold-out that leaves every class of {split} at least one "
                    f"training image (its class counts: {list(counts)})")
-    chip_cells = [c for c in spec.cells if "chip" in dict(c.methods)]
+    chip_cells = [c for c in spec.cells
+                  if any(registry.method(m).needs_feature_maps for m, _ in c.methods)]
     for dataset in sorted({c.dataset for c in spec.cells}):
         n_train, n_test = (sum(n) for n in (expected(dataset).counts["train"],
                                             expected(dataset).counts["test"]))
@@ -733,7 +738,7 @@ def _cells(v: _Validator, f: StudyFile) -> tuple[Cell, ...]:
         methods = entry.methods if entry.methods is not None else f.methods
         ratios = entry.ratios if entry.ratios is not None else f.ratios
         if methods is None:
-            v.fail(f"{prefix}methods", None, f"a list of methods from {', '.join(METHODS)} "
+            v.fail(f"{prefix}methods", None, f"a list of methods from {', '.join(registry.names())} "
                    "(here or at the top level); use [] for dense models only")
         if methods and ratios is None:
             v.fail(f"{prefix}ratios", None, "a list of compression ratios > 1 (here or at the "
@@ -758,7 +763,7 @@ def _cells(v: _Validator, f: StudyFile) -> tuple[Cell, ...]:
                 for m in methods:
                     cell.setdefault(m, set()).update(ratios or ())
     return tuple(
-        Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in METHODS if m in ms),
+        Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in registry.names() if m in ms),
              *flags[(d, a, imb)][0], imbalance=imb)
         for (d, a, imb), ms in merged.items()
     )
@@ -773,16 +778,16 @@ def _table(raw: dict[str, Any], dotted: str) -> dict[str, Any]:
 
 def jobs_per_model(spec: StudySpec) -> int:
     """The jobs :func:`prunescope.study.plan.make_plan` plans per model (seed) of ``spec``,
-    counted without building them: per cell a ``train`` job, a ``gradients`` job for GP/UP, a
-    ``rewind`` job for LTH, one job per pruned model (ratio, or LTH level), and an ``evaluate``
-    job per model (dense included) and distribution."""
+    counted without building them: per cell a ``train`` job, a ``gradients`` job for the
+    methods that need one, a ``rewind`` job for an iterative method, one job per pruned model
+    (ratio, or level), and an ``evaluate`` job per model (dense included) and distribution."""
     total = 0
     for cell in spec.cells:
-        methods = dict(cell.methods)
-        n_models = 1 + sum(len(r) for m, r in methods.items() if m != "lth")
+        records = [registry.method(m) for m, _ in cell.methods]
+        n_models = 1 + sum(len(r) for m, r in cell.methods if not registry.method(m).iterative)
         n_models += len(lth_schedule(spec, cell))
         total += n_models * (1 + len(spec.distributions))
-        total += any(m in GRADIENT_METHODS for m in methods) + ("lth" in methods)
+        total += any(r.needs_gradients for r in records) + any(r.iterative for r in records)
     return total
 
 
@@ -802,31 +807,22 @@ def _check_job_count(v: _Validator, spec: StudySpec) -> None:
 
 
 def lth_schedule(spec: StudySpec, cell: Cell) -> list[float]:
-    """Achieved ratios of LTH levels 1, 2, ... of ``cell`` up to the first level that reaches the
-    cell's largest ``lth`` ratio (from parameter counts alone, :func:`imp_schedule`); ``[]``
-    when the cell has no ``lth``.
+    """Achieved ratios of the iterative levels 1, 2, ... of ``cell`` up to the first level that
+    reaches the cell's largest iterative ratio (from parameter counts alone,
+    :func:`prunescope.catalog.ratios.level_ratios`); ``[]`` when the cell has no iterative
+    method.
 
     Raises:
         UnreachableRatioError: that ratio is above ``n_total / n_fixed``.
         ValueError: a level would prune nothing (too few weights for another level).
     """
-    ratios = dict(cell.methods).get("lth")
+    ratios = [r for m, rs in cell.methods if registry.method(m).iterative for r in rs]
     if not ratios:
         return []
-    return list(_imp_schedule(cell.dataset, cell.arch, float(max(ratios)),
-                              spec.lth.prune_fraction, cell.prune_classifier, cell.prune_biases))
-
-
-@functools.lru_cache(maxsize=64)
-def _imp_schedule(dataset: str, arch: str, target: float, fraction: float,
-                  prune_classifier: bool, prune_biases: bool) -> tuple[float, ...]:
-    """:func:`imp_schedule` of a fresh ``arch`` for ``dataset``; it depends on parameter counts
-    only, so validation and planning share one computation per process."""
-    from prunescope.prune.iterative import imp_schedule
-
-    return tuple(imp_schedule(_fresh_model(dataset, arch), target_ratio=target,
-                              prune_fraction=fraction,
-                              prune_classifier=prune_classifier, prune_biases=prune_biases))
+    n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch, cell.prune_classifier,
+                                            cell.prune_biases)
+    return level_ratios(n_total, n_prunable, target_ratio=float(max(ratios)),
+                        prune_fraction=spec.lth.prune_fraction)
 
 
 def _check_ratios(v: _Validator, spec: StudySpec) -> None:
@@ -838,7 +834,9 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
         methods = dict(cell.methods)
         if not methods:
             continue
-        unstructured = [r for m, rs in methods.items() if m not in STRUCTURED_METHODS for r in rs]
+        structured = [m for m in methods if registry.method(m).kind == "structured"]
+        iterative = [r for m, rs in methods.items() if registry.method(m).iterative for r in rs]
+        unstructured = [r for m, rs in methods.items() if m not in structured for r in rs]
         if unstructured:  # (masks need prunable weights; structured pruning is checked below)
             n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch,
                                                     cell.prune_classifier, cell.prune_biases)
@@ -846,10 +844,10 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
             reach = choices.reach_error(n_total, n_prunable, top, f"{cell.arch} on {cell.dataset}")
             if reach is not None:
                 v.fail("ratios", top, reach)
-        if "lth" in methods:
+        if iterative:
             # levels to the top ratio: keep (1 - f)^L of the prunable weights, with
             # n_total / (n_total - n_prunable + kept) >= top (reachable: checked above)
-            top = max(methods["lth"])
+            top = max(iterative)
             keep = (n_total / top - (n_total - n_prunable)) / n_prunable
             f = spec.lth.prune_fraction
             if keep > 0 and math.log(keep) / math.log1p(-f) > MAX_LTH_LEVELS:
@@ -860,7 +858,7 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
                 lth_schedule(spec, cell)
             except ValueError as e:
                 v.fail("lth.prune_fraction", spec.lth.prune_fraction,
-                       f"a fraction that reaches ratio {max(methods['lth']):g} on {cell.arch}: {e}")
+                       f"a fraction that reaches ratio {top:g} on {cell.arch}: {e}")
             recipe = spec.recipe(cell.arch, "train")
             n_train = sum(expected(cell.dataset).counts["train"]) - spec.n_val
             per_epoch = math.ceil(n_train / recipe.batch_size)
@@ -874,7 +872,7 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
                        f"{cell.arch} on {cell.dataset}" + (" minus one, so that retrain = "
                                                             "'rewind' has a step to train"
                                                             if resumed else ""))
-        for meth in (m for m in methods if m in STRUCTURED_METHODS):
+        for meth in structured:
             top, config = max(methods[meth]), spec.structured.config_of(meth)
             try:
                 max_ratio = _structured_max_ratio(cell.dataset, cell.arch, config)
@@ -892,24 +890,26 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
 @functools.lru_cache(maxsize=64)
 def _parameter_counts(dataset: str, arch: str, prune_classifier: bool, prune_biases: bool
                       ) -> tuple[int, int]:
-    """``(all parameters, prunable ones)`` of a fresh ``arch`` for ``dataset`` (counts only
-    depend on these, so validations in one process share one model build per cell)."""
-    model = _fresh_model(dataset, arch)
-    return count_parameters(model), sum(p.numel() for p in prunable(
-        model, prune_classifier=prune_classifier, prune_biases=prune_biases).values())
+    """``(all parameters, prunable ones)`` of ``arch`` for ``dataset``'s classes and image shape,
+    counted from its catalog record's layout (no model built)."""
+    inf, record = info(dataset), architectures.architecture(arch)
+    h, _, c = inf.shape_hwc
+    return (record.param_count(inf.num_classes, c, h),
+            record.prunable_count(inf.num_classes, c, h, prune_classifier=prune_classifier,
+                                  prune_biases=prune_biases))
 
 
 @functools.lru_cache(maxsize=64)
 def _structured_max_ratio(dataset: str, arch: str, config: str = "uniform") -> float:
-    """:func:`structured_max_ratio` of a fresh ``arch`` for ``dataset`` with ``config`` (cached
-    likewise)."""
-    return structured_max_ratio(_fresh_model(dataset, arch), config)
+    """:func:`structured_max_ratio` of a skeleton of ``arch`` for ``dataset`` with ``config``
+    (cached: validations in one process share one count per cell). Channel groups need the
+    module tree, so this one check imports torch, and only for studies with a structured
+    method."""
+    from prunescope.models import skeleton
 
-
-def _fresh_model(dataset: str, arch: str) -> Any:
     inf = info(dataset)
     h, _, c = inf.shape_hwc
-    return build_model(arch, inf.num_classes, c, image_size=h)
+    return structured_max_ratio(skeleton(arch, inf.num_classes, c, image_size=h), config)
 
 
 def structured_max_ratio(model: Any, config: str = "uniform") -> float:

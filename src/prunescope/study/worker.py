@@ -35,6 +35,7 @@ import torch
 from torch._dynamo.exc import TorchDynamoException
 from safetensors.torch import load_file, save_file
 
+from prunescope.catalog import methods as registry
 from prunescope.data import info, load, train_val_indices, training_split
 from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
@@ -604,14 +605,14 @@ def _prepare_lth_level(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob
 
 
 def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
-    """Remove channels (``l1-filter`` or ``chip``) from the dense parent; the smaller network is
+    """Remove channels (a structured method) from the dense parent; the smaller network is
     then fine-tuned without masks and saved with its widths (``structured_meta``)."""
     p = job.args
     model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
     train, val = _train_val(meta, ctx.data_dir, ctx.device)
-    chip = {} if p.chip_images is None else {"n_images": p.chip_images}  # CHIP jobs only
+    chip = {} if p.chip_images is None else {"n_images": p.chip_images}  # feature-map scores
     res = structured_prune_model(model, p.method, p.ratio, images=train,
-                                 seed=derive_seed(p.seed, "chip"), scope=p.scope,
+                                 seed=derive_seed(p.seed, registry.FEATURE_MAP_SEED_SALT), scope=p.scope,
                                  config=p.config, **chip)
     recipe = p.recipe
     new_meta = structured_meta(res, p.method,
