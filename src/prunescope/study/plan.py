@@ -36,7 +36,8 @@ from typing import Any
 from prunescope.identity import id_field, identity
 from prunescope.prune.gradients import gradient_batches
 from prunescope.catalog import methods as registry
-from prunescope.study.spec import StudySpec, lth_schedule
+from prunescope.study.feasibility import lth_schedule
+from prunescope.study.spec import StudySpec
 from prunescope.train.recipe import Recipe
 
 #: Bump when a code change alters the result of an unchanged job (ids then change, nothing

@@ -12,30 +12,28 @@ the job cap, recipes, folders) and build the :class:`StudySpec`. The key tables 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
 import os
 import tomllib
 import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import torch
 from pydantic import (PlainValidator, ValidationError, create_model, field_validator,
                       model_validator)
 from pydantic_core import PydanticUndefined
 
 from prunescope import choices
 from prunescope.catalog import architectures, methods as registry
-from prunescope.catalog.ratios import level_ratios
 from prunescope.choices import DATASETS, DEVICES, GRADIENT_MODES, MAX_CUDA_INDEX, SCOPES
-from prunescope.data import expected, info
-from prunescope.data.imbalance import PROFILES, class_counts
-from prunescope.data.splits import val_quota
 from prunescope.study.keys import (Messages as _Validator, SpecError, Table as _Table, int_key,
                                    key, refuse as _refuse, sub_table,
                                    key_table, replace_blocks, spec_error)
+from prunescope.study.feasibility import (INT64_MAX, MAX_CPUS_PER_PACK, MAX_EPOCHS,
+                                          MAX_GPUS_PER_PACK, MAX_JOBS, MAX_NAME, MAX_PACK_SIZE,
+                                          MAX_THREADS, MAX_WORKERS, artifact_url,
+                                          check_across_tables, check_ints, is_int, is_num,
+                                          is_url, local_folder)
+from prunescope.study.grid import Cell, ImbalanceSpec, expand_cells
 from prunescope.train import Recipe
 from prunescope.train.pack import PackOptions
 
@@ -45,28 +43,6 @@ __all__ = ["DEVICES", "MAX_CUDA_INDEX", "Cell", "ExecutorSpec", "GradientSpec", 
 
 #: how an LTH level retrains (``[lth] retrain``; :class:`LthSpec`)
 LTH_RETRAIN = ("finetune", "train", "rewind")
-
-# ---- bounds (docs/studies.md, "Bounds") ------------------------------------------------------
-#: jobs one study may plan (``plan`` takes about 3 s per 100,000 on the 2-core CPU)
-MAX_JOBS = 100_000
-#: epochs of one recipe (``[train]``, ``[finetune]`` and their per-architecture tables)
-MAX_EPOCHS = 10_000
-#: LTH levels to the largest ``lth`` ratio (``[lth] prune_fraction`` sets how many)
-MAX_LTH_LEVELS = 100
-#: characters of a study name (the default output folder is ``runs/<name>``)
-MAX_NAME = 100
-#: bytes (UTF-8) of a local output or artifacts folder, leaving room for the files below it
-#: within Linux's PATH_MAX of 4,096; each folder name at most :data:`MAX_PART_BYTES`
-MAX_PATH_BYTES = 3500
-MAX_PART_BYTES = 255
-#: ``[executor]`` bounds: local worker processes, torch threads, models per pack, Ray resources
-MAX_WORKERS = 256
-MAX_THREADS = 1024
-MAX_PACK_SIZE = 1024
-MAX_CPUS_PER_PACK = 1024
-MAX_GPUS_PER_PACK = 64
-#: TOML integers are 64-bit (tomllib reads larger ones anyway); seeds span 0..INT64_MAX
-INT64_MAX = 2**63 - 1
 
 
 def _ratio(value: Any) -> float:
@@ -100,62 +76,6 @@ ArchitectureName = Annotated[str, PlainValidator(_architecture)]
 
 
 # ---- the tables -----------------------------------------------------------------------------
-class ImbalanceSpec(_Table):
-    """A long-tailed training split (``[imbalance]``, or ``imbalance = {...}`` in a grid entry):
-    :func:`prunescope.data.imbalance.class_counts` with ``ratio`` and ``profile``; ``seed`` draws
-    which images each class keeps. The validation hold-out is drawn from the imbalanced split;
-    test sets stay balanced. A ratio of 1 in the file means the balanced split (no
-    ImbalanceSpec in the :class:`Cell`)."""
-
-    ratio: float = key(doc="finite, in [1, the dataset's smallest class count]: largest / "
-                       "smallest class count; `1` = the balanced split (ids as without the table)",
-                       allowed="a finite ratio >= 1 of the largest to the smallest class count "
-                       "(1 = the balanced split)", ge=1, allow_inf_nan=False)
-    profile: Literal[PROFILES] = key(
-        "exponential", "`exponential` (class c keeps `floor(n_max * ratio^(-c/(C-1)))`, "
-        "CIFAR-10-LT) or `step` (the second half of the classes keeps `floor(n_max / ratio)`)")
-    seed: int = int_key(0, 0, doc="int >= 0: seed of the per-class draw of the images kept")
-
-    @property
-    def label(self) -> str:
-        """Suffix of the dataset label in results: ``lt<ratio>`` (exponential) or
-        ``step<ratio>``, e.g. ``fashion-mnist-lt10``."""
-        return f"{'lt' if self.profile == 'exponential' else 'step'}{self.ratio:g}"
-
-    def counts(self, dataset: str) -> tuple[int, ...]:
-        """Images per class of the imbalanced training split of ``dataset`` (before the
-        validation hold-out), from the registry's class counts."""
-        avail = expected(dataset).counts["train"]
-        return tuple(int(c) for c in class_counts(avail, self.ratio, self.profile))
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (dataset, architecture, training split) cell of the grid and the pruning it receives.
-
-    Attributes:
-        dataset, arch: names from :data:`DATASETS`, :data:`ARCHS`.
-        methods: ``((method, (ratio, ...)), ...)``, methods in registry order, ratios
-            ascending compression ratios > 1 (SPEC 3).
-        prune_classifier, prune_biases: the prunable set of this cell's unstructured pruning
-            (SPEC 3): the ``[[grid]]`` entry's value, else the study-wide one.
-        imbalance: the long-tailed training split, ``None`` for the full (balanced) one.
-    """
-
-    dataset: str
-    arch: str
-    methods: tuple[tuple[str, tuple[float, ...]], ...]
-    prune_classifier: bool = False
-    prune_biases: bool = False
-    imbalance: ImbalanceSpec | None = None
-
-    @property
-    def label(self) -> str:
-        """The dataset label of this cell's results: ``dataset``, or ``dataset-<imbalance
-        label>`` for a long-tailed training split (e.g. ``mnist-lt100``)."""
-        return self.dataset if self.imbalance is None else f"{self.dataset}-{self.imbalance.label}"
-
-
 class GradientSpec(_Table):
     """How GP and UP obtain the data-loss gradient (``[gradients]``, SPEC 3)."""
 
@@ -306,7 +226,7 @@ class ExecutorSpec(_Table):
     @field_validator("pack_size", mode="before")
     @classmethod
     def _pack_size(cls, value: Any) -> Any:
-        if value != "auto" and not (_is_int(value) and 1 <= value <= MAX_PACK_SIZE):
+        if value != "auto" and not (is_int(value) and 1 <= value <= MAX_PACK_SIZE):
             _refuse()
         return value
 
@@ -332,7 +252,7 @@ class ExecutorSpec(_Table):
         """The :class:`~prunescope.train.pack.PackOptions` of stacked packs on ``device``: its
         defaults with ``pack_options`` applied (``ValueError`` if they cannot run there)."""
         options = PackOptions.for_device(device, **dict(self.pack_options))
-        options.check(torch.device(device))
+        options.check(device)
         return options
 
 
@@ -520,7 +440,7 @@ class _Rescale(_Table):
 
 def _schedule(blocks: Any) -> tuple[tuple[int, float], ...]:
     if not (isinstance(blocks, list) and blocks and all(
-            isinstance(b, list) and len(b) == 2 and _is_int(b[0]) and _is_num(b[1])
+            isinstance(b, list) and len(b) == 2 and is_int(b[0]) and is_num(b[1])
             for b in blocks)):
         _refuse("a non-empty list of [epochs, lr] pairs, e.g. [[10, 0.1], [5, 0.01]]")
     return tuple((int(e), float(lr)) for e, lr in blocks)
@@ -614,12 +534,12 @@ def parse_spec(
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{where}: not valid TOML: {e}") from e
     v = _Validator(where)
-    _check_ints(v, raw, "")
+    check_ints(v, raw, "")
     try:
         f = StudyFile.model_validate(raw)
     except ValidationError as e:
         raise spec_error(where, e, StudyFile) from None
-    cells = _cells(v, f)
+    cells = expand_cells(v, f)
     try:  # as for CUDA unless the spec names the CPU; the run checks its resolved device again
         f.executor.pack_options_for("cpu" if f.device == "cpu" else "cuda")
     except ValueError as e:
@@ -640,18 +560,18 @@ def parse_spec(
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if output is None:
         out_raw = f.output if f.output is not None else f"runs/{f.name}"
-        if _is_url(out_raw):
+        if is_url(out_raw):
             v.fail("output", out_raw, "a local folder (the SQLite store needs a local file); put "
                    "remote artifacts under the 'artifacts' key instead")
-        output = _local_folder(v, "output", out_raw, base)
+        output = local_folder(v, "output", out_raw, base)
     else:
-        output = _local_folder(v, "output (--output)", output, Path.cwd())
+        output = local_folder(v, "output (--output)", output, Path.cwd())
     if f.artifacts is None:
-        artifacts = _local_folder(v, "output", str(Path(output) / "artifacts"), base)
-    elif _is_url(f.artifacts):
-        artifacts = _artifact_url(v, f.artifacts)
+        artifacts = local_folder(v, "output", str(Path(output) / "artifacts"), base)
+    elif is_url(f.artifacts):
+        artifacts = artifact_url(v, f.artifacts)
     else:
-        artifacts = _local_folder(v, "artifacts", f.artifacts, base)
+        artifacts = local_folder(v, "artifacts", f.artifacts, base)
 
     spec = StudySpec(
         **{k: getattr(f, k) for k in _Settings.model_fields}, cells=cells,
@@ -659,266 +579,8 @@ def parse_spec(
         finetune_overrides=phase_over["finetune"], arch_overrides=tuple(arch_over),
         output=output, artifacts=artifacts, path=source, text=text,
     )
-    _check_across_tables(v, spec, raw)
+    check_across_tables(v, spec, raw)
     return spec
-
-
-def _check_across_tables(v: _Validator, spec: StudySpec, raw: dict[str, Any]) -> None:
-    """What no table can check alone: every recipe builds and fits :data:`MAX_EPOCHS`, the
-    hold-out, test subset and CHIP images fit each cell's splits, ratios are reachable and the
-    plan fits :data:`MAX_JOBS`."""
-    for arch in sorted({c.arch for c in spec.cells}):  # every recipe now: errors before work
-        for phase in ("train", "finetune"):
-            try:
-                recipe = spec.recipe(arch, phase)
-            except ValueError as e:
-                raise SpecError(f"{v.where}: the [{phase}] recipe of {arch} is invalid: "
-                                f"{e}") from e
-            if recipe.epochs > MAX_EPOCHS:
-                key = next(f"{t}.{k}" for t in (f"{phase}.{arch}", phase)
-                           for k in ("epochs", "epochs_scale", "schedule")
-                           if k in _table(raw, t))
-                v.fail(key, _table(raw, key.rsplit(".", 1)[0])[key.rsplit(".", 1)[1]],
-                       f"a recipe of at most {MAX_EPOCHS} epochs ({arch}'s [{phase}] recipe has "
-                       f"{recipe.epochs})")
-    n_val = spec.n_val
-    for cell in spec.cells:
-        counts = (cell.imbalance.counts(cell.dataset) if cell.imbalance is not None
-                  else expected(cell.dataset).counts["train"])
-        n_train = sum(counts)
-        split = f"the {'imbalanced ' if cell.imbalance else ''}training split of {cell.label}"
-        if n_val >= n_train:
-            v.fail("n_val", n_val, f"fewer than the {n_train} images of {split}")
-        if (val_quota(counts, n_val) >= counts).any():
-            v.fail("n_val", n_val, f"a hold-out that leaves every class of {split} at least one "
-                   f"training image (its class counts: {list(counts)})")
-    chip_cells = [c for c in spec.cells
-                  if any(registry.method(m).needs_feature_maps for m, _ in c.methods)]
-    for dataset in sorted({c.dataset for c in spec.cells}):
-        n_train, n_test = (sum(n) for n in (expected(dataset).counts["train"],
-                                            expected(dataset).counts["test"]))
-        if spec.test_subset is not None and spec.test_subset >= n_test:
-            v.fail("test_subset", spec.test_subset, f"fewer than the {n_test} test images of "
-                   f"{dataset} (leave it out for the whole test split)")
-        chip_images = spec.structured.chip_images
-        if any(c.dataset == dataset for c in chip_cells) and chip_images > n_train - n_val:
-            v.fail("structured.chip_images", chip_images, f"at most the {n_train - n_val} "
-                   f"training images of {dataset} (after n_val)")
-    _check_ratios(v, spec)
-    _check_job_count(v, spec)
-
-
-# ---- grid -----------------------------------------------------------------------------------
-def _split(imbalance: ImbalanceSpec | None) -> ImbalanceSpec | None:
-    """The training split of an ``imbalance`` table: ratio 1 is the balanced one (``None``)."""
-    return None if imbalance is None or imbalance.ratio == 1 else imbalance
-
-
-def _cells(v: _Validator, f: StudyFile) -> tuple[Cell, ...]:
-    """Expand the top-level grid or the ``[[grid]]`` entries into merged cells; an entry's
-    ``methods``, ``ratios``, ``imbalance``, ``prune_classifier`` and ``prune_biases`` override
-    the study-wide values for its cells (two entries naming one cell must agree on the flags)."""
-    entries: list[tuple[str, _GridKeys]] = [("", f)]
-    if f.grid is not None:
-        for k in ("datasets", "architectures"):
-            if getattr(f, k) is not None:
-                v.fail(k, getattr(f, k), "absent when [[grid]] entries are given (put it in each "
-                       "[[grid]] entry instead)")
-        entries = [(f"grid[{i}].", g) for i, g in enumerate(f.grid)]
-
-    merged: dict[tuple[str, str, ImbalanceSpec | None], dict[str, set[float]]] = {}
-    flags: dict[tuple[str, str, ImbalanceSpec | None], tuple[tuple[bool, bool], str]] = {}
-    for prefix, entry in entries:
-        cell_flags = tuple(getattr(f, k) if getattr(entry, k) is None else getattr(entry, k)
-                           for k in ("prune_classifier", "prune_biases"))
-        imbalance = _split(f.imbalance) if entry.imbalance is None else _split(entry.imbalance)
-        for k in ("datasets", "architectures"):
-            if getattr(entry, k) is None:
-                raise SpecError(f"{v.where}: missing required key '{prefix}{k}'")
-        methods = entry.methods if entry.methods is not None else f.methods
-        ratios = entry.ratios if entry.ratios is not None else f.ratios
-        if methods is None:
-            v.fail(f"{prefix}methods", None, f"a list of methods from {', '.join(registry.names())} "
-                   "(here or at the top level); use [] for dense models only")
-        if methods and ratios is None:
-            v.fail(f"{prefix}ratios", None, "a list of compression ratios > 1 (here or at the "
-                   "top level)")
-        for d in dict.fromkeys(entry.datasets):
-            for a in dict.fromkeys(entry.architectures):
-                if (error := choices.arch_error(d, a)) is not None:
-                    v.fail(f"{prefix}architectures", a, error)
-                if imbalance is not None:
-                    n_max = min(expected(d).counts["train"])
-                    if imbalance.ratio > n_max:
-                        v.fail(f"{prefix}imbalance.ratio", imbalance.ratio, f"at most {n_max} on "
-                               f"{d} (its smallest class has {n_max} training images)")
-                key = (d, a, imbalance)
-                before, where = flags.setdefault(key, (cell_flags, prefix))
-                if before != cell_flags:
-                    v.fail(f"{prefix}prune_classifier", cell_flags[0],
-                           f"the prune_classifier/prune_biases of the other entry naming {a} on "
-                           f"{d} ({where.rstrip('.') or 'top level'}: {before[0]}/{before[1]}); "
-                           "one cell has one prunable set")
-                cell = merged.setdefault(key, {})
-                for m in methods:
-                    cell.setdefault(m, set()).update(ratios or ())
-    return tuple(
-        Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in registry.names() if m in ms),
-             *flags[(d, a, imb)][0], imbalance=imb)
-        for (d, a, imb), ms in merged.items()
-    )
-
-
-def _table(raw: dict[str, Any], dotted: str) -> dict[str, Any]:
-    """The (possibly absent, then empty) table at a dotted path of the raw TOML document."""
-    for k in dotted.split("."):
-        raw = raw.get(k, {}) if isinstance(raw, dict) else {}
-    return raw if isinstance(raw, dict) else {}
-
-
-def jobs_per_model(spec: StudySpec) -> int:
-    """The jobs :func:`prunescope.study.plan.make_plan` plans per model (seed) of ``spec``,
-    counted without building them: per cell a ``train`` job, a ``gradients`` job for the
-    methods that need one, a ``rewind`` job for an iterative method, one job per pruned model
-    (ratio, or level), and an ``evaluate`` job per model (dense included) and distribution."""
-    total = 0
-    for cell in spec.cells:
-        records = [registry.method(m) for m, _ in cell.methods]
-        n_models = 1 + sum(len(r) for m, r in cell.methods if not registry.method(m).iterative)
-        n_models += len(lth_schedule(spec, cell))
-        total += n_models * (1 + len(spec.distributions))
-        total += any(r.needs_gradients for r in records) + any(r.iterative for r in records)
-    return total
-
-
-def _check_job_count(v: _Validator, spec: StudySpec) -> None:
-    """Fail when the plan would exceed :data:`MAX_JOBS` jobs, naming ``models`` when fewer
-    models would fit, else the grid's ratio and distribution lists."""
-    per_model = jobs_per_model(spec)
-    if spec.models * per_model <= MAX_JOBS:
-        return
-    if per_model <= MAX_JOBS:
-        v.fail("models", spec.models, f"at most {MAX_JOBS // per_model} models for this grid "
-               f"({per_model} jobs per model; a study plans at most {MAX_JOBS} jobs)")
-    key = "distributions" if len(spec.distributions) > 1 else "ratios"
-    v.fail(key, list(spec.distributions) if key == "distributions" else "(the grid's ratios)",
-           f"a grid of at most {MAX_JOBS} jobs per model ({per_model} here: the ratios times "
-           "the distributions, plus LTH levels)")
-
-
-def lth_schedule(spec: StudySpec, cell: Cell) -> list[float]:
-    """Achieved ratios of the iterative levels 1, 2, ... of ``cell`` up to the first level that
-    reaches the cell's largest iterative ratio (from parameter counts alone,
-    :func:`prunescope.catalog.ratios.level_ratios`); ``[]`` when the cell has no iterative
-    method.
-
-    Raises:
-        UnreachableRatioError: that ratio is above ``n_total / n_fixed``.
-        ValueError: a level would prune nothing (too few weights for another level).
-    """
-    ratios = [r for m, rs in cell.methods if registry.method(m).iterative for r in rs]
-    if not ratios:
-        return []
-    n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch, cell.prune_classifier,
-                                            cell.prune_biases)
-    return level_ratios(n_total, n_prunable, target_ratio=float(max(ratios)),
-                        prune_fraction=spec.lth.prune_fraction)
-
-
-def _check_ratios(v: _Validator, spec: StudySpec) -> None:
-    """Fail on a ratio that no model of its cell can reach (SPEC 3: all params / nonzero), per
-    method family: one-shot and LTH masks can keep every non-prunable parameter only; structured
-    pruning keeps at least one channel per group (:func:`structured_max_ratio`). Also checks
-    that ``[lth] rewind_steps`` fits in the dense run."""
-    for cell in spec.cells:
-        methods = dict(cell.methods)
-        if not methods:
-            continue
-        structured = [m for m in methods if registry.method(m).kind == "structured"]
-        iterative = [r for m, rs in methods.items() if registry.method(m).iterative for r in rs]
-        unstructured = [r for m, rs in methods.items() if m not in structured for r in rs]
-        if unstructured:  # (masks need prunable weights; structured pruning is checked below)
-            n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch,
-                                                    cell.prune_classifier, cell.prune_biases)
-            top = max(unstructured)
-            reach = choices.reach_error(n_total, n_prunable, top, f"{cell.arch} on {cell.dataset}")
-            if reach is not None:
-                v.fail("ratios", top, reach)
-        if iterative:
-            # levels to the top ratio: keep (1 - f)^L of the prunable weights, with
-            # n_total / (n_total - n_prunable + kept) >= top (reachable: checked above)
-            top = max(iterative)
-            keep = (n_total / top - (n_total - n_prunable)) / n_prunable
-            f = spec.lth.prune_fraction
-            if keep > 0 and math.log(keep) / math.log1p(-f) > MAX_LTH_LEVELS:
-                least = 1 - keep ** (1 / MAX_LTH_LEVELS)
-                v.fail("lth.prune_fraction", f, f"a fraction that reaches ratio {top:g} on "
-                       f"{cell.arch} within {MAX_LTH_LEVELS} levels (at least {least:.4g})")
-            try:
-                lth_schedule(spec, cell)
-            except ValueError as e:
-                v.fail("lth.prune_fraction", spec.lth.prune_fraction,
-                       f"a fraction that reaches ratio {top:g} on {cell.arch}: {e}")
-            recipe = spec.recipe(cell.arch, "train")
-            n_train = sum(expected(cell.dataset).counts["train"]) - spec.n_val
-            per_epoch = math.ceil(n_train / recipe.batch_size)
-            if recipe.max_steps_per_epoch is not None:
-                per_epoch = min(per_epoch, recipe.max_steps_per_epoch)
-            total = per_epoch * recipe.epochs
-            resumed = spec.lth.retrain == "rewind"  # retraining starts after that step
-            if spec.lth.rewind_steps > total - resumed:
-                v.fail("lth.rewind_steps", spec.lth.rewind_steps,
-                       f"at most the {total} optimiser steps of the dense [train] run of "
-                       f"{cell.arch} on {cell.dataset}" + (" minus one, so that retrain = "
-                                                            "'rewind' has a step to train"
-                                                            if resumed else ""))
-        for meth in structured:
-            top, config = max(methods[meth]), spec.structured.config_of(meth)
-            try:
-                max_ratio = _structured_max_ratio(cell.dataset, cell.arch, config)
-            except (TypeError, ValueError, KeyError) as e:
-                v.fail("methods", meth, f"structured methods only on architectures "
-                       f"prunescope.prune.structured supports (lenet5, resnet*; a published "
-                       f"config only on its own); {cell.arch} with config {config!r} failed: {e}")
-            if top > max_ratio * (1 + 1e-12):
-                v.fail("ratios", top, f"structured ratios ({meth}, config {config!r}) "
-                       f"{cell.arch} on {cell.dataset} can reach: at most {max_ratio:.6g} "
-                       "(every channel group it narrows down to one channel); lower the ratio "
-                       "or drop it for this method with a [[grid]] entry")
-
-
-@functools.lru_cache(maxsize=64)
-def _parameter_counts(dataset: str, arch: str, prune_classifier: bool, prune_biases: bool
-                      ) -> tuple[int, int]:
-    """``(all parameters, prunable ones)`` of ``arch`` for ``dataset``'s classes and image shape,
-    counted from its catalog record's layout (no model built)."""
-    inf, record = info(dataset), architectures.architecture(arch)
-    h, _, c = inf.shape_hwc
-    return (record.param_count(inf.num_classes, c, h),
-            record.prunable_count(inf.num_classes, c, h, prune_classifier=prune_classifier,
-                                  prune_biases=prune_biases))
-
-
-@functools.lru_cache(maxsize=64)
-def _structured_max_ratio(dataset: str, arch: str, config: str = "uniform") -> float:
-    """:func:`structured_max_ratio` of a skeleton of ``arch`` for ``dataset`` with ``config``
-    (cached: validations in one process share one count per cell). Channel groups need the
-    module tree, so this one check imports torch, and only for studies with a structured
-    method."""
-    from prunescope.models import skeleton
-
-    inf = info(dataset)
-    h, _, c = inf.shape_hwc
-    return structured_max_ratio(skeleton(arch, inf.num_classes, c, image_size=h), config)
-
-
-def structured_max_ratio(model: Any, config: str = "uniform") -> float:
-    """The largest compression ratio structured pruning with ``config`` reaches on ``model``
-    (every channel group it narrows down to one channel): ``n_total / n_after`` (all
-    parameters counted, SPEC 3)."""
-    from prunescope.prune.structured import structured_max_ratio as max_ratio
-
-    return max_ratio(model, config)
 
 
 # ---- recipe overrides -----------------------------------------------------------------------
@@ -932,79 +594,5 @@ def _apply_overrides(base: Recipe, over: dict[str, Any]) -> Recipe:
     if "epochs" in over:
         recipe = recipe.with_epochs(over["epochs"])
     return recipe
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_num(x: Any) -> bool:
-    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
-
-
-def _is_url(s: str) -> bool:
-    return "://" in s
-
-
-def _check_ints(v: _Validator, node: Any, path: str) -> None:
-    """Fail on any integer outside TOML's 64-bit range, anywhere in the document (tomllib reads
-    larger ones; torch, NumPy and SQLite cannot hold them)."""
-    if isinstance(node, dict):
-        for k, x in node.items():
-            _check_ints(v, x, f"{path}.{k}" if path else k)
-    elif isinstance(node, list):
-        for i, x in enumerate(node):
-            _check_ints(v, x, f"{path}[{i}]")
-    elif _is_int(node) and not -INT64_MAX - 1 <= node <= INT64_MAX:
-        v.fail(path, node, "an integer of at most 64 bits (TOML's range)")
-
-
-def _local_folder(v: _Validator, key: str, text: str, base: Path) -> str:
-    """``text`` (relative to ``base``) as an absolute folder path that can be created: no NUL
-    byte, at most :data:`MAX_PATH_BYTES` bytes with folder names of at most
-    :data:`MAX_PART_BYTES`, and not a file or under one."""
-    if not text:
-        v.fail(key, text, "a non-empty folder path")
-    if "\x00" in text:
-        v.fail(key, text, "a folder path without NUL bytes")
-    try:
-        path = (base / text).resolve()
-    except (OSError, RuntimeError, ValueError) as e:
-        v.fail(key, text, f"a folder path that resolves ({e})")
-    if len(str(path).encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
-        v.fail(key, text, f"a folder path of at most {MAX_PATH_BYTES} bytes once absolute")
-    for part in path.parts:
-        if len(part.encode("utf-8", "surrogateescape")) > MAX_PART_BYTES:
-            v.fail(key, text, f"folder names of at most {MAX_PART_BYTES} bytes (the file "
-                   f"system's limit; {part[:20]!r}... is longer)")
-    for folder in (path, *path.parents):
-        try:
-            if folder.exists():
-                if not folder.is_dir():
-                    v.fail(key, text, f"a folder, not a file or a path under one ({folder} is a "
-                           "file)")
-                break
-        except OSError:
-            break
-    return str(path)
-
-
-def _artifact_url(v: _Validator, text: str) -> str:
-    """``text``, an fsspec URL (``s3://bucket/x``, ``simplecache::s3://...``) whose every
-    protocol fsspec knows and whose backend package is installed."""
-    import fsspec
-
-    if "\x00" in text:
-        v.fail("artifacts", text, "a URL without NUL bytes")
-    for part in text.split("::"):
-        protocol = part.split("://", 1)[0]
-        try:
-            fsspec.get_filesystem_class(protocol)
-        except ImportError as e:
-            v.fail("artifacts", text, f"a URL whose backend is installed: {e}")
-        except ValueError:
-            v.fail("artifacts", text, "a local folder or a URL of a protocol fsspec knows "
-                   "(e.g. s3://, gs://, memory://, file://)")
-    return text
 
 

@@ -204,9 +204,9 @@ class PackOptions:
             values["cuda_graphs"] = False
         return cls(**{**values, **overrides})
 
-    def check(self, device: torch.device) -> None:
+    def check(self, device: torch.device | str) -> None:
         """Raise ValueError when a switch needs CUDA and ``device`` is not a CUDA device."""
-        if device.type != "cuda":
+        if str(device).split(":")[0] != "cuda":
             on = [n for n in ("bf16", "cuda_graphs", "fused_optimizer") if getattr(self, n)]
             if on:
                 raise ValueError(f"PackOptions {on} need a CUDA device, the pack is on {device}; "
