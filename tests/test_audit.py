@@ -354,7 +354,7 @@ def test_cli_audit_failures_are_one_line(user_package, monkeypatch, args, match)
     assert not (user_package / "out" / "study.sqlite").exists()
 
 
-def test_audit_checkpoint_default_finetuning_is_short_and_full_one_flag_away(monkeypatch, tmp_path):
+def test_audit_checkpoint_default_finetuning_is_short_and_full_one_flag_away(tmp_path):
     """Item 1: a checkpoint's default fine-tuning is one epoch capped at DEFAULT_FINETUNE_STEPS
     steps; --finetune-epochs 15 gives the paper's 15 full epochs."""
     import prunescope.audit as A
@@ -366,16 +366,14 @@ def test_audit_checkpoint_default_finetuning_is_short_and_full_one_flag_away(mon
     save_checkpoint(path, build_model("lenet5", 10, 1, seed=0),
                     {"arch": "lenet5", "num_classes": 10, "in_channels": 1, "image_size": 28,
                      "weight_decay": 5e-4, "dataset": "mnist", "n_val": 5000, "split_seed": 0})
-    seen = {}
-    monkeypatch.setattr(A, "audit", lambda *a, **kw: seen.update(kw))
-    A.audit_checkpoint(path)
+    seen = A.checkpoint_arguments(path)
     assert seen["finetune"].epochs == 1
     assert seen["finetune"].max_steps_per_epoch == A.DEFAULT_FINETUNE_STEPS
-    A.audit_checkpoint(path, finetune_epochs=15)
+    seen = A.checkpoint_arguments(path, finetune_epochs=15)
     assert seen["finetune"].epochs == 15 and seen["finetune"].max_steps_per_epoch is None
 
 
-def test_audit_checkpoint_rebuilds_the_long_tailed_split_of_its_sidecar(monkeypatch, tmp_path):
+def test_audit_checkpoint_rebuilds_the_long_tailed_split_of_its_sidecar(tmp_path):
     """Issue 24: a long-tailed model's sidecar records its ``imbalance``; the audit's training
     and validation images are that split (as ``prunescope prune`` and the study rebuild it),
     not the balanced one."""
@@ -392,11 +390,8 @@ def test_audit_checkpoint_rebuilds_the_long_tailed_split_of_its_sidecar(monkeypa
                     {"arch": "lenet5", "num_classes": 10, "in_channels": 1, "image_size": 28,
                      "weight_decay": 5e-4, "dataset": "mnist", "n_val": 500, "split_seed": 1,
                      "imbalance": imbalance})
-    seen = {}
-    monkeypatch.setattr(A, "audit", lambda model, train, test, **kw: seen.update(
-        kw, train=train))
-    A.audit_checkpoint(path)
-    (x_tr, y_tr), (x_va, y_va) = seen["train"], seen["val_data"]
+    seen = A.checkpoint_arguments(path)
+    (x_tr, y_tr), (x_va, y_va) = seen["train_data"], seen["val_data"]
     assert np.bincount(np.concatenate([y_tr, y_va]), minlength=10).tolist() == counts
     tr, va = training_split(full.y, 500, 1, imbalance)
     assert np.array_equal(y_tr, full.y[tr]) and np.array_equal(x_va, full.x[va])

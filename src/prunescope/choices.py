@@ -24,7 +24,7 @@ __all__ = [
     "CORRUPTIONS", "DATASETS", "DEFAULT_DEVICE", "DEVICES", "GRADIENT_MODES",
     "MAX_CUDA_INDEX", "RATIO_ALLOWED", "SCOPES",
     "arch_error", "archs_for", "canonical_distribution", "choice_error", "delta_error",
-    "device_error", "distribution_error", "grad_batches_error", "method_error", "one_of", "ratio_error", "reach_error", "resolve_device",
+    "device_error", "distribution_error", "grad_batches_error", "gradient_batches", "method_error", "one_of", "ratio_error", "reach_error", "resolve_device",
 ]
 
 #: datasets of the data registry (SPEC 4)
@@ -67,6 +67,15 @@ def grad_batches_error(mode: str, batches: Any) -> str | None:
         ok = isinstance(batches, int) and not isinstance(batches, bool) and batches >= 1
         return None if ok else "an integer >= 1 with gradient mode 'batches'"
     return None if batches is None else "no batch count: it goes with gradient mode 'batches'"
+
+
+def gradient_batches(mode: str, n_batches: int | None = None) -> int | None:
+    """Batches a gradient pass of ``mode`` (one of :data:`GRADIENT_MODES`) visits: ``n_batches``
+    for ``"batches"``, 1 for ``"shrinkbench"``, ``None`` for ``"full"`` (every batch of the
+    set). The study planner counts a gradient job's work with it (no torch)."""
+    if mode == "full":
+        return None
+    return n_batches if mode == "batches" else 1
 
 
 def delta_error(delta: Any) -> str | None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prunescope.identity import id_field, identity
-from prunescope.prune.gradients import gradient_batches
+from prunescope.choices import gradient_batches
 from prunescope.catalog import methods as registry
 from prunescope.study.feasibility import lth_schedule
 from prunescope.study.spec import StudySpec

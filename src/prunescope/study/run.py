@@ -168,8 +168,7 @@ def run_study(
                 if display:
                     display.stop()
         in_plan = {j.id for j in plan.jobs}
-        errors = {i: e for i, e in store.conn.execute(
-            "SELECT id, error FROM jobs WHERE status = 'failed'") if i in in_plan}
+        errors = {i: e for i, e in store.errors().items() if i in in_plan}
         summary.errors = errors
         summary.failed = len(errors)
         summary.blocked = sum(1 for j in plan.jobs if status[j.id] == "blocked")

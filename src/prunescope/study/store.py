@@ -483,6 +483,23 @@ class Store:
         """``{job id: status}`` of every job in the store."""
         return dict(self.conn.execute("SELECT id, status FROM jobs"))
 
+    def kinds(self) -> dict[str, str]:
+        """``{job id: kind}`` of every job in the store."""
+        return dict(self.conn.execute("SELECT id, kind FROM jobs"))
+
+    def errors(self) -> dict[str, str]:
+        """``{job id: error text}`` of every failed job."""
+        return dict(self.conn.execute("SELECT id, error FROM jobs WHERE status = 'failed'"))
+
+    def infos(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``{job id: info dict}`` (what its worker reported) of the given jobs that have one."""
+        out = {}
+        for jid in ids:
+            row = self.conn.execute("SELECT info FROM jobs WHERE id = ?", (jid,)).fetchone()
+            if row and row[0]:
+                out[jid] = json.loads(row[0])
+        return out
+
     def find(self, prefix: str) -> str:
         """The one job id in the store that starts with ``prefix`` (e.g. the 12 characters
         ``prunescope status`` shows); :class:`StoreError` if none or several do."""
