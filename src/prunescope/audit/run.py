@@ -148,11 +148,11 @@ def audit(
         scope: ``"global"`` or ``"layer"``.
         grad_mode, grad_batches: how GP/UP's data gradient is accumulated (computed once).
         seed: seeds RP, the gradient batches, fine-tuning and the corruptions.
-        delta: prune-potential tolerance in percentage points of test error (0.5 = half a
-            point, as :func:`prunescope.metrics.prune_potential` and the report read it).
-        top_k: classes listed per (method, ratio, distribution) in ``worst_classes``.
-        out_dir: the audit's folder: ``study.sqlite``, ``artifacts/`` and ``report/``.
-        report: write ``<out_dir>/report/report.html`` with figures and tables.
+        delta: prune-potential tolerance in points of test error (0.5 = half a point, as
+            :func:`prunescope.metrics.prune_potential` reads it); top_k: classes listed per
+            (method, ratio, distribution) in ``worst_classes``.
+        out_dir, report: the audit's folder (``study.sqlite``, ``artifacts/``, ``report/``);
+            whether to write ``<out_dir>/report/report.html`` with figures and tables.
         workers: jobs run at once, each in its own process of one torch thread (1: in this
             process with torch's threads).
         name, dataset: labels used as ``arch`` and ``dataset`` in the frames and the report.
@@ -166,7 +166,6 @@ def audit(
     Returns an :class:`AuditResult`; raises :class:`AuditError` for a bad option, model or data
     (before any work) or failed jobs (after the run; the finished ones are kept).
     """
-    log = sys.stderr if log == "stderr" else log
     meta = dict(meta or {})
     weight_decay = _recorded(meta, "weight_decay") if weight_decay is None else weight_decay
     opts = check_options(model, registry.names("one-shot") if methods is None else methods,
@@ -272,13 +271,14 @@ def _record_source(spec: StudySpec, ap: AuditPlan, model: nn.Module,
 
 def _run_jobs(spec: StudySpec, ap: AuditPlan, model: nn.Module,
               sets: dict[str, tuple[np.ndarray, np.ndarray]], device: torch.device,
-              status: dict[str, str], display: RunDisplay | None, log: TextIO | None,
+              status: dict[str, str], display: RunDisplay | None, log: TextIO | str | None,
               describe_run: Callable[[Estimate], str]) -> None:
     """Print what runs and the estimate (a measured probe), then run the jobs with the study
     driver; ``AuditError`` when some failed (the finished ones are kept)."""
     from prunescope.study.progress import LogDisplay
     from prunescope.study.run import StudyLocked, run_study
 
+    log = sys.stderr if log == "stderr" else log  # the stream of the time of the call
     sizes = {k: len(y) for k, (_, y) in sets.items()}
     source = ap.source.args
     train = DeviceImages(*sets["train"], list(source.mean), list(source.std), device)

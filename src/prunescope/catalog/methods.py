@@ -36,7 +36,7 @@ class Method:
         score: ``"module:function"``, the method's score function, imported on first use by
             :meth:`scorer`: for one-shot methods a per-weight criterion
             ``fn(theta, g, eps, gen) -> float64 tensor`` (:mod:`prunescope.prune.scores`); for
-            structured ones a per-channel one (:mod:`prunescope.prune.structured`,
+            structured ones a per-channel one (:mod:`prunescope.prune.channel_scores`,
             ``fn(model, groups)``, or ``fn(model, images, n_images=, seed=, groups=)`` with
             ``needs_feature_maps``); ``None`` for iterative methods (LTH ranks by magnitude
             per level, :mod:`prunescope.prune.iterative`).
@@ -70,7 +70,7 @@ class Method:
 
 
 _SCORES = "prunescope.prune.scores"
-_STRUCTURED = "prunescope.prune.structured"
+_STRUCTURED = "prunescope.prune.channel_scores"
 #: every method, in the order cells list them (and method pairs compare them)
 REGISTRY: tuple[Method, ...] = (
     Method("mp", "MP", "#0072B2", "one-shot", False, 0, f"{_SCORES}:magnitude"),

@@ -27,12 +27,10 @@ from prunescope.prune.masks import (
 from prunescope.prune.oneshot import prune_model
 from prunescope.prune.params import count_parameters, prunable
 from prunescope.prune.scores import recorded_weight_decay, score
+from prunescope.prune.channel_scores import chip_scores, l1_filter_scores
+from prunescope.prune.narrow import load_structured_checkpoint, structured_masks
 from prunescope.prune.structured import (
     StructuredResult,
-    chip_scores,
-    l1_filter_scores,
-    load_structured_checkpoint,
-    structured_masks,
     structured_meta,
     structured_prune,
     structured_prune_model,

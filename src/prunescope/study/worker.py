@@ -43,8 +43,8 @@ from prunescope.metrics import confusion_from_predictions
 from prunescope.prune import data_gradients
 from prunescope.prune.finetune import finetune_seed, prune_one_shot, pruned_meta
 from prunescope.prune.iterative import level_seed, rewind_point, start_level
-from prunescope.prune.structured import (load_structured_checkpoint, structured_meta,
-                                         structured_prune_model)
+from prunescope.prune.narrow import load_structured_checkpoint
+from prunescope.prune.structured import structured_meta, structured_prune_model
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.packs import Pack, stacks
 from prunescope.study.plan import RESULTS_VERSION, Job, job_id
