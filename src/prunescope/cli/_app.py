@@ -100,10 +100,11 @@ def usable_device(device: str, fail: type[Exception] = typer.BadParameter) -> st
     """``--device`` checked as a study checks ``device`` and resolved (``auto``: CUDA when
     available, else ``cpu``); a CUDA device on a machine without one is refused."""
     from prunescope import choices
+    from prunescope.train.options import is_cuda
 
     check("--device", device, choices.device_error(device), fail)
     resolved = choices.resolve_device(device)
-    if resolved.startswith("cuda"):
+    if is_cuda(resolved):
         import torch
 
         if not torch.cuda.is_available():

@@ -40,6 +40,7 @@ from prunescope.study.plan import Job, Plan, job_work, make_plan
 from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import StudySpec
 from prunescope.study.store import JobResult, Store
+from prunescope.train.options import is_cuda
 from prunescope.study.worker import WorkerContext
 from prunescope.train.pack import auto_pack_size
 
@@ -235,7 +236,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     device = spec.device_name()
     if isinstance(ex, RayExecutor) and spec.device == "auto":
         device = ex.device
-    if (getattr(ex, "local_data", False) and torch.device(device).type == "cuda"
+    if (getattr(ex, "local_data", False) and is_cuda(device)
             and not torch.cuda.is_available()):
         raise DeviceUnavailable(
             f"{spec.path or 'the study'} asks for device {device!r} but this machine has no "

@@ -35,7 +35,7 @@ from prunescope.study.feasibility import (INT64_MAX, MAX_CPUS_PER_PACK, MAX_EPOC
                                           is_url, local_folder)
 from prunescope.study.grid import Cell, ImbalanceSpec, expand_cells
 from prunescope.train import Recipe
-from prunescope.train.pack import PackOptions
+from prunescope.train.options import PackOptions
 
 __all__ = ["DEVICES", "MAX_CUDA_INDEX", "Cell", "ExecutorSpec", "GradientSpec", "ImbalanceSpec",
            "LthSpec", "SpecError", "StructuredSpec", "StudyFile", "StudySpec", "key_tables",

@@ -53,7 +53,8 @@ from prunescope.train import (TrainingDiverged, derive_seed, fit, load_checkpoin
                               save_checkpoint)
 from prunescope.train.checkpoint import sidecar_path
 from prunescope.train.run import dataset_model, dense_meta
-from prunescope.train.pack import PackOptions, fit_pack
+from prunescope.train.options import PackOptions, is_cuda
+from prunescope.train.pack import fit_pack
 
 #: ``progress(job, done, total)``: a job of the pack advanced (optimiser steps or phases)
 ProgressFn = Callable[[Job, int, int], None]
@@ -268,7 +269,7 @@ def release_device_memory(device: str) -> None:
     """Free what a failed attempt left on a CUDA device (a no-op elsewhere): compiled code and
     its CUDA-graph memory pools (``torch._dynamo.reset``), unreferenced tensors, the
     allocator's cache. Call it outside the ``except`` block that caught the failure."""
-    if torch.device(device).type == "cuda":
+    if is_cuda(device):
         torch._dynamo.reset()
         gc.collect()
         torch.cuda.empty_cache()
