@@ -62,19 +62,7 @@ def prune_cmd(
     checkpoint with its masks, and print the achieved ratio and test accuracy before and after."""
     console = make_console()
     method = method.lower()
-    check("--method", method, choices.method_error(method, "one-shot"))
-    check("--scope", scope, choices.choice_error(scope, choices.SCOPES))
-    check("--grad-mode", grad_mode, choices.choice_error(grad_mode, choices.GRADIENT_MODES))
-    if not registry.method(method).needs_gradients and (grad_mode != "full"
-                                                        or grad_batches is not None):
-        raise typer.BadParameter(f"--grad-mode/--grad-batches only apply to methods that read "
-                                 f"the data gradient "
-                                 f"({', '.join(registry.names(needs_gradients=True))}), not "
-                                 f"{registry.method(method).label}")
-    check("--grad-batches", grad_batches, choices.grad_batches_error(grad_mode, grad_batches))
-    if finetune_epochs is not None and finetune_epochs < 0:
-        raise typer.BadParameter(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
-    check("--ratio", ratio, choices.ratio_error(ratio))
+    _check_options(method, ratio, scope, grad_mode, grad_batches, finetune_epochs)
     device = usable_device(device)
     try:
         model, meta, old_masks = load_checkpoint(checkpoint, device=device)
@@ -127,6 +115,32 @@ def prune_cmd(
         raise typer.Exit(1) from e
     out = out if out is not None else _default_out(checkpoint, method, ratio, scope)
     path = save_checkpoint(out, run.model, run.meta, masks=run.result.masks)
+    _show(console, run, do_finetune)
+    console.print(f"checkpoint: {path} (+ {path.name}.json, masks inside)")
+
+
+def _check_options(method: str, ratio: float, scope: str, grad_mode: str,
+                   grad_batches: int | None, finetune_epochs: int | None) -> None:
+    """Every option of ``prunescope prune`` checked with :mod:`prunescope.choices` (one line
+    naming the option when one is refused)."""
+    check("--method", method, choices.method_error(method, "one-shot"))
+    check("--scope", scope, choices.choice_error(scope, choices.SCOPES))
+    check("--grad-mode", grad_mode, choices.choice_error(grad_mode, choices.GRADIENT_MODES))
+    if not registry.method(method).needs_gradients and (grad_mode != "full"
+                                                        or grad_batches is not None):
+        raise typer.BadParameter(f"--grad-mode/--grad-batches only apply to methods that read "
+                                 f"the data gradient "
+                                 f"({', '.join(registry.names(needs_gradients=True))}), not "
+                                 f"{registry.method(method).label}")
+    check("--grad-batches", grad_batches, choices.grad_batches_error(grad_mode, grad_batches))
+    if finetune_epochs is not None and finetune_epochs < 0:
+        raise typer.BadParameter(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
+    check("--ratio", ratio, choices.ratio_error(ratio))
+
+
+def _show(console: Any, run: Any, finetuned: bool) -> None:
+    """The pruned layers, the achieved ratio and the test accuracies of ``run``
+    (:class:`~prunescope.prune.finetune.PruneRun`)."""
     res = run.result
     table = Table(title="pruned layers (kept / total, density)")
     for col in ("parameter", "kept", "total", "density"):
@@ -141,5 +155,4 @@ def prune_cmd(
     console.print(Text.assemble(
         f"test accuracy: dense {run.acc_dense:.4f}, pruned ",
         *((f"{run.acc_pruned:.4f}, fine-tuned ", (f"{run.acc_finetuned:.4f}", "bold"))
-          if do_finetune else ((f"{run.acc_pruned:.4f}", "bold"),))))
-    console.print(f"checkpoint: {path} (+ {path.name}.json, masks inside)")
+          if finetuned else ((f"{run.acc_pruned:.4f}", "bold"),))))

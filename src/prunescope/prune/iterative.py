@@ -239,6 +239,38 @@ def _history_best(fit_result: FitResult) -> tuple[float, float]:
     return float(rec["val_loss"]), float(rec["val_acc"])
 
 
+def _level_zero(model: nn.Module, train: DeviceImages, val: DeviceImages, recipe: Recipe,
+                seed: int, rewind_steps: int, rewind_state: Mapping[str, torch.Tensor] | None,
+                params: Mapping[str, torch.Tensor], progress: ProgressFn | None
+                ) -> tuple[LevelRecord, FitResult | None, dict[str, torch.Tensor]]:
+    """Level 0 of :func:`iterative_magnitude_pruning`: the dense run (trained here, with its
+    :func:`rewind_point`, unless ``rewind_state`` is given): ``(record, its fit or None, the
+    rewinding state)``."""
+    if rewind_state is not None:
+        rewind = {k: v.detach().to("cpu", copy=True) for k, v in rewind_state.items()}
+        missing = sorted(set(model.state_dict()) - set(rewind))
+        if missing:
+            raise ValueError(f"rewind_state lacks {missing[:5]} of the model's state; pass the "
+                             "RewindCapture.state of this model's dense training")
+        dense = LevelRecord(0, 1.0, 1.0, None, {}, {n: 1.0 for n in params}, _cpu_state(model))
+        return dense, None, rewind
+    per_epoch = train.num_batches(recipe.batch_size, recipe.max_steps_per_epoch)
+    total_steps = per_epoch * recipe.epochs
+    if rewind_steps > total_steps:
+        raise ValueError(
+            f"rewind_steps={rewind_steps} exceeds the {total_steps} optimiser steps of the "
+            "dense run; lower rewind_steps or lengthen the recipe"
+        )
+    init = _cpu_state(model)
+    rewind = rewind_point(model, train, val, recipe, seed, rewind_steps)
+    model.load_state_dict(init)  # the dense run itself, from the initialisation
+    dense_fit = fit(model, train, val, recipe, seed, progress=progress)
+    val_loss, val_acc = _history_best(dense_fit)
+    dense = LevelRecord(0, 1.0, 1.0, None, {}, {n: 1.0 for n in params}, _cpu_state(model),
+                        dense_fit.history, dense_fit.best_epoch, val_loss, val_acc, seed)
+    return dense, dense_fit, rewind
+
+
 def iterative_magnitude_pruning(
     model: nn.Module,
     train: DeviceImages,
@@ -313,30 +345,9 @@ def iterative_magnitude_pruning(
     retrain_recipe = retrain_recipe if retrain_recipe is not None else recipe
     start = rewind_steps if resume_schedule else 0
 
+    dense, dense_fit, rewind = _level_zero(model, train, val, recipe, seed, rewind_steps,
+                                           rewind_state, params, progress)
     records: list[LevelRecord] = []
-    if rewind_state is None:
-        per_epoch = train.num_batches(recipe.batch_size, recipe.max_steps_per_epoch)
-        total_steps = per_epoch * recipe.epochs
-        if rewind_steps > total_steps:
-            raise ValueError(
-                f"rewind_steps={rewind_steps} exceeds the {total_steps} optimiser steps of the "
-                "dense run; lower rewind_steps or lengthen the recipe"
-            )
-        init = _cpu_state(model)
-        rewind = rewind_point(model, train, val, recipe, seed, rewind_steps)
-        model.load_state_dict(init)  # the dense run itself, from the initialisation
-        dense_fit = fit(model, train, val, recipe, seed, progress=progress)
-        val_loss, val_acc = _history_best(dense_fit)
-        dense = LevelRecord(0, 1.0, 1.0, None, {}, {n: 1.0 for n in params}, _cpu_state(model),
-                            dense_fit.history, dense_fit.best_epoch, val_loss, val_acc, seed)
-    else:
-        rewind = {k: v.detach().to("cpu", copy=True) for k, v in rewind_state.items()}
-        missing = sorted(set(model.state_dict()) - set(rewind))
-        if missing:
-            raise ValueError(f"rewind_state lacks {missing[:5]} of the model's state; pass the "
-                             "RewindCapture.state of this model's dense training")
-        dense_fit = None
-        dense = LevelRecord(0, 1.0, 1.0, None, {}, {n: 1.0 for n in params}, _cpu_state(model))
     records.append(dense)
     if on_level is not None:
         on_level(0, model, None, dense_fit)

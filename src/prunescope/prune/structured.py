@@ -370,33 +370,8 @@ def structured_prune(
                 f"{min_channels} channel(s) the model keeps {n_before / max_ratio:.0f} of "
                 f"{n_before} parameters, ratio {max_ratio:.6g}; lower the ratio"
             )
-        order = _removal_order(groups, score_list, scope, min_channels)
-
-        def widths_after(r: int) -> list[int]:
-            w = [g.channels for g in groups]
-            for gi, _ in order[:r]:
-                w[gi] -= 1
-            return w
-
-        # smallest prefix reaching the ratio (parameter count falls strictly with each removal)
-        lo, hi = 0, len(order)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if n_before / _count_after(model, groups, widths_after(mid)) >= ratio:
-                hi = mid
-            else:
-                lo = mid + 1
-        r = lo
-        if r > 0:
-            above = n_before / _count_after(model, groups, widths_after(r))
-            below = n_before / _count_after(model, groups, widths_after(r - 1))
-            if ratio - below <= above - ratio:
-                r -= 1
-        removed: list[set[int]] = [set() for _ in groups]
-        for gi, ch in order[:r]:
-            removed[gi].add(ch)
-        kept_lists = [torch.tensor([c for c in range(g.channels) if c not in rm], dtype=torch.int64)
-                      for g, rm in zip(groups, removed)]
+        kept_lists = _kept_for_ratio(model, groups, score_list, ratio, scope, min_channels,
+                                     n_before)
     keep = {g.name: k.sort().values for g, k in zip(groups, kept_lists)}
     small = narrow_model(model, keep)
     n_after = count_parameters(small)
@@ -413,6 +388,40 @@ def structured_prune(
         max_ratio=max_ratio,
         scope=scope,
     )
+
+
+def _kept_for_ratio(model: nn.Module, groups: Sequence[ChannelGroup],
+                    score_list: list[torch.Tensor], ratio: float, scope: str, min_channels: int,
+                    n_before: int) -> list[torch.Tensor]:
+    """Each group's kept channel indices once the prefix of the removal order whose achieved
+    ratio is closest to ``ratio`` is removed (ties: fewer channels removed)."""
+    order = _removal_order(groups, score_list, scope, min_channels)
+
+    def widths_after(r: int) -> list[int]:
+        w = [g.channels for g in groups]
+        for gi, _ in order[:r]:
+            w[gi] -= 1
+        return w
+
+    # smallest prefix reaching the ratio (parameter count falls strictly with each removal)
+    lo, hi = 0, len(order)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if n_before / _count_after(model, groups, widths_after(mid)) >= ratio:
+            hi = mid
+        else:
+            lo = mid + 1
+    r = lo
+    if r > 0:
+        above = n_before / _count_after(model, groups, widths_after(r))
+        below = n_before / _count_after(model, groups, widths_after(r - 1))
+        if ratio - below <= above - ratio:
+            r -= 1
+    removed: list[set[int]] = [set() for _ in groups]
+    for gi, ch in order[:r]:
+        removed[gi].add(ch)
+    return [torch.tensor([c for c in range(g.channels) if c not in rm], dtype=torch.int64)
+            for g, rm in zip(groups, removed)]
 
 
 def _config_prune(model: nn.Module, scores: Mapping[str, torch.Tensor], ratio: float | None,

@@ -40,7 +40,7 @@ from prunescope.study.plan import Job, Plan, job_work, make_plan
 from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import StudySpec
 from prunescope.study.store import JobResult, Store
-from prunescope.train.options import is_cuda
+from prunescope.train.options import PackOptions, is_cuda
 from prunescope.study.worker import WorkerContext
 from prunescope.train.pack import auto_pack_size
 
@@ -191,6 +191,54 @@ def _make_executor(spec: StudySpec, kind: str | Executor, address: str | None,
     raise ValueError(f"unknown executor {kind!r}; choose 'local' or 'ray'")
 
 
+def _released(results: list[JobResult], arts: dict[str, dict[str, str]],
+              sums: dict[str, dict[str, str]], children: dict[str, list[str]],
+              missing: dict[str, int], waiting: set[str]) -> list[str]:
+    """Note the files of the done ``results`` and count them off their children's missing
+    parents; returns the waiting children that are now ready."""
+    ready = []
+    for r in results:
+        if r.status != "done":
+            continue
+        arts[r.job_id] = r.artifacts
+        sums[r.job_id] = r.checksums
+        for c in children.get(r.job_id, ()):
+            if c in missing:
+                missing[c] -= 1
+                if missing[c] == 0 and c in waiting:
+                    ready.append(c)
+    return ready
+
+
+def _run_device(spec: StudySpec, ex: Executor) -> tuple[str, PackOptions]:
+    """The device this run's packs use, resolved once (``auto``: the Ray cluster's, or CUDA
+    when this machine has it, else the CPU), and the ``[executor.pack_options]`` for it;
+    ``DeviceUnavailable`` for a CUDA device a local run does not have."""
+    device = spec.device_name()
+    if isinstance(ex, RayExecutor) and spec.device == "auto":
+        device = ex.device
+    if (getattr(ex, "local_data", False) and is_cuda(device)
+            and not torch.cuda.is_available()):
+        raise DeviceUnavailable(
+            f"{spec.path or 'the study'} asks for device {device!r} but this machine has no "
+            "CUDA device; set device = \"auto\" or \"cpu\" in it, or run it on a GPU machine")
+    try:  # [executor.pack_options] for the device this run resolved to
+        return device, spec.executor.pack_options_for(device)
+    except ValueError as e:
+        raise RuntimeError(f"[executor.pack_options] cannot run on {device}: {e}; remove the "
+                           "CUDA-only switches or run on a GPU") from e
+
+
+def _without_data(plan: Plan, waiting: set[str], by_id: dict[str, Job],
+                  order: dict[str, int]) -> list[JobResult]:
+    """A failed result for each waiting ``train`` job whose dataset is not available here."""
+    no_data = _unavailable_datasets(sorted({by_id[i].dataset for i in waiting}))
+    return [JobResult(i, "failed", error=f"dataset {by_id[i].dataset} is not available: "
+                      f"{no_data[by_id[i].dataset]}")
+            for i in sorted(waiting, key=order.__getitem__)
+            if by_id[i].kind == "train" and by_id[i].dataset in no_data]
+
+
 def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex: Executor,
            spec: StudySpec, display: RunDisplay | None, summary: RunSummary) -> None:
     """The scheduling loop (see the module docstring).
@@ -212,12 +260,8 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
         status)
     if blocked:
         store.set_status(blocked, "blocked", "blocked: a job it depends on failed")
-    if getattr(ex, "local_data", False):
-        no_data = _unavailable_datasets(sorted({by_id[i].dataset for i in waiting}))
-        failed = [JobResult(i, "failed", error=f"dataset {by_id[i].dataset} is not available: "
-                            f"{no_data[by_id[i].dataset]}")
-                  for i in sorted(waiting, key=order.__getitem__)
-                  if by_id[i].kind == "train" and by_id[i].dataset in no_data]
+    if getattr(ex, "local_data", False):  # train jobs of datasets this machine cannot load
+        failed = _without_data(plan, waiting, by_id, order)
         if failed:
             _record(failed, store, status, children, waiting, summary)
     missing = {j.id: sum(status[d] != "done" for d in j.deps) for j in todo if j.id in waiting}
@@ -233,22 +277,8 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     parents = sorted({d for j in todo for d in j.deps if status[d] == "done"})
     arts = store.artifacts(parents)
     sums = store.checksums(parents)
-    device = spec.device_name()
-    if isinstance(ex, RayExecutor) and spec.device == "auto":
-        device = ex.device
-    if (getattr(ex, "local_data", False) and is_cuda(device)
-            and not torch.cuda.is_available()):
-        raise DeviceUnavailable(
-            f"{spec.path or 'the study'} asks for device {device!r} but this machine has no "
-            "CUDA device; set device = \"auto\" or \"cpu\" in it, or run it on a GPU machine")
-    try:  # [executor.pack_options] for the device this run resolved to
-        pack_options = spec.executor.pack_options_for(device)
-    except ValueError as e:
-        raise RuntimeError(f"[executor.pack_options] cannot run on {device}: {e}; remove the "
-                           "CUDA-only switches or run on a GPU") from e
-    threads = spec.executor.threads
-    if isinstance(ex, ProcessExecutor) and threads == 0:
-        threads = 1
+    device, pack_options = _run_device(spec, ex)
+    threads = spec.executor.threads or (1 if isinstance(ex, ProcessExecutor) else 0)
     if display:
         display.start(plan, [by_id[i] for i in waiting],
                       lambda j: float(job_work(j, spec.n_val)[1]))
@@ -305,16 +335,8 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             blocked = _record(results, store, status, children, waiting, summary)
             if display and blocked:
                 display.jobs_blocked([by_id[i] for i in blocked])
-            for r in results:
-                if r.status != "done":
-                    continue
-                arts[r.job_id] = r.artifacts
-                sums[r.job_id] = r.checksums
-                for c in children.get(r.job_id, ()):
-                    if c in missing:
-                        missing[c] -= 1
-                        if missing[c] == 0 and c in waiting:
-                            make_ready(c)
+            for c in _released(results, arts, sums, children, missing, waiting):
+                make_ready(c)
             if display:
                 display.pack_finished(pack, results)
 
