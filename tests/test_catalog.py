@@ -75,6 +75,16 @@ def test_no_layer_tests_a_method_or_architecture_name():
     assert not found, found
 
 
+def test_the_spec_and_the_catalog_import_no_torch():
+    """Validating a study spec counts parameters from the catalog's layouts: neither
+    prunescope.catalog nor prunescope.study.spec imports torch (or pandas)."""
+    code = ("import sys, prunescope.catalog, prunescope.study.spec\n"
+            "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr[-2000:])
+
+
 TOY_MODEL = '''
 """A toy architecture: one hidden Linear layer."""
 from torch import nn

@@ -18,7 +18,6 @@ from prunescope.catalog import architectures, methods
 from prunescope.catalog.distributions import CORRUPTIONS, Distribution
 from prunescope.catalog.ratios import UnreachableRatioError, keep_count
 from prunescope.data.registry import info as dataset_info, names as dataset_names
-from prunescope.metrics.potential import check_delta
 
 __all__ = [
     "CORRUPTIONS", "DATASETS", "DEFAULT_DEVICE", "DEVICES", "GRADIENT_MODES",
@@ -81,6 +80,8 @@ def gradient_batches(mode: str, n_batches: int | None = None) -> int | None:
 def delta_error(delta: Any) -> str | None:
     """``None`` for a prune-potential tolerance in percentage points (0, or 0.1 to 100; 0.5 =
     half a point: :func:`prunescope.metrics.check_delta`), else why not."""
+    from prunescope.metrics.potential import check_delta  # pandas: only when a delta is given
+
     try:
         check_delta(delta)
     except ValueError as e:
