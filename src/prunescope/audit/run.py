@@ -381,22 +381,12 @@ def _summarise(counts: pd.DataFrame, runs: pd.DataFrame, agreement: pd.DataFrame
                        agreement, runs, found, out, report)
 
 
-def audit_checkpoint(
-    path: str | Path,
-    *,
-    data_dir: str | Path | None = None,
-    train_data: DataLike | None = None,
-    test_data: DataLike | None = None,
-    finetune_epochs: int | None = None,
-    device: torch.device | str = "cpu",
-    **kwargs: Any,
-) -> AuditResult:
-    """:func:`audit` of a checkpoint written by prunescope (``prunescope train``), with the
-    arguments :func:`checkpoint_arguments` reads from its sidecar (other keyword arguments are
-    passed to :func:`audit`)."""
-    return audit(**checkpoint_arguments(path, data_dir=data_dir, train_data=train_data,
-                                        test_data=test_data, finetune_epochs=finetune_epochs,
-                                        device=device, **kwargs))
+def audit_checkpoint(path: str | Path, **kwargs: Any) -> AuditResult:
+    """:func:`audit` of a checkpoint written by prunescope (``prunescope train``):
+    ``audit(**checkpoint_arguments(path, **kwargs))``, the arguments read from its sidecar
+    (``data_dir``, ``train_data``, ``test_data``, ``finetune_epochs``, ``device`` and any
+    :func:`audit` keyword as :func:`checkpoint_arguments` takes them)."""
+    return audit(**checkpoint_arguments(path, **kwargs))
 
 
 def checkpoint_arguments(

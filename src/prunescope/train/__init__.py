@@ -2,21 +2,12 @@
 from prunescope._lazy import lazy_exports
 
 #: ``{public name: the submodule that defines it}``, imported on first use
-_EXPORTS = {
-    "FitResult": "loop",
-    "Recipe": "recipe",
-    "TrainRun": "run",
-    "TrainingDiverged": "loop",
-    "data_generator": "loop",
-    "derive_seed": "loop",
-    "evaluate": "loop",
-    "fit": "loop",
-    "load_checkpoint": "checkpoint",
-    "predict": "loop",
-    "save_checkpoint": "checkpoint",
-    "sidecar_path": "checkpoint",
-    "device_splits": "run",
-    "train_on_dataset": "run",
-}
+_EXPORTS = {name: module for module, names in (
+    ("checkpoint", ("load_checkpoint", "save_checkpoint", "sidecar_path")),
+    ("loop", ("FitResult", "TrainingDiverged", "data_generator", "derive_seed", "evaluate", "fit",
+              "predict")),
+    ("recipe", ("Recipe",)),
+    ("run", ("TrainRun", "device_splits", "train_on_dataset")),
+) for name in names}
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
