@@ -5,6 +5,7 @@ be drawn on machines without a display.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -83,3 +84,10 @@ def save_figure(fig: Figure, stem: Path) -> tuple[Path, Path]:
     finally:
         plt.close(fig)
     return png, pdf
+
+
+def slug(*parts: object) -> str:
+    """A file-name stem of ``parts``: every run of characters other than letters, digits and
+    dots (the joining ones included) as one ``-``, lower case (``("Method", "mp@2")`` ->
+    ``method-mp-2``)."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", "_".join(str(p) for p in parts)).strip("-").lower()
