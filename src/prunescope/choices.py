@@ -20,10 +20,11 @@ from prunescope.catalog.ratios import UnreachableRatioError, keep_count
 from prunescope.data.registry import info as dataset_info, names as dataset_names
 
 __all__ = [
-    "CORRUPTIONS", "DATASETS", "DEFAULT_DEVICE", "DEVICES", "GRADIENT_MODES",
-    "MAX_CUDA_INDEX", "RATIO_ALLOWED", "SCOPES",
+    "CI_METHODS", "CORRECTIONS", "CORRUPTIONS", "DATASETS", "DEFAULT_DEVICE", "DEVICES",
+    "FAMILIES", "GRADIENT_MODES", "MAX_CUDA_INDEX", "RATIO_ALLOWED", "SCOPES",
     "arch_error", "archs_for", "canonical_distribution", "choice_error", "delta_error",
-    "device_error", "distribution_error", "grad_batches_error", "gradient_batches", "method_error", "one_of", "ratio_error", "reach_error", "resolve_device",
+    "device_error", "distribution_error", "grad_batches_error", "gradient_batches",
+    "method_error", "one_of", "ratio_error", "reach_error", "resolve_device",
 ]
 
 #: datasets of the data registry (SPEC 4)
@@ -38,6 +39,12 @@ MAX_CUDA_INDEX = 127
 SCOPES: tuple[str, ...] = ("global", "layer")
 #: how GP and UP's data-loss gradient is computed (:func:`prunescope.prune.data_gradients`)
 GRADIENT_MODES: tuple[str, ...] = ("full", "batches", "shrinkbench")
+#: 99 % intervals of E(alpha) per cell (:func:`prunescope.stats.mean_ci`)
+CI_METHODS: tuple[str, ...] = ("t", "bootstrap")
+#: multiple-testing corrections of the p-value tables (:func:`prunescope.stats.correct`)
+CORRECTIONS: tuple[str, ...] = ("bonferroni", "holm")
+#: what one correction family of the report's p-values spans (:mod:`prunescope.stats.families`)
+FAMILIES: tuple[str, ...] = ("column", "table")
 #: what a compression ratio must be (SPEC 3)
 RATIO_ALLOWED = "a finite compression ratio > 1 (all params / nonzero params, SPEC 3)"
 

@@ -20,6 +20,7 @@ from rich.table import Table
 from prunescope._console import console as make_console, styled
 from prunescope.audit import AuditError, AuditResult
 from prunescope import choices
+from prunescope.catalog import methods as registry
 from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, usable_device
 
 
@@ -126,7 +127,8 @@ def audit_cmd(
                         "(needs --data).")] = None,
     data: Annotated[Optional[Path], typer.Option(
         "--data", help="Folder with train.npz and test.npz (arrays x: images, y: labels).")] = None,
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: mp,gp,up,rp.")] = "mp,gp,up,rp",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated one-shot methods.")
+                       ] = ",".join(registry.names("one-shot")),
     ratios: Annotated[str, typer.Option("--ratios", help="Comma-separated compression ratios.")] = "2,4,10,20,50",
     finetune_epochs: Annotated[Optional[int], typer.Option(
         "--finetune-epochs", help="Fine-tuning epochs (0: none). Checkpoints: default one epoch "

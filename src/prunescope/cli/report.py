@@ -10,10 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from prunescope._console import console, styled
-from prunescope.cli._app import app
-# the choices of --correction and --ci-method (stats is pure NumPy/SciPy: --help still does not
-# import the report's plotting stack)
-from prunescope.stats import CI_METHODS, CORRECTIONS, FAMILIES
+from prunescope import choices
+from prunescope.cli._app import app, check
+from prunescope.choices import CI_METHODS, CORRECTIONS, FAMILIES
 
 _console = console()
 _err = console(stderr=True)
@@ -48,13 +47,9 @@ def report_cmd(
     from prunescope.study.checks import checks
 
     correction, ci_method, families = correction.lower(), ci_method.lower(), families.lower()
-    if correction not in CORRECTIONS:
-        raise typer.BadParameter(f"unknown correction {correction!r}; choose from {', '.join(CORRECTIONS)}")
-    if ci_method not in CI_METHODS:
-        raise typer.BadParameter(f"unknown interval method {ci_method!r}; choose from "
-                                 f"{', '.join(CI_METHODS)}")
-    if families not in FAMILIES:
-        raise typer.BadParameter(f"unknown families {families!r}; choose from {', '.join(FAMILIES)}")
+    check("--correction", correction, choices.choice_error(correction, CORRECTIONS))
+    check("--ci-method", ci_method, choices.choice_error(ci_method, CI_METHODS))
+    check("--families", families, choices.choice_error(families, FAMILIES))
     res = study_results(study, output)
     target = out if out is not None else Path(res.out_dir) / "report"
     try:
