@@ -15,10 +15,9 @@ from torch import nn
 
 from prunescope.audit.inputs import Options
 from prunescope.catalog import methods as registry
-from prunescope.identity import identity
 from prunescope.study.artifacts import Artifacts
-from prunescope.study.plan import (KINDS, PARAMS, RESULTS_VERSION, EvaluateParams, GradientsParams,
-                                   Job, Plan, PruneFinetuneParams, SourceParams, job_id)
+from prunescope.study.plan import (KINDS, EvaluateParams, GradientsParams, Job, JobSet, Plan,
+                                   PruneFinetuneParams, SourceParams)
 from prunescope.study.spec import StudySpec
 from prunescope.train import Recipe, derive_seed, save_checkpoint
 
@@ -60,15 +59,10 @@ def make_audit_plan(spec: StudySpec, source_params: SourceParams, opts: Options,
                seed: int, labels: dict[str, Any]) -> AuditPlan:
     """The jobs of one audit: the typed parameters the study worker reads, hashed as
     :func:`prunescope.study.plan.make_plan` hashes them."""
-    jobs: dict[str, Job] = {}
-    kind_of = {cls: kind for kind, cls in PARAMS.items()}
+    planned = JobSet()
 
     def add(args: Any, deps: tuple[str, ...], **lab: Any) -> Job:
-        kind = kind_of[type(args)]
-        full = {"kind": kind, "version": RESULTS_VERSION, **identity(args)}
-        jid = job_id(full)
-        jobs.setdefault(jid, Job(jid, kind, full, deps, **(labels | lab)))
-        return jobs[jid]
+        return planned.add(args, deps, **(labels | lab))
 
     source = add(source_params, ())
     grads = None
@@ -103,6 +97,7 @@ def make_audit_plan(spec: StudySpec, source_params: SourceParams, opts: Options,
                    for key, j in pruned_only.items()}
     order = lambda js: tuple(sorted(js, key=lambda j: AUDIT_KINDS.index(j.kind)))  # noqa: E731
     skip = {j.id for j in pruned_only.values()} | set(pruned_eval.values())
+    jobs = planned.by_id
     return AuditPlan(Plan(spec, order(jobs.values())),
                       Plan(spec, order(j for j in jobs.values() if j.id not in skip)),
                       source, pruned_eval)

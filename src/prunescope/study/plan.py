@@ -299,19 +299,29 @@ def lth_ratio_labels(achieved: list[float], requested: tuple[float, ...]) -> lis
     return out
 
 
-def make_plan(spec: StudySpec) -> Plan:
-    """Expand ``spec`` into its jobs (deterministic order: kind, then cell, model, method,
-    ratio, distribution). A job reached from two grid entries appears once."""
-    seen: dict[str, Job] = {}
+class JobSet:
+    """The jobs of a plan being built, each once: a job reached twice (two grid entries, or an
+    audit rerun) is the same job. ``by_id``: ``{job id: Job}`` in the order first added."""
 
-    def add(args: Any, deps: tuple[str, ...], **labels: Any) -> Job:
+    def __init__(self) -> None:
+        self.by_id: dict[str, Job] = {}
+
+    def add(self, args: Any, deps: tuple[str, ...], **labels: Any) -> Job:
+        """The job of the typed parameters ``args`` (a :data:`PARAMS` type), its id hashed from
+        them as every plan hashes them, with ``deps`` and its ``labels``."""
         kind = _KIND_OF[type(args)]
         full = {"kind": kind, "version": RESULTS_VERSION, **identity(args)}
         jid = job_id(full)
-        if jid not in seen:
-            seen[jid] = Job(jid, kind, full, deps, **labels)
-        return seen[jid]
+        if jid not in self.by_id:
+            self.by_id[jid] = Job(jid, kind, full, deps, **labels)
+        return self.by_id[jid]
 
+
+def make_plan(spec: StudySpec) -> Plan:
+    """Expand ``spec`` into its jobs (deterministic order: kind, then cell, model, method,
+    ratio, distribution). A job reached from two grid entries appears once."""
+    planned = JobSet()
+    add = planned.add
     for cell in spec.cells:
         train_recipe = spec.recipe(cell.arch, "train")
         ft_recipe = spec.recipe(cell.arch, "finetune")
@@ -369,7 +379,7 @@ def make_plan(spec: StudySpec) -> Plan:
                         quantize=None if dist == "nominal" else "truncate"),
                         (model_job.id,), method=model_job.method, ratio=model_job.ratio,
                         distribution=dist, level=model_job.level, **labels)
-    jobs = sorted(seen.values(), key=lambda j: KINDS.index(j.kind))  # stable: keeps plan order
+    jobs = sorted(planned.by_id.values(), key=lambda j: KINDS.index(j.kind))  # stable: plan order
     return Plan(spec, tuple(jobs))
 
 
