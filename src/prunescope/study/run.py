@@ -110,16 +110,18 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def pack_size(spec: StudySpec, dataset: str, arch: str, device: str) -> int:
+def pack_size(spec: StudySpec, dataset: str, arch: str, device: str,
+              options: PackOptions | None = None) -> int:
     """Jobs per pack for ``arch``: ``[executor] pack_size``, or with ``"auto"`` what
-    ``prunescope.train.pack.auto_pack_size`` fits on ``device`` for the training batch size."""
+    ``prunescope.train.pack.auto_pack_size`` fits on ``device`` for the training batch size
+    with the pack switches ``options`` (default: the spec's for ``device``)."""
     if spec.executor.pack_size != "auto":
         return int(spec.executor.pack_size)
     inf = info(dataset)
     h, _, c = inf.shape_hwc
     return auto_pack_size(arch, device, batch_size=spec.recipe(arch, "train").batch_size,
                           num_classes=inf.num_classes, in_channels=c, image_size=h,
-                          options=spec.executor.pack_options_for(device))
+                          options=options or spec.executor.pack_options_for(device))
 
 
 def run_study(
@@ -293,7 +295,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             key = min((k for k, h in ready.items() if h), key=lambda k: ready[k][0][0])
             heap = ready[key]
             if key[1:] not in sizes:
-                sizes[key[1:]] = pack_size(spec, key[1], key[2], device)
+                sizes[key[1:]] = pack_size(spec, key[1], key[2], device, pack_options)
             size = sizes[key[1:]] if stacks(key[0]) else 1  # structured: packs of one
             jobs = [by_id[heapq.heappop(heap)[1]] for _ in range(min(size, len(heap)))]
             pack = Pack(key[0], key[1], key[2], tuple(jobs))
