@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Optional
 
 import torch
@@ -31,34 +32,46 @@ def _csv(text: str, cast: type, option: str) -> list:
                          f"{'numbers' if cast is float else 'names'}") from e
 
 
-def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
-    """Build ``package.module:callable`` (imported with the current directory first on the
-    path, as ``python -m`` does) and load its weights from ``.safetensors`` or a ``.pt`` state
-    dict; every failure is an ``AuditError`` naming what to fix."""
+def import_factory(factory: str, option: str = "--model") -> Callable[[], torch.nn.Module]:
+    """The callable named ``package.module:callable``, imported with the current directory first
+    on the path (as ``python -m`` does); every failure is an ``AuditError`` naming ``option``."""
     mod_name, _, fn_name = factory.partition(":")
     if not mod_name or not fn_name:
-        raise AuditError(f"--model must look like package.module:callable, got {factory!r}")
+        raise AuditError(f"{option} must look like package.module:callable, got {factory!r}")
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(mod_name)
     except Exception as e:  # noqa: BLE001 -- import errors of user code take many forms
-        raise AuditError(f"--model {factory}: cannot import {mod_name!r} from {cwd} "
+        raise AuditError(f"{option} {factory}: cannot import {mod_name!r} from {cwd} "
                          f"({type(e).__name__}: {e}); run from the folder that holds it or "
                          "install it") from e
     fn = getattr(module, fn_name, None)
     if not callable(fn):
-        raise AuditError(f"--model {factory}: {mod_name} has no callable {fn_name!r} "
+        raise AuditError(f"{option} {factory}: {mod_name} has no callable {fn_name!r} "
                          f"({module.__file__})")
-    try:
-        model = fn()
-    except Exception as e:  # noqa: BLE001
-        raise AuditError(f"--model {factory}: calling {fn_name}() raised {type(e).__name__}: "
-                         f"{e}; it must take no arguments and return the nn.Module") from e
-    if not isinstance(model, torch.nn.Module):
-        raise AuditError(f"--model {factory}: {fn_name}() returned {type(model).__name__}, "
-                         "not a torch.nn.Module")
+
+    def build() -> torch.nn.Module:
+        try:
+            model = fn()
+        except Exception as e:  # noqa: BLE001
+            raise AuditError(f"{option} {factory}: calling {fn_name}() raised "
+                             f"{type(e).__name__}: {e}; it must take no arguments and return the "
+                             "nn.Module") from e
+        if not isinstance(model, torch.nn.Module):
+            raise AuditError(f"{option} {factory}: {fn_name}() returned {type(model).__name__}, "
+                             "not a torch.nn.Module")
+        return model
+
+    return build
+
+
+def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
+    """Build ``package.module:callable`` (:func:`import_factory`) and load its weights from
+    ``.safetensors`` or a ``.pt`` state dict; every failure is an ``AuditError`` naming what to
+    fix."""
+    model = import_factory(factory)()
     if not weights.is_file():
         raise AuditError(f"no weights file at {weights}")
     try:
