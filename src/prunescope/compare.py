@@ -29,10 +29,11 @@ every model with the dense model's number of outputs, every label one of them.
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -222,14 +223,33 @@ def load_model(model: ModelLike, *, build: Builder | None = None, trust_pickle: 
 
 
 # ---- data -------------------------------------------------------------------------------------
+def registry_name(data: Any) -> str | None:
+    """``data`` when it names a dataset of prunescope's registry (``mnist``, ``cifar10``...)
+    and no file or folder of that name exists, else ``None``."""
+    from prunescope.data import names
+
+    return data if isinstance(data, str) and not Path(data).exists() and data in names() \
+        else None
+
+
 def read_test_data(data: Any, class_names: Sequence[str] | None = None
                    ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None]:
-    """``(x uint8 NHWC, y int64, class names or None)`` of the test images: an image-folder
-    layout (``DATA/test/<class>/`` or ``DATA/<class>/``, :mod:`prunescope.data.folders`), a
-    folder holding ``test.npz``, or anything :func:`prunescope.audit.as_arrays` reads."""
+    """``(x uint8 NHWC, y int64, class names or None)`` of the test images: a registry dataset's
+    test split by name (``"mnist"``), an image-folder layout (``DATA/test/<class>/`` or
+    ``DATA/<class>/``, :mod:`prunescope.data.folders`), a folder holding ``test.npz``, or
+    anything :func:`prunescope.audit.as_arrays` reads."""
     from prunescope.audit import as_arrays
     from prunescope.data.folders import read_image_folder, split_folder
 
+    if registry_name(data):
+        from prunescope.data import load
+
+        try:
+            s = load(data, "test")
+        except Exception as e:  # noqa: BLE001 -- one line: what is missing and how to get it
+            raise _error(f"dataset {data} is not available ({e}); run `prunescope data fetch "
+                         f"{data}`") from e
+        return s.x, s.y, s.classes
     if isinstance(data, (str, Path)) and Path(data).is_dir():
         root = split_folder(data, "test")
         if root is not None:
@@ -239,6 +259,22 @@ def read_test_data(data: Any, class_names: Sequence[str] | None = None
             data = Path(data) / "test.npz"
     x, y = as_arrays(data, "test data")
     return x, y, tuple(class_names) if class_names is not None else None
+
+
+def normalisation(x: np.ndarray, mean: Sequence[float] | None, std: Sequence[float] | None,
+                  data: Any = None) -> tuple[list[float], list[float]]:
+    """Per-channel ``(mean, std)`` on the 0..1 scale: the given ones, else the registry's when
+    ``data`` names a registry dataset, else those of the uint8 NHWC images ``x`` (std at least
+    1e-6)."""
+    if registry_name(data):
+        from prunescope.data import info
+
+        mean = info(data).mean if mean is None else mean
+        std = info(data).std if std is None else std
+    unit = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
+    mean = unit.mean(0) if mean is None else mean
+    std = np.maximum(unit.std(0), 1e-6) if std is None else std
+    return [float(v) for v in mean], [float(v) for v in std]
 
 
 # ---- the result -------------------------------------------------------------------------------
@@ -324,18 +360,21 @@ def compare(
         dense: the dense model (``nn.Module`` or file, :func:`load_model`), or one per seed.
         pruned_models: its pruned versions (for several seeds: one list per seed, the i-th
             models of every seed pruned the same way).
-        test_data: test images: a folder (``test/<class>/*.png``, ``<class>/*.png`` or
+        test_data: test images: a registry dataset's name (``"mnist"``: its test split, its
+            normalisation by default), a folder (``test/<class>/*.png``, ``<class>/*.png`` or
             ``test.npz``) or anything :func:`prunescope.audit.as_arrays` reads.
         methods: a label per pruned model (per position with seeds), e.g. ``"l1"``; models
             with one label form one prune-potential curve. Default: all ``"given"``.
         build: ``build() -> nn.Module`` for state-dict files: one for every file, or a list
             with one per model (dense first, then the pruned ones; ``None`` where not needed).
+            A pruned state dict without a builder loads into a copy of its dense model.
         trust_pickle: read pickled files (whole modules, Torch-Pruning's ``tp.state_dict``);
             only for files you trust.
         distributions: test distributions (``"nominal"`` always included; SPEC 7 names).
         class_names: names of the classes (default: the image folders' names, else ids).
         mean, std: the models' per-channel input normalisation on the 0..1 scale (default:
-            the test images' own statistics; zeros and ones for raw [0, 1] inputs).
+            a registry dataset's, else the test images' own statistics; zeros and ones for raw
+            [0, 1] inputs).
         seed: seeds the corruptions and the bootstrap.
         n_resamples: bootstrap resamples (single seed).
         top_k: classes per model in ``worst_classes``.
@@ -371,23 +410,22 @@ def compare(
             raise _error(f"distribution {d!r} is invalid: {e}") from e
         dists += [dname] if dname not in dists else []
 
-    x, y, folder_names = read_test_data(test_data, class_names)
-    class_names = folder_names
-    if mean is None or std is None:
-        unit = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
-        mean = unit.mean(0) if mean is None else mean
-        std = np.maximum(unit.std(0), 1e-6) if std is None else std
-    mean, std = [float(v) for v in mean], [float(v) for v in std]
+    x, y, class_names = read_test_data(test_data, class_names)
+    mean, std = normalisation(x, mean, std, test_data)
     example = next(DeviceImages(x[:1], y[:1], mean, std, "cpu").batches(1))[0]
 
     # every model read and checked before any evaluation
     models: list[tuple[int, str, LoadedModel]] = []
     for s, (d, ps) in enumerate(zip(dense_list, pruned_lists)):
         for i, m in enumerate([d, *ps]):
-            lm = load_model(m, build=builds[i], trust_pickle=trust_pickle, example=example,
+            # a pruned state dict without a builder loads into (a copy of) its dense model
+            b = builds[i] if builds[i] is not None or i == 0 else \
+                (lambda net=dense_net: copy.deepcopy(net))
+            lm = load_model(m, build=b, trust_pickle=trust_pickle, example=example,
                             name=None if not isinstance(m, nn.Module) else
                             ("dense" if i == 0 else f"pruned{i}"))
             models.append((s, "dense" if i == 0 else labels[i - 1], lm))
+            dense_net = lm.model if i == 0 else dense_net
     outputs = None
     for s, label, lm in models:
         try:
@@ -477,6 +515,94 @@ def compare(
     return result
 
 
+def audit_channels(
+    model: ModelLike,
+    test_data: Any,
+    *,
+    ratios: Sequence[float],
+    importances: Sequence[str] = ("l1", "taylor"),
+    train_data: Any = None,
+    build: Builder | None = None,
+    trust_pickle: bool = False,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    taylor_images: int = 256,
+    **kwargs: Any,
+) -> CompareResult:
+    """Channel-prune ``model`` for every importance at every ratio through Torch-Pruning
+    (:func:`prunescope.prune.channels.prune_channels`; any architecture it can trace) and
+    :func:`compare` the pruned models with it (no fine-tuning).
+
+    ``models`` gains per pruned model: ``requested_ratio``, ``channel_fraction``,
+    ``latency_before_ms``, ``latency_after_ms`` (median CPU forward of a batch of 64) and
+    ``latency_batch``; ``method`` is ``<importance>-channel``.
+
+    Args:
+        model: the dense model (``nn.Module`` or file, :func:`load_model`).
+        test_data: as :func:`compare` (measured only).
+        ratios: parameter ratios (before / after), each > 1.
+        importances: ``"l1"`` and/or ``"taylor"``.
+        train_data: images for Taylor's gradient (the first ``taylor_images`` of them, in
+            order); a folder with ``train/<class>/`` or ``train.npz``, or anything
+            :func:`prunescope.audit.as_arrays` reads. Required for ``"taylor"``.
+        build, trust_pickle: how to read a model file (:func:`load_model`).
+        mean, std: input normalisation (default: the test images' statistics).
+        kwargs: passed on to :func:`compare`.
+    """
+    from prunescope.audit import as_arrays
+    from prunescope.data.device import DeviceImages
+    from prunescope.prune.channels import IMPORTANCES, prune_channels
+    from prunescope.prune.masks import UnreachableRatioError
+
+    bad = [i for i in importances if i not in IMPORTANCES]
+    if bad or not importances:
+        raise _error(f"importance {bad[0] if bad else 'none'!r}: choose from "
+                     f"{', '.join(IMPORTANCES)}")
+    if not ratios or any(not (math.isfinite(float(r)) and float(r) > 1) for r in ratios):
+        raise _error(f"ratios {list(ratios)}: give parameter ratios (before / after) > 1")
+    x, y, names = read_test_data(test_data, kwargs.pop("class_names", None))
+    mean, std = normalisation(x, mean, std, test_data)
+    example = next(DeviceImages(x[:1], y[:1], mean, std, "cpu").batches(1))[0]
+    dense = load_model(model, build=build, trust_pickle=trust_pickle, example=example).model
+    batches = None
+    if "taylor" in importances:
+        if train_data is None:
+            raise _error("taylor importance needs training images (train_data=; CLI: a "
+                         "train/ folder or train.npz beside the test data); or use l1 only")
+        if isinstance(train_data, (str, Path)) and Path(train_data).is_dir():
+            from prunescope.data.folders import read_image_folder, split_folder
+
+            root = split_folder(train_data, "train")
+            train_data = (read_image_folder(root, "train", names) if root is not None
+                          else Path(train_data) / "train.npz")
+        xt, yt = as_arrays(train_data, "train data")
+        batches = list(DeviceImages(xt[:taylor_images], yt[:taylor_images], mean, std,
+                                    "cpu").batches(64))
+    pruned, extra = [], []
+    for imp in importances:
+        for r in sorted(float(v) for v in ratios):
+            try:
+                res = prune_channels(dense, example, r, imp, batches=batches)
+            except UnreachableRatioError as e:
+                raise _error(f"{e}; lower the ratios") from e
+            pruned.append(res.model)
+            extra.append({"requested_ratio": r, "channel_fraction": res.channel_fraction,
+                          "latency_before_ms": res.latency_before_ms,
+                          "latency_after_ms": res.latency_after_ms,
+                          "latency_batch": res.latency_batch})
+    labels = [f"{imp}-channel" for imp in importances for _ in ratios]
+    out = compare(dense, pruned, (x, y), methods=labels, class_names=names, mean=mean,
+                  std=std, **kwargs)
+    models = out.models.copy()
+    for col in extra[0]:
+        models[col] = [np.nan] + [e[col] for e in extra]
+
+    result = replace(out, models=models)
+    if result.out_dir is not None:
+        models.to_csv(result.out_dir / "models.csv", index=False)
+    return result
+
+
 def _pair_statistics(models: list[tuple[int, str, LoadedModel]], table: pd.DataFrame,
                      preds: dict[str, np.ndarray], y: np.ndarray, n_cls: int, dists: list[str],
                      seed: int, n_resamples: int, alphas: pd.DataFrame, n_seeds: int
@@ -517,7 +643,6 @@ def _pair_statistics(models: list[tuple[int, str, LoadedModel]], table: pd.DataF
 def _write(result: CompareResult, out: Path, report: bool, name: str, delta: float
            ) -> CompareResult:
     """Every table as ``<out>/<table>.csv`` and, with ``report``, ``<out>/report/report.html``."""
-    from dataclasses import replace
 
     out.mkdir(parents=True, exist_ok=True)
     for t in result.tables:
@@ -541,5 +666,5 @@ def _write(result: CompareResult, out: Path, report: bool, name: str, delta: flo
     return replace(result, out_dir=out, report=page)
 
 
-__all__ = ["GIVEN", "TRUST_FLAG", "CompareResult", "LoadedModel", "compare", "fold_torch_prune",
-           "load_model", "narrow_to", "read_test_data"]
+__all__ = ["GIVEN", "TRUST_FLAG", "CompareResult", "LoadedModel", "audit_channels", "compare",
+           "fold_torch_prune", "load_model", "narrow_to", "normalisation", "read_test_data"]

@@ -145,7 +145,7 @@ def test_bad_inputs_one_line_before_work(tmp_path, test_set, monkeypatch):
         assert "\n" not in str(e.value)
     torch.save(small_cnn(C).state_dict(), tmp_path / "w.pt")
     with pytest.raises(AuditError, match="no architecture"):
-        compare(dense, [tmp_path / "w.pt"], (x, y))
+        compare(tmp_path / "w.pt", [dense], (x, y))
 
 
 def test_distributions_and_several_seeds(test_set):
@@ -157,3 +157,15 @@ def test_distributions_and_several_seeds(test_set):
     assert res.mcnemar.empty and (res.intervals.ci_method == "t across seeds").all()
     assert "seed-to-seed" in res.uncertainty
     assert (res.intervals.n == 2).all()
+
+
+def test_pruned_state_dict_loads_into_the_dense_model(tmp_path, test_set):
+    x, y = test_set
+    pruned = _torch_pruned(0.7)
+    torch.save(pruned.state_dict(), tmp_path / "p.pt")
+    res = compare(small_cnn(C), [tmp_path / "p.pt"], (x, y), n_resamples=10)
+    assert res.models.source[1] == "torch.nn.utils.prune state dict"
+    for i in (0, 3, 8):
+        torch_prune.remove(pruned[i], "weight")
+    assert res.models.achieved_ratio[1] == pytest.approx(
+        sum(p.numel() for p in small_cnn(C).parameters()) / _nonzero(pruned))
