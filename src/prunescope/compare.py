@@ -228,8 +228,9 @@ def registry_name(data: Any) -> str | None:
     and no file or folder of that name exists, else ``None``."""
     from prunescope.data import names
 
-    return data if isinstance(data, str) and not Path(data).exists() and data in names() \
-        else None
+    if isinstance(data, (str, Path)) and not Path(data).exists() and str(data) in names():
+        return str(data)
+    return None
 
 
 def read_test_data(data: Any, class_names: Sequence[str] | None = None
@@ -241,22 +242,24 @@ def read_test_data(data: Any, class_names: Sequence[str] | None = None
     from prunescope.audit import as_arrays
     from prunescope.data.folders import read_image_folder, split_folder
 
-    if registry_name(data):
+    if (name := registry_name(data)) is not None:
         from prunescope.data import load
 
         try:
-            s = load(data, "test")
+            s = load(name, "test")
         except Exception as e:  # noqa: BLE001 -- one line: what is missing and how to get it
-            raise _error(f"dataset {data} is not available ({e}); run `prunescope data fetch "
-                         f"{data}`") from e
+            raise _error(f"dataset {name} is not available ({e}); run `prunescope data fetch "
+                         f"{name}`") from e
         return s.x, s.y, s.classes
     if isinstance(data, (str, Path)) and Path(data).is_dir():
         root = split_folder(data, "test")
         if root is not None:
             s = read_image_folder(root, "test")
             return s.x, s.y, s.classes
-        if (Path(data) / "test.npz").is_file():
-            data = Path(data) / "test.npz"
+        if not (Path(data) / "test.npz").is_file():
+            raise _error(f"{data} holds no test images: give a folder with test/<class>/ (or "
+                         "<class>/) folders of PNG/JPEG images, or with test.npz (arrays x, y)")
+        data = Path(data) / "test.npz"
     x, y = as_arrays(data, "test data")
     return x, y, tuple(class_names) if class_names is not None else None
 
@@ -266,11 +269,11 @@ def normalisation(x: np.ndarray, mean: Sequence[float] | None, std: Sequence[flo
     """Per-channel ``(mean, std)`` on the 0..1 scale: the given ones, else the registry's when
     ``data`` names a registry dataset, else those of the uint8 NHWC images ``x`` (std at least
     1e-6)."""
-    if registry_name(data):
+    if (name := registry_name(data)) is not None:
         from prunescope.data import info
 
-        mean = info(data).mean if mean is None else mean
-        std = info(data).std if std is None else std
+        mean = info(name).mean if mean is None else mean
+        std = info(name).std if std is None else std
     unit = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
     mean = unit.mean(0) if mean is None else mean
     std = np.maximum(unit.std(0), 1e-6) if std is None else std

@@ -24,7 +24,7 @@ def small_cnn(num_classes: int = 4, in_channels: int = 1) -> nn.Module:
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, c: int, expand: int = 4) -> None:
+    def __init__(self, c: int, expand: int = 2) -> None:
         super().__init__()
         h = c * expand
         self.block = nn.Sequential(

@@ -56,3 +56,18 @@ def test_refusals():
         prune_channels(net, EX, 2.0, "taylor")
     with pytest.raises(ValueError, match="choose one of l1, taylor"):
         prune_channels(net, EX, 2.0, "l2")
+
+
+def test_top_fraction_keeps_a_channel_in_the_narrowest_layer():
+    from torch import nn
+
+    from prunescope.prune.channels import top_fraction
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+    f = top_fraction(net)
+    assert int(8 * (1 - f)) == 1  # Torch-Pruning's kept count at that fraction
+    top = _pruned(net, EX, "l1", f, None)
+    assert top[0].out_channels == 1 and top[2].out_channels == 1
+    # Torch-Pruning leaves a layer it would empty unpruned: beyond f nothing more goes
+    assert count_parameters(_pruned(net, EX, "l1", 0.95, None)) > count_parameters(top)

@@ -35,10 +35,11 @@ from prunescope.prune.params import count_parameters
 
 #: channel importances :func:`prune_channels` knows
 IMPORTANCES = ("l1", "taylor")
-#: the largest channel fraction tried (Torch-Pruning keeps at least one channel per layer)
+#: the largest channel fraction tried; lower for a model whose narrowest prunable layer has
+#: fewer than 20 channels (:func:`top_fraction`)
 MAX_FRACTION = 0.95
 #: bisection stops when the fraction interval is this narrow
-FRACTION_TOL = 2.0 ** -8
+FRACTION_TOL = 2.0 ** -7
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,19 @@ def _head(model: nn.Module) -> nn.Module:
     return (linears or convs)[-1]
 
 
+def top_fraction(model: nn.Module) -> float:
+    """The largest channel fraction that keeps a channel in every layer: Torch-Pruning keeps
+    ``int(n * (1 - f))`` of a layer's ``n`` channels and leaves a layer it would empty
+    unpruned, so beyond ``1 - 1 / n_min`` fewer parameters go, not more; at most
+    :data:`MAX_FRACTION`."""
+    head = _head(model)
+    widths = [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+              for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m is not head]
+    if not widths:
+        return 0.0
+    return min(MAX_FRACTION, 1.0 - (1.0 + 1e-6) / min(widths))
+
+
 def _gradients(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
                ) -> dict[str, torch.Tensor]:
     """Gradient of the mean cross-entropy over ``batches`` (float NCHW, int64 labels)."""
@@ -141,7 +155,7 @@ def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float,
 
     Raises:
         ValueError: unknown importance, a ratio <= 1, Taylor without batches.
-        UnreachableRatioError: even :data:`MAX_FRACTION` of the channels does not reach
+        UnreachableRatioError: even :func:`top_fraction` of the channels does not reach
             ``ratio`` (names the largest reachable ratio).
     """
     if importance not in IMPORTANCES:
@@ -156,12 +170,14 @@ def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float,
     model = copy.deepcopy(model).cpu().eval()
     before = count_parameters(model)
     reached = lambda f: before / count_parameters(_pruned(model, example, importance, f, grads))  # noqa: E731
-    top = _pruned(model, example, importance, MAX_FRACTION, grads)
+    hi = top_fraction(model)
+    top = _pruned(model, example, importance, hi, grads)
     if before / count_parameters(top) < ratio:
         raise UnreachableRatioError(
             f"ratio {ratio:g} cannot be reached by removing channels: removing "
-            f"{MAX_FRACTION:.0%} of every layer's channels reaches {before / count_parameters(top):.3g}")
-    lo, hi = 0.0, MAX_FRACTION
+            f"{hi:.0%} of every layer's channels (the most that keeps one in each) reaches "
+            f"{before / count_parameters(top):.3g}")
+    lo = 0.0
     while hi - lo > FRACTION_TOL:
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if reached(mid) >= ratio else (mid, hi)
@@ -173,5 +189,5 @@ def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float,
                           latency_batch)
 
 
-__all__ = ["FRACTION_TOL", "IMPORTANCES", "MAX_FRACTION", "ChannelPruning", "count_params",
-           "cpu_latency_ms", "prune_channels"]
+__all__ = ["FRACTION_TOL", "IMPORTANCES", "MAX_FRACTION", "ChannelPruning", "cpu_latency_ms",
+           "prune_channels", "top_fraction"]
