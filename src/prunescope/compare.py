@@ -342,6 +342,7 @@ def compare(
     test_data: Any,
     *,
     methods: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
     build: Builder | Sequence[Builder | None] | None = None,
     trust_pickle: bool = False,
     distributions: Sequence[str] = ("nominal",),
@@ -368,6 +369,8 @@ def compare(
             ``test.npz``) or anything :func:`prunescope.audit.as_arrays` reads.
         methods: a label per pruned model (per position with seeds), e.g. ``"l1"``; models
             with one label form one prune-potential curve. Default: all ``"given"``.
+        names: a name per pruned model for the tables (default: its file name, or
+            ``pruned<i>`` for a module).
         build: ``build() -> nn.Module`` for state-dict files: one for every file, or a list
             with one per model (dense first, then the pruned ones; ``None`` where not needed).
             A pruned state dict without a builder loads into a copy of its dense model.
@@ -399,8 +402,9 @@ def compare(
     if n_pruned == 0 or any(len(p) != n_pruned for p in pruned_lists):
         raise _error("give at least one pruned model (and as many for every seed)")
     labels = list(methods) if methods is not None else [GIVEN] * n_pruned
-    if len(labels) != n_pruned:
-        raise _error(f"methods names {len(labels)} labels for {n_pruned} pruned models")
+    if len(labels) != n_pruned or (names is not None and len(names) != n_pruned):
+        raise _error(f"give one method label and name per pruned model ({n_pruned}), got "
+                     f"{len(labels)} and {n_pruned if names is None else len(names)}")
     builds = list(build) if isinstance(build, (list, tuple)) else [build] * (1 + n_pruned)
     if len(builds) != 1 + n_pruned:
         raise _error(f"give one builder for every model or {1 + n_pruned} (dense, then each "
@@ -424,9 +428,10 @@ def compare(
             # a pruned state dict without a builder loads into (a copy of) its dense model
             b = builds[i] if builds[i] is not None or i == 0 else \
                 (lambda net=dense_net: copy.deepcopy(net))
+            given = None if i == 0 or names is None else names[i - 1]
             lm = load_model(m, build=b, trust_pickle=trust_pickle, example=example,
-                            name=None if not isinstance(m, nn.Module) else
-                            ("dense" if i == 0 else f"pruned{i}"))
+                            name=given or (None if not isinstance(m, nn.Module) else
+                                           "dense" if i == 0 else f"pruned{i}"))
             models.append((s, "dense" if i == 0 else labels[i - 1], lm))
             dense_net = lm.model if i == 0 else dense_net
     outputs = None
@@ -537,8 +542,9 @@ def audit_channels(
     :func:`compare` the pruned models with it (no fine-tuning).
 
     ``models`` gains per pruned model: ``requested_ratio``, ``channel_fraction``,
-    ``latency_before_ms``, ``latency_after_ms`` (median CPU forward of a batch of 64) and
-    ``latency_batch``; ``method`` is ``<importance>-channel``.
+    ``latency_before_ms``, ``latency_after_ms`` (CPU forward of a batch of 64, fastest of 20)
+    and ``latency_batch``; ``method`` is ``<importance>-channel``, ``name``
+    ``<importance>-channel-x<requested ratio>``.
 
     Args:
         model: the dense model (``nn.Module`` or file, :func:`load_model`).
@@ -546,7 +552,8 @@ def audit_channels(
         ratios: parameter ratios (before / after), each > 1.
         importances: ``"l1"`` and/or ``"taylor"``.
         train_data: images for Taylor's gradient (the first ``taylor_images`` of them, in
-            order); a folder with ``train/<class>/`` or ``train.npz``, or anything
+            order); a registry dataset's name (its training split), a folder with
+            ``train/<class>/`` or ``train.npz``, or anything
             :func:`prunescope.audit.as_arrays` reads. Required for ``"taylor"``.
         build, trust_pickle: how to read a model file (:func:`load_model`).
         mean, std: input normalisation (default: the test images' statistics).
@@ -563,7 +570,7 @@ def audit_channels(
                      f"{', '.join(IMPORTANCES)}")
     if not ratios or any(not (math.isfinite(float(r)) and float(r) > 1) for r in ratios):
         raise _error(f"ratios {list(ratios)}: give parameter ratios (before / after) > 1")
-    x, y, names = read_test_data(test_data, kwargs.pop("class_names", None))
+    x, y, classes = read_test_data(test_data, kwargs.pop("class_names", None))
     mean, std = normalisation(x, mean, std, test_data)
     example = next(DeviceImages(x[:1], y[:1], mean, std, "cpu").batches(1))[0]
     dense = load_model(model, build=build, trust_pickle=trust_pickle, example=example).model
@@ -572,18 +579,24 @@ def audit_channels(
         if train_data is None:
             raise _error("taylor importance needs training images (train_data=; CLI: a "
                          "train/ folder or train.npz beside the test data); or use l1 only")
-        if isinstance(train_data, (str, Path)) and Path(train_data).is_dir():
+        if (rname := registry_name(train_data)) is not None:
+            from prunescope.data import load
+
+            full = load(rname, "train")
+            train_data = (full.x, full.y)
+        elif isinstance(train_data, (str, Path)) and Path(train_data).is_dir():
             from prunescope.data.folders import read_image_folder, split_folder
 
             root = split_folder(train_data, "train")
-            train_data = (read_image_folder(root, "train", names) if root is not None
+            train_data = (read_image_folder(root, "train", classes) if root is not None
                           else Path(train_data) / "train.npz")
         xt, yt = as_arrays(train_data, "train data")
         batches = list(DeviceImages(xt[:taylor_images], yt[:taylor_images], mean, std,
                                     "cpu").batches(64))
-    pruned, extra = [], []
+    pruned, extra, labels = [], [], []
     for imp in importances:
         for r in sorted(float(v) for v in ratios):
+            labels.append(f"{imp}-channel")
             try:
                 res = prune_channels(dense, example, r, imp, batches=batches)
             except UnreachableRatioError as e:
@@ -593,9 +606,9 @@ def audit_channels(
                           "latency_before_ms": res.latency_before_ms,
                           "latency_after_ms": res.latency_after_ms,
                           "latency_batch": res.latency_batch})
-    labels = [f"{imp}-channel" for imp in importances for _ in ratios]
-    out = compare(dense, pruned, (x, y), methods=labels, class_names=names, mean=mean,
-                  std=std, **kwargs)
+    out = compare(dense, pruned, (x, y), methods=labels, class_names=classes, mean=mean,
+                  std=std, names=[f"{m}-x{e['requested_ratio']:g}" for m, e in zip(labels, extra)],
+                  **kwargs)
     models = out.models.copy()
     for col in extra[0]:
         models[col] = [np.nan] + [e[col] for e in extra]
