@@ -601,6 +601,8 @@ def audit_channels(
                 res = prune_channels(dense, example, r, imp, batches=batches)
             except UnreachableRatioError as e:
                 raise _error(f"{e}; lower the ratios") from e
+            except ValueError as e:
+                raise _error(str(e)) from e
             pruned.append(res.model)
             extra.append({"requested_ratio": r, "channel_fraction": res.channel_fraction,
                           "latency_before_ms": res.latency_before_ms,

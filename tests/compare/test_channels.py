@@ -71,3 +71,11 @@ def test_top_fraction_keeps_a_channel_in_the_narrowest_layer():
     assert top[0].out_channels == 1 and top[2].out_channels == 1
     # Torch-Pruning leaves a layer it would empty unpruned: beyond f nothing more goes
     assert count_parameters(_pruned(net, EX, "l1", 0.95, None)) > count_parameters(top)
+
+
+def test_a_model_torch_pruning_breaks_is_refused():
+    from prunescope.models import build_model
+
+    net = build_model("resnet20", 10, 3, seed=0).eval()  # zero-padding shortcuts, not traced
+    with pytest.raises(ValueError, match="cannot remove channels of this"):
+        prune_channels(net, torch.randn(1, 3, 32, 32), 2.0)

@@ -154,7 +154,8 @@ def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float,
         latency_batch: batch size of the latency measurement.
 
     Raises:
-        ValueError: unknown importance, a ratio <= 1, Taylor without batches.
+        ValueError: unknown importance, a ratio <= 1, Taylor without batches, a model
+            Torch-Pruning leaves broken (it fails to run or its output shape changes).
         UnreachableRatioError: even :func:`top_fraction` of the channels does not reach
             ``ratio`` (names the largest reachable ratio).
     """
@@ -172,6 +173,19 @@ def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float,
     reached = lambda f: before / count_parameters(_pruned(model, example, importance, f, grads))  # noqa: E731
     hi = top_fraction(model)
     top = _pruned(model, example, importance, hi, grads)
+    try:
+        with torch.no_grad():
+            out = top(example)
+    except Exception as e:  # noqa: BLE001 -- a graph Torch-Pruning did not follow
+        raise ValueError(
+            f"Torch-Pruning cannot remove channels of this {type(model).__name__} consistently: "
+            f"the pruned model fails ({type(e).__name__}: {(str(e).splitlines() or [''])[0]}); "
+            "an operation it does not trace (e.g. a zero-padding shortcut) couples channels "
+            "it left apart") from e
+    with torch.no_grad():
+        if out.shape != model(example).shape:
+            raise ValueError(f"Torch-Pruning changed the outputs of this {type(model).__name__} "
+                             f"from {tuple(model(example).shape)} to {tuple(out.shape)}")
     if before / count_parameters(top) < ratio:
         raise UnreachableRatioError(
             f"ratio {ratio:g} cannot be reached by removing channels: removing "
