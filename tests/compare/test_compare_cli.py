@@ -83,3 +83,24 @@ def test_bad_inputs_one_line(workdir, args, msg):
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert msg in " ".join(lines) and lines[0].startswith("error:")
     assert "Traceback" not in r.output
+
+
+def test_audit_reads_image_folders(workdir, monkeypatch):
+    """`prunescope audit --model ... --data FOLDER` with train/ and test/ class folders hands
+    the audit both splits as read from the folders, class names included."""
+    import prunescope.audit as A
+    from prunescope.audit import AuditError
+
+    seen = {}
+
+    def fake_audit(net, train, test, **kw):
+        seen.update(train=train, test=test, **kw)
+        raise AuditError("stop here")
+
+    monkeypatch.setattr(A, "audit", fake_audit)
+    r = CliRunner().invoke(app, ["audit", "dense.pt", "--model", "mynet:build", "--data", "data",
+                                 "--methods", "mp", "--ratios", "2", "--out", "out"])
+    assert "stop here" in r.output
+    assert seen["train"].x.shape == (18, 8, 8, 3) and seen["test"].x.shape == (24, 8, 8, 3)
+    assert seen["class_names"] == ("bird", "cat", "dog") == seen["test"].classes
+    assert seen["test"].y.tolist() == [0] * 8 + [1] * 8 + [2] * 8

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from prunescope._console import console as make_console, styled
 from prunescope.audit import AuditError, AuditResult
+from prunescope.data.folders import ImageFolderError
 from prunescope import choices
 from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, usable_device
 
@@ -138,7 +139,9 @@ def audit_cmd(
                         "directory) returning the nn.Module whose weights CHECKPOINT holds "
                         "(needs --data).")] = None,
     data: Annotated[Optional[Path], typer.Option(
-        "--data", help="Folder with train.npz and test.npz (arrays x: images, y: labels).")] = None,
+        "--data", help="Folder with train/ and test/ folders of one sub-folder of PNG/JPEG "
+                        "images per class, or with train.npz and test.npz (arrays x: images, "
+                        "y: labels).")] = None,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: mp,gp,up,rp.")] = "mp,gp,up,rp",
     ratios: Annotated[str, typer.Option("--ratios", help="Comma-separated compression ratios.")] = "2,4,10,20,50",
     finetune_epochs: Annotated[Optional[int], typer.Option(
@@ -189,16 +192,22 @@ def audit_cmd(
                                    device=device, weight_decay=weight_decay, **kwargs)
         else:
             if data is None:
-                raise AuditError("--model needs --data FOLDER with train.npz and test.npz")
+                raise AuditError("--model needs --data FOLDER with train/ and test/ image folders (one "
+                                 "sub-folder per class) or train.npz and test.npz")
             if finetune_epochs is not None and finetune_epochs < 0:
                 raise AuditError(f"--finetune-epochs {finetune_epochs} must be >= 0")
             recipe = (Recipe(schedule=((finetune_epochs, 0.01),),
                              weight_decay=5e-4 if weight_decay is None else weight_decay)
                       if finetune_epochs else None)
+            from prunescope.data.folders import read_split
+
+            train = read_split(data, "train")
+            classes = getattr(train, "classes", None)
+            test = read_split(data, "test", classes)
             net = user_model(model, checkpoint, device)
-            res = audit(net, data / "train.npz", data / "test.npz", finetune=recipe,
+            res = audit(net, train, test, finetune=recipe, class_names=classes,
                         weight_decay=weight_decay, name=Path(model.partition(":")[0]).name, **kwargs)
-    except AuditError as e:
+    except (AuditError, ImageFolderError) as e:
         err.print(styled("error:", "red", f" {e}"), highlight=False)
         raise typer.Exit(1) from e
     _print(con, res)

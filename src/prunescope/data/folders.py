@@ -118,5 +118,14 @@ def read_image_folder(root: str | Path, split: str = "test",
     return ImageSet(str(root), split, x, y, found)
 
 
+def read_split(data: str | Path, split: str, classes: tuple[str, ...] | None = None
+               ) -> ImageSet | Path:
+    """A split of a ``--data`` folder: its image folders read (:func:`split_folder`,
+    :func:`read_image_folder`; ``classes``: the other split's, checked), else the path of
+    ``data/<split>.npz`` for :func:`prunescope.audit.as_arrays`."""
+    root = split_folder(data, split)
+    return read_image_folder(root, split, classes) if root is not None else Path(data) / f"{split}.npz"
+
+
 __all__ = ["IMAGE_SUFFIXES", "ImageFolderError", "is_image_folder", "read_image_folder",
-           "split_folder"]
+           "read_split", "split_folder"]
