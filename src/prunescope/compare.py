@@ -33,7 +33,7 @@ import math
 import pickle
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -319,9 +319,11 @@ class CompareResult:
     uncertainty: str
     out_dir: Path | None = None
     report: Path | None = None
-    tables: tuple[str, ...] = field(default=(
-        "models", "classwise", "alphas", "worst_classes", "prune_potential", "agreement",
-        "changed_images", "mcnemar", "intervals", "class_intervals"), repr=False)
+
+
+#: the frames of a :class:`CompareResult` written as ``<out_dir>/<name>.csv``
+TABLES = ("models", "classwise", "alphas", "worst_classes", "prune_potential", "agreement",
+          "changed_images", "mcnemar", "intervals", "class_intervals")
 
 
 def _seed_lists(dense: Any, pruned: Any) -> tuple[list[Any], list[list[Any]]]:
@@ -663,7 +665,7 @@ def _write(result: CompareResult, out: Path, report: bool, name: str, delta: flo
     """Every table as ``<out>/<table>.csv`` and, with ``report``, ``<out>/report/report.html``."""
 
     out.mkdir(parents=True, exist_ok=True)
-    for t in result.tables:
+    for t in TABLES:
         getattr(result, t).to_csv(out / f"{t}.csv", index=False)
     page = None
     if report:
@@ -684,5 +686,5 @@ def _write(result: CompareResult, out: Path, report: bool, name: str, delta: flo
     return replace(result, out_dir=out, report=page)
 
 
-__all__ = ["GIVEN", "TRUST_FLAG", "CompareResult", "LoadedModel", "audit_channels", "compare",
+__all__ = ["GIVEN", "TABLES", "TRUST_FLAG", "CompareResult", "LoadedModel", "audit_channels", "compare",
            "fold_torch_prune", "load_model", "narrow_to", "normalisation", "read_test_data"]
