@@ -59,7 +59,8 @@ def test_torch_prune_and_plain_zero_state_dicts(tmp_path, test_set):
     ratio = sum(p.numel() for p in dense.parameters()) / _nonzero(pruned)
     res = compare(tmp_path / "dense.pt", [tmp_path / "masked.pt", tmp_path / "zeros.pt"],
                   (x, y), build=lambda: small_cnn(C), methods=["torch", "zeros"],
-                  mean=[0.5], std=[0.25], n_resamples=50)
+                  mean=[0.5], std=[0.25], n_resamples=50, out_dir=tmp_path / "out", report=True)
+    assert res.report.is_file() and (tmp_path / "out" / "mcnemar.csv").is_file()
     m = res.models.set_index("name")
     assert m.loc["masked.pt", "source"] == "torch.nn.utils.prune state dict"
     assert m.loc["zeros.pt", "source"] == "state dict"
