@@ -292,7 +292,7 @@ class CompareResult:
             counted from the tensors; 1.0 for the dense), ``accuracy`` (nominal test set).
         counts, classwise, alphas, worst_classes, prune_potential, agreement, changed_images:
             the audit's views (:class:`prunescope.audit.AuditResult`), keyed by ``method`` and
-            ``ratio`` = the pruned model's achieved ratio.
+            ``ratio`` = the pruned model's achieved ratio (with several seeds, also ``seed``).
         mcnemar: per (method, ratio, distribution, class), single seed only: the exact
             McNemar test of dense vs pruned (:func:`prunescope.stats.pairs.mcnemar_by_class`).
         intervals: per (method, ratio, distribution, statistic): ``estimate``, ``ci_low``,
@@ -500,8 +500,13 @@ def compare(
             changed.append(pd.DataFrame({**key, "model": s, "index": idx, "label": y[idx],
                                          "dense_label": dp[idx], "pruned_label": p[idx]}))
     agreement = pd.DataFrame(agree)
-    summary = _summarise(counts, table, agreement.drop(columns="model"),
-                         class_names, delta, top_k, (), None, None)
+    # the audit's views of each seed's models (the audit's tables have no seed key)
+    parts = [_summarise(counts[counts.model == s], table[table.seed == s],
+                        agreement[agreement.model == s].drop(columns="model"), class_names,
+                        delta, top_k, (), None, None) for s in range(n_seeds)]
+    views = {v: pd.concat([getattr(p, v).assign(seed=s) if n_seeds > 1 else getattr(p, v)
+                           for s, p in enumerate(parts)], ignore_index=True)
+             for v in ("classwise", "alphas", "worst_classes", "prune_potential")}
     changed_images = pd.concat(changed, ignore_index=True)
     if n_seeds == 1:
         changed_images = changed_images.drop(columns="model")
@@ -509,7 +514,7 @@ def compare(
         agreement = agreement.rename(columns={"model": "seed"})
 
     mc, iv, civ = _pair_statistics(models, table, preds, y, n_cls, dists, seed, n_resamples,
-                                   summary.alphas, n_seeds)
+                                   views["alphas"], n_seeds)
     if n_seeds == 1:
         from prunescope.stats.pairs import PAIR_UNCERTAINTY
 
@@ -517,8 +522,8 @@ def compare(
     else:
         uncertainty = (f"seed-to-seed variation: t-based 99 % intervals of alpha across the "
                        f"{n_seeds} seeds (the study's statistics)")
-    result = CompareResult(table, counts, summary.classwise, summary.alphas,
-                           summary.worst_classes, summary.prune_potential, agreement,
+    result = CompareResult(table, counts, views["classwise"], views["alphas"],
+                           views["worst_classes"], views["prune_potential"], agreement,
                            changed_images, mc, iv, civ, uncertainty)
     if out_dir is not None:
         result = _write(result, Path(out_dir), report, name, delta)

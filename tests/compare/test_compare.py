@@ -158,6 +158,23 @@ def test_distributions_and_several_seeds(test_set):
     assert res.mcnemar.empty and (res.intervals.ci_method == "t across seeds").all()
     assert "seed-to-seed" in res.uncertainty
     assert (res.intervals.n == 2).all()
+    assert len(res.classwise) == 2 * 2 * C and set(res.classwise.seed) == {0, 1}
+    assert len(res.worst_classes) == 2 * 2 * 3 and len(res.changed_images.model.unique()) <= 2
+
+
+def test_a_builder_per_checkpoint(tmp_path, test_set):
+    x, y = test_set
+    narrow = lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),  # noqa: E731
+                                   nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, C))
+    torch.save(small_cnn(C).state_dict(), tmp_path / "dense.pt")
+    torch.save(narrow().state_dict(), tmp_path / "other.pt")
+    res = compare(tmp_path / "dense.pt", [tmp_path / "other.pt"], (x, y),
+                  build=[lambda: small_cnn(C), narrow], n_resamples=10)
+    n_dense = sum(p.numel() for p in small_cnn(C).parameters())
+    assert res.models.achieved_ratio[1] == pytest.approx(n_dense / _nonzero(narrow()))
+    with pytest.raises(AuditError, match="do not fit the model build"):
+        compare(tmp_path / "dense.pt", [tmp_path / "other.pt"], (x, y),
+                build=[lambda: small_cnn(C), lambda: small_cnn(C)])
 
 
 def test_pruned_state_dict_loads_into_the_dense_model(tmp_path, test_set):
