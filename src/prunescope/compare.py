@@ -394,7 +394,7 @@ def compare(
         AuditError: one line, before any evaluation, for a bad file, mismatched outputs or
             class counts, images a model cannot take, duplicate labels.
     """
-    from prunescope.audit import _check_data, _summarise
+    from prunescope.audit import AuditError, _check_data, _summarise
     from prunescope.data.corruptions import Distribution, apply_distribution
     from prunescope.data.device import DeviceImages
     from prunescope.train import predict
@@ -404,6 +404,8 @@ def compare(
     if n_pruned == 0 or any(len(p) != n_pruned for p in pruned_lists):
         raise _error("give at least one pruned model (and as many for every seed)")
     labels = list(methods) if methods is not None else [GIVEN] * n_pruned
+    if "dense" in labels:
+        raise _error("'dense' names the dense model; give the pruned models other method labels")
     if len(labels) != n_pruned or (names is not None and len(names) != n_pruned):
         raise _error(f"give one method label and name per pruned model ({n_pruned}), got "
                      f"{len(labels)} and {n_pruned if names is None else len(names)}")
@@ -441,7 +443,7 @@ def compare(
         try:
             k = _check_data(lm.model, {"train": (x, y)}, mean, std, torch.device("cpu"), None,
                             class_names, {"train": "test data"})
-        except Exception as e:
+        except AuditError as e:
             raise _error(f"{lm.name}: {e}") from e
         if outputs is None:
             outputs = k
@@ -452,7 +454,7 @@ def compare(
     n_cls = outputs
 
     dense_params = {s: lm.params_total for s, label, lm in models if label == "dense"}
-    rows, keyed = [], {}
+    rows = []
     for s, label, lm in models:
         ratio = 1.0 if label == "dense" else dense_params[s] / max(1, lm.params_nonzero)
         rows.append({"seed": s, "role": "dense" if label == "dense" else "pruned",
@@ -509,9 +511,10 @@ def compare(
              for v in ("classwise", "alphas", "worst_classes", "prune_potential")}
     changed_images = pd.concat(changed, ignore_index=True)
     if n_seeds == 1:
-        changed_images = changed_images.drop(columns="model")
+        agreement, changed_images = (f.drop(columns="model") for f in (agreement, changed_images))
     else:
-        agreement = agreement.rename(columns={"model": "seed"})
+        agreement, changed_images = (f.rename(columns={"model": "seed"})
+                                     for f in (agreement, changed_images))
 
     mc, iv, civ = _pair_statistics(models, table, preds, y, n_cls, dists, seed, n_resamples,
                                    views["alphas"], n_seeds)
