@@ -1,5 +1,5 @@
 """Channel pruning through Torch-Pruning (issue 27 item 3): the ratio reached, channel
-fraction, parameters and CPU latency (batch 64, fastest of 20 passes) before and after, and the
+fraction, parameters and CPU latency (batch 64, one thread, fastest of 20 passes) before and after, and the
 seconds the bisection took, on prunescope's LeNet-5 (28x28x1) and the tests' MobileNetV2-like
 net and ResNet with a projection branch (32x32x3). (prunescope's CIFAR ResNets have
 zero-padding shortcuts Torch-Pruning does not trace: prune_channels refuses them.)

@@ -42,7 +42,7 @@ def _print(con: Console, res) -> None:  # noqa: ANN001 -- a CompareResult
                        ag, a)
     con.print(models)
     if "latency_after_ms" in res.models:
-        lat = Table(title="Channel pruning (CPU latency of a batch of 64, fastest of 20 passes)")
+        lat = Table(title="Channel pruning (CPU latency of a batch of 64, one thread, fastest of 20 passes)")
         for col in ("method", "requested", "achieved", "channels removed", "ms before",
                     "ms after"):
             lat.add_column(col, justify="right")

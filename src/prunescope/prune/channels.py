@@ -52,7 +52,8 @@ class ChannelPruning:
         channel_fraction: the fraction of each layer's channels Torch-Pruning removed.
         params_before, params_after: scalar parameters of the model before and after.
         latency_before_ms, latency_after_ms: CPU wall time of one forward pass of a batch of
-            ``latency_batch`` inputs, milliseconds, fastest of 20 (:func:`cpu_latency_ms`).
+            ``latency_batch`` inputs on one thread, milliseconds, fastest of 20
+            (:func:`cpu_latency_ms`).
         latency_batch: that batch size.
     """
 
@@ -68,19 +69,27 @@ class ChannelPruning:
     latency_batch: int
 
 
-def cpu_latency_ms(model: nn.Module, inputs: torch.Tensor, repeats: int = 20) -> float:
-    """The fastest of ``repeats`` timed passes of ``model(inputs)`` on the CPU in eval mode
-    without gradients, in milliseconds, after two warm-up passes: the fastest pass is the one
-    least disturbed by other processes (a median moved 100-fold on a loaded 2-core machine)."""
+def cpu_latency_ms(model: nn.Module, inputs: torch.Tensor, repeats: int = 20,
+                   threads: int = 1) -> float:
+    """The fastest of ``repeats`` timed passes of ``model(inputs)`` on the CPU with ``threads``
+    torch threads (restored after), in eval mode without gradients, in milliseconds, after two
+    warm-up passes. One thread and the fastest pass are the figure least disturbed by other
+    processes: with two threads on a loaded 2-core machine a pass now and then waited 100 times
+    longer for its second thread."""
     net = model.eval()
-    with torch.no_grad():
-        for _ in range(2):
-            net(inputs)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            net(inputs)
-            times.append(time.perf_counter() - t0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            for _ in range(2):
+                net(inputs)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                net(inputs)
+                times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
     return 1e3 * min(times)
 
 
