@@ -27,6 +27,8 @@ from prunescope.audit.estimate import Estimate, describe
 from prunescope.audit.inputs import AuditError, as_arrays
 from prunescope.audit.run import (DEFAULT_FINETUNE_STEPS, AuditResult, audit, audit_checkpoint,
                                   checkpoint_arguments, load_model_file)
+from prunescope.audit.compare import CompareResult, audit_channels, compare
 
-__all__ = ["DEFAULT_FINETUNE_STEPS", "AuditError", "AuditResult", "Estimate", "as_arrays",
-           "audit", "audit_checkpoint", "checkpoint_arguments", "describe", "load_model_file"]
+__all__ = ["DEFAULT_FINETUNE_STEPS", "AuditError", "AuditResult", "CompareResult", "Estimate",
+           "as_arrays", "audit", "audit_channels", "audit_checkpoint", "checkpoint_arguments",
+           "compare", "describe", "load_model_file"]

@@ -30,7 +30,7 @@ from prunescope.study.store import JobResult, Store
 from prunescope.train import Recipe, load_checkpoint
 
 __all__ = ["DEFAULT_FINETUNE_STEPS", "AuditResult", "audit", "audit_checkpoint",
-           "checkpoint_arguments", "load_model_file"]
+           "checkpoint_arguments", "load_model_file", "summarise"]
 
 #: optimiser steps of the default (short) fine-tuning of :func:`audit_checkpoint`: one epoch of
 #: the architecture's SPEC 4 fine-tuning recipe capped at this many steps (measured to keep the
@@ -328,7 +328,7 @@ def _read_back(spec: StudySpec, ap: AuditPlan, sets: dict[str, tuple[np.ndarray,
                                     jobs=res.jobs, agreement=res.agreement, delta=delta,
                                     notices=found, exemplars=changed)
     agreement = res.agreement[["method", "ratio", "distribution", "agreement"]]
-    result = _summarise(counts, _runs(res.jobs, ap), agreement.reset_index(drop=True),
+    result = summarise(counts, _runs(res.jobs, ap), agreement.reset_index(drop=True),
                         class_names, delta, top_k, found, out, report_path)
     view = changed.images.drop(columns=["dataset", "arch"]).reset_index(drop=True)
     return replace(result, changed_images=view)
@@ -357,7 +357,7 @@ def _runs(jobs: pd.DataFrame, ap: AuditPlan) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _summarise(counts: pd.DataFrame, runs: pd.DataFrame, agreement: pd.DataFrame,
+def summarise(counts: pd.DataFrame, runs: pd.DataFrame, agreement: pd.DataFrame,
                class_names: Sequence[str] | None, delta: float, top_k: int,
                found: tuple[str, ...], out: Path, report: Path | None) -> AuditResult:
     """Turn the count frame into the audit's tables (an unbalanced test set is stated in the
