@@ -15,7 +15,7 @@ from prunescope.data import info
 from prunescope.models import build_model
 from prunescope.prune import count_parameters
 from prunescope.prune.iterative import imp_schedule
-from prunescope.prune.structured import load_structured_checkpoint
+from prunescope.prune.narrow import load_structured_checkpoint
 from prunescope.study import SpecError, load_results, make_plan, parse_spec, run_study
 from prunescope.study.executors import LocalExecutor
 from prunescope.train import load_checkpoint
