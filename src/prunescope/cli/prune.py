@@ -5,15 +5,15 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from prunescope import choices, data as D
+from prunescope import choices, data as D, methods
 from prunescope._console import console as make_console, styled
 from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, invalid, usable_device
-from prunescope.prune import GRADIENT_METHODS, METHODS, count_parameters, prunable
-from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
-from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
+
+#: the methods of `prunescope prune` (as :data:`prunescope.prune.METHODS`) and those needing a
+#: data gradient, read from the registry without importing torch
+METHODS = methods.names("one-shot")
+GRADIENT_METHODS = methods.names("one-shot", needs_gradients=True)
 
 
 def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Path:
@@ -57,6 +57,13 @@ def prune_cmd(
 ) -> None:
     """Prune CHECKPOINT to --ratio with --method, fine-tune with the mask held, write the pruned
     checkpoint with its masks, and print the achieved ratio and test accuracy before and after."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from prunescope.prune import count_parameters, prunable
+    from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
+    from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
+
     console = make_console()
     method = method.lower()
     if method not in METHODS:

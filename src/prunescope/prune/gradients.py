@@ -20,9 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunescope.choices import GRADIENT_MODES
 from prunescope.data.device import DeviceImages
-
-GRADIENT_MODES = ("full", "batches", "shrinkbench")
 
 
 def gradient_batches(mode: str, n_batches: int | None = None) -> int | None:
