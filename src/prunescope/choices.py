@@ -23,6 +23,7 @@ __all__ = [
     "ARCHS", "CI_METHODS", "CORRECTIONS", "DATASETS", "DEFAULT_DEVICE", "DEVICES", "FAMILIES",
     "GRADIENT_MODES", "MAX_CUDA_INDEX", "RATIO_ALLOWED", "SCOPES",
     "arch_error", "archs_for", "canonical_distribution", "device_error", "distribution_error",
+    "gradient_batches",
     "one_of", "ratio_error", "reach_error", "resolve_device",
 ]
 
@@ -64,6 +65,15 @@ def arch_error(dataset: str, arch: str) -> str | None:
     """``None`` when ``arch`` (a name of :data:`ARCHS`) fits ``dataset``, else what does."""
     fits = archs_for(dataset)
     return None if arch in fits else f"an architecture that fits {dataset}: {', '.join(fits)}"
+
+
+def gradient_batches(mode: str, n_batches: int | None = None) -> int | None:
+    """Batches a gradient pass of ``mode`` (one of :data:`GRADIENT_MODES`) visits: ``n_batches``
+    for ``"batches"``, 1 for ``"shrinkbench"``, ``None`` for ``"full"`` (every batch of the
+    set). The study planner counts a gradient job's work with it (no torch)."""
+    if mode == "full":
+        return None
+    return n_batches if mode == "batches" else 1
 
 
 def ratio_error(ratio: Any) -> str | None:

@@ -167,3 +167,30 @@ def test_torch_free_parameter_count_is_the_built_models(arch, num_classes, in_ch
         assert total == n_params(model)
         assert n_prunable == sum(p.numel() for p in prunable(
             model, prune_classifier=classifier, prune_biases=biases).values())
+
+
+@pytest.mark.parametrize("arch", sorted(LENET_ARCHS))
+def test_relu_after_max_pool_is_bitwise_the_old_order(arch):
+    """Issue 22: LeNet5 (and the stacked LeNet, which test_stacked.py holds equal to it) applies
+    ReLU after the 2x2 max-pool; ReLU is monotone, so the logits and every gradient are bitwise
+    those of the old order, ReLU then pool, including windows whose maximum is <= 0."""
+    model = build_model(arch, 10, 1, seed=3)
+    x = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    x[:4] = -x[:4].abs()  # whole windows negative: ReLU-first ties them at 0
+    y = torch.arange(16) % 10
+
+    def old_order(inp):
+        h = F.max_pool2d(F.relu(model.conv1(inp)), 2)
+        h = F.max_pool2d(F.relu(model.conv2(h)), 2)
+        h = F.relu(model.fc2(F.relu(model.fc1(torch.flatten(h, 1)))))
+        return model.classifier(h)
+
+    grads = []
+    for forward in (model, old_order):
+        model.zero_grad(set_to_none=True)
+        out = forward(x)
+        F.cross_entropy(out, y).backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (new_out, new_g), (old_out, old_g) = grads
+    assert torch.equal(new_out, old_out)
+    assert all(torch.equal(a, b) for a, b in zip(new_g, old_g))
