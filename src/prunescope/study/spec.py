@@ -287,9 +287,9 @@ class ExecutorSpec(_Table):
         (), "`[executor.pack_options]`: the pack trainer's switches "
         f"{', '.join(f'`{n}`' for n in PackOptions.__dataclass_fields__)} (true/false each; see "
         "docs/speed.md) for packs of G > 1, held as sorted `(switch, bool)` pairs; unset "
-        "switches keep the device default (all on for CUDA, fp32 eager on the CPU), `compile = "
-        "false` also drops `cuda_graphs`. CUDA-only switches on a CPU are refused before any "
-        "job runs. Example: `compile = false` where torch.compile does not work",
+        "switches keep the device default (all on for CUDA, fp32 eager with the fused SGD step "
+        "on the CPU), `compile = false` also drops `cuda_graphs`. CUDA-only switches on a CPU "
+        "are refused before any job runs. Example: `compile = false` where torch.compile does not work",
         doc_default="device defaults", doc_type="table")
 
     @field_validator("gpus_per_pack")
