@@ -10,11 +10,6 @@ from prunescope import choices, data as D, methods
 from prunescope._console import console as make_console, styled
 from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, invalid, usable_device
 
-#: the methods of `prunescope prune` (as :data:`prunescope.prune.METHODS`) and those needing a
-#: data gradient, read from the registry without importing torch
-METHODS = methods.names("one-shot")
-GRADIENT_METHODS = methods.names("one-shot", needs_gradients=True)
-
 
 def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Path:
     suffix = "" if scope == "global" else f"-{scope}"
@@ -25,7 +20,8 @@ def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Pat
 def prune_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="Dense checkpoint from `prunescope train` "
                                                     "(PATH.safetensors with PATH.safetensors.json).")],
-    method: Annotated[str, typer.Option("--method", help=f"One of: {', '.join(METHODS)}.")] = "mp",
+    method: Annotated[str, typer.Option(
+        "--method", help=f"One of: {', '.join(methods.names('one-shot'))}.")] = "mp",
     ratio: Annotated[float, typer.Option(
         "--ratio", help="Compression ratio: all parameters / nonzero parameters (> 1).")] = 10.0,
     scope: Annotated[str, typer.Option(
@@ -66,12 +62,14 @@ def prune_cmd(
 
     console = make_console()
     method = method.lower()
-    if method not in METHODS:
-        raise typer.BadParameter(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method not in methods.names("one-shot"):
+        raise typer.BadParameter(f"unknown method {method!r}; choose from "
+                                 f"{', '.join(methods.names('one-shot'))}")
     check("--scope", scope, None if scope in choices.SCOPES else choices.one_of(choices.SCOPES))
     check("--grad-mode", grad_mode, None if grad_mode in choices.GRADIENT_MODES
           else choices.one_of(choices.GRADIENT_MODES))
-    if method not in GRADIENT_METHODS and (grad_mode != "full" or grad_batches is not None):
+    if (method not in methods.names("one-shot", needs_gradients=True)
+            and (grad_mode != "full" or grad_batches is not None)):
         raise typer.BadParameter(f"--grad-mode/--grad-batches only apply to GP and UP, not "
                                  f"{method.upper()}")
     if (grad_mode == "batches") != (grad_batches is not None):
