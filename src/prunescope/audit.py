@@ -906,5 +906,8 @@ def load_model_file(path: str | Path, device: torch.device | str = "cpu"
                          "`prunescope train`") from e
 
 
-__all__ = ["DEFAULT_FINETUNE_STEPS", "AuditError", "AuditResult", "Estimate", "as_arrays",
-           "audit", "audit_checkpoint", "describe", "load_model_file"]
+from prunescope.compare import CompareResult, audit_channels, compare  # noqa: E402
+
+__all__ = ["DEFAULT_FINETUNE_STEPS", "AuditError", "AuditResult", "CompareResult", "Estimate",
+           "as_arrays", "audit", "audit_channels", "audit_checkpoint", "compare", "describe",
+           "load_model_file"]

@@ -60,7 +60,9 @@ def test_forward_matches_each_model(arch, shape, g, train):
     if g == 1:  # the very same ops: bitwise equal
         assert torch.equal(out, ref)
     else:
-        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        # grouped and plain float32 convolutions sum in different orders: ~1e-5 apart on
+        # ResNet-20 logits on some CPUs; a wiring error is O(1)
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
     # BatchNorm running statistics were updated per model (train) or left alone (eval)
     for i, (got, m) in enumerate(zip(unstack(pack), models)):
         for k, v in m.state_dict().items():

@@ -5,7 +5,7 @@ Each module below registers its commands on :data:`prunescope.cli._app.app`.
 import gc
 
 from prunescope.cli._app import app
-from prunescope.cli import data, train, prune, study, report, audit  # noqa: F401  (registration)
+from prunescope.cli import data, train, prune, study, report, audit, compare  # noqa: F401  (registration)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -18,7 +19,7 @@ from prunescope._console import console as make_console, styled
 from prunescope import choices
 from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, usable_device
 
-if TYPE_CHECKING:  # torch and the audit load when the command runs, not for --help
+if TYPE_CHECKING:  # torch and the audit load when a command runs, not for --help
     import torch
     from rich.console import Console
 
@@ -35,38 +36,54 @@ def _csv(text: str, cast: type, option: str) -> list:
                          f"{'numbers' if cast is float else 'names'}") from e
 
 
-def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
-    """Build ``package.module:callable`` (imported with the current directory first on the
-    path, as ``python -m`` does) and load its weights from ``.safetensors`` or a ``.pt`` state
-    dict; every failure is an ``AuditError`` naming what to fix."""
+def import_factory(factory: str, option: str = "--model") -> Callable[[], torch.nn.Module]:
+    """The callable named ``package.module:callable``, imported with the current directory first
+    on the path (as ``python -m`` does); every failure is an ``AuditError`` naming ``option``."""
     import torch
 
     from prunescope.audit import AuditError
 
     mod_name, _, fn_name = factory.partition(":")
     if not mod_name or not fn_name:
-        raise AuditError(f"--model must look like package.module:callable, got {factory!r}")
+        raise AuditError(f"{option} must look like package.module:callable, got {factory!r}")
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(mod_name)
     except Exception as e:  # noqa: BLE001 -- import errors of user code take many forms
-        raise AuditError(f"--model {factory}: cannot import {mod_name!r} from {cwd} "
+        raise AuditError(f"{option} {factory}: cannot import {mod_name!r} from {cwd} "
                          f"({type(e).__name__}: {e}); run from the folder that holds it or "
                          "install it") from e
     fn = getattr(module, fn_name, None)
     if not callable(fn):
-        raise AuditError(f"--model {factory}: {mod_name} has no callable {fn_name!r} "
+        raise AuditError(f"{option} {factory}: {mod_name} has no callable {fn_name!r} "
                          f"({module.__file__})")
-    try:
-        model = fn()
-    except Exception as e:  # noqa: BLE001
-        raise AuditError(f"--model {factory}: calling {fn_name}() raised {type(e).__name__}: "
-                         f"{e}; it must take no arguments and return the nn.Module") from e
-    if not isinstance(model, torch.nn.Module):
-        raise AuditError(f"--model {factory}: {fn_name}() returned {type(model).__name__}, "
-                         "not a torch.nn.Module")
+
+    def build() -> torch.nn.Module:
+        try:
+            model = fn()
+        except Exception as e:  # noqa: BLE001
+            raise AuditError(f"{option} {factory}: calling {fn_name}() raised "
+                             f"{type(e).__name__}: {e}; it must take no arguments and return the "
+                             "nn.Module") from e
+        if not isinstance(model, torch.nn.Module):
+            raise AuditError(f"{option} {factory}: {fn_name}() returned {type(model).__name__}, "
+                             "not a torch.nn.Module")
+        return model
+
+    return build
+
+
+def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
+    """Build ``package.module:callable`` (:func:`import_factory`) and load its weights from
+    ``.safetensors`` or a ``.pt`` state dict; every failure is an ``AuditError`` naming what to
+    fix."""
+    import torch
+
+    from prunescope.audit import AuditError
+
+    model = import_factory(factory)()
     if not weights.is_file():
         raise AuditError(f"no weights file at {weights}")
     try:
@@ -135,7 +152,9 @@ def audit_cmd(
                         "directory) returning the nn.Module whose weights CHECKPOINT holds "
                         "(needs --data).")] = None,
     data: Annotated[Optional[Path], typer.Option(
-        "--data", help="Folder with train.npz and test.npz (arrays x: images, y: labels).")] = None,
+        "--data", help="Folder with train/ and test/ folders of one sub-folder of PNG/JPEG "
+                        "images per class, or with train.npz and test.npz (arrays x: images, "
+                        "y: labels).")] = None,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: mp,gp,up,rp.")] = "mp,gp,up,rp",
     ratios: Annotated[str, typer.Option("--ratios", help="Comma-separated compression ratios.")] = "2,4,10,20,50",
     finetune_epochs: Annotated[Optional[int], typer.Option(
@@ -163,6 +182,7 @@ def audit_cmd(
     changes, alpha, the worst-hit classes, prune potential and agreement, and report.html.
     Prints what will run and an estimate of how long first; rerun the same command to resume."""
     from prunescope.audit import AuditError, audit, audit_checkpoint
+    from prunescope.data.folders import ImageFolderError
     from prunescope.study.progress import display_for
     from prunescope.train import Recipe
 
@@ -186,16 +206,22 @@ def audit_cmd(
                                    device=device, weight_decay=weight_decay, **kwargs)
         else:
             if data is None:
-                raise AuditError("--model needs --data FOLDER with train.npz and test.npz")
+                raise AuditError("--model needs --data FOLDER with train/ and test/ image folders (one "
+                                 "sub-folder per class) or train.npz and test.npz")
             if finetune_epochs is not None and finetune_epochs < 0:
                 raise AuditError(f"--finetune-epochs {finetune_epochs} must be >= 0")
             recipe = (Recipe(schedule=((finetune_epochs, 0.01),),
                              weight_decay=5e-4 if weight_decay is None else weight_decay)
                       if finetune_epochs else None)
+            from prunescope.data.folders import read_split
+
+            train = read_split(data, "train")
+            classes = getattr(train, "classes", None)
+            test = read_split(data, "test", classes)
             net = user_model(model, checkpoint, device)
-            res = audit(net, data / "train.npz", data / "test.npz", finetune=recipe,
+            res = audit(net, train, test, finetune=recipe, class_names=classes,
                         weight_decay=weight_decay, name=Path(model.partition(":")[0]).name, **kwargs)
-    except AuditError as e:
+    except (AuditError, ImageFolderError) as e:
         err.print(styled("error:", "red", f" {e}"), highlight=False)
         raise typer.Exit(1) from e
     _print(con, res)
