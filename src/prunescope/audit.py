@@ -47,7 +47,7 @@ from prunescope import metrics
 from prunescope.data.corruptions import Distribution
 from prunescope.data.device import DeviceImages
 from prunescope.data.splits import train_val_indices
-from prunescope.prune.gradients import gradient_batches
+from prunescope.choices import gradient_batches
 from prunescope.prune import (GRADIENT_METHODS, UnreachableRatioError, count_parameters, keep_count,
                               prunable)
 from prunescope.study.artifacts import Artifacts

@@ -6,6 +6,9 @@ check with these, so what one accepts the other accepts, and both say why with t
 Each ``*_error(value, ...)`` returns ``None`` for an allowed value, else the *allowed* part of
 the message ("a finite compression ratio > 1 ..."), which the spec puts after ``allowed:`` in a
 :class:`~prunescope.study.spec.SpecError` and the CLI after the option's name.
+
+No torch at import (the command line's ``--help`` lists these choices): the checks that need
+the ratio arithmetic or the distribution grammar import them when called.
 """
 from __future__ import annotations
 
@@ -13,15 +16,14 @@ import math
 import re
 from typing import Any
 
-from prunescope.data.corruptions import CORRUPTIONS, Distribution
 from prunescope.data.registry import names as dataset_names
 from prunescope.archs import ARCHS, LENET_ARCHS
-from prunescope.prune import GRADIENT_MODES, SCOPES, UnreachableRatioError, keep_count
 
 __all__ = [
-    "ARCHS", "CORRUPTIONS", "DATASETS", "DEFAULT_DEVICE", "DEVICES", "GRADIENT_MODES",
-    "MAX_CUDA_INDEX", "RATIO_ALLOWED", "SCOPES",
+    "ARCHS", "CI_METHODS", "CORRECTIONS", "DATASETS", "DEFAULT_DEVICE", "DEVICES", "FAMILIES",
+    "GRADIENT_MODES", "MAX_CUDA_INDEX", "RATIO_ALLOWED", "SCOPES",
     "arch_error", "archs_for", "canonical_distribution", "device_error", "distribution_error",
+    "gradient_batches",
     "one_of", "ratio_error", "reach_error", "resolve_device",
 ]
 
@@ -33,6 +35,16 @@ DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_DEVICE = "auto"
 #: the largest CUDA device index torch accepts (``cuda:N``)
 MAX_CUDA_INDEX = 127
+#: mask scopes of one-shot pruning (:mod:`prunescope.prune.masks`, SPEC 3 "Layer-wise scope")
+SCOPES: tuple[str, ...] = ("global", "layer")
+#: how GP and UP compute their data gradient (:mod:`prunescope.prune.gradients`)
+GRADIENT_MODES: tuple[str, ...] = ("full", "batches", "shrinkbench")
+#: 99 % intervals of E(alpha) per cell (:func:`prunescope.stats.mean_ci`)
+CI_METHODS: tuple[str, ...] = ("t", "bootstrap")
+#: multiple-testing corrections of the p-value tables (:func:`prunescope.stats.correct`)
+CORRECTIONS: tuple[str, ...] = ("bonferroni", "holm")
+#: what one correction family of the report's p-values spans (:mod:`prunescope.stats.families`)
+FAMILIES: tuple[str, ...] = ("column", "table")
 #: what a compression ratio must be (SPEC 3)
 RATIO_ALLOWED = "a finite compression ratio > 1 (all params / nonzero params, SPEC 3)"
 
@@ -55,6 +67,15 @@ def arch_error(dataset: str, arch: str) -> str | None:
     return None if arch in fits else f"an architecture that fits {dataset}: {', '.join(fits)}"
 
 
+def gradient_batches(mode: str, n_batches: int | None = None) -> int | None:
+    """Batches a gradient pass of ``mode`` (one of :data:`GRADIENT_MODES`) visits: ``n_batches``
+    for ``"batches"``, 1 for ``"shrinkbench"``, ``None`` for ``"full"`` (every batch of the
+    set). The study planner counts a gradient job's work with it (no torch)."""
+    if mode == "full":
+        return None
+    return n_batches if mode == "batches" else 1
+
+
 def ratio_error(ratio: Any) -> str | None:
     """``None`` for a finite number > 1, else :data:`RATIO_ALLOWED`."""
     number = isinstance(ratio, (int, float)) and not isinstance(ratio, bool)
@@ -64,6 +85,8 @@ def ratio_error(ratio: Any) -> str | None:
 def reach_error(n_total: int, n_prunable: int, ratio: float, what: str) -> str | None:
     """``None`` when a mask over ``n_prunable`` of ``n_total`` parameters reaches ``ratio``,
     else the ratios ``what`` (e.g. ``"lenet5 on mnist"``) can reach."""
+    from prunescope.prune.masks import UnreachableRatioError, keep_count
+
     try:
         keep_count(n_total, n_prunable, ratio)
     except UnreachableRatioError as e:
@@ -91,6 +114,8 @@ def resolve_device(device: str) -> str:
 
 def distribution_error(name: Any) -> str | None:
     """``None`` for a test distribution :class:`Distribution` parses, else what is allowed."""
+    from prunescope.data.corruptions import CORRUPTIONS, Distribution
+
     try:
         Distribution.parse(name)
     except (TypeError, ValueError):
@@ -101,4 +126,6 @@ def distribution_error(name: Any) -> str | None:
 
 def canonical_distribution(name: str) -> str:
     """The canonical name of a valid distribution (``noise-0.10`` -> ``noise-0.1``)."""
+    from prunescope.data.corruptions import Distribution
+
     return Distribution.parse(name).name

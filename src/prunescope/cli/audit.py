@@ -11,21 +11,24 @@ import os
 import sys
 from pathlib import Path
 from collections.abc import Callable
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import torch
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from prunescope._console import console as make_console, styled
-from prunescope.audit import AuditError, AuditResult
-from prunescope.data.folders import ImageFolderError
 from prunescope import choices
 from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, usable_device
 
+if TYPE_CHECKING:  # torch and the audit load when a command runs, not for --help
+    import torch
+    from rich.console import Console
+
+    from prunescope.audit import AuditResult
+
 
 def _csv(text: str, cast: type, option: str) -> list:
+    from prunescope.audit import AuditError
+
     try:
         return [cast(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError as e:
@@ -36,6 +39,10 @@ def _csv(text: str, cast: type, option: str) -> list:
 def import_factory(factory: str, option: str = "--model") -> Callable[[], torch.nn.Module]:
     """The callable named ``package.module:callable``, imported with the current directory first
     on the path (as ``python -m`` does); every failure is an ``AuditError`` naming ``option``."""
+    import torch
+
+    from prunescope.audit import AuditError
+
     mod_name, _, fn_name = factory.partition(":")
     if not mod_name or not fn_name:
         raise AuditError(f"{option} must look like package.module:callable, got {factory!r}")
@@ -72,6 +79,10 @@ def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
     """Build ``package.module:callable`` (:func:`import_factory`) and load its weights from
     ``.safetensors`` or a ``.pt`` state dict; every failure is an ``AuditError`` naming what to
     fix."""
+    import torch
+
+    from prunescope.audit import AuditError
+
     model = import_factory(factory)()
     if not weights.is_file():
         raise AuditError(f"no weights file at {weights}")
@@ -101,6 +112,8 @@ def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
 
 
 def _print(con: Console, res: AuditResult) -> None:
+    from rich.table import Table
+
     runs = Table(title="Pruned models (nominal test set)")
     for col in ("method", "ratio", "achieved", "acc dense", "acc pruned", "acc final",
                 "agreement", "steps"):
@@ -168,7 +181,8 @@ def audit_cmd(
     """Prune a trained model with each method at each ratio; print and write per-class recall
     changes, alpha, the worst-hit classes, prune potential and agreement, and report.html.
     Prints what will run and an estimate of how long first; rerun the same command to resume."""
-    from prunescope.audit import audit, audit_checkpoint
+    from prunescope.audit import AuditError, audit, audit_checkpoint
+    from prunescope.data.folders import ImageFolderError
     from prunescope.study.progress import display_for
     from prunescope.train import Recipe
 

@@ -5,15 +5,10 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from prunescope import choices, data as D
+from prunescope import choices, data as D, methods
 from prunescope._console import console as make_console, styled
 from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, invalid, usable_device
-from prunescope.prune import GRADIENT_METHODS, METHODS, count_parameters, prunable
-from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
-from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
 
 
 def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Path:
@@ -25,7 +20,8 @@ def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Pat
 def prune_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="Dense checkpoint from `prunescope train` "
                                                     "(PATH.safetensors with PATH.safetensors.json).")],
-    method: Annotated[str, typer.Option("--method", help=f"One of: {', '.join(METHODS)}.")] = "mp",
+    method: Annotated[str, typer.Option(
+        "--method", help=f"One of: {', '.join(methods.names('one-shot'))}.")] = "mp",
     ratio: Annotated[float, typer.Option(
         "--ratio", help="Compression ratio: all parameters / nonzero parameters (> 1).")] = 10.0,
     scope: Annotated[str, typer.Option(
@@ -57,14 +53,23 @@ def prune_cmd(
 ) -> None:
     """Prune CHECKPOINT to --ratio with --method, fine-tune with the mask held, write the pruned
     checkpoint with its masks, and print the achieved ratio and test accuracy before and after."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from prunescope.prune import count_parameters, prunable
+    from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
+    from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
+
     console = make_console()
     method = method.lower()
-    if method not in METHODS:
-        raise typer.BadParameter(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method not in methods.names("one-shot"):
+        raise typer.BadParameter(f"unknown method {method!r}; choose from "
+                                 f"{', '.join(methods.names('one-shot'))}")
     check("--scope", scope, None if scope in choices.SCOPES else choices.one_of(choices.SCOPES))
     check("--grad-mode", grad_mode, None if grad_mode in choices.GRADIENT_MODES
           else choices.one_of(choices.GRADIENT_MODES))
-    if method not in GRADIENT_METHODS and (grad_mode != "full" or grad_batches is not None):
+    if (method not in methods.names("one-shot", needs_gradients=True)
+            and (grad_mode != "full" or grad_batches is not None)):
         raise typer.BadParameter(f"--grad-mode/--grad-batches only apply to GP and UP, not "
                                  f"{method.upper()}")
     if (grad_mode == "batches") != (grad_batches is not None):

@@ -10,10 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from prunescope._console import console, styled
+from prunescope.choices import CI_METHODS, CORRECTIONS, FAMILIES
 from prunescope.cli._app import app
-# the choices of --correction and --ci-method (stats is pure NumPy/SciPy: --help still does not
-# import the report's plotting stack)
-from prunescope.stats import CI_METHODS, CORRECTIONS, FAMILIES
 
 _console = console()
 _err = console(stderr=True)

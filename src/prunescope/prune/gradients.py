@@ -20,17 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunescope.choices import GRADIENT_MODES, gradient_batches
 from prunescope.data.device import DeviceImages
-
-GRADIENT_MODES = ("full", "batches", "shrinkbench")
-
-
-def gradient_batches(mode: str, n_batches: int | None = None) -> int | None:
-    """Batches a gradient pass of ``mode`` visits: ``n_batches`` for ``"batches"``, 1 for
-    ``"shrinkbench"``, ``None`` for ``"full"`` (every batch of the set)."""
-    if mode == "full":
-        return None
-    return n_batches if mode == "batches" else 1
 
 
 def data_gradients(

@@ -25,9 +25,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from prunescope.choices import SCOPES  # noqa: F401  (prunescope.prune re-exports it)
 from prunescope.prune.params import count_parameters
-
-SCOPES = ("global", "layer")
 
 
 class UnreachableRatioError(ValueError):

@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from prunescope.choices import CI_METHODS  # the interval methods of mean_ci (method=)
+
 #: Default cell keys (SPEC 5): the sample of one cell is {alpha_t(m)} over models m.
 CELL_KEYS: tuple[str, ...] = ("dataset", "arch", "method", "ratio", "distribution")
 #: Columns of :func:`mean_ci` besides the cell keys.
 CI_COLUMNS: tuple[str, ...] = (
     "n", "n_nan", "mean", "sd", "se", "df", "ci_low", "ci_high", "level", "ci_method", "label", "reason",
 )
-#: Interval methods of :func:`mean_ci` (``method=``); the report's and the CLI's choices.
-CI_METHODS: tuple[str, ...] = ("t", "bootstrap")
 
 
 def t_interval(x: np.ndarray, level: float = 0.99) -> tuple[float, float]:

@@ -55,15 +55,13 @@ import pandas as pd
 from scipy import stats as sps
 
 from prunescope import archs
+from prunescope.choices import FAMILIES  # how p-values group into correction families
 from prunescope import methods as registry
 from prunescope.data.registry import names as dataset_names
 from prunescope.stats.ci import CELL_KEYS
 from prunescope.stats.tests import TEST_COLUMNS, Correction, correct_within
 
 Families = Literal["column", "table"]
-#: How p-values are grouped into correction families (``families=``; see the module docstring):
-#: ``"column"`` (default, the paper's) and ``"table"``.
-FAMILIES: tuple[str, ...] = ("column", "table")
 
 #: Architecture sizes in increasing order (SPEC 5 family 2).
 ARCH_ORDER: tuple[str, ...] = archs.RESNET_ARCHS

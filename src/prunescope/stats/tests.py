@@ -13,11 +13,11 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
+from prunescope.choices import CORRECTIONS  # the corrections of correct (method=)
+
 Alternative = Literal["two-sided", "less", "greater"]
 Correction = Literal["bonferroni", "holm"]
 ALTERNATIVES: tuple[str, ...] = ("two-sided", "less", "greater")
-#: Multiple-testing corrections of :func:`correct` (``method=``); the report's and the CLI's choices.
-CORRECTIONS: tuple[str, ...] = ("bonferroni", "holm")
 
 #: Statistics every test result carries (one row per comparison).
 TEST_COLUMNS: tuple[str, ...] = (

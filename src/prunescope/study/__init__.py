@@ -4,18 +4,36 @@
 jobs, ``run_study(spec)`` runs what is not done yet (local or Ray), ``load_results(path)`` gives
 the tidy per-class frame the analysis and the report consume.
 """
-from prunescope.study.plan import (
-    KINDS, RESULTS_VERSION, Job, Plan, estimate_work, job_id, make_plan, model_seed,
-)
-from prunescope.study.results import (AGREEMENT_COLUMNS, FRAME_COLUMNS, StudyResults,
-                                      export_results, load_results, read_predictions)
-from prunescope.study.run import RunSummary, StudyLocked, run_study
-from prunescope.study.spec import Cell, SpecError, StudySpec, load_spec, parse_spec
-from prunescope.study.store import SCHEMA_VERSION, JobResult, Store, StoreVersionError
+from prunescope._lazy import lazy_exports
 
-__all__ = [
-    "AGREEMENT_COLUMNS", "FRAME_COLUMNS", "KINDS", "RESULTS_VERSION", "SCHEMA_VERSION", "Cell", "Job", "JobResult",
-    "Plan", "RunSummary", "SpecError", "Store", "StoreVersionError", "StudyLocked",
-    "StudyResults", "StudySpec", "estimate_work", "export_results", "job_id", "load_results",
-    "load_spec", "make_plan", "model_seed", "parse_spec", "read_predictions", "run_study",
-]
+#: ``{public name: the submodule that defines it}``, imported on first use
+_EXPORTS = {
+    "AGREEMENT_COLUMNS": "results",
+    "FRAME_COLUMNS": "results",
+    "KINDS": "plan",
+    "RESULTS_VERSION": "plan",
+    "SCHEMA_VERSION": "store",
+    "Cell": "spec",
+    "Job": "plan",
+    "JobResult": "store",
+    "Plan": "plan",
+    "RunSummary": "run",
+    "SpecError": "spec",
+    "Store": "store",
+    "StoreVersionError": "store",
+    "StudyLocked": "run",
+    "StudyResults": "results",
+    "StudySpec": "spec",
+    "estimate_work": "plan",
+    "export_results": "results",
+    "job_id": "plan",
+    "load_results": "results",
+    "load_spec": "spec",
+    "make_plan": "plan",
+    "model_seed": "plan",
+    "parse_spec": "spec",
+    "read_predictions": "results",
+    "run_study": "run",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -24,12 +24,14 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prunescope.study.packs import Pack
 from prunescope.study.plan import Job
 from prunescope.study.store import JobResult
-from prunescope.study.worker import WorkerContext, run_pack
+
+if TYPE_CHECKING:  # the worker (torch, dynamo) loads where a pack runs, not in the driver
+    from prunescope.study.worker import WorkerContext
 
 #: ``progress(pack, job, done, total)`` called as a running pack advances (local executors)
 PackProgressFn = Callable[[Pack, Job, int, int], None]
@@ -87,6 +89,8 @@ class LocalExecutor:
     def wait(self) -> list[tuple[Pack, list[JobResult]]]:
         if not self._queued:
             return []
+        from prunescope.study.worker import run_pack
+
         pack, ctx = self._queued
         self._queued = None
         cb = None
@@ -140,6 +144,8 @@ def _worker_main(conn: mp_connection.Connection, parent_pid: int) -> None:
     and stops its workers, so SIGINT is ignored here (it was already ignored while this process
     started, see :meth:`ProcessExecutor._spawn`). SIGTERM keeps its default action: the driver
     ends a worker with it, silently."""
+    from prunescope.study.worker import run_pack
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(parent_pid)
     while True:
@@ -314,6 +320,8 @@ class ProcessExecutor:
 
 def _run_pack_remote(pack: Pack, ctx: WorkerContext) -> list[JobResult]:
     """The body of the Ray task (module-level so Ray can pickle it by reference)."""
+    from prunescope.study.worker import run_pack
+
     return run_pack(pack, ctx)
 
 

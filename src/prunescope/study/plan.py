@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prunescope.identity import id_field, identity
-from prunescope.prune.gradients import gradient_batches
+from prunescope.choices import gradient_batches
 from prunescope import methods as registry
 from prunescope.study.spec import StudySpec, lth_schedule
 from prunescope.train.recipe import Recipe

@@ -28,8 +28,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
-
 from prunescope.data import fetch, info
 from prunescope.errors import DeviceUnavailable, UserError
 from prunescope.study.artifacts import Artifacts
@@ -40,7 +38,6 @@ from prunescope.study.plan import Job, Plan, job_work, make_plan
 from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import StudySpec
 from prunescope.study.store import JobResult, Store
-from prunescope.study.worker import WorkerContext
 from prunescope.train.pack import auto_pack_size
 
 LOCK_FILE = "run.lock"
@@ -200,6 +197,10 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     scheduled before unrelated later work. Cost per job: O(log n) plus two store transactions
     per pack (running, finished).
     """
+    import torch
+
+    from prunescope.study.worker import WorkerContext  # torch and dynamo: only with jobs to run
+
     by_id = plan.by_id()
     order = {j.id: i for i, j in enumerate(plan.jobs)}
     children: dict[str, list[str]] = {}

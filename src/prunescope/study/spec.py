@@ -27,12 +27,13 @@ from pydantic import (PlainValidator, ValidationError, create_model, field_valid
 from pydantic_core import PydanticUndefined
 
 from prunescope import choices, methods as registry
+from prunescope.archs import param_count
 from prunescope.choices import DATASETS, DEVICES, GRADIENT_MODES, MAX_CUDA_INDEX, SCOPES
 from prunescope.data import expected, info
+from prunescope.data.corruptions import CORRUPTIONS
 from prunescope.data.imbalance import PROFILES, class_counts
 from prunescope.data.splits import val_quota
 from prunescope.models import ARCHS, build_model
-from prunescope.prune import count_parameters, prunable
 from prunescope.study.keys import (Messages as _Validator, SpecError, Table as _Table, int_key,
                                    key, refuse as _refuse, sub_table,
                                    key_table, replace_blocks, spec_error)
@@ -286,9 +287,9 @@ class ExecutorSpec(_Table):
         (), "`[executor.pack_options]`: the pack trainer's switches "
         f"{', '.join(f'`{n}`' for n in PackOptions.__dataclass_fields__)} (true/false each; see "
         "docs/speed.md) for packs of G > 1, held as sorted `(switch, bool)` pairs; unset "
-        "switches keep the device default (all on for CUDA, fp32 eager on the CPU), `compile = "
-        "false` also drops `cuda_graphs`. CUDA-only switches on a CPU are refused before any "
-        "job runs. Example: `compile = false` where torch.compile does not work",
+        "switches keep the device default (all on for CUDA, fp32 eager with the fused SGD step "
+        "on the CPU), `compile = false` also drops `cuda_graphs`. CUDA-only switches on a CPU "
+        "are refused before any job runs. Example: `compile = false` where torch.compile does not work",
         doc_default="device defaults", doc_type="table")
 
     @field_validator("gpus_per_pack")
@@ -419,7 +420,7 @@ class StudyFile(_GridKeys, _Settings):
     """The top level of a study file, as validated before the checks across tables."""
 
     distributions: list[DistributionName] = key(
-        ["nominal"], "`nominal`, `<corruption>-<1..5>` (" + ", ".join(choices.CORRUPTIONS)
+        ["nominal"], "`nominal`, `<corruption>-<1..5>` (" + ", ".join(CORRUPTIONS)
         + "), `noise-<std>` (std on the 0..1 scale). Canonicalised, nominal first. Corrupted "
         "pixels are truncated to uint8 as the published CIFAR-10-C (docs/corruptions.md); their "
         "evaluation jobs carry `quantize = \"truncate\"` in their ids",
@@ -892,11 +893,12 @@ def _check_ratios(v: _Validator, spec: StudySpec) -> None:
 @functools.lru_cache(maxsize=64)
 def _parameter_counts(dataset: str, arch: str, prune_classifier: bool, prune_biases: bool
                       ) -> tuple[int, int]:
-    """``(all parameters, prunable ones)`` of a fresh ``arch`` for ``dataset`` (counts only
-    depend on these, so validations in one process share one model build per cell)."""
-    model = _fresh_model(dataset, arch)
-    return count_parameters(model), sum(p.numel() for p in prunable(
-        model, prune_classifier=prune_classifier, prune_biases=prune_biases).values())
+    """``(all parameters, prunable ones)`` of ``arch`` for ``dataset``, from the layer shapes
+    (:func:`prunescope.archs.param_count`: no model is built)."""
+    inf = info(dataset)
+    h, _, c = inf.shape_hwc
+    return param_count(arch, inf.num_classes, c, image_size=h, prune_classifier=prune_classifier,
+                       prune_biases=prune_biases)
 
 
 @functools.lru_cache(maxsize=64)

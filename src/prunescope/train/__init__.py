@@ -1,30 +1,22 @@
 """prunescope.train: the SPEC 4 training loop, recipes and checkpoints (docs/architecture.md)."""
-from prunescope.train.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
-from prunescope.train.loop import (
-    FitResult,
-    TrainingDiverged,
-    data_generator,
-    derive_seed,
-    evaluate,
-    fit,
-    predict,
-)
-from prunescope.train.recipe import Recipe
-from prunescope.train.run import TrainRun, device_splits, train_on_dataset
+from prunescope._lazy import lazy_exports
 
-__all__ = [
-    "FitResult",
-    "Recipe",
-    "TrainRun",
-    "TrainingDiverged",
-    "data_generator",
-    "derive_seed",
-    "evaluate",
-    "fit",
-    "load_checkpoint",
-    "predict",
-    "save_checkpoint",
-    "sidecar_path",
-    "device_splits",
-    "train_on_dataset",
-]
+#: ``{public name: the submodule that defines it}``, imported on first use
+_EXPORTS = {
+    "FitResult": "loop",
+    "Recipe": "recipe",
+    "TrainRun": "run",
+    "TrainingDiverged": "loop",
+    "data_generator": "loop",
+    "derive_seed": "loop",
+    "evaluate": "loop",
+    "fit": "loop",
+    "load_checkpoint": "checkpoint",
+    "predict": "loop",
+    "save_checkpoint": "checkpoint",
+    "sidecar_path": "checkpoint",
+    "device_splits": "run",
+    "train_on_dataset": "run",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
