@@ -77,7 +77,8 @@ class Profile:
     max_steps_per_epoch: int | None
     study_batch: int | None  # the study's training batch size; None: the paper recipe's (128)
     gradient_batches: int
-    subset: tuple[int, int] | None  # (train, test) images cut into the work folder; None: given
+    subset: tuple[int, int] | None  # (train, test) images cut into the work folder when no
+    #                                 --data is given; None: the subset must be given
     limits: dict[str, int] = field(default_factory=dict)
 
 
@@ -255,7 +256,7 @@ def end_to_end(check: Check) -> dict[str, Any]:
 
     p = check.profile
     data = check.data
-    if p.subset is not None:
+    if data is None and p.subset is not None:
         sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/gpu_prepare.py
         from gpu_prepare import cut_cifar10
 
@@ -279,7 +280,7 @@ def end_to_end(check: Check) -> dict[str, Any]:
     t0 = time.perf_counter()
     rc = check.run([sys.executable, "-m", "prunescope", "run", str(files["pack"])], half, env)
     result["run_wall_s"] = round(time.perf_counter() - t0, 1)
-    check.run([sys.executable, "-m", "prunescope", "status", str(files["pack"])], 60, env)
+    check.run([sys.executable, "-m", "prunescope", "status", str(files["pack"])], 30, env)
     res = load_results(str(files["pack"]))
     result["phases"] = _phases(res.jobs)
     dense = res.frame[res.frame["method"] == "dense"]
@@ -446,8 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu", action="store_true", help="the same steps on the CPU, small")
     ap.add_argument("--out", default=os.environ.get("OUT", "runs/gpu-check"))
     ap.add_argument("--work", help="work folder (studies, stores); default: a new temporary one")
-    ap.add_argument("--data", default=".gpu-check/data",
-                    help="cache folder holding the CIFAR-10 subset (GPU; --cpu cuts its own)")
+    ap.add_argument("--data", help="cache folder holding the CIFAR-10 subset (default: "
+                    ".gpu-check/data, bench/gpu_prepare.sh's; --cpu cuts a small one into the "
+                    "work folder unless this is given)")
     ap.add_argument("--steps", nargs="+", choices=[s for s, _ in STEPS],
                     help="run only these steps (results are always written)")
     ap.add_argument("--limit", nargs="+", default=[], metavar="STEP=SECONDS",
@@ -463,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         limits[step] = int(seconds)
     profile = replace(profile, limits=limits)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    check = Check(profile, Path(args.out), work, None if args.cpu else Path(args.data))
+    data = Path(args.data) if args.data else None if args.cpu else Path(".gpu-check/data")
+    check = Check(profile, Path(args.out), work, data)
     check.log(f"gpu_check: device {profile.device}, out {args.out}, work {work}, python "
               f"{sys.executable} {platform.python_version()}")
     for name, fn in STEPS:

@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], check=True,
                                capture_output=True, text=True).stdout.strip())
+    (root / CARRY).mkdir(exist_ok=True)  # git matches a folder-only pattern to a folder
     if not is_ignored(root, CARRY):
         print(f"{CARRY}/ is not ignored by git in {root}: add '/{CARRY}/' to .gitignore",
               file=sys.stderr)
