@@ -452,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
                     "work folder unless this is given)")
     ap.add_argument("--steps", nargs="+", choices=[s for s, _ in STEPS],
                     help="run only these steps (results are always written)")
+    ap.add_argument("--tests", nargs="+", metavar="PATH",
+                    help="test paths of the gpu_tests step (default: tests/ on the GPU, the "
+                         "files holding CUDA tests with --cpu)")
     ap.add_argument("--limit", nargs="+", default=[], metavar="STEP=SECONDS",
                     help="override a step's time limit, e.g. throughput=300")
     args = ap.parse_args(argv)
@@ -463,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--limit {item}: expected STEP=SECONDS with STEP one of "
                      f"{', '.join(limits)}")
         limits[step] = int(seconds)
-    profile = replace(profile, limits=limits)
+    profile = replace(profile, limits=limits, tests=tuple(args.tests or profile.tests))
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gpu-check-"))
     data = Path(args.data) if args.data else None if args.cpu else Path(".gpu-check/data")
     check = Check(profile, Path(args.out), work, data)
