@@ -357,8 +357,9 @@ def markdown(check: Check, rows: list[dict[str, Any]]) -> str:
              "| step | status | seconds |", "|---|---|---|"]
     lines += [f"| {s['name']} | {s['status']}{': ' + s['error'] if 'error' in s else ''} | "
               f"{s['seconds']} |" for s in check.steps]
+    on = [k for k, v in (tp.get("rows") or [{}])[0].get("options", {}).items() if v]
     lines += ["", "## Throughput (training images/s; baseline: one model, fp32, eager, batch "
-              f"{check.profile.batch}; pack: every switch on)", "",
+              f"{check.profile.batch}; pack: {', '.join(on) or 'fp32, eager'})", "",
               "| arch | baseline | pack per model | pack summed | ratio | G (tried) | peak mem "
               "GiB | estimate GiB | bf16 peak fraction |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
