@@ -250,7 +250,6 @@ def _phases(jobs: Any) -> list[dict[str, Any]]:
 
 def end_to_end(check: Check) -> dict[str, Any]:
     """Run the study through ``prunescope run``, then model 0 alone; read both stores."""
-    from prunescope.analysis import analyse
     from prunescope.study import load_results
     from prunescope.study.results import read_predictions
 
@@ -283,15 +282,13 @@ def end_to_end(check: Check) -> dict[str, Any]:
     check.run([sys.executable, "-m", "prunescope", "status", str(files["pack"])], 30, env)
     res = load_results(str(files["pack"]))
     result["phases"] = _phases(res.jobs)
-    dense = res.frame[res.frame["method"] == "dense"]
-    acc = dense.groupby("model")[["correct", "support"]].sum()
-    result["dense_accuracy"] = (acc["correct"] / acc["support"]).round(4).tolist()
-    an = analyse(res.frame)
-    cells = an.alphas.groupby(["method", "ratio"])[["alpha", "accuracy_after"]].mean()
-    result["pruned"] = [{"method": m, "ratio": r, "alpha": round(float(v["alpha"]), 4),
-                         "accuracy": round(float(v["accuracy_after"]), 4)}
-                        for (m, r), v in cells.iterrows()]
     check.results["end_to_end"] = result
+    try:
+        result.update(_scores(res.frame))
+    except Exception as e:  # noqa: BLE001 -- a run stopped early has what it finished
+        if rc == 0:
+            raise
+        result["scores_error"] = f"{type(e).__name__}: {e}"
     if rc != 0:
         raise StepFailed(f"prunescope run exited {rc}")
     rest = max(30.0, half - (time.perf_counter() - t0))
@@ -317,6 +314,20 @@ def end_to_end(check: Check) -> dict[str, Any]:
         raise StepFailed(f"model 0's test accuracy: pack {acc_pack:.4f}, alone {acc_solo:.4f}, "
                          f"more than {SOLO_TOLERANCE} apart")
     return result
+
+
+def _scores(frame: Any) -> dict[str, Any]:
+    """Test accuracy of every dense model, and per (method, ratio) the mean test accuracy and
+    mean alpha (``prunescope.analysis.analyse``) of the pruned ones, from a results frame."""
+    from prunescope.analysis import analyse
+
+    dense = frame[frame["method"] == "dense"]
+    acc = dense.groupby("model")[["correct", "support"]].sum()
+    cells = analyse(frame).alphas.groupby(["method", "ratio"])[["alpha", "accuracy_after"]].mean()
+    return {"dense_accuracy": (acc["correct"] / acc["support"]).round(4).tolist(),
+            "pruned": [{"method": m, "ratio": r, "alpha": round(float(v["alpha"]), 4),
+                        "accuracy": round(float(v["accuracy_after"]), 4)}
+                       for (m, r), v in cells.iterrows()]}
 
 
 def _test_labels(data: Path) -> Any:
@@ -357,9 +368,11 @@ def markdown(check: Check, rows: list[dict[str, Any]]) -> str:
              "| step | status | seconds |", "|---|---|---|"]
     lines += [f"| {s['name']} | {s['status']}{': ' + s['error'] if 'error' in s else ''} | "
               f"{s['seconds']} |" for s in check.steps]
-    on = [k for k, v in (tp.get("rows") or [{}])[0].get("options", {}).items() if v]
+    first = (tp.get("rows") or [None])[0]
+    on = "not run" if first is None else \
+        ", ".join(k for k, v in first["options"].items() if v) or "fp32, eager"
     lines += ["", "## Throughput (training images/s; baseline: one model, fp32, eager, batch "
-              f"{check.profile.batch}; pack: {', '.join(on) or 'fp32, eager'})", "",
+              f"{check.profile.batch}; pack: {on})", "",
               "| arch | baseline | pack per model | pack summed | ratio | G (tried) | peak mem "
               "GiB | estimate GiB | bf16 peak fraction |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
