@@ -147,7 +147,8 @@ def _row(arch: str, base: float, per_model: float, g: int, flops: int) -> dict:
             "pack_images_per_s_per_model": per_model, "pack_images_per_s_total": per_model * g,
             "speedup": per_model * g / base, "predict_images_per_s": 10 * base,
             "pack_peak_mem_gib": 30.0, "pack_mem_estimate_gib": 40.0,
-            "pack_peak_fraction": 0.1, "train_flops_per_image": flops}
+            "pack_peak_fraction": 0.1, "train_flops_per_image": flops,
+            "options": {"bf16": True, "channels_last": True, "compile": False}}
 
 
 def test_result_files_say_what_was_met(tmp_path):
@@ -171,6 +172,7 @@ def test_result_files_say_what_was_met(tmp_path):
     assert "resnet56 pack >= 20x the baseline: 25.6x, met" in md
     assert "projected under 6 h: 2.60 h, met" in md
     assert "every CUDA test passes: not run" in md
+    assert "pack: bf16, channels_last)" in md  # the switches the rows ran with
     check.results["throughput"]["rows"][0]["speedup"] = 12.0
     gpu_check.results(check)
     assert "12.0x, not met" in (tmp_path / "out" / "speed-gpu.md").read_text()
