@@ -61,7 +61,12 @@ SOLO_TOLERANCE = 0.05
 
 @dataclass(frozen=True)
 class Profile:
-    """The sizes of one check. Time limits in seconds; ``pack_size`` None: auto."""
+    """The sizes of one check.
+
+    ``tests``: paths of ``pytest -m gpu``; ``archs``, ``steps``, ``batch``, ``pack_size``: the
+    throughput step's (``pack_size`` None: ``auto_pack_size``); ``models`` .. ``subset``: the
+    end-to-end study's (all ``models`` in one pack; ``ratios`` of MP and UP; epochs of the
+    ``[train]`` and ``[finetune]`` recipes); ``limits``: seconds per step."""
 
     device: str
     tests: tuple[str, ...]
@@ -267,7 +272,7 @@ def end_to_end(check: Check) -> dict[str, Any]:
         raise StepFailed(f"no CIFAR-10 subset in {data}: run bench/gpu_prepare.sh before the "
                          "call and carry .gpu-check")
     env = {"PRUNESCOPE_DATA": str(data.resolve())}
-    pack_g = p.models if p.pack_size is None else p.pack_size
+    pack_g = p.models
     files = {"pack": check.work / "study.toml", "solo": check.work / "solo.toml"}
     files["pack"].write_text(study_toml(p, name="gpu-check", output=check.work / "study",
                                         models=p.models, pack_size=pack_g,
@@ -275,9 +280,9 @@ def end_to_end(check: Check) -> dict[str, Any]:
     files["solo"].write_text(study_toml(p, name="gpu-check-solo", output=check.work / "solo",
                                         models=1, pack_size=1, methods=()))
     result: dict[str, Any] = {"pack_size": pack_g}
-    half = check.limit("end_to_end")
+    limit = check.limit("end_to_end")
     t0 = time.perf_counter()
-    rc = check.run([sys.executable, "-m", "prunescope", "run", str(files["pack"])], half, env)
+    rc = check.run([sys.executable, "-m", "prunescope", "run", str(files["pack"])], limit, env)
     result["run_wall_s"] = round(time.perf_counter() - t0, 1)
     check.run([sys.executable, "-m", "prunescope", "status", str(files["pack"])], 30, env)
     res = load_results(str(files["pack"]))
@@ -291,7 +296,7 @@ def end_to_end(check: Check) -> dict[str, Any]:
         result["scores_error"] = f"{type(e).__name__}: {e}"
     if rc != 0:
         raise StepFailed(f"prunescope run exited {rc}")
-    rest = max(30.0, half - (time.perf_counter() - t0))
+    rest = max(30.0, limit - (time.perf_counter() - t0))
     t1 = time.perf_counter()
     rc = check.run([sys.executable, "-m", "prunescope", "run", str(files["solo"])], rest, env)
     result["solo_wall_s"] = round(time.perf_counter() - t1, 1)

@@ -41,7 +41,7 @@ def test_study_files_plan_the_check_and_share_model_zero(profile, tmp_path):
     """The end-to-end study is a pack of `models` ResNet-20 with MP and UP at two ratios; the
     solo study's one training job is the pack study's model 0 (same id), which is what makes
     the pack-vs-solo comparison a comparison of one model trained two ways."""
-    g = profile.pack_size or profile.models
+    g = profile.models  # the study packs all its models together
     pack = _jobs(gpu_check.study_toml(profile, name="c", output=tmp_path / "s",
                                       models=profile.models, pack_size=g,
                                       methods=("mp", "up")), tmp_path / "pack.toml")
