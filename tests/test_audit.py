@@ -150,6 +150,10 @@ def test_audit_is_a_one_model_study_in_the_store(audited):
     assert (jobs.kind == "evaluate").sum() == 5 * 2 + 4
     acc = res.runs.set_index(["method", "ratio"])
     assert not np.allclose(acc.accuracy_pruned, acc.accuracy_final)  # fine-tuning changed them
+    # issue 23: the user's model reached the jobs from the object passed, not from a pickle in
+    # the folder (which a shared audit folder could replace): no file there can run code
+    assert not [p for p in out.rglob("*.pt")]
+    assert not [p for p in out.rglob("*.json") if '"module"' in p.read_text()]
 
 
 def test_audit_lists_the_images_whose_prediction_pruning_changed(audited, mnist_small):

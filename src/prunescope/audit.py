@@ -57,7 +57,7 @@ from prunescope.study.plan import (KINDS, PARAMS, RESULTS_VERSION, EvaluateParam
 from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import ONE_SHOT_METHODS, SCOPES, GRADIENT_MODES, ExecutorSpec, StudySpec
 from prunescope.study.store import JobResult, Store
-from prunescope.train import Recipe, derive_seed, load_checkpoint, save_checkpoint
+from prunescope.train import CheckpointError, Recipe, derive_seed, load_checkpoint, save_checkpoint
 
 DataLike = Any
 
@@ -421,21 +421,18 @@ def _make_plan(spec: StudySpec, source_params: SourceParams, opts: _Options,
 
 
 def _write_source(arts: Artifacts, source: Job, model: nn.Module, meta: dict[str, Any],
-                  sets: dict[str, tuple[np.ndarray, np.ndarray]], data_sha: str,
-                  module: bool) -> dict[str, str]:
-    """Write the dense model (checkpoint, its pickled module for a user model) and its data
-    under ``<artifacts>/source/``, named in the sidecar relative to the artifact root (so a
-    moved audit folder reads its own files); returns the job's artifacts."""
+                  sets: dict[str, tuple[np.ndarray, np.ndarray]], data_sha: str) -> dict[str, str]:
+    """Write the dense model's checkpoint and its data under ``<artifacts>/source/``, named in
+    the sidecar relative to the artifact root (so a moved audit folder reads its own files);
+    returns the job's artifacts. A user model's architecture is not written: the jobs get it
+    from the object the caller passed (``run_study(user_model=...)``), so no file of the
+    audit folder holds code."""
     data = f"source/{data_sha}.npz"
     if not Path(arts.url(data)).is_file():
         with arts.writing("source") as tmp:
             np.savez(tmp / Path(data).name, **{f"{a}_{split}": arr for split, (x, y) in sets.items()
                                                for a, arr in (("x", x), ("y", y))})
     meta = dict(meta, data=data, job_id=source.id)
-    if module:
-        meta["module"] = f"source/{source.id}.module.pt"
-        with arts.writing("source") as tmp:
-            torch.save(copy.deepcopy(model).cpu(), tmp / Path(meta["module"]).name)
     name = f"{source.id}.safetensors"
     with arts.writing("source") as tmp:
         save_checkpoint(tmp / name, model, meta)
@@ -723,7 +720,7 @@ def audit(
             if not _module:  # a prunescope architecture: rebuilt from its name
                 side["arch"] = meta["arch"]
             root = Artifacts(spec.artifacts)
-            files = _write_source(root, ap.source, model, side, sets, data_sha, _module)
+            files = _write_source(root, ap.source, model, side, sets, data_sha)
             store.record([JobResult(ap.source.id, "done", achieved_ratio=1.0, artifacts=files,
                                     checksums=root.written_by(ap.source.id),
                                     info={"history": meta.get("history", []),
@@ -739,8 +736,13 @@ def audit(
     if display is None and log is not None:
         display = LogDisplay(log)
     weight = lambda j: job_seconds(j, sizes, step_s, image_s)  # noqa: E731
+    pickled = None
+    if _module:  # the jobs rebuild the user's model from this object, never from a file
+        buf = io.BytesIO()
+        torch.save(copy.deepcopy(model).cpu(), buf)
+        pickled = buf.getvalue()
     try:
-        summary = run_study(spec, retry_failed=True, plan=ap.plan,
+        summary = run_study(spec, retry_failed=True, plan=ap.plan, user_model=pickled,
                             display=None if display is None else _Weighted(display, weight))
     except StudyLocked as e:
         raise AuditError(f"{e} (an audit of the same folder is running)") from e
@@ -831,6 +833,7 @@ def audit_checkpoint(
     test_data: DataLike | None = None,
     finetune_epochs: int | None = None,
     device: torch.device | str = "cpu",
+    trust_pickle: bool = False,
     **kwargs: Any,
 ) -> AuditResult:
     """:func:`audit` of a checkpoint written by prunescope (``prunescope train``).
@@ -840,13 +843,14 @@ def audit_checkpoint(
     architecture: by default (``finetune_epochs=None``) one epoch of it capped at
     :data:`DEFAULT_FINETUNE_STEPS` optimiser steps, a short recovery that keeps an audit within
     minutes on a CPU; ``finetune_epochs=N`` runs the schedule scaled to N full epochs (the
-    paper's: 15 for LeNet-5, 25 for ResNets); ``0`` = no fine-tuning.
-    Other keyword arguments are passed to :func:`audit`.
+    paper's: 15 for LeNet-5, 25 for ResNets); ``0`` = no fine-tuning. ``trust_pickle``: load a
+    pickled module its sidecar names (prunescope 0.1 audits; it can run code, see
+    :func:`prunescope.train.load_checkpoint`). Other keyword arguments are passed to :func:`audit`.
     """
     from prunescope import data as D
     from prunescope.prune.finetune import finetune_recipe
 
-    model, meta, masks = load_model_file(path, device=device)
+    model, meta, masks = load_model_file(path, device=device, trust_pickle=trust_pickle)
     if masks:
         raise AuditError(f"{path} holds a pruned model (it has masks); audit its dense parent")
     ds = meta.get("dataset")
@@ -881,7 +885,8 @@ def audit_checkpoint(
                  _module=False, **kwargs)
 
 
-def load_model_file(path: str | Path, device: torch.device | str = "cpu"
+def load_model_file(path: str | Path, device: torch.device | str = "cpu", *,
+                    trust_pickle: bool = False
                     ) -> tuple[nn.Module, dict[str, Any], dict[str, torch.Tensor] | None]:
     """:func:`prunescope.train.load_checkpoint` with one-line errors (``AuditError``) that name
     the file and the way forward: missing, not a safetensors file (a ``.pt`` state dict),
@@ -894,7 +899,9 @@ def load_model_file(path: str | Path, device: torch.device | str = "cpu"
                          "sidecar); for a state dict of your own model use `prunescope audit "
                          f"{p} --model package.module:build --data FOLDER`")
     try:
-        return load_checkpoint(p, device=device)
+        return load_checkpoint(p, device=device, trust_pickle=trust_pickle)
+    except CheckpointError as e:
+        raise AuditError(str(e)) from e
     except FileNotFoundError as e:
         raise AuditError(f"{p} has no sidecar {p}.json, so its architecture and dataset are "
                          "unknown: audit it as your own model with `--model package.module:build "

@@ -81,6 +81,12 @@ DataDirOpt = Annotated[Optional[Path], typer.Option(
 DeviceOpt = Annotated[str, typer.Option(
     "--device", help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N.")]
 
+#: ``--trust-pickle``: prune and audit may unpickle a file that can run code (docs/reliability.md)
+TrustPickleOpt = Annotated[bool, typer.Option(
+    "--trust-pickle", help="Unpickle a .pt weights file fully, or the pickled module a checkpoint's "
+                           "sidecar names (prunescope 0.1 audits). Unpickling runs any code the "
+                           "file holds: only for files you trust. Default: weights only.")]
+
 
 def invalid(option: str, value: Any, allowed: str) -> str:
     """The message of a refused option value: ``--ratio 1.0 is invalid; allowed: ...``, with the

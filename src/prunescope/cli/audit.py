@@ -20,7 +20,7 @@ from rich.table import Table
 from prunescope._console import console as make_console, styled
 from prunescope.audit import AuditError, AuditResult
 from prunescope import choices
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, usable_device
+from prunescope.cli._app import DataDirOpt, DeviceOpt, TrustPickleOpt, app, check, usable_device
 
 
 def _csv(text: str, cast: type, option: str) -> list:
@@ -31,10 +31,12 @@ def _csv(text: str, cast: type, option: str) -> list:
                          f"{'numbers' if cast is float else 'names'}") from e
 
 
-def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
+def user_model(factory: str, weights: Path, device: str, trust_pickle: bool = False
+               ) -> torch.nn.Module:
     """Build ``package.module:callable`` (imported with the current directory first on the
     path, as ``python -m`` does) and load its weights from ``.safetensors`` or a ``.pt`` state
-    dict; every failure is an ``AuditError`` naming what to fix."""
+    dict (:func:`prunescope.train.load_state_dict`: weights only unless ``trust_pickle``);
+    every failure is an ``AuditError`` naming what to fix."""
     mod_name, _, fn_name = factory.partition(":")
     if not mod_name or not fn_name:
         raise AuditError(f"--model must look like package.module:callable, got {factory!r}")
@@ -61,17 +63,12 @@ def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
                          "not a torch.nn.Module")
     if not weights.is_file():
         raise AuditError(f"no weights file at {weights}")
-    try:
-        if weights.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from prunescope.train import CheckpointError, load_state_dict
 
-            state = load_file(str(weights), device=device)
-        else:
-            state = torch.load(weights, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- truncated or foreign files
-        raise AuditError(f"{weights} cannot be read as a state dict ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}); it may be truncated: save "
-                         "it again with torch.save(model.state_dict(), path)") from e
+    try:
+        state = load_state_dict(weights, device, trust_pickle=trust_pickle)
+    except CheckpointError as e:
+        raise AuditError(f"{e}; save it again with torch.save(model.state_dict(), path)") from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -148,6 +145,7 @@ def audit_cmd(
                       "the CSV tables.")] = Path("runs/audit"),
     device: DeviceOpt = choices.DEFAULT_DEVICE,
     data_dir: DataDirOpt = None,
+    trust_pickle: TrustPickleOpt = False,
 ) -> None:
     """Prune a trained model with each method at each ratio; print and write per-class recall
     changes, alpha, the worst-hit classes, prune potential and agreement, and report.html.
@@ -173,7 +171,8 @@ def audit_cmd(
                 raise AuditError("--data goes with --model (your own model); a prunescope "
                                  "checkpoint brings its dataset")
             res = audit_checkpoint(checkpoint, data_dir=data_dir, finetune_epochs=finetune_epochs,
-                                   device=device, weight_decay=weight_decay, **kwargs)
+                                   device=device, weight_decay=weight_decay,
+                                   trust_pickle=trust_pickle, **kwargs)
         else:
             if data is None:
                 raise AuditError("--model needs --data FOLDER with train.npz and test.npz")
@@ -182,7 +181,7 @@ def audit_cmd(
             recipe = (Recipe(schedule=((finetune_epochs, 0.01),),
                              weight_decay=5e-4 if weight_decay is None else weight_decay)
                       if finetune_epochs else None)
-            net = user_model(model, checkpoint, device)
+            net = user_model(model, checkpoint, device, trust_pickle)
             res = audit(net, data / "train.npz", data / "test.npz", finetune=recipe,
                         weight_decay=weight_decay, name=Path(model.partition(":")[0]).name, **kwargs)
     except AuditError as e:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import functools
 import gc
+import io
 import json
 import os
 import shutil
@@ -74,6 +75,11 @@ class WorkerContext:
         parent_artifacts: ``{job id: {name: url}}`` of the done parents of the pack's jobs.
         parent_checksums: ``(url, sha256 hex, writer job id)`` of every file of those parents
             that has a recorded checksum (checked when read: a damaged file is named).
+        user_model: an audit's user model (:func:`prunescope.audit.audit`): the
+            ``torch.save`` bytes of the ``nn.Module`` its caller passed, pickled by the driver
+            from that object and sent with the pack (never read from a file); every checkpoint
+            of the audit is loaded into a copy of it. ``None``: models are built from their
+            sidecar's architecture.
     """
 
     artifacts: str
@@ -84,6 +90,7 @@ class WorkerContext:
     pack_options: PackOptions | None = None
     parent_artifacts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     parent_checksums: tuple[tuple[str, str, str], ...] = ()
+    user_model: bytes | None = None
 
     def open_artifacts(self) -> Artifacts:
         """The artifact root, checking the parents' files against their checksums."""
@@ -420,6 +427,9 @@ def _load_parent(ctx: WorkerContext, job_id: str, device: str):
                 shutil.copyfile(side_path, sidecar_path(weights))
             model, meta = load_structured_checkpoint(weights, device=device)
             return model, meta, {}
+        if ctx.user_model is not None:  # the driver's own pickle of the caller's model object
+            return load_checkpoint(weights, device=device, build=lambda meta: torch.load(
+                io.BytesIO(ctx.user_model), map_location="cpu", weights_only=False))
         return load_checkpoint(weights, device=device)
 
 

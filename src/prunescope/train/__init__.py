@@ -1,5 +1,6 @@
 """prunescope.train: the SPEC 4 training loop, recipes and checkpoints (docs/architecture.md)."""
-from prunescope.train.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
+from prunescope.train.checkpoint import (CheckpointError, load_checkpoint, load_state_dict,
+                                         save_checkpoint, sidecar_path)
 from prunescope.train.loop import (
     FitResult,
     TrainingDiverged,
@@ -13,6 +14,7 @@ from prunescope.train.recipe import Recipe
 from prunescope.train.run import TrainRun, device_splits, train_on_dataset
 
 __all__ = [
+    "CheckpointError",
     "FitResult",
     "Recipe",
     "TrainRun",
@@ -22,6 +24,7 @@ __all__ = [
     "evaluate",
     "fit",
     "load_checkpoint",
+    "load_state_dict",
     "predict",
     "save_checkpoint",
     "sidecar_path",
