@@ -156,6 +156,31 @@ def test_audit_is_a_one_model_study_in_the_store(audited):
     assert not [p for p in out.rglob("*.json") if '"module"' in p.read_text()]
 
 
+def test_the_audit_data_file_is_checked_when_read(audited, tmp_path):
+    """Issue 23 must-fix 2: the audit's data file is read only if its content has the sha256
+    written beside it (on main it was read unchecked)."""
+    import shutil
+    from pathlib import Path
+
+    from prunescope.study import worker
+    from prunescope.study.artifacts import ArtifactDamaged
+
+    *_, out = audited
+    src = next((out / "artifacts" / "source").glob("*.npz"))
+    (tmp_path / "source").mkdir()
+    for f in (src, Path(f"{src}.sha256")):
+        shutil.copy(f, tmp_path / "source" / f.name)
+    url = str(tmp_path / "source" / src.name)
+    worker._user_data.cache_clear()
+    assert worker._user_data(str(tmp_path), url)["y_test"].shape == (1000,)
+    worker._user_data.cache_clear()
+    damaged = bytearray(Path(url).read_bytes())
+    damaged[len(damaged) // 2] ^= 1
+    Path(url).write_bytes(bytes(damaged))
+    with pytest.raises(ArtifactDamaged, match="run the same audit again"):
+        worker._user_data(str(tmp_path), url)
+
+
 def test_audit_lists_the_images_whose_prediction_pruning_changed(audited, mnist_small):
     """Issue 17: the per-image view of one model (its PIEs): every listed image changed its
     prediction, carries its true label, and per cell the changed fraction is 1 - agreement."""

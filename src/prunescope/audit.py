@@ -50,7 +50,7 @@ from prunescope.data.splits import train_val_indices
 from prunescope.prune.gradients import gradient_batches
 from prunescope.prune import (GRADIENT_METHODS, UnreachableRatioError, count_parameters, keep_count,
                               prunable)
-from prunescope.study.artifacts import Artifacts
+from prunescope.study.artifacts import ArtifactDamaged, Artifacts
 from prunescope.identity import identity
 from prunescope.study.plan import (KINDS, PARAMS, RESULTS_VERSION, EvaluateParams, GradientsParams,
                                    Job, Plan, PruneFinetuneParams, SourceParams, job_id)
@@ -420,18 +420,30 @@ def _make_plan(spec: StudySpec, source_params: SourceParams, opts: _Options,
                       source, pruned_eval)
 
 
-def _write_source(arts: Artifacts, source: Job, model: nn.Module, meta: dict[str, Any],
-                  sets: dict[str, tuple[np.ndarray, np.ndarray]], data_sha: str) -> dict[str, str]:
-    """Write the dense model's checkpoint and its data under ``<artifacts>/source/``, named in
-    the sidecar relative to the artifact root (so a moved audit folder reads its own files);
-    returns the job's artifacts. A user model's architecture is not written: the jobs get it
-    from the object the caller passed (``run_study(user_model=...)``), so no file of the
-    audit folder holds code."""
+def _write_data(arts: Artifacts, sets: dict[str, tuple[np.ndarray, np.ndarray]],
+                data_sha: str) -> str:
+    """Make sure ``<artifacts>/source/<data_sha>.npz`` holds the audit's data with its sha256
+    beside it (written anew when missing, damaged or without a digest); returns its name
+    relative to the artifact root."""
     data = f"source/{data_sha}.npz"
-    if not Path(arts.url(data)).is_file():
-        with arts.writing("source") as tmp:
-            np.savez(tmp / Path(data).name, **{f"{a}_{split}": arr for split, (x, y) in sets.items()
-                                               for a, arr in (("x", x), ("y", y))})
+    try:
+        with arts.reading_checked(arts.url(data)):
+            return data
+    except (ArtifactDamaged, FileNotFoundError):
+        pass
+    with arts.writing("source", digests=True) as tmp:
+        np.savez(tmp / Path(data).name, **{f"{a}_{split}": arr for split, (x, y) in sets.items()
+                                           for a, arr in (("x", x), ("y", y))})
+    return data
+
+
+def _write_source(arts: Artifacts, source: Job, model: nn.Module, meta: dict[str, Any],
+                  data: str) -> dict[str, str]:
+    """Write the dense model's checkpoint under ``<artifacts>/source/``, its sidecar naming
+    the data file ``data`` relative to the artifact root (so a moved audit folder reads its own
+    files); returns the job's artifacts. A user model's architecture is not written: the jobs
+    get it from the object the caller passed (``run_study(user_model=...)``), so no file of the
+    audit folder holds code."""
     meta = dict(meta, data=data, job_id=source.id)
     name = f"{source.id}.safetensors"
     with arts.writing("source") as tmp:
@@ -708,6 +720,7 @@ def audit(
     labels = dict(dataset=dataset, arch=name, seed=seed, model=0)
     ap = _make_plan(spec, source_params, opts, recipe, scope, grad_mode, grad_batches, seed, labels)
 
+    data = _write_data(Artifacts(spec.artifacts), sets, data_sha)
     with Store(out) as store:
         store.add_jobs([ap.source])
         status = store.statuses()
@@ -720,7 +733,7 @@ def audit(
             if not _module:  # a prunescope architecture: rebuilt from its name
                 side["arch"] = meta["arch"]
             root = Artifacts(spec.artifacts)
-            files = _write_source(root, ap.source, model, side, sets, data_sha)
+            files = _write_source(root, ap.source, model, side, data)
             store.record([JobResult(ap.source.id, "done", achieved_ratio=1.0, artifacts=files,
                                     checksums=root.written_by(ap.source.id),
                                     info={"history": meta.get("history", []),
