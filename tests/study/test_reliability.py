@@ -346,6 +346,35 @@ def test_a_truncated_predictions_file_leaves_its_row_out_with_the_redo_command(t
         read_predictions(str(bad), (ev["checksums"][str(bad)], ev["id"]))
 
 
+@pytest.mark.parametrize("damage", ["swapped", "truncated"])
+def test_pie_tables_use_only_predictions_that_match_their_checksums(tiny_reference, tmp_path,
+                                                                    damage):
+    """Issue 23 must-fix 3: on main two swapped predictions files were left out of the
+    agreement table but still used for the PIE tables (mp@2 PIEs 82 -> 97), and a truncated
+    one stopped `load_exemplars` (and the report) with an exception."""
+    from prunescope.study.results import load_exemplars
+
+    spec, _, _, _ = tiny_reference
+    s = _copy(spec, tmp_path / "s")
+    before = load_exemplars(load_results(s)).summary.set_index("method")
+    assert (before.n_pruned == 2).all()
+    res = load_results(s)
+    mp, gp = (Path(_job(res, "evaluate", 0, m)["artifacts"]["predictions"]) for m in ("mp", "gp"))
+    if damage == "swapped":
+        a, b = mp.read_bytes(), gp.read_bytes()
+        mp.write_bytes(b)
+        gp.write_bytes(a)
+    else:
+        mp.write_bytes(mp.read_bytes()[:-5])
+    with pytest.warns(UserWarning, match="damaged, their models are left out of the PIE") as w:
+        after = load_exemplars(load_results(s)).summary.set_index("method")
+    text = " ".join(str(x.message) for x in w)
+    assert mp.name in text and "prunescope invalidate" in text
+    hit = ["mp", "gp"] if damage == "swapped" else ["mp"]
+    assert (after.loc[hit, "n_pruned"] == 1).all()
+    assert (after.drop(index=hit).n_pruned == 2).all()
+
+
 def test_a_disk_filling_during_a_run_stops_it_and_the_rerun_resumes(tiny_reference, tiny_spec,
                                                                    tmp_path, monkeypatch):
     """A worker whose checkpoint write hits ENOSPC does not fail its job (nor block its
