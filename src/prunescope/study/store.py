@@ -7,7 +7,8 @@ Tables (schema :data:`SCHEMA_VERSION`, documented in ``docs/studies.md``):
   (``pending``/``running``/``done``/``failed``/``blocked``), error text, seed, attempts,
   started/finished (Unix seconds), wall_s, achieved_ratio, artifacts (JSON name -> path relative
   to the artifact root), info (JSON: best epoch, history, worker), updated (Unix seconds),
-  checksums (JSON relative path -> sha256 hex of every file the job wrote).
+  checksums (JSON relative path -> sha256 hex of every file the job wrote), digest (sha256 hex
+  of the done job's result rows, :meth:`Store.verify`).
 * ``evaluations(job_id, distribution, cls, support, predicted, correct)``: the tidy per-class
   counts of every ``evaluate`` job (SPEC 2 quantities derive from them).
 * ``confusions(job_id, distribution, num_classes, matrix)``: the full ``(C, C)`` int64
@@ -18,9 +19,18 @@ job or none of it. Artifact paths are stored relative to the artifact root and r
 the root the :class:`Store` is opened with, so a study folder can be moved or copied; a schema-1
 store (absolute paths, no checksums) is migrated when opened for writing and read as it is
 otherwise. Every SQLite error names the file (:class:`StoreError` and its subclasses).
+
+Integrity: :meth:`Store.record` writes, in the transaction of a done job's rows, the sha256 of
+those rows (its id and :data:`_DIGESTED` columns of ``jobs``, its ``confusions`` and
+``evaluations`` rows) into ``jobs.digest``; the readers the numbers come from
+(:meth:`Store.jobs_frame`, :meth:`Store.evaluations_frame`) first check every row carrying a
+digest, reading the tables in full (:meth:`Store.verify`), so a damaged store names the jobs
+to invalidate instead of giving other counts. Rows recorded by a schema-2 store (prunescope < 0.3) have no digest and are not
+checked.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -42,8 +52,8 @@ from prunescope.study.artifacts import Artifacts
 from prunescope.study.plan import Job, canonical_json
 
 #: version of the tables below; a store with a larger one was written by a newer prunescope.
-#: 2: artifact paths relative to the artifact root, ``jobs.checksums``.
-SCHEMA_VERSION = 2
+#: 2: artifact paths relative to the artifact root, ``jobs.checksums``. 3: ``jobs.digest``.
+SCHEMA_VERSION = 3
 STORE_FILE = "study.sqlite"
 STATUSES = ("pending", "running", "done", "failed", "blocked")
 
@@ -65,7 +75,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     artifacts TEXT,
     info TEXT,
     updated REAL NOT NULL,
-    checksums TEXT
+    checksums TEXT,
+    digest TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -84,6 +95,20 @@ CREATE TABLE IF NOT EXISTS confusions (
     matrix BLOB NOT NULL
 );
 """
+
+
+#: the ``jobs`` columns a done job's digest covers (with its id, confusion and per-class
+#: counts): all but ``updated`` (when the row was last written) and ``digest``
+_DIGESTED = ("kind, params, deps, status, error, seed, attempts, started, finished, wall_s, "
+             "achieved_ratio, artifacts, info, checksums")
+
+
+def _rows_digest(job: tuple, confusions: list[tuple], counts: list[tuple]) -> str:
+    """sha256 hex of one job's rows as SQLite returns them: ``job`` = its id and
+    :data:`_DIGESTED` columns, its ``confusions`` and ``evaluations`` rows without the job id
+    (in any order)."""
+    text = repr((tuple(job), sorted(confusions, key=repr), sorted(counts, key=repr)))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class StoreError(UserError, RuntimeError):
@@ -270,6 +295,8 @@ class Store:
         self.arts = Artifacts(artifacts if artifacts is not None
                               else str(self.folder / "artifacts"))
         self._copy: str | None = None
+        #: ``conn.total_changes`` when :meth:`verify` last passed (``None``: never)
+        self._verified: int | None = None
         wal = Path(f"{self.path}-wal")
         if (self.path.is_file() and self.path.stat().st_size == 0
                 and not (wal.is_file() and wal.stat().st_size > 0)):  # nothing stored at all
@@ -343,13 +370,19 @@ class Store:
                 self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
                     ("schema_version", str(SCHEMA_VERSION)),
                     ("created_by", prunescope.__version__)])
-        elif found == 1:
+        if found == 1:
             self._migrate_from_1()
+        if found in (1, 2):
+            with self.transaction():  # 2 -> 3: rows recorded before have no digest (unchecked)
+                if "digest" not in {r[1] for r in self.conn.execute("PRAGMA table_info(jobs)")}:
+                    self.conn.execute("ALTER TABLE jobs ADD COLUMN digest TEXT")
+                self.conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                                  (str(SCHEMA_VERSION),))
         return SCHEMA_VERSION
 
     def _migrate_from_1(self) -> None:
         """Schema 1 -> 2: artifact paths relative to the artifact root (:func:`_portable`),
-        an empty ``checksums`` column (files written before were not hashed)."""
+        an empty ``checksums`` column (files written before were not hashed); 2 -> 3 follows."""
         with self.transaction():
             self.conn.execute("ALTER TABLE jobs ADD COLUMN checksums TEXT")
             rows = self.conn.execute(
@@ -357,8 +390,7 @@ class Store:
             self.conn.executemany("UPDATE jobs SET artifacts = ? WHERE id = ?", [
                 (json.dumps({n: _portable(kind, u) for n, u in json.loads(a).items()},
                             sort_keys=True), jid) for jid, kind, a in rows])
-            self.conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                              (str(SCHEMA_VERSION),))
+
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -410,6 +442,7 @@ class Store:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         now = time.time()
         extra = ", attempts = attempts + 1" if status == "running" else ""
+        extra += ", digest = NULL"  # only a recorded result has one
         with self.transaction():
             self.conn.executemany(
                 f"UPDATE jobs SET status = ?, error = ?, updated = ?{extra} WHERE id = ?",
@@ -417,8 +450,9 @@ class Store:
 
     def record(self, results: Iterable[JobResult]) -> None:
         """Write finished jobs (status, timings, artifacts and their checksums, confusion
-        counts) in one transaction; artifact paths under the artifact root are stored
-        relative to it."""
+        counts) in one transaction, with the digest of each done job's rows
+        (:meth:`verify`); artifact paths under the artifact root are stored relative to it."""
+        results = list(results)
         now = time.time()
         name = self.arts.name
         with self.transaction():
@@ -427,7 +461,8 @@ class Store:
                     raise ValueError(f"a job result has status done or failed, got {r.status!r}")
                 self.conn.execute(
                     "UPDATE jobs SET status=?, error=?, started=?, finished=?, wall_s=?, "
-                    "achieved_ratio=?, artifacts=?, info=?, checksums=?, updated=? WHERE id=?",
+                    "achieved_ratio=?, artifacts=?, info=?, checksums=?, digest=NULL, updated=? "
+                    "WHERE id=?",
                     (r.status, r.error, r.started, r.finished, r.wall_s, r.achieved_ratio,
                      json.dumps({k: name(u) for k, u in r.artifacts.items()}, sort_keys=True),
                      json.dumps(r.info, sort_keys=True),
@@ -435,6 +470,10 @@ class Store:
                      now, r.job_id))
                 if r.status == "done" and r.confusion is not None:
                     self._write_confusion(r.job_id, r.distribution or "nominal", r.confusion)
+            done = [r.job_id for r in results if r.status == "done"]
+            if done:
+                self.conn.executemany("UPDATE jobs SET digest = ? WHERE id = ?", [
+                    (d, jid) for jid, d in self._digests(done).items()])
 
     def _write_confusion(self, job_id: str, distribution: str, cm: np.ndarray) -> None:
         cm = np.ascontiguousarray(cm, dtype="<i8")
@@ -472,11 +511,67 @@ class Store:
             self.conn.executemany(
                 "UPDATE jobs SET status='pending', error=NULL, started=NULL, finished=NULL, "
                 "wall_s=NULL, achieved_ratio=NULL, artifacts=NULL, info=NULL, checksums=NULL, "
-                "updated=? WHERE id=?", [(now, j) for j in out])
+                "digest=NULL, updated=? WHERE id=?", [(now, j) for j in out])
             for table in ("evaluations", "confusions"):
                 self.conn.executemany(f"DELETE FROM {table} WHERE job_id = ?",
                                       [(j,) for j in out])
         return out
+
+    # ---- integrity ----------------------------------------------------------------------------
+    def _digests(self, ids: list[str]) -> dict[str, str]:
+        """``{job id: sha256 hex}`` of the rows of the given (just written) jobs
+        (:func:`_rows_digest`), read through the indexes."""
+        where = f"IN ({','.join('?' * len(ids))})"
+        conf: dict[str, list[tuple]] = {}
+        for r in self.conn.execute("SELECT job_id, distribution, num_classes, matrix FROM "
+                                   f"confusions WHERE job_id {where}", ids):
+            conf.setdefault(r[0], []).append(r[1:])
+        counts: dict[str, list[tuple]] = {}
+        for r in self.conn.execute("SELECT job_id, distribution, cls, support, predicted, "
+                                   f"correct FROM evaluations WHERE job_id {where}", ids):
+            counts.setdefault(r[0], []).append(r[1:])
+        return {r[0]: _rows_digest(r, conf.get(r[0], []), counts.get(r[0], []))
+                for r in self.conn.execute(f"SELECT id, {_DIGESTED} FROM jobs WHERE id {where}",
+                                           ids)}
+
+    def verify(self, study: str | None = None) -> None:
+        """Check every job's rows that carry a digest against it, reading each table in full
+        (``NOT INDEXED``: a damaged index cannot hide a row); raise :class:`StoreDamaged`
+        naming the jobs whose rows changed since they were written, or rows that belong to no
+        job (``study``: the spec path in the ``prunescope invalidate`` command of the
+        message). Jobs recorded without a digest (a schema-2 store) are not checked."""
+        if self.version < 3 or self._verified == self.conn.total_changes:
+            return  # unchecked schema, or checked already with nothing written since
+        conf: dict[Any, list[tuple]] = {}
+        for r in self.conn.execute("SELECT job_id, distribution, num_classes, matrix FROM "
+                                   "confusions NOT INDEXED"):
+            conf.setdefault(r[0], []).append(r[1:])
+        counts: dict[Any, list[tuple]] = {}
+        for r in self.conn.execute("SELECT job_id, distribution, cls, support, predicted, "
+                                   "correct FROM evaluations NOT INDEXED"):
+            counts.setdefault(r[0], []).append(r[1:])
+        bad, ids = [], set()
+        for digest, *row in self.conn.execute(f"SELECT digest, id, {_DIGESTED} FROM jobs "
+                                              "NOT INDEXED"):
+            ids.add(row[0])
+            if digest is not None and digest != _rows_digest(
+                    row, conf.get(row[0], []), counts.get(row[0], [])):
+                bad.append(str(row[0]))
+        orphans = (set(conf) | set(counts)) - ids
+        if bad or orphans:
+            s = study or "STUDY.toml"
+            redo = (f"; restore the file from a backup, or redo those jobs: `prunescope "
+                    f"invalidate {s} {' '.join(j[:12] for j in sorted(bad))}`, then "
+                    f"`prunescope run {s}`") if bad else "; restore the file from a backup"
+            raise StoreDamaged(
+                f"{self.path} is damaged: "
+                + (f"the stored rows of {len(bad)} done job(s) differ from the checksum written "
+                   f"with them ({', '.join(j[:12] for j in sorted(bad)[:5])}"
+                   f"{' ...' if len(bad) > 5 else ''})" if bad else "")
+                + (" and " if bad and orphans else "")
+                + (f"{len(orphans)} job id(s) of counts or confusion rows name no job"
+                   if orphans else "") + redo)
+        self._verified = self.conn.total_changes
 
     # ---- reads --------------------------------------------------------------------------------
     def statuses(self) -> dict[str, str]:
@@ -516,7 +611,9 @@ class Store:
 
     def jobs_frame(self) -> pd.DataFrame:
         """The ``jobs`` table as a frame (JSON columns left as text; ``artifacts`` and
-        ``checksums`` hold the full paths or URLs under the artifact root)."""
+        ``checksums`` hold the full paths or URLs under the artifact root), after
+        :meth:`verify`."""
+        self.verify()
         df = pd.read_sql_query("SELECT * FROM jobs", self.conn)
         if "checksums" not in df:
             df["checksums"] = None
@@ -529,7 +626,8 @@ class Store:
 
     def evaluations_frame(self) -> pd.DataFrame:
         """The ``evaluations`` table: ``job_id, distribution, cls, support, predicted,
-        correct`` (counts int64)."""
+        correct`` (counts int64), after :meth:`verify`."""
+        self.verify()
         return pd.read_sql_query("SELECT * FROM evaluations", self.conn)
 
     def confusion(self, job_id: str) -> np.ndarray:
