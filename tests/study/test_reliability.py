@@ -234,6 +234,45 @@ def test_store_faults_print_one_line_naming_the_file(tiny_reference, tmp_path):
         assert isinstance(runner.invoke(app, ["--debug", *args]).exception, StoreDamaged)
 
 
+@pytest.mark.parametrize("damage", [
+    "UPDATE jobs SET params = 'not json', digest = NULL WHERE kind = 'train'",
+    "UPDATE jobs SET deps = '[', digest = NULL WHERE kind = 'evaluate'",
+    "UPDATE jobs SET info = '{\"a\":', digest = NULL WHERE kind = 'evaluate'",
+    "UPDATE jobs SET artifacts = '[1, 2]', digest = NULL WHERE kind = 'train'",
+    "UPDATE jobs SET wall_s = 'fast', digest = NULL WHERE kind = 'train'",
+    "UPDATE jobs SET error = CAST(x'c3ff' AS TEXT), digest = NULL WHERE kind = 'train'",
+    "UPDATE evaluations SET correct = 'many'",
+    "UPDATE meta SET value = 'two' WHERE key = 'schema_version'",
+    "folder", "device",
+])
+def test_bad_values_in_a_valid_store_print_one_line(tiny_reference, tmp_path, damage):
+    """Issue 23: valid SQLite holding values prunescope never writes, or study.sqlite as a
+    folder or a device: `status` and `export` print the store's one-line "damaged" message
+    (on main: JSONDecodeError, ValueError, sqlite3.OperationalError tracebacks, or a
+    permissions message for the folder)."""
+    import sqlite3
+
+    spec, _, _, _ = tiny_reference
+    s = _copy(spec, tmp_path / "s")
+    path = Path(s.output) / "study.sqlite"
+    if damage == "folder":
+        path.unlink()
+        path.mkdir()
+    elif damage == "device":
+        path.unlink()
+        path.symlink_to("/dev/null")
+    else:
+        con = sqlite3.connect(path)
+        con.execute(damage)
+        con.commit()
+        con.close()
+    for args in (["status", spec.path], ["export", spec.path, "--out", str(tmp_path / "r.csv")]):
+        got = runner.invoke(app, [*args, "--output", s.output])
+        assert got.exit_code == 1, got.output
+        line = _one_line(got)
+        assert f"error: {path} is damaged" in line, line
+
+
 def test_no_flipped_bit_of_a_store_becomes_another_number(tiny_reference, tmp_path):
     """Issue 23 must-fix 4: one bit flipped every 197 bytes of a finished store, one copy per
     flip: each copy reads exactly the reference rows or fails with `StoreDamaged` (on main 45

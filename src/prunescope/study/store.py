@@ -153,7 +153,7 @@ def _store_error(path: Path, e: sqlite3.Error) -> Exception:
         return StoreError(f"{path} stayed locked by another process for 30 s ({text}); wait "
                           "for the other `prunescope` command to finish and run this one again")
     if any(w in text for w in ("not a database", "malformed", "corrupt", "no such table",
-                               "no such column")):
+                               "no such column", "decode")):
         return StoreDamaged(
             f"{path} is damaged or not a prunescope store (sqlite: {text}); restore it from a "
             "backup (its artifacts/ are kept), or, to recompute the study, move it away and "
@@ -297,6 +297,12 @@ class Store:
         self._copy: str | None = None
         #: ``conn.total_changes`` when :meth:`verify` last passed (``None``: never)
         self._verified: int | None = None
+        if self.path.exists() and not self.path.is_file():
+            raise StoreDamaged(
+                f"{self.path} is damaged or not a prunescope store (a "
+                f"{'folder' if self.path.is_dir() else 'device or special file'}, not a file); "
+                "move it away, restore study.sqlite from a backup, or give the study another "
+                "--output folder")
         wal = Path(f"{self.path}-wal")
         if (self.path.is_file() and self.path.stat().st_size == 0
                 and not (wal.is_file() and wal.stat().st_size > 0)):  # nothing stored at all
@@ -352,7 +358,10 @@ class Store:
         found = None
         if has_meta:
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            found = int(row[0]) if row else None
+            try:
+                found = int(row[0]) if row else None
+            except (TypeError, ValueError):
+                raise self._damaged(f"schema_version {row[0]!r} is not an integer") from None
         if found is not None and found > SCHEMA_VERSION:
             raise StoreVersionError(
                 f"{self.path} was written by a newer prunescope (store schema {found}); this "
@@ -415,11 +424,38 @@ class Store:
         (a schema-1 store opened read-only keeps absolute paths: re-rooted by name)."""
         return self.arts.url(_portable(kind, ref) if self.version < 2 else ref)
 
-    def _resolved(self, kind: str, artifacts: str | None, checksums: str | None
-                  ) -> tuple[dict[str, str], dict[str, str]]:
+    def _damaged(self, what: str) -> StoreDamaged:
+        """The :class:`StoreDamaged` of a value that prunescope never writes."""
+        return StoreDamaged(
+            f"{self.path} is damaged or not a prunescope store ({what}); restore it from a "
+            "backup (its artifacts/ are kept), or, to recompute the study, move it away and run "
+            "the study again")
+
+    def _json(self, text: Any, job: Any, column: str, kind: type = dict) -> Any:
+        """The JSON value of ``column`` of job ``job`` (``None``/empty: an empty ``kind``),
+        which must be a ``kind``; :class:`StoreDamaged` naming both otherwise."""
+        if text is None or text == "" or (isinstance(text, float) and text != text):
+            return kind()  # NULL (pandas: None, or NaN in a column of NULLs)
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError, RecursionError):
+            value = None
+        if not isinstance(value, kind):
+            raise self._damaged(f"job {str(job)[:12]}: its {column} is not a JSON "
+                                f"{kind.__name__}")
+        return value
+
+    def _resolved(self, kind: str, artifacts: str | None, checksums: str | None,
+                  job: Any = "?") -> tuple[dict[str, str], dict[str, str]]:
         """``({name: url}, {url: sha256})`` of one job's stored JSON columns."""
-        arts = {n: self._url(kind, r) for n, r in json.loads(artifacts or "{}").items()}
-        sums = {self._url(kind, r): h for r, h in json.loads(checksums or "{}").items()}
+        try:
+            arts = {n: self._url(kind, r) for n, r in
+                    self._json(artifacts, job, "artifacts").items()}
+            sums = {self._url(kind, r): h for r, h in
+                    self._json(checksums, job, "checksums").items()}
+        except (TypeError, ValueError) as e:  # paths that are not strings
+            raise self._damaged(f"job {str(job)[:12]}: its artifacts do not name files ({e})"
+                                ) from None
         return arts, sums
 
     # ---- writes -------------------------------------------------------------------------------
@@ -495,7 +531,7 @@ class Store:
         given ones first. Their files stay until the rerun overwrites them."""
         children: dict[str, list[str]] = {}
         for jid, deps in self.conn.execute("SELECT id, deps FROM jobs"):
-            for d in json.loads(deps):
+            for d in self._json(deps, jid, "deps", list):
                 children.setdefault(d, []).append(jid)
         out: list[str] = []
         seen: set[str] = set()
@@ -606,7 +642,7 @@ class Store:
             row = self.conn.execute(f"SELECT kind, artifacts, {sums} FROM jobs WHERE id = ?",
                                     (jid,)).fetchone()
             if row and row[1]:
-                out[jid] = self._resolved(*row)
+                out[jid] = self._resolved(*row, job=jid)
         return out
 
     def jobs_frame(self) -> pd.DataFrame:
@@ -617,9 +653,14 @@ class Store:
         df = pd.read_sql_query("SELECT * FROM jobs", self.conn)
         if "checksums" not in df:
             df["checksums"] = None
-        files = [self._resolved(k, a, c if isinstance(c, str) else None)
+        for col, kind in (("params", dict), ("deps", list), ("info", dict)):
+            for jid, text in zip(df["id"], df[col]):
+                self._json(text, jid, col, kind)
+        self._numbers(df, "id", ("seed", "attempts", "started", "finished", "wall_s",
+                                 "achieved_ratio", "updated"))
+        files = [self._resolved(k, a, c if isinstance(c, str) else None, jid)
                  if isinstance(a, str) else (None, None)
-                 for k, a, c in zip(df["kind"], df["artifacts"], df["checksums"])]
+                 for jid, k, a, c in zip(df["id"], df["kind"], df["artifacts"], df["checksums"])]
         df["artifacts"] = [None if a is None else json.dumps(a) for a, _ in files]
         df["checksums"] = [None if c is None else json.dumps(c) for _, c in files]
         return df
@@ -628,7 +669,19 @@ class Store:
         """The ``evaluations`` table: ``job_id, distribution, cls, support, predicted,
         correct`` (counts int64), after :meth:`verify`."""
         self.verify()
-        return pd.read_sql_query("SELECT * FROM evaluations", self.conn)
+        df = pd.read_sql_query("SELECT * FROM evaluations", self.conn)
+        return self._numbers(df, "job_id", ("cls", "support", "predicted", "correct"))
+
+    def _numbers(self, df: pd.DataFrame, id_col: str, cols: tuple[str, ...]) -> pd.DataFrame:
+        """``df`` with ``cols`` as numbers (NULL stays missing); :class:`StoreDamaged` naming
+        the job of the first value that is not a number."""
+        for col in cols:
+            bad = df[col].notna() & pd.to_numeric(df[col], errors="coerce").isna()
+            if bad.any():
+                raise self._damaged(f"job {str(df[id_col][bad].iloc[0])[:12]}: its {col} "
+                                    f"{df[col][bad].iloc[0]!r} is not a number")
+            df[col] = pd.to_numeric(df[col])
+        return df
 
     def confusion(self, job_id: str) -> np.ndarray:
         """The ``(C, C)`` int64 confusion matrix of a done ``evaluate`` job."""
