@@ -273,6 +273,29 @@ def test_bad_values_in_a_valid_store_print_one_line(tiny_reference, tmp_path, da
         assert f"error: {path} is damaged" in line, line
 
 
+@pytest.mark.parametrize("command, out, match", [
+    ("export", "folder", "is a folder; give the path of a file"),
+    ("export", "missing/deeper/r.csv", "the folder .*missing/deeper does not exist; create it"),
+    ("export", "file/r.csv", "file is a file, not a folder"),
+    ("report", "file", "is a file; give the path of a folder"),
+    ("report", "file/report", "file is a file, not a folder"),
+])
+def test_out_paths_that_cannot_be_written_are_one_line(tiny_reference, tmp_path, command, out,
+                                                       match):
+    """Issue 23: `export --out` / `report --out` at a folder, a file or under a missing folder
+    are refused before any work, in one line (on main: IsADirectoryError, OSError,
+    FileExistsError, NotADirectoryError tracebacks)."""
+    import re
+
+    spec, _, _, _ = tiny_reference
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    args = [command, spec.path, "--out", str(tmp_path / out)]
+    got = runner.invoke(app, args + (["--format", "csv"] if command == "export" else []))
+    assert got.exit_code == 1, got.output
+    assert re.search(match, _one_line(got)), got.output
+
+
 def test_no_flipped_bit_of_a_store_becomes_another_number(tiny_reference, tmp_path):
     """Issue 23 must-fix 4: one bit flipped every 197 bytes of a finished store, one copy per
     flip: each copy reads exactly the reference rows or fails with `StoreDamaged` (on main 45

@@ -102,6 +102,31 @@ def check(option: str, value: Any, error: str | None,
         raise fail(invalid(option, value, error))
 
 
+class OutPathError(UserError, ValueError):
+    """An ``--out`` path that cannot be written as asked (a folder for a file, a file for a
+    folder, a missing folder)."""
+
+
+def writable_out(option: str, path: Path, *, folder: bool) -> Path:
+    """``path`` of an ``--out`` option checked before any work: a file to write (``folder``
+    False: not a folder, in an existing folder) or a folder (``folder`` True: not a file, under
+    no file; missing folders are created by the command). :class:`OutPathError` otherwise."""
+    what = "folder" if folder else "file"
+    if path.exists() and path.is_dir() != folder:
+        raise OutPathError(f"{option} {path} is a {'file' if folder else 'folder'}; give the "
+                           f"path of a {what} to write")
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                raise OutPathError(f"{option} {path}: {above} is a file, not a folder; give "
+                                   f"a {what} path whose folders are folders")
+            break
+        if not folder:
+            raise OutPathError(f"{option} {path}: the folder {path.parent} does not exist; "
+                               f"create it (mkdir -p {path.parent}) or give another path")
+    return path
+
+
 def usable_device(device: str, fail: type[Exception] = typer.BadParameter) -> str:
     """``--device`` checked as a study checks ``device`` and resolved (``auto``: CUDA when
     available, else ``cpu``); a CUDA device on a machine without one is refused."""

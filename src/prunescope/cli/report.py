@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from prunescope._console import console, styled
-from prunescope.cli._app import app
+from prunescope.cli._app import app, writable_out
 # the choices of --correction and --ci-method (stats is pure NumPy/SciPy: --help still does not
 # import the report's plotting stack)
 from prunescope.stats import CI_METHODS, CORRECTIONS, FAMILIES
@@ -55,6 +55,8 @@ def report_cmd(
                                  f"{', '.join(CI_METHODS)}")
     if families not in FAMILIES:
         raise typer.BadParameter(f"unknown families {families!r}; choose from {', '.join(FAMILIES)}")
+    if out is not None:
+        writable_out("--out", out, folder=True)
     res = study_results(study, output)
     target = out if out is not None else Path(res.out_dir) / "report"
     try:
