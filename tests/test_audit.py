@@ -371,6 +371,50 @@ def test_cli_audit_failures_are_one_line(user_package, monkeypatch, args, match)
     assert not (user_package / "out" / "study.sqlite").exists()
 
 
+def _damaged_npz(path, damage):
+    """Write ``path`` as a damaged --data file (issue 23)."""
+    import zipfile
+
+    x, y = np.zeros((10, 28, 28, 1), np.uint8), np.arange(10)
+    if damage == "truncated":
+        np.savez(path, x=x, y=y)
+        path.write_bytes(path.read_bytes()[:700])
+    elif damage == "npy named npz":
+        with open(path, "wb") as fh:
+            np.save(fh, x)
+    elif damage == "huge header":  # declares 10^12 images, holds 100 bytes
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            head, {"descr": "|u1", "fortran_order": False, "shape": (10**12, 28, 28, 1)})
+        labels = io.BytesIO()
+        np.save(labels, y)
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("x.npy", head.getvalue() + bytes(100))
+            z.writestr("y.npy", labels.getvalue())
+    elif damage == "labels 2^62":
+        np.savez(path, x=x, y=np.full(10, 2**62))
+    else:  # 0-d arrays
+        np.savez(path, x=np.array(5), y=np.array(3))
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("truncated", "not a readable .npz file"),
+    ("npy named npz", "single .npy array, not an .npz archive"),
+    ("huge header", r"declares shape \(1000000000000, 28, 28, 1\).*truncated or damaged"),
+    ("labels 2^62", "labels run 4611686018427387904.*class indices"),
+    ("0-d arrays", r"got shapes \(\) and \(\)"),
+])
+def test_cli_audit_damaged_data_is_one_line(user_package, monkeypatch, damage, match):
+    """Issue 23: `audit --data` with a damaged train.npz prints one line naming the file (on
+    main: BadZipFile, AttributeError, MemoryError, ValueError tracebacks) and starts nothing."""
+    monkeypatch.chdir(user_package)
+    _damaged_npz(user_package / "data" / "train.npz", damage)
+    result = CliRunner().invoke(app, ["audit", "w.pt", "--model", "mypkg.models:build",
+                                      "--data", "data", "--methods", "mp", "--out", "out"])
+    assert re.search(match, _one_line_error(result)), result.output
+    assert not (user_package / "out" / "study.sqlite").exists()
+
+
 def test_audit_checkpoint_default_finetuning_is_short_and_full_one_flag_away(monkeypatch, tmp_path):
     """Item 1: a checkpoint's default fine-tuning is one epoch capped at DEFAULT_FINETUNE_STEPS
     steps; --finetune-epochs 15 gives the paper's 15 full epochs."""
