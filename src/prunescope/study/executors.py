@@ -19,6 +19,7 @@ import multiprocessing
 import multiprocessing.connection as mp_connection
 import os
 import signal
+import socket
 import threading
 import time
 import traceback
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from prunescope.errors import UserError
 from prunescope.study.packs import Pack
 from prunescope.study.plan import Job
 from prunescope.study.store import JobResult
@@ -312,6 +314,39 @@ class ProcessExecutor:
             w.conn.close()
 
 
+#: seconds :func:`probe_ray_address` waits for a TCP connection to the cluster
+RAY_PROBE_S = 5.0
+
+
+class RayUnreachable(UserError, ConnectionError):
+    """Nothing answers at the Ray address given (``--address``)."""
+
+
+def probe_ray_address(address: str, timeout: float = RAY_PROBE_S) -> None:
+    """Raise :class:`RayUnreachable` when no TCP connection to ``address`` (``host:port`` of a
+    cluster's GCS, default port 6379, or ``ray://host:port`` of a Ray Client server, default
+    10001) opens within ``timeout`` seconds; ``ray.init`` would instead retry for minutes.
+    ``auto`` and ``local`` (found by Ray itself) are not probed."""
+    if address in ("auto", "local"):
+        return
+    client = address.startswith("ray://")
+    rest = address.removeprefix("ray://").split("/", 1)[0]
+    host, sep, port_text = rest.rpartition(":")
+    if not sep:
+        host, port_text = rest, ""
+    try:
+        port = int(port_text) if port_text else (10001 if client else 6379)
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+            return
+    except (OSError, ValueError) as e:
+        reason = e.strerror or str(e) if isinstance(e, OSError) else f"bad port: {e}"
+        raise RayUnreachable(
+            f"--address {address}: nothing answers at {host}:{port_text or port} within "
+            f"{timeout:g} s ({reason or type(e).__name__}); start the cluster (`ray start --head`"
+            " on its head node), check the address and port, or leave --address out to start "
+            "a local Ray instance") from None
+
+
 def _run_pack_remote(pack: Pack, ctx: WorkerContext) -> list[JobResult]:
     """The body of the Ray task (module-level so Ray can pickle it by reference)."""
     return run_pack(pack, ctx)
@@ -322,7 +357,8 @@ class RayExecutor:
 
     Args:
         address: Ray cluster address (``auto``, ``ray://host:10001``...); ``None`` starts a local
-            Ray instance, which :meth:`close` shuts down again.
+            Ray instance, which :meth:`close` shuts down again. A ``host:port`` address is
+            probed first (:func:`probe_ray_address`): nothing listening is one line in seconds.
         gpus_per_pack: GPUs per pack task when the cluster has GPUs (a fraction packs several
             tasks per GPU).
         cpus_per_pack: CPUs per pack task when it has none.
@@ -335,6 +371,8 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, gpus_per_pack: float = 1.0,
                  cpus_per_pack: int = 1, num_cpus: int | None = None) -> None:
+        if address is not None:
+            probe_ray_address(address)
         try:
             import ray
         except ImportError as e:  # pragma: no cover - ray is a declared optional dependency
@@ -345,7 +383,13 @@ class RayExecutor:
             if address is None:
                 ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
             else:
-                ray.init(address=address, log_to_driver=False)
+                try:
+                    ray.init(address=address, log_to_driver=False)
+                except (ConnectionError, ValueError, RuntimeError) as e:  # Ray's own refusals
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                    raise RayUnreachable(f"--address {address}: Ray could not connect "
+                                         f"({type(e).__name__}: {first}); check the address, "
+                                         "the cluster and its Ray version") from e
         res = ray.cluster_resources()
         gpus = float(res.get("GPU", 0.0))
         if gpus > 0:
