@@ -44,6 +44,12 @@ class _Root(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as e:  # Ctrl-C before a command handles it (imports, loading)
+            if ctx.meta.get(_DEBUG) or os.environ.get("PRUNESCOPE_DEBUG"):
+                raise
+            click.echo("interrupted: whatever finished is kept; run the same command again to "
+                       "resume", err=True)
+            raise typer.Exit(130) from e
         except Exception as e:
             explained = explain(e)
             if explained is None or ctx.meta.get(_DEBUG) or os.environ.get("PRUNESCOPE_DEBUG"):

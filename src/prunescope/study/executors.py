@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from prunescope._worker_start import worker_entry
 from prunescope.errors import UserError
 from prunescope.study.packs import Pack
 from prunescope.study.plan import Job
@@ -120,20 +121,9 @@ class Lost:
     reason: str
 
 
-def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
-    """Start a daemon thread that ends this process as soon as ``parent_pid`` is no longer its
-    parent (the driver died, e.g. ``kill -9``), so no orphan computes a pack nobody records."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(poll_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
 def _worker_main(conn: mp_connection.Connection, parent_pid: int) -> None:
-    """A worker process of :class:`ProcessExecutor`: run the packs the driver sends through
+    """A worker process of :class:`ProcessExecutor` (entered through
+    :func:`prunescope._worker_start.worker_entry`, which ties it to the driver): run the packs the driver sends through
     ``conn`` (``(key, pack, ctx)``, ``None`` = stop), one at a time, and send back
     ``("progress", key, job index, done, total)`` messages (throttled) and one
     ``("done", key, results)`` or ``("error", key, text)`` per pack.
@@ -143,7 +133,6 @@ def _worker_main(conn: mp_connection.Connection, parent_pid: int) -> None:
     started, see :meth:`ProcessExecutor._spawn`). SIGTERM keeps its default action: the driver
     ends a worker with it, silently."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_with_parent(parent_pid)
     while True:
         try:
             msg = conn.recv()
@@ -223,7 +212,7 @@ class ProcessExecutor:
         disposition is inherited across exec), so that a Ctrl-C while it imports torch prints
         no traceback. The driver ignores SIGINT only for the instant of the fork."""
         conn, child = self._mp.Pipe()
-        process = self._mp.Process(target=_worker_main, args=(child, os.getpid()),
+        process = self._mp.Process(target=worker_entry, args=(child, os.getpid()),
                                    name="prunescope-worker")
         main = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
