@@ -578,6 +578,13 @@ class Store:
         message). Jobs recorded without a digest (a schema-2 store) are not checked."""
         if self.version < 3 or self._verified == self.conn.total_changes:
             return  # unchecked schema, or checked already with nothing written since
+        if not self.conn.in_transaction:  # one snapshot: a driver may commit meanwhile
+            self.conn.execute("BEGIN")
+            try:
+                return self.verify(study)
+            finally:
+                if self.conn.in_transaction:
+                    self.conn.execute("COMMIT")
         conf: dict[Any, list[tuple]] = {}
         for r in self.conn.execute("SELECT job_id, distribution, num_classes, matrix FROM "
                                    "confusions NOT INDEXED"):
