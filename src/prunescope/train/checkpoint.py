@@ -48,6 +48,11 @@ class CheckpointError(UserError, ValueError):
     file and the remedy."""
 
 
+class CheckpointMismatch(CheckpointError, RuntimeError):
+    """Stored weights whose names or shapes do not fit the model the sidecar describes (a
+    ``RuntimeError``, as ``load_state_dict`` raises)."""
+
+
 def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
 
@@ -240,7 +245,7 @@ def load_checkpoint(
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"the weights in {path} do not fit the model its sidecar describes "
+        raise CheckpointMismatch(f"the weights in {path} do not fit the model its sidecar describes "
                               f"({(str(e).splitlines() + [''])[1].strip() or _first_line(e)}); "
                               "keep each checkpoint with its own .json") from e
     model.eval()
