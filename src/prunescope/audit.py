@@ -33,6 +33,7 @@ import math
 import sys
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,14 +51,14 @@ from prunescope.data.splits import train_val_indices
 from prunescope.choices import gradient_batches
 from prunescope.prune import (GRADIENT_METHODS, UnreachableRatioError, count_parameters, keep_count,
                               prunable)
-from prunescope.study.artifacts import Artifacts
+from prunescope.study.artifacts import ArtifactDamaged, Artifacts
 from prunescope.identity import identity
 from prunescope.study.plan import (KINDS, PARAMS, RESULTS_VERSION, EvaluateParams, GradientsParams,
                                    Job, Plan, PruneFinetuneParams, SourceParams, job_id)
 from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import ONE_SHOT_METHODS, SCOPES, GRADIENT_MODES, ExecutorSpec, StudySpec
 from prunescope.study.store import JobResult, Store
-from prunescope.train import Recipe, derive_seed, load_checkpoint, save_checkpoint
+from prunescope.train import CheckpointError, Recipe, derive_seed, load_checkpoint, save_checkpoint
 
 DataLike = Any
 
@@ -155,6 +156,34 @@ def _as_uint8_nhwc(x: np.ndarray, what: str) -> np.ndarray:
     return np.ascontiguousarray(np.rint(x * 255.0).astype(np.uint8))
 
 
+#: largest label ``audit`` takes (class indices are model outputs; a larger one is damage)
+MAX_LABEL = (1 << 24) - 1
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _npz_array(z: zipfile.ZipFile, member: str, f: Path) -> np.ndarray:
+    """One array of an ``.npz`` archive, its header checked against the bytes it holds before
+    anything is allocated (a header may declare 10^12 images): no object arrays, no size
+    mismatch."""
+    info = z.getinfo(member)
+    with z.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(fh)
+        if dtype.hasobject:
+            raise AuditError(f"{f}: array {member!r} holds Python objects; save numbers only")
+        need = math.prod(shape) * dtype.itemsize
+        held = info.file_size - fh.tell()
+        if need != held:
+            raise AuditError(f"{f}: array {member!r} declares shape {shape} of {dtype} "
+                             f"({need:,} bytes) but holds {held:,} bytes: the file is truncated "
+                             "or damaged; write it again with numpy.savez(path, x=images, "
+                             "y=labels)")
+        data = bytearray(fh.read(need))
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+
+
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
     if not files or not files[0].exists():
@@ -162,17 +191,29 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for f in files:
         try:
-            with np.load(f, allow_pickle=False) as d:
-                if "x" not in d or "y" not in d:
+            with open(f, "rb") as fh:
+                if fh.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+                    raise AuditError(f"{f} is a single .npy array, not an .npz archive of x "
+                                     "and y; write it with numpy.savez(path, x=images, y=labels)")
+            with zipfile.ZipFile(f) as z:
+                names = {n.removesuffix(".npy"): n for n in z.namelist()}
+                if "x" not in names or "y" not in names:
                     raise AuditError(f"{f} must hold arrays 'x' (images) and 'y' (labels); it "
-                                     f"has {sorted(d.files)}")
-                xs.append(d["x"])
-                ys.append(d["y"])
-        except (OSError, ValueError) as e:
-            if isinstance(e, AuditError):
-                raise
-            raise AuditError(f"{f} is not a readable .npz file ({e}); write it with "
-                             "numpy.savez(path, x=images, y=labels)") from e
+                                     f"has {sorted(names)}")
+                x, y = _npz_array(z, names["x"], f), _npz_array(z, names["y"], f)
+        except AuditError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            raise AuditError(f"{f} is not a readable .npz file ({type(e).__name__}: {e}); write "
+                             "it with numpy.savez(path, x=images, y=labels)") from e
+        if x.ndim not in (3, 4) or y.ndim != 1:
+            raise AuditError(f"{f}: x must be images (N, H, W[, C]) and y labels (N,); got "
+                             f"shapes {x.shape} and {y.shape}")
+        xs.append(x)
+        ys.append(y)
+    if len({x.shape[1:] for x in xs}) > 1:
+        raise AuditError(f"the .npz files of {path} hold images of different shapes "
+                         f"{sorted({x.shape[1:] for x in xs})}; give one shape")
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -200,6 +241,9 @@ def as_arrays(data: DataLike, what: str = "data") -> tuple[np.ndarray, np.ndarra
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
         raise AuditError(f"{what}: labels must be integers of shape ({len(x)},), got {y.dtype} "
                          f"{y.shape}")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) > MAX_LABEL):
+        raise AuditError(f"{what}: labels run {int(y.min())}..{int(y.max())}; they must be class "
+                         f"indices 0..C-1 (at most {MAX_LABEL})")
     return x, y.astype(np.int64)
 
 
@@ -420,22 +464,31 @@ def _make_plan(spec: StudySpec, source_params: SourceParams, opts: _Options,
                       source, pruned_eval)
 
 
-def _write_source(arts: Artifacts, source: Job, model: nn.Module, meta: dict[str, Any],
-                  sets: dict[str, tuple[np.ndarray, np.ndarray]], data_sha: str,
-                  module: bool) -> dict[str, str]:
-    """Write the dense model (checkpoint, its pickled module for a user model) and its data
-    under ``<artifacts>/source/``, named in the sidecar relative to the artifact root (so a
-    moved audit folder reads its own files); returns the job's artifacts."""
+def _write_data(arts: Artifacts, sets: dict[str, tuple[np.ndarray, np.ndarray]],
+                data_sha: str) -> str:
+    """Make sure ``<artifacts>/source/<data_sha>.npz`` holds the audit's data with its sha256
+    beside it (written anew when missing, damaged or without a digest); returns its name
+    relative to the artifact root."""
     data = f"source/{data_sha}.npz"
-    if not Path(arts.url(data)).is_file():
-        with arts.writing("source") as tmp:
-            np.savez(tmp / Path(data).name, **{f"{a}_{split}": arr for split, (x, y) in sets.items()
-                                               for a, arr in (("x", x), ("y", y))})
+    try:
+        with arts.reading_checked(arts.url(data)):
+            return data
+    except (ArtifactDamaged, FileNotFoundError):
+        pass
+    with arts.writing("source", digests=True) as tmp:
+        np.savez(tmp / Path(data).name, **{f"{a}_{split}": arr for split, (x, y) in sets.items()
+                                           for a, arr in (("x", x), ("y", y))})
+    return data
+
+
+def _write_source(arts: Artifacts, source: Job, model: nn.Module, meta: dict[str, Any],
+                  data: str) -> dict[str, str]:
+    """Write the dense model's checkpoint under ``<artifacts>/source/``, its sidecar naming
+    the data file ``data`` relative to the artifact root (so a moved audit folder reads its own
+    files); returns the job's artifacts. A user model's architecture is not written: the jobs
+    get it from the object the caller passed (``run_study(user_model=...)``), so no file of the
+    audit folder holds code."""
     meta = dict(meta, data=data, job_id=source.id)
-    if module:
-        meta["module"] = f"source/{source.id}.module.pt"
-        with arts.writing("source") as tmp:
-            torch.save(copy.deepcopy(model).cpu(), tmp / Path(meta["module"]).name)
     name = f"{source.id}.safetensors"
     with arts.writing("source") as tmp:
         save_checkpoint(tmp / name, model, meta)
@@ -711,6 +764,7 @@ def audit(
     labels = dict(dataset=dataset, arch=name, seed=seed, model=0)
     ap = _make_plan(spec, source_params, opts, recipe, scope, grad_mode, grad_batches, seed, labels)
 
+    data = _write_data(Artifacts(spec.artifacts), sets, data_sha)
     with Store(out) as store:
         store.add_jobs([ap.source])
         status = store.statuses()
@@ -723,7 +777,7 @@ def audit(
             if not _module:  # a prunescope architecture: rebuilt from its name
                 side["arch"] = meta["arch"]
             root = Artifacts(spec.artifacts)
-            files = _write_source(root, ap.source, model, side, sets, data_sha, _module)
+            files = _write_source(root, ap.source, model, side, data)
             store.record([JobResult(ap.source.id, "done", achieved_ratio=1.0, artifacts=files,
                                     checksums=root.written_by(ap.source.id),
                                     info={"history": meta.get("history", []),
@@ -739,8 +793,13 @@ def audit(
     if display is None and log is not None:
         display = LogDisplay(log)
     weight = lambda j: job_seconds(j, sizes, step_s, image_s)  # noqa: E731
+    pickled = None
+    if _module:  # the jobs rebuild the user's model from this object, never from a file
+        buf = io.BytesIO()
+        torch.save(copy.deepcopy(model).cpu(), buf)
+        pickled = buf.getvalue()
     try:
-        summary = run_study(spec, retry_failed=True, plan=ap.plan,
+        summary = run_study(spec, retry_failed=True, plan=ap.plan, user_model=pickled,
                             display=None if display is None else _Weighted(display, weight))
     except StudyLocked as e:
         raise AuditError(f"{e} (an audit of the same folder is running)") from e
@@ -831,6 +890,7 @@ def audit_checkpoint(
     test_data: DataLike | None = None,
     finetune_epochs: int | None = None,
     device: torch.device | str = "cpu",
+    trust_pickle: bool = False,
     **kwargs: Any,
 ) -> AuditResult:
     """:func:`audit` of a checkpoint written by prunescope (``prunescope train``).
@@ -840,13 +900,14 @@ def audit_checkpoint(
     architecture: by default (``finetune_epochs=None``) one epoch of it capped at
     :data:`DEFAULT_FINETUNE_STEPS` optimiser steps, a short recovery that keeps an audit within
     minutes on a CPU; ``finetune_epochs=N`` runs the schedule scaled to N full epochs (the
-    paper's: 15 for LeNet-5, 25 for ResNets); ``0`` = no fine-tuning.
-    Other keyword arguments are passed to :func:`audit`.
+    paper's: 15 for LeNet-5, 25 for ResNets); ``0`` = no fine-tuning. ``trust_pickle``: load a
+    pickled module its sidecar names (prunescope 0.1 audits; it can run code, see
+    :func:`prunescope.train.load_checkpoint`). Other keyword arguments are passed to :func:`audit`.
     """
     from prunescope import data as D
     from prunescope.prune.finetune import finetune_recipe
 
-    model, meta, masks = load_model_file(path, device=device)
+    model, meta, masks = load_model_file(path, device=device, trust_pickle=trust_pickle)
     if masks:
         raise AuditError(f"{path} holds a pruned model (it has masks); audit its dense parent")
     ds = meta.get("dataset")
@@ -881,7 +942,8 @@ def audit_checkpoint(
                  _module=False, **kwargs)
 
 
-def load_model_file(path: str | Path, device: torch.device | str = "cpu"
+def load_model_file(path: str | Path, device: torch.device | str = "cpu", *,
+                    trust_pickle: bool = False
                     ) -> tuple[nn.Module, dict[str, Any], dict[str, torch.Tensor] | None]:
     """:func:`prunescope.train.load_checkpoint` with one-line errors (``AuditError``) that name
     the file and the way forward: missing, not a safetensors file (a ``.pt`` state dict),
@@ -894,7 +956,9 @@ def load_model_file(path: str | Path, device: torch.device | str = "cpu"
                          "sidecar); for a state dict of your own model use `prunescope audit "
                          f"{p} --model package.module:build --data FOLDER`")
     try:
-        return load_checkpoint(p, device=device)
+        return load_checkpoint(p, device=device, trust_pickle=trust_pickle)
+    except CheckpointError as e:
+        raise AuditError(str(e)) from e
     except FileNotFoundError as e:
         raise AuditError(f"{p} has no sidecar {p}.json, so its architecture and dataset are "
                          "unknown: audit it as your own model with `--model package.module:build "

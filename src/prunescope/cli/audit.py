@@ -17,7 +17,7 @@ import typer
 
 from prunescope._console import console as make_console, styled
 from prunescope import choices
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, usable_device
+from prunescope.cli._app import DataDirOpt, DeviceOpt, TrustPickleOpt, app, check, usable_device
 
 if TYPE_CHECKING:  # torch and the audit load when a command runs, not for --help
     import torch
@@ -75,10 +75,11 @@ def import_factory(factory: str, option: str = "--model") -> Callable[[], torch.
     return build
 
 
-def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
+def user_model(factory: str, weights: Path, device: str, trust_pickle: bool = False
+               ) -> torch.nn.Module:
     """Build ``package.module:callable`` (:func:`import_factory`) and load its weights from
-    ``.safetensors`` or a ``.pt`` state dict; every failure is an ``AuditError`` naming what to
-    fix."""
+    ``.safetensors`` or a ``.pt`` state dict (:func:`prunescope.train.load_state_dict`: weights
+    only unless ``trust_pickle``); every failure is an ``AuditError`` naming what to fix."""
     import torch
 
     from prunescope.audit import AuditError
@@ -86,17 +87,12 @@ def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
     model = import_factory(factory)()
     if not weights.is_file():
         raise AuditError(f"no weights file at {weights}")
-    try:
-        if weights.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from prunescope.train import CheckpointError, load_state_dict
 
-            state = load_file(str(weights), device=device)
-        else:
-            state = torch.load(weights, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- truncated or foreign files
-        raise AuditError(f"{weights} cannot be read as a state dict ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}); it may be truncated: save "
-                         "it again with torch.save(model.state_dict(), path)") from e
+    try:
+        state = load_state_dict(weights, device, trust_pickle=trust_pickle)
+    except CheckpointError as e:
+        raise AuditError(f"{e}; save it again with torch.save(model.state_dict(), path)") from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -177,6 +173,7 @@ def audit_cmd(
                       "the CSV tables.")] = Path("runs/audit"),
     device: DeviceOpt = choices.DEFAULT_DEVICE,
     data_dir: DataDirOpt = None,
+    trust_pickle: TrustPickleOpt = False,
 ) -> None:
     """Prune a trained model with each method at each ratio; print and write per-class recall
     changes, alpha, the worst-hit classes, prune potential and agreement, and report.html.
@@ -203,7 +200,8 @@ def audit_cmd(
                 raise AuditError("--data goes with --model (your own model); a prunescope "
                                  "checkpoint brings its dataset")
             res = audit_checkpoint(checkpoint, data_dir=data_dir, finetune_epochs=finetune_epochs,
-                                   device=device, weight_decay=weight_decay, **kwargs)
+                                   device=device, weight_decay=weight_decay,
+                                   trust_pickle=trust_pickle, **kwargs)
         else:
             if data is None:
                 raise AuditError("--model needs --data FOLDER with train/ and test/ image folders (one "
@@ -218,7 +216,7 @@ def audit_cmd(
             train = read_split(data, "train")
             classes = getattr(train, "classes", None)
             test = read_split(data, "test", classes)
-            net = user_model(model, checkpoint, device)
+            net = user_model(model, checkpoint, device, trust_pickle)
             res = audit(net, train, test, finetune=recipe, class_names=classes,
                         weight_decay=weight_decay, name=Path(model.partition(":")[0]).name, **kwargs)
     except (AuditError, ImageFolderError) as e:

@@ -8,7 +8,8 @@ import typer
 
 from prunescope import choices, data as D, methods
 from prunescope._console import console as make_console, styled
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, invalid, usable_device
+from prunescope.cli._app import (DataDirOpt, DeviceOpt, TrustPickleOpt, app, check, invalid,
+                                 usable_device)
 
 
 def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Path:
@@ -50,6 +51,7 @@ def prune_cmd(
                       "masks are stored in it, the sidecar is PATH.json.")] = None,
     device: DeviceOpt = choices.DEFAULT_DEVICE,
     data_dir: DataDirOpt = None,
+    trust_pickle: TrustPickleOpt = False,
 ) -> None:
     """Prune CHECKPOINT to --ratio with --method, fine-tune with the mask held, write the pruned
     checkpoint with its masks, and print the achieved ratio and test accuracy before and after."""
@@ -79,7 +81,7 @@ def prune_cmd(
     check("--ratio", ratio, choices.ratio_error(ratio))
     device = usable_device(device)
     try:
-        model, meta, old_masks = load_checkpoint(checkpoint, device=device)
+        model, meta, old_masks = load_checkpoint(checkpoint, device=device, trust_pickle=trust_pickle)
     except (FileNotFoundError, ValueError) as e:
         console.print(styled("error:", "red", f" {e}"))
         raise typer.Exit(1) from e

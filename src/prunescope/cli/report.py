@@ -11,7 +11,7 @@ import typer
 
 from prunescope._console import console, styled
 from prunescope.choices import CI_METHODS, CORRECTIONS, FAMILIES
-from prunescope.cli._app import app
+from prunescope.cli._app import app, writable_out
 
 _console = console()
 _err = console(stderr=True)
@@ -53,6 +53,8 @@ def report_cmd(
                                  f"{', '.join(CI_METHODS)}")
     if families not in FAMILIES:
         raise typer.BadParameter(f"unknown families {families!r}; choose from {', '.join(FAMILIES)}")
+    if out is not None:
+        writable_out("--out", out, folder=True)
     res = study_results(study, output)
     target = out if out is not None else Path(res.out_dir) / "report"
     try:

@@ -125,6 +125,7 @@ def run_study(
     retry_failed: bool = False,
     display: RunDisplay | None = None,
     plan: Plan | None = None,
+    user_model: bytes | None = None,
 ) -> RunSummary:
     """Run every job of ``spec`` that is not done yet.
 
@@ -138,6 +139,8 @@ def run_study(
             ``None`` shows nothing.
         plan: the jobs to run, default ``make_plan(spec)``; an audit passes the plan of its
             one user model (:func:`prunescope.audit.audit`), whose ``source`` job it recorded.
+        user_model: that model's ``torch.save`` bytes, made by the audit from the object its
+            caller passed; sent to the workers (:attr:`WorkerContext.user_model`).
 
     Returns:
         :class:`RunSummary`. ``KeyboardInterrupt`` (Ctrl-C, SIGTERM) propagates after the
@@ -159,7 +162,7 @@ def run_study(
         if todo:
             ex = _make_executor(spec, executor, address, display)
             try:
-                _drive(plan, todo, status, store, ex, spec, display, summary)
+                _drive(plan, todo, status, store, ex, spec, display, summary, user_model)
             finally:
                 ex.close()
                 if display:
@@ -189,7 +192,8 @@ def _make_executor(spec: StudySpec, kind: str | Executor, address: str | None,
 
 
 def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex: Executor,
-           spec: StudySpec, display: RunDisplay | None, summary: RunSummary) -> None:
+           spec: StudySpec, display: RunDisplay | None, summary: RunSummary,
+           user_model: bytes | None = None) -> None:
     """The scheduling loop (see the module docstring).
 
     Ready jobs wait in one heap per (kind, dataset, arch), ordered by plan position; the next
@@ -276,7 +280,8 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
                 deterministic=spec.executor.deterministic, pack_options=pack_options,
                 parent_artifacts=tuple((d, tuple(sorted(arts[d].items()))) for d in deps),
                 parent_checksums=tuple((u, h, d) for d in deps
-                                       for u, h in sorted(sums.get(d, {}).items()))))
+                                       for u, h in sorted(sums.get(d, {}).items())),
+                user_model=user_model))
             if display:
                 display.pack_started(pack)
         if in_flight == 0:

@@ -78,6 +78,11 @@ MAX_CPUS_PER_PACK = 1024
 MAX_GPUS_PER_PACK = 64
 #: TOML integers are 64-bit (tomllib reads larger ones anyway); seeds span 0..INT64_MAX
 INT64_MAX = 2**63 - 1
+#: a study spec is a short text file: larger ones (or a device such as /dev/zero) are refused
+MAX_SPEC_BYTES = 1 << 20
+#: deepest nesting of tables and lists in a spec (the deepest key, `[train.<arch>] schedule`,
+#: is 4 levels down); deeper documents are refused before any recursive validation
+MAX_NESTING = 16
 
 
 def _ratio(value: Any) -> float:
@@ -587,10 +592,20 @@ def load_spec(path: str | os.PathLike[str], output: str | None = None) -> StudyS
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as fh:
+            data = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as e:
         raise SpecError(f"cannot read study spec {str(p)!r}: {e.strerror or e}") from e
-    return parse_spec(text, base_dir=p.resolve().parent, source=str(p.resolve()), output=output)
+    source = str(p.resolve())
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"{source}: larger than {MAX_SPEC_BYTES >> 20} MiB, so not a study spec "
+                        "(a TOML file of a few dozen lines)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{source}: not UTF-8 text (byte {data[e.start]:#04x} at offset "
+                        f"{e.start}); save it as UTF-8") from None
+    return parse_spec(text, base_dir=Path(source).parent, source=source, output=output)
 
 
 def parse_spec(
@@ -610,8 +625,11 @@ def parse_spec(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{where}: not valid TOML: {e}") from e
+    except RecursionError:
+        raise SpecError(f"{where}: tables or lists nested more than {MAX_NESTING} levels deep; "
+                        "a study spec nests at most 4") from None
     v = _Validator(where)
-    _check_ints(v, raw, "")
+    _check_ints(v, raw)
     try:
         f = StudyFile.model_validate(raw)
     except ValidationError as e:
@@ -948,17 +966,24 @@ def _is_url(s: str) -> bool:
     return "://" in s
 
 
-def _check_ints(v: _Validator, node: Any, path: str) -> None:
-    """Fail on any integer outside TOML's 64-bit range, anywhere in the document (tomllib reads
-    larger ones; torch, NumPy and SQLite cannot hold them)."""
-    if isinstance(node, dict):
-        for k, x in node.items():
-            _check_ints(v, x, f"{path}.{k}" if path else k)
-    elif isinstance(node, list):
-        for i, x in enumerate(node):
-            _check_ints(v, x, f"{path}[{i}]")
-    elif _is_int(node) and not -INT64_MAX - 1 <= node <= INT64_MAX:
-        v.fail(path, node, "an integer of at most 64 bits (TOML's range)")
+def _check_ints(v: _Validator, doc: dict[str, Any]) -> None:
+    """Fail on tables or lists nested deeper than :data:`MAX_NESTING` and on any integer
+    outside TOML's 64-bit range (tomllib reads larger ones; torch, NumPy and SQLite cannot hold
+    them), anywhere in the document; iterative, so no document is too deep to check."""
+    stack: list[tuple[Any, str, int]] = [(doc, "", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > MAX_NESTING:
+                v.fail(path, "(nested value)", f"tables or lists nested at most {MAX_NESTING} "
+                       "levels deep")
+            items = (node.items() if isinstance(node, dict) else
+                     ((f"[{i}]", x) for i, x in enumerate(node)))
+            for k, x in items:
+                sub = f"{path}{k}" if isinstance(node, list) else (f"{path}.{k}" if path else k)
+                stack.append((x, sub, depth + 1))
+        elif _is_int(node) and not -INT64_MAX - 1 <= node <= INT64_MAX:
+            v.fail(path, node, "an integer of at most 64 bits (TOML's range)")
 
 
 def _local_folder(v: _Validator, key: str, text: str, base: Path) -> str:
@@ -969,6 +994,8 @@ def _local_folder(v: _Validator, key: str, text: str, base: Path) -> str:
         v.fail(key, text, "a non-empty folder path")
     if "\x00" in text:
         v.fail(key, text, "a folder path without NUL bytes")
+    if len(text) > MAX_PATH_BYTES:  # before resolving: a huge path takes minutes to resolve
+        v.fail(key, f"{text[:40]}...", f"a folder path of at most {MAX_PATH_BYTES} bytes")
     try:
         path = (base / text).resolve()
     except (OSError, RuntimeError, ValueError) as e:

@@ -3,6 +3,7 @@ from prunescope._lazy import lazy_exports
 
 #: ``{public name: the submodule that defines it}``, imported on first use
 _EXPORTS = {
+    "CheckpointError": "checkpoint",
     "FitResult": "loop",
     "Recipe": "recipe",
     "TrainRun": "run",
@@ -12,6 +13,7 @@ _EXPORTS = {
     "evaluate": "loop",
     "fit": "loop",
     "load_checkpoint": "checkpoint",
+    "load_state_dict": "checkpoint",
     "predict": "loop",
     "save_checkpoint": "checkpoint",
     "sidecar_path": "checkpoint",
