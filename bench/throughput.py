@@ -39,11 +39,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunescope.catalog import architectures
 from prunescope.data.device import DeviceImages
 from prunescope.models import build_model, skeleton
 from prunescope.study.worker import job_settings, out_of_memory, release_device_memory
 from prunescope.train import Recipe, fit, predict
-from prunescope.train.pack import PackOptions, auto_pack_size, fit_pack
+from prunescope.train.pack import PackOptions, auto_pack_size, fit_pack, memory_per_model
 
 #: dense bf16 tensor-core peak, FLOP/s, by a substring of torch.cuda.get_device_name()
 BF16_PEAK = {"H200": 989.4e12, "H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12,
@@ -52,12 +53,10 @@ BF16_PEAK = {"H200": 989.4e12, "H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12,
 #: pack size measured on the CPU (auto_pack_size gives 1 there: packs do not pay on a CPU)
 CPU_BENCH_G = 4
 
-SHAPES = {"lenet5": (28, 28, 1), "resnet": (32, 32, 3)}
-
-
 def image_shape(arch: str) -> tuple[int, int, int]:
-    """``(H, W, C)`` of the synthetic images for ``arch``."""
-    return SHAPES["lenet5"] if arch == "lenet5" else SHAPES["resnet"]
+    """``(H, W, C)`` of the synthetic images for ``arch``: its catalog record's (MNIST's for
+    the LeNets, CIFAR's for the ResNets)."""
+    return architectures.architecture(arch).image_shape
 
 
 def forward_flops(arch: str) -> int:
@@ -107,14 +106,14 @@ def run_arch(arch: str, device: torch.device, steps: int, g: int, options: PackO
     n_val = 1000 if device.type == "cuda" else batch
     val = synthetic(arch, n_val, device, seed=1)
     h, _, c = image_shape(arch)
-    augment = arch != "lenet5"
+    augment = Recipe.paper(arch).augment  # crop/flip as the paper recipe has it
     recipe = Recipe(schedule=((2, 0.05),), batch_size=batch, augment=augment,
                     val_batch_size=n_val)
 
     def make(seed: int) -> nn.Module:
         return build_model(arch, 10, c, seed=seed, image_size=h).to(device)
 
-    base_ips, per_model, pack_wall, predict_ips = 0.0, 0.0, 0.0, 0.0
+    base_ips, per_model, pack_wall, predict_ips, peak = 0.0, 0.0, 0.0, 0.0, 0
     for _ in range(repeat):  # alternate, keep the best of each: robust to a busy machine
         model = make(0)
         base = fit(model, train, val, recipe, seed=0)
@@ -124,10 +123,14 @@ def run_arch(arch: str, device: torch.device, steps: int, g: int, options: PackO
         t0 = time.perf_counter()
         predict(model, train)  # ends with a copy to the host: synchronised
         predict_ips = max(predict_ips, len(train) / (time.perf_counter() - t0))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
         results = fit_pack([make(s) for s in range(g)], train, val, recipe,
                            seeds=list(range(g)), options=options)
         pack_wall = time.perf_counter() - t0
+        if device.type == "cuda":
+            peak = max(peak, torch.cuda.max_memory_allocated(device))
         per_model = max(per_model, results[0].history[-1]["images_per_s"])
     row: dict[str, Any] = {
         "arch": arch, "device": str(device), "pack_size": g, "batch": batch, "steps": steps,
@@ -137,6 +140,12 @@ def run_arch(arch: str, device: torch.device, steps: int, g: int, options: PackO
         "pack_wall_s_incl_warmup": pack_wall, "predict_images_per_s": predict_ips,
         "options": asdict(options),
         "train_flops_per_image": 3 * forward_flops(arch),
+        # auto_pack_size's estimate for this G, and (CUDA) the pack's measured peak allocation
+        # (data sets and the baseline's model included): the estimate plans for 60% of the
+        # free memory, so a peak above it is a warning, not yet an error
+        "pack_mem_estimate_gib": g * memory_per_model(arch, batch_size=batch, in_channels=c,
+                                                      image_size=h, options=options) / 2**30,
+        "pack_peak_mem_gib": peak / 2**30 if device.type == "cuda" else None,
     }
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -180,32 +189,70 @@ def study_work(spec_path: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def projection(spec_path: str, rows: list[dict[str, Any]]) -> str:
-    """Markdown: the study's passes per architecture and path, and the projected hours from the
-    measured rates: packed jobs at the pack rate (summed over models), solo jobs at the
-    baseline training rate, evaluations at the measured prediction rate. Architectures not
-    measured are listed as such."""
+RATES = ("pack_images_per_s_total", "baseline_images_per_s", "predict_images_per_s")
+
+
+def estimated_row(arch: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Rates for an architecture that was not measured, scaled from the measured one of the same
+    family (LeNet or ResNet) nearest in training FLOPs per image: each rate times
+    ``flops(measured) / flops(arch)`` (a deeper ResNet of the same widths runs at about the same
+    FLOP/s). ``None`` without a measured architecture of the family. The row says which
+    architecture it was scaled from (``estimated_from``)."""
+    recipe = architectures.architecture(arch).recipe  # one family per paper recipe
+    family = [r for r in rows if architectures.architecture(r["arch"]).recipe == recipe]
+    if not family:
+        return None
+    flops = 3 * forward_flops(arch)
+    ref = min(family, key=lambda r: abs(np.log(r["train_flops_per_image"] / flops)))
+    scale = ref["train_flops_per_image"] / flops
+    return {"arch": arch, "estimated_from": ref["arch"], **{k: ref[k] * scale for k in RATES}}
+
+
+def project(spec_path: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The study's projected time per architecture: its passes (millions, :func:`study_work`)
+    and hours from the measured rates: packed jobs at the pack rate (summed over models), solo
+    jobs at the baseline training rate, evaluations at the prediction rate; ``hours_all_solo``
+    runs the packed work at the baseline rate too. An architecture not measured takes
+    :func:`estimated_row`'s rates (``estimated_from`` set) or, without one, has no hours."""
     by_arch = {r["arch"]: r for r in rows}
+    out = []
+    for arch, work in study_work(spec_path).items():
+        r = by_arch.get(arch) or estimated_row(arch, rows)
+        row: dict[str, Any] = {"arch": arch, **{f"{k}_M": work[k] / 1e6 for k in work},
+                               "estimated_from": None if r is None else r.get("estimated_from")}
+        if r is not None:
+            h = [work["pack"] / r["pack_images_per_s_total"] / 3600,
+                 work["solo"] / r["baseline_images_per_s"] / 3600,
+                 work["predict"] / r["predict_images_per_s"] / 3600]
+            row.update(hours_packed=h[0], hours_solo=h[1], hours_evaluating=h[2], hours=sum(h),
+                       hours_all_solo=(work["pack"] + work["solo"]) / r["baseline_images_per_s"]
+                       / 3600 + h[2])
+        out.append(row)
+    return out
+
+
+def projection(spec_path: str, rows: list[dict[str, Any]]) -> str:
+    """Markdown of :func:`project`: passes per architecture and path, and projected hours;
+    estimated architectures are marked, unmeasured ones without an estimate listed as such."""
     lines = [f"projected time of {spec_path} (passes / measured rate):",
              "| arch | packed (M) | solo (M) | evaluated (M) | hours packed | hours solo | "
              "hours evaluating | hours | hours if all solo |",
              "|---|---|---|---|---|---|---|---|---|"]
-    total, total_base, missing = 0.0, 0.0, []
-    for arch, work in study_work(spec_path).items():
-        m = [f"{work[k] / 1e6:,.1f}" for k in ("pack", "solo", "predict")]
-        r = by_arch.get(arch)
-        if r is None:
-            missing.append(arch)
-            lines.append(f"| {arch} | {' | '.join(m)} | not measured | | | | |")
+    proj = project(spec_path, rows)
+    for p in proj:
+        m = " | ".join(f"{p[f'{k}_M']:,.1f}" for k in ("pack", "solo", "predict"))
+        if "hours" not in p:
+            lines.append(f"| {p['arch']} | {m} | not measured | | | | |")
             continue
-        h = [work["pack"] / r["pack_images_per_s_total"] / 3600,
-             work["solo"] / r["baseline_images_per_s"] / 3600,
-             work["predict"] / r["predict_images_per_s"] / 3600]
-        base = (work["pack"] + work["solo"]) / r["baseline_images_per_s"] / 3600 + h[2]
-        total, total_base = total + sum(h), total_base + base
-        lines.append(f"| {arch} | {' | '.join(m)} | {h[0]:.2f} | {h[1]:.2f} | {h[2]:.2f} | "
-                     f"{sum(h):.2f} | {base:.2f} |")
-    lines.append(f"| total | | | | | | | {total:.2f} | {total_base:.2f} |")
+        name = p["arch"] if p["estimated_from"] is None else \
+            f"{p['arch']} (scaled from {p['estimated_from']} by FLOPs)"
+        lines.append(f"| {name} | {m} | {p['hours_packed']:.2f} | {p['hours_solo']:.2f} | "
+                     f"{p['hours_evaluating']:.2f} | {p['hours']:.2f} | "
+                     f"{p['hours_all_solo']:.2f} |")
+    done = [p for p in proj if "hours" in p]
+    lines.append(f"| total | | | | | | | {sum(p['hours'] for p in done):.2f} | "
+                 f"{sum(p['hours_all_solo'] for p in done):.2f} |")
+    missing = [p["arch"] for p in proj if "hours" not in p]
     if missing:
         lines.append(f"(incomplete: {', '.join(missing)} not measured; rerun with --archs)")
     return "\n".join(lines)
@@ -269,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         f.replace("-", "_"): False for f in
         ("bf16", "channels-last", "compile", "cuda-graphs", "fused-optimizer")
         if getattr(args, "no_" + f.replace("-", "_"))})
+    command = "python " + " ".join(["bench/throughput.py", *(sys.argv[1:] if argv is None
+                                                            else argv)])
     rows = []
     for arch in archs:
         g = args.pack_size or (auto_pack_size(arch, device, options=options,
@@ -294,11 +343,11 @@ def main(argv: list[str] | None = None) -> int:
         row["pack_sizes_tried"] = tried  # the first is auto_pack_size's (or --pack-size)
         rows.append(row)
         print(markdown(rows[-1:]).splitlines()[-1], flush=True)
+        write_json(args.json, command, rows)  # after every architecture: a killed run keeps them
     measured = {r["arch"] for r in rows}
     for path in args.previous:
         with open(path) as fh:
             rows += [r for r in json.load(fh)["rows"] if r["arch"] not in measured]
-    command = "python " + " ".join(["bench/throughput.py", *sys.argv[1:]])
     print()
     print(f"command: {command}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -309,11 +358,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.project:
         print()
         print(projection(args.project, rows))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"command": command, "torch": torch.__version__, "rows": rows}, fh,
-                      indent=2)
+    write_json(args.json, command, rows,
+               project(args.project, rows) if args.project else None)
     return 0
+
+
+def write_json(path: str | None, command: str, rows: list[dict[str, Any]],
+               projected: list[dict[str, Any]] | None = None) -> None:
+    """Write ``{"command", "torch", "rows", "projection"?}`` to ``path`` (nothing without one);
+    ``projection``: :func:`project`'s rows."""
+    if path is None:
+        return
+    out: dict[str, Any] = {"command": command, "torch": torch.__version__, "rows": rows}
+    if projected is not None:
+        out["projection"] = projected
+    with open(path, "w") as fh:
+        json.dump(out, fh, indent=2)
 
 
 if __name__ == "__main__":

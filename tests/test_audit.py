@@ -150,6 +150,35 @@ def test_audit_is_a_one_model_study_in_the_store(audited):
     assert (jobs.kind == "evaluate").sum() == 5 * 2 + 4
     acc = res.runs.set_index(["method", "ratio"])
     assert not np.allclose(acc.accuracy_pruned, acc.accuracy_final)  # fine-tuning changed them
+    # issue 23: the user's model reached the jobs from the object passed, not from a pickle in
+    # the folder (which a shared audit folder could replace): no file there can run code
+    assert not [p for p in out.rglob("*.pt")]
+    assert not [p for p in out.rglob("*.json") if '"module"' in p.read_text()]
+
+
+def test_the_audit_data_file_is_checked_when_read(audited, tmp_path):
+    """Issue 23 must-fix 2: the audit's data file is read only if its content has the sha256
+    written beside it (on main it was read unchecked)."""
+    import shutil
+    from pathlib import Path
+
+    from prunescope.study import worker
+    from prunescope.study.artifacts import ArtifactDamaged
+
+    *_, out = audited
+    src = next((out / "artifacts" / "source").glob("*.npz"))
+    (tmp_path / "source").mkdir()
+    for f in (src, Path(f"{src}.sha256")):
+        shutil.copy(f, tmp_path / "source" / f.name)
+    url = str(tmp_path / "source" / src.name)
+    worker._user_data.cache_clear()
+    assert worker._user_data(str(tmp_path), url)["y_test"].shape == (1000,)
+    worker._user_data.cache_clear()
+    damaged = bytearray(Path(url).read_bytes())
+    damaged[len(damaged) // 2] ^= 1
+    Path(url).write_bytes(bytes(damaged))
+    with pytest.raises(ArtifactDamaged, match="run the same audit again"):
+        worker._user_data(str(tmp_path), url)
 
 
 def test_audit_lists_the_images_whose_prediction_pruning_changed(audited, mnist_small):
@@ -350,6 +379,50 @@ def test_cli_audit_failures_are_one_line(user_package, monkeypatch, args, match)
          "checkpoint_format": 1, "dataset": "mnist"}))
     (user_package / "cut.pt").write_bytes((user_package / "w.pt").read_bytes()[:200])
     result = CliRunner().invoke(app, ["audit", *args, "--out", "out"])
+    assert re.search(match, _one_line_error(result)), result.output
+    assert not (user_package / "out" / "study.sqlite").exists()
+
+
+def _damaged_npz(path, damage):
+    """Write ``path`` as a damaged --data file (issue 23)."""
+    import zipfile
+
+    x, y = np.zeros((10, 28, 28, 1), np.uint8), np.arange(10)
+    if damage == "truncated":
+        np.savez(path, x=x, y=y)
+        path.write_bytes(path.read_bytes()[:700])
+    elif damage == "npy named npz":
+        with open(path, "wb") as fh:
+            np.save(fh, x)
+    elif damage == "huge header":  # declares 10^12 images, holds 100 bytes
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            head, {"descr": "|u1", "fortran_order": False, "shape": (10**12, 28, 28, 1)})
+        labels = io.BytesIO()
+        np.save(labels, y)
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("x.npy", head.getvalue() + bytes(100))
+            z.writestr("y.npy", labels.getvalue())
+    elif damage == "labels 2^62":
+        np.savez(path, x=x, y=np.full(10, 2**62))
+    else:  # 0-d arrays
+        np.savez(path, x=np.array(5), y=np.array(3))
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("truncated", "not a readable .npz file"),
+    ("npy named npz", "single .npy array, not an .npz archive"),
+    ("huge header", r"declares shape \(1000000000000, 28, 28, 1\).*truncated or damaged"),
+    ("labels 2^62", "labels run 4611686018427387904.*class indices"),
+    ("0-d arrays", r"got shapes \(\) and \(\)"),
+])
+def test_cli_audit_damaged_data_is_one_line(user_package, monkeypatch, damage, match):
+    """Issue 23: `audit --data` with a damaged train.npz prints one line naming the file (on
+    main: BadZipFile, AttributeError, MemoryError, ValueError tracebacks) and starts nothing."""
+    monkeypatch.chdir(user_package)
+    _damaged_npz(user_package / "data" / "train.npz", damage)
+    result = CliRunner().invoke(app, ["audit", "w.pt", "--model", "mypkg.models:build",
+                                      "--data", "data", "--methods", "mp", "--out", "out"])
     assert re.search(match, _one_line_error(result)), result.output
     assert not (user_package / "out" / "study.sqlite").exists()
 

@@ -37,25 +37,6 @@ def test_every_layer_reads_the_registry():
         methods.method("magnitude")
 
 
-def test_layouts_count_what_the_built_models_have():
-    """The spec checks ratios with the records' layouts (no torch); they must count exactly
-    what ``count_parameters`` and ``prunable`` count on the built model."""
-    from prunescope.models import build_model
-    from prunescope.prune import count_parameters, prunable
-
-    for arch in architectures.REGISTRY:
-        h, _, c = arch.image_shape
-        for classes in (10, 100):
-            model = build_model(arch.name, classes, c, image_size=h)
-            assert arch.param_count(classes) == count_parameters(model), arch.name
-            for flags in ((False, False), (True, False), (False, True), (True, True)):
-                want = sum(p.numel() for p in prunable(model, *flags).values())
-                assert arch.prunable_count(classes, prune_classifier=flags[0],
-                                           prune_biases=flags[1]) == want, (arch.name, flags)
-    assert architectures.architecture("lenet5-shrinkbench").param_count() == 60_074
-    assert architectures.architecture("lenet5").param_count() == 61_706
-
-
 def test_no_layer_tests_a_method_or_architecture_name():
     """Outside catalog/, no code (docstrings aside) spells a method's or architecture's name:
     every layer asks the records."""

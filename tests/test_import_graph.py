@@ -7,6 +7,10 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "prunescope"
+#: edges that are not dependencies: a worker process's entry point imports nothing of ours at
+#: load (so the process is tied to its driver before torch loads) and then calls the executor's
+#: worker loop (docs/reliability.md)
+ENTRY_POINTS = {("_worker_start", "study")}
 
 
 def _graph() -> dict[str, set[str]]:
@@ -23,7 +27,8 @@ def _graph() -> dict[str, set[str]]:
                 names = [a.name for a in node.names if a.name.startswith("prunescope.")]
             else:
                 continue
-            edges[unit] |= {n.split(".")[1] for n in names if n.split(".")[1] != unit}
+            edges[unit] |= {n.split(".")[1] for n in names if n.split(".")[1] != unit
+                            and (unit, n.split(".")[1]) not in ENTRY_POINTS}
     return edges
 
 

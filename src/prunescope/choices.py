@@ -7,6 +7,9 @@ check with these, so what one accepts the other accepts, and both say why with t
 Each ``*_error(value, ...)`` returns ``None`` for an allowed value, else the *allowed* part of
 the message ("a finite compression ratio > 1 ..."), which the spec puts after ``allowed:`` in a
 :class:`~prunescope.study.spec.SpecError` and the CLI after the option's name.
+
+No torch at import (the command line's ``--help`` lists these choices): the ratio arithmetic
+and the distribution grammar are the torch-free :mod:`prunescope.catalog`'s.
 """
 from __future__ import annotations
 

@@ -134,6 +134,24 @@ def test_same_arguments_give_bit_identical_images(images, name):
     np.testing.assert_array_equal(C.corrupt(images, name, 3, seed=7), C.corrupt(images.clone(), name, 3, seed=7))
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("shape", [(64, 32, 32, 3), (64, 28, 28, 1)], ids=["rgb", "grey"])
+@pytest.mark.parametrize("name", C.CORRUPTIONS)
+def test_cuda_gives_the_cpu_bits(name, shape):
+    """A study's shifted test sets do not depend on the device that computes them (the counter
+    RNG and float64 arithmetic are chosen for it; first run on a GPU by bench/gpu_check.sh).
+    Seeded random images: the property is the device's, and the GPU machine holds no dataset."""
+    x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    for severity in (1, 5):
+        cpu = C.corrupt(x, name, severity, seed=3, start=11)
+        cuda = C.corrupt(x.cuda(), name, severity, seed=3, start=11)
+        assert cuda.device.type == "cuda"
+        np.testing.assert_array_equal(cuda.cpu().numpy(), cpu.numpy(), err_msg=f"{name}-{severity}")
+    np.testing.assert_array_equal(C.gaussian_input_noise(x.cuda(), 0.07, seed=3).cpu().numpy(),
+                                  C.gaussian_input_noise(x, 0.07, seed=3).numpy())
+
+
 @pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "impulse_noise"])
 def test_noise_depends_on_the_seed(images, name):
     images = images[:50]

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunescope.catalog import architectures
-from prunescope.models import build_model, classifier_name
+from prunescope.models import build_model, classifier_name, skeleton
 from prunescope.models.resnet_cifar import BasicBlock
 
 
@@ -143,3 +143,58 @@ def test_errors_name_the_fix():
 def test_classifier_name_on_user_model():
     m = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     assert classifier_name(m) == "3"
+
+
+LENETS = [a.name for a in architectures.REGISTRY if a.sized]
+PARAM_CASES = [(a, c, ch, size) for a in architectures.names() for c in (2, 10, 100)
+               for ch in (1, 3) for size in ((28, 32) if a in LENETS else (32,))]
+
+
+@pytest.mark.parametrize(("arch", "num_classes", "in_channels", "image_size"), PARAM_CASES)
+def test_torch_free_parameter_count_is_the_built_models(arch, num_classes, in_channels,
+                                                        image_size):
+    """The catalog record's layout (what a study spec validates ratios with, issues 22 and 24)
+    counts what the model itself has: every layer's weight and bias, the total, and the
+    prunable set of prune.prunable for each choice of prune_classifier and prune_biases."""
+    from prunescope.prune import prunable
+
+    record = architectures.architecture(arch)
+    model = skeleton(arch, num_classes, in_channels, image_size=image_size)
+    params = dict(model.named_parameters())
+    for layer in record.layout(num_classes, in_channels, image_size):
+        assert params[f"{layer.name}.weight"].numel() == layer.weight, layer
+        assert (params[f"{layer.name}.bias"].numel() if f"{layer.name}.bias" in params
+                else 0) == layer.bias, layer
+    for classifier, biases in [(False, False), (True, False), (False, True), (True, True)]:
+        assert record.param_count(num_classes, in_channels, image_size) == n_params(model)
+        assert record.prunable_count(num_classes, in_channels, image_size,
+                                     prune_classifier=classifier, prune_biases=biases) == sum(
+            p.numel() for p in prunable(model, prune_classifier=classifier,
+                                        prune_biases=biases).values())
+
+
+@pytest.mark.parametrize("arch", sorted(LENETS))
+def test_relu_after_max_pool_is_bitwise_the_old_order(arch):
+    """Issue 22: LeNet5 (and the stacked LeNet, which test_stacked.py holds equal to it) applies
+    ReLU after the 2x2 max-pool; ReLU is monotone, so the logits and every gradient are bitwise
+    those of the old order, ReLU then pool, including windows whose maximum is <= 0."""
+    model = build_model(arch, 10, 1, seed=3)
+    x = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    x[:4] = -x[:4].abs()  # whole windows negative: ReLU-first ties them at 0
+    y = torch.arange(16) % 10
+
+    def old_order(inp):
+        h = F.max_pool2d(F.relu(model.conv1(inp)), 2)
+        h = F.max_pool2d(F.relu(model.conv2(h)), 2)
+        h = F.relu(model.fc2(F.relu(model.fc1(torch.flatten(h, 1)))))
+        return model.classifier(h)
+
+    grads = []
+    for forward in (model, old_order):
+        model.zero_grad(set_to_none=True)
+        out = forward(x)
+        F.cross_entropy(out, y).backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (new_out, new_g), (old_out, old_g) = grads
+    assert torch.equal(new_out, old_out)
+    assert all(torch.equal(a, b) for a, b in zip(new_g, old_g))

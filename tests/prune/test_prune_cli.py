@@ -96,3 +96,19 @@ def test_cli_rejects_bad_input_clearly(tmp_path):
     assert bad.exit_code != 0 and "--grad-batches None is invalid" in bad.output
     missing = runner.invoke(app, ["prune", str(tmp_path / "nope.safetensors")])
     assert missing.exit_code == 1 and "no checkpoint" in missing.output
+
+
+@pytest.mark.parametrize("damage", ["truncated", "sidecar not json"])
+def test_prune_cli_on_a_damaged_checkpoint_is_one_line(tmp_path, damage):
+    """Issue 23: `prunescope prune` on a truncated .safetensors (on main: a SafetensorError
+    traceback) or beside a sidecar that is not JSON (JSONDecodeError) prints one line."""
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model("lenet5", 10, 1, seed=0), META)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        (tmp_path / "m.safetensors.json").write_bytes(b"\xff{not json")
+    result = CliRunner().invoke(app, ["prune", str(path), "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "m.safetensors" in lines[0], result.output
+    assert "Traceback" not in result.output

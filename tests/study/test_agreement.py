@@ -92,9 +92,11 @@ def _copy_store(spec, dest):
 
 
 def _edit_artifacts(conn, edit):
+    """Edit the evaluations' artifacts as an older prunescope wrote them (without the row
+    digests of issue 23, which would name the edit as damage)."""
     rows = conn.execute("SELECT id, artifacts FROM jobs WHERE kind = 'evaluate'").fetchall()
     for jid, arts in rows:
-        conn.execute("UPDATE jobs SET artifacts = ? WHERE id = ?",
+        conn.execute("UPDATE jobs SET artifacts = ?, digest = NULL WHERE id = ?",
                      (json.dumps(edit(jid, json.loads(arts or "{}"))), jid))
     conn.commit()
     conn.close()

@@ -214,6 +214,52 @@ def test_ctrl_c_while_workers_start_prints_one_line(tiny_spec, tmp_path):
     assert not any(_alive(w) for w in workers)
 
 
+def test_ctrl_c_while_the_driver_starts_prints_one_line(tiny_spec, tmp_path):
+    """Issue 23: Ctrl-C while `prunescope run` still imports its modules (seconds: torch)
+    printed a KeyboardInterrupt traceback of 15 to 97 lines on main; now one line, exit 130,
+    at any moment of the start-up."""
+    f = _long_spec(tiny_spec, tmp_path)
+    for delay in (0.3, 1.5):
+        proc = _start(f)
+        try:
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert proc.returncode == 130, (delay, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (delay, err)
+        assert err.startswith("interrupted"), (delay, err)
+
+
+def test_workers_still_starting_die_with_a_killed_driver_at_once(tiny_spec, tmp_path):
+    """Issue 23: the driver killed (SIGKILL) while its two workers still import torch. On main
+    they lived on until their imports were done (2.6 to 7.7 s on the busy machine) before
+    noticing; a worker now asks the kernel to kill it with its driver before any heavy import
+    (prunescope._worker_start): gone within a second."""
+    f = _long_spec(tiny_spec, tmp_path)
+    proc = _start(f)
+    try:
+        deadline = time.time() + 120
+        while len(workers := _workers(proc.pid)) < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        assert len(workers) == 2, proc.communicate()
+        time.sleep(0.3)  # past the workers' first instructions, well inside their imports
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        t0 = time.monotonic()
+        while any(_alive(w) for w in workers) and time.monotonic() - t0 < 30:
+            time.sleep(0.01)
+        outlived = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert outlived < 1.0, f"the workers outlived their driver by {outlived:.1f} s"
+
+
 def test_worker_killed_alone_loses_only_its_pack(tiny_reference, tiny_spec, weights_digests,
                                                  tmp_path):
     """The out-of-memory killer's way: SIGKILL of one of two busy workers. Its job goes back to

@@ -2,13 +2,37 @@
 a cluster of several nodes that loses one of them mid-study (issue 14)."""
 from __future__ import annotations
 
+import socket
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from prunescope.cli import app
 from prunescope.study import load_results, run_study
+from prunescope.study.executors import RayUnreachable
 from prunescope.study.progress import RunDisplay
+
+
+@pytest.mark.timeout(120)
+def test_a_ray_address_where_nothing_listens_fails_in_seconds_in_one_line(tiny_spec, tmp_path):
+    """Issue 23: on main `run --executor ray --address` at a port where nothing listens ran
+    for 10 minutes printing Ray's warnings; the address is now probed first."""
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = tiny_spec(tmp_path)
+    t0 = time.monotonic()
+    with pytest.raises(RayUnreachable, match=f"--address 127.0.0.1:{port}: nothing answers"):
+        run_study(spec, executor="ray", address=f"127.0.0.1:{port}")
+    assert time.monotonic() - t0 < 30
+    got = CliRunner().invoke(app, ["run", spec.path, "--executor", "ray", "--address",
+                                   f"127.0.0.1:{port}", "--quiet"])
+    lines = [ln for ln in got.output.splitlines() if ln.strip()]
+    assert got.exit_code == 1 and len(lines) == 1, got.output
+    assert lines[0].startswith(f"error: --address 127.0.0.1:{port}: nothing answers")
 
 
 def test_ray_executor_same_results(tiny_reference, tiny_spec, weights_digests, tmp_path):
@@ -25,9 +49,25 @@ def test_ray_executor_same_results(tiny_reference, tiny_spec, weights_digests, t
     assert weights_digests(spec) == ref_digests
 
 
+def _runs_a_pack(raylet_pid: int) -> bool:
+    """Whether a worker process started by the raylet ``raylet_pid`` executes a pack task
+    (its process title, set by Ray, is ``ray::_run_pack_remote``)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit():
+                continue
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == raylet_pid and (proc / "cmdline").read_bytes().startswith(
+                    b"ray::_run_pack_remote"):
+                return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
+
+
 class _KillNodeWhenBusy(RunDisplay):
-    """Kills ``node`` (all its processes, SIGKILL) once two packs are in flight and every CPU
-    of the cluster is taken, i.e. while ``node`` runs one of them."""
+    """Kills ``node`` (all its processes, SIGKILL) once two packs are in flight and a worker
+    process of ``node`` runs one of them."""
 
     def __init__(self, ray, cluster, node):
         self.ray, self.cluster, self.node = ray, cluster, node
@@ -39,9 +79,13 @@ class _KillNodeWhenBusy(RunDisplay):
         self.in_flight += 1
         if self.killed or self.in_flight < 2:
             return
-        deadline = time.time() + 120
-        while self.ray.available_resources().get("CPU", 0) > 0 and time.time() < deadline:
-            time.sleep(0.02)
+        # Ray reserves a node's CPU before the task runs there; a node removed in between
+        # only makes Ray schedule the task elsewhere, and nothing is lost (issue 23). Wait
+        # until a worker process of the doomed node runs the task (Ray titles it so).
+        raylet = self.node.all_processes["raylet"][0].process.pid
+        deadline = time.time() + 300
+        while not _runs_a_pack(raylet) and time.time() < deadline:
+            time.sleep(0.05)
         self.cluster.remove_node(self.node, allow_graceful=False)
         self.killed = True
 

@@ -6,6 +6,12 @@ Mutations: values replaced (by values of other types, boundary numbers, strings 
 NUL bytes and non-ASCII digits, vocabulary of other keys), keys deleted, keys added (known
 names in the wrong table and unknown ones), values wrapped in lists or tables. The fast suite
 runs a few dozen examples; ``-m slow`` runs many more.
+
+Spec files (issue 23): a mutated spec is then written as a file and read with ``load_spec``,
+after one more damage: another encoding (Latin-1, UTF-16, cp1252, a BOM), stray bytes, values
+nested up to thousands of levels deep, extreme values inside the documented ranges
+(``[lth] prune_fraction = 0.999999``), output paths of up to a megabyte. ``bench/spec_fuzz.py``
+runs the same cases in bulk and counts the outcomes (docs/reliability.md).
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from prunescope.study import SpecError, estimate_work, make_plan, parse_spec
+from prunescope.study import SpecError, estimate_work, load_spec, make_plan, parse_spec
 from prunescope.study.spec import (ExecutorSpec, GradientSpec, GridEntry, ImbalanceSpec, LthSpec,
                                    RecipeKeys, StructuredSpec, StudyFile)
 from prunescope.train.pack import PackOptions
@@ -255,3 +261,105 @@ def test_mutated_shipped_specs_plan_or_fail_in_one_line(tmp_path_factory, case):
 @given(mutated())
 def test_mutated_shipped_specs_plan_or_fail_in_one_line_many(tmp_path_factory, case):
     _check(case, tmp_path_factory.getbasetemp())
+
+
+# ---- spec files: encodings, stray bytes, depth, extreme documented values, path lengths -----
+ENCODINGS = ["latin-1", "cp1252", "utf-16", "utf-16-le", "utf-8-sig"]
+#: values inside (or at the edge of) the documented ranges, by (table, key)
+EXTREMES = {
+    ("lth", "prune_fraction"): [0.999999, 1 - 2**-53, 0.9999999999, 5e-324, 1e-300, 2**-52],
+    ("lth", "rewind_steps"): [0, 2**62],
+    (None, "seed"): [0, 2**63 - 1],
+    (None, "models"): [1, 10**5],
+    (None, "n_val"): [1, 59999],
+    (None, "test_subset"): [1, 9999],
+    ("train", "epochs_scale"): [2**-1074, 1e4],
+    ("gradients", "n_batches"): [1, 2**62],
+}
+
+
+def _nested(depth: int, table: bool) -> str:
+    """A TOML value nested ``depth`` levels deep (inline tables or arrays)."""
+    return "{a = " * depth + "1" + "}" * depth if table else "[" * depth + "1" + "]" * depth
+
+
+@st.composite
+def spec_files(draw) -> tuple[str, bytes]:
+    """(file name, bytes of a study spec file): a mutated shipped spec (:func:`mutated`) with
+    one damage of the file or of one value (see the module docstring)."""
+    name, text = draw(mutated())
+    damage = draw(st.sampled_from(["none", "encoding", "bytes", "deep", "extreme", "path"]))
+    if damage == "encoding":  # non-ASCII text in another encoding
+        enc = draw(st.sampled_from(ENCODINGS))
+        return name, f"# café, naïve, µ, 名前\n{text}".encode(enc, errors="replace")
+    if damage == "bytes":
+        data = text.encode()
+        at = draw(st.integers(0, len(data)))
+        return name, data[:at] + draw(st.binary(min_size=1, max_size=6)) + data[at:]
+    if damage == "deep":
+        depth = draw(st.sampled_from([4, 16, 17, 100, 1000, 5000]))
+        key = draw(st.sampled_from(["x", "ratios", "grid", "train", "pack_options"]))
+        return name, f"{key} = {_nested(depth, draw(st.booleans()))}\n{text}".encode()
+    doc = tomllib.loads(text)
+    if damage == "extreme":
+        table, key = draw(st.sampled_from(sorted(EXTREMES, key=str)))
+        node = doc if table is None else doc.setdefault(table, {})
+        if isinstance(node, dict):
+            node[key] = draw(st.sampled_from(EXTREMES[(table, key)]))
+    elif damage == "path":
+        n = draw(st.sampled_from([255, 256, 3500, 3501, 10**5, 4 * 10**5]))
+        doc[draw(st.sampled_from(["output", "artifacts", "name"]))] = draw(
+            st.sampled_from(["d" * n, "a/" * (n // 2), "é" * (n // 2)]))
+    return name, to_toml(doc).encode()
+
+
+def _check_file(case: tuple[str, bytes], folder: Path) -> str:
+    """Write the spec file, read and plan it: ``"accepted"`` or ``"refused"`` (a one-line
+    :class:`SpecError` naming the file); anything else fails the test."""
+    name, data = case
+    path = folder / name
+    path.write_bytes(data)
+    t0 = time.process_time()  # CPU time: the shared test machine is often busy
+    try:
+        spec = load_spec(path)
+    except SpecError as e:
+        msg = str(e)
+        assert msg and "\n" not in msg and "\r" not in msg, msg
+        assert str(path) in msg, msg
+        return "refused"
+    plan = make_plan(spec)
+    estimate_work(plan)
+    assert plan.jobs
+    elapsed = time.process_time() - t0
+    assert elapsed < PLAN_SECONDS, f"reading and planning took {elapsed:.1f} s of CPU"
+    return "accepted"
+
+
+def _file(study: str, prefix: str = "", encoding: str = "utf-8", table: str | None = None,
+          **changes: Any) -> tuple[str, bytes]:
+    """An explicit spec file (the faults of issue 23), tried before the random ones."""
+    name, text = _variant(study, table, **changes)
+    return name, (prefix + text).encode(encoding)
+
+
+@pytest.mark.timeout(300)
+@settings(FAST, max_examples=30)
+@given(spec_files())
+@example(_file("quick.toml", "# café\n", "latin-1"))
+@example(_file("quick.toml", "# x\n", "utf-16"))
+@example(_file("quick.toml", f"x = {_nested(5000, False)}\n"))
+@example(_file("quick.toml", f"x = {_nested(400, True)}\n"))
+@example(_file("modern.toml", table="lth", prune_fraction=0.999999))
+@example(_file("quick.toml", output="a/" * 300_000))
+def test_spec_files_plan_or_fail_in_one_line(tmp_path_factory, case):
+    """Issue 23: on main these raised UnicodeDecodeError, RecursionError, ZeroDivisionError, or
+    spun for minutes resolving the path."""
+    _check_file(case, tmp_path_factory.getbasetemp())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@settings(FAST, max_examples=2000, derandomize=False)
+@given(spec_files())
+def test_spec_files_plan_or_fail_in_one_line_many(tmp_path_factory, case):
+    _check_file(case, tmp_path_factory.getbasetemp())

@@ -125,6 +125,7 @@ def _as_schema_1(folder, old_root):
             old = {n: f"{old_root}/{kind}/{Path(u).name}" for n, u in json.loads(arts).items()}
             con.execute("UPDATE jobs SET artifacts = ? WHERE id = ?", (json.dumps(old), jid))
     con.execute("ALTER TABLE jobs DROP COLUMN checksums")
+    con.execute("ALTER TABLE jobs DROP COLUMN digest")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()
@@ -133,7 +134,7 @@ def _as_schema_1(folder, old_root):
 def test_a_schema_1_store_is_read_re_rooted_and_migrated_on_a_writable_open(tmp_path, plan):
     """Issue 14 item 4: a store with absolute paths of a folder that was moved away reads its
     own (new) folder's files, read-only as it is, and is migrated to relative paths (schema 2)
-    when opened for writing."""
+    and row digests (schema 3, issue 23) when opened for writing."""
     tr = next(j for j in plan.jobs if j.kind == "train")
     with Store(tmp_path / "new") as st:
         st.add_jobs(plan.jobs)
@@ -148,7 +149,7 @@ def test_a_schema_1_store_is_read_re_rooted_and_migrated_on_a_writable_open(tmp_
         raw = st.conn.execute("SELECT artifacts FROM jobs WHERE id = ?", (tr.id,)).fetchone()[0]
         version = st.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     assert json.loads(raw) == {"weights": f"train/{tr.id}.safetensors"}
-    assert int(version[0]) == SCHEMA_VERSION == 2
+    assert int(version[0]) == SCHEMA_VERSION == 3
 
 
 def test_invalidate_resets_a_job_and_its_descendants_only(tmp_path, plan):
@@ -216,3 +217,69 @@ def test_a_full_disk_is_reported_as_disk_full_naming_the_store(tmp_path, plan):
         with pytest.raises(DiskFull, match=f"disk holding {tmp_path / 'study.sqlite'} is full"):
             st.record(big)
         assert st.statuses()[plan.jobs[0].id] == "pending"
+
+
+@pytest.mark.parametrize("damage", [
+    "UPDATE evaluations SET correct = 0 WHERE cls = 1",
+    "UPDATE confusions SET matrix = zeroblob(72)",
+    "UPDATE jobs SET achieved_ratio = 2.5 WHERE status = 'done'",
+    "UPDATE jobs SET info = '{\"best_epoch\": 3}' WHERE status = 'done'",
+])
+def test_damaged_result_rows_are_named_not_read(tmp_path, plan, damage):
+    """Issue 23 must-fix 4: each done job's rows carry a sha256 written in the same
+    transaction; a changed count, matrix or ratio is refused naming the job to invalidate (on
+    main the changed value was read: `correct` 193 -> 0 in export, status and the report)."""
+    ev = next(j for j in plan.jobs if j.kind == "evaluate")
+    cm = np.array([[5, 1, 0], [2, 7, 1], [0, 0, 9]], dtype=np.int64)
+    with Store(tmp_path) as st:
+        st.add_jobs(plan.jobs)
+        st.record([JobResult(ev.id, "done", wall_s=0.5, achieved_ratio=1.0, confusion=cm,
+                             distribution="nominal", info={"best_epoch": 2})])
+        before = st.evaluations_frame()
+    con = sqlite3.connect(tmp_path / "study.sqlite")
+    con.execute(damage)
+    con.commit()
+    con.close()
+    for readonly in (True, False):
+        with Store(tmp_path, readonly=readonly) as st:
+            for read in (st.evaluations_frame, st.jobs_frame):
+                with pytest.raises(StoreDamaged, match=f"differ from the checksum.*prunescope "
+                                                       f"invalidate STUDY.toml {ev.id[:12]}"):
+                    read()
+    with Store(tmp_path) as st:
+        assert st.invalidate([ev.id]) == [ev.id]
+        assert st.evaluations_frame().empty
+        st.record([JobResult(ev.id, "done", wall_s=0.5, achieved_ratio=1.0, confusion=cm,
+                             distribution="nominal", info={"best_epoch": 2})])
+        assert st.evaluations_frame().equals(before)
+
+
+def test_a_schema_2_store_opens_and_its_rows_stay_unchecked(tmp_path, plan):
+    """A store written by the previous prunescope (schema 2, no digests) is read as it is and
+    migrated when opened for writing; its rows have no digest, so they are not checked
+    (docs/reliability.md); rows recorded after the migration are."""
+    ev, ev2 = [j for j in plan.jobs if j.kind == "evaluate"][:2]
+    cm = np.eye(3, dtype=np.int64) * 4
+    with Store(tmp_path) as st:
+        st.add_jobs(plan.jobs)
+        st.record([JobResult(ev.id, "done", confusion=cm, distribution="nominal")])
+    con = sqlite3.connect(tmp_path / "study.sqlite")
+    con.execute("ALTER TABLE jobs DROP COLUMN digest")
+    con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with Store(tmp_path, readonly=True) as st:
+        assert st.version == 2 and st.evaluations_frame()["correct"].tolist() == [4, 4, 4]
+    with Store(tmp_path) as st:
+        assert st.version == SCHEMA_VERSION
+        st.record([JobResult(ev2.id, "done", confusion=cm, distribution="nominal")])
+    con = sqlite3.connect(tmp_path / "study.sqlite")
+    con.execute("UPDATE evaluations SET correct = 1 WHERE job_id = ?", (ev.id,))
+    con.commit()
+    with Store(tmp_path, readonly=True) as st:
+        assert sorted(st.evaluations_frame()["correct"]) == [1, 1, 1, 4, 4, 4]
+    con.execute("UPDATE evaluations SET correct = 1 WHERE job_id = ?", (ev2.id,))
+    con.commit()
+    con.close()
+    with Store(tmp_path, readonly=True) as st, pytest.raises(StoreDamaged, match=ev2.id[:12]):
+        st.evaluations_frame()

@@ -1,6 +1,8 @@
 """Shifted test sets are computed once per artifact root (issue 15, item 7)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -45,3 +47,29 @@ def test_a_shifted_test_set_is_computed_once_and_read_back(root, tmp_path, monke
     key = worker.test_set_key("mnist", 300, 4, "contrast-5", 11)
     assert arts.exists(arts.url(f"{worker.TEST_SETS}/{key}.npy"))
     assert not arts.exists(arts.url(f"{worker.TEST_SETS}/absent.npy"))
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "truncated", "no digest"])
+def test_a_damaged_or_unchecked_test_set_is_computed_again(damage, tmp_path, monkeypatch):
+    """Issue 23 must-fix 2: the cache is checked against the sha256 written beside it. On
+    main, a zeroed cache file was read as it was (noise-0.3 accuracy 0.90 -> 0.11, exit 0)."""
+    if not mnist_available():
+        pytest.skip("MNIST is not cached: run `prunescope data fetch mnist`")
+    arts = Artifacts(str(tmp_path))
+    first, _ = worker._test_arrays(arts, "mnist", 200, 4, "noise-0.3", 11, None)
+    path = tmp_path / worker.TEST_SETS / f"{worker.test_set_key('mnist', 200, 4, 'noise-0.3', 11)}.npy"
+    good = path.read_bytes()
+    if damage == "zeroed":  # the header kept, the images zeroed: a valid .npy of other pixels
+        path.write_bytes(good[:128] + bytes(len(good) - 128))
+    elif damage == "truncated":
+        path.write_bytes(good[:-5])
+    else:  # written by a prunescope that wrote no digest
+        Path(f"{path}.sha256").unlink()
+    calls = []
+    monkeypatch.setattr(worker, "apply_distribution",
+                        lambda *a, **kw: calls.append(1) or apply_distribution(*a, **kw))
+    again, _ = worker._test_arrays(arts, "mnist", 200, 4, "noise-0.3", 11, None)
+    assert calls == [1] and torch.equal(again, first)
+    assert path.read_bytes() == good  # written anew, with its digest: read back unchanged
+    worker._test_arrays(arts, "mnist", 200, 4, "noise-0.3", 11, None)
+    assert calls == [1]

@@ -14,6 +14,7 @@ from prunescope.train.pack import (
     activation_elements,
     auto_pack_size,
     fit_pack,
+    memory_per_model,
 )
 from synth_images import quadrant_images
 
@@ -282,9 +283,11 @@ def test_auto_pack_size():
     gib = 2 ** 30
     g80 = auto_pack_size("resnet56", "cuda", free_memory=80 * gib, options=fast, max_size=10_000)
     g40 = auto_pack_size("resnet56", "cuda", free_memory=40 * gib, options=fast, max_size=10_000)
-    # per model: 128 images * 1,064,970 values * 2 * 2 bytes (bf16) + 16 bytes * 855,770 params
-    per_model = 128 * 1_064_970 * 2 * 2 + 16 * 855_770
+    # per model: 128 images * 1,064,970 values * 2 * 2 bytes (bf16) + 16 bytes * 853,018 params
+    per_model = 128 * 1_064_970 * 2 * 2 + 16 * 853_018
     assert g80 == int(0.6 * 80 * gib // per_model) and g40 == int(0.6 * 40 * gib // per_model)
+    assert memory_per_model("resnet56", options=fast) == per_model  # what bench/gpu_check sets
+    assert memory_per_model("resnet56") == 128 * 1_064_970 * 2 * 4 + 16 * 853_018  # fp32
     assert auto_pack_size("resnet56", "cuda", free_memory=80 * gib, options=fast) == 64
     assert auto_pack_size("resnet110", "cuda", free_memory=80 * gib, options=fast,
                           max_size=10_000) < g80

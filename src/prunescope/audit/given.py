@@ -112,23 +112,21 @@ def narrow_to(model: nn.Module, state: Mapping[str, torch.Tensor], example: torc
 
 
 def _read_file(path: Path, trust_pickle: bool) -> Any:
-    """The object in ``path``: safetensors tensors, or ``torch.load(weights_only=True)``;
-    pickled objects only with ``trust_pickle``."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """The object in ``path`` through the one weights loader
+    (:func:`prunescope.train.checkpoint.load_state_dict`: safetensors, or ``torch.load`` with
+    ``weights_only=True``; pickled objects only with ``trust_pickle``)."""
+    from prunescope.train.checkpoint import CheckpointError, load_state_dict
 
-        return load_file(str(path), device="cpu")
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as e:
-        raise AuditError(
-            f"{path} is a pickled object (a whole module, or Torch-Pruning's tp.state_dict), "
-            f"which can run code when read, so it is refused; if you trust the file pass "
-            f"{TRUST_FLAG} (Python: trust_pickle=True), or save model.state_dict() instead") from e
-    except Exception as e:  # noqa: BLE001 -- truncated or foreign files raise many types
-        raise AuditError(f"{path} cannot be read ({type(e).__name__}: "
-                     f"{(str(e).splitlines() or [''])[0]}); it may be truncated: save it again "
-                     "with torch.save(model.state_dict(), path)") from e
+        return load_state_dict(path, "cpu", trust_pickle=trust_pickle)
+    except CheckpointError as e:
+        if isinstance(e.__cause__, pickle.UnpicklingError):
+            raise AuditError(
+                f"{path} is a pickled object (a whole module, or Torch-Pruning's tp.state_dict), "
+                f"which can run code when read, so it is refused; if you trust the file pass "
+                f"{TRUST_FLAG} (Python: trust_pickle=True), or save model.state_dict() instead"
+            ) from e
+        raise AuditError(f"{e}; save it again with torch.save(model.state_dict(), path)") from e
 
 
 def load_model(model: ModelLike, *, build: Builder | None = None, trust_pickle: bool = False,

@@ -5,6 +5,7 @@ line."""
 from __future__ import annotations
 
 import math
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from prunescope.data.device import DeviceImages
 from prunescope.prune import UnreachableRatioError, count_parameters, keep_count, prunable
 from prunescope.train import Recipe
 
-__all__ = ["AuditError", "DataLike", "Options", "as_arrays", "as_recipe", "check_data",
+__all__ = ["MAX_LABEL", "AuditError", "DataLike", "Options", "as_arrays", "as_recipe", "check_data",
            "check_options", "model_device"]
 
 #: anything :func:`as_arrays` reads (see :mod:`prunescope.audit`)
@@ -65,6 +66,34 @@ def _as_uint8_nhwc(x: np.ndarray, what: str) -> np.ndarray:
     return np.ascontiguousarray(np.rint(x * 255.0).astype(np.uint8))
 
 
+#: largest label ``audit`` takes (class indices are model outputs; a larger one is damage)
+MAX_LABEL = (1 << 24) - 1
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _npz_array(z: zipfile.ZipFile, member: str, f: Path) -> np.ndarray:
+    """One array of an ``.npz`` archive, its header checked against the bytes it holds before
+    anything is allocated (a header may declare 10^12 images): no object arrays, no size
+    mismatch."""
+    info = z.getinfo(member)
+    with z.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(fh)
+        if dtype.hasobject:
+            raise AuditError(f"{f}: array {member!r} holds Python objects; save numbers only")
+        need = math.prod(shape) * dtype.itemsize
+        held = info.file_size - fh.tell()
+        if need != held:
+            raise AuditError(f"{f}: array {member!r} declares shape {shape} of {dtype} "
+                             f"({need:,} bytes) but holds {held:,} bytes: the file is truncated "
+                             "or damaged; write it again with numpy.savez(path, x=images, "
+                             "y=labels)")
+        data = bytearray(fh.read(need))
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+
+
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
     if not files or not files[0].exists():
@@ -72,17 +101,29 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for f in files:
         try:
-            with np.load(f, allow_pickle=False) as d:
-                if "x" not in d or "y" not in d:
+            with open(f, "rb") as fh:
+                if fh.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+                    raise AuditError(f"{f} is a single .npy array, not an .npz archive of x "
+                                     "and y; write it with numpy.savez(path, x=images, y=labels)")
+            with zipfile.ZipFile(f) as z:
+                names = {n.removesuffix(".npy"): n for n in z.namelist()}
+                if "x" not in names or "y" not in names:
                     raise AuditError(f"{f} must hold arrays 'x' (images) and 'y' (labels); it "
-                                     f"has {sorted(d.files)}")
-                xs.append(d["x"])
-                ys.append(d["y"])
-        except (OSError, ValueError) as e:
-            if isinstance(e, AuditError):
-                raise
-            raise AuditError(f"{f} is not a readable .npz file ({e}); write it with "
-                             "numpy.savez(path, x=images, y=labels)") from e
+                                     f"has {sorted(names)}")
+                x, y = _npz_array(z, names["x"], f), _npz_array(z, names["y"], f)
+        except AuditError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            raise AuditError(f"{f} is not a readable .npz file ({type(e).__name__}: {e}); write "
+                             "it with numpy.savez(path, x=images, y=labels)") from e
+        if x.ndim not in (3, 4) or y.ndim != 1:
+            raise AuditError(f"{f}: x must be images (N, H, W[, C]) and y labels (N,); got "
+                             f"shapes {x.shape} and {y.shape}")
+        xs.append(x)
+        ys.append(y)
+    if len({x.shape[1:] for x in xs}) > 1:
+        raise AuditError(f"the .npz files of {path} hold images of different shapes "
+                         f"{sorted({x.shape[1:] for x in xs})}; give one shape")
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -110,6 +151,9 @@ def as_arrays(data: DataLike, what: str = "data") -> tuple[np.ndarray, np.ndarra
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
         raise AuditError(f"{what}: labels must be integers of shape ({len(x)},), got {y.dtype} "
                          f"{y.shape}")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) > MAX_LABEL):
+        raise AuditError(f"{what}: labels run {int(y.min())}..{int(y.max())}; they must be class "
+                         f"indices 0..C-1 (at most {MAX_LABEL})")
     return x, y.astype(np.int64)
 
 

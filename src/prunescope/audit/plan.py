@@ -3,25 +3,23 @@ the study's ``gradients``, ``prune_finetune`` and ``evaluate`` jobs with the typ
 the study worker reads, hashed as :func:`prunescope.study.plan.make_plan` hashes them."""
 from __future__ import annotations
 
-import copy
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from prunescope.audit.inputs import Options
 from prunescope.catalog import methods as registry
-from prunescope.study.artifacts import Artifacts
+from prunescope.study.artifacts import ArtifactDamaged, Artifacts
 from prunescope.study.plan import (KINDS, EvaluateParams, GradientsParams, Job, JobSet, Plan,
                                    PruneFinetuneParams, SourceParams)
 from prunescope.study.spec import StudySpec
 from prunescope.train import Recipe, derive_seed, save_checkpoint
 
-__all__ = ["AUDIT_KINDS", "AuditPlan", "data_sha", "make_audit_plan", "sha", "write_source"]
+__all__ = ["AUDIT_KINDS", "AuditPlan", "data_sha", "make_audit_plan", "sha", "write_data", "write_source"]
 
 #: an audit's job kinds in dependency order: its imported dense model, then the study's kinds
 AUDIT_KINDS = ("source", *KINDS)
@@ -103,22 +101,31 @@ def make_audit_plan(spec: StudySpec, source_params: SourceParams, opts: Options,
                       source, pruned_eval)
 
 
+def write_data(arts: Artifacts, sets: dict[str, tuple[np.ndarray, np.ndarray]],
+                data_sha: str) -> str:
+    """Make sure ``<artifacts>/source/<data_sha>.npz`` holds the audit's data with its sha256
+    beside it (written anew when missing, damaged or without a digest); returns its name
+    relative to the artifact root."""
+    data = f"source/{data_sha}.npz"
+    try:
+        with arts.reading_checked(arts.url(data)):
+            return data
+    except (ArtifactDamaged, FileNotFoundError):
+        pass
+    with arts.writing("source", digests=True) as tmp:
+        np.savez(tmp / Path(data).name, **{f"{a}_{split}": arr for split, (x, y) in sets.items()
+                                           for a, arr in (("x", x), ("y", y))})
+    return data
+
+
 def write_source(arts: Artifacts, source: Job, model: nn.Module, meta: dict[str, Any],
-                  sets: dict[str, tuple[np.ndarray, np.ndarray]], data_digest: str,
-                  module: bool) -> dict[str, str]:
-    """Write the dense model (checkpoint, its pickled module for a user model) and its data
-    under ``<artifacts>/source/``, named in the sidecar relative to the artifact root (so a
-    moved audit folder reads its own files); returns the job's artifacts."""
-    data = f"source/{data_digest}.npz"
-    if not Path(arts.url(data)).is_file():
-        with arts.writing("source") as tmp:
-            np.savez(tmp / Path(data).name, **{f"{a}_{split}": arr for split, (x, y) in sets.items()
-                                               for a, arr in (("x", x), ("y", y))})
+                  data: str) -> dict[str, str]:
+    """Write the dense model's checkpoint under ``<artifacts>/source/``, its sidecar naming
+    the data file ``data`` relative to the artifact root (so a moved audit folder reads its own
+    files); returns the job's artifacts. A user model's architecture is not written: the jobs
+    get it from the object the caller passed (``run_study(user_model=...)``), so no file of the
+    audit folder holds code."""
     meta = dict(meta, data=data, job_id=source.id)
-    if module:
-        meta["module"] = f"source/{source.id}.module.pt"
-        with arts.writing("source") as tmp:
-            torch.save(copy.deepcopy(model).cpu(), tmp / Path(meta["module"]).name)
     name = f"{source.id}.safetensors"
     with arts.writing("source") as tmp:
         save_checkpoint(tmp / name, model, meta)

@@ -2,6 +2,8 @@
 back) and :func:`audit_checkpoint` (its arguments from a prunescope checkpoint's sidecar)."""
 from __future__ import annotations
 
+import copy
+import io
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +20,8 @@ from prunescope import metrics
 from prunescope.audit.estimate import Estimate, Weighted, describe, estimate, job_seconds, probe
 from prunescope.audit.inputs import (AuditError, DataLike, as_arrays, as_recipe, check_data,
                                      check_options, model_device)
-from prunescope.audit.plan import AuditPlan, data_sha, make_audit_plan, sha, write_source
+from prunescope.audit.plan import (AuditPlan, data_sha, make_audit_plan, sha, write_data,
+                                  write_source)
 from prunescope.catalog import methods as registry
 from prunescope.data.device import DeviceImages
 from prunescope.data.splits import train_val_indices, training_split
@@ -27,7 +30,7 @@ from prunescope.study.plan import SourceParams
 from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import ExecutorSpec, StudySpec
 from prunescope.study.store import JobResult, Store
-from prunescope.train import Recipe, load_checkpoint
+from prunescope.train import CheckpointError, Recipe, load_checkpoint
 
 __all__ = ["DEFAULT_FINETUNE_STEPS", "AuditResult", "audit", "audit_checkpoint",
            "checkpoint_arguments", "load_model_file", "summarise"]
@@ -180,9 +183,9 @@ def audit(
                                  tuple(std), weight_decay, n_cls)
     ap = make_audit_plan(spec, source_params, opts, recipe, scope, grad_mode, grad_batches,
                          seed, dict(dataset=dataset, arch=name, seed=seed, model=0))
-    status = _record_source(spec, ap, model, sets, meta, source_params, _module, dataset,
+    status = _record_source(spec, ap, model, sets, meta, source_params, dataset,
                             name if _module else meta["arch"])
-    _run_jobs(spec, ap, model, sets, device, status, display, log,
+    _run_jobs(spec, ap, model, _module, sets, device, status, display, log,
               describe_run=lambda est: describe(est, opts, recipe, name))
     return _read_back(spec, ap, sets, class_names, n_cls, dataset, name, delta, top_k, report)
 
@@ -243,24 +246,25 @@ def _weights_sha(model: nn.Module) -> str:
 
 def _record_source(spec: StudySpec, ap: AuditPlan, model: nn.Module,
                    sets: dict[str, tuple[np.ndarray, np.ndarray]], meta: Mapping[str, Any],
-                   source: SourceParams, module: bool, dataset: str, arch: str
-                   ) -> dict[str, str]:
-    """Add the audit's ``source`` job to its store, done, with the dense model (its sidecar:
-    ``meta`` and what the audit knows of the model and data) and its data written, unless a
-    finished one is there; returns every job's status."""
+                   source: SourceParams, dataset: str, arch: str) -> dict[str, str]:
+    """Add the audit's ``source`` job to its store, done, with the dense model's weights (its
+    sidecar: ``meta`` and what the audit knows of the model and data) and its data written
+    (the data checked, and written anew when damaged), unless a finished one is there; returns
+    every job's status."""
     h, _, c = sets["train"][0].shape[1:]
     side = {k: v for k, v in meta.items() if k not in ("data", "module", "job_id")}
     side |= {"arch": arch, "num_classes": source.num_classes, "in_channels": int(c),
              "image_size": int(h), "dataset": dataset, "weight_decay": source.weight_decay,
              "mean": list(source.mean), "std": list(source.std),
              "n_val": len(sets["val"][1]), "seed": spec.seed}
+    data = write_data(Artifacts(spec.artifacts), sets, source.data)
     with Store(spec.output) as store:
         store.add_jobs([ap.source])
         status = store.statuses()
         done_arts = store.artifacts([ap.source.id]).get(ap.source.id, {})
         if status[ap.source.id] != "done" or not Path(done_arts.get("weights", "")).is_file():
             root = Artifacts(spec.artifacts)
-            files = write_source(root, ap.source, model, side, sets, source.data, module)
+            files = write_source(root, ap.source, model, side, data)
             store.record([JobResult(ap.source.id, "done", achieved_ratio=1.0, artifacts=files,
                                     checksums=root.written_by(ap.source.id),
                                     info={"history": meta.get("history", []),
@@ -269,12 +273,13 @@ def _record_source(spec: StudySpec, ap: AuditPlan, model: nn.Module,
     return status
 
 
-def _run_jobs(spec: StudySpec, ap: AuditPlan, model: nn.Module,
+def _run_jobs(spec: StudySpec, ap: AuditPlan, model: nn.Module, module: bool,
               sets: dict[str, tuple[np.ndarray, np.ndarray]], device: torch.device,
               status: dict[str, str], display: RunDisplay | None, log: TextIO | str | None,
               describe_run: Callable[[Estimate], str]) -> None:
     """Print what runs and the estimate (a measured probe), then run the jobs with the study
-    driver; ``AuditError`` when some failed (the finished ones are kept)."""
+    driver (a user's ``module`` handed to the jobs as this object, never read from a file);
+    ``AuditError`` when some failed (the finished ones are kept)."""
     from prunescope.study.progress import LogDisplay
     from prunescope.study.run import StudyLocked, run_study
 
@@ -290,8 +295,13 @@ def _run_jobs(spec: StudySpec, ap: AuditPlan, model: nn.Module,
     if display is None and log is not None:
         display = LogDisplay(log)
     weight = lambda j: job_seconds(j, sizes, step_s, image_s)  # noqa: E731
+    pickled = None
+    if module:  # the jobs rebuild the user's model from this object, never from a file
+        buf = io.BytesIO()
+        torch.save(copy.deepcopy(model).cpu(), buf)
+        pickled = buf.getvalue()
     try:
-        summary = run_study(spec, retry_failed=True, plan=ap.plan,
+        summary = run_study(spec, retry_failed=True, plan=ap.plan, user_model=pickled,
                             display=None if display is None else Weighted(display, weight))
     except StudyLocked as e:
         raise AuditError(f"{e} (an audit of the same folder is running)") from e
@@ -397,6 +407,7 @@ def checkpoint_arguments(
     test_data: DataLike | None = None,
     finetune_epochs: int | None = None,
     device: torch.device | str = "cpu",
+    trust_pickle: bool = False,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """The keyword arguments of :func:`audit` for a prunescope checkpoint: its model, and from
@@ -408,11 +419,13 @@ def checkpoint_arguments(
     epoch of it capped at :data:`DEFAULT_FINETUNE_STEPS` optimiser steps, a short recovery that
     keeps an audit within minutes on a CPU; ``finetune_epochs=N`` runs the schedule scaled to N
     full epochs (the paper's: 15 for LeNet-5, 25 for ResNets); ``0`` = no fine-tuning.
-    ``kwargs`` (any other :func:`audit` argument) win over what the sidecar gives."""
+    ``trust_pickle``: load a pickled module its sidecar names (prunescope 0.1 audits; it can
+    run code, see :func:`prunescope.train.load_checkpoint`). ``kwargs`` (any other
+    :func:`audit` argument) win over what the sidecar gives."""
     from prunescope import data as D
     from prunescope.prune.finetune import finetune_recipe
 
-    model, meta, masks = load_model_file(path, device=device)
+    model, meta, masks = load_model_file(path, device=device, trust_pickle=trust_pickle)
     if masks:
         raise AuditError(f"{path} holds a pruned model (it has masks); audit its dense parent")
     ds = meta.get("dataset")
@@ -444,7 +457,8 @@ def checkpoint_arguments(
             "num_classes": info.num_classes, "_module": False, **defaults, **kwargs}
 
 
-def load_model_file(path: str | Path, device: torch.device | str = "cpu"
+def load_model_file(path: str | Path, device: torch.device | str = "cpu", *,
+                    trust_pickle: bool = False
                     ) -> tuple[nn.Module, dict[str, Any], dict[str, torch.Tensor] | None]:
     """:func:`prunescope.train.load_checkpoint` with one-line errors (``AuditError``) that name
     the file and the way forward: missing, not a safetensors file (a ``.pt`` state dict),
@@ -457,7 +471,9 @@ def load_model_file(path: str | Path, device: torch.device | str = "cpu"
                          "sidecar); for a state dict of your own model use `prunescope audit "
                          f"{p} --model package.module:build --data FOLDER`")
     try:
-        return load_checkpoint(p, device=device)
+        return load_checkpoint(p, device=device, trust_pickle=trust_pickle)
+    except CheckpointError as e:
+        raise AuditError(str(e)) from e
     except FileNotFoundError as e:
         raise AuditError(f"{p} has no sidecar {p}.json, so its architecture and dataset are "
                          "unknown: audit it as your own model with `--model package.module:build "

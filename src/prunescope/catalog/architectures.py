@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["REGISTRY", "Architecture", "Layer", "architecture", "display_order", "for_shape",
+__all__ = ["LENET_WIDTHS", "REGISTRY", "Architecture", "Layer", "architecture", "display_order",
+           "for_shape", "lenet_side",
            "name_of", "names", "size_order"]
 
 
@@ -111,13 +112,25 @@ def _linear(name: str, n_in: int, n_out: int) -> Layer:
     return Layer(name, "linear", n_in * n_out, n_out)
 
 
+#: widths of the LeNets' layers: conv1, conv2 output channels, then fc1, fc2 outputs
+LENET_WIDTHS: tuple[int, int, int, int] = (6, 16, 120, 84)
+
+
+def lenet_side(kernel: int, pad: int, image_size: int) -> int:
+    """Side of a LeNet's last feature map (pixels) for square ``image_size`` inputs: conv1
+    (``kernel``, padded by ``pad``) then 2x2 pool, conv2 (unpadded) then 2x2 pool; < 1 when the
+    image is too small."""
+    return ((image_size + 2 * pad - kernel + 1) // 2 - kernel + 1) // 2
+
+
 def _lenet_layout(kernel: int, pad: int) -> Layout:
     """LeNet-5 (:class:`prunescope.models.lenet.LeNet5`): two convolutions, three Linears."""
     def layout(num_classes: int, in_channels: int, image_size: int) -> tuple[Layer, ...]:
-        side = ((image_size + 2 * pad - kernel + 1) // 2 - kernel + 1) // 2
-        return (_conv("conv1", in_channels, 6, kernel, True), _conv("conv2", 6, 16, kernel, True),
-                _linear("fc1", 16 * side * side, 120), _linear("fc2", 120, 84),
-                _linear("classifier", 84, num_classes))
+        c1, c2, f1, f2 = LENET_WIDTHS
+        side = lenet_side(kernel, pad, image_size)
+        return (_conv("conv1", in_channels, c1, kernel, True), _conv("conv2", c1, c2, kernel, True),
+                _linear("fc1", c2 * side * side, f1), _linear("fc2", f1, f2),
+                _linear("classifier", f2, num_classes))
     return layout
 
 

@@ -111,6 +111,10 @@ def level_ratios(n_total: int, n_prunable: int, *, levels: int | None = None,
                 f"{prune_fraction:g} of them rounds to 0); stop earlier (levels={level - 1}) or "
                 "raise prune_fraction"
             )
+        if n_fixed + k == 0:
+            raise ValueError(
+                f"level {level} would remove every weight of the model ({prune_fraction:g} of "
+                f"{n_prunable} prunable weights rounds to all of them); lower prune_fraction")
         ratios.append(n_total / (n_fixed + k))
         if levels is not None and level >= levels:
             return ratios

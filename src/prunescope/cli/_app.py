@@ -44,6 +44,12 @@ class _Root(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as e:  # Ctrl-C before a command handles it (imports, loading)
+            if ctx.meta.get(_DEBUG) or os.environ.get("PRUNESCOPE_DEBUG"):
+                raise
+            click.echo("interrupted: whatever finished is kept; run the same command again to "
+                       "resume", err=True)
+            raise typer.Exit(130) from e
         except Exception as e:
             explained = explain(e)
             if explained is None or ctx.meta.get(_DEBUG) or os.environ.get("PRUNESCOPE_DEBUG"):
@@ -81,6 +87,12 @@ DataDirOpt = Annotated[Optional[Path], typer.Option(
 DeviceOpt = Annotated[str, typer.Option(
     "--device", help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N.")]
 
+#: ``--trust-pickle``: prune and audit may unpickle a file that can run code (docs/reliability.md)
+TrustPickleOpt = Annotated[bool, typer.Option(
+    "--trust-pickle", help="Unpickle a .pt weights file fully, or the pickled module a checkpoint's "
+                           "sidecar names (prunescope 0.1 audits). Unpickling runs any code the "
+                           "file holds: only for files you trust. Default: weights only.")]
+
 
 def invalid(option: str, value: Any, allowed: str) -> str:
     """The message of a refused option value: ``--ratio 1.0 is invalid; allowed: ...``, with the
@@ -94,6 +106,31 @@ def check(option: str, value: Any, error: str | None,
     says ``value`` is not allowed."""
     if error is not None:
         raise fail(invalid(option, value, error))
+
+
+class OutPathError(UserError, ValueError):
+    """An ``--out`` path that cannot be written as asked (a folder for a file, a file for a
+    folder, a missing folder)."""
+
+
+def writable_out(option: str, path: Path, *, folder: bool) -> Path:
+    """``path`` of an ``--out`` option checked before any work: a file to write (``folder``
+    False: not a folder, in an existing folder) or a folder (``folder`` True: not a file, under
+    no file; missing folders are created by the command). :class:`OutPathError` otherwise."""
+    what = "folder" if folder else "file"
+    if path.exists() and path.is_dir() != folder:
+        raise OutPathError(f"{option} {path} is a {'file' if folder else 'folder'}; give the "
+                           f"path of a {what} to write")
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                raise OutPathError(f"{option} {path}: {above} is a file, not a folder; give "
+                                   f"a {what} path whose folders are folders")
+            break
+        if not folder:
+            raise OutPathError(f"{option} {path}: the folder {path.parent} does not exist; "
+                               f"create it (mkdir -p {path.parent}) or give another path")
+    return path
 
 
 def usable_device(device: str, fail: type[Exception] = typer.BadParameter) -> str:

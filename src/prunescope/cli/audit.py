@@ -11,22 +11,25 @@ import os
 import sys
 from pathlib import Path
 from collections.abc import Callable
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import torch
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from prunescope._console import console as make_console, styled
-from prunescope.audit import AuditError, AuditResult
-from prunescope.data.folders import ImageFolderError
 from prunescope import choices
 from prunescope.catalog import methods as registry
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, usable_device
+from prunescope.cli._app import DataDirOpt, DeviceOpt, TrustPickleOpt, app, check, usable_device
+
+if TYPE_CHECKING:  # torch and the audit load when a command runs, not for --help
+    import torch
+    from rich.console import Console
+
+    from prunescope.audit import AuditResult
 
 
 def _csv(text: str, cast: type, option: str) -> list:
+    from prunescope.audit import AuditError
+
     try:
         return [cast(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError as e:
@@ -37,6 +40,10 @@ def _csv(text: str, cast: type, option: str) -> list:
 def import_factory(factory: str, option: str = "--model") -> Callable[[], torch.nn.Module]:
     """The callable named ``package.module:callable``, imported with the current directory first
     on the path (as ``python -m`` does); every failure is an ``AuditError`` naming ``option``."""
+    import torch
+
+    from prunescope.audit import AuditError
+
     mod_name, _, fn_name = factory.partition(":")
     if not mod_name or not fn_name:
         raise AuditError(f"{option} must look like package.module:callable, got {factory!r}")
@@ -69,24 +76,24 @@ def import_factory(factory: str, option: str = "--model") -> Callable[[], torch.
     return build
 
 
-def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
+def user_model(factory: str, weights: Path, device: str, trust_pickle: bool = False
+               ) -> torch.nn.Module:
     """Build ``package.module:callable`` (:func:`import_factory`) and load its weights from
-    ``.safetensors`` or a ``.pt`` state dict; every failure is an ``AuditError`` naming what to
-    fix."""
+    ``.safetensors`` or a ``.pt`` state dict (:func:`prunescope.train.load_state_dict`: weights
+    only unless ``trust_pickle``); every failure is an ``AuditError`` naming what to fix."""
+    import torch
+
+    from prunescope.audit import AuditError
+
     model = import_factory(factory)()
     if not weights.is_file():
         raise AuditError(f"no weights file at {weights}")
-    try:
-        if weights.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from prunescope.train import CheckpointError, load_state_dict
 
-            state = load_file(str(weights), device=device)
-        else:
-            state = torch.load(weights, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- truncated or foreign files
-        raise AuditError(f"{weights} cannot be read as a state dict ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}); it may be truncated: save "
-                         "it again with torch.save(model.state_dict(), path)") from e
+    try:
+        state = load_state_dict(weights, device, trust_pickle=trust_pickle)
+    except CheckpointError as e:
+        raise AuditError(f"{e}; save it again with torch.save(model.state_dict(), path)") from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -102,6 +109,8 @@ def user_model(factory: str, weights: Path, device: str) -> torch.nn.Module:
 
 
 def _print(con: Console, res: AuditResult) -> None:
+    from rich.table import Table
+
     runs = Table(title="Pruned models (nominal test set)")
     for col in ("method", "ratio", "achieved", "acc dense", "acc pruned", "acc final",
                 "agreement", "steps"):
@@ -166,11 +175,13 @@ def audit_cmd(
                       "the CSV tables.")] = Path("runs/audit"),
     device: DeviceOpt = choices.DEFAULT_DEVICE,
     data_dir: DataDirOpt = None,
+    trust_pickle: TrustPickleOpt = False,
 ) -> None:
     """Prune a trained model with each method at each ratio; print and write per-class recall
     changes, alpha, the worst-hit classes, prune potential and agreement, and report.html.
     Prints what will run and an estimate of how long first; rerun the same command to resume."""
-    from prunescope.audit import audit, audit_checkpoint
+    from prunescope.audit import AuditError, audit, audit_checkpoint
+    from prunescope.data.folders import ImageFolderError
     from prunescope.study.progress import display_for
     from prunescope.train import Recipe
 
@@ -191,7 +202,8 @@ def audit_cmd(
                 raise AuditError("--data goes with --model (your own model); a prunescope "
                                  "checkpoint brings its dataset")
             res = audit_checkpoint(checkpoint, data_dir=data_dir, finetune_epochs=finetune_epochs,
-                                   device=device, weight_decay=weight_decay, **kwargs)
+                                   device=device, weight_decay=weight_decay,
+                                   trust_pickle=trust_pickle, **kwargs)
         else:
             if data is None:
                 raise AuditError("--model needs --data FOLDER with train/ and test/ image folders (one "
@@ -206,7 +218,7 @@ def audit_cmd(
             train = read_split(data, "train")
             classes = getattr(train, "classes", None)
             test = read_split(data, "test", classes)
-            net = user_model(model, checkpoint, device)
+            net = user_model(model, checkpoint, device, trust_pickle)
             res = audit(net, train, test, finetune=recipe, class_names=classes,
                         weight_decay=weight_decay, name=Path(model.partition(":")[0]).name, **kwargs)
     except (AuditError, ImageFolderError) as e:

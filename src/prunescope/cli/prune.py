@@ -5,16 +5,12 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from prunescope import choices, data as D
 from prunescope._console import console as make_console, styled
-from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, invalid, usable_device
+from prunescope.cli._app import (DataDirOpt, DeviceOpt, TrustPickleOpt, app, check, invalid,
+                                 usable_device)
 from prunescope.catalog import methods as registry
-from prunescope.prune import count_parameters, prunable
-from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
-from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
 
 
 def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Path:
@@ -57,15 +53,23 @@ def prune_cmd(
                       "masks are stored in it, the sidecar is PATH.json.")] = None,
     device: DeviceOpt = choices.DEFAULT_DEVICE,
     data_dir: DataDirOpt = None,
+    trust_pickle: TrustPickleOpt = False,
 ) -> None:
     """Prune CHECKPOINT to --ratio with --method, fine-tune with the mask held, write the pruned
     checkpoint with its masks, and print the achieved ratio and test accuracy before and after."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from prunescope.prune import count_parameters, prunable
+    from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
+    from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
+
     console = make_console()
     method = method.lower()
     _check_options(method, ratio, scope, grad_mode, grad_batches, finetune_epochs)
     device = usable_device(device)
     try:
-        model, meta, old_masks = load_checkpoint(checkpoint, device=device)
+        model, meta, old_masks = load_checkpoint(checkpoint, device=device, trust_pickle=trust_pickle)
     except (FileNotFoundError, ValueError) as e:
         console.print(styled("error:", "red", f" {e}"))
         raise typer.Exit(1) from e
@@ -141,6 +145,9 @@ def _check_options(method: str, ratio: float, scope: str, grad_mode: str,
 def _show(console: Any, run: Any, finetuned: bool) -> None:
     """The pruned layers, the achieved ratio and the test accuracies of ``run``
     (:class:`~prunescope.prune.finetune.PruneRun`)."""
+    from rich.table import Table
+    from rich.text import Text
+
     res = run.result
     table = Table(title="pruned layers (kept / total, density)")
     for col in ("parameter", "kept", "total", "density"):

@@ -11,8 +11,8 @@ import typer
 
 from prunescope._console import console, styled
 from prunescope import choices
-from prunescope.cli._app import app, check
 from prunescope.choices import CI_METHODS, CORRECTIONS, FAMILIES
+from prunescope.cli._app import app, check, writable_out
 
 _console = console()
 _err = console(stderr=True)
@@ -50,6 +50,8 @@ def report_cmd(
     check("--correction", correction, choices.choice_error(correction, CORRECTIONS))
     check("--ci-method", ci_method, choices.choice_error(ci_method, CI_METHODS))
     check("--families", families, choices.choice_error(families, FAMILIES))
+    if out is not None:
+        writable_out("--out", out, folder=True)
     res = study_results(study, output)
     target = out if out is not None else Path(res.out_dir) / "report"
     try:

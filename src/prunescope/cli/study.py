@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from prunescope._console import console, styled
-from prunescope.cli._app import app
+from prunescope.cli._app import app, writable_out
 
 StudyArg = Annotated[Path, typer.Argument(help="the study's TOML file, e.g. studies/quick.toml")]
 OutputOpt = Annotated[Optional[str], typer.Option(
@@ -182,6 +182,8 @@ def export_cmd(
     if format not in ("parquet", "csv"):
         _err.print(styled(f"--format {format!r} is unknown", "red", "; use parquet or csv"))
         raise typer.Exit(2)
+    if out is not None:
+        writable_out("--out", out, folder=False)
     res = study_results(study, output)
     path = export_results(res, format, out)
     _console.print(f"wrote {len(res.frame)} rows to {path}")

@@ -4,18 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import numpy as np
-import torch
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-from rich.table import Table
-from rich.text import Text
 
 from prunescope import choices, data as D
 from prunescope._console import console as make_console, styled, text_column
 from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, usable_device
 from prunescope.catalog import architectures
-from prunescope.train import Recipe, TrainingDiverged, train_on_dataset
 
 
 @app.command("train")
@@ -40,6 +34,14 @@ def train_cmd(
 ) -> None:
     """Train one model with the SPEC 4 recipe; save the checkpoint; print test accuracy and
     per-class recall."""
+    import numpy as np
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.table import Table
+    from rich.text import Text
+
+    from prunescope.train import Recipe, TrainingDiverged, train_on_dataset
+
     console = make_console()
     if dataset not in D.names():
         raise typer.BadParameter(f"unknown dataset {dataset!r}; choose from {', '.join(D.names())}")

@@ -6,9 +6,9 @@
 name       layer                               output shape
 =========  ==================================  =================
 conv1      Conv2d(in, 6, 5x5, padding 2)       (N, 6, 28, 28)
-           ReLU, MaxPool 2x2                   (N, 6, 14, 14)
+           MaxPool 2x2, ReLU                   (N, 6, 14, 14)
 conv2      Conv2d(6, 16, 5x5)                  (N, 16, 10, 10)
-           ReLU, MaxPool 2x2                   (N, 16, 5, 5)
+           MaxPool 2x2, ReLU                   (N, 16, 5, 5)
            flatten                             (N, 400)
 fc1        Linear(400, 120), ReLU              (N, 120)
 fc2        Linear(120, 84), ReLU               (N, 84)
@@ -28,9 +28,9 @@ scaled tanh and trainable subsampling, as in the pruning literature's LeNet-5.
 name       layer                               output shape
 =========  ==================================  =================
 conv1      Conv2d(in, 6, 3x3)                  (N, 6, 26, 26)
-           ReLU, MaxPool 2x2                   (N, 6, 13, 13)
+           MaxPool 2x2, ReLU                   (N, 6, 13, 13)
 conv2      Conv2d(6, 16, 3x3)                  (N, 16, 11, 11)
-           ReLU, MaxPool 2x2 (floor)           (N, 16, 5, 5)
+           MaxPool 2x2 (floor), ReLU           (N, 16, 5, 5)
            flatten                             (N, 400)
 fc1        Linear(400, 120), ReLU              (N, 120)
 fc2        Linear(120, 84), ReLU               (N, 84)
@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunescope.catalog.architectures import name_of
+from prunescope.catalog.architectures import LENET_WIDTHS, lenet_side, name_of
 
 #: ``{variant: (conv kernel size, conv1 padding)}``; the architecture of each is named by its
 #: record in :mod:`prunescope.catalog.architectures`
@@ -79,19 +79,19 @@ class LeNet5(nn.Module):
         kernel, pad = VARIANTS[variant]
         self.arch = name_of(f"{__name__}:LeNet5", variant=variant)
         self.variant = variant
-        # conv1 then pool, conv2 (no padding) then pool
-        side = ((image_size + 2 * pad - kernel + 1) // 2 - kernel + 1) // 2
+        side = lenet_side(kernel, pad, image_size)
         if side < 1:
             raise ValueError(
                 f"LeNet-5 ({variant}) needs larger images than image_size={image_size}; "
                 "pass the real input size as image_size"
             )
         self.image_size = image_size
-        self.conv1 = nn.Conv2d(in_channels, 6, kernel_size=kernel, padding=pad)
-        self.conv2 = nn.Conv2d(6, 16, kernel_size=kernel)
-        self.fc1 = nn.Linear(16 * side * side, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.classifier = nn.Linear(84, num_classes)
+        c1, c2, f1, f2 = LENET_WIDTHS
+        self.conv1 = nn.Conv2d(in_channels, c1, kernel_size=kernel, padding=pad)
+        self.conv2 = nn.Conv2d(c1, c2, kernel_size=kernel)
+        self.fc1 = nn.Linear(c2 * side * side, f1)
+        self.fc2 = nn.Linear(f1, f2)
+        self.classifier = nn.Linear(f2, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, in_channels, S, S)`` float -> ``(N, num_classes)`` logits."""
@@ -100,8 +100,10 @@ class LeNet5(nn.Module):
                 f"LeNet-5 was built for {self.image_size}x{self.image_size} inputs, got "
                 f"{tuple(x.shape[-2:])}; build it with image_size={x.shape[-1]}"
             )
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        # ReLU after the 2x2 max-pool: max and ReLU commute, so output and gradients are
+        # bitwise those of ReLU-then-pool, with ReLU on a quarter of the elements (issue 22)
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.relu(F.max_pool2d(self.conv2(x), 2))
         x = torch.flatten(x, 1)
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))

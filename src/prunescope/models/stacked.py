@@ -194,8 +194,9 @@ class StackedLeNet5(StackedModel):
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             raise ValueError(f"LeNet-5 was built for {self.image_size}x{self.image_size} inputs, "
                              f"got {tuple(x.shape[-2:])}")
-        out = F.max_pool2d(F.relu(self.conv1(_to_channels(x))), 2)
-        out = F.max_pool2d(F.relu(self.conv2(out)), 2)
+        # ReLU after the max-pool, as LeNet5.forward (bitwise the same, a quarter of the work)
+        out = F.relu(F.max_pool2d(self.conv1(_to_channels(x)), 2))
+        out = F.relu(F.max_pool2d(self.conv2(out), 2))
         out = F.relu(self.fc1(_to_features(out, self.groups)))
         out = F.relu(self.fc2(out))
         return self.classifier(out)

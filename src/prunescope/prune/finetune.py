@@ -25,7 +25,7 @@ from prunescope.train.loop import ProgressFn
 
 #: Sidecar keys a pruned model inherits from its dense parent (data, architecture, seed).
 CARRIED_META = ("arch", "num_classes", "in_channels", "image_size", "dataset", "n_val", "split_seed",
-                "seed", "imbalance", "module", "data", "mean", "std")
+                "seed", "imbalance", "data", "mean", "std")
 
 
 def _accuracy(confusion: np.ndarray) -> float:

@@ -11,6 +11,11 @@ Integrity: :meth:`Artifacts.writing` records the sha256 of every file it puts in
 damaged on disk later is named, with the job that wrote it, instead of failing somewhere
 inside a loader (:class:`ArtifactDamaged`).
 
+Files that no job's record covers (the shifted test sets any evaluation may write, an audit's
+data file) carry their digest beside them: :meth:`Artifacts.writing` with ``digests=True``
+also writes ``<file>.sha256``, and :meth:`Artifacts.reading_checked` reads such a file only if
+its content still has that digest; so every artifact read is checked, whatever wrote it.
+
 The store records artifacts by their :meth:`Artifacts.name` relative to the root
 (``train/<id>.safetensors``) and resolves them with :meth:`Artifacts.url` under the root the
 study names now, so a moved or copied study folder reads its own files.
@@ -32,6 +37,8 @@ from fsspec.implementations.local import LocalFileSystem
 from prunescope.errors import UserError
 
 TMP_PREFIX = ".tmp-"
+#: suffix of the digest file written beside a file no job's record covers (hex sha256, one line)
+DIGEST_SUFFIX = ".sha256"
 _LOCAL_PROTOCOLS = (None, "file", "local")
 
 
@@ -61,10 +68,14 @@ def check_digest(url: str, digest: str, expected: tuple[str, str] | None,
                  study: str | None = None) -> None:
     """Raise :class:`ArtifactDamaged` when ``digest`` (hex sha256 of ``url``'s content) is not
     the recorded one; ``expected`` is ``(sha256, job id of the writer)`` (``None``: nothing was
-    recorded, e.g. a store of prunescope < 0.2: nothing is checked)."""
+    recorded, e.g. a store of prunescope < 0.2: nothing is checked; writer ``""``: the digest
+    was written beside the file, :data:`DIGEST_SUFFIX`)."""
     if expected is None or digest == expected[0]:
         return
     sha, writer = expected
+    if not writer:
+        raise ArtifactDamaged(f"artifact {url} is damaged: its sha256 is {digest[:16]}..., "
+                              f"{url}{DIGEST_SUFFIX} recorded {sha[:16]}... when it was written")
     raise ArtifactDamaged(
         f"artifact {url} is damaged: its sha256 is {digest[:16]}..., job {writer[:12]} recorded "
         f"{sha[:16]}... when it wrote it; redo that job and its dependents: "
@@ -135,10 +146,11 @@ class Artifacts:
                 if PurePosixPath(u).name.startswith(job_id)}
 
     @contextmanager
-    def writing(self, folder: str) -> Iterator[Path]:
+    def writing(self, folder: str, *, digests: bool = False) -> Iterator[Path]:
         """Yield an empty local temporary folder; on a clean exit every file written into it
         is moved to ``<root>/<folder>/`` under the same name (and its sha256 recorded in
-        :attr:`written`)."""
+        :attr:`written`). ``digests=True``: each file's sha256 is also written beside it, as
+        ``<name>.sha256``, put in place after the file (for :meth:`reading_checked`)."""
         if self.is_local:
             dest = Path(self.base) / folder
             dest.mkdir(parents=True, exist_ok=True)
@@ -149,10 +161,15 @@ class Artifacts:
             yield tmp
             for f in sorted(tmp.iterdir()):
                 digest = sha256_file(f)
-                if self.is_local:
-                    os.replace(f, dest / f.name)
-                else:
-                    self.fs.put_file(str(f), f"{self.base.rstrip('/')}/{folder}/{f.name}")
+                beside = [f]
+                if digests:
+                    beside.append(f.with_name(f.name + DIGEST_SUFFIX))
+                    beside[1].write_text(digest + "\n")
+                for g in beside:
+                    if self.is_local:
+                        os.replace(g, dest / g.name)
+                    else:
+                        self.fs.put_file(str(g), f"{self.base.rstrip('/')}/{folder}/{g.name}")
                 self.written[self.url(f"{folder}/{f.name}")] = digest
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -187,6 +204,24 @@ class Artifacts:
             yield out
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    @contextmanager
+    def reading_checked(self, url: str) -> Iterator[Path]:
+        """Yield the local path of a file written with ``writing(..., digests=True)``, after
+        checking its content against the sha256 written beside it. A file without a readable
+        digest beside it (written by an older prunescope, or the digest damaged) or whose
+        content differs raises :class:`ArtifactDamaged`; a missing file ``FileNotFoundError``."""
+        digest_url = url + DIGEST_SUFFIX
+        try:
+            fs, path = fsspec.core.url_to_fs(digest_url)
+            sha = fs.cat_file(path).decode("ascii").strip()
+        except (FileNotFoundError, UnicodeDecodeError) as e:
+            if not self.exists(url):
+                raise FileNotFoundError(f"artifact {url} is missing") from e
+            raise ArtifactDamaged(f"artifact {url} has no readable sha256 beside it "
+                                  f"({digest_url}), so its content cannot be checked") from e
+        with Artifacts(self.root, {url: (sha, "")}).reading(url) as (local,):
+            yield local
 
     def exists(self, url: str) -> bool:
         """Whether the artifact at ``url`` (as returned by :meth:`url`) exists."""

@@ -19,17 +19,22 @@ import multiprocessing
 import multiprocessing.connection as mp_connection
 import os
 import signal
+import socket
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from prunescope._worker_start import worker_entry
+from prunescope.errors import UserError
 from prunescope.study.packs import Pack
 from prunescope.study.plan import Job
 from prunescope.study.store import JobResult
-from prunescope.study.worker import WorkerContext, run_pack
+
+if TYPE_CHECKING:  # the worker (torch, dynamo) loads where a pack runs, not in the driver
+    from prunescope.study.worker import WorkerContext
 
 #: ``progress(pack, job, done, total)`` called as a running pack advances (local executors)
 PackProgressFn = Callable[[Pack, Job, int, int], None]
@@ -87,6 +92,8 @@ class LocalExecutor:
     def wait(self) -> list[tuple[Pack, list[JobResult]]]:
         if not self._queued:
             return []
+        from prunescope.study.worker import run_pack
+
         pack, ctx = self._queued
         self._queued = None
         cb = None
@@ -118,20 +125,9 @@ class Lost:
     reason: str
 
 
-def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
-    """Start a daemon thread that ends this process as soon as ``parent_pid`` is no longer its
-    parent (the driver died, e.g. ``kill -9``), so no orphan computes a pack nobody records."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(poll_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
 def _worker_main(conn: mp_connection.Connection, parent_pid: int) -> None:
-    """A worker process of :class:`ProcessExecutor`: run the packs the driver sends through
+    """A worker process of :class:`ProcessExecutor` (entered through
+    :func:`prunescope._worker_start.worker_entry`, which ties it to the driver): run the packs the driver sends through
     ``conn`` (``(key, pack, ctx)``, ``None`` = stop), one at a time, and send back
     ``("progress", key, job index, done, total)`` messages (throttled) and one
     ``("done", key, results)`` or ``("error", key, text)`` per pack.
@@ -140,8 +136,9 @@ def _worker_main(conn: mp_connection.Connection, parent_pid: int) -> None:
     and stops its workers, so SIGINT is ignored here (it was already ignored while this process
     started, see :meth:`ProcessExecutor._spawn`). SIGTERM keeps its default action: the driver
     ends a worker with it, silently."""
+    from prunescope.study.worker import run_pack
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_with_parent(parent_pid)
     while True:
         try:
             msg = conn.recv()
@@ -221,7 +218,7 @@ class ProcessExecutor:
         disposition is inherited across exec), so that a Ctrl-C while it imports torch prints
         no traceback. The driver ignores SIGINT only for the instant of the fork."""
         conn, child = self._mp.Pipe()
-        process = self._mp.Process(target=_worker_main, args=(child, os.getpid()),
+        process = self._mp.Process(target=worker_entry, args=(child, os.getpid()),
                                    name="prunescope-worker")
         main = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
@@ -312,8 +309,43 @@ class ProcessExecutor:
             w.conn.close()
 
 
+#: seconds :func:`probe_ray_address` waits for a TCP connection to the cluster
+RAY_PROBE_S = 5.0
+
+
+class RayUnreachable(UserError, ConnectionError):
+    """Nothing answers at the Ray address given (``--address``)."""
+
+
+def probe_ray_address(address: str, timeout: float = RAY_PROBE_S) -> None:
+    """Raise :class:`RayUnreachable` when no TCP connection to ``address`` (``host:port`` of a
+    cluster's GCS, default port 6379, or ``ray://host:port`` of a Ray Client server, default
+    10001) opens within ``timeout`` seconds; ``ray.init`` would instead retry for minutes.
+    ``auto`` and ``local`` (found by Ray itself) are not probed."""
+    if address in ("auto", "local"):
+        return
+    client = address.startswith("ray://")
+    rest = address.removeprefix("ray://").split("/", 1)[0]
+    host, sep, port_text = rest.rpartition(":")
+    if not sep:
+        host, port_text = rest, ""
+    try:
+        port = int(port_text) if port_text else (10001 if client else 6379)
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+            return
+    except (OSError, ValueError) as e:
+        reason = e.strerror or str(e) if isinstance(e, OSError) else f"bad port: {e}"
+        raise RayUnreachable(
+            f"--address {address}: nothing answers at {host}:{port_text or port} within "
+            f"{timeout:g} s ({reason or type(e).__name__}); start the cluster (`ray start --head`"
+            " on its head node), check the address and port, or leave --address out to start "
+            "a local Ray instance") from None
+
+
 def _run_pack_remote(pack: Pack, ctx: WorkerContext) -> list[JobResult]:
     """The body of the Ray task (module-level so Ray can pickle it by reference)."""
+    from prunescope.study.worker import run_pack
+
     return run_pack(pack, ctx)
 
 
@@ -322,7 +354,8 @@ class RayExecutor:
 
     Args:
         address: Ray cluster address (``auto``, ``ray://host:10001``...); ``None`` starts a local
-            Ray instance, which :meth:`close` shuts down again.
+            Ray instance, which :meth:`close` shuts down again. A ``host:port`` address is
+            probed first (:func:`probe_ray_address`): nothing listening is one line in seconds.
         gpus_per_pack: GPUs per pack task when the cluster has GPUs (a fraction packs several
             tasks per GPU).
         cpus_per_pack: CPUs per pack task when it has none.
@@ -335,6 +368,8 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, gpus_per_pack: float = 1.0,
                  cpus_per_pack: int = 1, num_cpus: int | None = None) -> None:
+        if address is not None:
+            probe_ray_address(address)
         try:
             import ray
         except ImportError as e:  # pragma: no cover - ray is a declared optional dependency
@@ -345,7 +380,13 @@ class RayExecutor:
             if address is None:
                 ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
             else:
-                ray.init(address=address, log_to_driver=False)
+                try:
+                    ray.init(address=address, log_to_driver=False)
+                except (ConnectionError, ValueError, RuntimeError) as e:  # Ray's own refusals
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                    raise RayUnreachable(f"--address {address}: Ray could not connect "
+                                         f"({type(e).__name__}: {first}); check the address, "
+                                         "the cluster and its Ray version") from e
         res = ray.cluster_resources()
         gpus = float(res.get("GPU", 0.0))
         if gpus > 0:

@@ -44,6 +44,11 @@ MAX_CPUS_PER_PACK = 1024
 MAX_GPUS_PER_PACK = 64
 #: TOML integers are 64-bit (tomllib reads larger ones anyway); seeds span 0..INT64_MAX
 INT64_MAX = 2**63 - 1
+#: a study spec is a short text file: larger ones (or a device such as /dev/zero) are refused
+MAX_SPEC_BYTES = 1 << 20
+#: deepest nesting of tables and lists in a spec (the deepest key, `[train.<arch>] schedule`,
+#: is 4 levels down); deeper documents are refused before any recursive validation
+MAX_NESTING = 16
 
 
 def check_across_tables(v: Messages, spec: StudySpec, raw: dict[str, Any]) -> None:
@@ -255,17 +260,24 @@ def is_url(s: str) -> bool:
     return "://" in s
 
 
-def check_ints(v: Messages, node: Any, path: str) -> None:
-    """Fail on any integer outside TOML's 64-bit range, anywhere in the document (tomllib reads
-    larger ones; torch, NumPy and SQLite cannot hold them)."""
-    if isinstance(node, dict):
-        for k, x in node.items():
-            check_ints(v, x, f"{path}.{k}" if path else k)
-    elif isinstance(node, list):
-        for i, x in enumerate(node):
-            check_ints(v, x, f"{path}[{i}]")
-    elif is_int(node) and not -INT64_MAX - 1 <= node <= INT64_MAX:
-        v.fail(path, node, "an integer of at most 64 bits (TOML's range)")
+def check_ints(v: Messages, doc: dict[str, Any]) -> None:
+    """Fail on tables or lists nested deeper than :data:`MAX_NESTING` and on any integer
+    outside TOML's 64-bit range (tomllib reads larger ones; torch, NumPy and SQLite cannot hold
+    them), anywhere in the document; iterative, so no document is too deep to check."""
+    stack: list[tuple[Any, str, int]] = [(doc, "", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > MAX_NESTING:
+                v.fail(path, "(nested value)", f"tables or lists nested at most {MAX_NESTING} "
+                       "levels deep")
+            items = (node.items() if isinstance(node, dict) else
+                     ((f"[{i}]", x) for i, x in enumerate(node)))
+            for k, x in items:
+                sub = f"{path}{k}" if isinstance(node, list) else (f"{path}.{k}" if path else k)
+                stack.append((x, sub, depth + 1))
+        elif is_int(node) and not -INT64_MAX - 1 <= node <= INT64_MAX:
+            v.fail(path, node, "an integer of at most 64 bits (TOML's range)")
 
 
 def local_folder(v: Messages, key: str, text: str, base: Path) -> str:
@@ -276,6 +288,8 @@ def local_folder(v: Messages, key: str, text: str, base: Path) -> str:
         v.fail(key, text, "a non-empty folder path")
     if "\x00" in text:
         v.fail(key, text, "a folder path without NUL bytes")
+    if len(text) > MAX_PATH_BYTES:  # before resolving: a huge path takes minutes to resolve
+        v.fail(key, f"{text[:40]}...", f"a folder path of at most {MAX_PATH_BYTES} bytes")
     try:
         path = (base / text).resolve()
     except (OSError, RuntimeError, ValueError) as e:

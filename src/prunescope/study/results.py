@@ -211,6 +211,50 @@ def read_predictions(url: str, expected: tuple[str, str] | None = None,
     return arr.astype(np.int64)
 
 
+def _done_evaluations(jobs: pd.DataFrame) -> pd.DataFrame:
+    """The done evaluate jobs that recorded a predictions artifact, with its path as ``url``
+    and ``expected``: ``(sha256, job id)`` recorded for it (``None`` for stores of prunescope
+    0.1, which recorded none)."""
+    ev = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")]
+    urls = [a.get("predictions") if isinstance(a, dict) else None for a in ev["artifacts"]]
+    recorded = ev["checksums"] if "checksums" in ev else [None] * len(ev)
+    expected = [(sums[u], jid) if u is not None and isinstance(sums, dict) and u in sums
+                else None for jid, u, sums in zip(ev["id"], urls, recorded)]
+    ev = ev.assign(url=urls, expected=expected)
+    return ev[ev["url"].notna()]
+
+
+def _read_checked(ev: pd.DataFrame, urls, study: str | None, bad: dict[str, list[str]]
+                  ) -> dict[str, np.ndarray | None]:
+    """``{url: predictions or None}`` of the predictions files ``urls`` of evaluations ``ev``
+    (:func:`_done_evaluations`), each checked against its recorded sha256
+    (:func:`read_predictions`); a missing or damaged file is ``None`` and appended to
+    ``bad["missing"]`` or ``bad["damaged"]``."""
+    expected = dict(zip(ev["url"], ev["expected"]))
+    preds: dict[str, np.ndarray | None] = {}
+    for u in urls:
+        try:
+            preds[u] = read_predictions(u, expected.get(u), study)
+        except (FileNotFoundError, ArtifactDamaged) as e:
+            preds[u] = None
+            bad.setdefault("missing" if isinstance(e, FileNotFoundError) else "damaged", []).append(u)
+    return preds
+
+
+def _warn_unreadable(ev: pd.DataFrame, bad: dict[str, list[str]], study: str | None,
+                     consequence: str, stacklevel: int) -> None:
+    """One warning per kind of :func:`_read_checked`'s ``bad`` files: how many, ``consequence``,
+    the first files and the command that redoes their evaluations."""
+    writer = dict(zip(ev["url"], ev["id"]))
+    for what, urls in sorted(bad.items(), reverse=True):
+        warnings.warn(
+            f"{len(urls)} predictions artifact(s) are {what}, {consequence}: "
+            f"{urls[:3]}{' ...' if len(urls) > 3 else ''}; redo their evaluations: "
+            f"`prunescope invalidate {study or 'STUDY.toml'} "
+            f"{' '.join(writer[u][:12] for u in urls)}`, then `prunescope run "
+            f"{study or 'STUDY.toml'}`", stacklevel=stacklevel + 1)
+
+
 def _agreement(jobs: pd.DataFrame, with_level: bool = False, study: str | None = None
                ) -> pd.DataFrame:
     """Functional agreement of every done pruned evaluation with the dense evaluation of the
@@ -224,14 +268,7 @@ def _agreement(jobs: pd.DataFrame, with_level: bool = False, study: str | None =
     empty = pd.DataFrame({c: pd.Series(dtype=np.float64 if c in ("ratio", "level", "agreement")
                                        else np.int64 if c == "model" else object)
                           for c in cols + ["agreement"]})
-    ev = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")]
-    urls = [a.get("predictions") if isinstance(a, dict) else None for a in ev["artifacts"]]
-    ev = ev.assign(url=urls)
-    recorded = ev["checksums"] if "checksums" in ev else [None] * len(ev)
-    expected = {u: (sums[u], jid) for jid, u, sums in zip(ev["id"], urls, recorded)
-                if u is not None and isinstance(sums, dict) and u in sums}
-    writer = dict(zip(urls, ev["id"]))
-    ev = ev[ev["url"].notna()]
+    ev = _done_evaluations(jobs)
     key = ["dataset", "arch", "model", "distribution"]
     dense = ev[ev["method"] == "dense"]
     if dense.duplicated(key).any():
@@ -242,24 +279,10 @@ def _agreement(jobs: pd.DataFrame, with_level: bool = False, study: str | None =
         on=key, how="inner")
     if pairs.empty:
         return empty
-    preds: dict[str, np.ndarray | None] = {}
-    missing: list[str] = []
-    damaged: list[str] = []
-    for u in pd.unique(pd.concat([pairs["url"], pairs["dense_url"]])):
-        try:
-            preds[u] = read_predictions(u, expected.get(u), study)
-        except (FileNotFoundError, ArtifactDamaged) as e:
-            preds[u] = None
-            (missing if isinstance(e, FileNotFoundError) else damaged).append(u)
-    for what, bad in (("missing", missing), ("damaged", damaged)):
-        if bad:
-            # stacklevel: _agreement <- loader <- agreement <- cached_property <- caller
-            warnings.warn(
-                f"{len(bad)} predictions artifact(s) are {what}, their agreement rows are left "
-                f"out: {bad[:3]}{' ...' if len(bad) > 3 else ''}; redo their evaluations: "
-                f"`prunescope invalidate {study or 'STUDY.toml'} "
-                f"{' '.join(writer[u][:12] for u in bad)}`, then `prunescope run "
-                f"{study or 'STUDY.toml'}`", stacklevel=5)
+    bad: dict[str, list[str]] = {}
+    preds = _read_checked(ev, pd.unique(pd.concat([pairs["url"], pairs["dense_url"]])), study, bad)
+    # stacklevel: _agreement <- loader <- agreement <- cached_property <- caller
+    _warn_unreadable(ev, bad, study, "their agreement rows are left out", stacklevel=5)
     pairs = pairs[[preds[u] is not None and preds[d] is not None
                    for u, d in zip(pairs["url"], pairs["dense_url"])]]
     agree = pd.Series(np.nan, index=pairs.index, dtype=np.float64)
@@ -325,7 +348,9 @@ def load_exemplars(results: StudyResults, gallery: int = 12,
     models; :func:`prunescope.metrics.underrepresented.pie_mask`). With one model per cell (an
     audit) these are the test images whose prediction pruning changes.
 
-    Cells whose models lack predictions artifacts are left out with a warning. ``gallery``: how
+    Models whose predictions artifact is absent, missing or damaged (its recorded sha256,
+    :func:`read_predictions`) are left out of their cell with a warning naming the files and
+    the command that redoes them; a cell without a model left is left out. ``gallery``: how
     many PIE thumbnails to keep per nominal cell (the first by test-set index). ``test_sets``:
     ``{dataset label: (x uint8 NHWC, y int64, class names)}`` for data that are not a registry
     dataset (an audited user model's own test set, in the order it was evaluated); the others
@@ -341,10 +366,10 @@ def _exemplars(jobs: pd.DataFrame, spec: StudySpec, gallery: int = 12,
     from prunescope.data import info, load, train_val_indices
     from prunescope.metrics.underrepresented import accuracy_on, pie_class_share, pie_mask
 
-    ev = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")].copy()
-    ev["url"] = [a.get("predictions") if isinstance(a, dict) else None for a in ev["artifacts"]]
-    missing = int(ev["url"].isna().sum())
-    ev = ev[ev["url"].notna()]
+    done = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")]
+    ev = _done_evaluations(jobs)
+    missing = len(done) - len(ev)
+    bad: dict[str, list[str]] = {}
     base_of = {c.label: c.dataset for c in spec.cells}
     key = ["dataset", "arch", "distribution"]
     cells = ["dataset", "arch", "method", "ratio", "distribution"]
@@ -370,13 +395,11 @@ def _exemplars(jobs: pd.DataFrame, spec: StudySpec, gallery: int = 12,
         n_classes = len(classes[dataset])
 
         def stack(frame: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
+            read = _read_checked(ev, frame["url"], spec.path, bad)
             preds, models = [], []
             for url, model in zip(frame["url"], frame["model"]):
-                try:
-                    p = read_predictions(url)
-                except FileNotFoundError:
-                    continue
-                if p.shape == y.shape:
+                p = read[url]
+                if p is not None and p.shape == y.shape:
                     preds.append(p)
                     models.append(int(model))
             return (np.stack(preds) if preds else np.empty((0, len(y)), np.int64)), models
@@ -412,6 +435,9 @@ def _exemplars(jobs: pd.DataFrame, spec: StudySpec, gallery: int = 12,
             if dist == "nominal":
                 for i in where[:gallery]:
                     thumbs[(dataset, int(idx[i]))] = x_all[idx[i]]
+    # stacklevel: _exemplars <- load_exemplars or the loader <- caller
+    _warn_unreadable(ev, bad, spec.path, "their models are left out of the PIE tables",
+                     stacklevel=3)
     if missing:
         warnings.warn(f"{missing} evaluation(s) have no predictions artifact; their cells' PIEs "
                       "use the other models only", stacklevel=2)

@@ -28,8 +28,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
-
 from prunescope.data import fetch, info
 from prunescope.errors import DeviceUnavailable, UserError
 from prunescope.study.artifacts import Artifacts
@@ -131,6 +129,7 @@ def run_study(
     retry_failed: bool = False,
     display: RunDisplay | None = None,
     plan: Plan | None = None,
+    user_model: bytes | None = None,
 ) -> RunSummary:
     """Run every job of ``spec`` that is not done yet.
 
@@ -144,6 +143,8 @@ def run_study(
             ``None`` shows nothing.
         plan: the jobs to run, default ``make_plan(spec)``; an audit passes the plan of its
             one user model (:func:`prunescope.audit.audit`), whose ``source`` job it recorded.
+        user_model: that model's ``torch.save`` bytes, made by the audit from the object its
+            caller passed; sent to the workers (:attr:`WorkerContext.user_model`).
 
     Returns:
         :class:`RunSummary`. ``KeyboardInterrupt`` (Ctrl-C, SIGTERM) propagates after the
@@ -165,7 +166,7 @@ def run_study(
         if todo:
             ex = _make_executor(spec, executor, address, display)
             try:
-                _drive(plan, todo, status, store, ex, spec, display, summary)
+                _drive(plan, todo, status, store, ex, spec, display, summary, user_model)
             finally:
                 ex.close()
                 if display:
@@ -242,7 +243,8 @@ def _without_data(plan: Plan, waiting: set[str], by_id: dict[str, Job],
 
 
 def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex: Executor,
-           spec: StudySpec, display: RunDisplay | None, summary: RunSummary) -> None:
+           spec: StudySpec, display: RunDisplay | None, summary: RunSummary,
+           user_model: bytes | None = None) -> None:
     """The scheduling loop (see the module docstring).
 
     Ready jobs wait in one heap per (kind, dataset, arch), ordered by plan position; the next
@@ -250,6 +252,10 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     scheduled before unrelated later work. Cost per job: O(log n) plus two store transactions
     per pack (running, finished).
     """
+    import torch
+
+    from prunescope.study.worker import WorkerContext  # torch and dynamo: only with jobs to run
+
     by_id = plan.by_id()
     order = {j.id: i for i, j in enumerate(plan.jobs)}
     children: dict[str, list[str]] = {}
@@ -307,7 +313,8 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
                 deterministic=spec.executor.deterministic, pack_options=pack_options,
                 parent_artifacts=tuple((d, tuple(sorted(arts[d].items()))) for d in deps),
                 parent_checksums=tuple((u, h, d) for d in deps
-                                       for u, h in sorted(sums.get(d, {}).items()))))
+                                       for u, h in sorted(sums.get(d, {}).items())),
+                user_model=user_model))
             if display:
                 display.pack_started(pack)
         if in_flight == 0:

@@ -24,13 +24,15 @@ from pydantic_core import PydanticUndefined
 
 from prunescope import choices
 from prunescope.catalog import architectures, methods as registry
+from prunescope.catalog.distributions import CORRUPTIONS
 from prunescope.choices import DATASETS, DEVICES, GRADIENT_MODES, MAX_CUDA_INDEX, SCOPES
 from prunescope.study.keys import (Messages as _Validator, SpecError, Table as _Table, int_key,
                                    key, refuse as _refuse, sub_table,
                                    key_table, replace_blocks, spec_error)
 from prunescope.study.feasibility import (INT64_MAX, MAX_CPUS_PER_PACK, MAX_EPOCHS,
-                                          MAX_GPUS_PER_PACK, MAX_JOBS, MAX_NAME, MAX_PACK_SIZE,
-                                          MAX_THREADS, MAX_WORKERS, artifact_url,
+                                          MAX_GPUS_PER_PACK, MAX_JOBS, MAX_NAME, MAX_NESTING,
+                                          MAX_PACK_SIZE, MAX_SPEC_BYTES, MAX_THREADS,
+                                          MAX_WORKERS, artifact_url,
                                           check_across_tables, check_ints, is_int, is_num,
                                           is_url, local_folder)
 from prunescope.study.grid import Cell, ImbalanceSpec, expand_cells
@@ -211,9 +213,9 @@ class ExecutorSpec(_Table):
         (), "`[executor.pack_options]`: the pack trainer's switches "
         f"{', '.join(f'`{n}`' for n in PackOptions.__dataclass_fields__)} (true/false each; see "
         "docs/speed.md) for packs of G > 1, held as sorted `(switch, bool)` pairs; unset "
-        "switches keep the device default (all on for CUDA, fp32 eager on the CPU), `compile = "
-        "false` also drops `cuda_graphs`. CUDA-only switches on a CPU are refused before any "
-        "job runs. Example: `compile = false` where torch.compile does not work",
+        "switches keep the device default (all on for CUDA, fp32 eager with the fused SGD step "
+        "on the CPU), `compile = false` also drops `cuda_graphs`. CUDA-only switches on a CPU "
+        "are refused before any job runs. Example: `compile = false` where torch.compile does not work",
         doc_default="device defaults", doc_type="table")
 
     @field_validator("gpus_per_pack")
@@ -343,7 +345,7 @@ class StudyFile(_GridKeys, _Settings):
     """The top level of a study file, as validated before the checks across tables."""
 
     distributions: list[DistributionName] = key(
-        ["nominal"], "`nominal`, `<corruption>-<1..5>` (" + ", ".join(choices.CORRUPTIONS)
+        ["nominal"], "`nominal`, `<corruption>-<1..5>` (" + ", ".join(CORRUPTIONS)
         + "), `noise-<std>` (std on the 0..1 scale). Canonicalised, nominal first. Corrupted "
         "pixels are truncated to uint8 as the published CIFAR-10-C (docs/corruptions.md); their "
         "evaluation jobs carry `quantize = \"truncate\"` in their ids",
@@ -510,10 +512,20 @@ def load_spec(path: str | os.PathLike[str], output: str | None = None) -> StudyS
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as fh:
+            data = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as e:
         raise SpecError(f"cannot read study spec {str(p)!r}: {e.strerror or e}") from e
-    return parse_spec(text, base_dir=p.resolve().parent, source=str(p.resolve()), output=output)
+    source = str(p.resolve())
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"{source}: larger than {MAX_SPEC_BYTES >> 20} MiB, so not a study spec "
+                        "(a TOML file of a few dozen lines)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{source}: not UTF-8 text (byte {data[e.start]:#04x} at offset "
+                        f"{e.start}); save it as UTF-8") from None
+    return parse_spec(text, base_dir=Path(source).parent, source=source, output=output)
 
 
 def parse_spec(
@@ -533,8 +545,11 @@ def parse_spec(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{where}: not valid TOML: {e}") from e
+    except RecursionError:
+        raise SpecError(f"{where}: tables or lists nested more than {MAX_NESTING} levels deep; "
+                        "a study spec nests at most 4") from None
     v = _Validator(where)
-    check_ints(v, raw, "")
+    check_ints(v, raw)
     try:
         f = StudyFile.model_validate(raw)
     except ValidationError as e:

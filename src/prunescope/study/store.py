@@ -7,7 +7,8 @@ Tables (schema :data:`SCHEMA_VERSION`, documented in ``docs/studies.md``):
   (``pending``/``running``/``done``/``failed``/``blocked``), error text, seed, attempts,
   started/finished (Unix seconds), wall_s, achieved_ratio, artifacts (JSON name -> path relative
   to the artifact root), info (JSON: best epoch, history, worker), updated (Unix seconds),
-  checksums (JSON relative path -> sha256 hex of every file the job wrote).
+  checksums (JSON relative path -> sha256 hex of every file the job wrote), digest (sha256 hex
+  of the done job's result rows, :meth:`Store.verify`).
 * ``evaluations(job_id, distribution, cls, support, predicted, correct)``: the tidy per-class
   counts of every ``evaluate`` job (SPEC 2 quantities derive from them).
 * ``confusions(job_id, distribution, num_classes, matrix)``: the full ``(C, C)`` int64
@@ -18,9 +19,18 @@ job or none of it. Artifact paths are stored relative to the artifact root and r
 the root the :class:`Store` is opened with, so a study folder can be moved or copied; a schema-1
 store (absolute paths, no checksums) is migrated when opened for writing and read as it is
 otherwise. Every SQLite error names the file (:class:`StoreError` and its subclasses).
+
+Integrity: :meth:`Store.record` writes, in the transaction of a done job's rows, the sha256 of
+those rows (its id and :data:`_DIGESTED` columns of ``jobs``, its ``confusions`` and
+``evaluations`` rows) into ``jobs.digest``; the readers the numbers come from
+(:meth:`Store.jobs_frame`, :meth:`Store.evaluations_frame`) first check every row carrying a
+digest, reading the tables in full (:meth:`Store.verify`), so a damaged store names the jobs
+to invalidate instead of giving other counts. Rows recorded by a schema-2 store (prunescope < 0.3) have no digest and are not
+checked.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -42,8 +52,8 @@ from prunescope.study.artifacts import Artifacts
 from prunescope.study.plan import Job, canonical_json
 
 #: version of the tables below; a store with a larger one was written by a newer prunescope.
-#: 2: artifact paths relative to the artifact root, ``jobs.checksums``.
-SCHEMA_VERSION = 2
+#: 2: artifact paths relative to the artifact root, ``jobs.checksums``. 3: ``jobs.digest``.
+SCHEMA_VERSION = 3
 STORE_FILE = "study.sqlite"
 STATUSES = ("pending", "running", "done", "failed", "blocked")
 
@@ -65,7 +75,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     artifacts TEXT,
     info TEXT,
     updated REAL NOT NULL,
-    checksums TEXT
+    checksums TEXT,
+    digest TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -84,6 +95,20 @@ CREATE TABLE IF NOT EXISTS confusions (
     matrix BLOB NOT NULL
 );
 """
+
+
+#: the ``jobs`` columns a done job's digest covers (with its id, confusion and per-class
+#: counts): all but ``updated`` (when the row was last written) and ``digest``
+_DIGESTED = ("kind, params, deps, status, error, seed, attempts, started, finished, wall_s, "
+             "achieved_ratio, artifacts, info, checksums")
+
+
+def _rows_digest(job: tuple, confusions: list[tuple], counts: list[tuple]) -> str:
+    """sha256 hex of one job's rows as SQLite returns them: ``job`` = its id and
+    :data:`_DIGESTED` columns, its ``confusions`` and ``evaluations`` rows without the job id
+    (in any order)."""
+    text = repr((tuple(job), sorted(confusions, key=repr), sorted(counts, key=repr)))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class StoreError(UserError, RuntimeError):
@@ -128,7 +153,7 @@ def _store_error(path: Path, e: sqlite3.Error) -> Exception:
         return StoreError(f"{path} stayed locked by another process for 30 s ({text}); wait "
                           "for the other `prunescope` command to finish and run this one again")
     if any(w in text for w in ("not a database", "malformed", "corrupt", "no such table",
-                               "no such column")):
+                               "no such column", "decode")):
         return StoreDamaged(
             f"{path} is damaged or not a prunescope store (sqlite: {text}); restore it from a "
             "backup (its artifacts/ are kept), or, to recompute the study, move it away and "
@@ -270,6 +295,14 @@ class Store:
         self.arts = Artifacts(artifacts if artifacts is not None
                               else str(self.folder / "artifacts"))
         self._copy: str | None = None
+        #: ``conn.total_changes`` when :meth:`verify` last passed (``None``: never)
+        self._verified: int | None = None
+        if self.path.exists() and not self.path.is_file():
+            raise StoreDamaged(
+                f"{self.path} is damaged or not a prunescope store (a "
+                f"{'folder' if self.path.is_dir() else 'device or special file'}, not a file); "
+                "move it away, restore study.sqlite from a backup, or give the study another "
+                "--output folder")
         wal = Path(f"{self.path}-wal")
         if (self.path.is_file() and self.path.stat().st_size == 0
                 and not (wal.is_file() and wal.stat().st_size > 0)):  # nothing stored at all
@@ -325,7 +358,10 @@ class Store:
         found = None
         if has_meta:
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            found = int(row[0]) if row else None
+            try:
+                found = int(row[0]) if row else None
+            except (TypeError, ValueError):
+                raise self._damaged(f"schema_version {row[0]!r} is not an integer") from None
         if found is not None and found > SCHEMA_VERSION:
             raise StoreVersionError(
                 f"{self.path} was written by a newer prunescope (store schema {found}); this "
@@ -343,13 +379,19 @@ class Store:
                 self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
                     ("schema_version", str(SCHEMA_VERSION)),
                     ("created_by", prunescope.__version__)])
-        elif found == 1:
+        if found == 1:
             self._migrate_from_1()
+        if found in (1, 2):
+            with self.transaction():  # 2 -> 3: rows recorded before have no digest (unchecked)
+                if "digest" not in {r[1] for r in self.conn.execute("PRAGMA table_info(jobs)")}:
+                    self.conn.execute("ALTER TABLE jobs ADD COLUMN digest TEXT")
+                self.conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                                  (str(SCHEMA_VERSION),))
         return SCHEMA_VERSION
 
     def _migrate_from_1(self) -> None:
         """Schema 1 -> 2: artifact paths relative to the artifact root (:func:`_portable`),
-        an empty ``checksums`` column (files written before were not hashed)."""
+        an empty ``checksums`` column (files written before were not hashed); 2 -> 3 follows."""
         with self.transaction():
             self.conn.execute("ALTER TABLE jobs ADD COLUMN checksums TEXT")
             rows = self.conn.execute(
@@ -357,8 +399,7 @@ class Store:
             self.conn.executemany("UPDATE jobs SET artifacts = ? WHERE id = ?", [
                 (json.dumps({n: _portable(kind, u) for n, u in json.loads(a).items()},
                             sort_keys=True), jid) for jid, kind, a in rows])
-            self.conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                              (str(SCHEMA_VERSION),))
+
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -383,11 +424,38 @@ class Store:
         (a schema-1 store opened read-only keeps absolute paths: re-rooted by name)."""
         return self.arts.url(_portable(kind, ref) if self.version < 2 else ref)
 
-    def _resolved(self, kind: str, artifacts: str | None, checksums: str | None
-                  ) -> tuple[dict[str, str], dict[str, str]]:
+    def _damaged(self, what: str) -> StoreDamaged:
+        """The :class:`StoreDamaged` of a value that prunescope never writes."""
+        return StoreDamaged(
+            f"{self.path} is damaged or not a prunescope store ({what}); restore it from a "
+            "backup (its artifacts/ are kept), or, to recompute the study, move it away and run "
+            "the study again")
+
+    def _json(self, text: Any, job: Any, column: str, kind: type = dict) -> Any:
+        """The JSON value of ``column`` of job ``job`` (``None``/empty: an empty ``kind``),
+        which must be a ``kind``; :class:`StoreDamaged` naming both otherwise."""
+        if text is None or text == "" or (isinstance(text, float) and text != text):
+            return kind()  # NULL (pandas: None, or NaN in a column of NULLs)
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError, RecursionError):
+            value = None
+        if not isinstance(value, kind):
+            raise self._damaged(f"job {str(job)[:12]}: its {column} is not a JSON "
+                                f"{kind.__name__}")
+        return value
+
+    def _resolved(self, kind: str, artifacts: str | None, checksums: str | None,
+                  job: Any = "?") -> tuple[dict[str, str], dict[str, str]]:
         """``({name: url}, {url: sha256})`` of one job's stored JSON columns."""
-        arts = {n: self._url(kind, r) for n, r in json.loads(artifacts or "{}").items()}
-        sums = {self._url(kind, r): h for r, h in json.loads(checksums or "{}").items()}
+        try:
+            arts = {n: self._url(kind, r) for n, r in
+                    self._json(artifacts, job, "artifacts").items()}
+            sums = {self._url(kind, r): h for r, h in
+                    self._json(checksums, job, "checksums").items()}
+        except (TypeError, ValueError) as e:  # paths that are not strings
+            raise self._damaged(f"job {str(job)[:12]}: its artifacts do not name files ({e})"
+                                ) from None
         return arts, sums
 
     # ---- writes -------------------------------------------------------------------------------
@@ -410,6 +478,7 @@ class Store:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         now = time.time()
         extra = ", attempts = attempts + 1" if status == "running" else ""
+        extra += ", digest = NULL"  # only a recorded result has one
         with self.transaction():
             self.conn.executemany(
                 f"UPDATE jobs SET status = ?, error = ?, updated = ?{extra} WHERE id = ?",
@@ -417,8 +486,9 @@ class Store:
 
     def record(self, results: Iterable[JobResult]) -> None:
         """Write finished jobs (status, timings, artifacts and their checksums, confusion
-        counts) in one transaction; artifact paths under the artifact root are stored
-        relative to it."""
+        counts) in one transaction, with the digest of each done job's rows
+        (:meth:`verify`); artifact paths under the artifact root are stored relative to it."""
+        results = list(results)
         now = time.time()
         name = self.arts.name
         with self.transaction():
@@ -427,7 +497,8 @@ class Store:
                     raise ValueError(f"a job result has status done or failed, got {r.status!r}")
                 self.conn.execute(
                     "UPDATE jobs SET status=?, error=?, started=?, finished=?, wall_s=?, "
-                    "achieved_ratio=?, artifacts=?, info=?, checksums=?, updated=? WHERE id=?",
+                    "achieved_ratio=?, artifacts=?, info=?, checksums=?, digest=NULL, updated=? "
+                    "WHERE id=?",
                     (r.status, r.error, r.started, r.finished, r.wall_s, r.achieved_ratio,
                      json.dumps({k: name(u) for k, u in r.artifacts.items()}, sort_keys=True),
                      json.dumps(r.info, sort_keys=True),
@@ -435,6 +506,10 @@ class Store:
                      now, r.job_id))
                 if r.status == "done" and r.confusion is not None:
                     self._write_confusion(r.job_id, r.distribution or "nominal", r.confusion)
+            done = [r.job_id for r in results if r.status == "done"]
+            if done:
+                self.conn.executemany("UPDATE jobs SET digest = ? WHERE id = ?", [
+                    (d, jid) for jid, d in self._digests(done).items()])
 
     def _write_confusion(self, job_id: str, distribution: str, cm: np.ndarray) -> None:
         cm = np.ascontiguousarray(cm, dtype="<i8")
@@ -456,7 +531,7 @@ class Store:
         given ones first. Their files stay until the rerun overwrites them."""
         children: dict[str, list[str]] = {}
         for jid, deps in self.conn.execute("SELECT id, deps FROM jobs"):
-            for d in json.loads(deps):
+            for d in self._json(deps, jid, "deps", list):
                 children.setdefault(d, []).append(jid)
         out: list[str] = []
         seen: set[str] = set()
@@ -472,11 +547,74 @@ class Store:
             self.conn.executemany(
                 "UPDATE jobs SET status='pending', error=NULL, started=NULL, finished=NULL, "
                 "wall_s=NULL, achieved_ratio=NULL, artifacts=NULL, info=NULL, checksums=NULL, "
-                "updated=? WHERE id=?", [(now, j) for j in out])
+                "digest=NULL, updated=? WHERE id=?", [(now, j) for j in out])
             for table in ("evaluations", "confusions"):
                 self.conn.executemany(f"DELETE FROM {table} WHERE job_id = ?",
                                       [(j,) for j in out])
         return out
+
+    # ---- integrity ----------------------------------------------------------------------------
+    def _digests(self, ids: list[str]) -> dict[str, str]:
+        """``{job id: sha256 hex}`` of the rows of the given (just written) jobs
+        (:func:`_rows_digest`), read through the indexes."""
+        where = f"IN ({','.join('?' * len(ids))})"
+        conf: dict[str, list[tuple]] = {}
+        for r in self.conn.execute("SELECT job_id, distribution, num_classes, matrix FROM "
+                                   f"confusions WHERE job_id {where}", ids):
+            conf.setdefault(r[0], []).append(r[1:])
+        counts: dict[str, list[tuple]] = {}
+        for r in self.conn.execute("SELECT job_id, distribution, cls, support, predicted, "
+                                   f"correct FROM evaluations WHERE job_id {where}", ids):
+            counts.setdefault(r[0], []).append(r[1:])
+        return {r[0]: _rows_digest(r, conf.get(r[0], []), counts.get(r[0], []))
+                for r in self.conn.execute(f"SELECT id, {_DIGESTED} FROM jobs WHERE id {where}",
+                                           ids)}
+
+    def verify(self, study: str | None = None) -> None:
+        """Check every job's rows that carry a digest against it, reading each table in full
+        (``NOT INDEXED``: a damaged index cannot hide a row); raise :class:`StoreDamaged`
+        naming the jobs whose rows changed since they were written, or rows that belong to no
+        job (``study``: the spec path in the ``prunescope invalidate`` command of the
+        message). Jobs recorded without a digest (a schema-2 store) are not checked."""
+        if self.version < 3 or self._verified == self.conn.total_changes:
+            return  # unchecked schema, or checked already with nothing written since
+        if not self.conn.in_transaction:  # one snapshot: a driver may commit meanwhile
+            self.conn.execute("BEGIN")
+            try:
+                return self.verify(study)
+            finally:
+                if self.conn.in_transaction:
+                    self.conn.execute("COMMIT")
+        conf: dict[Any, list[tuple]] = {}
+        for r in self.conn.execute("SELECT job_id, distribution, num_classes, matrix FROM "
+                                   "confusions NOT INDEXED"):
+            conf.setdefault(r[0], []).append(r[1:])
+        counts: dict[Any, list[tuple]] = {}
+        for r in self.conn.execute("SELECT job_id, distribution, cls, support, predicted, "
+                                   "correct FROM evaluations NOT INDEXED"):
+            counts.setdefault(r[0], []).append(r[1:])
+        bad, ids = [], set()
+        for digest, *row in self.conn.execute(f"SELECT digest, id, {_DIGESTED} FROM jobs "
+                                              "NOT INDEXED"):
+            ids.add(row[0])
+            if digest is not None and digest != _rows_digest(
+                    row, conf.get(row[0], []), counts.get(row[0], [])):
+                bad.append(str(row[0]))
+        orphans = (set(conf) | set(counts)) - ids
+        if bad or orphans:
+            s = study or "STUDY.toml"
+            redo = (f"; restore the file from a backup, or redo those jobs: `prunescope "
+                    f"invalidate {s} {' '.join(j[:12] for j in sorted(bad))}`, then "
+                    f"`prunescope run {s}`") if bad else "; restore the file from a backup"
+            raise StoreDamaged(
+                f"{self.path} is damaged: "
+                + (f"the stored rows of {len(bad)} done job(s) differ from the checksum written "
+                   f"with them ({', '.join(j[:12] for j in sorted(bad)[:5])}"
+                   f"{' ...' if len(bad) > 5 else ''})" if bad else "")
+                + (" and " if bad and orphans else "")
+                + (f"{len(orphans)} job id(s) of counts or confusion rows name no job"
+                   if orphans else "") + redo)
+        self._verified = self.conn.total_changes
 
     # ---- reads --------------------------------------------------------------------------------
     def statuses(self) -> dict[str, str]:
@@ -528,26 +666,46 @@ class Store:
             row = self.conn.execute(f"SELECT kind, artifacts, {sums} FROM jobs WHERE id = ?",
                                     (jid,)).fetchone()
             if row and row[1]:
-                out[jid] = self._resolved(*row)
+                out[jid] = self._resolved(*row, job=jid)
         return out
 
     def jobs_frame(self) -> pd.DataFrame:
         """The ``jobs`` table as a frame (JSON columns left as text; ``artifacts`` and
-        ``checksums`` hold the full paths or URLs under the artifact root)."""
+        ``checksums`` hold the full paths or URLs under the artifact root), after
+        :meth:`verify`."""
+        self.verify()
         df = pd.read_sql_query("SELECT * FROM jobs", self.conn)
         if "checksums" not in df:
             df["checksums"] = None
-        files = [self._resolved(k, a, c if isinstance(c, str) else None)
+        for col, kind in (("params", dict), ("deps", list), ("info", dict)):
+            for jid, text in zip(df["id"], df[col]):
+                self._json(text, jid, col, kind)
+        self._numbers(df, "id", ("seed", "attempts", "started", "finished", "wall_s",
+                                 "achieved_ratio", "updated"))
+        files = [self._resolved(k, a, c if isinstance(c, str) else None, jid)
                  if isinstance(a, str) else (None, None)
-                 for k, a, c in zip(df["kind"], df["artifacts"], df["checksums"])]
+                 for jid, k, a, c in zip(df["id"], df["kind"], df["artifacts"], df["checksums"])]
         df["artifacts"] = [None if a is None else json.dumps(a) for a, _ in files]
         df["checksums"] = [None if c is None else json.dumps(c) for _, c in files]
         return df
 
     def evaluations_frame(self) -> pd.DataFrame:
         """The ``evaluations`` table: ``job_id, distribution, cls, support, predicted,
-        correct`` (counts int64)."""
-        return pd.read_sql_query("SELECT * FROM evaluations", self.conn)
+        correct`` (counts int64), after :meth:`verify`."""
+        self.verify()
+        df = pd.read_sql_query("SELECT * FROM evaluations", self.conn)
+        return self._numbers(df, "job_id", ("cls", "support", "predicted", "correct"))
+
+    def _numbers(self, df: pd.DataFrame, id_col: str, cols: tuple[str, ...]) -> pd.DataFrame:
+        """``df`` with ``cols`` as numbers (NULL stays missing); :class:`StoreDamaged` naming
+        the job of the first value that is not a number."""
+        for col in cols:
+            bad = df[col].notna() & pd.to_numeric(df[col], errors="coerce").isna()
+            if bad.any():
+                raise self._damaged(f"job {str(df[id_col][bad].iloc[0])[:12]}: its {col} "
+                                    f"{df[col][bad].iloc[0]!r} is not a number")
+            df[col] = pd.to_numeric(df[col])
+        return df
 
     def confusion(self, job_id: str) -> np.ndarray:
         """The ``(C, C)`` int64 confusion matrix of a done ``evaluate`` job."""

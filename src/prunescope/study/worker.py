@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import functools
 import gc
+import io
 import json
 import os
 import shutil
@@ -45,7 +46,7 @@ from prunescope.prune.finetune import finetune_seed, prune_one_shot, pruned_meta
 from prunescope.prune.iterative import level_seed, rewind_point, start_level
 from prunescope.prune.narrow import load_structured_checkpoint
 from prunescope.prune.structured import structured_meta, structured_prune_model
-from prunescope.study.artifacts import Artifacts
+from prunescope.study.artifacts import ArtifactDamaged, Artifacts
 from prunescope.study.packs import Pack, stacks
 from prunescope.study.plan import RESULTS_VERSION, Job, job_id
 from prunescope.study.store import JobResult
@@ -76,6 +77,11 @@ class WorkerContext:
         parent_artifacts: ``{job id: {name: url}}`` of the done parents of the pack's jobs.
         parent_checksums: ``(url, sha256 hex, writer job id)`` of every file of those parents
             that has a recorded checksum (checked when read: a damaged file is named).
+        user_model: an audit's user model (:func:`prunescope.audit.audit`): the
+            ``torch.save`` bytes of the ``nn.Module`` its caller passed, pickled by the driver
+            from that object and sent with the pack (never read from a file); every checkpoint
+            of the audit is loaded into a copy of it. ``None``: models are built from their
+            sidecar's architecture.
     """
 
     artifacts: str
@@ -86,6 +92,7 @@ class WorkerContext:
     pack_options: PackOptions | None = None
     parent_artifacts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     parent_checksums: tuple[tuple[str, str, str], ...] = ()
+    user_model: bytes | None = None
 
     def open_artifacts(self) -> Artifacts:
         """The artifact root, checking the parents' files against their checksums."""
@@ -316,11 +323,16 @@ def _split(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, 
 
 
 @functools.lru_cache(maxsize=2)
-def _user_data(path: str) -> dict[str, np.ndarray]:
-    """The arrays of an audited model's own data file (:func:`prunescope.audit.audit`):
+def _user_data(root: str, url: str) -> dict[str, np.ndarray]:
+    """The arrays of an audited model's own data file ``url`` under artifact root ``root``
+    (:func:`prunescope.audit.audit`), checked against the sha256 written beside it:
     ``x_train, y_train, x_val, y_val, x_test, y_test`` (uint8 NHWC images, int64 labels)."""
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+    try:
+        with Artifacts(root).reading_checked(url) as path, np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except ArtifactDamaged as e:
+        raise ArtifactDamaged(f"{e}; run the same audit again: it writes its data file anew"
+                              ) from e
 
 
 def _normalisation(meta: dict[str, Any]) -> tuple[Any, Any]:
@@ -338,7 +350,8 @@ def _train_val_of(meta: dict[str, Any], ctx: WorkerContext):
     split and hold-out (:func:`_train_val`)."""
     if "data" not in meta:
         return _train_val(meta, ctx.data_dir, ctx.device)
-    d, (mean, std) = _user_data(Artifacts(ctx.artifacts).url(meta["data"])), _normalisation(meta)
+    d = _user_data(ctx.artifacts, Artifacts(ctx.artifacts).url(meta["data"]))
+    mean, std = _normalisation(meta)
     return (DeviceImages(d["x_train"], d["y_train"], mean, std, ctx.device),
             DeviceImages(d["x_val"], d["y_val"], mean, std, ctx.device))
 
@@ -367,13 +380,14 @@ def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: 
 
     A shifted test set is computed once per artifact root, by the first evaluation that needs
     it, and saved as ``testsets/<key>.npy`` (``x``, uint8 ``(N, H, W, C)``; ``key`` =
-    :func:`test_set_key`), which every later evaluation of any model, in any worker process,
-    reads: the models of a study are evaluated on the same images, and the jobs of one model
+    :func:`test_set_key`) with its sha256 beside it, which every later evaluation of any model,
+    in any worker process, reads after checking that digest (a damaged or unchecked entry is
+    computed and written again): the models of a study are evaluated on the same images, and the jobs of one model
     cycle through all distributions, so an in-process cache of a few entries never hits with
     SPEC 7's 41 distributions. The nominal set is the (cached) split itself."""
 
     if data is not None:  # an audited user model's own test images (:func:`_user_data`)
-        x, y = _user_data(data)["x_test"], _user_data(data)["y_test"]
+        x, y = _user_data(arts.root, data)["x_test"], _user_data(arts.root, data)["y_test"]
     else:
         x, y = _split(dataset, "test", data_dir)
     if subset is not None and subset < len(y):
@@ -385,10 +399,15 @@ def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: 
     key = test_set_key(source, subset, split_seed, distribution, corruption_seed, quantize)
     url = arts.url(f"{TEST_SETS}/{key}.npy")
     if arts.exists(url):
-        with arts.reading(url) as (path,):
-            return torch.from_numpy(np.load(path, allow_pickle=False)), y
+        try:
+            with arts.reading_checked(url) as path:
+                xs = np.load(path, allow_pickle=False)
+            if xs.shape == x.shape and xs.dtype == x.dtype:
+                return torch.from_numpy(xs), y
+        except (ArtifactDamaged, FileNotFoundError):
+            pass  # damaged, or cached by an older prunescope: computed and written again
     xs = apply_distribution(torch.from_numpy(x), distribution, corruption_seed, quantize=quantize)
-    with arts.writing(TEST_SETS) as tmp:
+    with arts.writing(TEST_SETS, digests=True) as tmp:
         np.save(tmp / f"{key}.npy", xs.numpy(), allow_pickle=False)
     return xs, y
 
@@ -422,6 +441,9 @@ def _load_parent(ctx: WorkerContext, job_id: str, device: str):
                 shutil.copyfile(side_path, sidecar_path(weights))
             model, meta = load_structured_checkpoint(weights, device=device)
             return model, meta, {}
+        if ctx.user_model is not None:  # the driver's own pickle of the caller's model object
+            return load_checkpoint(weights, device=device, build=lambda meta: torch.load(
+                io.BytesIO(ctx.user_model), map_location="cpu", weights_only=False))
         return load_checkpoint(weights, device=device)
 
 

@@ -3,7 +3,8 @@ from prunescope._lazy import lazy_exports
 
 #: ``{public name: the submodule that defines it}``, imported on first use
 _EXPORTS = {name: module for module, names in (
-    ("checkpoint", ("load_checkpoint", "save_checkpoint", "sidecar_path")),
+    ("checkpoint", ("CheckpointError", "load_checkpoint", "load_state_dict", "save_checkpoint",
+                    "sidecar_path")),
     ("loop", ("FitResult", "TrainingDiverged", "data_generator", "derive_seed", "evaluate", "fit",
               "predict")),
     ("recipe", ("Recipe",)),

@@ -11,6 +11,13 @@
 ``weight_decay`` (the ``eps`` of Undecayed Pruning, SPEC 3); ``image_size`` is used for LeNet-5.
 Conventional further keys: ``recipe`` (``Recipe.to_dict()``), ``seed``, ``epochs``,
 ``best_epoch``, ``metrics``, ``dataset``, ``history``.
+
+Reading never runs code from a file unless the caller says it trusts the file
+(``trust_pickle=True``, the command line's ``--trust-pickle``; docs/reliability.md "Checkpoints
+never run code"): safetensors and JSON hold no code, a ``.pt`` file is unpickled with
+``torch.load(weights_only=True)``, and a sidecar naming a pickled ``module`` (written by
+prunescope 0.1's audit) is refused. :func:`load_state_dict` is the one way to read a user's
+weights file.
 """
 from __future__ import annotations
 
@@ -26,12 +33,52 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 import prunescope
+from prunescope.errors import UserError
 from prunescope.models import build_model
 from prunescope.train.recipe import Recipe
 
 CHECKPOINT_FORMAT = 1
 MASK_PREFIX = "mask/"
 _REQUIRED = ("arch", "num_classes", "in_channels", "weight_decay")
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be read safely: truncated or foreign weights, a sidecar that is
+    not JSON, or one that names a pickled module without ``trust_pickle``; the message names the
+    file and the remedy."""
+
+
+class CheckpointMismatch(CheckpointError, RuntimeError):
+    """Stored weights whose names or shapes do not fit the model the sidecar describes (a
+    ``RuntimeError``, as ``load_state_dict`` raises)."""
+
+
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
+
+
+def load_state_dict(path: str | os.PathLike[str], device: torch.device | str = "cpu", *,
+                    trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file: ``.safetensors`` (no code), else a ``torch.save`` file
+    read with ``torch.load(weights_only=True)`` (tensors and plain containers only; a file
+    holding anything else is refused). ``trust_pickle=True`` (``--trust-pickle``) unpickles it
+    fully, which runs whatever code the file names: only for a file the user trusts.
+
+    Returns ``{name: tensor}`` on ``device`` for safetensors; for a ``.pt`` file the object as
+    ``torch.load`` returns it (usually such a state dict; the caller checks). Raises
+    :class:`CheckpointError` (one line naming the file) for a truncated or foreign file."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path), device=str(device))
+        # the one place a user's .pt file is unpickled; fully only when the user trusts it
+        return torch.load(path, map_location=device, weights_only=not trust_pickle)
+    except Exception as e:  # noqa: BLE001 -- truncated / foreign files raise many types
+        hint = ("" if trust_pickle or path.suffix == ".safetensors" else
+                "; a file that pickles more than tensors is refused unless you trust it "
+                "(--trust-pickle, trust_pickle=True: it can run code)")
+        raise CheckpointError(f"{path} cannot be read as weights ({_first_line(e)}); it may be "
+                              f"truncated or not a weights file{hint}") from e
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
@@ -101,14 +148,21 @@ def save_checkpoint(
     return path
 
 
-def model_from_meta(meta: dict[str, Any]) -> nn.Module:
+def model_from_meta(meta: dict[str, Any], *, trust_pickle: bool = False) -> nn.Module:
     """The model a sidecar describes, freshly built on the CPU: ``build_model(arch,
-    num_classes, in_channels, image_size=image_size or 28)`` (weights still to be loaded), or,
-    when the sidecar names a ``module`` file (a user's own model audited by
-    :func:`prunescope.audit.audit`, saved there with ``torch.save(module)``; :func:`load_checkpoint`
-    resolves a relative name against the artifact root, the checkpoint's grandparent folder),
-    that module unpickled (its classes must be importable, as for any pickle)."""
+    num_classes, in_channels, image_size=image_size or 28)`` (weights still to be loaded).
+
+    A sidecar naming a ``module`` file (a user model audited by prunescope 0.1, pickled with
+    ``torch.save(module)``; :func:`load_checkpoint` resolves a relative name against the
+    checkpoint's grandparent folder) is refused with :class:`CheckpointError`: unpickling it
+    runs any code the file names. ``trust_pickle=True`` unpickles it (its classes must be
+    importable)."""
     if "module" in meta:
+        if not trust_pickle:
+            raise CheckpointError(
+                f"the sidecar names a pickled module {meta['module']!r}; prunescope "
+                "does not unpickle it, as that can run any code the file holds. Load it only if "
+                "you trust whoever wrote it: --trust-pickle (trust_pickle=True)")
         return torch.load(meta["module"], map_location="cpu", weights_only=False)
     return build_model(
         meta["arch"], int(meta["num_classes"]), int(meta["in_channels"]),
@@ -120,7 +174,8 @@ def load_checkpoint(
     path: str | os.PathLike[str],
     device: torch.device | str = "cpu",
     *,
-    build: Callable[[dict[str, Any]], nn.Module] = model_from_meta,
+    build: Callable[[dict[str, Any]], nn.Module] | None = None,
+    trust_pickle: bool = False,
 ) -> tuple[nn.Module, dict[str, Any], dict[str, torch.Tensor] | None]:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
@@ -132,11 +187,18 @@ def load_checkpoint(
             are not the architecture's own (structurally pruned ones,
             :func:`prunescope.prune.load_structured_checkpoint`) passes its own, which may raise
             to reject the sidecar.
+        trust_pickle: with the default ``build``, unpickle a ``module`` the sidecar names
+            (see :func:`model_from_meta`); ``False`` refuses such a sidecar.
 
     Returns:
         ``(model, meta, masks)``: the rebuilt model with the stored weights (bit-identical) on
         ``device`` in eval mode; the sidecar dict; the masks as bool tensors on ``device``
         keyed by parameter name, or ``None`` if none were saved.
+
+    Raises:
+        FileNotFoundError: no checkpoint or no sidecar at ``path``.
+        CheckpointError: a sidecar that is not a JSON object or of another format, a pickled
+            module without ``trust_pickle``, weights that are truncated or foreign.
     """
     path = Path(path)
     side_path = sidecar_path(path)
@@ -146,20 +208,45 @@ def load_checkpoint(
         raise FileNotFoundError(
             f"checkpoint {path} has no sidecar {side_path}; it was not written by save_checkpoint"
         )
-    meta = json.loads(side_path.read_text())
+    try:
+        meta = json.loads(side_path.read_bytes())
+    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, nested too deep
+        raise CheckpointError(f"{side_path} is not a checkpoint sidecar ({_first_line(e)}); "
+                              "keep the .json `prunescope train` wrote beside it") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{side_path} holds a JSON {type(meta).__name__}, not a "
+                              "checkpoint sidecar (an object)")
     fmt = meta.get("checkpoint_format")
     if fmt != CHECKPOINT_FORMAT:
-        raise ValueError(
+        raise CheckpointError(
             f"{side_path} has checkpoint_format {fmt!r}; this prunescope reads {CHECKPOINT_FORMAT}"
         )
-    if "module" in meta and not os.path.isabs(meta["module"]):  # <root>/<kind>/<id>.safetensors
-        model = build(dict(meta, module=str(path.parent.parent / meta["module"])))
-    else:
+    if build is None:
+        def build(meta: dict[str, Any]) -> nn.Module:
+            module = meta.get("module")
+            if isinstance(module, str) and not os.path.isabs(module):  # <root>/<kind>/<id>.safetensors
+                meta = dict(meta, module=str(path.parent.parent / module))
+            return model_from_meta(meta, trust_pickle=trust_pickle)
+    try:
         model = build(meta)
-    tensors = load_file(str(path), device=str(device))
+    except CheckpointError as e:
+        raise CheckpointError(f"{side_path}: {e}") from e
+    except (KeyError, TypeError) as e:  # a sidecar without arch/num_classes/in_channels
+        raise CheckpointError(f"{side_path} does not describe a model ({_first_line(e)}); keep "
+                              "the .json `prunescope train` wrote beside the weights") from e
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except Exception as e:  # noqa: BLE001 -- truncated / foreign files raise many types
+        raise CheckpointError(f"{path} cannot be read as safetensors weights ({_first_line(e)}); "
+                              "it may be truncated: copy or write it again") from e
     masks = {k[len(MASK_PREFIX):]: v for k, v in tensors.items() if k.startswith(MASK_PREFIX)}
     state = {k: v for k, v in tensors.items() if not k.startswith(MASK_PREFIX)}
     model = model.to(device)
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointMismatch(f"the weights in {path} do not fit the model its sidecar describes "
+                              f"({(str(e).splitlines() + [''])[1].strip() or _first_line(e)}); "
+                              "keep each checkpoint with its own .json") from e
     model.eval()
     return model, meta, (masks or None)

@@ -178,6 +178,21 @@ _MEMORY_SHARE = 0.6
 MAX_PACK_SIZE = 64
 
 
+def memory_per_model(arch: str, *, batch_size: int = 128, num_classes: int = 10,
+                     in_channels: int = 3, image_size: int = 32,
+                     options: PackOptions | None = None) -> int:
+    """Bytes of device memory one model of a pack is estimated to need while it trains:
+    ``batch_size * activation_elements * 2.0 * bytes_per_value + 16 * parameters``
+    (bytes_per_value 2 with ``options.bf16``, else 4; 16 bytes per parameter: weight, gradient,
+    momentum, best-epoch copy). A pack of G is estimated at G times this; :func:`auto_pack_size`
+    plans with it and ``bench/gpu_check.py`` sets it beside the measured peak."""
+    acts = activation_elements(arch, num_classes, in_channels, image_size)  # checks ``arch``
+    value_bytes = 2 if options is not None and options.bf16 else 4
+    single = skeleton(arch, num_classes, in_channels, image_size=image_size)
+    n_params = sum(p.numel() for p in single.parameters())
+    return int(batch_size * acts * _ACT_FACTOR * value_bytes + _PARAM_BYTES * n_params)
+
+
 def auto_pack_size(
     arch: str,
     device: torch.device | str,
@@ -192,9 +207,9 @@ def auto_pack_size(
 ) -> int:
     """Pack size G for ``arch`` on ``device``.
 
-    On CUDA: ``G = floor(0.6 * free / per_model)`` with ``per_model = batch_size *
-    activation_elements * 2.0 * bytes_per_value + 16 * parameters`` (bytes_per_value 2 with
-    bf16 autocast, else 4), clamped to ``1..max_size``. ``free_memory`` (bytes) overrides the
+    On CUDA: ``G = floor(0.6 * free / per_model)`` with ``per_model`` =
+    :func:`memory_per_model` (its activations at 2 bytes per value with bf16 autocast, else 4),
+    clamped to ``1..max_size``. ``free_memory`` (bytes) overrides the
     measured free memory (``torch.cuda.mem_get_info`` plus this process's cached, unallocated
     blocks). Elsewhere (CPU): 1, since a pack trains slower there than its models one after
     another (the CPU's grouped-convolution backward; measured on 2 cores: 0.5-0.9x,
@@ -204,7 +219,9 @@ def auto_pack_size(
     opts = options if options is not None else PackOptions.for_device(device)
     if max_size < 1:
         raise ValueError(f"max_size must be >= 1, got {max_size}")
-    acts = activation_elements(arch, num_classes, in_channels, image_size)  # checks ``arch``
+    per_model = memory_per_model(arch, batch_size=batch_size, num_classes=num_classes,
+                                 in_channels=in_channels, image_size=image_size,
+                                 options=opts)  # checks ``arch``
     if not is_cuda(device):
         return 1
     if free_memory is None:
@@ -212,9 +229,5 @@ def auto_pack_size(
         # blocks of earlier packs), which the CUDA driver counts as taken
         free_memory = (torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device)
                        - torch.cuda.memory_allocated(device))
-    value_bytes = 2 if opts.bf16 else 4
-    single = skeleton(arch, num_classes, in_channels, image_size=image_size)
-    n_params = sum(p.numel() for p in single.parameters())
-    per_model = batch_size * acts * _ACT_FACTOR * value_bytes + _PARAM_BYTES * n_params
     g = int(_MEMORY_SHARE * free_memory // per_model)
     return max(1, min(g, max_size))
