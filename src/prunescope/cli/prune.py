@@ -57,9 +57,6 @@ def prune_cmd(
 ) -> None:
     """Prune CHECKPOINT to --ratio with --method, fine-tune with the mask held, write the pruned
     checkpoint with its masks, and print the achieved ratio and test accuracy before and after."""
-    from rich.table import Table
-    from rich.text import Text
-
     from prunescope.prune import count_parameters, prunable
     from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
     from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
@@ -73,15 +70,7 @@ def prune_cmd(
     except (FileNotFoundError, ValueError) as e:
         console.print(styled("error:", "red", f" {e}"))
         raise typer.Exit(1) from e
-    if old_masks:
-        console.print(styled("error:", "red", f" {checkpoint} is already pruned; prune the dense "
-                             "parent (one-shot: every ratio starts from the same dense "
-                             "checkpoint)"))
-        raise typer.Exit(1)
-    if "dataset" not in meta:
-        console.print(styled("error:", "red", f" the sidecar of {checkpoint} names no 'dataset'; "
-                             "it was not written by `prunescope train`"))
-        raise typer.Exit(1)
+    _check_dense(console, checkpoint, meta, old_masks)
     dataset = meta["dataset"]
     reach = choices.reach_error(count_parameters(model), sum(p.numel() for p in prunable(
         model, prune_classifier=prune_classifier, prune_biases=prune_biases).values()), ratio,
@@ -121,6 +110,20 @@ def prune_cmd(
     path = save_checkpoint(out, run.model, run.meta, masks=run.result.masks)
     _show(console, run, do_finetune)
     console.print(f"checkpoint: {path} (+ {path.name}.json, masks inside)")
+
+
+def _check_dense(console: Any, checkpoint: Path, meta: dict[str, Any], masks: Any) -> None:
+    """Exit with one line unless ``checkpoint`` is a dense model whose sidecar names its
+    dataset (written by ``prunescope train``)."""
+    if masks:
+        console.print(styled("error:", "red", f" {checkpoint} is already pruned; prune the dense "
+                             "parent (one-shot: every ratio starts from the same dense "
+                             "checkpoint)"))
+        raise typer.Exit(1)
+    if "dataset" not in meta:
+        console.print(styled("error:", "red", f" the sidecar of {checkpoint} names no 'dataset'; "
+                             "it was not written by `prunescope train`"))
+        raise typer.Exit(1)
 
 
 def _check_options(method: str, ratio: float, scope: str, grad_mode: str,

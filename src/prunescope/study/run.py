@@ -194,6 +194,15 @@ def _make_executor(spec: StudySpec, kind: str | Executor, address: str | None,
     raise ValueError(f"unknown executor {kind!r}; choose 'local' or 'ray'")
 
 
+def _children(plan: Plan) -> dict[str, list[str]]:
+    """``{job id: ids of the jobs that depend on it}``, in plan order."""
+    children: dict[str, list[str]] = {}
+    for j in plan.jobs:
+        for d in j.deps:
+            children.setdefault(d, []).append(j.id)
+    return children
+
+
 def _released(results: list[JobResult], arts: dict[str, dict[str, str]],
               sums: dict[str, dict[str, str]], children: dict[str, list[str]],
               missing: dict[str, int], waiting: set[str]) -> list[str]:
@@ -217,6 +226,8 @@ def _run_device(spec: StudySpec, ex: Executor) -> tuple[str, PackOptions]:
     """The device this run's packs use, resolved once (``auto``: the Ray cluster's, or CUDA
     when this machine has it, else the CPU), and the ``[executor.pack_options]`` for it;
     ``DeviceUnavailable`` for a CUDA device a local run does not have."""
+    import torch  # only with jobs to run
+
     device = spec.device_name()
     if isinstance(ex, RayExecutor) and spec.device == "auto":
         device = ex.device
@@ -252,16 +263,11 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     scheduled before unrelated later work. Cost per job: O(log n) plus two store transactions
     per pack (running, finished).
     """
-    import torch
-
     from prunescope.study.worker import WorkerContext  # torch and dynamo: only with jobs to run
 
     by_id = plan.by_id()
     order = {j.id: i for i, j in enumerate(plan.jobs)}
-    children: dict[str, list[str]] = {}
-    for j in plan.jobs:
-        for d in j.deps:
-            children.setdefault(d, []).append(j.id)
+    children = _children(plan)
     waiting = {j.id for j in todo}
     blocked = _block_descendants(
         [j.id for j in plan.jobs if status[j.id] in ("failed", "blocked")], children, waiting,
@@ -283,8 +289,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
         if n == 0:
             make_ready(jid)
     parents = sorted({d for j in todo for d in j.deps if status[d] == "done"})
-    arts = store.artifacts(parents)
-    sums = store.checksums(parents)
+    arts, sums = store.artifacts(parents), store.checksums(parents)
     device, pack_options = _run_device(spec, ex)
     threads = spec.executor.threads or (1 if isinstance(ex, ProcessExecutor) else 0)
     if display:
