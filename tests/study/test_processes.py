@@ -55,6 +55,15 @@ def _workers(pid: int) -> list[int]:
     return out
 
 
+def _cpu_s(pid: int) -> float:
+    """Seconds of CPU (user + system) process ``pid`` has used; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _running(store: Path) -> int:
     try:
         con = sqlite3.connect(store, timeout=10)
@@ -82,11 +91,13 @@ def _start(spec_file: Path) -> subprocess.Popen:
 
 
 def _wait_busy(proc: subprocess.Popen, store: Path, timeout: float = 120) -> list[int]:
-    """Wait until two jobs are running in two worker processes; return the workers' pids."""
+    """Wait until two jobs are running in two worker processes, each past its hand-over from
+    the driver (0.3 s of its own CPU: it imports torch; the driver ignores SIGINT for the instant
+    it starts a worker, docs/reliability.md, and a signal sent then is lost); return their pids."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         workers = _workers(proc.pid)
-        if len(workers) >= 2 and _running(store) >= 2:
+        if len(workers) >= 2 and _running(store) >= 2 and min(map(_cpu_s, workers)) >= 0.3:
             return workers
         time.sleep(0.05)
     raise AssertionError(f"the run never had two busy workers: {proc.communicate()}")
