@@ -58,10 +58,11 @@ class _Root(TyperGroup):
     """The root command group: runs the command, turning an expected error into one line."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = ctx.meta.get(_DEBUG) or os.environ.get("PRUNESCOPE_DEBUG")
         try:
             return super().invoke(ctx)
         except (KeyboardInterrupt, Exception) as e:  # noqa: B014 -- Ctrl-C too
+            # --debug is read now: the root callback sets it while the command runs
+            debug = ctx.meta.get(_DEBUG) or os.environ.get("PRUNESCOPE_DEBUG")
             if _interrupt(e):  # Ctrl-C before a command handles it (imports, loading)
                 if debug:
                     raise
