@@ -33,7 +33,8 @@ import torch
 
 from prunescope.data.device import DeviceImages
 from prunescope.models import build_model
-from prunescope.prune import METHODS, SCOPES, data_gradients, make_masks, prunable, score
+from prunescope.catalog import methods as registry
+from prunescope.prune import SCOPES, data_gradients, make_masks, prunable, score
 from prunescope.train import Recipe, fit
 
 CIFAR_MEAN, CIFAR_STD = (0.491, 0.482, 0.447), (0.247, 0.243, 0.262)
@@ -91,7 +92,7 @@ def run(device: torch.device, repeats: int, grad_images: int, ft_steps: int, ft_
     }
 
     rows = {}
-    for method in METHODS:
+    for method in registry.names("one-shot"):
         t_score, c_score, scores = _timed(
             lambda m=method: score(m, model, params, grads=grads, eps=5e-4, seed=0), device, repeats)
         row = {"score_wall_s": t_score, "score_cpu_s": c_score}

@@ -15,9 +15,9 @@ import argparse
 
 from prunescope.models import build_model
 from prunescope.prune import count_parameters
-from prunescope.prune.structured import (config_widths, l1_filter_scores, structured_max_ratio,
-                                         structured_prune)
-from prunescope.prune.structured_configs import STRUCTURED_CONFIGS
+from prunescope.catalog.structured_configs import STRUCTURED_CONFIGS
+from prunescope.prune.channel_scores import l1_filter_scores
+from prunescope.prune.structured import config_widths, structured_max_ratio, structured_prune
 
 #: Table 13 of Good et al. 2022 (CHIP), and the ratios of studies/paper-modern.toml
 RATIOS = (1.75, 3.33, 8.27, 19.11, 2.0, 4.0, 10.0, 20.0)

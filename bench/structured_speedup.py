@@ -34,7 +34,8 @@ import torch
 
 from prunescope.models import build_model
 from prunescope.prune import count_parameters
-from prunescope.prune.structured import l1_filter_scores, structured_prune
+from prunescope.prune.channel_scores import l1_filter_scores
+from prunescope.prune.structured import structured_prune
 
 
 def time_models(models: list[torch.nn.Module], x: torch.Tensor, repeats: int, warmup: int

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunescope.archs import LENET_ARCHS
+from prunescope.catalog import architectures
 from prunescope.data.device import DeviceImages
 from prunescope.models import build_model, skeleton
 from prunescope.study.worker import job_settings, out_of_memory, release_device_memory
@@ -53,13 +53,10 @@ BF16_PEAK = {"H200": 989.4e12, "H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12,
 #: pack size measured on the CPU (auto_pack_size gives 1 there: packs do not pay on a CPU)
 CPU_BENCH_G = 4
 
-SHAPES = {"lenet": (28, 28, 1), "resnet": (32, 32, 3)}
-
-
 def image_shape(arch: str) -> tuple[int, int, int]:
-    """``(H, W, C)`` of the synthetic images for ``arch``: MNIST's for the LeNets
-    (``prunescope.archs.LENET_ARCHS``), CIFAR's for the ResNets."""
-    return SHAPES["lenet"] if arch in LENET_ARCHS else SHAPES["resnet"]
+    """``(H, W, C)`` of the synthetic images for ``arch``: its catalog record's (MNIST's for
+    the LeNets, CIFAR's for the ResNets)."""
+    return architectures.architecture(arch).image_shape
 
 
 def forward_flops(arch: str) -> int:
@@ -109,7 +106,7 @@ def run_arch(arch: str, device: torch.device, steps: int, g: int, options: PackO
     n_val = 1000 if device.type == "cuda" else batch
     val = synthetic(arch, n_val, device, seed=1)
     h, _, c = image_shape(arch)
-    augment = arch not in LENET_ARCHS
+    augment = Recipe.paper(arch).augment  # crop/flip as the paper recipe has it
     recipe = Recipe(schedule=((2, 0.05),), batch_size=batch, augment=augment,
                     val_batch_size=n_val)
 
@@ -201,7 +198,8 @@ def estimated_row(arch: str, rows: list[dict[str, Any]]) -> dict[str, Any] | Non
     ``flops(measured) / flops(arch)`` (a deeper ResNet of the same widths runs at about the same
     FLOP/s). ``None`` without a measured architecture of the family. The row says which
     architecture it was scaled from (``estimated_from``)."""
-    family = [r for r in rows if (r["arch"] in LENET_ARCHS) == (arch in LENET_ARCHS)]
+    recipe = architectures.architecture(arch).recipe  # one family per paper recipe
+    family = [r for r in rows if architectures.architecture(r["arch"]).recipe == recipe]
     if not family:
         return None
     flops = 3 * forward_flops(arch)

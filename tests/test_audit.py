@@ -246,6 +246,8 @@ def test_audit_resumes_after_ctrl_c_and_keeps_finished_models(mnist_small, train
     (dict(scope="channel"), "scope"),
     (dict(grad_mode="batches"), "grad_batches"),
     (dict(finetune={"schedule": []}), "finetune"),
+    (dict(delta=0.005), "delta = 0.005 is invalid.*looks like a fraction|delta.*0.005"),
+    (dict(delta=101), "delta = 101 is invalid"),
 ])
 def test_every_option_is_checked_before_any_work(mnist_small, trained, tmp_path, bad, match):
     """Item 2: a bad ratio (unreachable included) or option fails before the store exists,
@@ -255,6 +257,16 @@ def test_every_option_is_checked_before_any_work(mnist_small, trained, tmp_path,
     with pytest.raises(AuditError, match=match):
         audit(trained, train, test, out_dir=tmp_path / "a", log=None, **kw)
     assert not (tmp_path / "a").exists()
+
+
+def test_delta_is_in_percentage_points_as_documented(mnist_small, trained, tmp_path):
+    """Issue 24: ``delta`` is read as percentage points downstream (metrics.prune_potential),
+    so the checks take points too: 2 (two points) passes them, where the fraction check refused
+    it; the next check (top_k) is the one that fails."""
+    train, test, _ = mnist_small
+    with pytest.raises(AuditError, match="top_k = 0"):
+        audit(trained, train, test, out_dir=tmp_path / "a", log=None,
+              **dict(_KW, methods=("mp",), ratios=(2,), delta=2, top_k=0))
 
 
 @pytest.mark.parametrize("mutate, match", [
@@ -415,7 +427,7 @@ def test_cli_audit_damaged_data_is_one_line(user_package, monkeypatch, damage, m
     assert not (user_package / "out" / "study.sqlite").exists()
 
 
-def test_audit_checkpoint_default_finetuning_is_short_and_full_one_flag_away(monkeypatch, tmp_path):
+def test_audit_checkpoint_default_finetuning_is_short_and_full_one_flag_away(tmp_path):
     """Item 1: a checkpoint's default fine-tuning is one epoch capped at DEFAULT_FINETUNE_STEPS
     steps; --finetune-epochs 15 gives the paper's 15 full epochs."""
     import prunescope.audit as A
@@ -427,10 +439,32 @@ def test_audit_checkpoint_default_finetuning_is_short_and_full_one_flag_away(mon
     save_checkpoint(path, build_model("lenet5", 10, 1, seed=0),
                     {"arch": "lenet5", "num_classes": 10, "in_channels": 1, "image_size": 28,
                      "weight_decay": 5e-4, "dataset": "mnist", "n_val": 5000, "split_seed": 0})
-    seen = {}
-    monkeypatch.setattr(A, "audit", lambda *a, **kw: seen.update(kw))
-    A.audit_checkpoint(path)
+    seen = A.checkpoint_arguments(path)
     assert seen["finetune"].epochs == 1
     assert seen["finetune"].max_steps_per_epoch == A.DEFAULT_FINETUNE_STEPS
-    A.audit_checkpoint(path, finetune_epochs=15)
+    seen = A.checkpoint_arguments(path, finetune_epochs=15)
     assert seen["finetune"].epochs == 15 and seen["finetune"].max_steps_per_epoch is None
+
+
+def test_audit_checkpoint_rebuilds_the_long_tailed_split_of_its_sidecar(tmp_path):
+    """Issue 24: a long-tailed model's sidecar records its ``imbalance``; the audit's training
+    and validation images are that split (as ``prunescope prune`` and the study rebuild it),
+    not the balanced one."""
+    import prunescope.audit as A
+    from prunescope.data import training_split
+    from prunescope.models import build_model
+    from prunescope.train import save_checkpoint
+
+    full = pytest.importorskip("prunescope.data").load("mnist", "train")
+    counts = [600, 500, 400, 300, 250, 200, 150, 120, 100, 80]
+    imbalance = {"counts": counts, "seed": 3}
+    path = tmp_path / "lt.safetensors"
+    save_checkpoint(path, build_model("lenet5", 10, 1, seed=0),
+                    {"arch": "lenet5", "num_classes": 10, "in_channels": 1, "image_size": 28,
+                     "weight_decay": 5e-4, "dataset": "mnist", "n_val": 500, "split_seed": 1,
+                     "imbalance": imbalance})
+    seen = A.checkpoint_arguments(path)
+    (x_tr, y_tr), (x_va, y_va) = seen["train_data"], seen["val_data"]
+    assert np.bincount(np.concatenate([y_tr, y_va]), minlength=10).tolist() == counts
+    tr, va = training_split(full.y, 500, 1, imbalance)
+    assert np.array_equal(y_tr, full.y[tr]) and np.array_equal(x_va, full.x[va])

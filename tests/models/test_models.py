@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunescope.archs import LENET_ARCHS, param_count, parameters
-from prunescope.models import ARCHS, build_model, classifier_name, skeleton
+from prunescope.catalog import architectures
+from prunescope.models import build_model, classifier_name, skeleton
 from prunescope.models.resnet_cifar import BasicBlock
 
 
@@ -67,7 +67,7 @@ def test_lenet5_shrinkbench_is_shrinkbench_lenet():
 
 
 # every (arch, classes, channels) combination, but ResNet-110 only once to stay fast
-SHAPE_CASES = [(a, c, ch) for a in ARCHS for c in (10, 100) for ch in (1, 3)
+SHAPE_CASES = [(a, c, ch) for a in architectures.names() for c in (10, 100) for ch in (1, 3)
                if a != "resnet110" or (c, ch) == (100, 3)]
 
 
@@ -145,31 +145,35 @@ def test_classifier_name_on_user_model():
     assert classifier_name(m) == "3"
 
 
-PARAM_CASES = [(a, c, ch, size) for a in ARCHS for c in (2, 10, 100) for ch in (1, 3)
-               for size in ((28, 32) if a in LENET_ARCHS else (32,))]
+LENETS = [a.name for a in architectures.REGISTRY if a.sized]
+PARAM_CASES = [(a, c, ch, size) for a in architectures.names() for c in (2, 10, 100)
+               for ch in (1, 3) for size in ((28, 32) if a in LENETS else (32,))]
 
 
 @pytest.mark.parametrize(("arch", "num_classes", "in_channels", "image_size"), PARAM_CASES)
 def test_torch_free_parameter_count_is_the_built_models(arch, num_classes, in_channels,
                                                         image_size):
-    """archs.param_count (what a study spec validates ratios with, issue 22) equals the counts
-    of the model itself: every parameter's name and shape, the total, and the prunable set of
-    prune.prunable for each choice of prune_classifier and prune_biases."""
+    """The catalog record's layout (what a study spec validates ratios with, issues 22 and 24)
+    counts what the model itself has: every layer's weight and bias, the total, and the
+    prunable set of prune.prunable for each choice of prune_classifier and prune_biases."""
     from prunescope.prune import prunable
 
+    record = architectures.architecture(arch)
     model = skeleton(arch, num_classes, in_channels, image_size=image_size)
-    assert [(p.name, p.shape) for p in parameters(arch, num_classes, in_channels,
-                                                   image_size=image_size)] == [
-        (n, tuple(p.shape)) for n, p in model.named_parameters()]
+    params = dict(model.named_parameters())
+    for layer in record.layout(num_classes, in_channels, image_size):
+        assert params[f"{layer.name}.weight"].numel() == layer.weight, layer
+        assert (params[f"{layer.name}.bias"].numel() if f"{layer.name}.bias" in params
+                else 0) == layer.bias, layer
     for classifier, biases in [(False, False), (True, False), (False, True), (True, True)]:
-        total, n_prunable = param_count(arch, num_classes, in_channels, image_size=image_size,
-                                        prune_classifier=classifier, prune_biases=biases)
-        assert total == n_params(model)
-        assert n_prunable == sum(p.numel() for p in prunable(
-            model, prune_classifier=classifier, prune_biases=biases).values())
+        assert record.param_count(num_classes, in_channels, image_size) == n_params(model)
+        assert record.prunable_count(num_classes, in_channels, image_size,
+                                     prune_classifier=classifier, prune_biases=biases) == sum(
+            p.numel() for p in prunable(model, prune_classifier=classifier,
+                                        prune_biases=biases).values())
 
 
-@pytest.mark.parametrize("arch", sorted(LENET_ARCHS))
+@pytest.mark.parametrize("arch", sorted(LENETS))
 def test_relu_after_max_pool_is_bitwise_the_old_order(arch):
     """Issue 22: LeNet5 (and the stacked LeNet, which test_stacked.py holds equal to it) applies
     ReLU after the 2x2 max-pool; ReLU is monotone, so the logits and every gradient are bitwise

@@ -10,16 +10,14 @@ from torch import nn
 from prunescope.data.device import DeviceImages
 from prunescope.models import build_model
 from prunescope.prune import UnreachableRatioError, apply_masks, count_parameters
+from prunescope.prune.channel_groups import channel_groups
+from prunescope.prune.channel_scores import (chip_scores, l1_filter_scores, nuclear_drop,
+                                             structured_scores)
+from prunescope.prune.narrow import load_structured_checkpoint, narrow_model
 from prunescope.prune.structured import (
-    _nuclear_drop,
-    channel_groups,
-    chip_scores,
-    l1_filter_scores,
-    load_structured_checkpoint,
     structured_meta,
     structured_prune,
     structured_prune_model,
-    structured_scores,
 )
 from prunescope.train import Recipe, fit, save_checkpoint
 
@@ -204,7 +202,7 @@ def test_l1_scores_are_filter_l1_norms(resnet):
     assert sc["layer2.1.conv1"][5].item() == pytest.approx(want)
 
 
-def test_nuclear_drop_matches_the_definition():
+def testnuclear_drop_matches_the_definition():
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(3, 12, 40, generator=gen, dtype=torch.float64)
     a[:, 4] = 2 * a[:, 1]  # a dependent channel
@@ -213,7 +211,7 @@ def test_nuclear_drop_matches_the_definition():
     nuc = torch.linalg.matrix_norm
     want = torch.stack([nuc(a, ord="nuc") - nuc(a * keep[c].view(1, 12, 1), ord="nuc")
                         for c in range(12)], 1)
-    got = _nuclear_drop(a)
+    got = nuclear_drop(a)
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
     assert (got[:, 7].abs() < 1e-6).all()
     # more channels than positions (ResNet layer3: 64 channels on 8x8 maps)
@@ -221,7 +219,7 @@ def test_nuclear_drop_matches_the_definition():
     want_b = torch.stack([nuc(b, ord="nuc") - nuc(b * (1.0 - torch.eye(20, dtype=torch.float64)
                                                         )[c].view(1, 20, 1), ord="nuc")
                           for c in range(20)], 1)
-    torch.testing.assert_close(_nuclear_drop(b), want_b, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(nuclear_drop(b), want_b, rtol=1e-6, atol=1e-6)
 
 
 def test_chip_scores_average_the_nuclear_norm_drop_of_real_feature_maps():
@@ -287,7 +285,6 @@ def test_structured_checkpoint_is_read_by_load_checkpoint_with_a_narrowing_build
     """The structured loader is ``load_checkpoint`` with a narrowing ``build``: the same model
     (on the requested device, eval mode) as building, narrowing and loading by hand, and the
     shared checks (missing files, checkpoint format) apply to it."""
-    from prunescope.prune.structured import narrow_model
     from prunescope.train import load_checkpoint, sidecar_path
 
     res = structured_prune(resnet, l1_filter_scores(resnet), 3)

@@ -12,19 +12,17 @@ from torch import nn
 from prunescope.data.device import DeviceImages
 from prunescope.models import build_model
 from prunescope.prune import UnreachableRatioError, apply_masks, count_parameters
+from prunescope.prune.channel_groups import channel_groups
+from prunescope.prune.channel_scores import chip_scores, l1_filter_scores, nuclear_drop
+from prunescope.prune.narrow import load_structured_checkpoint
 from prunescope.prune.structured import (
-    _nuclear_drop,
-    channel_groups,
-    chip_scores,
     config_widths,
-    l1_filter_scores,
-    load_structured_checkpoint,
     structured_max_ratio,
     structured_meta,
     structured_prune,
     structured_prune_model,
 )
-from prunescope.prune.structured_configs import STRUCTURED_CONFIGS, chip_sparsity
+from prunescope.catalog.structured_configs import STRUCTURED_CONFIGS, chip_sparsity
 from prunescope.study import SpecError, make_plan, parse_spec
 from prunescope.train import save_checkpoint
 
@@ -239,7 +237,7 @@ def test_stream_scores():
         maps = [torch.relu(model.bn1(model.conv1(x)))]
         for b in model.layer1:
             maps.append(b(maps[-1]))
-    want = torch.stack([_nuclear_drop(m.double().flatten(2)).mean(0) for m in maps]).mean(0)
+    want = torch.stack([nuclear_drop(m.double().flatten(2)).mean(0) for m in maps]).mean(0)
     torch.testing.assert_close(sc["layer1"], want, rtol=1e-9, atol=1e-9)
     # the default groups are the inner ones, the streams come on top
     assert channel_groups(model) == [g for g in channel_groups(model, streams=True)
@@ -275,17 +273,22 @@ def test_config_errors(resnet56):
 
 
 def test_one_call_scores_only_the_narrowed_groups(resnet56, monkeypatch):
-    from prunescope.prune import structured as st
+    """A structured method's score function sees only the groups a named config narrows: a
+    method added the catalog's way (a score function and a record) records them."""
+    from prunescope.catalog import methods
+    from prunescope.prune import channel_scores
 
     seen = {}
-    real = st.l1_filter_scores
 
-    def spy(model, groups=None):
+    def recording_scores(model, groups=None):
         seen["groups"] = [g.name for g in groups]
-        return real(model, groups)
+        return l1_filter_scores(model, groups)
 
-    monkeypatch.setattr(st, "l1_filter_scores", spy)
-    res = structured_prune_model(resnet56, "l1-filter", 1.75, config="chip-resnet56")
+    monkeypatch.setattr(channel_scores, "recording_scores", recording_scores, raising=False)
+    spy = methods.Method("spy", "Spy", "#000001", "structured", False, 99,
+                         "prunescope.prune.channel_scores:recording_scores")
+    monkeypatch.setattr(methods, "REGISTRY", (*methods.REGISTRY, spy))
+    res = structured_prune_model(resnet56, "spy", 1.75, config="chip-resnet56")
     assert "layer3" not in seen["groups"] and "layer1" in seen["groups"]  # stage 3 stays whole
     assert res.widths["layer3"] == 64 and res.setting == "chip-0.48M"
 

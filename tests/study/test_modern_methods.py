@@ -10,11 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from prunescope.catalog import architectures
 from prunescope.data import info
 from prunescope.models import build_model
 from prunescope.prune import count_parameters
 from prunescope.prune.iterative import imp_schedule
-from prunescope.prune.structured import load_structured_checkpoint
+from prunescope.prune.narrow import load_structured_checkpoint
 from prunescope.study import SpecError, load_results, make_plan, parse_spec, run_study
 from prunescope.study.executors import LocalExecutor
 from prunescope.train import load_checkpoint
@@ -211,21 +212,26 @@ def test_spec_errors_for_unreachable_ratios_and_unsupported_archs(tmp_path, monk
         _spec(tmp_path, MODERN.replace("rewind_steps = 3", "prune_fraction = 1.0"))
     with pytest.raises(SpecError, match=r"unknown key 'structured.images'"):
         _spec(tmp_path, MODERN.replace("chip_images = 16", "images = 16"))
-    # an architecture the structured code has no channel groups for
-    from prunescope.study import spec as spec_mod
+    # an architecture the structured code has no channel groups for: a catalog record of a
+    # plain MLP (docs/architecture.md, "Add an architecture")
+    (tmp_path / "toy_mlp.py").write_text(
+        "from torch import nn\n\n\nclass Mlp(nn.Sequential):\n"
+        "    def __init__(self, num_classes, in_channels, image_size):\n"
+        "        super().__init__(nn.Flatten(), nn.Linear(in_channels * image_size ** 2, 32),\n"
+        "                         nn.ReLU(), nn.Linear(32, num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
 
-    monkeypatch.setattr(spec_mod, "build_model",
-                        lambda *a, **k: torch.nn.Sequential(torch.nn.Flatten(),
-                                                            torch.nn.Linear(784, 10)))
-    # the validator caches per-(dataset, arch) model facts: forget the real LeNet's
-    for cached in (spec_mod._parameter_counts, spec_mod._structured_max_ratio,
-                   spec_mod._imp_schedule):
-        cached.cache_clear()
+    def mlp_layout(num_classes, in_channels, image_size):
+        n_in = in_channels * image_size ** 2
+        return (architectures.Layer("1", "linear", n_in * 32, 32),
+                architectures.Layer("3", "linear", 32 * num_classes, num_classes))
+
+    mlp = architectures.Architecture("mlp", "toy_mlp:Mlp", (), (28, 28, 1), True,
+                                     "torch_default", "lenet", 9, None, None, False, mlp_layout)
+    monkeypatch.setattr(architectures, "REGISTRY", (*architectures.REGISTRY, mlp))
     with pytest.raises(SpecError, match=r"structured methods only on architectures"):
-        _spec(tmp_path, MODERN.replace('methods = ["mp", "lth"]', "methods = []"))
-    for cached in (spec_mod._parameter_counts, spec_mod._structured_max_ratio,
-                   spec_mod._imp_schedule):
-        cached.cache_clear()  # and the stand-in's, for the tests after this one
+        _spec(tmp_path, MODERN.replace('methods = ["mp", "lth"]', "methods = []")
+              .replace('architectures = ["lenet5"]', 'architectures = ["mlp"]'))
 
 
 def test_killed_lth_run_redoes_only_the_level_in_flight(reference, tmp_path):

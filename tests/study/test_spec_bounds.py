@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from prunescope.study import SpecError, load_spec, make_plan, parse_spec
-from prunescope.study import spec as spec_mod
+from prunescope.study import feasibility
 
 BASE = """
 name = "b"
@@ -115,18 +115,18 @@ def test_a_nul_byte_in_the_output_override_is_refused(tmp_path):
 def test_jobs_per_model_counts_the_plan_exactly(study):
     """The job cap counts what make_plan builds (checked on every shipped study)."""
     spec = load_spec(study)
-    assert spec.models * spec_mod.jobs_per_model(spec) == len(make_plan(spec).jobs)
+    assert spec.models * feasibility.jobs_per_model(spec) == len(make_plan(spec).jobs)
 
 
 def test_the_job_cap_names_models_or_the_grid(tmp_path, monkeypatch):
-    per_model = spec_mod.jobs_per_model(parse_spec(BASE, base_dir=tmp_path))
+    per_model = feasibility.jobs_per_model(parse_spec(BASE, base_dir=tmp_path))
     # train, mp and chip at 2 ratios each: 5 models, each evaluated on 1 distribution
     assert per_model == 5 * (1 + 1)
-    monkeypatch.setattr(spec_mod, "MAX_JOBS", 3 * per_model)
+    monkeypatch.setattr(feasibility, "MAX_JOBS", 3 * per_model)
     parse_spec(BASE.replace("models = 2", "models = 3"), base_dir=tmp_path)
     _refused(BASE.replace("models = 2", "models = 4"), tmp_path, "models",
              "at most 3 models for this grid (10 jobs per model")
-    monkeypatch.setattr(spec_mod, "MAX_JOBS", per_model - 1)
+    monkeypatch.setattr(feasibility, "MAX_JOBS", per_model - 1)
     _refused(BASE + 'distributions = ["nominal", "noise-0.1"]\n', tmp_path, "distributions",
              f"at most {per_model - 1} jobs per model")
 

@@ -38,21 +38,39 @@ def explain(e: BaseException) -> tuple[int, str] | None:
     return None
 
 
+def _interrupt(e: BaseException) -> bool:
+    """Whether ``e`` is Ctrl-C: a ``KeyboardInterrupt``, one in its chain, or one that a library
+    reported as its own error while it ran (pydantic building the spec's validators at import
+    reports a ``SchemaError`` naming it)."""
+    if isinstance(e, (click.exceptions.Exit, click.exceptions.Abort, typer.Exit)):
+        return False  # a command's own exit (after its own Ctrl-C line, say)
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, KeyboardInterrupt) or (
+                type(e).__name__ == "SchemaError" and "KeyboardInterrupt" in str(e)):
+            return True
+        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+    return False
+
+
 class _Root(TyperGroup):
     """The root command group: runs the command, turning an expected error into one line."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt as e:  # Ctrl-C before a command handles it (imports, loading)
-            if ctx.meta.get(_DEBUG) or os.environ.get("PRUNESCOPE_DEBUG"):
-                raise
-            click.echo("interrupted: whatever finished is kept; run the same command again to "
-                       "resume", err=True)
-            raise typer.Exit(130) from e
-        except Exception as e:
-            explained = explain(e)
-            if explained is None or ctx.meta.get(_DEBUG) or os.environ.get("PRUNESCOPE_DEBUG"):
+        except (KeyboardInterrupt, Exception) as e:  # noqa: B014 -- Ctrl-C too
+            # --debug is read now: the root callback sets it while the command runs
+            debug = ctx.meta.get(_DEBUG) or os.environ.get("PRUNESCOPE_DEBUG")
+            if _interrupt(e):  # Ctrl-C before a command handles it (imports, loading)
+                if debug:
+                    raise
+                click.echo("interrupted: whatever finished is kept; run the same command again "
+                           "to resume", err=True)
+                raise typer.Exit(130) from e
+            explained = explain(e) if isinstance(e, Exception) else None
+            if explained is None or debug:
                 raise
             code, line = explained
             click.echo(f"error: {line} (traceback: prunescope --debug ...)", err=True)
@@ -137,10 +155,11 @@ def usable_device(device: str, fail: type[Exception] = typer.BadParameter) -> st
     """``--device`` checked as a study checks ``device`` and resolved (``auto``: CUDA when
     available, else ``cpu``); a CUDA device on a machine without one is refused."""
     from prunescope import choices
+    from prunescope.train.options import is_cuda
 
     check("--device", device, choices.device_error(device), fail)
     resolved = choices.resolve_device(device)
-    if resolved.startswith("cuda"):
+    if is_cuda(resolved):
         import torch
 
         if not torch.cuda.is_available():

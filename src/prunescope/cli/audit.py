@@ -17,6 +17,7 @@ import typer
 
 from prunescope._console import console as make_console, styled
 from prunescope import choices
+from prunescope.catalog import methods as registry
 from prunescope.cli._app import DataDirOpt, DeviceOpt, TrustPickleOpt, app, check, usable_device
 
 if TYPE_CHECKING:  # torch and the audit load when a command runs, not for --help
@@ -151,7 +152,8 @@ def audit_cmd(
         "--data", help="Folder with train/ and test/ folders of one sub-folder of PNG/JPEG "
                         "images per class, or with train.npz and test.npz (arrays x: images, "
                         "y: labels).")] = None,
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: mp,gp,up,rp.")] = "mp,gp,up,rp",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated one-shot methods.")
+                       ] = ",".join(registry.names("one-shot")),
     ratios: Annotated[str, typer.Option("--ratios", help="Comma-separated compression ratios.")] = "2,4,10,20,50",
     finetune_epochs: Annotated[Optional[int], typer.Option(
         "--finetune-epochs", help="Fine-tuning epochs (0: none). Checkpoints: default one epoch "

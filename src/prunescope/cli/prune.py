@@ -6,10 +6,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from prunescope import choices, data as D, methods
+from prunescope import choices, data as D
 from prunescope._console import console as make_console, styled
 from prunescope.cli._app import (DataDirOpt, DeviceOpt, TrustPickleOpt, app, check, invalid,
                                  usable_device)
+from prunescope.catalog import methods as registry
 
 
 def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Path:
@@ -21,8 +22,9 @@ def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Pat
 def prune_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="Dense checkpoint from `prunescope train` "
                                                     "(PATH.safetensors with PATH.safetensors.json).")],
-    method: Annotated[str, typer.Option(
-        "--method", help=f"One of: {', '.join(methods.names('one-shot'))}.")] = "mp",
+    method: Annotated[str, typer.Option("--method", help=f"One of: "
+                                        f"{', '.join(registry.names('one-shot'))}.")
+                      ] = registry.names("one-shot")[0],
     ratio: Annotated[float, typer.Option(
         "--ratio", help="Compression ratio: all parameters / nonzero parameters (> 1).")] = 10.0,
     scope: Annotated[str, typer.Option(
@@ -55,45 +57,20 @@ def prune_cmd(
 ) -> None:
     """Prune CHECKPOINT to --ratio with --method, fine-tune with the mask held, write the pruned
     checkpoint with its masks, and print the achieved ratio and test accuracy before and after."""
-    from rich.table import Table
-    from rich.text import Text
-
     from prunescope.prune import count_parameters, prunable
     from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
     from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
 
     console = make_console()
     method = method.lower()
-    if method not in methods.names("one-shot"):
-        raise typer.BadParameter(f"unknown method {method!r}; choose from "
-                                 f"{', '.join(methods.names('one-shot'))}")
-    check("--scope", scope, None if scope in choices.SCOPES else choices.one_of(choices.SCOPES))
-    check("--grad-mode", grad_mode, None if grad_mode in choices.GRADIENT_MODES
-          else choices.one_of(choices.GRADIENT_MODES))
-    if (method not in methods.names("one-shot", needs_gradients=True)
-            and (grad_mode != "full" or grad_batches is not None)):
-        raise typer.BadParameter(f"--grad-mode/--grad-batches only apply to GP and UP, not "
-                                 f"{method.upper()}")
-    if (grad_mode == "batches") != (grad_batches is not None):
-        raise typer.BadParameter("--grad-batches N goes with --grad-mode batches (and only with it)")
-    if finetune_epochs is not None and finetune_epochs < 0:
-        raise typer.BadParameter(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
-    check("--ratio", ratio, choices.ratio_error(ratio))
+    _check_options(method, ratio, scope, grad_mode, grad_batches, finetune_epochs)
     device = usable_device(device)
     try:
         model, meta, old_masks = load_checkpoint(checkpoint, device=device, trust_pickle=trust_pickle)
     except (FileNotFoundError, ValueError) as e:
         console.print(styled("error:", "red", f" {e}"))
         raise typer.Exit(1) from e
-    if old_masks:
-        console.print(styled("error:", "red", f" {checkpoint} is already pruned; prune the dense "
-                             "parent (one-shot: every ratio starts from the same dense "
-                             "checkpoint)"))
-        raise typer.Exit(1)
-    if "dataset" not in meta:
-        console.print(styled("error:", "red", f" the sidecar of {checkpoint} names no 'dataset'; "
-                             "it was not written by `prunescope train`"))
-        raise typer.Exit(1)
+    _check_dense(console, checkpoint, meta, old_masks)
     dataset = meta["dataset"]
     reach = choices.reach_error(count_parameters(model), sum(p.numel() for p in prunable(
         model, prune_classifier=prune_classifier, prune_biases=prune_biases).values()), ratio,
@@ -131,6 +108,49 @@ def prune_cmd(
         raise typer.Exit(1) from e
     out = out if out is not None else _default_out(checkpoint, method, ratio, scope)
     path = save_checkpoint(out, run.model, run.meta, masks=run.result.masks)
+    _show(console, run, do_finetune)
+    console.print(f"checkpoint: {path} (+ {path.name}.json, masks inside)")
+
+
+def _check_dense(console: Any, checkpoint: Path, meta: dict[str, Any], masks: Any) -> None:
+    """Exit with one line unless ``checkpoint`` is a dense model whose sidecar names its
+    dataset (written by ``prunescope train``)."""
+    if masks:
+        console.print(styled("error:", "red", f" {checkpoint} is already pruned; prune the dense "
+                             "parent (one-shot: every ratio starts from the same dense "
+                             "checkpoint)"))
+        raise typer.Exit(1)
+    if "dataset" not in meta:
+        console.print(styled("error:", "red", f" the sidecar of {checkpoint} names no 'dataset'; "
+                             "it was not written by `prunescope train`"))
+        raise typer.Exit(1)
+
+
+def _check_options(method: str, ratio: float, scope: str, grad_mode: str,
+                   grad_batches: int | None, finetune_epochs: int | None) -> None:
+    """Every option of ``prunescope prune`` checked with :mod:`prunescope.choices` (one line
+    naming the option when one is refused)."""
+    check("--method", method, choices.method_error(method, "one-shot"))
+    check("--scope", scope, choices.choice_error(scope, choices.SCOPES))
+    check("--grad-mode", grad_mode, choices.choice_error(grad_mode, choices.GRADIENT_MODES))
+    if not registry.method(method).needs_gradients and (grad_mode != "full"
+                                                        or grad_batches is not None):
+        raise typer.BadParameter(f"--grad-mode/--grad-batches only apply to methods that read "
+                                 f"the data gradient "
+                                 f"({', '.join(registry.names(needs_gradients=True))}), not "
+                                 f"{registry.method(method).label}")
+    check("--grad-batches", grad_batches, choices.grad_batches_error(grad_mode, grad_batches))
+    if finetune_epochs is not None and finetune_epochs < 0:
+        raise typer.BadParameter(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
+    check("--ratio", ratio, choices.ratio_error(ratio))
+
+
+def _show(console: Any, run: Any, finetuned: bool) -> None:
+    """The pruned layers, the achieved ratio and the test accuracies of ``run``
+    (:class:`~prunescope.prune.finetune.PruneRun`)."""
+    from rich.table import Table
+    from rich.text import Text
+
     res = run.result
     table = Table(title="pruned layers (kept / total, density)")
     for col in ("parameter", "kept", "total", "density"):
@@ -145,5 +165,4 @@ def prune_cmd(
     console.print(Text.assemble(
         f"test accuracy: dense {run.acc_dense:.4f}, pruned ",
         *((f"{run.acc_pruned:.4f}, fine-tuned ", (f"{run.acc_finetuned:.4f}", "bold"))
-          if do_finetune else ((f"{run.acc_pruned:.4f}", "bold"),))))
-    console.print(f"checkpoint: {path} (+ {path.name}.json, masks inside)")
+          if finetuned else ((f"{run.acc_pruned:.4f}", "bold"),))))

@@ -10,8 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from prunescope._console import console, styled
+from prunescope import choices
 from prunescope.choices import CI_METHODS, CORRECTIONS, FAMILIES
-from prunescope.cli._app import app, writable_out
+from prunescope.cli._app import app, check, writable_out
 
 _console = console()
 _err = console(stderr=True)
@@ -46,13 +47,9 @@ def report_cmd(
     from prunescope.study.checks import checks
 
     correction, ci_method, families = correction.lower(), ci_method.lower(), families.lower()
-    if correction not in CORRECTIONS:
-        raise typer.BadParameter(f"unknown correction {correction!r}; choose from {', '.join(CORRECTIONS)}")
-    if ci_method not in CI_METHODS:
-        raise typer.BadParameter(f"unknown interval method {ci_method!r}; choose from "
-                                 f"{', '.join(CI_METHODS)}")
-    if families not in FAMILIES:
-        raise typer.BadParameter(f"unknown families {families!r}; choose from {', '.join(FAMILIES)}")
+    check("--correction", correction, choices.choice_error(correction, CORRECTIONS))
+    check("--ci-method", ci_method, choices.choice_error(ci_method, CI_METHODS))
+    check("--families", families, choices.choice_error(families, FAMILIES))
     if out is not None:
         writable_out("--out", out, folder=True)
     res = study_results(study, output)

@@ -206,7 +206,7 @@ def invalidate_cmd(
     spec = _spec(study, output)
     with study_lock(spec.output), Store(spec.output, artifacts=spec.artifacts) as store:
         ids = [store.find(p) for p in job_ids]
-        kinds = dict(store.conn.execute("SELECT id, kind FROM jobs"))
+        kinds = store.kinds()
         reset = store.invalidate(ids)
     given = ", ".join(f"{kinds[i]} {i[:12]}" for i in ids)
     _console.print(f"reset {len(reset)} job(s) to pending: {given} and {len(reset) - len(ids)} "

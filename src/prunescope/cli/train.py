@@ -8,14 +8,14 @@ import typer
 
 from prunescope import choices, data as D
 from prunescope._console import console as make_console, styled, text_column
-from prunescope.archs import ARCHS
 from prunescope.cli._app import DataDirOpt, DeviceOpt, app, check, usable_device
+from prunescope.catalog import architectures
 
 
 @app.command("train")
 def train_cmd(
     dataset: Annotated[str, typer.Option("--dataset", help=f"One of: {', '.join(D.names())}.")],
-    arch: Annotated[str, typer.Option("--arch", help=f"One of: {', '.join(ARCHS)}.")],
+    arch: Annotated[str, typer.Option("--arch", help=f"One of: {', '.join(architectures.names())}.")],
     seed: Annotated[int, typer.Option("--seed", help="Model seed: initialisation and data order.")] = 0,
     epochs: Annotated[Optional[int], typer.Option(
         "--epochs", help="Shorten (or lengthen) the SPEC 4 schedule to this many epochs, "
@@ -45,8 +45,7 @@ def train_cmd(
     console = make_console()
     if dataset not in D.names():
         raise typer.BadParameter(f"unknown dataset {dataset!r}; choose from {', '.join(D.names())}")
-    if arch not in ARCHS:
-        raise typer.BadParameter(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+    check("--arch", arch, choices.choice_error(arch, architectures.names()))
     check("--arch", arch, choices.arch_error(dataset, arch))
     device = usable_device(device)
     if threads is not None:

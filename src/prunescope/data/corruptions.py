@@ -25,27 +25,14 @@ from __future__ import annotations
 import functools
 import io
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from scipy import special
 
-#: the corruption names, in the order of SPEC 7
-CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "gaussian_blur",
-    "contrast",
-    "brightness",
-    "pixelate",
-    "jpeg_compression",
-)
-
-#: the severities of CIFAR-10-C
-SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+from prunescope.catalog.distributions import (CORRUPTIONS, SEVERITIES, Distribution, check_severity,
+                                              check_std, distribution_names, unknown_corruption)
 
 #: how a result on the 0..1 scale becomes a uint8 level: ``"truncate"`` (default) is
 #: ``np.uint8(clip(v, 0, 1) * 255)`` of make_cifar_c.py, ``"round"`` rounds half to even
@@ -121,30 +108,11 @@ def _check_start(start: int, n: int) -> int:
     return int(start)
 
 
-def _check_severity(name: str, severity: int) -> int:
-    if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
-        raise ValueError(f"severity of {name} must be one of {list(SEVERITIES)}, got {severity!r}")
-    return int(severity)
-
-
 def _check_quantize(quantize: str) -> str:
     if quantize not in QUANTIZE:
         raise ValueError(f"quantize must be one of {', '.join(map(repr, QUANTIZE))} (how results "
                          f"become uint8 levels), got {quantize!r}")
     return quantize
-
-
-def _check_std(std: float) -> float:
-    if isinstance(std, bool) or not isinstance(std, (int, float, np.integer, np.floating)):
-        raise TypeError(f"noise std must be a number, got {std!r}")
-    value = float(std)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"noise std must be finite and >= 0 (0..1 pixel scale), got {std!r}")
-    return value
-
-
-def _unknown_corruption(name: object) -> ValueError:
-    return ValueError(f"unknown corruption {name!r}; choose one of {', '.join(CORRUPTIONS)}")
 
 
 # --------------------------------------------------------------------------- random numbers
@@ -460,8 +428,8 @@ def corrupt(x: torch.Tensor, name: str, severity: int, seed: int, *, start: int 
     """
     _check_images(x)
     if name not in PARAMETERS:
-        raise _unknown_corruption(name)
-    c = PARAMETERS[name][_check_severity(name, severity) - 1]
+        raise unknown_corruption(name)
+    c = PARAMETERS[name][check_severity(name, severity) - 1]
     seed = _check_seed(seed)
     start = _check_start(start, x.shape[0])
     quantize = _check_quantize(quantize)
@@ -499,7 +467,7 @@ def gaussian_input_noise(x: torch.Tensor, std: float, seed: int, *, start: int =
         truncation (default) or rounding.
     """
     _check_images(x)
-    std = _check_std(std)
+    std = check_std(std)
     seed = _check_seed(seed)
     start = _check_start(start, x.shape[0])
     quantize = _check_quantize(quantize)
@@ -507,113 +475,6 @@ def gaussian_input_noise(x: torch.Tensor, std: float, seed: int, *, start: int =
         return x.clone()
     table = _gaussian_table(std, quantize)
     return _chunked(x, start, lambda v, s: _sample_levels(v, table, seed, _STREAM_GAUSSIAN, s))
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """A test distribution: the nominal test set, a corruption at a severity, or input noise.
-
-    Attributes:
-        kind: ``"nominal"``, ``"corruption"`` or ``"noise"``.
-        corruption, severity: set for ``kind == "corruption"`` (a name of :data:`CORRUPTIONS`
-            and 1..5), else None.
-        std: set for ``kind == "noise"`` (Gaussian input noise std on the 0..1 scale), else None.
-
-    Names (:attr:`name`, :meth:`parse`): ``"nominal"``, ``"<corruption>-<severity>"`` such as
-    ``"gaussian_noise-3"``, ``"noise-<std>"`` such as ``"noise-0.1"``. Parsing canonicalises
-    the std (``"noise-.10"`` -> ``"noise-0.1"``).
-    """
-
-    kind: str
-    corruption: str | None = None
-    severity: int | None = None
-    std: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind == "nominal":
-            fields_ok = self.corruption is None and self.severity is None and self.std is None
-        elif self.kind == "corruption":
-            if self.corruption not in PARAMETERS:
-                raise _unknown_corruption(self.corruption)
-            _check_severity(self.corruption, self.severity)
-            fields_ok = self.std is None
-        elif self.kind == "noise":
-            object.__setattr__(self, "std", _check_std(self.std))
-            fields_ok = self.corruption is None and self.severity is None
-        else:
-            raise ValueError(f"unknown distribution kind {self.kind!r}; choose one of nominal, corruption, noise")
-        if not fields_ok:
-            raise ValueError(
-                f"distribution kind {self.kind!r} takes only its own fields (nominal: none; corruption: "
-                f"corruption and severity; noise: std), got {self!r}"
-            )
-
-    @property
-    def name(self) -> str:
-        """The canonical name (see the class docstring)."""
-        if self.kind == "nominal":
-            return "nominal"
-        if self.kind == "corruption":
-            return f"{self.corruption}-{self.severity}"
-        return f"noise-{self.std!r}"
-
-    @classmethod
-    def parse(cls, text: str) -> Distribution:
-        """Parse ``"nominal"``, ``"<corruption>-<1..5>"`` or ``"noise-<std>"``."""
-        if not isinstance(text, str):
-            raise TypeError(f"a distribution name must be a str, got {text!r}")
-        allowed = (
-            f"'nominal', '<corruption>-<severity>' with corruption one of {', '.join(CORRUPTIONS)} and "
-            f"severity 1..5, or 'noise-<std>' with std >= 0 on the 0..1 scale (e.g. 'noise-0.1')"
-        )
-        if text == "nominal":
-            return cls("nominal")
-        head, dash, tail = text.partition("-")
-        if not dash:
-            raise ValueError(f"unknown distribution {text!r}; use {allowed}")
-        if head == "noise":
-            try:
-                return cls("noise", std=float(tail))
-            except ValueError as e:
-                raise ValueError(f"bad noise std in distribution {text!r} ({e}); use {allowed}") from None
-        if head not in PARAMETERS:
-            raise ValueError(f"unknown distribution {text!r}; use {allowed}")
-        if tail not in {str(s) for s in SEVERITIES}:
-            raise ValueError(f"bad severity in distribution {text!r}; use {allowed}")
-        return cls("corruption", corruption=head, severity=int(tail))
-
-    def apply(self, x: torch.Tensor, seed: int, *, start: int = 0,
-              quantize: str = "truncate") -> torch.Tensor:
-        """The images of this distribution made from clean uint8 NHWC ``x`` (``x`` itself if
-        nominal); ``quantize`` as in :func:`corrupt`."""
-        if self.kind == "nominal":
-            _check_images(x)
-            _check_quantize(quantize)
-            return x
-        if self.kind == "corruption":
-            return corrupt(x, self.corruption, self.severity, seed, start=start, quantize=quantize)
-        return gaussian_input_noise(x, self.std, seed, start=start, quantize=quantize)
-
-
-def distribution_names(
-    corruptions: Iterable[str] = CORRUPTIONS,
-    severities: Iterable[int] = SEVERITIES,
-    noise_stds: Iterable[float] = (),
-) -> list[str]:
-    """Canonical names: ``"nominal"``, every corruption at every severity, then each noise std.
-
-    Args:
-        corruptions: names from :data:`CORRUPTIONS`; severities: values in 1..5;
-        noise_stds: Gaussian input noise standard deviations (0..1 scale).
-
-    Returns:
-        ``["nominal", "<c>-<s>" for c in corruptions for s in severities, "noise-<std>" ...]``.
-    """
-    severities = list(severities)
-    names = ["nominal"]
-    names += [Distribution("corruption", corruption=c, severity=s).name for c in corruptions for s in severities]
-    names += [Distribution("noise", std=std).name for std in noise_stds]
-    return names
 
 
 def apply_distribution(x: torch.Tensor, name: str | Distribution, seed: int, *, start: int = 0,
@@ -624,7 +485,13 @@ def apply_distribution(x: torch.Tensor, name: str | Distribution, seed: int, *, 
     distribution returns ``x``.
     """
     dist = name if isinstance(name, Distribution) else Distribution.parse(name)
-    return dist.apply(x, seed, start=start, quantize=quantize)
+    if dist.kind == "corruption":
+        return corrupt(x, dist.corruption, dist.severity, seed, start=start, quantize=quantize)
+    if dist.kind == "noise":
+        return gaussian_input_noise(x, dist.std, seed, start=start, quantize=quantize)
+    _check_images(x)
+    _check_quantize(quantize)
+    return x
 
 
 __all__ = [

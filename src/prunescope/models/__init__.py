@@ -10,11 +10,11 @@ import math
 import torch
 from torch import nn
 
-from prunescope.archs import ARCHS, LENET_ARCHS
+from prunescope.catalog import architectures
 from prunescope.models.lenet import LeNet5
 from prunescope.models.resnet_cifar import BasicBlock, CifarResNet
 
-__all__ = ["ARCHS", "LENET_ARCHS", "BasicBlock", "CifarResNet", "LeNet5", "build_model",
+__all__ = ["BasicBlock", "CifarResNet", "LeNet5", "build_model",
            "classifier_name", "init_weights", "skeleton"]
 
 
@@ -25,12 +25,11 @@ def skeleton(arch: str, num_classes: int = 10, in_channels: int = 3, *,
     For counting parameters or activations, or as the template of a model to be filled in
     (``.to_empty(device=...)``). Arguments as in :func:`build_model`.
     """
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    record = architectures.architecture(arch)
+    sized = {"image_size": image_size} if record.sized else {}
     with torch.device("meta"):
-        if arch in LENET_ARCHS:
-            return LeNet5(num_classes, in_channels, image_size, variant=LENET_ARCHS[arch])
-        return CifarResNet(int(arch[len("resnet"):]), num_classes, in_channels)
+        return record.model_class()(num_classes=num_classes, in_channels=in_channels, **sized,
+                                    **dict(record.options))
 
 
 def build_model(
@@ -44,8 +43,8 @@ def build_model(
     """Build an architecture of SPEC 4 with deterministic initial weights.
 
     Args:
-        arch: one of :data:`ARCHS` (``lenet5``, ``lenet5-shrinkbench``, ``resnet20``, ``resnet32``, ``resnet44``,
-            ``resnet56``, ``resnet110``).
+        arch: a name of :mod:`prunescope.catalog.architectures` (SPEC 4: the two LeNet-5s and
+            the CIFAR ResNets 20, 32, 44, 56, 110).
         num_classes: number of classes C (10 or 100 in the study; any C >= 2 works).
         in_channels: input channels (1 for MNIST-like data, 3 for CIFAR).
         seed: seed of the initialisation (a private ``torch.Generator``; the global RNG is
@@ -63,7 +62,7 @@ def build_model(
     # Built on the meta device so that construction draws nothing from the global RNG; the
     # storage is then allocated and every tensor initialised from the seed.
     model = skeleton(arch, num_classes, in_channels, image_size=image_size).to_empty(device="cpu")
-    init_weights(model, seed, scheme="torch_default" if arch in LENET_ARCHS else "kaiming_normal")
+    init_weights(model, seed, scheme=architectures.architecture(arch).init)
     return model
 
 

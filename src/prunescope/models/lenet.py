@@ -46,12 +46,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunescope.archs import LENET_ARCHS, LENET_KERNELS, LENET_WIDTHS, lenet_side
+from prunescope.catalog.architectures import LENET_WIDTHS, lenet_side, name_of
 
-#: ``{variant: (architecture name, conv kernel size, conv1 padding)}``, names from
-#: :data:`prunescope.archs.LENET_ARCHS`, kernels from :data:`prunescope.archs.LENET_KERNELS`
-VARIANTS: dict[str, tuple[str, int, int]] = {
-    variant: (name, *LENET_KERNELS[variant]) for name, variant in LENET_ARCHS.items()}
+#: ``{variant: (conv kernel size, conv1 padding)}``; the architecture of each is named by its
+#: record in :mod:`prunescope.catalog.architectures`
+VARIANTS: dict[str, tuple[int, int]] = {"classic": (5, 2), "shrinkbench": (3, 0)}
 
 
 class LeNet5(nn.Module):
@@ -77,9 +76,10 @@ class LeNet5(nn.Module):
         if variant not in VARIANTS:
             raise ValueError(f"unknown LeNet-5 variant {variant!r}; choose one of "
                              f"{', '.join(VARIANTS)}")
-        self.arch, kernel, pad = VARIANTS[variant]
+        kernel, pad = VARIANTS[variant]
+        self.arch = name_of(f"{__name__}:LeNet5", variant=variant)
         self.variant = variant
-        side = lenet_side(variant, image_size)
+        side = lenet_side(kernel, pad, image_size)
         if side < 1:
             raise ValueError(
                 f"LeNet-5 ({variant}) needs larger images than image_size={image_size}; "

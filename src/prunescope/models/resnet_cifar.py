@@ -21,10 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunescope.archs import RESNET_DEPTHS
-
-#: depth -> blocks per stage n (depth = 6n + 2): :data:`prunescope.archs.RESNET_DEPTHS`
-DEPTHS = RESNET_DEPTHS
+from prunescope.catalog.architectures import name_of
 
 
 class BasicBlock(nn.Module):
@@ -68,7 +65,7 @@ class CifarResNet(nn.Module):
     """ResNet-(6n+2) for 32x32 images.
 
     Args:
-        depth: 20, 32, 44, 56 or 110.
+        depth: 20, 32, 44, 56 or 110 (a depth of a record in :mod:`prunescope.catalog`).
         num_classes: number of output logits C.
         in_channels: input channels (3 for CIFAR; 1 works for grey images).
 
@@ -78,9 +75,8 @@ class CifarResNet(nn.Module):
 
     def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 3) -> None:
         super().__init__()
-        if depth not in DEPTHS:
-            raise ValueError(f"CIFAR ResNet depth must be one of {sorted(DEPTHS)}, got {depth}")
-        n = DEPTHS[depth]
+        self.arch = name_of(f"{__name__}:CifarResNet", depth=depth)
+        n = (depth - 2) // 6  # blocks per stage: depth = 6n + 2
         self.depth = depth
         self.conv1 = nn.Conv2d(in_channels, 16, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)

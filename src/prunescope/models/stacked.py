@@ -33,7 +33,8 @@ from torch import nn
 
 from prunescope.models import skeleton
 from prunescope.models.lenet import LeNet5
-from prunescope.models.resnet_cifar import DEPTHS, BasicBlock, CifarResNet
+from prunescope.catalog.architectures import name_of
+from prunescope.models.resnet_cifar import BasicBlock, CifarResNet
 
 __all__ = [
     "StackedBasicBlock",
@@ -122,7 +123,7 @@ class StackedModel(nn.Module):
 
     Attributes:
         groups: G, the number of models.
-        arch: the single model's architecture name (``"lenet5"``, ``"resnet20"``, ...).
+        arch: the single model's architecture name (:mod:`prunescope.catalog`).
         single_shapes: ``{state_dict key: shape of that tensor in one model}``.
     """
 
@@ -169,7 +170,7 @@ class StackedLeNet5(StackedModel):
     """
 
     def __init__(self, groups: int, num_classes: int, in_channels: int, image_size: int,
-                 device: torch.device | str = "cpu", arch: str = "lenet5") -> None:
+                 device: torch.device | str = "cpu", *, arch: str) -> None:
         super().__init__(groups, arch)
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -248,9 +249,7 @@ class StackedCifarResNet(StackedModel):
 
     def __init__(self, groups: int, depth: int, num_classes: int, in_channels: int,
                  device: torch.device | str = "cpu") -> None:
-        super().__init__(groups, f"resnet{depth}")
-        if depth not in DEPTHS:
-            raise ValueError(f"CIFAR ResNet depth must be one of {sorted(DEPTHS)}, got {depth}")
+        super().__init__(groups, name_of(f"{CifarResNet.__module__}:CifarResNet", depth=depth))
         self.depth = depth
         self.num_classes = num_classes
         self.in_channels = in_channels

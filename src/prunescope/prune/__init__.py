@@ -5,7 +5,9 @@ gradient GP and UP need, ``score`` ranks weights by MP, GP, UP or RP, ``make_mas
 top-k to an exact compression ratio (global or per-layer scope), ``prune_model`` does it all for
 one model.
 """
-from prunescope.prune.gradients import GRADIENT_MODES, data_gradients
+from prunescope.catalog.ratios import UnreachableRatioError, keep_count
+from prunescope.choices import GRADIENT_MODES, SCOPES
+from prunescope.prune.gradients import data_gradients
 from prunescope.prune.interop import from_torch_prune, to_torch_prune
 from prunescope.prune.iterative import (
     LevelRecord,
@@ -15,11 +17,8 @@ from prunescope.prune.iterative import (
     iterative_magnitude_pruning,
 )
 from prunescope.prune.masks import (
-    SCOPES,
     MaskResult,
-    UnreachableRatioError,
     apply_masks,
-    keep_count,
     load_masks,
     make_masks,
     masks_from_scores,
@@ -27,21 +26,17 @@ from prunescope.prune.masks import (
 )
 from prunescope.prune.oneshot import prune_model
 from prunescope.prune.params import count_parameters, prunable
-from prunescope.prune.scores import GRADIENT_METHODS, METHODS, recorded_weight_decay, score
+from prunescope.prune.scores import recorded_weight_decay, score
+from prunescope.prune.channel_scores import chip_scores, l1_filter_scores
+from prunescope.prune.narrow import load_structured_checkpoint, structured_masks
 from prunescope.prune.structured import (
-    STRUCTURED_METHODS,
     StructuredResult,
-    chip_scores,
-    l1_filter_scores,
-    load_structured_checkpoint,
-    structured_masks,
     structured_meta,
     structured_prune,
     structured_prune_model,
 )
 
 __all__ = [
-    "STRUCTURED_METHODS",
     "LevelRecord",
     "RewindCapture",
     "StructuredResult",
@@ -55,9 +50,7 @@ __all__ = [
     "structured_meta",
     "structured_prune",
     "structured_prune_model",
-    "GRADIENT_METHODS",
     "GRADIENT_MODES",
-    "METHODS",
     "SCOPES",
     "MaskResult",
     "UnreachableRatioError",

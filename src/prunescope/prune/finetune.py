@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from prunescope.catalog import methods as registry
 from prunescope.data.device import DeviceImages
 from prunescope.prune.gradients import data_gradients
 from prunescope.prune.masks import MaskResult
 from prunescope.prune.oneshot import prune_model
-from prunescope.prune.scores import GRADIENT_METHODS
 from prunescope.train import FitResult, Recipe, derive_seed, evaluate, fit
 from prunescope.train.loop import ProgressFn
 
@@ -114,12 +114,12 @@ def prune_one_shot(model: nn.Module, meta: Mapping[str, Any], method: str, ratio
         model, method, ratio, grads, eps, scope, prune_classifier, prune_biases: see
             :func:`prunescope.prune.prune_model` (``grads``: GP/UP's data gradient).
         meta: the parent's sidecar (``weight_decay`` is UP's eps by default).
-        seed: seeds RP (``derive_seed(seed, "rp")``) and the fine-tuning data order
+        seed: seeds RP (``derive_seed(seed, SCORE_SEED_SALT)``) and the fine-tuning data order
             (``derive_seed(seed, "finetune")``).
         recipe: the fine-tuning recipe that will follow (``None``: none), for the sidecar.
     """
     result = prune_model(model, method, ratio, grads=grads, eps=eps,
-                         seed=derive_seed(seed, "rp"), scope=scope,
+                         seed=derive_seed(seed, registry.SCORE_SEED_SALT), scope=scope,
                          prune_classifier=prune_classifier, prune_biases=prune_biases, meta=meta)
     return OneShot(result, pruned_meta(meta, method, recipe) | {"pruning": result.summary()},
                    finetune_seed(seed))
@@ -163,7 +163,7 @@ def prune_and_finetune(
         recipe: fine-tuning recipe; ``None`` = :func:`finetune_recipe` of ``meta["arch"]``.
         finetune: ``False`` skips fine-tuning (the model is returned right after pruning).
         grad_mode, grad_batches: :func:`prunescope.prune.data_gradients` mode and ``n_batches``.
-        seed: seeds RP (``derive_seed(seed, "rp")``), the gradient batches and the fine-tuning
+        seed: seeds RP (``derive_seed(seed, SCORE_SEED_SALT)``), the gradient batches and the fine-tuning
             data order (``derive_seed(seed, "finetune")``).
         progress: forwarded to :func:`prunescope.train.fit`.
 
@@ -173,7 +173,7 @@ def prune_and_finetune(
     num_classes = int(meta["num_classes"])
     dense_cm = evaluate(model, test, num_classes)
     grads = None
-    if method.lower() in GRADIENT_METHODS:
+    if registry.method(method).needs_gradients:
         grads = data_gradients(model, train, mode=grad_mode, n_batches=grad_batches,
                                seed=derive_seed(seed, "gradients"))
     if not finetune:

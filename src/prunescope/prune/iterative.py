@@ -42,10 +42,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunescope.catalog.ratios import imp_keep_count, level_ratios
 from prunescope.data.device import DeviceImages
-from prunescope.prune.masks import MaskResult, UnreachableRatioError, make_masks
+from prunescope.prune.masks import MaskResult, make_masks
 from prunescope.prune.params import count_parameters, prunable
-from prunescope.prune.scores import score
+from prunescope.prune.scores import magnitude
 from prunescope.train import FitResult, Recipe, derive_seed, fit
 from prunescope.train.loop import ProgressFn
 
@@ -134,13 +135,6 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def imp_keep_count(n_prunable: int, prune_fraction: float, level: int) -> int:
-    """Prunable weights kept after ``level`` levels: ``round(n_prunable * (1 - f)^level)``
-    (half rounds up; a level has no requested ratio to meet, unlike
-    :func:`prunescope.prune.keep_count`)."""
-    return math.floor(n_prunable * (1.0 - prune_fraction) ** level + 0.5)
-
-
 def imp_schedule(
     model: nn.Module,
     *,
@@ -151,53 +145,12 @@ def imp_schedule(
     prune_biases: bool = False,
 ) -> list[float]:
     """The achieved ratios of levels 1, 2, ... that :func:`iterative_magnitude_pruning` will
-    reach, computed from parameter counts alone (no training), e.g. for a planner that needs to
-    know how many levels a requested ratio takes.
-
-    Stops after ``levels`` levels or at the first level whose ratio is >= ``target_ratio``
-    (the first met). Raises as :func:`iterative_magnitude_pruning` does for the same arguments.
-    """
-    if not 0.0 < prune_fraction < 1.0:
-        raise ValueError(f"prune_fraction must be in (0, 1), got {prune_fraction}")
-    if levels is None and target_ratio is None:
-        raise ValueError("give levels=<number of pruning levels> and/or target_ratio=<ratio to "
-                         "pass>; otherwise iterative pruning would never stop")
-    if levels is not None and levels < 1:
-        raise ValueError(f"levels must be >= 1, got {levels}")
-    n_total = count_parameters(model)
+    reach on ``model``: :func:`prunescope.catalog.ratios.level_ratios` of its parameter counts
+    (no training), e.g. for a planner that needs to know how many levels a ratio takes."""
     n_prunable = sum(p.numel() for p in prunable(model, prune_classifier=prune_classifier,
                                                  prune_biases=prune_biases).values())
-    n_fixed = n_total - n_prunable
-    if target_ratio is not None:
-        if not (math.isfinite(target_ratio) and target_ratio > 1.0):
-            raise ValueError(f"target_ratio must be a finite ratio > 1, got {target_ratio}")
-        max_ratio = math.inf if n_fixed == 0 else n_total / n_fixed
-        if not target_ratio < max_ratio:
-            raise UnreachableRatioError(
-                f"target_ratio {target_ratio:g} is unreachable: {n_fixed} of the {n_total} "
-                f"parameters are not prunable, so the largest ratio is {max_ratio:.6g} (every "
-                "prunable weight removed); lower target_ratio or widen the prunable set"
-            )
-    ratios: list[float] = []
-    level = 0
-    while True:
-        level += 1
-        k = imp_keep_count(n_prunable, prune_fraction, level)
-        if k == imp_keep_count(n_prunable, prune_fraction, level - 1):
-            raise ValueError(
-                f"level {level} would prune nothing ({k} of {n_prunable} prunable weights left and "
-                f"{prune_fraction:g} of them rounds to 0); stop earlier (levels={level - 1}) or "
-                "raise prune_fraction"
-            )
-        if n_fixed + k == 0:
-            raise ValueError(
-                f"level {level} would remove every weight of the model ({prune_fraction:g} of "
-                f"{n_prunable} prunable weights rounds to all of them); lower prune_fraction")
-        ratios.append(n_total / (n_fixed + k))
-        if levels is not None and level >= levels:
-            return ratios
-        if target_ratio is not None and ratios[-1] >= target_ratio:
-            return ratios
+    return level_ratios(count_parameters(model), n_prunable, levels=levels,
+                        target_ratio=target_ratio, prune_fraction=prune_fraction)
 
 
 def imp_level_masks(
@@ -228,7 +181,9 @@ def imp_level_masks(
     params = prunable(model, prune_classifier=prune_classifier, prune_biases=prune_biases)
     n_prunable = sum(p.numel() for p in params.values())
     prev = {n: m.to("cpu", torch.bool) for n, m in prev_masks.items()} if prev_masks else None
-    scores = score("mp", model, params)  # |theta|, float64 on the CPU
+    with torch.no_grad():  # |theta|, float64 on the CPU
+        scores = {n: magnitude(p.detach().to("cpu", torch.float64), None, None, None)
+                  for n, p in params.items()}
     if prev is not None:  # pruned weights rank below every survivor
         scores = {n: torch.where(prev[n], s, torch.full_like(s, -1.0)) for n, s in scores.items()}
     result = make_masks(model, scores, scope=scope,
@@ -282,6 +237,38 @@ def start_level(model: nn.Module, level: int, prev_masks: Mapping[str, torch.Ten
 def _history_best(fit_result: FitResult) -> tuple[float, float]:
     rec = next(h for h in fit_result.history if h["epoch"] == fit_result.best_epoch)
     return float(rec["val_loss"]), float(rec["val_acc"])
+
+
+def _level_zero(model: nn.Module, train: DeviceImages, val: DeviceImages, recipe: Recipe,
+                seed: int, rewind_steps: int, rewind_state: Mapping[str, torch.Tensor] | None,
+                params: Mapping[str, torch.Tensor], progress: ProgressFn | None
+                ) -> tuple[LevelRecord, FitResult | None, dict[str, torch.Tensor]]:
+    """Level 0 of :func:`iterative_magnitude_pruning`: the dense run (trained here, with its
+    :func:`rewind_point`, unless ``rewind_state`` is given): ``(record, its fit or None, the
+    rewinding state)``."""
+    if rewind_state is not None:
+        rewind = {k: v.detach().to("cpu", copy=True) for k, v in rewind_state.items()}
+        missing = sorted(set(model.state_dict()) - set(rewind))
+        if missing:
+            raise ValueError(f"rewind_state lacks {missing[:5]} of the model's state; pass the "
+                             "RewindCapture.state of this model's dense training")
+        dense = LevelRecord(0, 1.0, 1.0, None, {}, {n: 1.0 for n in params}, _cpu_state(model))
+        return dense, None, rewind
+    per_epoch = train.num_batches(recipe.batch_size, recipe.max_steps_per_epoch)
+    total_steps = per_epoch * recipe.epochs
+    if rewind_steps > total_steps:
+        raise ValueError(
+            f"rewind_steps={rewind_steps} exceeds the {total_steps} optimiser steps of the "
+            "dense run; lower rewind_steps or lengthen the recipe"
+        )
+    init = _cpu_state(model)
+    rewind = rewind_point(model, train, val, recipe, seed, rewind_steps)
+    model.load_state_dict(init)  # the dense run itself, from the initialisation
+    dense_fit = fit(model, train, val, recipe, seed, progress=progress)
+    val_loss, val_acc = _history_best(dense_fit)
+    dense = LevelRecord(0, 1.0, 1.0, None, {}, {n: 1.0 for n in params}, _cpu_state(model),
+                        dense_fit.history, dense_fit.best_epoch, val_loss, val_acc, seed)
+    return dense, dense_fit, rewind
 
 
 def iterative_magnitude_pruning(
@@ -358,30 +345,9 @@ def iterative_magnitude_pruning(
     retrain_recipe = retrain_recipe if retrain_recipe is not None else recipe
     start = rewind_steps if resume_schedule else 0
 
+    dense, dense_fit, rewind = _level_zero(model, train, val, recipe, seed, rewind_steps,
+                                           rewind_state, params, progress)
     records: list[LevelRecord] = []
-    if rewind_state is None:
-        per_epoch = train.num_batches(recipe.batch_size, recipe.max_steps_per_epoch)
-        total_steps = per_epoch * recipe.epochs
-        if rewind_steps > total_steps:
-            raise ValueError(
-                f"rewind_steps={rewind_steps} exceeds the {total_steps} optimiser steps of the "
-                "dense run; lower rewind_steps or lengthen the recipe"
-            )
-        init = _cpu_state(model)
-        rewind = rewind_point(model, train, val, recipe, seed, rewind_steps)
-        model.load_state_dict(init)  # the dense run itself, from the initialisation
-        dense_fit = fit(model, train, val, recipe, seed, progress=progress)
-        val_loss, val_acc = _history_best(dense_fit)
-        dense = LevelRecord(0, 1.0, 1.0, None, {}, {n: 1.0 for n in params}, _cpu_state(model),
-                            dense_fit.history, dense_fit.best_epoch, val_loss, val_acc, seed)
-    else:
-        rewind = {k: v.detach().to("cpu", copy=True) for k, v in rewind_state.items()}
-        missing = sorted(set(model.state_dict()) - set(rewind))
-        if missing:
-            raise ValueError(f"rewind_state lacks {missing[:5]} of the model's state; pass the "
-                             "RewindCapture.state of this model's dense training")
-        dense_fit = None
-        dense = LevelRecord(0, 1.0, 1.0, None, {}, {n: 1.0 for n in params}, _cpu_state(model))
     records.append(dense)
     if on_level is not None:
         on_level(0, model, None, dense_fit)

@@ -25,12 +25,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from prunescope.choices import SCOPES  # noqa: F401  (prunescope.prune re-exports it)
+from prunescope.catalog.ratios import UnreachableRatioError, keep_count
+from prunescope.choices import SCOPES
 from prunescope.prune.params import count_parameters
-
-
-class UnreachableRatioError(ValueError):
-    """The requested ratio would need keeping fewer than zero prunable weights."""
 
 
 @dataclass(frozen=True)
@@ -70,48 +67,6 @@ class MaskResult:
             "kept": dict(self.kept),
             "densities": dict(self.densities),
         }
-
-
-def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
-    """The largest number ``k`` of prunable weights to keep whose achieved ratio
-    ``n_total / (n_total - n_prunable + k)`` (as a float, as :class:`MaskResult` records it) is at
-    least the requested ``ratio`` (SPEC 3: "so that t is met"); ``k <= n_prunable``.
-
-    Raises:
-        ValueError: ``ratio < 1`` or not finite, or inconsistent counts.
-        UnreachableRatioError: ``ratio`` exceeds ``n_total / (n_total - n_prunable)``, i.e. it
-            would need fewer than zero prunable weights (SPEC 3; ``n_total`` when every
-            parameter is prunable: one must stay nonzero); the message names both.
-    """
-    if not 0 < n_prunable <= n_total:
-        raise ValueError(f"need 0 < n_prunable <= n_total, got {n_prunable} and {n_total}")
-    if not (math.isfinite(ratio) and ratio >= 1.0):
-        raise ValueError(f"pruning ratio must be a finite number >= 1 (1 = dense), got {ratio}")
-    n_fixed = n_total - n_prunable
-
-    def meets(k: int) -> bool:  # the achieved ratio of keeping k, exactly as recorded, is >= t
-        return n_fixed + k > 0 and n_total / (n_fixed + k) >= ratio
-
-    k = min(n_prunable, math.floor(n_total / ratio - n_fixed))
-    # the float quotient can be one off either way: settle on the recorded ratio itself
-    while k < n_prunable and meets(k + 1):
-        k += 1
-    while k >= 0 and not meets(k):
-        k -= 1
-    # k < 0: even keeping no prunable weight misses t (or, every parameter being prunable, one
-    # must stay nonzero, or the ratio is undefined)
-    if k < 0:
-        if n_fixed:
-            max_ratio, how = n_total / n_fixed, f"all {n_prunable} prunable weights removed"
-        else:
-            max_ratio, how = float(n_total), "every parameter is prunable and one must stay"
-        raise UnreachableRatioError(
-            f"pruning ratio {ratio:g} is unreachable: {n_fixed} of the {n_total} parameters are not "
-            f"prunable and always count as nonzero, so the largest reachable ratio is "
-            f"{max_ratio:.6g} ({how}); lower the ratio or widen the prunable set "
-            "(prune_classifier=True, prune_biases=True)"
-        )
-    return k
 
 
 def _check_keep(n_total: int, n_prunable: int, keep: int) -> int:

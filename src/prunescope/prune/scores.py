@@ -13,14 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunescope import methods
-
-METHODS = methods.names("one-shot")
-"""The one-shot criteria, lower case (:mod:`prunescope.methods`): magnitude, gradient,
-undecayed, random."""
-
-GRADIENT_METHODS = methods.names("one-shot", needs_gradients=True)
-"""The criteria that need the data-loss gradient (they must share the same ``g``)."""
+from prunescope.catalog import methods
 
 
 # ---- one function per criterion: (theta, g, eps, gen) -> float64 CPU scores of theta's shape.
@@ -111,14 +104,14 @@ def score(
     Raises:
         ValueError: unknown method, missing grads/eps/seed, shape mismatch, non-finite scores.
     """
-    m = method.lower()
-    if m not in METHODS:
-        raise ValueError(f"unknown pruning method {method!r}; choose one of {METHODS}")
-    rec = methods.BY_NAME[m]
+    rec = methods.method(method)
+    if rec.kind != "one-shot":
+        raise ValueError(f"{rec.label} is {rec.kind}, not a per-weight criterion; choose one of "
+                         f"{', '.join(methods.names('one-shot'))}")
     if rec.needs_gradients:
         if grads is None:
             raise ValueError(
-                f"{m.upper()} needs the data-loss gradient: pass grads=data_gradients(model, images)"
+                f"{rec.label} needs the data-loss gradient: pass grads=data_gradients(model, images)"
             )
         missing = [n for n in params if n not in grads]
         if missing:
@@ -128,7 +121,7 @@ def score(
                 raise ValueError(
                     f"grads[{n!r}] has shape {tuple(grads[n].shape)}, parameter has {tuple(p.shape)}"
                 )
-    fn = globals()[rec.score]
+    fn = rec.scorer()
 
     @functools.cache
     def eps_value() -> float:
@@ -137,7 +130,7 @@ def score(
     @functools.cache
     def generator() -> torch.Generator:
         if seed is None:
-            raise ValueError(f"{m.upper()} needs a seed (int or torch.Generator) so its mask is "
+            raise ValueError(f"{rec.label} needs a seed (int or torch.Generator) so its mask is "
                              "reproducible")
         if isinstance(seed, torch.Generator):
             return seed
@@ -151,7 +144,7 @@ def score(
             s = fn(theta, g, eps_value, generator)
             if not torch.isfinite(s).all():
                 raise ValueError(
-                    f"{m.upper()} score of {n!r} is not finite (NaN/inf weights or gradients); "
+                    f"{rec.label} score of {n!r} is not finite (NaN/inf weights or gradients); "
                     "check the checkpoint and the gradient pass"
                 )
             out[n] = s

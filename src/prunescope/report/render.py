@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -19,16 +17,15 @@ from prunescope import analysis, metrics, stats
 from prunescope.analysis import Analysis, Shift, analyse
 from prunescope.metrics.underrepresented import Exemplars
 from prunescope.report import figures, tables
+from prunescope.report.groups import Group, factor_groups
 from prunescope.report.html import Section, TableItem, build_page, figure_item, table_item
-from prunescope.report.style import ordered
+from prunescope.report.pvalues import (CORRECTION_NAMES, FAMILY_SIZES, UNDEFINED_P,
+                                       pvalue_caption, pvalue_display)
+from prunescope.report.style import slug
 from prunescope.report.underrepresented import exemplar_section, longtail_section
 
-FACTORS = ("method", "arch", "dataset")
 #: Names of the interval methods of E[alpha] (``stats.CI_METHODS``) in captions.
 CI_NAMES = {"t": "t-interval", "bootstrap": "bootstrap interval (BCa, 9,999 resamples)"}
-#: Names of the multiple-testing corrections (``stats.CORRECTIONS``) in captions.
-CORRECTION_NAMES = {"bonferroni": "Bonferroni-corrected", "holm": "Holm-corrected (step-down)"}
-
 CAPTIONS = {
     "scatter": "Each point is one class of one model: its normalized recall balance Bn before "
                "pruning (x) against after pruning at the row's ratio (y); the solid line is the "
@@ -62,100 +59,6 @@ CAPTIONS = {
              "model at 1x; the nominal test set in black): curves that rise earlier than the "
              "nominal one show where pruning hurts robustness first.",
 }
-
-
-def _slug(*parts: object) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", "_".join(str(p) for p in parts)).strip("-").lower()
-
-
-@dataclass(frozen=True)
-class Group:
-    """One matrix of panels: ``factor`` varies over ``levels`` with the other factors ``fixed``."""
-
-    factor: str
-    fixed: tuple[tuple[str, str], ...]
-    levels: tuple[str, ...]
-    #: the datasets vary each on its own architecture (``stats.dataset_archs`` of the study):
-    #: only those rows are selected; ``archs`` holds that ``(dataset, arch)`` map
-    own_arch: bool = False
-    archs: tuple[tuple[str, str], ...] = ()
-
-    def select(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Rows of ``frame`` in this group."""
-        mask = np.ones(len(frame), dtype=bool)
-        for k, v in self.fixed:
-            mask &= (frame[k] == v).to_numpy()
-        if self.own_arch:
-            mask &= (frame["arch"] == frame["dataset"].map(dict(self.archs))).to_numpy()
-        return frame.loc[mask & frame[self.factor].isin(self.levels).to_numpy()]
-
-    @property
-    def title(self) -> str:
-        """Human-readable ``dataset · arch · method`` of the fixed factors."""
-        fixed = " · ".join(figures.level_label(k, v) for k, v in self.fixed)
-        if self.own_arch:
-            on: dict[str, list[str]] = {}
-            for dataset in self.levels:
-                on.setdefault(dict(self.archs)[dataset], []).append(dataset)
-            archs = "; ".join(f"{', '.join(ds)} on {arch}" for arch, ds in on.items())
-            return f"{fixed}: dataset varies ({archs})"
-        if len(self.levels) > 1:
-            return f"{fixed}: {figures.FACTOR_NAMES[self.factor]} varies"
-        return f"{fixed} · {figures.level_label(self.factor, self.levels[0])}"
-
-    @property
-    def slug(self) -> str:
-        """File-name stem part identifying the group."""
-        return _slug(self.factor, *(v for _, v in self.fixed))
-
-
-def _dataset_groups(cells: pd.DataFrame, taken: set[frozenset]) -> list[Group]:
-    """Per method, the datasets side by side each on its ``stats.dataset_archs`` architecture
-    (MNIST, Fashion-MNIST on the paper's LeNet, else LeNet-5; CIFAR-10, CIFAR-100 on
-    ResNet-56), as the
-    ``ratios_by_dataset`` and ``datasets`` test families take them; groups with < 2 datasets or
-    whose cells equal a group in ``taken`` are left out."""
-    archs = stats.dataset_archs(cells)
-    own = cells[cells["arch"].to_numpy() == cells["dataset"].map(archs).to_numpy()]
-    groups = []
-    for method, sub in own.groupby("method", sort=False):
-        if frozenset(map(tuple, sub[["dataset", "arch", "method"]].to_numpy())) in taken:
-            continue
-        levels = tuple(ordered("dataset", sub["dataset"].unique()))
-        if len(levels) >= 2:
-            groups.append(Group("dataset", (("method", method),), levels, own_arch=True,
-                                archs=tuple((d, archs[d]) for d in levels)))
-    return groups
-
-
-def factor_groups(cells: pd.DataFrame) -> list[Group]:
-    """The panel matrices of a study: for each factor (method, arch, dataset) every combination of
-    the other two in which it takes >= 2 levels; for the dataset also, per method, the datasets
-    each on its own architecture (``stats.dataset_archs``), so MNIST, Fashion-MNIST, CIFAR-10 and
-    CIFAR-100 appear side by side; cells in no such group get a one-column group.
-
-    Args:
-        cells: distinct ``dataset, arch, method`` rows of the pruned results.
-    """
-    groups: list[Group] = []
-    covered: set[tuple[str, str, str]] = set()
-    for factor in FACTORS:
-        others = [f for f in ("dataset", "arch", "method") if f != factor]
-        for fixed, sub in cells.groupby(others, sort=False):
-            levels = ordered(factor, sub[factor].unique())
-            if len(levels) >= 2:
-                groups.append(Group(factor, tuple(zip(others, fixed)), tuple(levels)))
-                covered |= set(map(tuple, sub[["dataset", "arch", "method"]].to_numpy()))
-    taken = {frozenset(map(tuple, g.select(cells)[["dataset", "arch", "method"]].to_numpy()))
-             for g in groups if g.factor == "dataset"}
-    groups += _dataset_groups(cells, taken)
-    for dataset, arch, method in cells[["dataset", "arch", "method"]].itertuples(index=False):
-        if (dataset, arch, method) not in covered:
-            groups.append(Group("method", (("dataset", dataset), ("arch", arch)), (method,)))
-    order = {f: i for i, f in enumerate(FACTORS)}
-    rank = {f: {v: i for i, v in enumerate(ordered(f, cells[f].unique()))} for f in FACTORS}
-    return sorted(groups, key=lambda g: (order[g.factor], not g.own_arch,
-                                         [rank[k][v] for k, v in g.fixed]))
 
 
 def _add_figure(section: Section, title: str, caption: str, anchor: str, stem: Path,
@@ -208,7 +111,7 @@ def _shift_section(shift: Shift | None, out: Path, nominal: str) -> Section:
     fig_dir = out / "figures"
     for (dataset, arch), sub in shift.potential_summary.groupby(["dataset", "arch"], sort=True):
         title = f"{dataset} · {arch}"
-        stem = _slug(dataset, arch)
+        stem = slug(dataset, arch)
         _add_figure(sec, f"Prune potential: {title}", CAPTIONS["potential"],
                     f"fig-potential-{stem}", fig_dir / f"prune_potential_{stem}",
                     figures.prune_potential_plot, sub, dists, title, delta)
@@ -298,7 +201,7 @@ def _agreement_section(agreement: pd.DataFrame, out: Path, nominal: str,
     panels = _agreement_panels(dists, nominal)
     for (dataset, arch), sub in ci.groupby(["dataset", "arch"], sort=True):
         title = f"{dataset} · {arch}"
-        stem = _slug(dataset, arch)
+        stem = slug(dataset, arch)
         _add_figure(sec, f"Functional agreement: {title}", CAPTIONS["agreement"],
                     f"fig-agreement-{stem}", out / "figures" / f"agreement_{stem}",
                     figures.agreement_plot, sub, panels, title)
@@ -335,97 +238,6 @@ def _alpha_by_distribution(ci: pd.DataFrame, dists: list[str], tdir: Path) -> Ta
                   "after measured on that distribution), with the 99 % CI label (< below 1, > "
                   "above 1, ? contains 1). Full statistics in alpha_by_distribution_long.csv.",
                   "tab-alpha-by-distribution")
-
-
-#: Title and test of each p-value table (SPEC 5).
-FAMILY_TITLES = {
-    "ratios_by_arch": ("Consecutive ratios within each architecture",
-                       "One-sided paired t-test per model, H_a: E[α] at the smaller ratio < E[α] at "
-                       "the next."),
-    "ratios_by_dataset": ("Consecutive ratios within each dataset",
-                          "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]; each dataset on "
-                          "its own architecture (MNIST, Fashion-MNIST: LeNet-5; CIFAR-10, "
-                          "CIFAR-100: ResNet-56)."),
-    "ratios_by_method": ("Consecutive ratios within each method",
-                         "One-sided paired t-test, H_a: E[α_t_i] < E[α_t_i+1]."),
-    "archs": ("Consecutive architecture sizes at fixed ratio",
-              "One-sided independent t-test, H_a: the smaller architecture has the larger E[α]."),
-    "datasets": ("Dataset pairs at fixed ratio",
-                 "One-sided independent t-test, H_a: the simpler dataset has the smaller E[α] "
-                 "(MNIST, Fashion-MNIST on LeNet-5; CIFAR-10, CIFAR-100 on ResNet-56)."),
-    "methods": ("Method pairs at fixed ratio",
-                "Two-sided paired t-test (pairs share the dense model); an architecture with "
-                "only MP and UP is in the MP vs UP table alone."),
-    "mp_vs_up": ("MP vs UP for every architecture", "Two-sided paired t-test."),
-}
-#: The family each p-value table's correction runs over, per ``stats.FAMILIES`` rule.
-FAMILY_SCOPES = {
-    "column": {
-        "ratios_by_arch": "one family per column: the consecutive-ratio pairs of one "
-                          "architecture (4 in the paper's grid), per dataset, method and "
-                          "distribution",
-        "ratios_by_dataset": "one family per column: the consecutive-ratio pairs of one dataset "
-                             "(4 in the paper's grid), per method and distribution",
-        "ratios_by_method": "one family per column: the consecutive-ratio pairs of one method "
-                            "(4 in the paper's grid), per dataset, architecture and distribution",
-        "archs": "one family per column: the size pairs at one ratio (4 in the paper's grid), "
-                 "per dataset, method and distribution",
-        "datasets": "one family per column: the dataset pairs at one ratio (3 in the paper's "
-                    "grid), per method and distribution",
-        "methods": "one family per column: the method pairs at one ratio (6 in the paper's "
-                   "grid), per dataset, architecture and distribution",
-        "mp_vs_up": "one family per dataset and distribution over all architectures and ratios "
-                    "(25 comparisons in the paper's grid)",
-    },
-    "table": {
-        "ratios_by_arch": "one family per table: a dataset, method and distribution over all "
-                          "its architectures and ratio pairs",
-        "ratios_by_dataset": "one family per table: a method and distribution over all datasets "
-                             "and ratio pairs",
-        "ratios_by_method": "one family per table: a dataset, architecture and distribution over "
-                            "all its methods and ratio pairs",
-        "archs": "one family per table: a dataset, method and distribution over all size pairs "
-                 "and ratios",
-        "datasets": "one family per table: a method and distribution over all dataset pairs and "
-                    "ratios",
-        "methods": "one family per table: a dataset, architecture and distribution over all its "
-                   "method pairs and ratios",
-        "mp_vs_up": "one family per dataset and distribution over all architectures and ratios "
-                    "(25 comparisons in the paper's grid)",
-    },
-}
-#: How each ``stats.FAMILIES`` rule counts a family's size, in captions.
-FAMILY_SIZES = {
-    "column": "the family size counts every row of the column, an undefined one included, as "
-              "the paper does",
-    "table": "the family size counts the comparisons with a p-value",
-}
-def pvalue_caption(name: str, correction: str, families: str) -> tuple[str, str]:
-    """Title and caption of the p-value table of family ``name`` (a key of
-    ``stats.all_families``) under ``correction`` and the ``families`` rule."""
-    title, test = FAMILY_TITLES.get(name, (name, ""))
-    scope = FAMILY_SCOPES[families].get(name, "")
-    return title, (f"{test} {CORRECTION_NAMES[correction]} p within {scope}; "
-                   f"{FAMILY_SIZES[families]}.").strip()
-
-
-#: Text of a p-value table cell whose comparison was made but has no p-value.
-UNDEFINED_P = "undefined"
-
-
-def pvalue_display(fam: stats.FamilyResult) -> pd.DataFrame:
-    """``fam.table`` with the cells of comparisons that were made but have no p-value (too few
-    models, zero variance: see the ``note`` of ``fam.long``) reading :data:`UNDEFINED_P`
-    instead of an empty cell (which means: not compared)."""
-    table = fam.table
-    keys = [*table.index.names, table.columns.name]
-    undefined = (fam.long.assign(_u=fam.long["p_corrected"].isna()).set_index(keys)["_u"]
-                 .unstack(table.columns.name)
-                 .reindex(index=table.index, columns=table.columns))
-    mask = undefined.fillna(False).astype(bool)
-    if not mask.to_numpy().any():
-        return table
-    return table.astype(object).mask(mask, UNDEFINED_P)
 
 
 def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni",
@@ -468,7 +280,7 @@ def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni",
                                      f"{UNDEFINED_P}: compared, but no p-value (too few models or "
                                      "zero variance, see the note). Full statistics (n, mean "
                                      "difference, t, df, raw p) in "
-                                     f"pvalues_{name}_long.csv.", f"tab-p-{_slug(name)}"))
+                                     f"pvalues_{name}_long.csv.", f"tab-p-{slug(name)}"))
             fam.long.to_csv(tdir / f"pvalues_{name}_long.csv", index=False)
     else:
         sec.notices.append("No α CI table and no p-value tables: every cell has a single model "

@@ -5,6 +5,7 @@ be drawn on machines without a display.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,10 +15,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after selecting the backend)
 from matplotlib.figure import Figure  # noqa: E402
 
-from prunescope.methods import REGISTRY  # noqa: E402
+from prunescope.catalog.methods import REGISTRY  # noqa: E402
 from prunescope.stats.families import LEVEL_ORDER  # noqa: E402
 
-#: Fixed colour per pruning method, the same in every figure (:mod:`prunescope.methods`).
+#: Fixed colour per pruning method, the same in every figure (:mod:`prunescope.catalog.methods`).
 METHOD_COLORS: dict[str, str] = {"dense": "#000000", **{m.name: m.colour for m in REGISTRY}}
 #: Colours handed out, in order, to methods not in :data:`METHOD_COLORS`.
 _EXTRA_COLORS = ("#882255", "#117733", "#332288", "#AA4499", "#44AA99", "#999933")
@@ -83,3 +84,10 @@ def save_figure(fig: Figure, stem: Path) -> tuple[Path, Path]:
     finally:
         plt.close(fig)
     return png, pdf
+
+
+def slug(*parts: object) -> str:
+    """A file-name stem of ``parts``: every run of characters other than letters, digits and
+    dots (the joining ones included) as one ``-``, lower case (``("Method", "mp@2")`` ->
+    ``method-mp-2``)."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", "_".join(str(p) for p in parts)).strip("-").lower()

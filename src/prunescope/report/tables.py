@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prunescope import methods as registry
+from prunescope.catalog import methods as registry
 from prunescope.report.style import ordered, ratio_label
 
 _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -187,15 +187,11 @@ def alpha_ci_table(ci: pd.DataFrame, pooled: pd.DataFrame, keys: list[str],
     return sorted_cells(out, keys).reset_index(drop=True)
 
 
-#: structured methods: no levels; the per-level table gives them one row per requested ratio
-STRUCTURED_METHODS = registry.names("structured")
-
-
 def has_level_rows(alphas: pd.DataFrame) -> bool:
     """Whether :func:`level_table` has rows: an iterative method with a ``level`` or a
-    structured method (:data:`STRUCTURED_METHODS`) is present."""
+    structured method (no levels: one row per requested ratio) is present."""
     leveled = "level" in alphas and bool(alphas["level"].notna().any())
-    return leveled or bool(alphas["method"].isin(STRUCTURED_METHODS).any())
+    return leveled or bool(alphas["method"].isin(registry.names("structured")).any())
 
 
 def level_table(alphas: pd.DataFrame, ci: pd.DataFrame | None) -> pd.DataFrame:
@@ -214,7 +210,7 @@ def level_table(alphas: pd.DataFrame, ci: pd.DataFrame | None) -> pd.DataFrame:
     """
     keys = ["dataset", "arch", "method", "level", "ratio"]
     a = alphas if "level" in alphas else alphas.assign(level=np.nan)
-    rows = a[a["level"].notna() | a["method"].isin(STRUCTURED_METHODS)]
+    rows = a[a["level"].notna() | a["method"].isin(registry.names("structured"))]
     agg = {"models": ("model", "nunique"), "accuracy (%)": ("accuracy_after", "mean"),
            "mean α": ("alpha", "mean")}
     ratio_col = "achieved_ratio" if "achieved_ratio" in rows else "ratio"

@@ -54,28 +54,40 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from prunescope import archs
+from prunescope.catalog import architectures, methods as registry
 from prunescope.choices import FAMILIES  # how p-values group into correction families
-from prunescope import methods as registry
-from prunescope.data.registry import names as dataset_names
+from prunescope.data.registry import info as dataset_info, names as dataset_names
 from prunescope.stats.ci import CELL_KEYS
 from prunescope.stats.tests import TEST_COLUMNS, Correction, correct_within
 
 Families = Literal["column", "table"]
 
 #: Architecture sizes in increasing order (SPEC 5 family 2).
-ARCH_ORDER: tuple[str, ...] = archs.RESNET_ARCHS
+ARCH_ORDER: tuple[str, ...] = architectures.size_order()
 #: Dataset pairs (simpler, harder) of SPEC 5 family 3.
 DATASET_PAIRS: tuple[tuple[str, str], ...] = (
     ("mnist", "cifar10"), ("fashion-mnist", "cifar10"), ("cifar10", "cifar100"),
 )
+
+
+def _dataset_arch_choices() -> dict[str, tuple[str, ...]]:
+    """Per dataset, the architectures made for its image shape that have a
+    :attr:`~prunescope.catalog.architectures.Architecture.dataset_rank`, by that rank."""
+    out = {}
+    for d in dataset_names():
+        fits = [architectures.architecture(a)
+                for a in architectures.for_shape(dataset_info(d).shape_hwc)]
+        ranked = sorted((a for a in fits if a.dataset_rank is not None),
+                        key=lambda a: a.dataset_rank)
+        out[d] = tuple(a.name for a in ranked)
+    return out
+
+
 #: Architectures a dataset is taken on when datasets are compared, in order of preference (SPEC
 #: 4: the MNIST-like sets have LeNets only, the paper's ShrinkBench LeNet first and the classic
-#: LeNet-5 for a study without it; ResNet-56 is the default architecture when the dataset varies).
-DATASET_ARCH_CHOICES: dict[str, tuple[str, ...]] = {
-    "mnist": ("lenet5-shrinkbench", "lenet5"), "fashion-mnist": ("lenet5-shrinkbench", "lenet5"),
-    "cifar10": ("resnet56",), "cifar100": ("resnet56",),
-}
+#: LeNet-5 for a study without it; ResNet-56 is the default architecture when the dataset varies;
+#: the ranks are the records' in :mod:`prunescope.catalog.architectures`).
+DATASET_ARCH_CHOICES: dict[str, tuple[str, ...]] = _dataset_arch_choices()
 #: The preferred architecture of each dataset (the first of :data:`DATASET_ARCH_CHOICES`).
 DATASET_ARCHS: dict[str, str] = {d: c[0] for d, c in DATASET_ARCH_CHOICES.items()}
 
@@ -96,7 +108,7 @@ DATASET_ORDER: tuple[str, ...] = dataset_names()
 #: order, then any other name sorted (the report's figures use the same orders; method pairs
 #: keep :data:`METHOD_ORDER` for which method is side ``a``).
 LEVEL_ORDER: dict[str, tuple[str, ...]] = {
-    "dataset": DATASET_ORDER, "arch": archs.DISPLAY_ORDER,
+    "dataset": DATASET_ORDER, "arch": architectures.display_order(),
     "method": registry.display_order(),
 }
 
@@ -428,7 +440,7 @@ def method_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None =
                  value: str = "alpha", cell: Sequence[str] = CELL_KEYS,
                  family_by: Sequence[str] | None = None, correction: Correction = "bonferroni",
                  pair_on: Sequence[str] = ("model",),
-                 leave_to_mp_vs_up: tuple[str, str] | None = ("mp", "up"),
+                 leave_to_mp_vs_up: tuple[str, str] | None = registry.MP_VS_UP,
                  families: Families = "column") -> FamilyResult:
     """SPEC 5 family 4: method pairs at each fixed ratio, two-sided paired t-test (by model: the
     pruned models of one pair share their dense parent).
@@ -463,7 +475,8 @@ def method_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None =
                    families=families)
 
 
-def mp_vs_up_tests(alphas: pd.DataFrame, a: str = "mp", b: str = "up", *, value: str = "alpha",
+def mp_vs_up_tests(alphas: pd.DataFrame, a: str = registry.MP_VS_UP[0],
+                   b: str = registry.MP_VS_UP[1], *, value: str = "alpha",
                    cell: Sequence[str] = CELL_KEYS, family_by: Sequence[str] | None = None,
                    correction: Correction = "bonferroni", pair_on: Sequence[str] = ("model",),
                    families: Families = "column") -> FamilyResult:

@@ -7,33 +7,14 @@ the tidy per-class frame the analysis and the report consume.
 from prunescope._lazy import lazy_exports
 
 #: ``{public name: the submodule that defines it}``, imported on first use
-_EXPORTS = {
-    "AGREEMENT_COLUMNS": "results",
-    "FRAME_COLUMNS": "results",
-    "KINDS": "plan",
-    "RESULTS_VERSION": "plan",
-    "SCHEMA_VERSION": "store",
-    "Cell": "spec",
-    "Job": "plan",
-    "JobResult": "store",
-    "Plan": "plan",
-    "RunSummary": "run",
-    "SpecError": "spec",
-    "Store": "store",
-    "StoreVersionError": "store",
-    "StudyLocked": "run",
-    "StudyResults": "results",
-    "StudySpec": "spec",
-    "estimate_work": "plan",
-    "export_results": "results",
-    "job_id": "plan",
-    "load_results": "results",
-    "load_spec": "spec",
-    "make_plan": "plan",
-    "model_seed": "plan",
-    "parse_spec": "spec",
-    "read_predictions": "results",
-    "run_study": "run",
-}
+_EXPORTS = {name: module for module, names in (
+    ("plan", ("KINDS", "RESULTS_VERSION", "Job", "Plan", "estimate_work", "job_id", "make_plan",
+              "model_seed")),
+    ("results", ("AGREEMENT_COLUMNS", "FRAME_COLUMNS", "StudyResults", "export_results",
+                 "load_results", "read_predictions")),
+    ("run", ("RunSummary", "StudyLocked", "run_study")),
+    ("spec", ("Cell", "SpecError", "StudySpec", "load_spec", "parse_spec")),
+    ("store", ("SCHEMA_VERSION", "JobResult", "Store", "StoreVersionError")),
+) for name in names}
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -35,8 +35,9 @@ from typing import Any
 
 from prunescope.identity import id_field, identity
 from prunescope.choices import gradient_batches
-from prunescope import methods as registry
-from prunescope.study.spec import StudySpec, lth_schedule
+from prunescope.catalog import methods as registry
+from prunescope.study.feasibility import lth_schedule
+from prunescope.study.spec import StudySpec
 from prunescope.train.recipe import Recipe
 
 #: Bump when a code change alters the result of an unchanged job (ids then change, nothing
@@ -298,19 +299,29 @@ def lth_ratio_labels(achieved: list[float], requested: tuple[float, ...]) -> lis
     return out
 
 
-def make_plan(spec: StudySpec) -> Plan:
-    """Expand ``spec`` into its jobs (deterministic order: kind, then cell, model, method,
-    ratio, distribution). A job reached from two grid entries appears once."""
-    seen: dict[str, Job] = {}
+class JobSet:
+    """The jobs of a plan being built, each once: a job reached twice (two grid entries, or an
+    audit rerun) is the same job. ``by_id``: ``{job id: Job}`` in the order first added."""
 
-    def add(args: Any, deps: tuple[str, ...], **labels: Any) -> Job:
+    def __init__(self) -> None:
+        self.by_id: dict[str, Job] = {}
+
+    def add(self, args: Any, deps: tuple[str, ...], **labels: Any) -> Job:
+        """The job of the typed parameters ``args`` (a :data:`PARAMS` type), its id hashed from
+        them as every plan hashes them, with ``deps`` and its ``labels``."""
         kind = _KIND_OF[type(args)]
         full = {"kind": kind, "version": RESULTS_VERSION, **identity(args)}
         jid = job_id(full)
-        if jid not in seen:
-            seen[jid] = Job(jid, kind, full, deps, **labels)
-        return seen[jid]
+        if jid not in self.by_id:
+            self.by_id[jid] = Job(jid, kind, full, deps, **labels)
+        return self.by_id[jid]
 
+
+def make_plan(spec: StudySpec) -> Plan:
+    """Expand ``spec`` into its jobs (deterministic order: kind, then cell, model, method,
+    ratio, distribution). A job reached from two grid entries appears once."""
+    planned = JobSet()
+    add = planned.add
     for cell in spec.cells:
         train_recipe = spec.recipe(cell.arch, "train")
         ft_recipe = spec.recipe(cell.arch, "finetune")
@@ -345,7 +356,8 @@ def make_plan(spec: StudySpec) -> Plan:
                     for r in ratios:
                         models.append(add(StructuredParams(
                             train.id, meth, r, st.scope, ft_recipe, seed,
-                            chip_images=st.chip_images if meth == "chip" else None,
+                            chip_images=(st.chip_images if registry.method(meth).needs_feature_maps
+                                         else None),
                             config=st.config_of(meth)),
                             (train.id,), method=meth, ratio=r, **labels))
                     continue
@@ -367,7 +379,7 @@ def make_plan(spec: StudySpec) -> Plan:
                         quantize=None if dist == "nominal" else "truncate"),
                         (model_job.id,), method=model_job.method, ratio=model_job.ratio,
                         distribution=dist, level=model_job.level, **labels)
-    jobs = sorted(seen.values(), key=lambda j: KINDS.index(j.kind))  # stable: keeps plan order
+    jobs = sorted(planned.by_id.values(), key=lambda j: KINDS.index(j.kind))  # stable: plan order
     return Plan(spec, tuple(jobs))
 
 

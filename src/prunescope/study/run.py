@@ -38,6 +38,8 @@ from prunescope.study.plan import Job, Plan, job_work, make_plan
 from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import StudySpec
 from prunescope.study.store import JobResult, Store
+from prunescope.train.options import PackOptions, is_cuda
+from prunescope.study.worker import WorkerContext
 from prunescope.train.pack import auto_pack_size
 
 LOCK_FILE = "run.lock"
@@ -106,16 +108,18 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def pack_size(spec: StudySpec, dataset: str, arch: str, device: str) -> int:
+def pack_size(spec: StudySpec, dataset: str, arch: str, device: str,
+              options: PackOptions | None = None) -> int:
     """Jobs per pack for ``arch``: ``[executor] pack_size``, or with ``"auto"`` what
-    ``prunescope.train.pack.auto_pack_size`` fits on ``device`` for the training batch size."""
+    ``prunescope.train.pack.auto_pack_size`` fits on ``device`` for the training batch size
+    with the pack switches ``options`` (default: the spec's for ``device``)."""
     if spec.executor.pack_size != "auto":
         return int(spec.executor.pack_size)
     inf = info(dataset)
     h, _, c = inf.shape_hwc
     return auto_pack_size(arch, device, batch_size=spec.recipe(arch, "train").batch_size,
                           num_classes=inf.num_classes, in_channels=c, image_size=h,
-                          options=spec.executor.pack_options_for(device))
+                          options=options or spec.executor.pack_options_for(device))
 
 
 def run_study(
@@ -168,8 +172,7 @@ def run_study(
                 if display:
                     display.stop()
         in_plan = {j.id for j in plan.jobs}
-        errors = {i: e for i, e in store.conn.execute(
-            "SELECT id, error FROM jobs WHERE status = 'failed'") if i in in_plan}
+        errors = {i: e for i, e in store.errors().items() if i in in_plan}
         summary.errors = errors
         summary.failed = len(errors)
         summary.blocked = sum(1 for j in plan.jobs if status[j.id] == "blocked")
@@ -191,6 +194,65 @@ def _make_executor(spec: StudySpec, kind: str | Executor, address: str | None,
     raise ValueError(f"unknown executor {kind!r}; choose 'local' or 'ray'")
 
 
+def _children(plan: Plan) -> dict[str, list[str]]:
+    """``{job id: ids of the jobs that depend on it}``, in plan order."""
+    children: dict[str, list[str]] = {}
+    for j in plan.jobs:
+        for d in j.deps:
+            children.setdefault(d, []).append(j.id)
+    return children
+
+
+def _released(results: list[JobResult], arts: dict[str, dict[str, str]],
+              sums: dict[str, dict[str, str]], children: dict[str, list[str]],
+              missing: dict[str, int], waiting: set[str]) -> list[str]:
+    """Note the files of the done ``results`` and count them off their children's missing
+    parents; returns the waiting children that are now ready."""
+    ready = []
+    for r in results:
+        if r.status != "done":
+            continue
+        arts[r.job_id] = r.artifacts
+        sums[r.job_id] = r.checksums
+        for c in children.get(r.job_id, ()):
+            if c in missing:
+                missing[c] -= 1
+                if missing[c] == 0 and c in waiting:
+                    ready.append(c)
+    return ready
+
+
+def _run_device(spec: StudySpec, ex: Executor) -> tuple[str, PackOptions]:
+    """The device this run's packs use, resolved once (``auto``: the Ray cluster's, or CUDA
+    when this machine has it, else the CPU), and the ``[executor.pack_options]`` for it;
+    ``DeviceUnavailable`` for a CUDA device a local run does not have."""
+    import torch  # only with jobs to run
+
+    device = spec.device_name()
+    if isinstance(ex, RayExecutor) and spec.device == "auto":
+        device = ex.device
+    if (getattr(ex, "local_data", False) and is_cuda(device)
+            and not torch.cuda.is_available()):
+        raise DeviceUnavailable(
+            f"{spec.path or 'the study'} asks for device {device!r} but this machine has no "
+            "CUDA device; set device = \"auto\" or \"cpu\" in it, or run it on a GPU machine")
+    try:  # [executor.pack_options] for the device this run resolved to
+        return device, spec.executor.pack_options_for(device)
+    except ValueError as e:
+        raise RuntimeError(f"[executor.pack_options] cannot run on {device}: {e}; remove the "
+                           "CUDA-only switches or run on a GPU") from e
+
+
+def _without_data(plan: Plan, waiting: set[str], by_id: dict[str, Job],
+                  order: dict[str, int]) -> list[JobResult]:
+    """A failed result for each waiting ``train`` job whose dataset is not available here."""
+    no_data = _unavailable_datasets(sorted({by_id[i].dataset for i in waiting}))
+    return [JobResult(i, "failed", error=f"dataset {by_id[i].dataset} is not available: "
+                      f"{no_data[by_id[i].dataset]}")
+            for i in sorted(waiting, key=order.__getitem__)
+            if by_id[i].kind == "train" and by_id[i].dataset in no_data]
+
+
 def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex: Executor,
            spec: StudySpec, display: RunDisplay | None, summary: RunSummary,
            user_model: bytes | None = None) -> None:
@@ -201,28 +263,19 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
     scheduled before unrelated later work. Cost per job: O(log n) plus two store transactions
     per pack (running, finished).
     """
-    import torch
-
     from prunescope.study.worker import WorkerContext  # torch and dynamo: only with jobs to run
 
     by_id = plan.by_id()
     order = {j.id: i for i, j in enumerate(plan.jobs)}
-    children: dict[str, list[str]] = {}
-    for j in plan.jobs:
-        for d in j.deps:
-            children.setdefault(d, []).append(j.id)
+    children = _children(plan)
     waiting = {j.id for j in todo}
     blocked = _block_descendants(
         [j.id for j in plan.jobs if status[j.id] in ("failed", "blocked")], children, waiting,
         status)
     if blocked:
         store.set_status(blocked, "blocked", "blocked: a job it depends on failed")
-    if getattr(ex, "local_data", False):
-        no_data = _unavailable_datasets(sorted({by_id[i].dataset for i in waiting}))
-        failed = [JobResult(i, "failed", error=f"dataset {by_id[i].dataset} is not available: "
-                            f"{no_data[by_id[i].dataset]}")
-                  for i in sorted(waiting, key=order.__getitem__)
-                  if by_id[i].kind == "train" and by_id[i].dataset in no_data]
+    if getattr(ex, "local_data", False):  # train jobs of datasets this machine cannot load
+        failed = _without_data(plan, waiting, by_id, order)
         if failed:
             _record(failed, store, status, children, waiting, summary)
     missing = {j.id: sum(status[d] != "done" for d in j.deps) for j in todo if j.id in waiting}
@@ -236,24 +289,9 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
         if n == 0:
             make_ready(jid)
     parents = sorted({d for j in todo for d in j.deps if status[d] == "done"})
-    arts = store.artifacts(parents)
-    sums = store.checksums(parents)
-    device = spec.device_name()
-    if isinstance(ex, RayExecutor) and spec.device == "auto":
-        device = ex.device
-    if (getattr(ex, "local_data", False) and torch.device(device).type == "cuda"
-            and not torch.cuda.is_available()):
-        raise DeviceUnavailable(
-            f"{spec.path or 'the study'} asks for device {device!r} but this machine has no "
-            "CUDA device; set device = \"auto\" or \"cpu\" in it, or run it on a GPU machine")
-    try:  # [executor.pack_options] for the device this run resolved to
-        pack_options = spec.executor.pack_options_for(device)
-    except ValueError as e:
-        raise RuntimeError(f"[executor.pack_options] cannot run on {device}: {e}; remove the "
-                           "CUDA-only switches or run on a GPU") from e
-    threads = spec.executor.threads
-    if isinstance(ex, ProcessExecutor) and threads == 0:
-        threads = 1
+    arts, sums = store.artifacts(parents), store.checksums(parents)
+    device, pack_options = _run_device(spec, ex)
+    threads = spec.executor.threads or (1 if isinstance(ex, ProcessExecutor) else 0)
     if display:
         display.start(plan, [by_id[i] for i in waiting],
                       lambda j: float(job_work(j, spec.n_val)[1]))
@@ -268,7 +306,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             key = min((k for k, h in ready.items() if h), key=lambda k: ready[k][0][0])
             heap = ready[key]
             if key[1:] not in sizes:
-                sizes[key[1:]] = pack_size(spec, key[1], key[2], device)
+                sizes[key[1:]] = pack_size(spec, key[1], key[2], device, pack_options)
             size = sizes[key[1:]] if stacks(key[0]) else 1  # structured: packs of one
             jobs = [by_id[heapq.heappop(heap)[1]] for _ in range(min(size, len(heap)))]
             pack = Pack(key[0], key[1], key[2], tuple(jobs))
@@ -311,16 +349,8 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             blocked = _record(results, store, status, children, waiting, summary)
             if display and blocked:
                 display.jobs_blocked([by_id[i] for i in blocked])
-            for r in results:
-                if r.status != "done":
-                    continue
-                arts[r.job_id] = r.artifacts
-                sums[r.job_id] = r.checksums
-                for c in children.get(r.job_id, ()):
-                    if c in missing:
-                        missing[c] -= 1
-                        if missing[c] == 0 and c in waiting:
-                            make_ready(c)
+            for c in _released(results, arts, sums, children, missing, waiting):
+                make_ready(c)
             if display:
                 display.pack_finished(pack, results)
 

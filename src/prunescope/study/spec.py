@@ -12,83 +12,57 @@ the job cap, recipes, folders) and build the :class:`StudySpec`. The key tables 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
 import os
 import tomllib
 import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import torch
 from pydantic import (PlainValidator, ValidationError, create_model, field_validator,
                       model_validator)
 from pydantic_core import PydanticUndefined
 
-from prunescope import choices, methods as registry
-from prunescope.archs import param_count
+from prunescope import choices
+from prunescope.catalog import architectures, methods as registry
+from prunescope.catalog.distributions import CORRUPTIONS
 from prunescope.choices import DATASETS, DEVICES, GRADIENT_MODES, MAX_CUDA_INDEX, SCOPES
-from prunescope.data import expected, info
-from prunescope.data.corruptions import CORRUPTIONS
-from prunescope.data.imbalance import PROFILES, class_counts
-from prunescope.data.splits import val_quota
-from prunescope.models import ARCHS, build_model
 from prunescope.study.keys import (Messages as _Validator, SpecError, Table as _Table, int_key,
                                    key, refuse as _refuse, sub_table,
                                    key_table, replace_blocks, spec_error)
+from prunescope.study.feasibility import (INT64_MAX, MAX_CPUS_PER_PACK, MAX_EPOCHS,
+                                          MAX_GPUS_PER_PACK, MAX_JOBS, MAX_NAME, MAX_NESTING,
+                                          MAX_PACK_SIZE, MAX_SPEC_BYTES, MAX_THREADS,
+                                          MAX_WORKERS, artifact_url,
+                                          check_across_tables, check_ints, is_int, is_num,
+                                          is_url, local_folder)
+from prunescope.study.grid import Cell, ImbalanceSpec, expand_cells
 from prunescope.train import Recipe
-from prunescope.train.pack import PackOptions
+from prunescope.train.options import PackOptions
 
 __all__ = ["DEVICES", "MAX_CUDA_INDEX", "Cell", "ExecutorSpec", "GradientSpec", "ImbalanceSpec",
            "LthSpec", "SpecError", "StructuredSpec", "StudyFile", "StudySpec", "key_tables",
            "load_spec", "parse_spec"]
 
-#: one-shot unstructured criteria (SPEC 3): prune_finetune jobs (:mod:`prunescope.methods`)
-ONE_SHOT_METHODS = registry.names("one-shot")
-#: iterative magnitude pruning with weight rewinding (SPEC 3, last bullet): rewind + lth_level jobs
-ITERATIVE_METHODS = registry.names("iterative")
-#: structured channel pruning (SPEC 3, last bullet): structured jobs, channels removed for real
-STRUCTURED_METHODS = registry.names("structured")
-#: pruning methods the study layer runs (SPEC 3), in the order cells list them
-METHODS = registry.names()
-#: methods that need the data-loss gradient of the dense model
-GRADIENT_METHODS = registry.names(needs_gradients=True)
 #: how an LTH level retrains (``[lth] retrain``; :class:`LthSpec`)
 LTH_RETRAIN = ("finetune", "train", "rewind")
-
-# ---- bounds (docs/studies.md, "Bounds") ------------------------------------------------------
-#: jobs one study may plan (``plan`` takes about 3 s per 100,000 on the 2-core CPU)
-MAX_JOBS = 100_000
-#: epochs of one recipe (``[train]``, ``[finetune]`` and their per-architecture tables)
-MAX_EPOCHS = 10_000
-#: LTH levels to the largest ``lth`` ratio (``[lth] prune_fraction`` sets how many)
-MAX_LTH_LEVELS = 100
-#: characters of a study name (the default output folder is ``runs/<name>``)
-MAX_NAME = 100
-#: bytes (UTF-8) of a local output or artifacts folder, leaving room for the files below it
-#: within Linux's PATH_MAX of 4,096; each folder name at most :data:`MAX_PART_BYTES`
-MAX_PATH_BYTES = 3500
-MAX_PART_BYTES = 255
-#: ``[executor]`` bounds: local worker processes, torch threads, models per pack, Ray resources
-MAX_WORKERS = 256
-MAX_THREADS = 1024
-MAX_PACK_SIZE = 1024
-MAX_CPUS_PER_PACK = 1024
-MAX_GPUS_PER_PACK = 64
-#: TOML integers are 64-bit (tomllib reads larger ones anyway); seeds span 0..INT64_MAX
-INT64_MAX = 2**63 - 1
-#: a study spec is a short text file: larger ones (or a device such as /dev/zero) are refused
-MAX_SPEC_BYTES = 1 << 20
-#: deepest nesting of tables and lists in a spec (the deepest key, `[train.<arch>] schedule`,
-#: is 4 levels down); deeper documents are refused before any recursive validation
-MAX_NESTING = 16
 
 
 def _ratio(value: Any) -> float:
     if (error := choices.ratio_error(value)) is not None:
         _refuse(error)
     return float(value)
+
+
+def _method(name: Any) -> str:
+    if (error := choices.method_error(name)) is not None:
+        _refuse(error)
+    return name
+
+
+def _architecture(name: Any) -> str:
+    if (error := choices.choice_error(name, architectures.names())) is not None:
+        _refuse(error)
+    return name
 
 
 def _distribution(name: Any) -> str:
@@ -99,65 +73,11 @@ def _distribution(name: Any) -> str:
 
 Ratio = Annotated[float, PlainValidator(_ratio)]
 DistributionName = Annotated[str, PlainValidator(_distribution)]
+MethodName = Annotated[str, PlainValidator(_method)]
+ArchitectureName = Annotated[str, PlainValidator(_architecture)]
 
 
 # ---- the tables -----------------------------------------------------------------------------
-class ImbalanceSpec(_Table):
-    """A long-tailed training split (``[imbalance]``, or ``imbalance = {...}`` in a grid entry):
-    :func:`prunescope.data.imbalance.class_counts` with ``ratio`` and ``profile``; ``seed`` draws
-    which images each class keeps. The validation hold-out is drawn from the imbalanced split;
-    test sets stay balanced. A ratio of 1 in the file means the balanced split (no
-    ImbalanceSpec in the :class:`Cell`)."""
-
-    ratio: float = key(doc="finite, in [1, the dataset's smallest class count]: largest / "
-                       "smallest class count; `1` = the balanced split (ids as without the table)",
-                       allowed="a finite ratio >= 1 of the largest to the smallest class count "
-                       "(1 = the balanced split)", ge=1, allow_inf_nan=False)
-    profile: Literal[PROFILES] = key(
-        "exponential", "`exponential` (class c keeps `floor(n_max * ratio^(-c/(C-1)))`, "
-        "CIFAR-10-LT) or `step` (the second half of the classes keeps `floor(n_max / ratio)`)")
-    seed: int = int_key(0, 0, doc="int >= 0: seed of the per-class draw of the images kept")
-
-    @property
-    def label(self) -> str:
-        """Suffix of the dataset label in results: ``lt<ratio>`` (exponential) or
-        ``step<ratio>``, e.g. ``fashion-mnist-lt10``."""
-        return f"{'lt' if self.profile == 'exponential' else 'step'}{self.ratio:g}"
-
-    def counts(self, dataset: str) -> tuple[int, ...]:
-        """Images per class of the imbalanced training split of ``dataset`` (before the
-        validation hold-out), from the registry's class counts."""
-        avail = expected(dataset).counts["train"]
-        return tuple(int(c) for c in class_counts(avail, self.ratio, self.profile))
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (dataset, architecture, training split) cell of the grid and the pruning it receives.
-
-    Attributes:
-        dataset, arch: names from :data:`DATASETS`, :data:`ARCHS`.
-        methods: ``((method, (ratio, ...)), ...)``, methods in :data:`METHODS` order, ratios
-            ascending compression ratios > 1 (SPEC 3).
-        prune_classifier, prune_biases: the prunable set of this cell's unstructured pruning
-            (SPEC 3): the ``[[grid]]`` entry's value, else the study-wide one.
-        imbalance: the long-tailed training split, ``None`` for the full (balanced) one.
-    """
-
-    dataset: str
-    arch: str
-    methods: tuple[tuple[str, tuple[float, ...]], ...]
-    prune_classifier: bool = False
-    prune_biases: bool = False
-    imbalance: ImbalanceSpec | None = None
-
-    @property
-    def label(self) -> str:
-        """The dataset label of this cell's results: ``dataset``, or ``dataset-<imbalance
-        label>`` for a long-tailed training split (e.g. ``mnist-lt100``)."""
-        return self.dataset if self.imbalance is None else f"{self.dataset}-{self.imbalance.label}"
-
-
 class GradientSpec(_Table):
     """How GP and UP obtain the data-loss gradient (``[gradients]``, SPEC 3)."""
 
@@ -201,7 +121,7 @@ class LthSpec(_Table):
 
 
 def _structured_configs() -> tuple[str, ...]:
-    from prunescope.prune.structured_configs import STRUCTURED_CONFIGS
+    from prunescope.catalog.structured_configs import STRUCTURED_CONFIGS
 
     return ("uniform", *STRUCTURED_CONFIGS)
 
@@ -218,7 +138,7 @@ class StructuredSpec(_Table):
         "depends only on architecture and ratio) or `global` (scores compared across groups; "
         "only with config `uniform`)")
     config: tuple[tuple[str, str], ...] = key(
-        tuple((m, "uniform") for m in STRUCTURED_METHODS),
+        tuple((m, "uniform") for m in registry.names("structured")),
         "which channels and how many per layer: `uniform` (every block's inner channels narrowed "
         "by one fraction), `chip-resnet56` (CHIP's published ResNet-56 settings, residual "
         "streams of stages 1-2 narrowed too) or `li-resnet56` (Li et al.'s ResNet-56-pruned-A/-B: "
@@ -233,12 +153,13 @@ class StructuredSpec(_Table):
     @classmethod
     def _config_by_method(cls, raw: Any) -> Any:
         """One config name for every structured method, or a table by method."""
-        tab = sub_table(raw, STRUCTURED_METHODS)
-        by_method = {m: raw if tab is None else tab.get(m, "uniform") for m in STRUCTURED_METHODS}
+        structured = registry.names("structured")
+        tab = sub_table(raw, structured)
+        by_method = {m: raw if tab is None else tab.get(m, "uniform") for m in structured}
         names = _structured_configs()
         if any(name not in names for name in by_method.values()):
             _refuse(f"one of {', '.join(names)}, or a table "
-                    f"{{{' = ..., '.join(STRUCTURED_METHODS)} = ...}} of them")
+                    f"{{{' = ..., '.join(structured)} = ...}} of them")
         return tuple(by_method.items())
 
     @model_validator(mode="after")
@@ -307,7 +228,7 @@ class ExecutorSpec(_Table):
     @field_validator("pack_size", mode="before")
     @classmethod
     def _pack_size(cls, value: Any) -> Any:
-        if value != "auto" and not (_is_int(value) and 1 <= value <= MAX_PACK_SIZE):
+        if value != "auto" and not (is_int(value) and 1 <= value <= MAX_PACK_SIZE):
             _refuse()
         return value
 
@@ -333,7 +254,7 @@ class ExecutorSpec(_Table):
         """The :class:`~prunescope.train.pack.PackOptions` of stacked packs on ``device``: its
         defaults with ``pack_options`` applied (``ValueError`` if they cannot run there)."""
         options = PackOptions.for_device(device, **dict(self.pack_options))
-        options.check(torch.device(device))
+        options.check(device)
         return options
 
 
@@ -391,15 +312,14 @@ class _GridKeys(_Table):
     datasets: list[Literal[DATASETS]] | None = key(
         None, ", ".join(f"`{d}`" for d in DATASETS), doc_default="required without `[[grid]]`",
         allowed=f"a non-empty list from {', '.join(DATASETS)}", min_length=1)
-    architectures: list[Literal[ARCHS]] | None = key(
+    architectures: list[ArchitectureName] | None = key(
         None, "`lenet5-shrinkbench` (ShrinkBench's LeNet, the paper's: 3x3 convolutions, 60,074 "
         "parameters) or `lenet5` (the classic 5x5 LeNet-5, 61,706 parameters) for MNIST-like "
         "data; `resnet20/32/44/56/110` (CIFAR)", doc_default="required without `[[grid]]`",
-        allowed=f"a non-empty list from {', '.join(ARCHS)}", min_length=1)
-    methods: list[Literal[METHODS]] | None = key(
-        None, "one-shot " + ", ".join(f"`{m}`" for m in ONE_SHOT_METHODS) + "; iterative "
-        + ", ".join(f"`{m}`" for m in ITERATIVE_METHODS) + "; structured "
-        + ", ".join(f"`{m}`" for m in STRUCTURED_METHODS) + " (see \"Iterative and structured "
+        allowed=f"a non-empty list from {', '.join(architectures.names())}", min_length=1)
+    methods: list[MethodName] | None = key(
+        None, "; ".join(f"{kind} " + ", ".join(f"`{m}`" for m in registry.names(kind))
+                        for kind in typing.get_args(registry.Kind)) + " (see \"Iterative and structured "
         "methods\"); `[]` = dense models only", doc_default="required (here or per grid entry)")
     ratios: list[Ratio] | None = key(
         None, "compression ratios > 1 (all params / nonzero params, SPEC 3). Checked per method "
@@ -522,7 +442,7 @@ class _Rescale(_Table):
 
 def _schedule(blocks: Any) -> tuple[tuple[int, float], ...]:
     if not (isinstance(blocks, list) and blocks and all(
-            isinstance(b, list) and len(b) == 2 and _is_int(b[0]) and _is_num(b[1])
+            isinstance(b, list) and len(b) == 2 and is_int(b[0]) and is_num(b[1])
             for b in blocks)):
         _refuse("a non-empty list of [epochs, lr] pairs, e.g. [[10, 0.1], [5, 0.01]]")
     return tuple((int(e), float(lr)) for e, lr in blocks)
@@ -629,12 +549,12 @@ def parse_spec(
         raise SpecError(f"{where}: tables or lists nested more than {MAX_NESTING} levels deep; "
                         "a study spec nests at most 4") from None
     v = _Validator(where)
-    _check_ints(v, raw)
+    check_ints(v, raw)
     try:
         f = StudyFile.model_validate(raw)
     except ValidationError as e:
         raise spec_error(where, e, StudyFile) from None
-    cells = _cells(v, f)
+    cells = expand_cells(v, f)
     try:  # as for CUDA unless the spec names the CPU; the run checks its resolved device again
         f.executor.pack_options_for("cpu" if f.device == "cpu" else "cuda")
     except ValueError as e:
@@ -647,26 +567,26 @@ def parse_spec(
         general = {k: val for k, val in tab.items() if not isinstance(val, dict)}
         phase_over[phase] = _recipe_overrides(where, general, (phase,))
         for arch, sub in ((k, val) for k, val in tab.items() if isinstance(val, dict)):
-            if arch not in ARCHS:
+            if arch not in architectures.names():
                 v.fail(f"{phase}.{arch}", "(table)", f"a recipe key or an architecture table "
-                       f"[{phase}.<arch>] with <arch> one of {', '.join(ARCHS)}")
+                       f"[{phase}.<arch>] with <arch> one of {', '.join(architectures.names())}")
             arch_over.append((phase, arch, _recipe_overrides(where, sub, (phase, arch))))
 
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if output is None:
         out_raw = f.output if f.output is not None else f"runs/{f.name}"
-        if _is_url(out_raw):
+        if is_url(out_raw):
             v.fail("output", out_raw, "a local folder (the SQLite store needs a local file); put "
                    "remote artifacts under the 'artifacts' key instead")
-        output = _local_folder(v, "output", out_raw, base)
+        output = local_folder(v, "output", out_raw, base)
     else:
-        output = _local_folder(v, "output (--output)", output, Path.cwd())
+        output = local_folder(v, "output (--output)", output, Path.cwd())
     if f.artifacts is None:
-        artifacts = _local_folder(v, "output", str(Path(output) / "artifacts"), base)
-    elif _is_url(f.artifacts):
-        artifacts = _artifact_url(v, f.artifacts)
+        artifacts = local_folder(v, "output", str(Path(output) / "artifacts"), base)
+    elif is_url(f.artifacts):
+        artifacts = artifact_url(v, f.artifacts)
     else:
-        artifacts = _local_folder(v, "artifacts", f.artifacts, base)
+        artifacts = local_folder(v, "artifacts", f.artifacts, base)
 
     spec = StudySpec(
         **{k: getattr(f, k) for k in _Settings.model_fields}, cells=cells,
@@ -674,271 +594,8 @@ def parse_spec(
         finetune_overrides=phase_over["finetune"], arch_overrides=tuple(arch_over),
         output=output, artifacts=artifacts, path=source, text=text,
     )
-    _check_across_tables(v, spec, raw)
+    check_across_tables(v, spec, raw)
     return spec
-
-
-def _check_across_tables(v: _Validator, spec: StudySpec, raw: dict[str, Any]) -> None:
-    """What no table can check alone: every recipe builds and fits :data:`MAX_EPOCHS`, the
-    hold-out, test subset and CHIP images fit each cell's splits, ratios are reachable and the
-    plan fits :data:`MAX_JOBS`."""
-    for arch in sorted({c.arch for c in spec.cells}):  # every recipe now: errors before work
-        for phase in ("train", "finetune"):
-            try:
-                recipe = spec.recipe(arch, phase)
-            except ValueError as e:
-                raise SpecError(f"{v.where}: the [{phase}] recipe of {arch} is invalid: "
-                                f"{e}") from e
-            if recipe.epochs > MAX_EPOCHS:
-                key = next(f"{t}.{k}" for t in (f"{phase}.{arch}", phase)
-                           for k in ("epochs", "epochs_scale", "schedule")
-                           if k in _table(raw, t))
-                v.fail(key, _table(raw, key.rsplit(".", 1)[0])[key.rsplit(".", 1)[1]],
-                       f"a recipe of at most {MAX_EPOCHS} epochs ({arch}'s [{phase}] recipe has "
-                       f"{recipe.epochs})")
-    n_val = spec.n_val
-    for cell in spec.cells:
-        counts = (cell.imbalance.counts(cell.dataset) if cell.imbalance is not None
-                  else expected(cell.dataset).counts["train"])
-        n_train = sum(counts)
-        split = f"the {'imbalanced ' if cell.imbalance else ''}training split of {cell.label}"
-        if n_val >= n_train:
-            v.fail("n_val", n_val, f"fewer than the {n_train} images of {split}")
-        if (val_quota(counts, n_val) >= counts).any():
-            v.fail("n_val", n_val, f"a hold-out that leaves every class of {split} at least one "
-                   f"training image (its class counts: {list(counts)})")
-    chip_cells = [c for c in spec.cells if "chip" in dict(c.methods)]
-    for dataset in sorted({c.dataset for c in spec.cells}):
-        n_train, n_test = (sum(n) for n in (expected(dataset).counts["train"],
-                                            expected(dataset).counts["test"]))
-        if spec.test_subset is not None and spec.test_subset >= n_test:
-            v.fail("test_subset", spec.test_subset, f"fewer than the {n_test} test images of "
-                   f"{dataset} (leave it out for the whole test split)")
-        chip_images = spec.structured.chip_images
-        if any(c.dataset == dataset for c in chip_cells) and chip_images > n_train - n_val:
-            v.fail("structured.chip_images", chip_images, f"at most the {n_train - n_val} "
-                   f"training images of {dataset} (after n_val)")
-    _check_ratios(v, spec)
-    _check_job_count(v, spec)
-
-
-# ---- grid -----------------------------------------------------------------------------------
-def _split(imbalance: ImbalanceSpec | None) -> ImbalanceSpec | None:
-    """The training split of an ``imbalance`` table: ratio 1 is the balanced one (``None``)."""
-    return None if imbalance is None or imbalance.ratio == 1 else imbalance
-
-
-def _cells(v: _Validator, f: StudyFile) -> tuple[Cell, ...]:
-    """Expand the top-level grid or the ``[[grid]]`` entries into merged cells; an entry's
-    ``methods``, ``ratios``, ``imbalance``, ``prune_classifier`` and ``prune_biases`` override
-    the study-wide values for its cells (two entries naming one cell must agree on the flags)."""
-    entries: list[tuple[str, _GridKeys]] = [("", f)]
-    if f.grid is not None:
-        for k in ("datasets", "architectures"):
-            if getattr(f, k) is not None:
-                v.fail(k, getattr(f, k), "absent when [[grid]] entries are given (put it in each "
-                       "[[grid]] entry instead)")
-        entries = [(f"grid[{i}].", g) for i, g in enumerate(f.grid)]
-
-    merged: dict[tuple[str, str, ImbalanceSpec | None], dict[str, set[float]]] = {}
-    flags: dict[tuple[str, str, ImbalanceSpec | None], tuple[tuple[bool, bool], str]] = {}
-    for prefix, entry in entries:
-        cell_flags = tuple(getattr(f, k) if getattr(entry, k) is None else getattr(entry, k)
-                           for k in ("prune_classifier", "prune_biases"))
-        imbalance = _split(f.imbalance) if entry.imbalance is None else _split(entry.imbalance)
-        for k in ("datasets", "architectures"):
-            if getattr(entry, k) is None:
-                raise SpecError(f"{v.where}: missing required key '{prefix}{k}'")
-        methods = entry.methods if entry.methods is not None else f.methods
-        ratios = entry.ratios if entry.ratios is not None else f.ratios
-        if methods is None:
-            v.fail(f"{prefix}methods", None, f"a list of methods from {', '.join(METHODS)} "
-                   "(here or at the top level); use [] for dense models only")
-        if methods and ratios is None:
-            v.fail(f"{prefix}ratios", None, "a list of compression ratios > 1 (here or at the "
-                   "top level)")
-        for d in dict.fromkeys(entry.datasets):
-            for a in dict.fromkeys(entry.architectures):
-                if (error := choices.arch_error(d, a)) is not None:
-                    v.fail(f"{prefix}architectures", a, error)
-                if imbalance is not None:
-                    n_max = min(expected(d).counts["train"])
-                    if imbalance.ratio > n_max:
-                        v.fail(f"{prefix}imbalance.ratio", imbalance.ratio, f"at most {n_max} on "
-                               f"{d} (its smallest class has {n_max} training images)")
-                key = (d, a, imbalance)
-                before, where = flags.setdefault(key, (cell_flags, prefix))
-                if before != cell_flags:
-                    v.fail(f"{prefix}prune_classifier", cell_flags[0],
-                           f"the prune_classifier/prune_biases of the other entry naming {a} on "
-                           f"{d} ({where.rstrip('.') or 'top level'}: {before[0]}/{before[1]}); "
-                           "one cell has one prunable set")
-                cell = merged.setdefault(key, {})
-                for m in methods:
-                    cell.setdefault(m, set()).update(ratios or ())
-    return tuple(
-        Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in METHODS if m in ms),
-             *flags[(d, a, imb)][0], imbalance=imb)
-        for (d, a, imb), ms in merged.items()
-    )
-
-
-def _table(raw: dict[str, Any], dotted: str) -> dict[str, Any]:
-    """The (possibly absent, then empty) table at a dotted path of the raw TOML document."""
-    for k in dotted.split("."):
-        raw = raw.get(k, {}) if isinstance(raw, dict) else {}
-    return raw if isinstance(raw, dict) else {}
-
-
-def jobs_per_model(spec: StudySpec) -> int:
-    """The jobs :func:`prunescope.study.plan.make_plan` plans per model (seed) of ``spec``,
-    counted without building them: per cell a ``train`` job, a ``gradients`` job for GP/UP, a
-    ``rewind`` job for LTH, one job per pruned model (ratio, or LTH level), and an ``evaluate``
-    job per model (dense included) and distribution."""
-    total = 0
-    for cell in spec.cells:
-        methods = dict(cell.methods)
-        n_models = 1 + sum(len(r) for m, r in methods.items() if m != "lth")
-        n_models += len(lth_schedule(spec, cell))
-        total += n_models * (1 + len(spec.distributions))
-        total += any(m in GRADIENT_METHODS for m in methods) + ("lth" in methods)
-    return total
-
-
-def _check_job_count(v: _Validator, spec: StudySpec) -> None:
-    """Fail when the plan would exceed :data:`MAX_JOBS` jobs, naming ``models`` when fewer
-    models would fit, else the grid's ratio and distribution lists."""
-    per_model = jobs_per_model(spec)
-    if spec.models * per_model <= MAX_JOBS:
-        return
-    if per_model <= MAX_JOBS:
-        v.fail("models", spec.models, f"at most {MAX_JOBS // per_model} models for this grid "
-               f"({per_model} jobs per model; a study plans at most {MAX_JOBS} jobs)")
-    key = "distributions" if len(spec.distributions) > 1 else "ratios"
-    v.fail(key, list(spec.distributions) if key == "distributions" else "(the grid's ratios)",
-           f"a grid of at most {MAX_JOBS} jobs per model ({per_model} here: the ratios times "
-           "the distributions, plus LTH levels)")
-
-
-def lth_schedule(spec: StudySpec, cell: Cell) -> list[float]:
-    """Achieved ratios of LTH levels 1, 2, ... of ``cell`` up to the first level that reaches the
-    cell's largest ``lth`` ratio (from parameter counts alone, :func:`imp_schedule`); ``[]``
-    when the cell has no ``lth``.
-
-    Raises:
-        UnreachableRatioError: that ratio is above ``n_total / n_fixed``.
-        ValueError: a level would prune nothing (too few weights for another level).
-    """
-    ratios = dict(cell.methods).get("lth")
-    if not ratios:
-        return []
-    return list(_imp_schedule(cell.dataset, cell.arch, float(max(ratios)),
-                              spec.lth.prune_fraction, cell.prune_classifier, cell.prune_biases))
-
-
-@functools.lru_cache(maxsize=64)
-def _imp_schedule(dataset: str, arch: str, target: float, fraction: float,
-                  prune_classifier: bool, prune_biases: bool) -> tuple[float, ...]:
-    """:func:`imp_schedule` of a fresh ``arch`` for ``dataset``; it depends on parameter counts
-    only, so validation and planning share one computation per process."""
-    from prunescope.prune.iterative import imp_schedule
-
-    return tuple(imp_schedule(_fresh_model(dataset, arch), target_ratio=target,
-                              prune_fraction=fraction,
-                              prune_classifier=prune_classifier, prune_biases=prune_biases))
-
-
-def _check_ratios(v: _Validator, spec: StudySpec) -> None:
-    """Fail on a ratio that no model of its cell can reach (SPEC 3: all params / nonzero), per
-    method family: one-shot and LTH masks can keep every non-prunable parameter only; structured
-    pruning keeps at least one channel per group (:func:`structured_max_ratio`). Also checks
-    that ``[lth] rewind_steps`` fits in the dense run."""
-    for cell in spec.cells:
-        methods = dict(cell.methods)
-        if not methods:
-            continue
-        unstructured = [r for m, rs in methods.items() if m not in STRUCTURED_METHODS for r in rs]
-        if unstructured:  # (masks need prunable weights; structured pruning is checked below)
-            n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch,
-                                                    cell.prune_classifier, cell.prune_biases)
-            top = max(unstructured)
-            reach = choices.reach_error(n_total, n_prunable, top, f"{cell.arch} on {cell.dataset}")
-            if reach is not None:
-                v.fail("ratios", top, reach)
-        if "lth" in methods:
-            # levels to the top ratio: keep (1 - f)^L of the prunable weights, with
-            # n_total / (n_total - n_prunable + kept) >= top (reachable: checked above)
-            top = max(methods["lth"])
-            keep = (n_total / top - (n_total - n_prunable)) / n_prunable
-            f = spec.lth.prune_fraction
-            if keep > 0 and math.log(keep) / math.log1p(-f) > MAX_LTH_LEVELS:
-                least = 1 - keep ** (1 / MAX_LTH_LEVELS)
-                v.fail("lth.prune_fraction", f, f"a fraction that reaches ratio {top:g} on "
-                       f"{cell.arch} within {MAX_LTH_LEVELS} levels (at least {least:.4g})")
-            try:
-                lth_schedule(spec, cell)
-            except ValueError as e:
-                v.fail("lth.prune_fraction", spec.lth.prune_fraction,
-                       f"a fraction that reaches ratio {max(methods['lth']):g} on {cell.arch}: {e}")
-            recipe = spec.recipe(cell.arch, "train")
-            n_train = sum(expected(cell.dataset).counts["train"]) - spec.n_val
-            per_epoch = math.ceil(n_train / recipe.batch_size)
-            if recipe.max_steps_per_epoch is not None:
-                per_epoch = min(per_epoch, recipe.max_steps_per_epoch)
-            total = per_epoch * recipe.epochs
-            resumed = spec.lth.retrain == "rewind"  # retraining starts after that step
-            if spec.lth.rewind_steps > total - resumed:
-                v.fail("lth.rewind_steps", spec.lth.rewind_steps,
-                       f"at most the {total} optimiser steps of the dense [train] run of "
-                       f"{cell.arch} on {cell.dataset}" + (" minus one, so that retrain = "
-                                                            "'rewind' has a step to train"
-                                                            if resumed else ""))
-        for meth in (m for m in methods if m in STRUCTURED_METHODS):
-            top, config = max(methods[meth]), spec.structured.config_of(meth)
-            try:
-                max_ratio = _structured_max_ratio(cell.dataset, cell.arch, config)
-            except (TypeError, ValueError, KeyError) as e:
-                v.fail("methods", meth, f"structured methods only on architectures "
-                       f"prunescope.prune.structured supports (lenet5, resnet*; a published "
-                       f"config only on its own); {cell.arch} with config {config!r} failed: {e}")
-            if top > max_ratio * (1 + 1e-12):
-                v.fail("ratios", top, f"structured ratios ({meth}, config {config!r}) "
-                       f"{cell.arch} on {cell.dataset} can reach: at most {max_ratio:.6g} "
-                       "(every channel group it narrows down to one channel); lower the ratio "
-                       "or drop it for this method with a [[grid]] entry")
-
-
-@functools.lru_cache(maxsize=64)
-def _parameter_counts(dataset: str, arch: str, prune_classifier: bool, prune_biases: bool
-                      ) -> tuple[int, int]:
-    """``(all parameters, prunable ones)`` of ``arch`` for ``dataset``, from the layer shapes
-    (:func:`prunescope.archs.param_count`: no model is built)."""
-    inf = info(dataset)
-    h, _, c = inf.shape_hwc
-    return param_count(arch, inf.num_classes, c, image_size=h, prune_classifier=prune_classifier,
-                       prune_biases=prune_biases)
-
-
-@functools.lru_cache(maxsize=64)
-def _structured_max_ratio(dataset: str, arch: str, config: str = "uniform") -> float:
-    """:func:`structured_max_ratio` of a fresh ``arch`` for ``dataset`` with ``config`` (cached
-    likewise)."""
-    return structured_max_ratio(_fresh_model(dataset, arch), config)
-
-
-def _fresh_model(dataset: str, arch: str) -> Any:
-    inf = info(dataset)
-    h, _, c = inf.shape_hwc
-    return build_model(arch, inf.num_classes, c, image_size=h)
-
-
-def structured_max_ratio(model: Any, config: str = "uniform") -> float:
-    """The largest compression ratio structured pruning with ``config`` reaches on ``model``
-    (every channel group it narrows down to one channel): ``n_total / n_after`` (all
-    parameters counted, SPEC 3)."""
-    from prunescope.prune.structured import structured_max_ratio as max_ratio
-
-    return max_ratio(model, config)
 
 
 # ---- recipe overrides -----------------------------------------------------------------------
@@ -952,88 +609,5 @@ def _apply_overrides(base: Recipe, over: dict[str, Any]) -> Recipe:
     if "epochs" in over:
         recipe = recipe.with_epochs(over["epochs"])
     return recipe
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_num(x: Any) -> bool:
-    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
-
-
-def _is_url(s: str) -> bool:
-    return "://" in s
-
-
-def _check_ints(v: _Validator, doc: dict[str, Any]) -> None:
-    """Fail on tables or lists nested deeper than :data:`MAX_NESTING` and on any integer
-    outside TOML's 64-bit range (tomllib reads larger ones; torch, NumPy and SQLite cannot hold
-    them), anywhere in the document; iterative, so no document is too deep to check."""
-    stack: list[tuple[Any, str, int]] = [(doc, "", 0)]
-    while stack:
-        node, path, depth = stack.pop()
-        if isinstance(node, (dict, list)):
-            if depth > MAX_NESTING:
-                v.fail(path, "(nested value)", f"tables or lists nested at most {MAX_NESTING} "
-                       "levels deep")
-            items = (node.items() if isinstance(node, dict) else
-                     ((f"[{i}]", x) for i, x in enumerate(node)))
-            for k, x in items:
-                sub = f"{path}{k}" if isinstance(node, list) else (f"{path}.{k}" if path else k)
-                stack.append((x, sub, depth + 1))
-        elif _is_int(node) and not -INT64_MAX - 1 <= node <= INT64_MAX:
-            v.fail(path, node, "an integer of at most 64 bits (TOML's range)")
-
-
-def _local_folder(v: _Validator, key: str, text: str, base: Path) -> str:
-    """``text`` (relative to ``base``) as an absolute folder path that can be created: no NUL
-    byte, at most :data:`MAX_PATH_BYTES` bytes with folder names of at most
-    :data:`MAX_PART_BYTES`, and not a file or under one."""
-    if not text:
-        v.fail(key, text, "a non-empty folder path")
-    if "\x00" in text:
-        v.fail(key, text, "a folder path without NUL bytes")
-    if len(text) > MAX_PATH_BYTES:  # before resolving: a huge path takes minutes to resolve
-        v.fail(key, f"{text[:40]}...", f"a folder path of at most {MAX_PATH_BYTES} bytes")
-    try:
-        path = (base / text).resolve()
-    except (OSError, RuntimeError, ValueError) as e:
-        v.fail(key, text, f"a folder path that resolves ({e})")
-    if len(str(path).encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
-        v.fail(key, text, f"a folder path of at most {MAX_PATH_BYTES} bytes once absolute")
-    for part in path.parts:
-        if len(part.encode("utf-8", "surrogateescape")) > MAX_PART_BYTES:
-            v.fail(key, text, f"folder names of at most {MAX_PART_BYTES} bytes (the file "
-                   f"system's limit; {part[:20]!r}... is longer)")
-    for folder in (path, *path.parents):
-        try:
-            if folder.exists():
-                if not folder.is_dir():
-                    v.fail(key, text, f"a folder, not a file or a path under one ({folder} is a "
-                           "file)")
-                break
-        except OSError:
-            break
-    return str(path)
-
-
-def _artifact_url(v: _Validator, text: str) -> str:
-    """``text``, an fsspec URL (``s3://bucket/x``, ``simplecache::s3://...``) whose every
-    protocol fsspec knows and whose backend package is installed."""
-    import fsspec
-
-    if "\x00" in text:
-        v.fail("artifacts", text, "a URL without NUL bytes")
-    for part in text.split("::"):
-        protocol = part.split("://", 1)[0]
-        try:
-            fsspec.get_filesystem_class(protocol)
-        except ImportError as e:
-            v.fail("artifacts", text, f"a URL whose backend is installed: {e}")
-        except ValueError:
-            v.fail("artifacts", text, "a local folder or a URL of a protocol fsspec knows "
-                   "(e.g. s3://, gs://, memory://, file://)")
-    return text
 
 

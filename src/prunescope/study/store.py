@@ -47,7 +47,9 @@ import numpy as np
 import pandas as pd
 
 import prunescope
-from prunescope.errors import UserError
+from prunescope.study.store_errors import (  # noqa: F401  (the store's errors, named here too)
+    DiskFull, StoreDamaged, StoreError, StoreMissing, StoreNotWritable, StoreVersionError,
+    _store_error)
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.plan import Job, canonical_json
 
@@ -109,56 +111,6 @@ def _rows_digest(job: tuple, confusions: list[tuple], counts: list[tuple]) -> st
     (in any order)."""
     text = repr((tuple(job), sorted(confusions, key=repr), sorted(counts, key=repr)))
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-class StoreError(UserError, RuntimeError):
-    """The study store cannot be used as it is; the message names the file and the remedy."""
-
-
-class StoreVersionError(StoreError):
-    """The store was written by a prunescope with a newer schema than this one reads."""
-
-
-class StoreDamaged(StoreError):
-    """The store file is not a readable SQLite database, is damaged, or is empty beside the
-    artifacts of an earlier run."""
-
-
-class StoreMissing(UserError, FileNotFoundError):
-    """No store exists yet (the study has not been run)."""
-
-
-class DiskFull(UserError, OSError):
-    """The disk holding the store is full."""
-
-
-class StoreNotWritable(UserError, PermissionError):
-    """The store (or its folder) cannot be written by this user."""
-
-
-def _store_error(path: Path, e: sqlite3.Error) -> Exception:
-    """The :class:`StoreError` (or ``DiskFull``/``PermissionError``) that SQLite error ``e`` on
-    ``path`` means, or ``e`` itself for errors that are bugs (misuse, constraints)."""
-    text = str(e)
-    if "disk is full" in text:
-        return DiskFull(f"the disk holding {path} is full ({text}); free space on it (`df -h "
-                        f"{path.parent}`), then run the same command again: every finished job "
-                        "is kept in the store")
-    if "readonly" in text or "unable to open" in text:
-        return StoreNotWritable(
-            f"cannot write {path} ({text}): the folder or the file is not writable by you; fix "
-            "the permissions, or run the study with another --output folder (status, plan, "
-            "export --out and report --out read a read-only folder)")
-    if "locked" in text or "busy" in text:
-        return StoreError(f"{path} stayed locked by another process for 30 s ({text}); wait "
-                          "for the other `prunescope` command to finish and run this one again")
-    if any(w in text for w in ("not a database", "malformed", "corrupt", "no such table",
-                               "no such column", "decode")):
-        return StoreDamaged(
-            f"{path} is damaged or not a prunescope store (sqlite: {text}); restore it from a "
-            "backup (its artifacts/ are kept), or, to recompute the study, move it away and "
-            "run the study again")
-    return e
 
 
 class _Cursor(sqlite3.Cursor):
@@ -620,6 +572,23 @@ class Store:
     def statuses(self) -> dict[str, str]:
         """``{job id: status}`` of every job in the store."""
         return dict(self.conn.execute("SELECT id, status FROM jobs"))
+
+    def kinds(self) -> dict[str, str]:
+        """``{job id: kind}`` of every job in the store."""
+        return dict(self.conn.execute("SELECT id, kind FROM jobs"))
+
+    def errors(self) -> dict[str, str]:
+        """``{job id: error text}`` of every failed job."""
+        return dict(self.conn.execute("SELECT id, error FROM jobs WHERE status = 'failed'"))
+
+    def infos(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``{job id: info dict}`` (what its worker reported) of the given jobs that have one."""
+        out = {}
+        for jid in ids:
+            row = self.conn.execute("SELECT info FROM jobs WHERE id = ?", (jid,)).fetchone()
+            if row and row[0]:
+                out[jid] = json.loads(row[0])
+        return out
 
     def find(self, prefix: str) -> str:
         """The one job id in the store that starts with ``prefix`` (e.g. the 12 characters

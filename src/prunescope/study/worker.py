@@ -36,6 +36,7 @@ import torch
 from torch._dynamo.exc import TorchDynamoException
 from safetensors.torch import load_file, save_file
 
+from prunescope.catalog import methods as registry
 from prunescope.data import info, load, train_val_indices, training_split
 from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
@@ -43,8 +44,8 @@ from prunescope.metrics import confusion_from_predictions
 from prunescope.prune import data_gradients
 from prunescope.prune.finetune import finetune_seed, prune_one_shot, pruned_meta
 from prunescope.prune.iterative import level_seed, rewind_point, start_level
-from prunescope.prune.structured import (load_structured_checkpoint, structured_meta,
-                                         structured_prune_model)
+from prunescope.prune.narrow import load_structured_checkpoint
+from prunescope.prune.structured import structured_meta, structured_prune_model
 from prunescope.study.artifacts import ArtifactDamaged, Artifacts
 from prunescope.study.packs import Pack, stacks
 from prunescope.study.plan import RESULTS_VERSION, Job, job_id
@@ -53,7 +54,8 @@ from prunescope.train import (TrainingDiverged, derive_seed, fit, load_checkpoin
                               save_checkpoint)
 from prunescope.train.checkpoint import sidecar_path
 from prunescope.train.run import dataset_model, dense_meta
-from prunescope.train.pack import PackOptions, fit_pack
+from prunescope.train.options import PackOptions, is_cuda
+from prunescope.train.pack import fit_pack
 
 #: ``progress(job, done, total)``: a job of the pack advanced (optimiser steps or phases)
 ProgressFn = Callable[[Job, int, int], None]
@@ -274,7 +276,7 @@ def release_device_memory(device: str) -> None:
     """Free what a failed attempt left on a CUDA device (a no-op elsewhere): compiled code and
     its CUDA-graph memory pools (``torch._dynamo.reset``), unreferenced tensors, the
     allocator's cache. Call it outside the ``except`` block that caught the failure."""
-    if torch.device(device).type == "cuda":
+    if is_cuda(device):
         torch._dynamo.reset()
         gc.collect()
         torch.cuda.empty_cache()
@@ -626,14 +628,14 @@ def _prepare_lth_level(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob
 
 
 def _prepare_structured(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
-    """Remove channels (``l1-filter`` or ``chip``) from the dense parent; the smaller network is
+    """Remove channels (a structured method) from the dense parent; the smaller network is
     then fine-tuned without masks and saved with its widths (``structured_meta``)."""
     p = job.args
     model, meta, _ = _load_parent(ctx, p.parent, ctx.device)
     train, val = _train_val(meta, ctx.data_dir, ctx.device)
-    chip = {} if p.chip_images is None else {"n_images": p.chip_images}  # CHIP jobs only
+    chip = {} if p.chip_images is None else {"n_images": p.chip_images}  # feature-map scores
     res = structured_prune_model(model, p.method, p.ratio, images=train,
-                                 seed=derive_seed(p.seed, "chip"), scope=p.scope,
+                                 seed=derive_seed(p.seed, registry.FEATURE_MAP_SEED_SALT), scope=p.scope,
                                  config=p.config, **chip)
     recipe = p.recipe
     new_meta = structured_meta(res, p.method,

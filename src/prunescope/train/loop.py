@@ -27,6 +27,7 @@ from torch import nn
 
 from prunescope.data.device import DeviceImages, crop_flip, epoch_draws
 from prunescope.metrics import confusion_from_predictions
+from prunescope.train.options import PackOptions
 from prunescope.train.recipe import Recipe
 
 #: progress callback: ``(step, total_steps, info)``; ``step`` counts optimiser steps from 1
@@ -161,58 +162,6 @@ def _set_lr(opt: torch.optim.Optimizer, recipe: Recipe, epoch: int) -> float:
     for group in opt.param_groups:
         group["lr"] = lr
     return lr
-
-
-@dataclass(frozen=True)
-class PackOptions:
-    """Device switches of the training loop (none changes the maths, only speed and rounding).
-
-    Attributes:
-        bf16: run forward/backward under ``torch.autocast`` with bfloat16 (CUDA); weights,
-            optimiser state and the loss stay float32.
-        channels_last: keep conv weights (and so activations) in NHWC memory layout.
-        compile: ``torch.compile`` the network (once per architecture and pack shape; later
-            runs of the same shape reuse the compiled code).
-        cuda_graphs: with ``compile``, use mode ``"reduce-overhead"`` (CUDA graphs) so each step
-            is replayed as one graph instead of hundreds of small kernel launches.
-        fused_optimizer: the fused SGD step, one kernel for all parameters; on by default on
-            the CUDA and the CPU (faster than the foreach step on both; its rounding differs
-            from the foreach step's in the last bits, docs/benchmarks/training.md).
-    """
-
-    bf16: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    cuda_graphs: bool = False
-    fused_optimizer: bool = True
-
-    def __post_init__(self) -> None:
-        if self.cuda_graphs and not self.compile:
-            raise ValueError("cuda_graphs=True needs compile=True (CUDA graphs come from "
-                             "torch.compile's 'reduce-overhead' mode)")
-
-    @classmethod
-    def for_device(cls, device: torch.device | str, **overrides: bool) -> PackOptions:
-        """Everything on for CUDA; fp32 eager with the fused SGD step elsewhere (the defaults);
-        then ``overrides`` (switch name -> bool). Turning ``compile`` off also turns off ``cuda_graphs`` unless that is
-        given too (CUDA graphs come from compiling)."""
-        unknown = sorted(set(overrides) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown PackOptions switch {unknown[0]!r}; the switches are "
-                             f"{', '.join(cls.__dataclass_fields__)}")
-        on = torch.device(device).type == "cuda"
-        values = {name: on or field.default for name, field in cls.__dataclass_fields__.items()}
-        if overrides.get("compile") is False:
-            values["cuda_graphs"] = False
-        return cls(**{**values, **overrides})
-
-    def check(self, device: torch.device) -> None:
-        """Raise ValueError when a switch needs CUDA and ``device`` is not a CUDA device."""
-        if device.type != "cuda":
-            on = [n for n in ("bf16", "cuda_graphs") if getattr(self, n)]
-            if on:
-                raise ValueError(f"PackOptions {on} need a CUDA device, the pack is on {device}; "
-                                 "use PackOptions.for_device(device)")
 
 
 @dataclass(frozen=True)
@@ -413,15 +362,62 @@ def train_net(
         One :class:`FitResult` per model.
     """
     g = net.groups
-    module = net.module
-    device = _model_device(module)
-    opts = options
-    opts.check(device)
-    n = len(trains[0])
-    bs = recipe.batch_size
+    device = _model_device(net.module)
+    options.check(device)
+    n, bs = len(trains[0]), recipe.batch_size
     steps = trains[0].num_batches(bs, recipe.max_steps_per_epoch)
     used = min(n, steps * bs)
     total_steps = steps * recipe.epochs
+    _check_span(start_step, stop_after_step, total_steps)
+    module, masked_params, masked_by, opt, body = _prepare(net, masks, recipe, options,
+                                                           optimizer_state)
+    run = _Run(gens=[data_generator(s) for s in seeds], histories=[[] for _ in range(g)],
+               best_loss=[math.inf] * g, best_epoch=[0] * g, kept=[{} for _ in range(g)],
+               step=start_step)
+    first_epoch, skip = divmod(start_step, steps)
+    for _ in range(first_epoch):  # the data streams of the epochs before start_step
+        _epoch_draws(n, used, recipe.augment, run.gens, device)
+    with _recompile_room(options.compile):
+        for epoch in range(first_epoch + 1, recipe.epochs + 1):
+            lr = _set_lr(opt, recipe, epoch)
+            module.train()
+            t0 = time.perf_counter()
+            begin = skip if epoch == first_epoch + 1 else 0  # steps before start_step
+            order, offsets, flips = _epoch_draws(n, used, recipe.augment, run.gens, device)
+            loss_sum, seen = _epoch_steps(
+                run, net, body, opt, trains, (order, offsets, flips), masked_params, masked_by,
+                options, epoch, lr, begin, steps, bs, used, sync_every, total_steps,
+                stop_after_step, progress)
+            if run.stopped:
+                state = {k: v.contiguous() for k, v in module.state_dict().items()}
+                run.kept = [net.model_state(state, i) for i in range(g)]
+                break
+            _end_epoch(run, net, module, body, vals, recipe, options, epoch, lr, steps - begin,
+                       (loss_sum / seen).tolist(), seen, t0)
+            if progress is not None:
+                progress(run.step, total_steps,
+                         {"epoch": epoch, "lr": lr, "models": [dict(h[-1]) for h in run.histories]}
+                         if net.stacked else dict(run.histories[0][-1]))
+    return _results(run, net, models, opt)
+
+
+@dataclass
+class _Run:
+    """What :func:`train_net` carries across epochs: each model's data generator, history, best
+    validation loss and epoch, and kept state; the optimiser steps taken so far (``step``) and
+    whether ``stop_after_step`` was reached (``stopped``)."""
+
+    gens: list[torch.Generator]
+    histories: list[list[dict[str, Any]]]
+    best_loss: list[float]
+    best_epoch: list[int]
+    kept: list[dict[str, torch.Tensor]]
+    step: int
+    stopped: bool = False
+
+
+def _check_span(start_step: int, stop_after_step: int | None, total_steps: int) -> None:
+    """``ValueError`` unless ``0 <= start_step < stop_after_step <= total_steps``."""
     if not 0 <= start_step < total_steps:
         raise ValueError(f"start_step={start_step} is outside the run's 0..{total_steps - 1} "
                          "optimiser steps; lower it or lengthen the recipe")
@@ -429,6 +425,16 @@ def train_net(
         raise ValueError(f"stop_after_step={stop_after_step} is outside the run's "
                          f"{start_step + 1}..{total_steps} optimiser steps; lower it or "
                          "lengthen the recipe")
+
+
+def _prepare(net: Net, masks: tuple[list[torch.Tensor], list[torch.Tensor]], recipe: Recipe,
+             opts: PackOptions, optimizer_state: dict[str, Any] | None
+             ) -> tuple[nn.Module, list[torch.Tensor], list[torch.Tensor], torch.optim.SGD,
+                        Callable[[torch.Tensor], torch.Tensor]]:
+    """The masked weights zeroed, the memory layout, the SGD optimiser (resumed from
+    ``optimizer_state``) and the forward body (compiled with ``opts.compile``):
+    ``(module, masked params, their masks, optimiser, body)``."""
+    module = net.module
     masked_params, masked_by = masks
     _mask_params(masked_params, masked_by)
     if opts.channels_last:  # converts the parameters' storage; the Parameter objects stay
@@ -451,100 +457,101 @@ def train_net(
         # (checked first) would then serve every full-size step too
         body = torch.compile(module, mode="reduce-overhead" if opts.cuda_graphs else None,
                              dynamic=False)
+    return module, masked_params, masked_by, opt, body
 
-    gens = [data_generator(s) for s in seeds]
-    histories: list[list[dict[str, Any]]] = [[] for _ in range(g)]
-    best_loss = [math.inf] * g
-    best_epoch = [0] * g
-    kept: list[dict[str, torch.Tensor]] = [{} for _ in range(g)]
-    step_global = start_step
-    first_epoch, skip = divmod(start_step, steps)
-    for _ in range(first_epoch):  # the data streams of the epochs before start_step
-        _epoch_draws(n, used, recipe.augment, gens, device)
-    stopped = False
-    with _recompile_room(opts.compile):
-        for epoch in range(first_epoch + 1, recipe.epochs + 1):
-            lr = _set_lr(opt, recipe, epoch)
-            module.train()
-            t0 = time.perf_counter()
-            loss_sum = torch.zeros(g, dtype=torch.float64, device=device)
-            losses = torch.zeros(steps, g, dtype=torch.float32, device=device)
-            begin = skip if epoch == first_epoch + 1 else 0  # steps before start_step
-            checked = begin
-            seen = 0
-            order, offsets, flips = _epoch_draws(n, used, recipe.augment, gens, device)
-            for step in range(checked + 1, steps + 1):
-                sl = slice((step - 1) * bs, min(step * bs, used))
-                seen += sl.stop - sl.start
-                x, y = _pack_batch(trains, order[:, sl],
-                                   None if offsets is None else offsets[:, sl],
-                                   None if flips is None else flips[:, sl])
-                if opts.cuda_graphs:  # the previous step's graph outputs may be overwritten
-                    torch.compiler.cudagraph_mark_step_begin()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
-                    logits = _forward(body, x, net.stacked)
-                flat = logits.float().reshape(-1, logits.shape[-1])
-                # mean over all G*b images times G = sum over models of each model's mean CE
-                loss = F.cross_entropy(flat, y.reshape(-1)) * g
-                with torch.no_grad():
-                    per_image = F.cross_entropy(flat.detach(), y.reshape(-1),
-                                                reduction="none").view(g, -1)
-                    loss_sum += per_image.sum(1).double()
-                    losses[step - 1] = per_image.mean(1)
-                synced = step % sync_every == 0
-                if synced:  # one host sync for the losses since the last check
-                    last = _check_losses(losses, checked, step, net, epoch)
-                    checked = step
-                _masked_step(opt, loss, masked_params, masked_by)
-                step_global += 1
-                if progress is not None:  # every step (rewind captures need exact steps)
-                    info: dict[str, Any] = {"epoch": epoch, "lr": lr}
-                    if synced and not net.stacked:
-                        info["loss"] = last[0]
-                    progress(step_global, total_steps, info)
-                if step_global == stop_after_step:
-                    stopped = True
-                    break
-            if checked < step:
-                _check_losses(losses, checked, step, net, epoch)
-            if stopped:
-                state = {k: v.contiguous() for k, v in module.state_dict().items()}
-                kept = [net.model_state(state, i) for i in range(g)]
-                break
-            train_losses = (loss_sum / seen).tolist()
-            train_seconds = time.perf_counter() - t0
-            val_losses, val_accs = _validation(body, net, vals, recipe.val_batch_size, opts)
-            seconds = time.perf_counter() - t0
-            bad = [i for i, v in enumerate(val_losses) if not math.isfinite(v)]
-            if bad:
-                raise _diverged(net, epoch, 0, val_losses[bad[0]], bad, bad[0], "validation")
-            improved = [i for i in range(g) if val_losses[i] < best_loss[i]]
-            if improved:  # one contiguous copy per channels_last tensor, shared by the models
-                state = {k: v.contiguous() for k, v in module.state_dict().items()}
-            for i in range(g):
-                record = {
-                    "epoch": epoch, "lr": lr, "steps": steps - begin,
-                    "train_loss": train_losses[i], "val_loss": val_losses[i],
-                    "val_acc": val_accs[i], "seconds": seconds,
-                    "images_per_s": seen / train_seconds if train_seconds > 0 else math.inf,
-                }
-                histories[i].append(record | {"pack_size": g} if net.stacked else record)
-                if i in improved:
-                    best_loss[i], best_epoch[i] = val_losses[i], epoch
-                    kept[i] = net.model_state(state, i)
-            if progress is not None:
-                progress(step_global, total_steps,
-                         {"epoch": epoch, "lr": lr, "models": [dict(h[-1]) for h in histories]}
-                         if net.stacked else dict(histories[0][-1]))
 
+def _epoch_steps(run: _Run, net: Net, body: Callable[[torch.Tensor], torch.Tensor],
+                 opt: torch.optim.Optimizer, trains: Sequence[DeviceImages],
+                 draws: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None],
+                 masked_params: list[torch.Tensor], masked_by: list[torch.Tensor],
+                 opts: PackOptions, epoch: int, lr: float, begin: int, steps: int, bs: int,
+                 used: int, sync_every: int, total_steps: int, stop_after_step: int | None,
+                 progress: ProgressFn | None) -> tuple[torch.Tensor, int]:
+    """The optimiser steps ``begin + 1 .. steps`` of one epoch (fewer when ``stop_after_step``
+    comes first: ``run.stopped``); losses checked every ``sync_every`` steps and at the end.
+    Returns ``(sum of each model's per-image training losses (G,) float64, images seen)``."""
+    g, device = net.groups, _model_device(net.module)
+    order, offsets, flips = draws
+    loss_sum = torch.zeros(g, dtype=torch.float64, device=device)
+    losses = torch.zeros(steps, g, dtype=torch.float32, device=device)
+    checked, seen, step = begin, 0, begin
+    for step in range(checked + 1, steps + 1):
+        sl = slice((step - 1) * bs, min(step * bs, used))
+        seen += sl.stop - sl.start
+        x, y = _pack_batch(trains, order[:, sl], None if offsets is None else offsets[:, sl],
+                           None if flips is None else flips[:, sl])
+        if opts.cuda_graphs:  # the previous step's graph outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
+            logits = _forward(body, x, net.stacked)
+        flat = logits.float().reshape(-1, logits.shape[-1])
+        # mean over all G*b images times G = sum over models of each model's mean CE
+        loss = F.cross_entropy(flat, y.reshape(-1)) * g
+        with torch.no_grad():
+            per_image = F.cross_entropy(flat.detach(), y.reshape(-1),
+                                        reduction="none").view(g, -1)
+            loss_sum += per_image.sum(1).double()
+            losses[step - 1] = per_image.mean(1)
+        synced = step % sync_every == 0
+        if synced:  # one host sync for the losses since the last check
+            last = _check_losses(losses, checked, step, net, epoch)
+            checked = step
+        _masked_step(opt, loss, masked_params, masked_by)
+        run.step += 1
+        if progress is not None:  # every step (rewind captures need exact steps)
+            info: dict[str, Any] = {"epoch": epoch, "lr": lr}
+            if synced and not net.stacked:
+                info["loss"] = last[0]
+            progress(run.step, total_steps, info)
+        if run.step == stop_after_step:
+            run.stopped = True
+            break
+    if checked < step:
+        _check_losses(losses, checked, step, net, epoch)
+    return loss_sum, seen
+
+
+def _end_epoch(run: _Run, net: Net, module: nn.Module, body: Callable[[torch.Tensor], torch.Tensor],
+               vals: Sequence[DeviceImages], recipe: Recipe, opts: PackOptions, epoch: int,
+               lr: float, steps: int, train_losses: list[float], seen: int, t0: float) -> None:
+    """Validate every model, raise on a non-finite validation loss, append each model's
+    history record and keep the state of each model whose validation loss improved."""
+    g = net.groups
+    train_seconds = time.perf_counter() - t0
+    val_losses, val_accs = _validation(body, net, vals, recipe.val_batch_size, opts)
+    seconds = time.perf_counter() - t0
+    bad = [i for i, v in enumerate(val_losses) if not math.isfinite(v)]
+    if bad:
+        raise _diverged(net, epoch, 0, val_losses[bad[0]], bad, bad[0], "validation")
+    improved = [i for i in range(g) if val_losses[i] < run.best_loss[i]]
+    if improved:  # one contiguous copy per channels_last tensor, shared by the models
+        state = {k: v.contiguous() for k, v in module.state_dict().items()}
+    for i in range(g):
+        record = {
+            "epoch": epoch, "lr": lr, "steps": steps,
+            "train_loss": train_losses[i], "val_loss": val_losses[i],
+            "val_acc": val_accs[i], "seconds": seconds,
+            "images_per_s": seen / train_seconds if train_seconds > 0 else math.inf,
+        }
+        run.histories[i].append(record | {"pack_size": g} if net.stacked else record)
+        if i in improved:
+            run.best_loss[i], run.best_epoch[i] = val_losses[i], epoch
+            run.kept[i] = net.model_state(state, i)
+
+
+def _results(run: _Run, net: Net, models: Sequence[nn.Module], opt: torch.optim.Optimizer
+             ) -> list[FitResult]:
+    """Each model loaded with its kept state (eval mode unless the run stopped mid-schedule)
+    and its :class:`FitResult` (the optimiser state for a stopped single model)."""
     results = []
     for i, model in enumerate(models):
-        model.load_state_dict(kept[i])
-        if not stopped:
+        model.load_state_dict(run.kept[i])
+        if not run.stopped:
             model.eval()
         results.append(FitResult(
-            best_epoch=0 if stopped else best_epoch[i], history=histories[i], state_dict=kept[i],
-            optimizer_state=copy.deepcopy(opt.state_dict()) if stopped and not net.stacked
+            best_epoch=0 if run.stopped else run.best_epoch[i], history=run.histories[i],
+            state_dict=run.kept[i],
+            optimizer_state=copy.deepcopy(opt.state_dict()) if run.stopped and not net.stacked
             else None))
     return results
 

@@ -29,7 +29,8 @@ from torch import nn
 from prunescope.data.device import DeviceImages
 from prunescope.models import skeleton
 from prunescope.models.stacked import StackedModel, stack, stack_masks
-from prunescope.train.loop import (FitResult, Net, PackOptions, ProgressFn, _same_device,
+from prunescope.train.options import PackOptions, is_cuda
+from prunescope.train.loop import (FitResult, Net, ProgressFn, _same_device,
                                    default_sync_every, train_net)
 from prunescope.train.recipe import Recipe
 
@@ -221,7 +222,7 @@ def auto_pack_size(
     per_model = memory_per_model(arch, batch_size=batch_size, num_classes=num_classes,
                                  in_channels=in_channels, image_size=image_size,
                                  options=opts)  # checks ``arch``
-    if device.type != "cuda":
+    if not is_cuda(device):
         return 1
     if free_memory is None:
         # the device's free memory plus what this process's allocator holds unused (cached

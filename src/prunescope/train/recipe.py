@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from prunescope.catalog import architectures
 from prunescope.identity import ALWAYS
 
 _SELECT = ("val_loss",)
@@ -153,11 +154,11 @@ class Recipe:
 
     @classmethod
     def paper(cls, arch: str, finetune: bool = False) -> Recipe:
-        """The SPEC 4 recipe for ``arch`` (``lenet5``, ``lenet5-shrinkbench`` or a ``resnet*``),
-        training or fine-tuning."""
-        if arch.startswith("lenet5"):  # lenet5 and lenet5-shrinkbench (SPEC 4)
-            return cls.paper_lenet_finetune() if finetune else cls.paper_lenet()
-        if arch.startswith("resnet"):
-            return cls.paper_resnet_finetune() if finetune else cls.paper_resnet()
-        raise ValueError(f"no paper recipe for architecture {arch!r}; use lenet5, "
-                         "lenet5-shrinkbench or resnet*")
+        """The SPEC 4 recipe for ``arch``, training or fine-tuning: ``paper_<r>()`` or
+        ``paper_<r>_finetune()`` with ``r`` its record's ``recipe``
+        (:mod:`prunescope.catalog.architectures`)."""
+        try:
+            family = architectures.architecture(arch).recipe
+        except ValueError as e:
+            raise ValueError(f"no paper recipe for architecture {arch!r}: {e}") from None
+        return getattr(cls, f"paper_{family}{'_finetune' if finetune else ''}")()

@@ -7,7 +7,7 @@ Groups a setting does not name keep every channel. A *config* is the list of its
 settings; how a requested ratio picks and scales one is documented in
 :func:`~prunescope.prune.structured.config_widths` and docs/iterative_structured.md.
 
-Group names are those of :func:`~prunescope.prune.structured.channel_groups` with
+Group names are those of :func:`~prunescope.prune.channel_groups.channel_groups` with
 ``streams=True``: ``"layer{s}.{b}.conv1"`` for the inner channels of block b of stage s, and
 ``"layer{s}"`` for the residual stream of stage s (for ``"layer1"`` the stem ``conv1``/``bn1``
 too).

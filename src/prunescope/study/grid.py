@@ -1,0 +1,135 @@
+"""The grid of a study spec: the ``(dataset, architecture, training split)`` cells its top
+level or ``[[grid]]`` entries name, merged, each with the pruning it receives (:class:`Cell`),
+and the long-tailed training split a cell may have (:class:`ImbalanceSpec`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from prunescope import choices
+from prunescope.catalog import methods as registry
+from prunescope.data import expected
+from prunescope.data.imbalance import PROFILES, class_counts
+from prunescope.study.keys import Messages, SpecError, Table, int_key, key
+
+if TYPE_CHECKING:
+    from prunescope.study.spec import StudyFile, _GridKeys
+
+__all__ = ["Cell", "ImbalanceSpec", "expand_cells"]
+
+
+class ImbalanceSpec(Table):
+    """A long-tailed training split (``[imbalance]``, or ``imbalance = {...}`` in a grid entry):
+    :func:`prunescope.data.imbalance.class_counts` with ``ratio`` and ``profile``; ``seed`` draws
+    which images each class keeps. The validation hold-out is drawn from the imbalanced split;
+    test sets stay balanced. A ratio of 1 in the file means the balanced split (no
+    ImbalanceSpec in the :class:`Cell`)."""
+
+    ratio: float = key(doc="finite, in [1, the dataset's smallest class count]: largest / "
+                       "smallest class count; `1` = the balanced split (ids as without the table)",
+                       allowed="a finite ratio >= 1 of the largest to the smallest class count "
+                       "(1 = the balanced split)", ge=1, allow_inf_nan=False)
+    profile: Literal[PROFILES] = key(
+        "exponential", "`exponential` (class c keeps `floor(n_max * ratio^(-c/(C-1)))`, "
+        "CIFAR-10-LT) or `step` (the second half of the classes keeps `floor(n_max / ratio)`)")
+    seed: int = int_key(0, 0, doc="int >= 0: seed of the per-class draw of the images kept")
+
+    @property
+    def label(self) -> str:
+        """Suffix of the dataset label in results: ``lt<ratio>`` (exponential) or
+        ``step<ratio>``, e.g. ``fashion-mnist-lt10``."""
+        return f"{'lt' if self.profile == 'exponential' else 'step'}{self.ratio:g}"
+
+    def counts(self, dataset: str) -> tuple[int, ...]:
+        """Images per class of the imbalanced training split of ``dataset`` (before the
+        validation hold-out), from the registry's class counts."""
+        avail = expected(dataset).counts["train"]
+        return tuple(int(c) for c in class_counts(avail, self.ratio, self.profile))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (dataset, architecture, training split) cell of the grid and the pruning it receives.
+
+    Attributes:
+        dataset, arch: names from :data:`DATASETS`, :data:`ARCHS`.
+        methods: ``((method, (ratio, ...)), ...)``, methods in registry order, ratios
+            ascending compression ratios > 1 (SPEC 3).
+        prune_classifier, prune_biases: the prunable set of this cell's unstructured pruning
+            (SPEC 3): the ``[[grid]]`` entry's value, else the study-wide one.
+        imbalance: the long-tailed training split, ``None`` for the full (balanced) one.
+    """
+
+    dataset: str
+    arch: str
+    methods: tuple[tuple[str, tuple[float, ...]], ...]
+    prune_classifier: bool = False
+    prune_biases: bool = False
+    imbalance: ImbalanceSpec | None = None
+
+    @property
+    def label(self) -> str:
+        """The dataset label of this cell's results: ``dataset``, or ``dataset-<imbalance
+        label>`` for a long-tailed training split (e.g. ``mnist-lt100``)."""
+        return self.dataset if self.imbalance is None else f"{self.dataset}-{self.imbalance.label}"
+
+
+def _split(imbalance: ImbalanceSpec | None) -> ImbalanceSpec | None:
+    """The training split of an ``imbalance`` table: ratio 1 is the balanced one (``None``)."""
+    return None if imbalance is None or imbalance.ratio == 1 else imbalance
+
+
+def expand_cells(v: Messages, f: StudyFile) -> tuple[Cell, ...]:
+    """Expand the top-level grid or the ``[[grid]]`` entries into merged cells; an entry's
+    ``methods``, ``ratios``, ``imbalance``, ``prune_classifier`` and ``prune_biases`` override
+    the study-wide values for its cells (two entries naming one cell must agree on the flags)."""
+    entries: list[tuple[str, _GridKeys]] = [("", f)]
+    if f.grid is not None:
+        for k in ("datasets", "architectures"):
+            if getattr(f, k) is not None:
+                v.fail(k, getattr(f, k), "absent when [[grid]] entries are given (put it in each "
+                       "[[grid]] entry instead)")
+        entries = [(f"grid[{i}].", g) for i, g in enumerate(f.grid)]
+
+    merged: dict[tuple[str, str, ImbalanceSpec | None], dict[str, set[float]]] = {}
+    flags: dict[tuple[str, str, ImbalanceSpec | None], tuple[tuple[bool, bool], str]] = {}
+    for prefix, entry in entries:
+        cell_flags = tuple(getattr(f, k) if getattr(entry, k) is None else getattr(entry, k)
+                           for k in ("prune_classifier", "prune_biases"))
+        imbalance = _split(f.imbalance) if entry.imbalance is None else _split(entry.imbalance)
+        for k in ("datasets", "architectures"):
+            if getattr(entry, k) is None:
+                raise SpecError(f"{v.where}: missing required key '{prefix}{k}'")
+        methods = entry.methods if entry.methods is not None else f.methods
+        ratios = entry.ratios if entry.ratios is not None else f.ratios
+        if methods is None:
+            v.fail(f"{prefix}methods", None, f"a list of methods from {', '.join(registry.names())} "
+                   "(here or at the top level); use [] for dense models only")
+        if methods and ratios is None:
+            v.fail(f"{prefix}ratios", None, "a list of compression ratios > 1 (here or at the "
+                   "top level)")
+        for d in dict.fromkeys(entry.datasets):
+            for a in dict.fromkeys(entry.architectures):
+                if (error := choices.arch_error(d, a)) is not None:
+                    v.fail(f"{prefix}architectures", a, error)
+                if imbalance is not None:
+                    n_max = min(expected(d).counts["train"])
+                    if imbalance.ratio > n_max:
+                        v.fail(f"{prefix}imbalance.ratio", imbalance.ratio, f"at most {n_max} on "
+                               f"{d} (its smallest class has {n_max} training images)")
+                key = (d, a, imbalance)
+                before, where = flags.setdefault(key, (cell_flags, prefix))
+                if before != cell_flags:
+                    v.fail(f"{prefix}prune_classifier", cell_flags[0],
+                           f"the prune_classifier/prune_biases of the other entry naming {a} on "
+                           f"{d} ({where.rstrip('.') or 'top level'}: {before[0]}/{before[1]}); "
+                           "one cell has one prunable set")
+                cell = merged.setdefault(key, {})
+                for m in methods:
+                    cell.setdefault(m, set()).update(ratios or ())
+    return tuple(
+        Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in registry.names() if m in ms),
+             *flags[(d, a, imb)][0], imbalance=imb)
+        for (d, a, imb), ms in merged.items()
+    )
