@@ -163,7 +163,7 @@ def test_pack_options_in_the_spec(tmp_path, monkeypatch):
         seen["auto"] = kw["options"]
         return 3
 
-    monkeypatch.setattr(run, "auto_pack_size", fake_auto)
+    monkeypatch.setattr("prunescope.train.pack.auto_pack_size", fake_auto)
     assert run.pack_size(spec, "mnist", "lenet5", "cuda") == 3
     assert seen["auto"] == PackOptions(channels_last=True, fused_optimizer=True)
     if not torch.cuda.is_available():

@@ -39,8 +39,6 @@ from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import StudySpec
 from prunescope.study.store import JobResult, Store
 from prunescope.train.options import PackOptions, is_cuda
-from prunescope.study.worker import WorkerContext
-from prunescope.train.pack import auto_pack_size
 
 LOCK_FILE = "run.lock"
 
@@ -117,6 +115,8 @@ def pack_size(spec: StudySpec, dataset: str, arch: str, device: str,
         return int(spec.executor.pack_size)
     inf = info(dataset)
     h, _, c = inf.shape_hwc
+    from prunescope.train.pack import auto_pack_size  # torch: only when packs are sized
+
     return auto_pack_size(arch, device, batch_size=spec.recipe(arch, "train").batch_size,
                           num_classes=inf.num_classes, in_channels=c, image_size=h,
                           options=options or spec.executor.pack_options_for(device))
