@@ -29,8 +29,9 @@ from torch import nn
 
 from prunescope import choices, metrics
 from prunescope.audit.given import (GIVEN, Builder, LoadedModel, ModelLike, load_model,
-                                    normalisation, read_test_data, registry_name)
-from prunescope.audit.inputs import AuditError, as_arrays, check_data
+                                    read_test_data)
+from prunescope.audit.inputs import (AuditError, as_arrays, check_data, normalisation,
+                                     registry_name)
 from prunescope.audit.run import summarise
 
 #: resamples of the single-pair bootstrap
@@ -492,5 +493,5 @@ def _write(result: CompareResult, out: Path, report: bool, name: str, delta: flo
     return replace(result, out_dir=out, report=page)
 
 
-__all__ = ["GIVEN", "TABLES", "TRUST_FLAG", "CompareResult", "LoadedModel", "audit_channels", "compare",
-           "fold_torch_prune", "load_model", "narrow_to", "normalisation", "read_test_data"]
+__all__ = ["GIVEN", "TABLES", "CompareResult", "LoadedModel", "audit_channels", "compare", "load_model",
+           "normalisation", "read_test_data"]

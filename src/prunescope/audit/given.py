@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunescope.audit.inputs import AuditError, as_arrays
+from prunescope.audit.inputs import AuditError, as_arrays, normalisation, registry_name
 from prunescope.audit.run import load_model_file
 
 ModelLike = Any  # nn.Module | str | Path
@@ -202,16 +202,6 @@ def load_model(model: ModelLike, *, build: Builder | None = None, trust_pickle: 
 
 
 # ---- data -------------------------------------------------------------------------------------
-def registry_name(data: Any) -> str | None:
-    """``data`` when it names a dataset of prunescope's registry (``mnist``, ``cifar10``...)
-    and no file or folder of that name exists, else ``None``."""
-    from prunescope.data import names
-
-    if isinstance(data, (str, Path)) and not Path(data).exists() and str(data) in names():
-        return str(data)
-    return None
-
-
 def read_test_data(data: Any, class_names: Sequence[str] | None = None
                    ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None]:
     """``(x uint8 NHWC, y int64, class names or None)`` of the test images: a registry dataset's
@@ -241,21 +231,3 @@ def read_test_data(data: Any, class_names: Sequence[str] | None = None
     x, y = as_arrays(data, "test data")
     return x, y, tuple(class_names) if class_names is not None else None
 
-
-def normalisation(x: np.ndarray, mean: Sequence[float] | None, std: Sequence[float] | None,
-                  data: Any = None) -> tuple[list[float], list[float]]:
-    """Per-channel ``(mean, std)`` on the 0..1 scale: the given ones, else the registry's when
-    ``data`` names a registry dataset, else those of the uint8 NHWC images ``x`` (std at least
-    1e-6)."""
-    if (name := registry_name(data)) is not None:
-        from prunescope.data import info
-
-        mean = info(name).mean if mean is None else mean
-        std = info(name).std if std is None else std
-    unit = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
-    mean = unit.mean(0) if mean is None else mean
-    std = np.maximum(unit.std(0), 1e-6) if std is None else std
-    return [float(v) for v in mean], [float(v) for v in std]
-
-
-# ---- the result -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from prunescope.prune import UnreachableRatioError, count_parameters, keep_count
 from prunescope.train import Recipe
 
 __all__ = ["MAX_LABEL", "AuditError", "DataLike", "Options", "as_arrays", "as_recipe", "check_data",
-           "check_options", "model_device"]
+           "check_options", "model_device", "normalisation", "registry_name"]
 
 #: anything :func:`as_arrays` reads (see :mod:`prunescope.audit`)
 DataLike = Any
@@ -290,3 +290,32 @@ def check_data(model: nn.Module, sets: dict[str, tuple[np.ndarray, np.ndarray]],
     if class_names is not None and len(class_names) != k:
         raise AuditError(f"class_names has {len(class_names)} names for the model's {k} classes")
     return k
+
+
+def registry_name(data: Any) -> str | None:
+    """``data`` when it names a dataset of prunescope's registry (``mnist``, ``cifar10``...)
+    and no file or folder of that name exists, else ``None``."""
+    from prunescope.data import names
+
+    if isinstance(data, (str, Path)) and not Path(data).exists() and str(data) in names():
+        return str(data)
+    return None
+
+
+def normalisation(x: np.ndarray, mean: Sequence[float] | None, std: Sequence[float] | None,
+                  data: Any = None) -> tuple[list[float], list[float]]:
+    """Per-channel ``(mean, std)`` on the 0..1 scale: the given ones, else the registry's when
+    ``data`` names a registry dataset (:func:`registry_name`), else those of the uint8 NHWC
+    images ``x`` (std at least 1e-6)."""
+    if (name := registry_name(data)) is not None:
+        from prunescope.data import info
+
+        mean = info(name).mean if mean is None else mean
+        std = info(name).std if std is None else std
+    if mean is None or std is None:
+        unit = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
+        mean = unit.mean(0) if mean is None else mean
+        std = np.maximum(unit.std(0), 1e-6) if std is None else std
+    return [float(v) for v in mean], [float(v) for v in std]
+
+

@@ -19,7 +19,7 @@ from torch import nn
 from prunescope import metrics
 from prunescope.audit.estimate import Estimate, Weighted, describe, estimate, job_seconds, probe
 from prunescope.audit.inputs import (AuditError, DataLike, as_arrays, as_recipe, check_data,
-                                     check_options, model_device)
+                                     check_options, model_device, normalisation)
 from prunescope.audit.plan import (AuditPlan, data_sha, make_audit_plan, sha, write_data,
                                   write_source)
 from prunescope.catalog import methods as registry
@@ -176,7 +176,7 @@ def audit(
                          workers, weight_decay)
     recipe, device = as_recipe(finetune), model_device(model)
     sets, where = _splits(train_data, val_data, test_data, n_val, seed)
-    mean, std = _normalisation(sets["train"][0], mean, std)
+    mean, std = normalisation(sets["train"][0], mean, std)
     n_cls = check_data(model, sets, mean, std, device, num_classes, class_names, where)
     spec = _one_model_spec(name, seed, Path(out_dir).resolve(), device, sets, workers)
     source_params = SourceParams(_weights_sha(model), repr(model), data_sha(sets), tuple(mean),
@@ -224,17 +224,6 @@ def _splits(train_data: DataLike, val_data: DataLike | None, test_data: DataLike
     where = {"train": "train_data", "test": "test_data",
              "val": "train_data" if val_data is None else "val_data"}
     return sets, where
-
-
-def _normalisation(x: np.ndarray, mean: Sequence[float] | None, std: Sequence[float] | None
-                   ) -> tuple[list[float], list[float]]:
-    """Per-channel ``mean``/``std`` on the 0..1 scale: the given ones, else those of the uint8
-    NHWC training images ``x`` (std at least 1e-6)."""
-    if mean is None or std is None:
-        unit = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
-        mean = unit.mean(0) if mean is None else mean
-        std = np.maximum(unit.std(0), 1e-6) if std is None else std
-    return [float(v) for v in mean], [float(v) for v in std]
 
 
 def _weights_sha(model: nn.Module) -> str:
