@@ -105,9 +105,11 @@ DataDirOpt = Annotated[Optional[Path], typer.Option(
 DeviceOpt = Annotated[str, typer.Option(
     "--device", help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N.")]
 
-#: ``--trust-pickle``: prune and audit may unpickle a file that can run code (docs/reliability.md)
+#: ``--trust-pickle``: prune, audit and compare may unpickle a file that can run code
+#: (docs/reliability.md)
 TrustPickleOpt = Annotated[bool, typer.Option(
-    "--trust-pickle", help="Unpickle a .pt weights file fully, or the pickled module a checkpoint's "
+    "--trust-pickle", help="Unpickle a .pt file fully (a whole module saved with torch.save(model), "
+                           "Torch-Pruning's tp.state_dict), or the pickled module a checkpoint's "
                            "sidecar names (prunescope 0.1 audits). Unpickling runs any code the "
                            "file holds: only for files you trust. Default: weights only.")]
 

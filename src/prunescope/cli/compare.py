@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prunescope._console import console as make_console, styled
-from prunescope.cli._app import app
+from prunescope.cli._app import TrustPickleOpt, app
 
 
 def _print(con: Console, res) -> None:  # noqa: ANN001 -- a CompareResult
@@ -105,9 +105,7 @@ def compare_cmd(
         "--mean", help="The models' per-channel input mean on the 0..1 scale, comma-separated "
                        "(default: the test images').")] = None,
     std: Annotated[Optional[str], typer.Option("--std", help="Likewise the std.")] = None,
-    trust_pickle: Annotated[bool, typer.Option(
-        "--trust-pickle", help="Read pickled files (torch.save(model), Torch-Pruning's "
-                               "tp.state_dict): they can run code, so only files you trust.")] = False,
+    trust_pickle: TrustPickleOpt = False,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the corruptions and the bootstrap.")] = 0,
     report: Annotated[bool, typer.Option("--report/--no-report",
                                          help="Also write report/report.html.")] = False,
