@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from prunescope.study.grid import Cell
     from prunescope.study.spec import StudySpec
 
-__all__ = ["check_across_tables", "jobs_per_model", "lth_schedule", "structured_max_ratio"]
+__all__ = ["check_across_tables", "jobs_per_model", "lth_schedule"]
 
 # ---- bounds (docs/studies.md, "Bounds") ------------------------------------------------------
 #: jobs one study may plan (``plan`` takes about 3 s per 100,000 on the 2-core CPU)
@@ -155,7 +155,7 @@ def lth_schedule(spec: StudySpec, cell: Cell) -> list[float]:
 def _check_ratios(v: Messages, spec: StudySpec) -> None:
     """Fail on a ratio that no model of its cell can reach (SPEC 3: all params / nonzero), per
     method family: one-shot and LTH masks can keep every non-prunable parameter only; structured
-    pruning keeps at least one channel per group (:func:`structured_max_ratio`). Also checks
+    pruning keeps at least one channel per group (:func:`prunescope.prune.structured.structured_max_ratio`). Also checks
     that ``[lth] rewind_steps`` fits in the dense run."""
     for cell in spec.cells:
         methods = dict(cell.methods)
@@ -228,24 +228,16 @@ def _parameter_counts(dataset: str, arch: str, prune_classifier: bool, prune_bia
 
 @functools.lru_cache(maxsize=64)
 def _structured_max_ratio(dataset: str, arch: str, config: str = "uniform") -> float:
-    """:func:`structured_max_ratio` of a skeleton of ``arch`` for ``dataset`` with ``config``
+    """:func:`prunescope.prune.structured.structured_max_ratio` of a skeleton of ``arch`` for ``dataset`` with ``config``
     (cached: validations in one process share one count per cell). Channel groups need the
     module tree, so this one check imports torch, and only for studies with a structured
     method."""
     from prunescope.models import skeleton
+    from prunescope.prune.structured import structured_max_ratio
 
     inf = info(dataset)
     h, _, c = inf.shape_hwc
     return structured_max_ratio(skeleton(arch, inf.num_classes, c, image_size=h), config)
-
-
-def structured_max_ratio(model: Any, config: str = "uniform") -> float:
-    """The largest compression ratio structured pruning with ``config`` reaches on ``model``
-    (every channel group it narrows down to one channel): ``n_total / n_after`` (all
-    parameters counted, SPEC 3)."""
-    from prunescope.prune.structured import structured_max_ratio as max_ratio
-
-    return max_ratio(model, config)
 
 
 def is_int(x: Any) -> bool:
