@@ -106,7 +106,7 @@ def test_adding_a_method_and_an_architecture_is_two_files_each(tmp_path):
 
         architectures.REGISTRY += (architectures.Architecture(
             "tinynet", "toy_zoo:TinyNet", (("hidden", 16),), (28, 28, 1), True,
-            "torch_default", "lenet", 9, None, None, False, tiny_layout),)
+            "torch_default", "lenet", 9, None, None, tiny_layout),)
 
         from prunescope.models import build_model
         from prunescope.prune import count_parameters, prunable, score

@@ -227,7 +227,7 @@ def test_spec_errors_for_unreachable_ratios_and_unsupported_archs(tmp_path, monk
                 architectures.Layer("3", "linear", 32 * num_classes, num_classes))
 
     mlp = architectures.Architecture("mlp", "toy_mlp:Mlp", (), (28, 28, 1), True,
-                                     "torch_default", "lenet", 9, None, None, False, mlp_layout)
+                                     "torch_default", "lenet", 9, None, None, mlp_layout)
     monkeypatch.setattr(architectures, "REGISTRY", (*architectures.REGISTRY, mlp))
     with pytest.raises(SpecError, match=r"structured methods only on architectures"):
         _spec(tmp_path, MODERN.replace('methods = ["mp", "lth"]', "methods = []")

@@ -55,8 +55,6 @@ class Architecture:
             family 2); ``None`` for none.
         dataset_rank: preference as the architecture of a dataset in the across-dataset
             families (SPEC 5 family 3; 0 first); ``None``: never chosen.
-        stackable: G models of it train as one stacked network
-            (:func:`prunescope.models.stacked.stack`).
         layout: its layers (torch-free), for the parameter counts.
     """
 
@@ -70,7 +68,6 @@ class Architecture:
     order: int
     size_rank: int | None
     dataset_rank: int | None
-    stackable: bool
     layout: Layout
 
     def model_class(self) -> Any:
@@ -160,11 +157,11 @@ _RESNET_DEPTHS: dict[int, int] = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}
 #: every architecture (SPEC 4)
 REGISTRY: tuple[Architecture, ...] = (
     Architecture("lenet5", _LENET, (("variant", "classic"),), (28, 28, 1), True,
-                 "torch_default", "lenet", 1, None, 1, True, _lenet_layout(5, 2)),
+                 "torch_default", "lenet", 1, None, 1, _lenet_layout(5, 2)),
     Architecture("lenet5-shrinkbench", _LENET, (("variant", "shrinkbench"),), (28, 28, 1), True,
-                 "torch_default", "lenet", 0, None, 0, True, _lenet_layout(3, 0)),
+                 "torch_default", "lenet", 0, None, 0, _lenet_layout(3, 0)),
     *(Architecture(f"resnet{depth}", _RESNET, (("depth", depth),), (32, 32, 3), False,
-                   "kaiming_normal", "resnet", 2 + i, i, 0 if depth == 56 else None, True,
+                   "kaiming_normal", "resnet", 2 + i, i, 0 if depth == 56 else None,
                    _resnet_layout(n))
       for i, (depth, n) in enumerate(_RESNET_DEPTHS.items())),
 )
