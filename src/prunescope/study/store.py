@@ -38,7 +38,7 @@ import sqlite3
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -109,7 +109,10 @@ def _rows_digest(job: tuple, confusions: list[tuple], counts: list[tuple]) -> st
     """sha256 hex of one job's rows as SQLite returns them: ``job`` = its id and
     :data:`_DIGESTED` columns, its ``confusions`` and ``evaluations`` rows without the job id
     (in any order)."""
-    text = repr((tuple(job), sorted(confusions, key=repr), sorted(counts, key=repr)))
+    # the text of repr((tuple(job), sorted(confusions, key=repr), sorted(counts, key=repr))),
+    # each row's repr made once (a confusion row's matrix blob is most of the work)
+    conf, cnt = (", ".join(sorted(map(repr, rows))) for rows in (confusions, counts))
+    text = f"({tuple(job)!r}, [{conf}], [{cnt}])"
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -506,18 +509,25 @@ class Store:
         return out
 
     # ---- integrity ----------------------------------------------------------------------------
+    def _rows_by_job(self, source: str, args: Sequence[Any] = ()
+                     ) -> tuple[dict[Any, list[tuple]], dict[Any, list[tuple]]]:
+        """``({job id: confusions rows}, {job id: evaluations rows})``, each row without its job
+        id, as :func:`_rows_digest` takes them; ``source`` follows each table's name
+        (``"WHERE job_id IN (?, ...)"`` with ``args``, or ``"NOT INDEXED"``)."""
+        tables = []
+        for table, cols in (("confusions", "distribution, num_classes, matrix"),
+                            ("evaluations", "distribution, cls, support, predicted, correct")):
+            rows: dict[Any, list[tuple]] = {}
+            for r in self.conn.execute(f"SELECT job_id, {cols} FROM {table} {source}", args):
+                rows.setdefault(r[0], []).append(r[1:])
+            tables.append(rows)
+        return tables[0], tables[1]
+
     def _digests(self, ids: list[str]) -> dict[str, str]:
         """``{job id: sha256 hex}`` of the rows of the given (just written) jobs
         (:func:`_rows_digest`), read through the indexes."""
         where = f"IN ({','.join('?' * len(ids))})"
-        conf: dict[str, list[tuple]] = {}
-        for r in self.conn.execute("SELECT job_id, distribution, num_classes, matrix FROM "
-                                   f"confusions WHERE job_id {where}", ids):
-            conf.setdefault(r[0], []).append(r[1:])
-        counts: dict[str, list[tuple]] = {}
-        for r in self.conn.execute("SELECT job_id, distribution, cls, support, predicted, "
-                                   f"correct FROM evaluations WHERE job_id {where}", ids):
-            counts.setdefault(r[0], []).append(r[1:])
+        conf, counts = self._rows_by_job(f"WHERE job_id {where}", ids)
         return {r[0]: _rows_digest(r, conf.get(r[0], []), counts.get(r[0], []))
                 for r in self.conn.execute(f"SELECT id, {_DIGESTED} FROM jobs WHERE id {where}",
                                            ids)}
@@ -537,14 +547,7 @@ class Store:
             finally:
                 if self.conn.in_transaction:
                     self.conn.execute("COMMIT")
-        conf: dict[Any, list[tuple]] = {}
-        for r in self.conn.execute("SELECT job_id, distribution, num_classes, matrix FROM "
-                                   "confusions NOT INDEXED"):
-            conf.setdefault(r[0], []).append(r[1:])
-        counts: dict[Any, list[tuple]] = {}
-        for r in self.conn.execute("SELECT job_id, distribution, cls, support, predicted, "
-                                   "correct FROM evaluations NOT INDEXED"):
-            counts.setdefault(r[0], []).append(r[1:])
+        conf, counts = self._rows_by_job("NOT INDEXED")
         bad, ids = [], set()
         for digest, *row in self.conn.execute(f"SELECT digest, id, {_DIGESTED} FROM jobs "
                                               "NOT INDEXED"):
