@@ -329,7 +329,6 @@ def _agreement(models: list[tuple[int, str, LoadedModel]], table: pd.DataFrame,
             idx = np.flatnonzero(p != dp)
             changed.append(pd.DataFrame({**key, "model": s, "index": idx, "label": y[idx],
                                          "dense_label": dp[idx], "pruned_label": p[idx]}))
-    agreement = pd.DataFrame(agree)
     return pd.DataFrame(agree), pd.concat(changed, ignore_index=True)
 
 
