@@ -19,12 +19,15 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def test_every_layer_reads_the_registry():
-    assert methods.names() == ("mp", "gp", "up", "rp", "lth", "l1-filter", "chip")
-    assert methods.names("one-shot") == METHOD_ORDER == ("mp", "gp", "up", "rp")
-    assert methods.names(needs_gradients=True) == ("gp", "up")
+    assert methods.names() == ("mp", "gp", "up", "rp", "lth", "l1-filter", "chip", "mp-at-up")
+    assert methods.names("one-shot") == METHOD_ORDER == ("mp", "gp", "up", "rp", "mp-at-up")
+    assert methods.names(needs_gradients=True) == ("gp", "up", "mp-at-up")
     assert methods.names("structured") == ("l1-filter", "chip")
     assert methods.names(needs_feature_maps=True) == ("chip",)
-    assert LEVEL_ORDER["method"] == ("mp", "up", "gp", "rp", "lth", "chip", "l1-filter")
+    assert LEVEL_ORDER["method"] == ("mp", "up", "gp", "rp", "lth", "chip", "l1-filter",
+                                     "mp-at-up")
+    assert all(methods.method(m.keep_as).kind == "one-shot"
+               for m in methods.REGISTRY if m.keep_as is not None)
     assert METHOD_LABELS["l1-filter"] == "L1-filter" and METHOD_COLORS["up"] == "#D55E00"
     assert len({m.colour for m in methods.REGISTRY}) == len(methods.REGISTRY)
     assert sorted(m.order for m in methods.REGISTRY) == list(range(len(methods.REGISTRY)))
@@ -95,7 +98,7 @@ def test_adding_a_method_and_an_architecture_is_two_files_each(tmp_path):
         import torch
         from prunescope.catalog import architectures, methods
 
-        methods.REGISTRY += (methods.Method("gm", "GM", "#332288", "one-shot", True, 7,
+        methods.REGISTRY += (methods.Method("gm", "GM", "#332288", "one-shot", True, 8,
                                             "toy_zoo:gradient_magnitude"),)
 
         def tiny_layout(num_classes, in_channels, image_size):

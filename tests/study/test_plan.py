@@ -103,7 +103,8 @@ def test_a_grid_entry_sets_the_prunable_set_of_its_cells_only(tmp_path):
     text = GRID.replace('methods = ["mp"]\n[[grid]]',
                         'methods = ["mp"]\nprune_classifier = true\nprune_biases = true\n[[grid]]')
     wide = _plan(text, tmp=tmp_path)
-    assert [(c.arch, c.prune_classifier, c.prune_biases) for c in wide.spec.cells] == [
+    assert [(c.arch, c.pruning.prune_classifier, c.pruning.prune_biases)
+            for c in wide.spec.cells] == [
         ("lenet5", True, True), ("lenet5", True, True), ("resnet20", False, False)]
     base_ids = {j.id for j in base.jobs}
     for j in wide.jobs:
@@ -116,7 +117,7 @@ def test_a_grid_entry_sets_the_prunable_set_of_its_cells_only(tmp_path):
     flipped = _plan("prune_classifier = true\n" + GRID.replace(
         'architectures = ["resnet20"]\nmethods = ["mp"]',
         'architectures = ["resnet20"]\nmethods = ["mp"]\nprune_classifier = false'), tmp=tmp_path)
-    assert [c.prune_classifier for c in flipped.spec.cells] == [True, True, False]
+    assert [c.pruning.prune_classifier for c in flipped.spec.cells] == [True, True, False]
     assert ({j.id for j in flipped.jobs if j.arch == "resnet20"}
             == {j.id for j in base.jobs if j.arch == "resnet20"})
 
@@ -125,7 +126,8 @@ def test_paper_grid_prunes_lenet_as_shrinkbench_and_keeps_resnet_ids():
     """studies/paper.toml: the LeNet cells are ShrinkBench's LeNet with last layer and biases
     prunable (ShrinkBench marks no classifier in it); the ResNets keep their classifier."""
     spec = load_spec(STUDIES / "paper.toml")
-    flags = {(c.dataset, c.arch): (c.prune_classifier, c.prune_biases) for c in spec.cells}
+    flags = {(c.dataset, c.arch): (c.pruning.prune_classifier, c.pruning.prune_biases)
+             for c in spec.cells}
     assert flags[("mnist", "lenet5-shrinkbench")] == flags[("fashion-mnist", "lenet5-shrinkbench")]
     assert flags[("mnist", "lenet5-shrinkbench")] == (True, True)
     assert all(v == (False, False) for (d, a), v in flags.items() if a.startswith("resnet"))

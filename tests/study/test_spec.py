@@ -243,7 +243,7 @@ prune_classifier = true
     with pytest.raises(SpecError, match=r"grid\[1\]\.prune_classifier.*one prunable set"):
         parse_spec(text, base_dir=tmp_path)
     spec = parse_spec(text.replace('["mp"]', '["mp"]\nprune_classifier = true'), base_dir=tmp_path)
-    assert [(c.methods, c.prune_classifier) for c in spec.cells] == [
+    assert [(c.methods, c.pruning.prune_classifier) for c in spec.cells] == [
         ((("mp", (2.0,)), ("rp", (2.0,))), True)]
     with pytest.raises(SpecError, match=r"grid\[0\]\.prune_biases.*bool"):
         parse_spec(text.replace('["mp"]', '["mp"]\nprune_biases = 1'), base_dir=tmp_path)
@@ -270,8 +270,8 @@ def test_shipped_studies_are_valid():
     assert cells[("mnist", "lenet5-shrinkbench")] == cells[("fashion-mnist", "lenet5-shrinkbench")] \
         == {"mp"}
     # SPEC 3/4: ShrinkBench pruned the paper's LeNet's classifier, the ResNets' stay protected
-    assert all(c.prune_classifier for c in lenet.values())
-    assert not any(c.prune_classifier for c in paper.cells if c.arch.startswith("resnet"))
+    assert all(c.pruning.prune_classifier for c in lenet.values())
+    assert not any(c.pruning.prune_classifier for c in paper.cells if c.arch.startswith("resnet"))
     for depth in (20, 32, 44, 110):
         assert cells[("cifar10", f"resnet{depth}")] == {"mp", "up"}
     assert cells[("cifar10", "resnet56")] == {"mp", "gp", "up", "rp"}

@@ -44,6 +44,17 @@ class Method:
             eps, from the checkpoint's sidecar or given).
         needs_feature_maps: the score reads the dense model's feature maps on training images
             (CHIP): the study gives it ``[structured] chip_images`` images.
+        signed_score: ``"module:function"`` of the score used instead of :attr:`score` when a
+            cell's ``up_score`` is ``signed-5e-4`` (UP: the authors' code's signed score, SPEC 8).
+        quantile_over_biases: with ``keep_rule = "shrinkbench"`` the threshold is the quantile
+            of the scores of the prunable layers' weights *and biases*, though only weights are
+            masked: what the fork's gradient strategies (``GlobalMagGrad``, ``MixedMagGrad``)
+            do; its magnitude strategy drops the biases first (SPEC 8).
+        draws: the scores are i.i.d. uniform draws (RP): ``rp_count = "binomial"`` keeps each
+            weight whose draw is at most the keep fraction.
+        keep_as: keep exactly as many weights as method ``keep_as`` keeps at the same stated
+            ratio under the same cell options (one model at a time), so that the two are compared
+            at matched achieved ratios; the record then needs what ``keep_as`` needs.
     """
 
     name: str
@@ -55,17 +66,23 @@ class Method:
     score: str | None
     needs_weight_decay: bool = False
     needs_feature_maps: bool = False
+    signed_score: str | None = None
+    quantile_over_biases: bool = False
+    draws: bool = False
+    keep_as: str | None = None
 
     @property
     def iterative(self) -> bool:
         """Whether the method prunes over levels (``rewind`` + ``lth_level`` jobs)."""
         return self.kind == "iterative"
 
-    def scorer(self) -> Callable[..., Any]:
-        """The score function named by :attr:`score`, imported now (it needs torch)."""
-        if self.score is None:
+    def scorer(self, signed: bool = False) -> Callable[..., Any]:
+        """The score function named by :attr:`score` (by :attr:`signed_score` when ``signed``
+        and the record has one), imported now (it needs torch)."""
+        name = self.signed_score if signed and self.signed_score is not None else self.score
+        if name is None:
             raise ValueError(f"{self.label} has no score function: it is {self.kind}")
-        module, _, function = self.score.partition(":")
+        module, _, function = name.partition(":")
         return getattr(importlib.import_module(module), function)
 
 
@@ -74,15 +91,19 @@ _STRUCTURED = "prunescope.prune.channel_scores"
 #: every method, in the order cells list them (and method pairs compare them)
 REGISTRY: tuple[Method, ...] = (
     Method("mp", "MP", "#0072B2", "one-shot", False, 0, f"{_SCORES}:magnitude"),
-    Method("gp", "GP", "#009E73", "one-shot", True, 2, f"{_SCORES}:gradient"),
+    Method("gp", "GP", "#009E73", "one-shot", True, 2, f"{_SCORES}:gradient",
+           quantile_over_biases=True),
     Method("up", "UP", "#D55E00", "one-shot", True, 1, f"{_SCORES}:undecayed",
-           needs_weight_decay=True),
-    Method("rp", "RP", "#7F7F7F", "one-shot", False, 3, f"{_SCORES}:random"),
+           needs_weight_decay=True, signed_score=f"{_SCORES}:undecayed_signed",
+           quantile_over_biases=True),
+    Method("rp", "RP", "#7F7F7F", "one-shot", False, 3, f"{_SCORES}:random", draws=True),
     Method("lth", "LTH", "#CC79A7", "iterative", False, 4, None),
     Method("l1-filter", "L1-filter", "#56B4E9", "structured", False, 6,
            f"{_STRUCTURED}:l1_filter_scores"),
     Method("chip", "CHIP", "#E69F00", "structured", False, 5, f"{_STRUCTURED}:chip_scores",
            needs_feature_maps=True),
+    Method("mp-at-up", "MP@UP", "#117733", "one-shot", True, 7, f"{_SCORES}:magnitude",
+           needs_weight_decay=True, keep_as="up"),
 )
 
 #: salts of :func:`prunescope.train.derive_seed` for the draws of one pruning: the random

@@ -12,7 +12,8 @@ import math
 
 from prunescope.errors import UserError
 
-__all__ = ["UnreachableRatioError", "imp_keep_count", "keep_count", "level_ratios"]
+__all__ = ["UnreachableRatioError", "imp_keep_count", "keep_count", "level_ratios",
+           "shrinkbench_fraction"]
 
 
 class UnreachableRatioError(UserError, ValueError):
@@ -59,6 +60,30 @@ def keep_count(n_total: int, n_prunable: int, ratio: float) -> int:
             "(prune_classifier=True, prune_biases=True)"
         )
     return k
+
+
+def shrinkbench_fraction(n_total: int, n_layers: int, ratio: float) -> float:
+    """The fraction of the prunable layers' parameters ShrinkBench keeps for ``ratio``
+    (``pruning/utils.py`` ``fraction_to_keep``, SPEC 8): ``(n_total / ratio - (n_total -
+    n_layers)) / n_layers``, with ``n_layers`` every parameter of the prunable layers, biases
+    included although they are never masked; so the achieved ratio falls short of ``ratio``.
+
+    Raises:
+        ValueError: inconsistent counts or a ratio below 1.
+        UnreachableRatioError: the fraction is not in (0, 1] (ShrinkBench asserts it).
+    """
+    if not 0 < n_layers <= n_total:
+        raise ValueError(f"need 0 < n_layers <= n_total, got {n_layers} and {n_total}")
+    if not (math.isfinite(ratio) and ratio >= 1.0):
+        raise ValueError(f"pruning ratio must be a finite number >= 1 (1 = dense), got {ratio}")
+    fraction = (n_total / ratio - (n_total - n_layers)) / n_layers
+    if not 0 < fraction <= 1:
+        raise UnreachableRatioError(
+            f"pruning ratio {ratio:g} is unreachable with keep_rule = 'shrinkbench': "
+            f"{n_total - n_layers} of the {n_total} parameters are outside the prunable layers, "
+            f"so its keep fraction is {fraction:.4g}, not in (0, 1]; the ratio must stay below "
+            f"{n_total / (n_total - n_layers):.6g}")
+    return fraction
 
 
 def imp_keep_count(n_prunable: int, prune_fraction: float, level: int) -> int:

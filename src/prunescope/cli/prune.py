@@ -11,6 +11,8 @@ from prunescope._console import console as make_console, styled
 from prunescope.cli._app import (DataDirOpt, DeviceOpt, TrustPickleOpt, app, check, invalid,
                                  usable_device)
 from prunescope.catalog import methods as registry
+from prunescope.catalog.protocol import (KEEP_RULES, RP_COUNTS, UP_SCORES, PruneOptions,
+                                         TrainOptions)
 
 
 def _default_out(checkpoint: Path, method: str, ratio: float, scope: str) -> Path:
@@ -48,6 +50,14 @@ def prune_cmd(
                                                    help="Also prune the final Linear.")] = False,
     prune_biases: Annotated[bool, typer.Option("--prune-biases",
                                                help="Also prune Conv/Linear biases.")] = False,
+    keep_rule: Annotated[str, typer.Option(
+        "--keep-rule", help=f"One of: {', '.join(KEEP_RULES)} (shrinkbench: the authors' code's "
+                            "keep fraction and symmetric threshold, docs/pruning.md).")] = "exact",
+    up_score: Annotated[str, typer.Option(
+        "--up-score", help=f"One of: {', '.join(UP_SCORES)} (signed-5e-4: the authors' "
+                           "code's UP score).")] = "absolute",
+    rp_count: Annotated[str, typer.Option(
+        "--rp-count", help=f"One of: {', '.join(RP_COUNTS)}.")] = "exact",
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Pruned checkpoint path (default runs/prune/NAME-METHOD-rRATIO.safetensors); "
                       "masks are stored in it, the sidecar is PATH.json.")] = None,
@@ -64,6 +74,14 @@ def prune_cmd(
     console = make_console()
     method = method.lower()
     _check_options(method, ratio, scope, grad_mode, grad_batches, finetune_epochs)
+    for flag, value, allowed in (("--keep-rule", keep_rule, KEEP_RULES),
+                                 ("--up-score", up_score, UP_SCORES),
+                                 ("--rp-count", rp_count, RP_COUNTS)):
+        check(flag, value, choices.choice_error(value, allowed))
+    try:
+        options = PruneOptions(prune_classifier, prune_biases, keep_rule, up_score, rp_count)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--keep-rule") from None
     device = usable_device(device)
     try:
         model, meta, old_masks = load_checkpoint(checkpoint, device=device, trust_pickle=trust_pickle)
@@ -81,7 +99,8 @@ def prune_cmd(
     n_val, split_seed = int(meta.get("n_val", 5000)), int(meta.get("split_seed", 0))
     try:
         _, train, val, test = device_splits(dataset, n_val, split_seed, device, data_dir,
-                                            imbalance=meta.get("imbalance"))
+                                            imbalance=meta.get("imbalance"),
+                                            training=TrainOptions.of(meta))
     except (D.FetchError, ValueError, FileNotFoundError) as e:
         console.print(styled("error:", "red", f" {e}"))
         raise typer.Exit(1) from e
@@ -101,8 +120,7 @@ def prune_cmd(
         run = prune_and_finetune(
             model, meta, train, val, test, method, ratio, scope=scope, recipe=recipe,
             finetune=do_finetune, grad_mode=grad_mode,
-            grad_batches=grad_batches, eps=eps, seed=seed,
-            prune_classifier=prune_classifier, prune_biases=prune_biases, progress=progress)
+            grad_batches=grad_batches, eps=eps, seed=seed, options=options, progress=progress)
     except (ValueError, TrainingDiverged) as e:
         console.print(styled("error:", "red", f" {e}"))
         raise typer.Exit(1) from e

@@ -16,6 +16,7 @@ import numpy as np
 from torch import nn
 
 from prunescope.catalog import methods as registry
+from prunescope.catalog.protocol import PruneOptions
 from prunescope.data.device import DeviceImages
 from prunescope.prune.gradients import data_gradients
 from prunescope.prune.masks import MaskResult
@@ -25,7 +26,7 @@ from prunescope.train.loop import ProgressFn
 
 #: Sidecar keys a pruned model inherits from its dense parent (data, architecture, seed).
 CARRIED_META = ("arch", "num_classes", "in_channels", "image_size", "dataset", "n_val", "split_seed",
-                "seed", "imbalance", "data", "mean", "std")
+                "seed", "imbalance", "data", "mean", "std", "validation", "normalisation")
 
 
 def _accuracy(confusion: np.ndarray) -> float:
@@ -105,13 +106,13 @@ class OneShot:
 def prune_one_shot(model: nn.Module, meta: Mapping[str, Any], method: str, ratio: float, *,
                    seed: int, recipe: Recipe | None, grads: Mapping[str, Any] | None = None,
                    eps: float | None = None, scope: str = "global",
-                   prune_classifier: bool = False, prune_biases: bool = False) -> OneShot:
+                   options: PruneOptions = PruneOptions()) -> OneShot:
     """Prune ``model`` in place to ``ratio`` with ``method`` (SPEC 3): the step shared by
     :func:`prune_and_finetune` (the CLI) and the study's ``prune_finetune`` jobs, which then
     fine-tune with ``fit(masks=result.masks)`` (alone or in a pack) from ``finetune_seed``.
 
     Args:
-        model, method, ratio, grads, eps, scope, prune_classifier, prune_biases: see
+        model, method, ratio, grads, eps, scope, options: see
             :func:`prunescope.prune.prune_model` (``grads``: GP/UP's data gradient).
         meta: the parent's sidecar (``weight_decay`` is UP's eps by default).
         seed: seeds RP (``derive_seed(seed, SCORE_SEED_SALT)``) and the fine-tuning data order
@@ -120,9 +121,11 @@ def prune_one_shot(model: nn.Module, meta: Mapping[str, Any], method: str, ratio
     """
     result = prune_model(model, method, ratio, grads=grads, eps=eps,
                          seed=derive_seed(seed, registry.SCORE_SEED_SALT), scope=scope,
-                         prune_classifier=prune_classifier, prune_biases=prune_biases, meta=meta)
-    return OneShot(result, pruned_meta(meta, method, recipe) | {"pruning": result.summary()},
-                   finetune_seed(seed))
+                         options=options, meta=meta)
+    made = pruned_meta(meta, method, recipe) | {"pruning": result.summary()}
+    if options.non_default():
+        made["prune_options"] = options.non_default()
+    return OneShot(result, made, finetune_seed(seed))
 
 
 def finetune_seed(seed: int) -> int:
@@ -146,8 +149,7 @@ def prune_and_finetune(
     grad_batches: int | None = None,
     eps: float | None = None,
     seed: int = 0,
-    prune_classifier: bool = False,
-    prune_biases: bool = False,
+    options: PruneOptions = PruneOptions(),
     progress: ProgressFn | None = None,
 ) -> PruneRun:
     """Prune ``model`` (in place) to ``ratio`` with ``method`` and fine-tune it with the mask held.
@@ -158,8 +160,8 @@ def prune_and_finetune(
         train, val: the training part and validation hold-out the parent was trained with;
             ``train`` also gives the data gradient of GP and UP.
         test: the test set (only measured, never used to choose anything).
-        method, ratio, scope, eps, prune_classifier, prune_biases: see
-            :func:`prunescope.prune.prune_model`.
+        method, ratio, scope, eps, options: see :func:`prunescope.prune.prune_model`
+            (``options``: the prunable set and mask rule, :class:`PruneOptions`).
         recipe: fine-tuning recipe; ``None`` = :func:`finetune_recipe` of ``meta["arch"]``.
         finetune: ``False`` skips fine-tuning (the model is returned right after pruning).
         grad_mode, grad_batches: :func:`prunescope.prune.data_gradients` mode and ``n_batches``.
@@ -181,9 +183,7 @@ def prune_and_finetune(
     elif recipe is None:
         recipe = finetune_recipe(str(meta["arch"]))
     pruned = prune_one_shot(model, meta, method, ratio, seed=seed, recipe=recipe, grads=grads,
-                            eps=eps,
-                            scope=scope, prune_classifier=prune_classifier,
-                            prune_biases=prune_biases)
+                            eps=eps, scope=scope, options=options)
     result = pruned.result
     pruned_cm = evaluate(model, test, num_classes)
     fit_res = None

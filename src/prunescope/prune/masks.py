@@ -17,10 +17,11 @@ so no threshold is ever shared across models.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -170,18 +171,59 @@ def masks_from_scores(
     else:
         parts = [_top_k_mask(f, q) for f, q in zip(flats, _layer_quotas(sizes, k))]
     masks = {n: part.reshape(scores[n].shape) for n, part in zip(names, parts)}
+    return mask_result(masks, n_total, requested, scope)
+
+
+def mask_result(masks: Mapping[str, torch.Tensor], n_total: int, requested: float,
+                scope: str = "global") -> MaskResult:
+    """The :class:`MaskResult` of bool ``masks`` over one model's prunable parameters (every
+    parameter not in ``masks`` counts as nonzero), ``requested`` the stated ratio."""
     kept = {n: int(m.sum()) for n, m in masks.items()}
-    n_nonzero = n_total - n_prunable + sum(kept.values())
+    n_nonzero = n_total - sum(m.numel() for m in masks.values()) + sum(kept.values())
     return MaskResult(
-        masks=masks,
+        masks=dict(masks),
         achieved_ratio=n_total / n_nonzero,
         kept=kept,
         densities={n: kept[n] / m.numel() for n, m in masks.items()},
-        requested_ratio=requested,
+        requested_ratio=float(requested),
         n_total=n_total,
         n_nonzero=n_nonzero,
         scope=scope,
     )
+
+
+def threshold_masks(scores: Mapping[str, torch.Tensor], fraction: float,
+                    also: Sequence[torch.Tensor] = ()) -> dict[str, torch.Tensor]:
+    """ShrinkBench's mask rule (``keep_rule = "shrinkbench"``, SPEC 8): ``q`` = the quantile at
+    ``1 - fraction`` (NumPy's linear interpolation) of the scores of ``scores`` and ``also``
+    together, then every weight whose score lies outside ``(-q, q)`` is kept, a symmetric
+    threshold: with signed scores a large negative one is kept as well.
+
+    Args:
+        scores: ``{param name: score tensor}`` of the weights the mask covers.
+        fraction: the keep fraction in (0, 1] (:func:`prunescope.catalog.ratios.shrinkbench_fraction`).
+        also: more score tensors the quantile covers but no mask does (the fork's gradient
+            strategies score the biases too).
+
+    Returns:
+        ``{param name: bool CPU tensor}``, True = kept.
+    """
+    flat = np.concatenate([t.detach().to("cpu", torch.float64).reshape(-1).numpy()
+                           for t in (*scores.values(), *also)])
+    q = float(np.quantile(flat, 1.0 - fraction))
+    return {n: ~((s.detach().cpu() < q) & (s.detach().cpu() > -q)) for n, s in scores.items()}
+
+
+def binomial_masks(draws: Mapping[str, torch.Tensor], fraction: float
+                   ) -> dict[str, torch.Tensor]:
+    """ShrinkBench's random mask (``rp_count = "binomial"``, SPEC 8): each weight whose uniform
+    draw is at most ``fraction`` is kept, so the count kept is binomial, not fixed.
+
+    Args:
+        draws: ``{param name: i.i.d. uniform [0, 1) tensor}`` (RP's scores).
+        fraction: the keep probability in [0, 1].
+    """
+    return {n: (d.detach().cpu() <= fraction) for n, d in draws.items()}
 
 
 def make_masks(

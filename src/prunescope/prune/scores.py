@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from prunescope.catalog import methods
+from prunescope.catalog.protocol import FORK_UP_EPS
 
 
 # ---- one function per criterion: (theta, g, eps, gen) -> float64 CPU scores of theta's shape.
@@ -33,6 +34,13 @@ def gradient(theta, g, eps, gen):
 def undecayed(theta, g, eps, gen):
     """UP: ``|-theta * g + eps * theta^2|`` (SPEC 3)."""
     return (-theta * g + eps() * theta * theta).abs()
+
+
+def undecayed_signed(theta, g, eps, gen):
+    """UP as the authors' code computes it (``MixedMagGrad``, SPEC 8): ``-theta * g + 5e-4 *
+    theta^2``, signed, the decay fixed at 5e-4 whatever the model was trained with (``eps`` is
+    not read)."""
+    return -theta * g + FORK_UP_EPS * theta * theta
 
 
 def random(theta, g, eps, gen):
@@ -82,6 +90,7 @@ def score(
     eps: float | None = None,
     seed: int | torch.Generator | None = None,
     meta: Mapping[str, Any] | None = None,
+    signed: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Score every prunable weight with one criterion of SPEC 3.
 
@@ -97,6 +106,8 @@ def score(
             defaulted to a constant.
         seed: RP's seed (int) or a ``torch.Generator`` (CPU); required by RP.
         meta: the checkpoint sidecar dict, where UP finds the training weight decay.
+        signed: use the method's signed score where it has one (``up_score =
+            "signed-5e-4"``: UP as the authors' code computes it, SPEC 8).
 
     Returns:
         ``{name: float64 CPU tensor of the parameter's shape}``, higher = more important.
@@ -121,7 +132,7 @@ def score(
                 raise ValueError(
                     f"grads[{n!r}] has shape {tuple(grads[n].shape)}, parameter has {tuple(p.shape)}"
                 )
-    fn = rec.scorer()
+    fn = rec.scorer(signed)
 
     @functools.cache
     def eps_value() -> float:

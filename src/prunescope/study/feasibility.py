@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from prunescope import choices
 from prunescope.catalog import architectures, methods as registry
-from prunescope.catalog.ratios import level_ratios
+from prunescope.catalog.protocol import FORK_NORMALISATION
+from prunescope.catalog.ratios import level_ratios, shrinkbench_fraction
 from prunescope.data import expected, info
 from prunescope.data.splits import val_quota
 from prunescope.study.keys import Messages, SpecError
@@ -85,6 +86,9 @@ def check_across_tables(v: Messages, spec: StudySpec, raw: dict[str, Any]) -> No
     for dataset in sorted({c.dataset for c in spec.cells}):
         n_train, n_test = (sum(n) for n in (expected(dataset).counts["train"],
                                             expected(dataset).counts["test"]))
+        if spec.normalisation == "fork" and dataset not in FORK_NORMALISATION:
+            v.fail("normalisation", "fork", f"'dataset' for {dataset} (the authors' loaders "
+                   f"normalise only {', '.join(FORK_NORMALISATION)})")
         if spec.test_subset is not None and spec.test_subset >= n_test:
             v.fail("test_subset", spec.test_subset, f"fewer than the {n_test} test images of "
                    f"{dataset} (leave it out for the whole test split)")
@@ -146,8 +150,9 @@ def lth_schedule(spec: StudySpec, cell: Cell) -> list[float]:
     ratios = [r for m, rs in cell.methods if registry.method(m).iterative for r in rs]
     if not ratios:
         return []
-    n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch, cell.prune_classifier,
-                                            cell.prune_biases)
+    n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch,
+                                            cell.pruning.prune_classifier,
+                                            cell.pruning.prune_biases)
     return level_ratios(n_total, n_prunable, target_ratio=float(max(ratios)),
                         prune_fraction=spec.lth.prune_fraction)
 
@@ -164,13 +169,24 @@ def _check_ratios(v: Messages, spec: StudySpec) -> None:
         structured = [m for m in methods if registry.method(m).kind == "structured"]
         iterative = [r for m, rs in methods.items() if registry.method(m).iterative for r in rs]
         unstructured = [r for m, rs in methods.items() if m not in structured for r in rs]
+        opts = cell.pruning
         if unstructured:  # (masks need prunable weights; structured pruning is checked below)
             n_total, n_prunable = _parameter_counts(cell.dataset, cell.arch,
-                                                    cell.prune_classifier, cell.prune_biases)
+                                                    opts.prune_classifier, opts.prune_biases)
             top = max(unstructured)
             reach = choices.reach_error(n_total, n_prunable, top, f"{cell.arch} on {cell.dataset}")
             if reach is not None:
                 v.fail("ratios", top, reach)
+            if opts.keep_rule == "shrinkbench":
+                _, n_layers = _parameter_counts(cell.dataset, cell.arch, opts.prune_classifier,
+                                                True)
+                try:
+                    shrinkbench_fraction(n_total, n_layers, top)
+                except ValueError as e:
+                    v.fail("ratios", top, f"{e} ({cell.arch} on {cell.dataset})")
+                if iterative or spec.scope != "global":
+                    v.fail("keep_rule", "shrinkbench", "'exact' with lth or scope = 'layer' "
+                           "(ShrinkBench's rule is the fork's global one-shot threshold)")
         if iterative:
             # levels to the top ratio: keep (1 - f)^L of the prunable weights, with
             # n_total / (n_total - n_prunable + kept) >= top (reachable: checked above)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from prunescope import choices
 from prunescope.catalog import methods as registry
+from prunescope.catalog.protocol import PruneOptions
 from prunescope.data import expected
 from prunescope.data.imbalance import PROFILES, class_counts
 from prunescope.study.keys import Messages, SpecError, Table, int_key, key
@@ -16,7 +17,11 @@ from prunescope.study.keys import Messages, SpecError, Table, int_key, key
 if TYPE_CHECKING:
     from prunescope.study.spec import StudyFile, _GridKeys
 
-__all__ = ["Cell", "ImbalanceSpec", "expand_cells"]
+__all__ = ["Cell", "ImbalanceSpec", "PRUNE_KEYS", "expand_cells"]
+
+#: the study keys (top level, overridable per ``[[grid]]`` entry) that make a cell's
+#: :class:`PruneOptions`, one per field
+PRUNE_KEYS: tuple[str, ...] = tuple(PruneOptions.__dataclass_fields__)
 
 
 class ImbalanceSpec(Table):
@@ -56,16 +61,16 @@ class Cell:
         dataset, arch: names from :data:`DATASETS`, :data:`ARCHS`.
         methods: ``((method, (ratio, ...)), ...)``, methods in registry order, ratios
             ascending compression ratios > 1 (SPEC 3).
-        prune_classifier, prune_biases: the prunable set of this cell's unstructured pruning
-            (SPEC 3): the ``[[grid]]`` entry's value, else the study-wide one.
+        pruning: the prunable set and mask rule of this cell's one-shot (and, for the
+            prunable set, iterative) pruning (SPEC 3, SPEC 8): each key the ``[[grid]]``
+            entry's value, else the study-wide one.
         imbalance: the long-tailed training split, ``None`` for the full (balanced) one.
     """
 
     dataset: str
     arch: str
     methods: tuple[tuple[str, tuple[float, ...]], ...]
-    prune_classifier: bool = False
-    prune_biases: bool = False
+    pruning: PruneOptions = PruneOptions()
     imbalance: ImbalanceSpec | None = None
 
     @property
@@ -82,8 +87,9 @@ def _split(imbalance: ImbalanceSpec | None) -> ImbalanceSpec | None:
 
 def expand_cells(v: Messages, f: StudyFile) -> tuple[Cell, ...]:
     """Expand the top-level grid or the ``[[grid]]`` entries into merged cells; an entry's
-    ``methods``, ``ratios``, ``imbalance``, ``prune_classifier`` and ``prune_biases`` override
-    the study-wide values for its cells (two entries naming one cell must agree on the flags)."""
+    ``methods``, ``ratios``, ``imbalance`` and pruning options (:data:`PRUNE_KEYS`) override
+    the study-wide values for its cells (two entries naming one cell must agree on the
+    options)."""
     entries: list[tuple[str, _GridKeys]] = [("", f)]
     if f.grid is not None:
         for k in ("datasets", "architectures"):
@@ -93,10 +99,14 @@ def expand_cells(v: Messages, f: StudyFile) -> tuple[Cell, ...]:
         entries = [(f"grid[{i}].", g) for i, g in enumerate(f.grid)]
 
     merged: dict[tuple[str, str, ImbalanceSpec | None], dict[str, set[float]]] = {}
-    flags: dict[tuple[str, str, ImbalanceSpec | None], tuple[tuple[bool, bool], str]] = {}
+    options: dict[tuple[str, str, ImbalanceSpec | None], tuple[PruneOptions, str]] = {}
     for prefix, entry in entries:
-        cell_flags = tuple(getattr(f, k) if getattr(entry, k) is None else getattr(entry, k)
-                           for k in ("prune_classifier", "prune_biases"))
+        try:
+            cell_options = PruneOptions(**{
+                k: getattr(f, k) if getattr(entry, k) is None else getattr(entry, k)
+                for k in PRUNE_KEYS})
+        except ValueError as e:
+            v.fail(f"{prefix}prune_biases", True, str(e))
         imbalance = _split(f.imbalance) if entry.imbalance is None else _split(entry.imbalance)
         for k in ("datasets", "architectures"):
             if getattr(entry, k) is None:
@@ -119,17 +129,19 @@ def expand_cells(v: Messages, f: StudyFile) -> tuple[Cell, ...]:
                         v.fail(f"{prefix}imbalance.ratio", imbalance.ratio, f"at most {n_max} on "
                                f"{d} (its smallest class has {n_max} training images)")
                 key = (d, a, imbalance)
-                before, where = flags.setdefault(key, (cell_flags, prefix))
-                if before != cell_flags:
-                    v.fail(f"{prefix}prune_classifier", cell_flags[0],
-                           f"the prune_classifier/prune_biases of the other entry naming {a} on "
-                           f"{d} ({where.rstrip('.') or 'top level'}: {before[0]}/{before[1]}); "
-                           "one cell has one prunable set")
+                before, where = options.setdefault(key, (cell_options, prefix))
+                if before != cell_options:
+                    differs = next(k for k in PRUNE_KEYS
+                                   if getattr(before, k) != getattr(cell_options, k))
+                    v.fail(f"{prefix}{differs}", getattr(cell_options, differs),
+                           f"the {differs} of the other entry naming {a} on {d} "
+                           f"({where.rstrip('.') or 'top level'}: {getattr(before, differs)}); "
+                           "one cell has one prunable set and mask rule")
                 cell = merged.setdefault(key, {})
                 for m in methods:
                     cell.setdefault(m, set()).update(ratios or ())
     return tuple(
         Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in registry.names() if m in ms),
-             *flags[(d, a, imb)][0], imbalance=imb)
+             options[(d, a, imb)][0], imbalance=imb)
         for (d, a, imb), ms in merged.items()
     )

@@ -36,6 +36,7 @@ from typing import Any
 from prunescope.identity import id_field, identity
 from prunescope.choices import gradient_batches
 from prunescope.catalog import methods as registry
+from prunescope.catalog.protocol import PruneOptions
 from prunescope.study.feasibility import lth_schedule
 from prunescope.study.spec import StudySpec
 from prunescope.train.recipe import Recipe
@@ -68,6 +69,11 @@ class TrainParams:
     #: a long-tailed training split: ``{"profile", "ratio", "seed", "counts"}``
     #: (:func:`prunescope.data.training_split`), ``None`` for the balanced split
     imbalance: dict[str, Any] | None = None
+    #: :data:`~prunescope.catalog.protocol.VALIDATIONS`: ``test`` trains on the whole split
+    #: (``n_val`` 0) and keeps the epoch of lowest test loss (SPEC 8)
+    validation: str = "held-out"
+    #: :data:`~prunescope.catalog.protocol.NORMALISATIONS`
+    normalisation: str = "dataset"
 
 
 @dataclass(frozen=True)
@@ -110,13 +116,21 @@ class _FromDense:
 
 @dataclass(frozen=True)
 class PruneFinetuneParams(_FromDense):
-    """A ``prune_finetune`` job: one-shot pruning (:class:`_FromDense`) of the prunable set
-    (``prune_classifier``, ``prune_biases``); GP/UP score with the ``gradients`` job's
-    gradient."""
+    """A ``prune_finetune`` job: one-shot pruning (:class:`_FromDense`) under the cell's
+    :class:`~prunescope.catalog.protocol.PruneOptions` (its fields, flat); GP/UP score with the
+    ``gradients`` job's gradient."""
 
     prune_classifier: bool = False
     prune_biases: bool = False
     gradients: str | None = None
+    keep_rule: str = "exact"
+    up_score: str = "absolute"
+    rp_count: str = "exact"
+
+    @property
+    def options(self) -> PruneOptions:
+        """The prunable set and mask rule of this job."""
+        return PruneOptions(**{k: getattr(self, k) for k in PruneOptions.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -335,8 +349,11 @@ def make_plan(spec: StudySpec) -> Plan:
                 labels["imbalance"] = imb.label
                 imbalance = {"profile": imb.profile, "ratio": imb.ratio, "seed": imb.seed,
                              "counts": list(imb.counts(cell.dataset))}
-            train = add(TrainParams(cell.dataset, cell.arch, seed, train_recipe, spec.n_val,
-                                    spec.split_seed, imbalance=imbalance), (), **labels)
+            held_out = spec.validation == "held-out"
+            train = add(TrainParams(cell.dataset, cell.arch, seed, train_recipe,
+                                    spec.n_val if held_out else 0, spec.split_seed,
+                                    imbalance=imbalance, **spec.training.non_default()),
+                        (), **labels)
             models = [train]
             grads = None
             if any(registry.method(meth).needs_gradients for meth in methods):
@@ -364,9 +381,8 @@ def make_plan(spec: StudySpec) -> Plan:
                 for r in ratios:
                     gid = grads.id if registry.method(meth).needs_gradients else None
                     models.append(add(PruneFinetuneParams(
-                        train.id, meth, r, spec.scope, ft_recipe, seed,
-                        prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases,
-                        gradients=gid), (train.id,) if gid is None else (train.id, gid),
+                        train.id, meth, r, spec.scope, ft_recipe, seed, gradients=gid,
+                        **vars(cell.pruning)), (train.id,) if gid is None else (train.id, gid),
                         method=meth, ratio=r, **labels))
             for model_job in models:
                 for dist in spec.distributions:
@@ -398,8 +414,8 @@ def _lth_jobs(spec: StudySpec, cell: Any, add: Any, train: Job, meth: str,
     for level, label in enumerate(lth_ratio_labels(achieved, ratios), start=1):
         parent = add(LthLevelParams(
             parent.id, rewind.id, meth, level, lth.prune_fraction, spec.scope, recipe, tp.seed,
-            prune_classifier=cell.prune_classifier, prune_biases=cell.prune_biases,
-            start_step=lth.rewind_steps if resumed else 0),
+            prune_classifier=cell.pruning.prune_classifier,
+            prune_biases=cell.pruning.prune_biases, start_step=lth.rewind_steps if resumed else 0),
             (parent.id, rewind.id), method=meth, ratio=label, level=level, **labels)
         out.append(parent)
     return out

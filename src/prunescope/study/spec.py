@@ -25,6 +25,8 @@ from pydantic_core import PydanticUndefined
 from prunescope import choices
 from prunescope.catalog import architectures, methods as registry
 from prunescope.catalog.distributions import CORRUPTIONS
+from prunescope.catalog.protocol import (KEEP_RULES, NORMALISATIONS, RP_COUNTS, UP_SCORES,
+                                         VALIDATIONS, TrainOptions)
 from prunescope.choices import DATASETS, DEVICES, GRADIENT_MODES, MAX_CUDA_INDEX, SCOPES
 from prunescope.study.keys import (Messages as _Validator, SpecError, Table as _Table, int_key,
                                    key, refuse as _refuse, sub_table,
@@ -279,6 +281,31 @@ class _Settings(_Table):
         "only when true")
     prune_biases: bool = key(False, "widen the prunable set to the Conv and Linear biases, as "
                              "`prune_classifier`")
+    keep_rule: Literal[KEEP_RULES] = key(
+        "exact", "how many weights a one-shot mask keeps: `exact` (SPEC 3: the largest count "
+        "whose achieved ratio meets the stated one) or `shrinkbench` (the authors' code, SPEC 8: "
+        "ShrinkBench's keep fraction counting the prunable layers' biases, which are never "
+        "masked, and a symmetric quantile threshold; the achieved ratio falls short of the "
+        "stated one, e.g. 42.1 at 50 on the LeNet; not with `prune_biases`, `scope = \"layer\"` "
+        "or `lth`); per cell as `prune_classifier`, in the pruned jobs' ids only when not `exact`")
+    up_score: Literal[UP_SCORES] = key(
+        "absolute", "UP's score: `absolute` (SPEC 3: `|-theta*g + eps*theta^2|`, eps the "
+        "training decay) or `signed-5e-4` (the authors' code: `-theta*g + 5e-4*theta^2`, no "
+        "absolute value, 5e-4 whatever the decay); per cell as `prune_classifier`")
+    rp_count: Literal[RP_COUNTS] = key(
+        "exact", "RP's count: `exact` (the keep rule's count of the highest draws) or "
+        "`binomial` (the authors' code: each weight kept with the keep fraction as its "
+        "probability); per cell as `prune_classifier`")
+    validation: Literal[VALIDATIONS] = key(
+        "held-out", "which images choose the epoch kept in training and fine-tuning: "
+        "`held-out` (SPEC 4: `n_val` images held out of the training split) or `test` (the "
+        "authors' code: train on the whole training split, keep the epoch of lowest test loss; "
+        "`n_val` is then not used). Study-wide; in the train jobs' ids only when `test`")
+    normalisation: Literal[NORMALISATIONS] = key(
+        "dataset", "input normalisation: `dataset` (the registry's training-set mean and std) or "
+        "`fork` (the authors' loaders' constants: Fashion-MNIST (0.5, 0.5), MNIST (0.1307, "
+        "0.3081), CIFAR-10 (0.491, 0.482, 0.447) / (0.247, 0.243, 0.262)). Study-wide; in the "
+        "train jobs' ids only when `fork`")
     n_val: int = int_key(
         5000, 1, note="validation images held out of the train split",
         doc="validation images held out of the training split (stratified, seeded) for "
@@ -339,6 +366,9 @@ class GridEntry(_GridKeys):
 
     prune_classifier: bool | None = None
     prune_biases: bool | None = None
+    keep_rule: Literal[KEEP_RULES] | None = None
+    up_score: Literal[UP_SCORES] | None = None
+    rp_count: Literal[RP_COUNTS] | None = None
 
 
 class StudyFile(_GridKeys, _Settings):
@@ -387,8 +417,9 @@ class StudySpec(_Settings):
 
     Attributes:
         cells: the grid, one :class:`Cell` per (dataset, arch, training split), in the file's
-            order (``prune_classifier``, ``prune_biases`` here are the study-wide defaults;
-            read them from the cell).
+            order (``prune_classifier``, ``prune_biases``, ``keep_rule``, ``up_score``,
+            ``rp_count`` here are the study-wide defaults; read them from the cell's
+            ``pruning``).
         distributions: test distributions every model is evaluated on (``nominal`` first).
         train_overrides, finetune_overrides: ``((key, value), ...)`` applied on top of the
             SPEC 4 recipe of each architecture; ``arch_overrides`` per-architecture ones,
@@ -418,6 +449,11 @@ class StudySpec(_Settings):
         general = self.train_overrides if phase == "train" else self.finetune_overrides
         specific = next((o for p, a, o in self.arch_overrides if p == phase and a == arch), ())
         return _apply_overrides(base, dict(general) | dict(specific))
+
+    @property
+    def training(self) -> TrainOptions:
+        """How the dense models are trained and chosen (``validation``, ``normalisation``)."""
+        return TrainOptions(self.validation, self.normalisation)
 
     def device_name(self) -> str:
         """The torch device to use: ``auto`` resolves to ``cuda`` when available, else ``cpu``."""

@@ -37,6 +37,7 @@ from torch._dynamo.exc import TorchDynamoException
 from safetensors.torch import load_file, save_file
 
 from prunescope.catalog import methods as registry
+from prunescope.catalog.protocol import TrainOptions
 from prunescope.data import info, load, train_val_indices, training_split
 from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
@@ -357,17 +358,24 @@ def _train_val_of(meta: dict[str, Any], ctx: WorkerContext):
 
 
 def _train_val(split: dict[str, Any], data_dir: str | None, device: str):
-    """Training part and validation hold-out of a model's training split as ``DeviceImages``;
+    """Training part and validation set of a model's training split as ``DeviceImages``;
     ``split`` is a train job's params or a checkpoint's meta (``dataset``, ``n_val``,
     ``split_seed`` and, for a long-tailed split, ``imbalance``:
-    :func:`prunescope.data.training_split`)."""
+    :func:`prunescope.data.training_split`; ``validation = "test"``: the test split chooses
+    the epoch, SPEC 8; ``normalisation = "fork"``: the authors' constants)."""
 
     dataset = split["dataset"]
     x, y = _split(dataset, "train", data_dir)
     tr, va = training_split(y, split["n_val"], split["split_seed"], split.get("imbalance"))
     inf = info(dataset)
-    return (DeviceImages(x[tr], y[tr], inf.mean, inf.std, device),
-            DeviceImages(x[va], y[va], inf.mean, inf.std, device))
+    training = TrainOptions.of(split)
+    mean, std = training.mean_std(dataset, (inf.mean, inf.std))
+    if training.validation == "test":
+        x_val, y_val = _split(dataset, "test", data_dir)
+    else:
+        x_val, y_val = x[va], y[va]
+    return (DeviceImages(x[tr], y[tr], mean, std, device),
+            DeviceImages(x_val, y_val, mean, std, device))
 
 
 def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: int,
@@ -481,7 +489,8 @@ def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
     train, val = _train_val(vars(p), ctx.data_dir, ctx.device)
     model = dataset_model(p.dataset, p.arch, p.seed)
     meta = dense_meta(p.dataset, p.arch, p.seed, p.recipe, p.n_val, p.split_seed,
-                      p.imbalance) | {"job_id": job.id}
+                      p.imbalance, TrainOptions(p.validation, p.normalisation)
+                      ) | {"job_id": job.id}
     counts = torch.bincount(train.y, minlength=info(p.dataset).num_classes).tolist()
     return _FitJob(job, model.to(ctx.device), train, val, p.recipe, p.seed, None, meta,
                    details={"train_counts": counts})
@@ -530,8 +539,7 @@ def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _F
         with arts.reading(url) as (path,):
             grads = load_file(str(path), device=ctx.device)
     pruned = prune_one_shot(model, meta, p.method, p.ratio, seed=p.seed, recipe=p.recipe,
-                            grads=grads, scope=p.scope, prune_classifier=p.prune_classifier,
-                            prune_biases=p.prune_biases)
+                            grads=grads, scope=p.scope, options=p.options)
     train, val = _train_val_of(meta, ctx)
     return _FitJob(job, model, train, val, p.recipe, pruned.finetune_seed, pruned.result.masks,
                    pruned.meta | {"job_id": job.id}, achieved_ratio=pruned.result.achieved_ratio,

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from prunescope import data as D
+from prunescope.catalog.protocol import TrainOptions
 from prunescope.data.device import DeviceImages
 from prunescope.models import build_model
 from prunescope.train.checkpoint import save_checkpoint
@@ -63,19 +64,25 @@ def device_splits(
     device: torch.device | str = "cpu",
     data_dir: str | Path | None = None,
     imbalance: dict | None = None,
+    training: TrainOptions = TrainOptions(),
 ) -> tuple[D.DatasetInfo, DeviceImages, DeviceImages, DeviceImages]:
     """``(info, train, val, test)`` of ``dataset`` on ``device``: the official training split
     (or its long-tailed subset given by a checkpoint's ``imbalance`` meta) less a seeded
     stratified hold-out of ``n_val`` validation images (SPEC 4, :func:`D.training_split`), and
-    the test split. Fetches the dataset into the cache (``data_dir``) when it is missing."""
+    the test split. ``training``: ``validation = "test"`` makes ``val`` the test split (the
+    authors' code, SPEC 8; give ``n_val = 0``), ``normalisation = "fork"`` their constants.
+    Fetches the dataset into the cache (``data_dir``) when it is missing."""
     info = D.info(dataset)
+    mean, std = training.mean_std(dataset, (info.mean, info.std))
     train_set = D.load(dataset, "train", data_dir)
     test_set = D.load(dataset, "test", data_dir)
     train_idx, val_idx = D.training_split(train_set.y, n_val, split_seed, imbalance)
-    full = DeviceImages(train_set.x, train_set.y, info.mean, info.std, device)
+    full = DeviceImages(train_set.x, train_set.y, mean, std, device)
     train, val = full.subset(train_idx), full.subset(val_idx)
     del full
-    test = DeviceImages(test_set.x, test_set.y, info.mean, info.std, device)
+    test = DeviceImages(test_set.x, test_set.y, mean, std, device)
+    if training.validation == "test":
+        val = test
     return info, train, val, test
 
 
@@ -88,11 +95,14 @@ def dataset_model(dataset: str, arch: str, seed: int = 0) -> nn.Module:
 
 
 def dense_meta(dataset: str, arch: str, seed: int, recipe: Recipe, n_val: int, split_seed: int,
-               imbalance: dict | None = None) -> dict[str, Any]:
+               imbalance: dict | None = None, training: TrainOptions = TrainOptions()
+               ) -> dict[str, Any]:
     """The sidecar keys of a dense model trained on ``dataset`` (JSON-ready): what rebuilds it
     (``arch``, ``num_classes``, ``in_channels``, ``image_size``), its training split
     (``dataset``, ``n_val``, ``split_seed``, ``imbalance`` when long-tailed), ``seed``, the
-    ``recipe`` with its ``weight_decay`` (UP's eps) and ``epochs``. ``prunescope train`` and the
+    ``recipe`` with its ``weight_decay`` (UP's eps) and ``epochs``, and the ``training``
+    options that are not the defaults (``validation``; ``normalisation`` with the ``mean`` and
+    ``std`` it uses, which every later job of the model reads). ``prunescope train`` and the
     study's train jobs both describe their models with it."""
     info = D.info(dataset)
     height, _, channels = info.shape_hwc
@@ -103,6 +113,9 @@ def dense_meta(dataset: str, arch: str, seed: int, recipe: Recipe, n_val: int, s
         "epochs": recipe.epochs}
     if imbalance is not None:
         meta["imbalance"] = imbalance
+    meta |= training.non_default()
+    if training.normalisation != "dataset":
+        meta["mean"], meta["std"] = map(list, training.mean_std(dataset, (info.mean, info.std)))
     return meta
 
 
