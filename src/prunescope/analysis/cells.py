@@ -110,6 +110,8 @@ class Analysis:
         notices: what the page must say about these results (unbalanced, collapsed, single
             seed ...).
         ci_method: how ``ci`` was computed, ``"t"`` or ``"bootstrap"`` (``stats.mean_ci``).
+        table11: ``metrics.correct_share_variance`` of every nominal evaluation (dense ones
+            included): the paper's Table 11 statistic as its code computes it (SPEC 8).
     """
 
     paired: pd.DataFrame
@@ -120,6 +122,7 @@ class Analysis:
     dense_acc: pd.DataFrame
     notices: list[str] = field(default_factory=list)
     ci_method: str = "t"
+    table11: pd.DataFrame | None = None
 
 
 def _imbalance_notice(nominal_frame: pd.DataFrame) -> str:
@@ -178,8 +181,38 @@ def analyse(frame: pd.DataFrame, nominal: str = metrics.NOMINAL, ci_method: str 
         if len(single):
             notices.append(f"{len(single)} cell(s) have fewer than two models: they have no "
                            "confidence interval (marked ? with a reason in the CI table).")
+    notices.extend(unmatched_ratios(alphas))
     return Analysis(paired, alphas, pooled, ci, cell_keys,
-                    dense_acc[["dataset", "arch", "model", "accuracy"]], notices, ci_method)
+                    dense_acc[["dataset", "arch", "model", "accuracy"]], notices, ci_method,
+                    metrics.correct_share_variance(nom))
+
+
+#: the relative difference in mean achieved ratio above which two methods compared at one
+#: stated ratio are reported as not matched (issue 25)
+MATCH_TOLERANCE = 0.02
+
+
+def unmatched_ratios(alphas: pd.DataFrame, tolerance: float = MATCH_TOLERANCE) -> list[str]:
+    """One notice per (dataset, arch, stated ratio) whose methods' mean achieved ratios differ
+    by more than ``tolerance`` (relative to the smaller): their method comparison at that ratio
+    mixes the criterion with the compression. Empty without an ``achieved_ratio`` column."""
+    if "achieved_ratio" not in alphas or alphas["achieved_ratio"].isna().all():
+        return []
+    keys = ["dataset", "arch", "ratio"]
+    cells = (alphas[alphas["level"].isna()] if "level" in alphas else alphas).groupby(
+        [*keys, "method"], sort=False)["achieved_ratio"].mean().reset_index()
+    out = []
+    for (dataset, arch, ratio), rows in cells.groupby(keys, sort=False):
+        low, high = rows["achieved_ratio"].min(), rows["achieved_ratio"].max()
+        if len(rows) > 1 and high > low * (1 + tolerance):
+            shown = ", ".join(f"{m} {a:.3g}" for m, a in rows[["method", "achieved_ratio"]]
+                              .itertuples(index=False))
+            out.append(f"At stated ratio {ratio:g} on {dataset} / {arch} the methods reach "
+                       f"different compressions ({shown}; more than {100 * tolerance:g} % apart): "
+                       "their comparison there mixes the criterion with the compression. Compare "
+                       "at matched achieved ratios (a method that keeps another's count, e.g. "
+                       "mp-at-up; docs/pruning.md).")
+    return out
 
 
 def mean_i(an: Analysis) -> pd.DataFrame:

@@ -168,7 +168,31 @@ def intensification(frame: pd.DataFrame, metric: Metric = "recall",
     return pair_with_dense(per_class(frame, metric), parent_keys)
 
 
+def correct_share_variance(frame: pd.DataFrame, per: float = 1000.0) -> pd.DataFrame:
+    """The "recall variance" of the paper's Table 11 as the authors' code computes it (SPEC 8):
+    per evaluation, the sample variance (ddof 1) over classes of ``correct_c / per``, i.e. of
+    the correct counts over 1,000. It equals the variance of recall (up to the ddof) only when
+    every class holds ``per`` test images (Fashion-MNIST, CIFAR-10); on MNIST (892 to 1,135 per
+    class) it is about 100 times larger.
+
+    Parameters
+    ----------
+    frame:
+        A tidy count frame (one row per class of each evaluation).
+    per:
+        The divisor (the code's assumed images per class).
+
+    Returns
+    -------
+    One row per evaluation (every key column but ``cls``) with ``table11_var``.
+    """
+    validate_counts(frame)
+    keys = [c for c in key_columns(frame) if c != "cls"]
+    share = frame[keys].assign(table11_var=frame["correct"].to_numpy(np.float64) / per)
+    return share.groupby(keys, sort=False, dropna=False)["table11_var"].var(ddof=1).reset_index()
+
+
 __all__ = [
     "CLASSWISE_COLUMNS", "ImbalanceWarning", "METRICS", "PAIRED_COLUMNS",
-    "intensification", "pair_with_dense", "per_class",
+    "correct_share_variance", "intensification", "pair_with_dense", "per_class",
 ]

@@ -257,12 +257,22 @@ def _tables_section(an: Analysis, out: Path, correction: str = "bonferroni",
         "Mean recall variance per ratio", "Variance over classes of the per-class recall "
         "(fractions, ddof 0), mean over models; 1x is the dense parents.", "tab-recall-variance",
         digits=5))
+    if an.table11 is not None:
+        sec.tables.append(table_item(
+            tables.table11_variance_table(an.table11), tdir / "recall_variance_table11",
+            "Recall variance as the paper's code computes it", "The paper's Table 11 statistic "
+            "(SPEC 8): variance over classes (ddof 1) of correct_c / 1000, mean over models. It "
+            "is the recall variance (ddof 1) only where every class holds 1,000 test images "
+            "(Fashion-MNIST, CIFAR-10); on MNIST it is about 100 times larger.",
+            "tab-recall-variance-table11", digits=5))
     if an.ci is not None:
         sec.tables.append(table_item(
-            tables.alpha_ci_table(an.ci, an.pooled, an.cell_keys, analysis.mean_i(an)),
+            tables.alpha_ci_table(an.ci, an.pooled, an.cell_keys, analysis.mean_i(an),
+                                  an.alphas),
             tdir / "alpha_ci",
             "α per cell with 99 % CI", f"Mean per-model slope with its sd over models, its 99 % "
-            f"{interval} and label (< below 1, > above 1, ? contains 1), the pooled slope α̂ "
+            f"{interval} and label (< below 1, > above 1, ? contains 1), the mean achieved "
+            "compression ratio, the pooled slope α̂ "
             "with its uncentered r², and the mean accuracy Ā after pruning. For comparison, "
             "mean I: the mean over models of each model's unweighted mean of the per-class "
             "ratios I = Bn after / Bn before, its sd over models, and the number of (model, "

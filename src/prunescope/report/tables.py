@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from prunescope.metrics import DENSE_METHOD
 from prunescope.catalog import methods as registry
 from prunescope.report.style import ordered, ratio_label
 
@@ -158,8 +159,34 @@ def recall_variance_table(alphas: pd.DataFrame) -> pd.DataFrame:
     return sorted_cells(out, keys).reset_index(drop=True)
 
 
+def table11_variance_table(table11: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 11 "recall variance" as its code computes it (SPEC 8), laid out as
+    :func:`recall_variance_table`: mean over models of the variance (ddof 1) over classes of
+    correct_c / 1000.
+
+    Args:
+        table11: ``metrics.correct_share_variance`` output (dense rows: ``method == "dense"``).
+
+    Returns:
+        Rows ``(dataset, arch, method)`` of the pruned methods; columns ``1x (dense)`` (the
+        dense models of the dataset and arch) and one per ratio.
+    """
+    frame = table11[table11["level"].isna()] if "level" in table11 else table11
+    is_dense = frame["method"] == DENSE_METHOD
+    keys = ["dataset", "arch", "method"]
+    after = (frame[~is_dense].groupby([*keys, "ratio"], sort=False)["table11_var"].mean()
+             .unstack("ratio"))
+    after = after[sorted(after.columns)]
+    after.columns = [ratio_label(r) for r in after.columns]
+    dense = (frame[is_dense].groupby(["dataset", "arch"], sort=False)["table11_var"].mean()
+             .rename("1x (dense)").reset_index())
+    out = dense.merge(after.reset_index(), on=["dataset", "arch"])
+    return sorted_cells(out[[*keys, "1x (dense)", *after.columns]], keys).reset_index(drop=True)
+
+
 def alpha_ci_table(ci: pd.DataFrame, pooled: pd.DataFrame, keys: list[str],
-                   mean_i: pd.DataFrame | None = None) -> pd.DataFrame:
+                   mean_i: pd.DataFrame | None = None,
+                   alphas: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per cell: models, mean alpha with its sd, 99 % CI and label, the pooled fit, and (with
     ``mean_i``) the per-model mean of I beside it.
 
@@ -170,6 +197,8 @@ def alpha_ci_table(ci: pd.DataFrame, pooled: pd.DataFrame, keys: list[str],
         mean_i: per cell ``mean_I`` (mean over models of ``model_alpha``'s per-model
             ``mean_I``), ``sd_mean_I`` (its sd over models) and ``n_undefined_I`` (points with
             undefined I), or None.
+        alphas: ``model_alpha`` rows with ``achieved_ratio``: adds ``achieved ratio``, its mean
+            per cell (methods compared at one stated ratio may reach different ones).
 
     Returns:
         Columns ``*keys, n, mean α, sd α, 99% CI low, 99% CI high, label, α̂, r², Ā (%)`` [+
@@ -177,6 +206,11 @@ def alpha_ci_table(ci: pd.DataFrame, pooled: pd.DataFrame, keys: list[str],
     """
     out = ci[[*keys, "n", "mean", "sd", "ci_low", "ci_high", "label"]].merge(
         pooled[[*keys, "alpha_hat", "r2", "A_bar"]], on=keys, how="left")
+    if alphas is not None and "achieved_ratio" in alphas:
+        achieved = (alphas.groupby(keys, sort=False, dropna=False)["achieved_ratio"].mean()
+                    .rename("achieved ratio").reset_index())
+        out = out.merge(achieved, on=keys, how="left")
+        out.insert(len(keys), "achieved ratio", out.pop("achieved ratio"))
     out["A_bar"] = 100 * out["A_bar"]
     if mean_i is not None:
         out = out.merge(mean_i[[*keys, "mean_I", "sd_mean_I", "n_undefined_I"]], on=keys, how="left")
