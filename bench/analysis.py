@@ -23,6 +23,7 @@ from prunescope.metrics import (
     prune_potential,
     validate,
 )
+from prunescope.analysis import family_orders
 from prunescope.stats import all_families, mean_ci
 
 RATIOS = (2.0, 4.0, 10.0, 20.0, 50.0)
@@ -85,7 +86,7 @@ def analyse(tidy: pd.DataFrame) -> dict[str, object]:
         "alphas": alphas,
         "pooled": pooled_alpha(paired),
         "ci": mean_ci(alphas),
-        "families": all_families(alphas),
+        "families": all_families(alphas, family_orders()),
     }
 
 

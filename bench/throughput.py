@@ -44,6 +44,7 @@ from prunescope.data.device import DeviceImages
 from prunescope.models import build_model, skeleton
 from prunescope.study.worker import job_settings, out_of_memory, release_device_memory
 from prunescope.train import Recipe, fit, predict
+from prunescope.train.options import device_profile
 from prunescope.train.pack import PackOptions, auto_pack_size, fit_pack, memory_per_model
 
 #: dense bf16 tensor-core peak, FLOP/s, by a substring of torch.cuda.get_device_name()
@@ -328,14 +329,14 @@ def main(argv: list[str] | None = None) -> int:
         while row is None:
             tried.append(g)
             try:
-                with job_settings(0, str(device), {"auto": None, "on": True, "off": False}[
-                        args.deterministic]):
+                with job_settings(device_profile(device, pack_options=options, deterministic={
+                        "auto": None, "on": True, "off": False}[args.deterministic])):
                     row = run_arch(arch, device, steps, g, options, args.batch, args.repeat)
             except Exception as e:  # noqa: BLE001 -- out of memory: retried with a smaller G
                 if g == 1 or not out_of_memory(e):
                     raise
             if row is None:  # outside the except block, whose traceback holds the tensors
-                release_device_memory(str(device))
+                release_device_memory(device_profile(device, pack_options=options))
                 g = max(1, g // 2)
                 print(f"{arch}: out of memory at G = {tried[-1]}, retrying with G = {g}",
                       flush=True)

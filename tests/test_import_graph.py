@@ -51,6 +51,7 @@ def test_the_package_graph_has_no_circle():
 def test_the_catalog_is_the_bottom_and_the_pure_layers_stay_pure():
     edges = _graph()
     assert edges["catalog"] <= {"errors"}
+    assert edges["stats"] <= {"choices"}  # generic: names and orders come as arguments
     for pure in ("metrics", "stats", "analysis", "catalog", "choices"):
         assert not edges[pure] & {"train", "prune", "models", "study", "audit", "report", "cli"}, pure
     assert not edges["report"] & {"train", "prune", "models", "audit", "cli"}

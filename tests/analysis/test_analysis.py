@@ -38,7 +38,7 @@ def test_analyse_and_its_families_are_the_nominal_alphas(frame):
     _, alphas = analysis.model_alphas(frame[frame["distribution"] == "nominal"])
     pd.testing.assert_frame_equal(an.alphas, alphas)
     fams = analysis.pvalue_families(an, families="table")
-    ref = stats.all_families(alphas, families="table")
+    ref = stats.all_families(alphas, analysis.family_orders(), families="table")
     for name in ref:
         pd.testing.assert_frame_equal(fams[name].long, ref[name].long)
     single = analysis.analyse(frame[frame["model"] == 0])

@@ -13,6 +13,7 @@ from report_synth import Cell, multi_method, stub_results, synthetic_results
 from typer.testing import CliRunner
 
 from prunescope import stats
+from prunescope.analysis import family_orders
 from prunescope.cli import app
 from prunescope.cli import report as cli_report
 from prunescope.report import analyse, pvalues, render, render_report
@@ -46,7 +47,9 @@ def test_holm_p_values_are_at_most_bonferroni_and_the_default_is_bonferroni(smal
     assert np.array_equal(bonf["p_raw"], holm["p_raw"])
     assert (holm["p_corrected"] <= bonf["p_corrected"] + 1e-15).all()
     assert (holm["p_corrected"] < bonf["p_corrected"] - 1e-12).any()
-    ref = stats.method_tests(analyse(small_frame).alphas).long
+    orders = family_orders()
+    ref = stats.method_tests(analyse(small_frame).alphas, order=orders.methods,
+                             leave_to_mp_vs_up=orders.mp_vs_up, levels=orders.levels).long
     assert bonf["p_corrected"].to_numpy() == pytest.approx(ref["p_corrected"].to_numpy(), rel=1e-12)
     md = (tables_by_option[("holm", "t")] / "pvalues_methods.md").read_text()
     assert "Holm-corrected" in md and "Bonferroni" not in md

@@ -15,7 +15,7 @@ from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.colors import to_hex
 from report_synth import Cell, multi_method, paper_grid, synthetic_results
 
-from prunescope import metrics, stats
+from prunescope import analysis, metrics
 from prunescope.report import METHOD_COLORS, analyse, factor_groups, figures, render_report
 
 
@@ -220,32 +220,32 @@ def test_factor_groups_of_the_paper_grid():
 
 
 def test_table_and_figure_orders_are_one():
-    """SPEC 6: the p-value tables (stats.LEVEL_ORDER) and the figures (report.style) list
+    """SPEC 6: the p-value tables (analysis.level_order()) and the figures (report.style) list
     architectures, datasets and methods in the same order: the known names in that order, then
     any other name sorted; the dense model first among the methods, and every method of the
     order with its fixed colour and name."""
+    from prunescope.analysis import level_order
     from prunescope.report import style
-    from prunescope.stats import LEVEL_ORDER
     from prunescope.stats.families import _factorize
 
-    for factor, known in LEVEL_ORDER.items():
+    for factor, known in level_order().items():
         levels = [*reversed(known), "zz-new", "aa-new"]
-        table = list(_factorize(pd.Series(levels), factor)[1])
+        table = list(_factorize(pd.Series(levels), factor, level_order())[1])
         assert style.ordered(factor, levels) == table == [*known, "aa-new", "zz-new"]
     assert style.ordered("method", ["rp", "new", "dense", "mp"]) == ["dense", "mp", "rp", "new"]
-    assert set(style.METHOD_ORDER) <= set(style.METHOD_COLORS) & set(style.METHOD_LABELS)
+    assert set(style.known_order("method")) <= set(style.METHOD_COLORS) & set(style.METHOD_LABELS)
 
 
 def test_datasets_side_by_side_each_on_its_architecture():
     """SPEC 6: scatter/box matrices with columns = the varied factor, dataset included: per
     method, MNIST / Fashion-MNIST (LeNet-5) and CIFAR-10 / CIFAR-100 (ResNet-56) in one matrix,
-    the pairing of stats.DATASET_ARCHS that the by-dataset test families use (SPEC 5)."""
+    the pairing of analysis.dataset_archs that the by-dataset test families use (SPEC 5)."""
     cells = pd.DataFrame([(c.dataset, c.arch, c.method) for c in paper_grid()],
                          columns=["dataset", "arch", "method"])
     groups = {g.slug: g for g in factor_groups(cells)}
     grid = groups["dataset-mp"]
     assert grid.levels == ("mnist", "fashion-mnist", "cifar10", "cifar100")
-    assert grid.own_arch  # each dataset on its DATASET_ARCHS architecture, as selected here:
+    assert grid.own_arch  # each dataset on its dataset_archs architecture, as selected here:
     assert grid.select(cells)[["dataset", "arch"]].drop_duplicates().to_numpy().tolist() == [
         ["mnist", "lenet5"], ["fashion-mnist", "lenet5"], ["cifar10", "resnet56"],
         ["cifar100", "resnet56"]]
@@ -320,11 +320,11 @@ def test_paper_grid_p_value_tables_have_one_family_per_comparison():
     ResNet-56's alone, and consecutive ratios within a dataset are one table per method with
     the datasets (each on its architecture) as columns; rows and columns in the figures' order."""
     frame = synthetic_results(paper_grid(), n_models=3, ratios=(2.0, 10.0))
-    fams = stats.all_families(analyse(frame).alphas)  # as the report's tables section
+    fams = analysis.pvalue_families(analyse(frame))  # as the report's tables section
     methods = fams["methods"].long
     assert set(zip(methods["dataset"], methods["arch"])) == {("cifar10", "resnet56")}
     assert (methods["family_size"] == 6).all()  # the paper's column: 6 pairs at one ratio
-    table = stats.all_families(analyse(frame).alphas, families="table")["methods"].long
+    table = analysis.pvalue_families(analyse(frame), families="table")["methods"].long
     assert (table["family_size"] == 12).all()  # the whole-table option: 6 pairs x 2 ratios
     mvu = fams["mp_vs_up"].table
     assert list(mvu.loc["cifar10"].index.get_level_values("arch")) == [

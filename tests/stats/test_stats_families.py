@@ -1,4 +1,8 @@
-"""The SPEC 5 test families on a synthetic per-model alpha frame with known structure."""
+"""The SPEC 5 test families on a synthetic per-model alpha frame with known structure.
+
+``prunescope.stats`` knows no dataset, architecture or method: the builders take the names and
+orders they need. The functions below call them as ``prunescope.analysis`` does, with the
+catalog's (``analysis.family_orders()``, derived on call)."""
 import warnings
 
 import numpy as np
@@ -8,16 +12,41 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
 from prunescope import stats
-from prunescope.stats import (
-    all_families,
-    arch_tests,
-    dataset_tests,
-    method_tests,
-    mp_vs_up_tests,
-    ratio_tests,
-)
+from prunescope.analysis import dataset_archs, family_orders
 
 RATIOS = (2.0, 4.0, 10.0, 20.0, 50.0)
+
+
+def ratio_tests(f, level="arch", *, archs="auto", **kw):
+    """Each dataset on its ``dataset_archs`` architecture unless ``archs`` is given."""
+    archs = dataset_archs(f) if archs == "auto" else archs
+    return stats.ratio_tests(f, level, archs=archs, levels=family_orders().levels, **kw)
+
+
+def arch_tests(f, **kw):
+    o = family_orders()
+    return stats.arch_tests(f, o.arch_sizes, levels=o.levels, **kw)
+
+
+def dataset_tests(f, archs="auto", **kw):
+    o = family_orders()
+    archs = dataset_archs(f) if archs == "auto" else archs
+    return stats.dataset_tests(f, o.dataset_pairs, archs, levels=o.levels, **kw)
+
+
+def method_tests(f, **kw):
+    o = family_orders()
+    kw.setdefault("leave_to_mp_vs_up", o.mp_vs_up)
+    return stats.method_tests(f, order=o.methods, levels=o.levels, **kw)
+
+
+def mp_vs_up_tests(f, **kw):
+    o = family_orders()
+    return stats.mp_vs_up_tests(f, *o.mp_vs_up, levels=o.levels, **kw)
+
+
+def all_families(f, **kw):
+    return stats.all_families(f, family_orders(), **kw)
 
 
 def study(n_models: int = 6, seed: int = 0) -> pd.DataFrame:
@@ -218,7 +247,7 @@ def test_zero_variance_comparisons_are_noted():
 
 def test_tables_order_levels_like_the_figures_not_alphabetically():
     """SPEC 6 p-value tables: architectures by size (resnet20 before resnet110) and datasets from
-    simple to hard (mnist before cifar10), as stats.LEVEL_ORDER and the report's figures order
+    simple to hard (mnist before cifar10), as analysis.level_order() and the report's figures order
     them; ratios numerically."""
     rng = np.random.default_rng(5)
     rows = [dict(dataset=d, arch=a, method=m, ratio=t, model=i, distribution="nominal",
@@ -396,11 +425,33 @@ def test_datasets_are_compared_on_the_papers_lenet_when_a_study_has_it():
                                  ("cifar10", "resnet56", (2.0, 4.0, 10.0)))
             for t in ratios for i in range(4)]
     both = pd.DataFrame(rows)
-    assert stats.dataset_archs(both)["mnist"] == "lenet5-shrinkbench"
+    assert dataset_archs(both)["mnist"] == "lenet5-shrinkbench"
     long = ratio_tests(both, "dataset").long
     assert set(long.query("dataset == 'mnist'")["arch"]) == {"lenet5-shrinkbench"}
     assert len(long.query("dataset == 'mnist'")) == 2  # 2 vs 4, 4 vs 10 on the paper's LeNet
     assert set(dataset_tests(both).long["arch_a"]) == {"lenet5-shrinkbench"}
     classic = both[both["arch"] != "lenet5-shrinkbench"]
-    assert stats.dataset_archs(classic)["mnist"] == "lenet5"
+    assert dataset_archs(classic)["mnist"] == "lenet5"
     assert set(dataset_tests(classic).long["arch_a"]) == {"lenet5"}
+
+
+def test_the_families_take_their_names_and_orders_as_arguments():
+    """stats holds no list of names: the orders given are the ones used, so a caller with other
+    names (or a record added to the catalog later) gets its own order."""
+    f = study()
+    sizes = stats.arch_tests(f, ("resnet56", "resnet20"), families="table").long
+    assert set(sizes["comparison"]) == {"resnet56 vs resnet20"}
+    assert stats.arch_tests(f, ("resnet20", "resnet56")).long["comparison"].iloc[0] == \
+        "resnet20 vs resnet56"
+    unordered = stats.ratio_tests(f, "arch").table  # no levels given: sorted
+    assert list(unordered.columns) == ["lenet5", "resnet20", "resnet56"]
+    reordered = stats.ratio_tests(f, "arch", levels={"arch": ("resnet56", "resnet20")}).table
+    assert list(reordered.columns) == ["resnet56", "resnet20", "lenet5"]
+    pairs = stats.method_tests(f, order=("up", "mp")).long
+    assert set(pairs["comparison"]) == {"up vs mp"}
+    assert stats.method_tests(f, leave_to_mp_vs_up=("mp", "up")).long.empty
+    assert stats.dataset_archs(f, {"mnist": ("x", "lenet5"), "cifar10": ("resnet56",)}) == \
+        {"mnist": "lenet5", "cifar10": "resnet56"}
+    orders = family_orders()
+    assert isinstance(orders, stats.FamilyOrders) and orders.mp_vs_up == ("mp", "up")
+    assert stats.all_families(f, orders).keys() == all_families(f).keys()

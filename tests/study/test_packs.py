@@ -40,6 +40,7 @@ def test_a_failed_pack_is_retried_by_cause(tiny_spec, tmp_path, monkeypatch):
     from prunescope.study import make_plan, worker
     from prunescope.study.packs import Pack
     from prunescope.train import TrainingDiverged
+    from prunescope.train.options import device_profile
     from prunescope.train.pack import PackOptions
 
     if not mnist_available():
@@ -56,7 +57,7 @@ def test_a_failed_pack_is_retried_by_cause(tiny_spec, tmp_path, monkeypatch):
 
     def fit_pack(models, train, val, recipe, seeds, **kw):
         calls.append(len(models))
-        assert kw["options"] == options
+        assert kw["profile"].pack_options == options
         if len(models) > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         if culprit in seeds:
@@ -71,7 +72,8 @@ def test_a_failed_pack_is_retried_by_cause(tiny_spec, tmp_path, monkeypatch):
 
     monkeypatch.setattr(worker, "fit_pack", fit_pack)
     monkeypatch.setattr(worker, "fit", fit)
-    ctx = worker.WorkerContext(artifacts=str(tmp_path / "a"), threads=1, pack_options=options)
+    ctx = worker.WorkerContext(artifacts=str(tmp_path / "a"),
+                               profile=device_profile("cpu", pack_options=options, threads=1))
     out = worker.run_pack(Pack("train", "mnist", "lenet5", jobs), ctx)
     # 5 (too big) -> 3 (too big) + 2; 3 -> 2 (packed) + 1 (alone); 2 -> culprit fails, 1 alone
     assert calls == [5, 3, 2, 2]
@@ -101,6 +103,7 @@ def test_a_pack_whose_compilation_fails_trains_uncompiled(tiny_spec, tmp_path, m
     process's later packs skip compiling."""
     from prunescope.study import make_plan, worker
     from prunescope.study.packs import Pack
+    from prunescope.train.options import device_profile
     from prunescope.train.pack import PackOptions
 
     if not mnist_available():
@@ -110,16 +113,16 @@ def test_a_pack_whose_compilation_fails_trains_uncompiled(tiny_spec, tmp_path, m
     real_fit_pack = worker.fit_pack
 
     def fit_pack(models, train, val, recipe, seeds, **kw):
-        seen.append((len(models), kw["options"].compile))
-        if kw["options"].compile:
+        seen.append((len(models), kw["profile"].pack_options.compile))
+        if kw["profile"].pack_options.compile:
             raise torch._dynamo.exc.BackendCompilerFailed(
                 lambda: None, RuntimeError("triton: no C compiler (simulated)"), None)
         return real_fit_pack(models, train, val, recipe, seeds, **kw)
 
     monkeypatch.setattr(worker, "fit_pack", fit_pack)
     monkeypatch.setattr(worker, "_COMPILE_FAILED", set())
-    ctx = worker.WorkerContext(artifacts=str(tmp_path / "a"), threads=1,
-                               pack_options=PackOptions(compile=True))
+    ctx = worker.WorkerContext(artifacts=str(tmp_path / "a"), profile=device_profile(
+        "cpu", pack_options=PackOptions(compile=True), threads=1))
     out = worker.run_pack(Pack("train", "mnist", "lenet5", jobs), ctx)
     assert seen == [(2, True), (2, False)]
     assert [r.status for r in out] == ["done", "done"]

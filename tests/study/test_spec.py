@@ -132,14 +132,18 @@ def test_deterministic_policy(tmp_path):
     worker restores the process's settings afterwards. (The "cuda" branch sets flags only, so it
     runs on a CPU machine too.)"""
     from prunescope.study.worker import job_settings
+    from prunescope.train.options import device_profile
 
     assert parse_spec(BASE, base_dir=tmp_path).executor.deterministic is None  # "auto"
     spec = parse_spec(BASE + "[executor]\ndeterministic = false", base_dir=tmp_path)
     assert spec.executor.deterministic is False
+    assert spec.executor.profile("cuda").deterministic is False
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
     seen = {}
     for device, on in (("cpu", None), ("cuda", None), ("cpu", False), ("cuda", True)):
-        with job_settings(0, device, on):
+        profile = device_profile(device, deterministic=on)
+        assert profile.deterministic is (device == "cpu" if on is None else on)
+        with job_settings(profile):
             seen[device, on] = (torch.are_deterministic_algorithms_enabled(),
                                 torch.backends.cudnn.benchmark)
         assert (torch.are_deterministic_algorithms_enabled(),
@@ -160,7 +164,7 @@ def test_pack_options_in_the_spec(tmp_path, monkeypatch):
     seen = {}
 
     def fake_auto(arch, device, **kw):
-        seen["auto"] = kw["options"]
+        seen["auto"] = device.pack_options
         return 3
 
     monkeypatch.setattr("prunescope.train.pack.auto_pack_size", fake_auto)

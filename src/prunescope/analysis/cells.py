@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from prunescope import metrics, stats
+from prunescope.analysis.orders import family_orders
 
 #: Confidence level of every interval (SPEC 5: 99 % per cell, 95 % family-wise over 5 ratios).
 CI_LEVEL = 0.99
@@ -229,11 +230,13 @@ def mean_i(an: Analysis) -> pd.DataFrame:
 
 def pvalue_families(an: Analysis, correction: str = "bonferroni",
                   families: str = "column") -> dict[str, stats.FamilyResult]:
-    """The SPEC 5 test families of ``an``'s per-model alphas (``stats.all_families``), or an
+    """The SPEC 5 test families of ``an``'s per-model alphas (``stats.all_families`` with the
+    catalog's names and orders, :func:`~prunescope.analysis.orders.family_orders`), or an
     empty dict when ``an`` has no intervals (every cell a single model)."""
     if an.ci is None:
         return {}
-    return stats.all_families(an.alphas, correction=correction, families=families)
+    return stats.all_families(an.alphas, family_orders(), correction=correction,
+                              families=families)
 
 
 def coverage(frame: pd.DataFrame) -> pd.DataFrame:

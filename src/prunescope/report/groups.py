@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from prunescope import stats
+from prunescope import analysis
 from prunescope.report import figures
 from prunescope.report.style import ordered, slug
 
@@ -23,7 +23,7 @@ class Group:
     factor: str
     fixed: tuple[tuple[str, str], ...]
     levels: tuple[str, ...]
-    #: the datasets vary each on its own architecture (``stats.dataset_archs`` of the study):
+    #: the datasets vary each on its own architecture (``analysis.dataset_archs`` of the study):
     #: only those rows are selected; ``archs`` holds that ``(dataset, arch)`` map
     own_arch: bool = False
     archs: tuple[tuple[str, str], ...] = ()
@@ -58,12 +58,12 @@ class Group:
 
 
 def _dataset_groups(cells: pd.DataFrame, taken: set[frozenset]) -> list[Group]:
-    """Per method, the datasets side by side each on its ``stats.dataset_archs`` architecture
+    """Per method, the datasets side by side each on its ``analysis.dataset_archs`` architecture
     (MNIST, Fashion-MNIST on the paper's LeNet, else LeNet-5; CIFAR-10, CIFAR-100 on
     ResNet-56), as the
     ``ratios_by_dataset`` and ``datasets`` test families take them; groups with < 2 datasets or
     whose cells equal a group in ``taken`` are left out."""
-    archs = stats.dataset_archs(cells)
+    archs = analysis.dataset_archs(cells)
     own = cells[cells["arch"].to_numpy() == cells["dataset"].map(archs).to_numpy()]
     groups = []
     for method, sub in own.groupby("method", sort=False):
@@ -79,7 +79,7 @@ def _dataset_groups(cells: pd.DataFrame, taken: set[frozenset]) -> list[Group]:
 def factor_groups(cells: pd.DataFrame) -> list[Group]:
     """The panel matrices of a study: for each factor (method, arch, dataset) every combination of
     the other two in which it takes >= 2 levels; for the dataset also, per method, the datasets
-    each on its own architecture (``stats.dataset_archs``), so MNIST, Fashion-MNIST, CIFAR-10 and
+    each on its own architecture (``analysis.dataset_archs``), so MNIST, Fashion-MNIST, CIFAR-10 and
     CIFAR-100 appear side by side; cells in no such group get a one-column group.
 
     Args:

@@ -15,8 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after selecting the backend)
 from matplotlib.figure import Figure  # noqa: E402
 
+from prunescope.analysis.orders import level_order  # noqa: E402
 from prunescope.catalog.methods import REGISTRY  # noqa: E402
-from prunescope.stats.families import LEVEL_ORDER  # noqa: E402
 
 #: Fixed colour per pruning method, the same in every figure (:mod:`prunescope.catalog.methods`).
 METHOD_COLORS: dict[str, str] = {"dense": "#000000", **{m.name: m.colour for m in REGISTRY}}
@@ -25,11 +25,6 @@ _EXTRA_COLORS = ("#882255", "#117733", "#332288", "#AA4499", "#44AA99", "#999933
 
 #: Display names.
 METHOD_LABELS: dict[str, str] = {"dense": "dense", **{m.name: m.label for m in REGISTRY}}
-#: Architecture, dataset and method orders: the same as the p-value tables
-#: (prunescope.stats.LEVEL_ORDER), the dense model first among the methods.
-ARCH_ORDER = LEVEL_ORDER["arch"]
-DATASET_ORDER = LEVEL_ORDER["dataset"]
-METHOD_ORDER = ("dense", *LEVEL_ORDER["method"])
 #: Markers that tell levels of a non-method factor apart inside one method colour.
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
@@ -48,9 +43,17 @@ def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
+def known_order(factor: str) -> tuple[str, ...]:
+    """The known levels of ``factor`` in the report's order: the p-value tables' order
+    (:func:`prunescope.analysis.level_order`, read from the catalog when asked), the dense
+    model first among the methods; ``()`` for another factor."""
+    known = level_order().get(factor, ())
+    return ("dense", *known) if factor == "method" else known
+
+
 def ordered(factor: str, levels: Iterable[object]) -> list:
     """``levels`` of ``factor`` in the report's canonical order (known names first, then sorted)."""
-    known = {"arch": ARCH_ORDER, "dataset": DATASET_ORDER, "method": METHOD_ORDER}.get(factor, ())
+    known = known_order(factor)
     levels = list(dict.fromkeys(levels))
     first = [k for k in known if k in levels]
     rest = sorted((v for v in levels if v not in known), key=lambda v: (str(type(v)), v))

@@ -1,16 +1,13 @@
 """prunescope.stats: CIs, t-tests, multiple-testing corrections and the SPEC 5 test families.
-Pure NumPy/SciPy/pandas/statsmodels; never imports torch. See docs/metrics.md."""
+Pure NumPy/SciPy/pandas/statsmodels; never imports torch, and knows no dataset, architecture
+or method: the families take the names and orders they need as arguments
+(:class:`FamilyOrders`, built from the catalog by :func:`prunescope.analysis.family_orders`).
+See docs/metrics.md."""
 from prunescope.stats.ci import (CELL_KEYS, CI_COLUMNS, CI_METHODS, ci_label, mean_ci,
                                  proportion_mean_ci, t_interval)
 from prunescope.stats.families import (
-    ARCH_ORDER,
-    DATASET_ARCH_CHOICES,
-    DATASET_ARCHS,
-    DATASET_ORDER,
-    DATASET_PAIRS,
     FAMILIES,
-    LEVEL_ORDER,
-    METHOD_ORDER,
+    FamilyOrders,
     FamilyResult,
     all_families,
     arch_tests,
@@ -30,9 +27,8 @@ from prunescope.stats.tests import (
 )
 
 __all__ = [
-    "ALTERNATIVES", "ARCH_ORDER", "CELL_KEYS", "CI_COLUMNS", "CI_METHODS", "CORRECTIONS",
-    "DATASET_ARCH_CHOICES", "DATASET_ARCHS", "DATASET_ORDER", "DATASET_PAIRS", "FAMILIES", "LEVEL_ORDER", "METHOD_ORDER", "TEST_COLUMNS",
-    "FamilyResult",
+    "ALTERNATIVES", "CELL_KEYS", "CI_COLUMNS", "CI_METHODS", "CORRECTIONS", "FAMILIES",
+    "TEST_COLUMNS", "FamilyOrders", "FamilyResult",
     "all_families", "arch_tests", "ci_label", "correct", "correct_within", "dataset_archs",
     "dataset_tests", "mean_ci", "method_tests", "mp_vs_up_tests", "proportion_mean_ci",
     "ratio_tests", "t_interval", "ttest",

@@ -45,7 +45,7 @@ t = +/-inf and p = 0 or 1 (scipy's values), with a note saying so.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
@@ -54,63 +54,51 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from prunescope.catalog import architectures, methods as registry
 from prunescope.choices import FAMILIES  # how p-values group into correction families
-from prunescope.data.registry import info as dataset_info, names as dataset_names
 from prunescope.stats.ci import CELL_KEYS
 from prunescope.stats.tests import TEST_COLUMNS, Correction, correct_within
 
 Families = Literal["column", "table"]
-
-#: Architecture sizes in increasing order (SPEC 5 family 2).
-ARCH_ORDER: tuple[str, ...] = architectures.size_order()
-#: Dataset pairs (simpler, harder) of SPEC 5 family 3.
-DATASET_PAIRS: tuple[tuple[str, str], ...] = (
-    ("mnist", "cifar10"), ("fashion-mnist", "cifar10"), ("cifar10", "cifar100"),
-)
+#: ``{factor: its known levels in table order}`` (rows and columns list these first, in this
+#: order, then any other level sorted)
+Levels = Mapping[str, Sequence[object]]
 
 
-def _dataset_arch_choices() -> dict[str, tuple[str, ...]]:
-    """Per dataset, the architectures made for its image shape that have a
-    :attr:`~prunescope.catalog.architectures.Architecture.dataset_rank`, by that rank."""
-    out = {}
-    for d in dataset_names():
-        fits = [architectures.architecture(a)
-                for a in architectures.for_shape(dataset_info(d).shape_hwc)]
-        ranked = sorted((a for a in fits if a.dataset_rank is not None),
-                        key=lambda a: a.dataset_rank)
-        out[d] = tuple(a.name for a in ranked)
-    return out
+@dataclass(frozen=True)
+class FamilyOrders:
+    """The names and orders SPEC 5's families need, given by the caller: this module knows no
+    dataset, architecture or method (:func:`prunescope.analysis.family_orders` builds them from
+    the catalog and the dataset registry when asked, so a record added later counts).
+
+    Attributes:
+        levels: per factor (``dataset``, ``arch``, ``method``), its known levels in the order
+            of table rows and columns (the report's figures use the same).
+        methods: canonical order of methods in method pairs (side ``a`` first).
+        arch_sizes: architectures by increasing size (family 2).
+        dataset_pairs: ``(simpler, harder)`` dataset pairs (family 3).
+        dataset_archs: per dataset, the architectures it is taken on when datasets are compared,
+            in order of preference (:func:`dataset_archs`).
+        mp_vs_up: the method pair with a family of its own across architectures (family 4,
+            :func:`mp_vs_up_tests`); :func:`method_tests` leaves cells of it alone to it.
+    """
+
+    levels: Mapping[str, tuple[object, ...]]
+    methods: tuple[str, ...]
+    arch_sizes: tuple[str, ...]
+    dataset_pairs: tuple[tuple[str, str], ...]
+    dataset_archs: Mapping[str, tuple[str, ...]]
+    mp_vs_up: tuple[str, str]
 
 
-#: Architectures a dataset is taken on when datasets are compared, in order of preference (SPEC
-#: 4: the MNIST-like sets have LeNets only, the paper's ShrinkBench LeNet first and the classic
-#: LeNet-5 for a study without it; ResNet-56 is the default architecture when the dataset varies;
-#: the ranks are the records' in :mod:`prunescope.catalog.architectures`).
-DATASET_ARCH_CHOICES: dict[str, tuple[str, ...]] = _dataset_arch_choices()
-#: The preferred architecture of each dataset (the first of :data:`DATASET_ARCH_CHOICES`).
-DATASET_ARCHS: dict[str, str] = {d: c[0] for d, c in DATASET_ARCH_CHOICES.items()}
-
-
-def dataset_archs(frame: pd.DataFrame) -> dict[str, str]:
+def dataset_archs(frame: pd.DataFrame, choices: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """The architecture each dataset is taken on when datasets are compared in ``frame`` (rows
-    with ``dataset`` and ``arch`` columns): its first choice in :data:`DATASET_ARCH_CHOICES` that
-    has rows there (the preferred one when none has), so a study of the classic LeNet-5 alone
-    still compares its datasets. ``{dataset: arch}`` for every dataset of the choices."""
+    with ``dataset`` and ``arch`` columns): its first architecture in ``choices`` (``{dataset:
+    architectures in order of preference}``, :attr:`FamilyOrders.dataset_archs`) that has rows
+    there (the preferred one when none has), so a study of a second choice alone still compares
+    its datasets. ``{dataset: arch}`` for every dataset of ``choices``."""
     present = set(map(tuple, frame[["dataset", "arch"]].drop_duplicates().to_numpy()))
-    return {d: next((a for a in choices if (d, a) in present), choices[0])
-            for d, choices in DATASET_ARCH_CHOICES.items()}
-#: Canonical order of pruning methods in method pairs.
-METHOD_ORDER: tuple[str, ...] = registry.names("one-shot")
-#: Datasets from simplest to hardest: the order of dataset rows and columns in every table.
-DATASET_ORDER: tuple[str, ...] = dataset_names()
-#: Order of the levels of each factor in the tables (rows and columns): known names in this
-#: order, then any other name sorted (the report's figures use the same orders; method pairs
-#: keep :data:`METHOD_ORDER` for which method is side ``a``).
-LEVEL_ORDER: dict[str, tuple[str, ...]] = {
-    "dataset": DATASET_ORDER, "arch": architectures.display_order(),
-    "method": registry.display_order(),
-}
+    return {d: next((a for a in options if (d, a) in present), options[0])
+            for d, options in choices.items()}
 
 
 @dataclass(frozen=True)
@@ -121,12 +109,13 @@ class FamilyResult:
     long: pd.DataFrame
 
 
-def _factorize(values: pd.Series, column: str) -> tuple[np.ndarray, pd.Index]:
-    """Integer codes and levels of ``values``: sorted, except the factors of
-    :data:`LEVEL_ORDER`, whose known levels come first in that order (resnet20 before
-    resnet110), so sorting by code gives the tables' row and column order."""
+def _factorize(values: pd.Series, column: str, levels: Levels | None = None
+               ) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes and levels of ``values``: sorted, except the factors of ``levels``, whose
+    known levels come first in that order (resnet20 before resnet110), so sorting by code gives
+    the tables' row and column order."""
     codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=False)
-    known = LEVEL_ORDER.get(column)
+    known = (levels or {}).get(column)
     if not known or len(uniques) < 2:
         return codes, uniques
     rank = {v: i for i, v in enumerate(known)}
@@ -259,7 +248,7 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
             pairs: Sequence[tuple[object, object]] | None = None, value: str, paired: bool,
             alternative: str, pair_on: Sequence[str], equal_var: bool, correction: Correction,
             families: Families, across: Sequence[str] = (),
-            extra: pd.DataFrame | None = None) -> FamilyResult:
+            extra: pd.DataFrame | None = None, levels: Levels | None = None) -> FamilyResult:
     """One SPEC 5 family. The correction family is ``family_by`` if given, else by ``families``:
     ``"column"`` = the fixed keys and the table column (one column of a table) minus ``across``
     (keys a family spans in both rules: MP vs UP spans the architectures), ``"table"`` = the
@@ -275,13 +264,13 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
     fam = list(family_by)
     if not set(fam) <= set(keys):
         raise ValueError(f"family_by {fam} must be a subset of the keys held fixed in one comparison {keys}")
-    # integer-code every key once (in table order, stats.LEVEL_ORDER): merges, groupbys and
+    # integer-code every key once (in table order, ``levels``): merges, groupbys and
     # sorts on int64 codes are cheaper than on strings and sort levels as the tables list them
     cols = list(dict.fromkeys([*keys, factor, *(pair_on if paired else ())]))
     enc = pd.DataFrame({value: alphas[value].to_numpy(np.float64)})
     uniques = {}
     for c in cols:
-        enc[c], uniques[c] = _factorize(alphas[c], c)
+        enc[c], uniques[c] = _factorize(alphas[c], c, levels)
     levels = uniques[factor]
     if pairs_of == "consecutive":
         if order is None:
@@ -295,7 +284,7 @@ def _family(alphas: pd.DataFrame, *, kind: str, factor: str, column: str, fixed:
         pair_frame = _pairs(enc, keys, factor, listed=[(code[a], code[b]) for a, b in (pairs or ())
                                                        if a in code and b in code])
     res = _tests(enc, pair_frame, keys, factor, value, paired, alternative, pair_on, equal_var)
-    # sort on the integer codes: levels in LEVEL_ORDER (not alphabetically), ratios numerically
+    # sort on the integer codes: levels in ``levels`` order (not alphabetically), ratios numerically
     res = res.sort_values([*fixed, "_rank", column], kind="stable").reset_index(drop=True)
     for c in keys:
         res[c] = uniques[c].take(res[c].to_numpy()).array
@@ -349,7 +338,7 @@ def _fixed(cell: Sequence[str], *drop: str) -> list[str]:
 def ratio_tests(alphas: pd.DataFrame, level: str = "arch", *, value: str = "alpha",
                 cell: Sequence[str] = CELL_KEYS, family_by: Sequence[str] | None = None,
                 correction: Correction = "bonferroni", pair_on: Sequence[str] = ("model",),
-                archs: dict[str, str] | str | None = "auto",
+                archs: Mapping[str, str] | None = None, levels: Levels | None = None,
                 families: Families = "column") -> FamilyResult:
     """SPEC 5 family 1: consecutive ratios within each level of ``level`` (arch, dataset or method).
 
@@ -360,17 +349,16 @@ def ratio_tests(alphas: pd.DataFrame, level: str = "arch", *, value: str = "alph
     ``families="column"`` (default, the paper's) one column, i.e. the ratio pairs of one level
     (4 in the paper's grid); with ``"table"`` all ratio pairs x levels sharing the fixed keys.
 
-    ``level="dataset"``: each dataset is taken on its own architecture ``archs[dataset]``
-    (default ``"auto"``: :func:`dataset_archs` of ``alphas``, as :func:`dataset_tests`: the
-    paper's LeNet, else LeNet-5, for the MNIST-like sets, ResNet-56 for CIFAR), rows of other
-    architectures are ignored and arch is not a fixed key,
+    ``level="dataset"`` with ``archs`` (``{dataset: arch}``, e.g. :func:`dataset_archs` of
+    ``alphas``, as :func:`all_families` passes it: the paper's LeNet, else LeNet-5, for the
+    MNIST-like sets, ResNet-56 for CIFAR): each dataset is taken on its own architecture, rows
+    of other architectures are ignored and arch is not a fixed key,
     so one table (one family) per (method, distribution) spans the datasets; ``long`` gets an
     ``arch`` column (the dataset's architecture). ``archs=None``: datasets are compared within
-    each architecture (arch a fixed key, one table per architecture).
+    each architecture (arch a fixed key, one table per architecture). ``levels``: the table
+    order of the factors' levels (:attr:`FamilyOrders.levels`; default: sorted).
     """
     fixed = _fixed(cell, "ratio", level)
-    if isinstance(archs, str) and "arch" in alphas:
-        archs = dataset_archs(alphas)
     by_arch = level == "dataset" and archs is not None and "arch" in fixed and "arch" in alphas
     if by_arch:
         alphas = alphas.loc[alphas["arch"].to_numpy() == alphas["dataset"].map(archs).to_numpy()]
@@ -378,7 +366,7 @@ def ratio_tests(alphas: pd.DataFrame, level: str = "arch", *, value: str = "alph
     res = _family(alphas, kind="ratios", factor="ratio", column=level, fixed=fixed,
                   family_by=family_by, pairs_of="consecutive", value=value, paired=True,
                   alternative="less", pair_on=pair_on, equal_var=True, correction=correction,
-                  families=families)
+                  families=families, levels=levels)
     if not by_arch:
         return res
     long = res.long.copy()
@@ -386,11 +374,12 @@ def ratio_tests(alphas: pd.DataFrame, level: str = "arch", *, value: str = "alph
     return FamilyResult(table=res.table, long=long)
 
 
-def arch_tests(alphas: pd.DataFrame, order: Sequence[str] = ARCH_ORDER, *, value: str = "alpha",
+def arch_tests(alphas: pd.DataFrame, order: Sequence[str], *, value: str = "alpha",
                cell: Sequence[str] = CELL_KEYS, family_by: Sequence[str] | None = None,
                correction: Correction = "bonferroni", equal_var: bool = True,
-               families: Families = "column") -> FamilyResult:
-    """SPEC 5 family 2: consecutive architecture sizes (``order``) at each fixed ratio.
+               levels: Levels | None = None, families: Families = "column") -> FamilyResult:
+    """SPEC 5 family 2: consecutive architecture sizes (``order``: the architectures by
+    increasing size, :attr:`FamilyOrders.arch_sizes`) at each fixed ratio.
 
     One-sided independent t-test (Student's; Welch's with ``equal_var=False``), H_a: the smaller
     architecture (``a``) has the larger E[alpha] (alternative ``"greater"``). Architectures absent
@@ -401,61 +390,62 @@ def arch_tests(alphas: pd.DataFrame, order: Sequence[str] = ARCH_ORDER, *, value
     return _family(alphas, kind="archs", factor="arch", column="ratio", fixed=_fixed(cell, "arch", "ratio"),
                    family_by=family_by, pairs_of="consecutive", order=order, value=value, paired=False,
                    alternative="greater", pair_on=(), equal_var=equal_var, correction=correction,
-                   families=families)
+                   families=families, levels=levels)
 
 
-def dataset_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] = DATASET_PAIRS,
-                  archs: dict[str, str] | str | None = "auto", *, value: str = "alpha",
+def dataset_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]],
+                  archs: Mapping[str, str] | None = None, *, value: str = "alpha",
                   cell: Sequence[str] = CELL_KEYS, family_by: Sequence[str] | None = None,
                   correction: Correction = "bonferroni", equal_var: bool = True,
-                  families: Families = "column") -> FamilyResult:
+                  levels: Levels | None = None, families: Families = "column") -> FamilyResult:
     """SPEC 5 family 3: dataset pairs (simpler ``a``, harder ``b``) at each fixed ratio.
 
     One-sided independent t-test, H_a: the simpler dataset has the smaller E[alpha]
-    (alternative ``"less"``). ``archs`` maps each dataset to the architecture used for it
-    (default ``"auto"``: :func:`dataset_archs` of ``alphas``; rows of other architectures are
-    ignored and the long form
+    (alternative ``"less"``); ``pairs``: :attr:`FamilyOrders.dataset_pairs`. ``archs`` maps
+    each dataset to the architecture used for it (e.g. :func:`dataset_archs` of ``alphas``, as
+    :func:`all_families` passes it; rows of other architectures are ignored and the long form
     gets ``arch_a``/``arch_b``); ``archs=None`` compares datasets only within the same
     architecture. Table: rows = dataset pairs (per method, distribution[, arch]), columns = ratios;
     family: one ratio's dataset pairs (column, default; 3 in the paper's grid) or the whole
     table (``families="table"``).
     """
-    if isinstance(archs, str):
-        archs = dataset_archs(alphas)
     if archs is None:
         return _family(alphas, kind="datasets", factor="dataset", column="ratio",
                        fixed=_fixed(cell, "dataset", "ratio"), family_by=family_by, pairs_of="listed",
                        pairs=pairs, value=value, paired=False, alternative="less", pair_on=(),
-                       equal_var=equal_var, correction=correction, families=families)
+                       equal_var=equal_var, correction=correction, families=families,
+                       levels=levels)
     chosen = alphas.loc[alphas["arch"].to_numpy() == alphas["dataset"].map(archs).to_numpy()]
     extra = pd.DataFrame({"a": [a for a, _ in pairs], "b": [b for _, b in pairs],
                           "arch_a": [archs.get(a) for a, _ in pairs], "arch_b": [archs.get(b) for _, b in pairs]})
     return _family(chosen.drop(columns="arch"), kind="datasets", factor="dataset", column="ratio",
                    fixed=_fixed(cell, "dataset", "ratio", "arch"), family_by=family_by, pairs_of="listed",
                    pairs=pairs, value=value, paired=False, alternative="less", pair_on=(),
-                   equal_var=equal_var, correction=correction, families=families, extra=extra)
+                   equal_var=equal_var, correction=correction, families=families, extra=extra,
+                   levels=levels)
 
 
 def method_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, *,
                  value: str = "alpha", cell: Sequence[str] = CELL_KEYS,
                  family_by: Sequence[str] | None = None, correction: Correction = "bonferroni",
-                 pair_on: Sequence[str] = ("model",),
-                 leave_to_mp_vs_up: tuple[str, str] | None = registry.MP_VS_UP,
-                 families: Families = "column") -> FamilyResult:
+                 pair_on: Sequence[str] = ("model",), order: Sequence[str] = (),
+                 leave_to_mp_vs_up: tuple[str, str] | None = None,
+                 levels: Levels | None = None, families: Families = "column") -> FamilyResult:
     """SPEC 5 family 4: method pairs at each fixed ratio, two-sided paired t-test (by model: the
     pruned models of one pair share their dense parent).
 
     ``pairs=None``: every unordered pair of the methods present (``"dense"`` excluded), ordered
-    by :data:`METHOD_ORDER` then name. Table: rows = method pairs (per dataset, arch,
+    by ``order`` (:attr:`FamilyOrders.methods`) then name. Table: rows = method pairs (per dataset, arch,
     distribution), columns = ratios; family: one ratio's method pairs (column, default; 6 in the
     paper's grid) or the whole table (``families="table"``).
 
-    ``leave_to_mp_vs_up`` (default ``("mp", "up")``): a (dataset, arch, distribution) whose only
-    methods are these two is left out: its one pair is tested in :func:`mp_vs_up_tests`, whose
+    ``leave_to_mp_vs_up`` (:attr:`FamilyOrders.mp_vs_up`, MP and UP): a (dataset, arch,
+    distribution) whose only methods are these two is left out: its one pair is tested in :func:`mp_vs_up_tests`, whose
     family spans every architecture (25 comparisons in the paper's grid, SPEC 5 test 4); a
     5-comparison family of its own would report the same test again with a smaller correction.
     So in the paper's grid only CIFAR-10/ResNet-56 (MP, GP, UP, RP: 6 pairs per ratio) gets a
-    table here. ``None``: every (dataset, arch, distribution) with two methods or more.
+    table here. ``None`` (default): every (dataset, arch, distribution) with two methods or
+    more.
     """
     if leave_to_mp_vs_up is not None:
         pruned = alphas.loc[alphas["method"] != "dense"]
@@ -467,21 +457,21 @@ def method_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None =
         alphas = pruned.loc[~((n_methods == 2) & only_pair)]
     if pairs is None:
         present = [m for m in pd.unique(alphas["method"]) if m != "dense"]
-        rank = {m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), str(m)) for m in present}
+        order = list(order)
+        rank = {m: (order.index(m) if m in order else len(order), str(m)) for m in present}
         pairs = list(combinations(sorted(present, key=rank.__getitem__), 2))
     return _family(alphas, kind="methods", factor="method", column="ratio", fixed=_fixed(cell, "method", "ratio"),
                    family_by=family_by, pairs_of="listed", pairs=pairs, value=value, paired=True,
                    alternative="two-sided", pair_on=pair_on, equal_var=True, correction=correction,
-                   families=families)
+                   families=families, levels=levels)
 
 
-def mp_vs_up_tests(alphas: pd.DataFrame, a: str = registry.MP_VS_UP[0],
-                   b: str = registry.MP_VS_UP[1], *, value: str = "alpha",
+def mp_vs_up_tests(alphas: pd.DataFrame, a: str, b: str, *, value: str = "alpha",
                    cell: Sequence[str] = CELL_KEYS, family_by: Sequence[str] | None = None,
                    correction: Correction = "bonferroni", pair_on: Sequence[str] = ("model",),
-                   families: Families = "column") -> FamilyResult:
-    """SPEC 5 family 4, across architectures: ``a`` vs ``b`` (MP vs UP) at every (arch, ratio),
-    two-sided paired t-test by model.
+                   levels: Levels | None = None, families: Families = "column") -> FamilyResult:
+    """SPEC 5 family 4, across architectures: ``a`` vs ``b`` (MP vs UP,
+    :attr:`FamilyOrders.mp_vs_up`) at every (arch, ratio), two-sided paired t-test by model.
 
     Table: rows = architectures (per dataset, distribution), columns = ratios. Family, under
     either ``families`` rule: every (arch, ratio) comparison of one (dataset, distribution),
@@ -492,22 +482,28 @@ def mp_vs_up_tests(alphas: pd.DataFrame, a: str = registry.MP_VS_UP[0],
                    fixed=_fixed(cell, "method", "ratio"), family_by=family_by, pairs_of="listed",
                    pairs=[(a, b)], value=value, paired=True, alternative="two-sided",
                    pair_on=pair_on, equal_var=True, correction=correction, families=families,
-                   across=("arch", "ratio"))
+                   across=("arch", "ratio"), levels=levels)
 
 
-def all_families(alphas: pd.DataFrame, *, value: str = "alpha", cell: Sequence[str] = CELL_KEYS,
-                 correction: Correction = "bonferroni",
+def all_families(alphas: pd.DataFrame, orders: FamilyOrders, *, value: str = "alpha",
+                 cell: Sequence[str] = CELL_KEYS, correction: Correction = "bonferroni",
                  families: Families = "column") -> dict[str, FamilyResult]:
-    """Every SPEC 5 family with default settings (``families`` as in each function): keys
-    ``ratios_by_arch``, ``ratios_by_dataset``, ``ratios_by_method``, ``archs``, ``datasets``,
-    ``methods``, ``mp_vs_up``."""
-    kw = {"value": value, "cell": cell, "correction": correction, "families": families}
+    """Every SPEC 5 family with default settings (``families`` as in each function) and the
+    names and orders of ``orders`` (:func:`prunescope.analysis.family_orders`: the catalog's):
+    keys ``ratios_by_arch``, ``ratios_by_dataset``, ``ratios_by_method``, ``archs``,
+    ``datasets``, ``methods``, ``mp_vs_up``. The datasets are compared each on its
+    :func:`dataset_archs` architecture of ``alphas``."""
+    kw = {"value": value, "cell": cell, "correction": correction, "families": families,
+          "levels": orders.levels}
+    archs = (dataset_archs(alphas, orders.dataset_archs)
+             if {"dataset", "arch"} <= set(alphas.columns) else None)
     return {
         "ratios_by_arch": ratio_tests(alphas, "arch", **kw),
-        "ratios_by_dataset": ratio_tests(alphas, "dataset", **kw),
+        "ratios_by_dataset": ratio_tests(alphas, "dataset", archs=archs, **kw),
         "ratios_by_method": ratio_tests(alphas, "method", **kw),
-        "archs": arch_tests(alphas, **kw),
-        "datasets": dataset_tests(alphas, **kw),
-        "methods": method_tests(alphas, **kw),
-        "mp_vs_up": mp_vs_up_tests(alphas, **kw),
+        "archs": arch_tests(alphas, orders.arch_sizes, **kw),
+        "datasets": dataset_tests(alphas, orders.dataset_pairs, archs, **kw),
+        "methods": method_tests(alphas, order=orders.methods, leave_to_mp_vs_up=orders.mp_vs_up,
+                                **kw),
+        "mp_vs_up": mp_vs_up_tests(alphas, *orders.mp_vs_up, **kw),
     }

@@ -38,7 +38,7 @@ from prunescope.study.plan import Job, Plan, job_work, make_plan
 from prunescope.study.progress import RunDisplay
 from prunescope.study.spec import StudySpec
 from prunescope.study.store import JobResult, Store
-from prunescope.train.options import PackOptions, is_cuda
+from prunescope.train.options import DeviceProfile
 
 LOCK_FILE = "run.lock"
 
@@ -106,20 +106,20 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def pack_size(spec: StudySpec, dataset: str, arch: str, device: str,
-              options: PackOptions | None = None) -> int:
+def pack_size(spec: StudySpec, dataset: str, arch: str, device: str | DeviceProfile) -> int:
     """Jobs per pack for ``arch``: ``[executor] pack_size``, or with ``"auto"`` what
-    ``prunescope.train.pack.auto_pack_size`` fits on ``device`` for the training batch size
-    with the pack switches ``options`` (default: the spec's for ``device``)."""
+    ``prunescope.train.pack.auto_pack_size`` fits on ``device`` (its resolved profile, or a
+    device name: the spec's profile for it) for the training batch size with its pack
+    switches."""
     if spec.executor.pack_size != "auto":
         return int(spec.executor.pack_size)
     inf = info(dataset)
     h, _, c = inf.shape_hwc
     from prunescope.train.pack import auto_pack_size  # torch: only when packs are sized
 
-    return auto_pack_size(arch, device, batch_size=spec.recipe(arch, "train").batch_size,
-                          num_classes=inf.num_classes, in_channels=c, image_size=h,
-                          options=options or spec.executor.pack_options_for(device))
+    profile = device if isinstance(device, DeviceProfile) else spec.executor.profile(device)
+    return auto_pack_size(arch, profile, batch_size=spec.recipe(arch, "train").batch_size,
+                          num_classes=inf.num_classes, in_channels=c, image_size=h)
 
 
 def run_study(
@@ -222,25 +222,28 @@ def _released(results: list[JobResult], arts: dict[str, dict[str, str]],
     return ready
 
 
-def _run_device(spec: StudySpec, ex: Executor) -> tuple[str, PackOptions]:
+def _run_device(spec: StudySpec, ex: Executor) -> DeviceProfile:
     """The device this run's packs use, resolved once (``auto``: the Ray cluster's, or CUDA
-    when this machine has it, else the CPU), and the ``[executor.pack_options]`` for it;
-    ``DeviceUnavailable`` for a CUDA device a local run does not have."""
+    when this machine has it, else the CPU) into the profile every worker and pack gets: the
+    ``[executor.pack_options]``, ``deterministic`` and ``threads`` for it (1 thread in the
+    local worker processes unless set); ``DeviceUnavailable`` for a CUDA device a local run
+    does not have."""
     import torch  # only with jobs to run
 
     device = spec.device_name()
     if isinstance(ex, RayExecutor) and spec.device == "auto":
         device = ex.device
-    if (getattr(ex, "local_data", False) and is_cuda(device)
+    try:  # [executor.pack_options] for the device this run resolved to
+        profile = spec.executor.profile(device, 1 if isinstance(ex, ProcessExecutor) else 0)
+    except ValueError as e:
+        raise RuntimeError(f"[executor.pack_options] cannot run on {device}: {e}; remove the "
+                           "CUDA-only switches or run on a GPU") from e
+    if (getattr(ex, "local_data", False) and profile.is_cuda
             and not torch.cuda.is_available()):
         raise DeviceUnavailable(
             f"{spec.path or 'the study'} asks for device {device!r} but this machine has no "
             "CUDA device; set device = \"auto\" or \"cpu\" in it, or run it on a GPU machine")
-    try:  # [executor.pack_options] for the device this run resolved to
-        return device, spec.executor.pack_options_for(device)
-    except ValueError as e:
-        raise RuntimeError(f"[executor.pack_options] cannot run on {device}: {e}; remove the "
-                           "CUDA-only switches or run on a GPU") from e
+    return profile
 
 
 def _without_data(plan: Plan, waiting: set[str], by_id: dict[str, Job],
@@ -290,8 +293,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             make_ready(jid)
     parents = sorted({d for j in todo for d in j.deps if status[d] == "done"})
     arts, sums = store.artifacts(parents), store.checksums(parents)
-    device, pack_options = _run_device(spec, ex)
-    threads = spec.executor.threads or (1 if isinstance(ex, ProcessExecutor) else 0)
+    profile = _run_device(spec, ex)
     if display:
         display.start(plan, [by_id[i] for i in waiting],
                       lambda j: float(job_work(j, spec.n_val)[1]))
@@ -306,7 +308,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             key = min((k for k, h in ready.items() if h), key=lambda k: ready[k][0][0])
             heap = ready[key]
             if key[1:] not in sizes:
-                sizes[key[1:]] = pack_size(spec, key[1], key[2], device, pack_options)
+                sizes[key[1:]] = pack_size(spec, key[1], key[2], profile)
             size = sizes[key[1:]] if stacks(key[0]) else 1  # structured: packs of one
             jobs = [by_id[heapq.heappop(heap)[1]] for _ in range(min(size, len(heap)))]
             pack = Pack(key[0], key[1], key[2], tuple(jobs))
@@ -314,8 +316,7 @@ def _drive(plan: Plan, todo: list[Job], status: dict[str, str], store: Store, ex
             in_flight += len(jobs)
             deps = sorted({d for j in jobs for d in j.deps})
             ex.submit(pack, WorkerContext(
-                artifacts=spec.artifacts, device=device, threads=threads,
-                deterministic=spec.executor.deterministic, pack_options=pack_options,
+                artifacts=spec.artifacts, profile=profile,
                 parent_artifacts=tuple((d, tuple(sorted(arts[d].items()))) for d in deps),
                 parent_checksums=tuple((u, h, d) for d in deps
                                        for u, h in sorted(sums.get(d, {}).items())),

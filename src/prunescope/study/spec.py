@@ -39,7 +39,7 @@ from prunescope.study.feasibility import (INT64_MAX, MAX_CPUS_PER_PACK, MAX_EPOC
                                           is_url, local_folder)
 from prunescope.study.grid import Cell, ImbalanceSpec, expand_cells
 from prunescope.train import Recipe
-from prunescope.train.options import PackOptions
+from prunescope.train.options import DeviceProfile, PackOptions, device_profile
 
 __all__ = ["DEVICES", "MAX_CUDA_INDEX", "Cell", "ExecutorSpec", "GradientSpec", "ImbalanceSpec",
            "LthSpec", "SpecError", "StructuredSpec", "StudyFile", "StudySpec", "key_tables",
@@ -252,12 +252,14 @@ class ExecutorSpec(_Table):
                 _refuse("true or false", name, on)
         return tuple(sorted(tab.items()))
 
-    def pack_options_for(self, device: str) -> PackOptions:
-        """The :class:`~prunescope.train.pack.PackOptions` of stacked packs on ``device``: its
-        defaults with ``pack_options`` applied (``ValueError`` if they cannot run there)."""
-        options = PackOptions.for_device(device, **dict(self.pack_options))
-        options.check(device)
-        return options
+    def profile(self, device: str, default_threads: int = 0) -> DeviceProfile:
+        """The :class:`~prunescope.train.options.DeviceProfile` of a run on ``device`` (resolved:
+        not ``"auto"``): its pack switches with ``pack_options`` applied, ``deterministic`` and
+        ``threads`` (``default_threads`` when 0); ``ValueError`` if the switches cannot run
+        there."""
+        return device_profile(device, pack_options=dict(self.pack_options),
+                              deterministic=self.deterministic,
+                              threads=self.threads or default_threads)
 
 
 class _Settings(_Table):
@@ -592,7 +594,7 @@ def parse_spec(
         raise spec_error(where, e, StudyFile) from None
     cells = expand_cells(v, f)
     try:  # as for CUDA unless the spec names the CPU; the run checks its resolved device again
-        f.executor.pack_options_for("cpu" if f.device == "cpu" else "cuda")
+        f.executor.profile("cpu" if f.device == "cpu" else "cuda")
     except ValueError as e:
         v.fail("executor.pack_options", dict(f.executor.pack_options), str(e))
 

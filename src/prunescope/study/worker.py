@@ -55,7 +55,7 @@ from prunescope.train import (TrainingDiverged, derive_seed, fit, load_checkpoin
                               save_checkpoint)
 from prunescope.train.checkpoint import sidecar_path
 from prunescope.train.run import dataset_model, dense_meta
-from prunescope.train.options import PackOptions, is_cuda
+from prunescope.train.options import DeviceProfile, device_profile
 from prunescope.train.pack import fit_pack
 
 #: ``progress(job, done, total)``: a job of the pack advanced (optimiser steps or phases)
@@ -68,13 +68,11 @@ class WorkerContext:
 
     Attributes:
         artifacts: artifact root (local folder or fsspec URL).
-        device: torch device name (``cpu``, ``cuda``, ``cuda:1``).
+        profile: the device, resolved once by the driver
+            (:class:`~prunescope.train.options.DeviceProfile`: its name, whether it is CUDA,
+            deterministic algorithms, torch threads and the switches of stacked packs;
+            ``ctx.device`` is its name). Default: the CPU's.
         data_dir: dataset cache folder (``None``: ``PRUNESCOPE_DATA`` or ``~/.cache/prunescope``).
-        threads: torch intra-op threads (0 = leave torch's default).
-        deterministic: deterministic algorithms on (``True``) or off (``False``); ``None`` =
-            on for the CPU, off for CUDA (see ``[executor] deterministic``).
-        pack_options: the :class:`~prunescope.train.pack.PackOptions` of stacked packs
-            (``None``: the device's defaults).
         parent_artifacts: ``{job id: {name: url}}`` of the done parents of the pack's jobs.
         parent_checksums: ``(url, sha256 hex, writer job id)`` of every file of those parents
             that has a recorded checksum (checked when read: a damaged file is named).
@@ -86,14 +84,16 @@ class WorkerContext:
     """
 
     artifacts: str
-    device: str = "cpu"
+    profile: DeviceProfile = field(default_factory=lambda: device_profile("cpu"))
     data_dir: str | None = None
-    threads: int = 0
-    deterministic: bool | None = None
-    pack_options: PackOptions | None = None
     parent_artifacts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     parent_checksums: tuple[tuple[str, str, str], ...] = ()
     user_model: bytes | None = None
+
+    @property
+    def device(self) -> str:
+        """The torch device name of the profile (``cpu``, ``cuda``, ``cuda:1``)."""
+        return self.profile.name
 
     def open_artifacts(self) -> Artifacts:
         """The artifact root, checking the parents' files against their checksums."""
@@ -112,7 +112,7 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
     """Run every job of ``pack``; one :class:`JobResult` per job, in pack order.
 
     ``train``, ``prune_finetune`` and ``lth_level`` packs of G > 1 jobs are trained together as
-    one stacked network (:func:`prunescope.train.pack.fit_pack` with ``ctx.pack_options``; each
+    one stacked network (:func:`prunescope.train.pack.fit_pack` with ``ctx.profile``; each
     model keeps its own data order and masks, results equal solo training up to floating-point
     rounding). If the pack fails as a whole: out of device memory, each half is retried as a pack
     of its own (down to single jobs); some models diverged, those jobs fail and the others run
@@ -121,7 +121,7 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
     fails. Other packs run their jobs one after another.
     """
     arts = ctx.open_artifacts()
-    with job_settings(ctx.threads, ctx.device, ctx.deterministic):
+    with job_settings(ctx.profile):
         if len(pack.jobs) > 1 and pack.kind in _FITTERS and stacks(pack.kind):
             results = _run_fit_pack(pack, ctx, arts, progress)
         else:
@@ -199,7 +199,7 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
         raise ValueError("a pack's jobs must share one recipe and start step; the driver packs "
                          "jobs of one (kind, dataset, arch) of one study")
     fits, retry, note = None, "", ""
-    options = _pack_options(ctx)
+    profile = _pack_profile(ctx)
     if fjs:
         first = fjs[0].job
         try:
@@ -209,14 +209,15 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
                             if pack.kind in ("prune_finetune", "lth_level") else None,
                             progress=(lambda s_, t_, _i: progress(first, s_, t_))
                             if progress else None,
-                            options=options, start_step=fjs[0].start_step)
+                            profile=profile, start_step=fjs[0].start_step)
         except TrainingDiverged as e:  # fit_pack names the models whose loss diverged
             retry, note = "without" if e.models else "single", f"{type(e).__name__}: {e}"
             for i in e.models:
                 results[fjs[i].job.id] = _stamp(_failure(fjs[i].job, e), started, t0, cpu0)
         except Exception as e:  # noqa: BLE001 -- retried below, by cause
             retry = ("halves" if out_of_memory(e)  # the pack size is an estimate
-                     else "eager" if options.compile and isinstance(e, TorchDynamoException)
+                     else "eager" if profile.pack_options.compile
+                     and isinstance(e, TorchDynamoException)
                      else "single")
             note = f"{type(e).__name__}: {e}"
     if fits is not None:
@@ -236,7 +237,7 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
         # the pack's error as ``pack_error``.
         del prepared, fjs
         if retry in ("halves", "eager"):
-            release_device_memory(ctx.device)
+            release_device_memory(ctx.profile)
         if retry == "eager":
             _COMPILE_FAILED.add(ctx.device)
         todo = [j for j in pack.jobs if j.id not in results]
@@ -256,12 +257,12 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
 _COMPILE_FAILED: set[str] = set()
 
 
-def _pack_options(ctx: WorkerContext) -> PackOptions:
-    """``ctx.pack_options`` (default: the device's), without compiling where it failed here."""
-    options = ctx.pack_options or PackOptions.for_device(ctx.device)
+def _pack_profile(ctx: WorkerContext) -> DeviceProfile:
+    """``ctx.profile``, without compiling where it failed here."""
     if ctx.device in _COMPILE_FAILED:
-        return replace(options, compile=False, cuda_graphs=False)
-    return options
+        return replace(ctx.profile, pack_options=replace(ctx.profile.pack_options, compile=False,
+                                                         cuda_graphs=False))
+    return ctx.profile
 
 
 def out_of_memory(error: BaseException) -> bool:
@@ -273,11 +274,11 @@ def out_of_memory(error: BaseException) -> bool:
             or "capture" in text and "invalidated" in text)
 
 
-def release_device_memory(device: str) -> None:
+def release_device_memory(profile: DeviceProfile) -> None:
     """Free what a failed attempt left on a CUDA device (a no-op elsewhere): compiled code and
     its CUDA-graph memory pools (``torch._dynamo.reset``), unreferenced tensors, the
     allocator's cache. Call it outside the ``except`` block that caught the failure."""
-    if is_cuda(device):
+    if profile.is_cuda:
         torch._dynamo.reset()
         gc.collect()
         torch.cuda.empty_cache()
@@ -286,26 +287,24 @@ def release_device_memory(device: str) -> None:
 
 
 @contextmanager
-def job_settings(threads: int, device: str, on: bool | None = None) -> Iterator[None]:
-    """Inside the block: ``threads`` intra-op threads, and deterministic torch algorithms when
-    ``on`` (``None``: on the CPU only). On CUDA, deterministic mode only warns about ops without
-    a deterministic kernel (``warn_only``) and gives cuBLAS the workspace setting its
+def job_settings(profile: DeviceProfile) -> Iterator[None]:
+    """Inside the block: ``profile.threads`` intra-op threads, and deterministic torch
+    algorithms when ``profile.deterministic``. On CUDA, deterministic mode only warns about ops
+    without a deterministic kernel (``warn_only``) and gives cuBLAS the workspace setting its
     determinism needs; without it cuDNN autotunes (``cudnn.benchmark``). The previous settings
     are restored afterwards."""
     was_det = torch.are_deterministic_algorithms_enabled()
     was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     was_bench = torch.backends.cudnn.benchmark
     was_threads = torch.get_num_threads()
-    on_cpu = torch.device(device).type == "cpu"
-    if on is None:
-        on = on_cpu
-    if on and not on_cpu:
+    on, cuda = profile.deterministic, profile.is_cuda
+    if on and cuda:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(on, warn_only=not on_cpu)
-    if not on and not on_cpu:
+    torch.use_deterministic_algorithms(on, warn_only=cuda)
+    if not on and cuda:
         torch.backends.cudnn.benchmark = True
-    if threads > 0:
-        torch.set_num_threads(threads)
+    if profile.threads > 0:
+        torch.set_num_threads(profile.threads)
     try:
         yield
     finally:

@@ -27,7 +27,7 @@ from torch import nn
 
 from prunescope.data.device import DeviceImages, crop_flip, epoch_draws
 from prunescope.metrics import confusion_from_predictions
-from prunescope.train.options import PackOptions
+from prunescope.train.options import DeviceProfile, PackOptions, device_profile
 from prunescope.train.recipe import Recipe
 
 #: progress callback: ``(step, total_steps, info)``; ``step`` counts optimiser steps from 1
@@ -100,7 +100,7 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
             return ("cuda", torch.cuda.current_device())
         return (d.type, d.index)
 
-    return norm(a) == norm(b)
+    return a.type == b.type and norm(a) == norm(b)
 
 
 def _check_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -334,7 +334,7 @@ def train_net(
     seeds: Sequence[int],
     masks: tuple[list[torch.Tensor], list[torch.Tensor]],
     progress: ProgressFn | None,
-    options: PackOptions,
+    profile: DeviceProfile,
     sync_every: int,
     stop_after_step: int | None,
     start_step: int = 0,
@@ -356,14 +356,17 @@ def train_net(
             weights zeroed at the start, gradients masked before each step and weights after it.
         progress, sync_every, stop_after_step, start_step, optimizer_state: as :func:`fit`
             documents them (``optimizer_state`` only for an unstacked net).
-        options: device switches (:class:`PackOptions`, checked here against the device).
+        profile: the device's :class:`~prunescope.train.options.DeviceProfile` (``net`` is on
+            its device); its ``pack_options`` are the loop's switches.
 
     Returns:
         One :class:`FitResult` per model.
     """
     g = net.groups
     device = _model_device(net.module)
-    options.check(device)
+    if not _same_device(torch.device(profile.name), device):
+        raise ValueError(f"the device profile is for {profile.name} but the network is on {device}")
+    options = profile.pack_options
     n, bs = len(trains[0]), recipe.batch_size
     steps = trains[0].num_batches(bs, recipe.max_steps_per_epoch)
     used = min(n, steps * bs)
@@ -628,17 +631,19 @@ def fit(
         raise ValueError(f"need non-empty train and val sets, got {len(train)} and {len(val)}")
     mask_t = _check_masks(model, masks) if masks else {}
     params = dict(model.named_parameters())
+    profile = device_profile(device, pack_options=options or PackOptions())
     [result] = train_net(Net(model, 1, stacked=False), [model], [train], [val], recipe, [seed],
                          ([params[n] for n in mask_t], list(mask_t.values())), progress,
-                         options or PackOptions(), default_sync_every(device, sync_every),
+                         profile, default_sync_every(profile, sync_every),
                          stop_after_step, start_step, optimizer_state)
     return result
 
 
-def default_sync_every(device: torch.device, sync_every: int | None) -> int:
-    """Steps between the loss checks: ``sync_every`` (>= 1), or 1 on the CPU and 25 elsewhere."""
+def default_sync_every(profile: DeviceProfile, sync_every: int | None) -> int:
+    """Steps between the loss checks: ``sync_every`` (>= 1), or the device's
+    (``profile.sync_every``: 1 on the CPU, 25 elsewhere)."""
     if sync_every is None:
-        return 1 if device.type == "cpu" else 25
+        return profile.sync_every
     if sync_every < 1:
         raise ValueError(f"sync_every must be >= 1, got {sync_every}")
     return sync_every

@@ -1,11 +1,13 @@
-"""The training loop's device switches (:class:`PackOptions`), without torch: the study spec
+"""The device a run trains on, resolved once (:func:`device_profile` -> :class:`DeviceProfile`),
+and the training loop's device switches (:class:`PackOptions`), without torch: the study spec
 checks them against its device before any job runs."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PackOptions", "is_cuda"]
+__all__ = ["DeviceProfile", "PackOptions", "device_profile", "is_cuda"]
 
 
 def is_cuda(device: Any) -> bool:
@@ -64,3 +66,57 @@ class PackOptions:
             if on:
                 raise ValueError(f"PackOptions {on} need a CUDA device, the pack is on {device}; "
                                  "use PackOptions.for_device(device)")
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """Everything that depends on the device a run trains on, decided once by
+    :func:`device_profile` and carried from the study driver to its workers
+    (``WorkerContext.profile``) and into the training loop
+    (:func:`~prunescope.train.loop.train_net`), so that none of them asks again whether the
+    device is CUDA or which switches it gets. Frozen and picklable (sent to Ray workers).
+
+    Attributes:
+        name: the torch device name (``cpu``, ``cuda``, ``cuda:1``).
+        is_cuda: whether it is a CUDA device (bf16 and CUDA graphs need one, packs are sized by
+            its free memory, a failed pack's memory is released, cuDNN autotunes).
+        deterministic: whether jobs run with torch's deterministic algorithms (``[executor]
+            deterministic``; default: on the CPU, off elsewhere).
+        threads: torch intra-op threads of a job (0: torch's default).
+        pack_options: the switches of stacked packs (:class:`PackOptions`), checked against the
+            device.
+        sync_every: optimiser steps between the training loop's NaN/inf checks of the losses
+            (one host-device sync each): 1 on the CPU, 25 elsewhere.
+    """
+
+    name: str
+    is_cuda: bool
+    deterministic: bool
+    threads: int
+    pack_options: PackOptions
+    sync_every: int
+
+
+def device_profile(device: Any, *, pack_options: PackOptions | Mapping[str, bool] | None = None,
+                   deterministic: bool | None = None, threads: int = 0) -> DeviceProfile:
+    """The :class:`DeviceProfile` of ``device`` (a ``torch.device`` or its name, already
+    resolved: not ``"auto"``).
+
+    Args:
+        pack_options: the pack switches: a :class:`PackOptions` as given, or overrides of the
+            device's defaults (``{switch: bool}``, :meth:`PackOptions.for_device`); ``None``:
+            the defaults.
+        deterministic: ``None``: on for the CPU, off elsewhere.
+        threads: torch intra-op threads (0: torch's default).
+
+    Raises:
+        ValueError: a switch is unknown, or needs CUDA and ``device`` is not a CUDA device.
+    """
+    name = str(device)
+    cpu = name.split(":")[0] == "cpu"
+    options = (pack_options if isinstance(pack_options, PackOptions)
+               else PackOptions.for_device(name, **dict(pack_options or {})))
+    options.check(name)
+    return DeviceProfile(name=name, is_cuda=is_cuda(name),
+                         deterministic=cpu if deterministic is None else deterministic,
+                         threads=threads, pack_options=options, sync_every=1 if cpu else 25)

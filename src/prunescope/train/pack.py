@@ -29,7 +29,7 @@ from torch import nn
 from prunescope.data.device import DeviceImages
 from prunescope.models import skeleton
 from prunescope.models.stacked import StackedModel, stack, stack_masks
-from prunescope.train.options import PackOptions, is_cuda
+from prunescope.train.options import DeviceProfile, PackOptions, device_profile
 from prunescope.train.loop import (FitResult, Net, ProgressFn, _same_device,
                                    default_sync_every, train_net)
 from prunescope.train.recipe import Recipe
@@ -85,6 +85,7 @@ def fit_pack(
     sync_every: int | None = None,
     stop_after_step: int | None = None,
     start_step: int = 0,
+    profile: DeviceProfile | None = None,
 ) -> list[FitResult]:
     """Train G models of one architecture together; per model, what ``fit`` does alone.
 
@@ -106,6 +107,9 @@ def fit_pack(
             after each epoch's validation once more with ``info = {"epoch", "lr", "models":
             [each model's history dict]}``.
         options: device switches; default :meth:`PackOptions.for_device` of the models' device.
+        profile: the models' device resolved once (:func:`~prunescope.train.options.device_profile`;
+            the study worker passes its ``WorkerContext.profile``): its ``pack_options`` and
+            ``sync_every`` replace ``options`` and the device's default (give one of the two).
         sync_every, stop_after_step, start_step: as for :func:`~prunescope.train.fit` (the
             losses of every model are checked every ``sync_every`` steps: 1 on the CPU, 25
             elsewhere; a pack starts with fresh momentum).
@@ -138,11 +142,13 @@ def fit_pack(
         if not _same_device(s.device, device):
             raise ValueError(f"the images are on {s.device} but the models are on {device}; "
                              f"build DeviceImages with device={str(device)!r}")
-    opts = options if options is not None else PackOptions.for_device(device)
+    if profile is not None and options is not None:
+        raise ValueError("give fit_pack options or a profile, not both")
+    prof = profile if profile is not None else device_profile(device, pack_options=options)
 
     return train_net(Net(pack, g, stacked=True), models, trains, vals, recipe, seeds,
-                     _pack_masks(pack, masks), progress, opts,
-                     default_sync_every(device, sync_every), stop_after_step, start_step)
+                     _pack_masks(pack, masks), progress, prof,
+                     default_sync_every(prof, sync_every), stop_after_step, start_step)
 
 
 def activation_elements(arch: str, num_classes: int = 10, in_channels: int = 3,
@@ -195,7 +201,7 @@ def memory_per_model(arch: str, *, batch_size: int = 128, num_classes: int = 10,
 
 def auto_pack_size(
     arch: str,
-    device: torch.device | str,
+    device: torch.device | str | DeviceProfile,
     free_memory: int | None = None,
     *,
     batch_size: int = 128,
@@ -205,7 +211,9 @@ def auto_pack_size(
     options: PackOptions | None = None,
     max_size: int = MAX_PACK_SIZE,
 ) -> int:
-    """Pack size G for ``arch`` on ``device``.
+    """Pack size G for ``arch`` on ``device`` (a device, or its resolved
+    :class:`~prunescope.train.options.DeviceProfile`, whose ``pack_options`` replace
+    ``options``).
 
     On CUDA: ``G = floor(0.6 * free / per_model)`` with ``per_model`` =
     :func:`memory_per_model` (its activations at 2 bytes per value with bf16 autocast, else 4),
@@ -215,15 +223,16 @@ def auto_pack_size(
     another (the CPU's grouped-convolution backward; measured on 2 cores: 0.5-0.9x,
     docs/benchmarks/speed.md).
     """
-    device = torch.device(device)
-    opts = options if options is not None else PackOptions.for_device(device)
+    prof = (device if isinstance(device, DeviceProfile)
+            else device_profile(torch.device(device), pack_options=options))
     if max_size < 1:
         raise ValueError(f"max_size must be >= 1, got {max_size}")
     per_model = memory_per_model(arch, batch_size=batch_size, num_classes=num_classes,
                                  in_channels=in_channels, image_size=image_size,
-                                 options=opts)  # checks ``arch``
-    if not is_cuda(device):
+                                 options=prof.pack_options)  # checks ``arch``
+    if not prof.is_cuda:
         return 1
+    device = torch.device(prof.name)
     if free_memory is None:
         # the device's free memory plus what this process's allocator holds unused (cached
         # blocks of earlier packs), which the CUDA driver counts as taken
