@@ -85,6 +85,7 @@ def fit_pack(
     sync_every: int | None = None,
     stop_after_step: int | None = None,
     start_step: int = 0,
+    objective: Any = None,
 ) -> list[FitResult]:
     """Train G models of one architecture together; per model, what ``fit`` does alone.
 
@@ -109,6 +110,9 @@ def fit_pack(
         sync_every, stop_after_step, start_step: as for :func:`~prunescope.train.fit` (the
             losses of every model are checked every ``sync_every`` steps: 1 on the CPU, 25
             elsewhere; a pack starts with fresh momentum).
+        objective: the fine-tuning loss of the G models
+            (:func:`prunescope.train.objectives.build_objective` with ``stacked=True`` and one
+            reference per model, in this order); ``None``: cross-entropy.
 
     Returns:
         One :class:`~prunescope.train.FitResult` per model, as ``fit`` returns it; its history
@@ -142,7 +146,8 @@ def fit_pack(
 
     return train_net(Net(pack, g, stacked=True), models, trains, vals, recipe, seeds,
                      _pack_masks(pack, masks), progress, opts,
-                     default_sync_every(device, sync_every), stop_after_step, start_step)
+                     default_sync_every(device, sync_every), stop_after_step, start_step,
+                     objective=objective)
 
 
 def activation_elements(arch: str, num_classes: int = 10, in_channels: int = 3,
