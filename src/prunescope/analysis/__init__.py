@@ -16,13 +16,16 @@ from prunescope.analysis.cells import (AGREEMENT_KEYS, CI_LEVEL, COLLAPSE_FACTOR
                                        POTENTIAL_KEYS, VALUE_COLUMNS, Analysis, analyse,
                                        cell_ci, check_choice, check_frame, coverage,
                                        drop_orphans, mean_i, model_alphas, pvalue_families)
+from prunescope.analysis.mitigation import (MITIGATION_VALUES, Mitigation, ce_only,
+                                            constraint_holds, has_objectives, mitigation)
 from prunescope.analysis.shift import (Shift, agreement_ci, alpha_by_distribution,
                                        analyse_shift, distributions, potential_summary)
 from prunescope.analysis.underrepresented import (UNDER_CELL, imbalance_tests, longtail_slopes,
                                                   pie_accuracy, pie_share)
 
 __all__ = ["AGREEMENT_KEYS", "CI_LEVEL", "COLLAPSE_FACTOR", "DONE_STATUSES", "POTENTIAL_KEYS",
-           "UNDER_CELL", "VALUE_COLUMNS", "Analysis", "Shift", "agreement_ci",
+           "MITIGATION_VALUES", "UNDER_CELL", "VALUE_COLUMNS", "Analysis", "Mitigation", "Shift",
+           "agreement_ci", "ce_only", "constraint_holds", "has_objectives", "mitigation",
            "alpha_by_distribution", "analyse", "analyse_shift", "cell_ci", "check_choice",
            "check_frame", "coverage", "distributions", "drop_orphans", "imbalance_tests",
            "longtail_slopes", "mean_i", "model_alphas", "pie_accuracy", "pie_share",
