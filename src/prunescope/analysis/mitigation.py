@@ -58,8 +58,12 @@ def has_objectives(frame: pd.DataFrame) -> bool:
 
 def ce_only(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``frame`` fine-tuned with ``ce`` (and the dense ones): what the sections
-    before "Mitigation" analyse, so that no cell pools two objectives."""
+    before "Mitigation" analyse, so that no cell pools two objectives. A frame without a
+    pruned ``ce`` row (an audit run with one other objective) is returned whole."""
     if "objective" not in frame.columns:
+        return frame
+    pruned = frame["method"] != metrics.DENSE_METHOD
+    if not (pruned & (frame["objective"] == registry.DEFAULT)).any():
         return frame
     return frame[frame["objective"] == registry.DEFAULT].reset_index(drop=True)
 
@@ -68,7 +72,8 @@ def constraint_holds(paired: pd.DataFrame, tolerance: float | pd.Series) -> pd.D
     """Per pruned model of a paired frame: ``holds``, the fraction of classes with finite
     EAG_c whose ``EAG_c <= tolerance`` (CEAG's constraint; fractions)."""
     eag = class_eag(paired)
-    keys = [c for c in metrics.key_columns(paired) if c not in ("cls", "metric")]
+    keys = [c for c in ("dataset", "arch", "method", "ratio", "model", "distribution",
+                        "objective", "level") if c in paired.columns]
     ok = np.isfinite(eag)
     tol = np.asarray(tolerance, dtype=np.float64)
     frame = paired[keys].assign(_held=(eag <= tol) & ok, _ok=ok)
