@@ -200,7 +200,7 @@ def _objective(name: str, options: Mapping[str, float] | None
                ) -> tuple[str, tuple[tuple[str, float], ...]]:
     """``(objective, resolved options)`` checked, or ``AuditError`` (one line)."""
     if (error := choices.objective_error(str(name).lower())) is not None:
-        raise AuditError(f"objective {name!r} is not one; choose from {error}")
+        raise AuditError(f"objective {name!r}: allowed: {error}")
     rec = objectives.objective(name)
     try:
         resolved = rec.resolve(options)
