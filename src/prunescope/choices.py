@@ -17,7 +17,7 @@ import math
 import re
 from typing import Any
 
-from prunescope.catalog import architectures, methods
+from prunescope.catalog import architectures, methods, objectives
 from prunescope.catalog.distributions import CORRUPTIONS, Distribution
 from prunescope.catalog.ratios import UnreachableRatioError, keep_count
 from prunescope.data.registry import info as dataset_info, names as dataset_names
@@ -67,6 +67,11 @@ def method_error(name: Any, kind: methods.Kind | None = None) -> str | None:
     """``None`` for a method of the catalog (of ``kind`` when given), else the allowed ones."""
     allowed = methods.names(kind)
     return choice_error(name, allowed)
+
+
+def objective_error(name: Any) -> str | None:
+    """``None`` for a fine-tuning objective of the catalog, else the allowed ones."""
+    return choice_error(name, objectives.names())
 
 
 def grad_batches_error(mode: str, batches: Any) -> str | None:

@@ -19,13 +19,17 @@ from prunescope.analysis.cells import (AGREEMENT_KEYS, CI_LEVEL, COLLAPSE_FACTOR
                                        drop_orphans, mean_i, model_alphas, pvalue_families)
 from prunescope.analysis.orders import (DATASET_PAIRS, dataset_arch_choices, dataset_archs,
                                         family_orders, level_order)
+from prunescope.analysis.mitigation import (MITIGATION_VALUES, Mitigation, ce_only,
+                                            constraint_holds, has_objectives, mitigation)
 from prunescope.analysis.shift import (Shift, agreement_ci, alpha_by_distribution,
                                        analyse_shift, distributions, potential_summary)
 from prunescope.analysis.underrepresented import (UNDER_CELL, imbalance_tests, longtail_slopes,
                                                   pie_accuracy, pie_share)
 
 __all__ = ["AGREEMENT_KEYS", "CI_LEVEL", "COLLAPSE_FACTOR", "DATASET_PAIRS", "DONE_STATUSES",
-           "POTENTIAL_KEYS", "UNDER_CELL", "VALUE_COLUMNS", "Analysis", "Shift", "agreement_ci",
+           "MITIGATION_VALUES", "POTENTIAL_KEYS", "UNDER_CELL", "VALUE_COLUMNS", "Analysis",
+           "Mitigation", "Shift", "agreement_ci", "ce_only", "constraint_holds", "has_objectives",
+           "mitigation",
            "alpha_by_distribution", "analyse", "analyse_shift", "cell_ci", "check_choice",
            "check_frame", "coverage", "dataset_arch_choices", "dataset_archs", "distributions",
            "drop_orphans", "family_orders", "imbalance_tests", "level_order", "longtail_slopes",

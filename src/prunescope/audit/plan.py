@@ -54,9 +54,11 @@ class AuditPlan:
 
 def make_audit_plan(spec: StudySpec, source_params: SourceParams, opts: Options,
                recipe: Recipe | None, scope: str, grad_mode: str, grad_batches: int | None,
-               seed: int, labels: dict[str, Any]) -> AuditPlan:
+               seed: int, labels: dict[str, Any],
+               objective: tuple[str, tuple[tuple[str, float], ...]] = ("ce", ())) -> AuditPlan:
     """The jobs of one audit: the typed parameters the study worker reads, hashed as
-    :func:`prunescope.study.plan.make_plan` hashes them."""
+    :func:`prunescope.study.plan.make_plan` hashes them; ``objective``: the fine-tuning
+    objective of every pruned model and its resolved options (``("ce", ())``: cross-entropy)."""
     planned = JobSet()
 
     def add(args: Any, deps: tuple[str, ...], **lab: Any) -> Job:
@@ -80,16 +82,19 @@ def make_audit_plan(spec: StudySpec, source_params: SourceParams, opts: Options,
             if registry.method(m).needs_gradients:
                 assert grads is not None
                 g, deps = grads.id, (source.id, grads.id)
-            args = PruneFinetuneParams(source.id, m, r, scope, recipe, seed, gradients=g)
-            models.append(add(args, deps, method=m, ratio=r))
-            if recipe is not None:
-                pruned_only[(m, r)] = add(replace(args, recipe=None), deps, method=m, ratio=r)
+            args = PruneFinetuneParams(source.id, m, r, scope, recipe, seed, gradients=g,
+                                       objective=objective[0], objective_options=objective[1])
+            models.append(add(args, deps, method=m, ratio=r, objective=objective[0]))
+            if recipe is not None:  # right after pruning: no objective yet, shared by all
+                pruned_only[(m, r)] = add(replace(args, recipe=None, objective="ce",
+                                                  objective_options=()), deps, method=m, ratio=r)
     for job in models:
         for d in opts.distributions:
             shifted = d != "nominal"
             add(EvaluateParams(job.id, d, corruption_seed=seed if shifted else None,
                                quantize="truncate" if shifted else None),
-                (job.id,), method=job.method, ratio=job.ratio, distribution=d)
+                (job.id,), method=job.method, ratio=job.ratio, distribution=d,
+                objective=job.objective)
     pruned_eval = {key: add(EvaluateParams(j.id, "nominal"), (j.id,), method=j.method,
                             ratio=j.ratio, distribution="nominal").id
                    for key, j in pruned_only.items()}

@@ -16,13 +16,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from prunescope import metrics
+from prunescope import choices, metrics
 from prunescope.audit.estimate import Estimate, Weighted, describe, estimate, job_seconds, probe
 from prunescope.audit.inputs import (AuditError, DataLike, as_arrays, as_recipe, check_data,
                                      check_options, model_device, normalisation)
 from prunescope.audit.plan import (AuditPlan, data_sha, make_audit_plan, sha, write_data,
                                   write_source)
-from prunescope.catalog import methods as registry
+from prunescope.catalog import methods as registry, objectives
 from prunescope.data.device import DeviceImages
 from prunescope.data.splits import train_val_indices, training_split
 from prunescope.study.artifacts import Artifacts
@@ -119,6 +119,8 @@ def audit(
     display: RunDisplay | None = None,
     log: TextIO | str | None = "stderr",
     _module: bool = True,
+    objective: str = "ce",
+    objective_options: Mapping[str, float] | None = None,
 ) -> AuditResult:
     """Prune ``model`` with every method at every ratio and measure what changes (SPEC 2, 3, 7).
 
@@ -165,6 +167,9 @@ def audit(
             finished job on ``log``.
         log: where the plan, the estimate and progress lines go: a text stream, ``"stderr"``
             (the default: ``sys.stderr`` at the time of the call) or ``None`` (nowhere).
+        objective, objective_options: the fine-tuning objective of every pruned model
+            (``ce``, ``kd``, ``equalized-loss``, ``ceag``; docs/mitigation.md) and options
+            overriding its defaults; used only with ``finetune``.
 
     Returns an :class:`AuditResult`; raises :class:`AuditError` for a bad option, model or data
     (before any work) or failed jobs (after the run; the finished ones are kept).
@@ -182,12 +187,26 @@ def audit(
     source_params = SourceParams(_weights_sha(model), repr(model), data_sha(sets), tuple(mean),
                                  tuple(std), weight_decay, n_cls)
     ap = make_audit_plan(spec, source_params, opts, recipe, scope, grad_mode, grad_batches,
-                         seed, dict(dataset=dataset, arch=name, seed=seed, model=0))
+                         seed, dict(dataset=dataset, arch=name, seed=seed, model=0),
+                         objective=_objective(objective, objective_options))
     status = _record_source(spec, ap, model, sets, meta, source_params, dataset,
                             name if _module else meta["arch"])
     _run_jobs(spec, ap, model, _module, sets, device, status, display, log,
               describe_run=lambda est: describe(est, opts, recipe, name))
     return _read_back(spec, ap, sets, class_names, n_cls, dataset, name, delta, top_k, report)
+
+
+def _objective(name: str, options: Mapping[str, float] | None
+               ) -> tuple[str, tuple[tuple[str, float], ...]]:
+    """``(objective, resolved options)`` checked, or ``AuditError`` (one line)."""
+    if (error := choices.objective_error(str(name).lower())) is not None:
+        raise AuditError(f"objective {name!r}: allowed: {error}")
+    rec = objectives.objective(name)
+    try:
+        resolved = rec.resolve(options)
+    except ValueError as e:
+        raise AuditError(str(e)) from None
+    return rec.name, tuple(resolved.items()) if rec.name != objectives.DEFAULT else ()
 
 
 def _recorded(meta: Mapping[str, Any], key: str) -> float | None:

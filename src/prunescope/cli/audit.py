@@ -17,7 +17,7 @@ import typer
 
 from prunescope._console import console as make_console, styled
 from prunescope import choices
-from prunescope.catalog import methods as registry
+from prunescope.catalog import methods as registry, objectives
 from prunescope.cli._app import DataDirOpt, DeviceOpt, TrustPickleOpt, app, check, usable_device
 
 if TYPE_CHECKING:  # torch and the audit load when a command runs, not for --help
@@ -170,6 +170,12 @@ def audit_cmd(
     workers: Annotated[int, typer.Option(
         "--workers", help="Jobs run at once, each in a process of one torch thread (1: in this "
                           "process).")] = 1,
+    objective: Annotated[str, typer.Option(
+        "--objective", help=f"Fine-tuning objective, one of: {', '.join(objectives.names())} "
+                            "(docs/mitigation.md).")] = objectives.DEFAULT,
+    objective_option: Annotated[Optional[list[str]], typer.Option(
+        "--objective-option", help="NAME=VALUE overriding an option of --objective; "
+                                   "repeatable.")] = None,
     out: Annotated[Path, typer.Option(
         "--out", help="The audit's folder: its store (rerun to resume), report/report.html and "
                       "the CSV tables.")] = Path("runs/audit"),
@@ -181,6 +187,7 @@ def audit_cmd(
     changes, alpha, the worst-hit classes, prune potential and agreement, and report.html.
     Prints what will run and an estimate of how long first; rerun the same command to resume."""
     from prunescope.audit import AuditError, audit, audit_checkpoint
+    from prunescope.cli.prune import objective_options
     from prunescope.data.folders import ImageFolderError
     from prunescope.study.progress import display_for
     from prunescope.train import Recipe
@@ -196,7 +203,9 @@ def audit_cmd(
             check("--distributions", d, choices.distribution_error(d), AuditError)
         kwargs = dict(methods=_csv(methods, str, "--methods"), ratios=ratio_list,
                       seed=seed, out_dir=out, distributions=dist_list,
-                      workers=workers, log=err.file, display=display_for(err))
+                      workers=workers, log=err.file, display=display_for(err),
+                      objective=objective.lower(),
+                      objective_options=objective_options(objective.lower(), objective_option))
         if model is None:
             if data is not None:
                 raise AuditError("--data goes with --model (your own model); a prunescope "

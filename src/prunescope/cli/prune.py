@@ -10,7 +10,7 @@ from prunescope import choices, data as D
 from prunescope._console import console as make_console, styled
 from prunescope.cli._app import (DataDirOpt, DeviceOpt, TrustPickleOpt, app, check, invalid,
                                  usable_device)
-from prunescope.catalog import methods as registry
+from prunescope.catalog import methods as registry, objectives
 from prunescope.catalog.protocol import (KEEP_RULES, RP_COUNTS, UP_SCORES, PruneOptions,
                                          TrainOptions)
 
@@ -58,6 +58,12 @@ def prune_cmd(
                            "code's UP score).")] = "absolute",
     rp_count: Annotated[str, typer.Option(
         "--rp-count", help=f"One of: {', '.join(RP_COUNTS)}.")] = "exact",
+    objective: Annotated[str, typer.Option(
+        "--objective", help=f"Fine-tuning objective, one of: {', '.join(objectives.names())} "
+                            "(docs/mitigation.md).")] = objectives.DEFAULT,
+    objective_option: Annotated[Optional[list[str]], typer.Option(
+        "--objective-option", help="NAME=VALUE overriding an option of --objective (e.g. "
+                                   "weight=0.5 for kd); repeatable.")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Pruned checkpoint path (default runs/prune/NAME-METHOD-rRATIO.safetensors); "
                       "masks are stored in it, the sidecar is PATH.json.")] = None,
@@ -82,6 +88,8 @@ def prune_cmd(
         options = PruneOptions(prune_classifier, prune_biases, keep_rule, up_score, rp_count)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--keep-rule") from None
+    objective = objective.lower()
+    objective_opts = objective_options(objective, objective_option)
     device = usable_device(device)
     try:
         model, meta, old_masks = load_checkpoint(checkpoint, device=device, trust_pickle=trust_pickle)
@@ -120,7 +128,8 @@ def prune_cmd(
         run = prune_and_finetune(
             model, meta, train, val, test, method, ratio, scope=scope, recipe=recipe,
             finetune=do_finetune, grad_mode=grad_mode,
-            grad_batches=grad_batches, eps=eps, seed=seed, options=options, progress=progress)
+            grad_batches=grad_batches, eps=eps, seed=seed, options=options, progress=progress,
+            objective=objective, objective_options=objective_opts)
     except (ValueError, TrainingDiverged) as e:
         console.print(styled("error:", "red", f" {e}"))
         raise typer.Exit(1) from e
@@ -142,6 +151,26 @@ def _check_dense(console: Any, checkpoint: Path, meta: dict[str, Any], masks: An
         console.print(styled("error:", "red", f" the sidecar of {checkpoint} names no 'dataset'; "
                              "it was not written by `prunescope train`"))
         raise typer.Exit(1)
+
+
+def objective_options(objective: str, given: list[str] | None) -> dict[str, float]:
+    """``--objective`` checked and its ``--objective-option NAME=VALUE`` pairs as numbers,
+    checked against the objective's record (one-line refusals)."""
+    check("--objective", objective, choices.objective_error(objective))
+    out: dict[str, float] = {}
+    for item in given or ():
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise typer.BadParameter(f"--objective-option {item!r}: give NAME=NUMBER, e.g. "
+                                     "weight=0.5")
+    try:
+        return objectives.objective(objective).resolve(out)
+    except ValueError as e:
+        raise typer.BadParameter(f"--objective-option: {e}") from None
 
 
 def _check_options(method: str, ratio: float, scope: str, grad_mode: str,

@@ -45,6 +45,7 @@ def report_cmd(
     from prunescope.cli.study import study_results
     from prunescope.report import render_report
     from prunescope.study.checks import checks
+    from prunescope.study.results import train_recalls
 
     correction, ci_method, families = correction.lower(), ci_method.lower(), families.lower()
     check("--correction", correction, choices.choice_error(correction, CORRECTIONS))
@@ -59,7 +60,7 @@ def report_cmd(
                              jobs=res.jobs, delta=delta, agreement=res.agreement,
                              correction=correction, ci_method=ci_method, families=families,
                              training_splits=res.training_splits, exemplars=res.exemplars,
-                             notices=checks(res))
+                             notices=checks(res), train_recall=train_recalls(res))
     except ValueError as e:
         _err.print(styled("cannot render the report", "red", f": {e}"))
         raise typer.Exit(1) from e

@@ -13,6 +13,7 @@ import pandas as pd
 
 from prunescope.metrics._groups import group_codes, gsum
 from prunescope.metrics.classwise import PAIRED_COLUMNS
+from prunescope.metrics.eag import EAG_COLUMNS, class_eag, eag_summary
 
 #: Keys of one cell of the study (SPEC 5); extra keys such as ``level`` are added by the caller.
 CELL_KEYS: tuple[str, ...] = ("dataset", "arch", "method", "ratio", "distribution")
@@ -21,6 +22,7 @@ CELL_KEYS: tuple[str, ...] = ("dataset", "arch", "method", "ratio", "distributio
 MODEL_ALPHA_COLUMNS: tuple[str, ...] = (
     "metric", "n_classes", "n_points", "alpha", "mean_I", "n_undefined_I",
     "accuracy_before", "accuracy_after", "var_before", "var_after", "balanced",
+    *EAG_COLUMNS,
 )
 #: Columns of :func:`pooled_alpha` besides the cell keys.
 POOLED_COLUMNS: tuple[str, ...] = (
@@ -85,6 +87,8 @@ def _model_level(paired: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarr
             out[f"var_{when}"] = gsum(codes, dev * dev, g) / n_v
             out[f"accuracy_{when}"] = gsum(codes, acc, g) / n_rows
     out["balanced"] = np.bincount(codes, weights=~paired["balanced"].to_numpy(bool), minlength=g) == 0
+    for k, v in eag_summary(codes, g, class_eag(paired)).items():
+        out[k] = v
     return out[[*keys, *MODEL_ALPHA_COLUMNS]], s
 
 
@@ -112,7 +116,10 @@ def model_alpha(paired: pd.DataFrame, intercept: bool = False) -> pd.DataFrame:
     * ``accuracy_before``, ``accuracy_after`` -- fractions;
     * ``var_before``, ``var_after`` -- variance over classes of the metric value (recall by
       default) with ddof = 0 (the classes are the whole population, not a sample);
-    * ``balanced`` -- every class support equal before and after.
+    * ``balanced`` -- every class support equal before and after;
+    * ``max_eag``, ``eag_spread`` -- the largest excess accuracy gap over classes, EAG_c =
+      (R^c before - R^c after) - (A before - A after), and max - min of EAG_c
+      (:mod:`prunescope.metrics.eag`; fractions).
     """
     out, s = _model_level(paired)
     if intercept:

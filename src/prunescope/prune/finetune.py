@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from prunescope.catalog import methods as registry
+from prunescope.catalog import methods as registry, objectives
 from prunescope.catalog.protocol import PruneOptions
 from prunescope.data.device import DeviceImages
 from prunescope.prune.gradients import data_gradients
@@ -23,6 +23,7 @@ from prunescope.prune.masks import MaskResult
 from prunescope.prune.oneshot import prune_model
 from prunescope.train import FitResult, Recipe, derive_seed, evaluate, fit
 from prunescope.train.loop import ProgressFn
+from prunescope.train.objectives import build_objective, dense_reference
 
 #: Sidecar keys a pruned model inherits from its dense parent (data, architecture, seed).
 CARRIED_META = ("arch", "num_classes", "in_channels", "image_size", "dataset", "n_val", "split_seed",
@@ -128,6 +129,15 @@ def prune_one_shot(model: nn.Module, meta: Mapping[str, Any], method: str, ratio
     return OneShot(result, made, finetune_seed(seed))
 
 
+def objective_meta(name: str, options: Any = ()) -> dict[str, Any]:
+    """The sidecar keys of a pruned model's fine-tuning objective: ``{"objective": name,
+    "objective_options": {option: value}}`` (every option resolved), ``{}`` for ``ce``."""
+    if name == objectives.DEFAULT:
+        return {}
+    return {"objective": name,
+            "objective_options": objectives.objective(name).resolve(dict(options or {}))}
+
+
 def finetune_seed(seed: int) -> int:
     """The data-order seed of a pruned model's fine-tuning (one-shot and structured)."""
     return derive_seed(seed, "finetune")
@@ -151,6 +161,8 @@ def prune_and_finetune(
     seed: int = 0,
     options: PruneOptions = PruneOptions(),
     progress: ProgressFn | None = None,
+    objective: str = objectives.DEFAULT,
+    objective_options: Mapping[str, float] | None = None,
 ) -> PruneRun:
     """Prune ``model`` (in place) to ``ratio`` with ``method`` and fine-tune it with the mask held.
 
@@ -168,10 +180,20 @@ def prune_and_finetune(
         seed: seeds RP (``derive_seed(seed, SCORE_SEED_SALT)``), the gradient batches and the fine-tuning
             data order (``derive_seed(seed, "finetune")``).
         progress: forwarded to :func:`prunescope.train.fit`.
+        objective, objective_options: the fine-tuning objective
+            (:mod:`prunescope.catalog.objectives`: ``ce``, ``kd``, ``equalized-loss``,
+            ``ceag``) and options overriding its defaults (docs/mitigation.md); the dense
+            parent it reads (teacher, per-class training accuracy on ``train``) is taken
+            before pruning.
 
     Returns:
         :class:`PruneRun`.
+
+    Raises:
+        ValueError: an unknown objective or option.
     """
+    rec = objectives.objective(objective)
+    resolved = rec.resolve(objective_options)
     num_classes = int(meta["num_classes"])
     dense_cm = evaluate(model, test, num_classes)
     grads = None
@@ -182,6 +204,10 @@ def prune_and_finetune(
         recipe = None
     elif recipe is None:
         recipe = finetune_recipe(str(meta["arch"]))
+    loss = None
+    if recipe is not None and rec.name != objectives.DEFAULT:
+        loss = build_objective(rec.name, resolved,
+                               [dense_reference(rec.name, model, train, num_classes)])
     pruned = prune_one_shot(model, meta, method, ratio, seed=seed, recipe=recipe, grads=grads,
                             eps=eps, scope=scope, options=options)
     result = pruned.result
@@ -191,9 +217,10 @@ def prune_and_finetune(
     new_meta = pruned.meta
     if recipe is not None:
         fit_res = fit(model, train, val, recipe, pruned.finetune_seed, masks=result.masks,
-                      progress=progress)
+                      progress=progress, objective=loss)
         final_cm = evaluate(model, test, num_classes)
         new_meta |= {"best_epoch": fit_res.best_epoch, "history": fit_res.history}
+        new_meta |= objective_meta(rec.name, resolved)
     new_meta |= {
         "prune_seed": seed,
         "gradient_mode": grad_mode if grads is not None else None,

@@ -22,6 +22,7 @@ from prunescope.report.html import Section, TableItem, build_page, figure_item, 
 from prunescope.report.pvalues import (CORRECTION_NAMES, FAMILY_SIZES, UNDEFINED_P,
                                        pvalue_caption, pvalue_display)
 from prunescope.report.style import slug
+from prunescope.report.mitigation import mitigation_section
 from prunescope.report.underrepresented import exemplar_section, longtail_section
 
 #: Names of the interval methods of E[alpha] (``stats.CI_METHODS``) in captions.
@@ -358,7 +359,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
                   agreement: pd.DataFrame | None = None, correction: str = "bonferroni",
                   ci_method: str = "t", families: str = "column",
                   training_splits: pd.DataFrame | None = None,
-                  exemplars: Exemplars | None = None, notices: Sequence[str] = ()) -> Path:
+                  exemplars: Exemplars | None = None, notices: Sequence[str] = (),
+                  train_recall: pd.DataFrame | None = None) -> Path:
     """Write every figure (PNG + PDF), table (Markdown, CSV, LaTeX) and ``report.html``.
 
     Args:
@@ -396,6 +398,10 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
             gallery and ``tables/pies.csv``. ``None``: no PIE section.
         notices: sentences shown first in the page's banner, e.g. the findings of
             :func:`prunescope.study.checks.checks` (under-trained models, ...).
+        train_recall: ``ceag`` jobs' training-split recalls
+            (:func:`prunescope.study.results.train_recalls`) for the Mitigation section's
+            "constraints held" table. A frame with an ``objective`` column other than ``ce``
+            adds that section, and the sections before it analyse the ``ce`` models only.
 
     Returns:
         Path of ``report.html``.
@@ -412,6 +418,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     version = version or prunescope.__version__
+    mitigated = mitigation_section(results_frame, out, nominal, correction, train_recall)
+    results_frame = analysis.ce_only(results_frame)
     an = analyse(results_frame, nominal, ci_method)
     cells = an.alphas[["dataset", "arch", "method"]].drop_duplicates()
     groups = factor_groups(cells)
@@ -425,7 +433,7 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
     extra = [longtail_section(an.paired, an.alphas, training_splits, out, correction)
              if training_splits is not None else None,
              exemplar_section(exemplars, an.paired, out) if exemplars is not None else None]
-    sections[-2:-2] = [s for s in extra if s is not None]
+    sections[-2:-2] = [s for s in (*extra, mitigated) if s is not None]
     page = build_page(study_name=study_name, version=version, spec_text=spec_text,
                       sections=sections, notices=[*notices, *cov_notices, *an.notices], root=out)
     path = out / "report.html"

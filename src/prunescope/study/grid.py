@@ -5,10 +5,10 @@ and the long-tailed training split a cell may have (:class:`ImbalanceSpec`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prunescope import choices
-from prunescope.catalog import methods as registry
+from prunescope.catalog import methods as registry, objectives as objective_registry
 from prunescope.catalog.protocol import PruneOptions
 from prunescope.data import expected
 from prunescope.data.imbalance import PROFILES, class_counts
@@ -65,6 +65,13 @@ class Cell:
             prunable set, iterative) pruning (SPEC 3, SPEC 8): each key the ``[[grid]]``
             entry's value, else the study-wide one.
         imbalance: the long-tailed training split, ``None`` for the full (balanced) one.
+        objectives: ``((method, (objective, ...)), ...)``: the fine-tuning objectives of each
+            one-shot method's pruned models (registry order; the ``[[grid]]`` entry's
+            ``finetune_objectives``, else the study-wide ones, merged over the entries naming
+            the method as its ratios are); a method absent here fine-tunes with ``ce``.
+        objective_options: ``((objective, ((option, value), ...)), ...)``: every option of
+            each objective the cell uses but ``ce``, from ``[objective_options]`` or the
+            record's default (:meth:`objectives_of`).
     """
 
     dataset: str
@@ -72,6 +79,15 @@ class Cell:
     methods: tuple[tuple[str, tuple[float, ...]], ...]
     pruning: PruneOptions = PruneOptions()
     imbalance: ImbalanceSpec | None = None
+    objectives: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    objective_options: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+
+    def objectives_of(self, method: str) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+        """``((objective, ((option, value), ...)), ...)`` of ``method``'s pruned models, registry
+        order (``(("ce", ()),)`` unless the study names others)."""
+        options = dict(self.objective_options)
+        names = dict(self.objectives).get(method, (objective_registry.DEFAULT,))
+        return tuple((o, options.get(o, ())) for o in names)
 
     @property
     def label(self) -> str:
@@ -100,6 +116,7 @@ def expand_cells(v: Messages, f: StudyFile) -> tuple[Cell, ...]:
 
     merged: dict[tuple[str, str, ImbalanceSpec | None], dict[str, set[float]]] = {}
     options: dict[tuple[str, str, ImbalanceSpec | None], tuple[PruneOptions, str]] = {}
+    objectives: dict[tuple[str, str, ImbalanceSpec | None], dict[str, set[str]]] = {}
     for prefix, entry in entries:
         try:
             cell_options = PruneOptions(**{
@@ -140,8 +157,28 @@ def expand_cells(v: Messages, f: StudyFile) -> tuple[Cell, ...]:
                 cell = merged.setdefault(key, {})
                 for m in methods:
                     cell.setdefault(m, set()).update(ratios or ())
+                for m in methods:
+                    objectives.setdefault(key, {}).setdefault(m, set()).update(
+                        entry.finetune_objectives or f.finetune_objectives
+                        or (objective_registry.DEFAULT,))
     return tuple(
         Cell(d, a, tuple((m, tuple(sorted(ms[m]))) for m in registry.names() if m in ms),
-             options[(d, a, imb)][0], imbalance=imb)
+             options[(d, a, imb)][0], imbalance=imb,
+             **_objectives(objectives.get((d, a, imb), {}), f.objective_options))
         for (d, a, imb), ms in merged.items()
     )
+
+
+def _objectives(chosen: dict[str, set[str]], options: dict[str, dict[str, float]]
+                ) -> dict[str, tuple[tuple[str, Any], ...]]:
+    """A cell's ``objectives`` and ``objective_options`` (:class:`Cell`) from the objectives
+    chosen per method; a cell whose methods all fine-tune with ``ce`` alone keeps the defaults
+    (the cell equals the one of before)."""
+    names = objective_registry.names()
+    default = {objective_registry.DEFAULT}
+    per = tuple((m, tuple(o for o in names if o in os)) for m, os in chosen.items()
+                if os != default)
+    used = {o for _, os in per for o in os} - default
+    return {"objectives": per, "objective_options": tuple(
+        (o, tuple(objective_registry.objective(o).resolve(options.get(o)).items()))
+        for o in names if o in used)}

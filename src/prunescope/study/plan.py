@@ -123,6 +123,10 @@ class PruneFinetuneParams(_FromDense):
     prune_classifier: bool = False
     prune_biases: bool = False
     gradients: str | None = None
+    #: the fine-tuning objective (:mod:`prunescope.catalog.objectives`) and all its options as
+    #: ``((option, value), ...)``; ``ce`` (no options) stays out of the id
+    objective: str = "ce"
+    objective_options: tuple[tuple[str, float], ...] = ()
     keep_rule: str = "exact"
     up_score: str = "absolute"
     rp_count: str = "exact"
@@ -236,6 +240,8 @@ class Job:
         imbalance: the long-tailed training split's label (``lt10``, ``step100``: see
             :attr:`prunescope.study.spec.ImbalanceSpec.label`) of every job of such a cell,
             ``None`` for the full training split.
+        objective: the fine-tuning objective of a ``prune_finetune`` job and its evaluations
+            (``ce`` for every other job).
         level: the LTH level (1, 2, ...) of ``lth_level`` jobs and their evaluations, else
             ``None``. Their ``ratio`` is the smallest requested ``lth`` ratio that this level is
             the first to reach (achieved ratio >= it), or, for a level in between, the level's
@@ -255,6 +261,7 @@ class Job:
     distribution: str | None = None
     level: int | None = None
     imbalance: str | None = None
+    objective: str = "ce"
 
     @functools.cached_property
     def args(self) -> Any:
@@ -380,10 +387,12 @@ def make_plan(spec: StudySpec) -> Plan:
                     continue
                 for r in ratios:
                     gid = grads.id if registry.method(meth).needs_gradients else None
-                    models.append(add(PruneFinetuneParams(
-                        train.id, meth, r, spec.scope, ft_recipe, seed, gradients=gid,
-                        **vars(cell.pruning)), (train.id,) if gid is None else (train.id, gid),
-                        method=meth, ratio=r, **labels))
+                    for objective, options in cell.objectives_of(meth):
+                        models.append(add(PruneFinetuneParams(
+                            train.id, meth, r, spec.scope, ft_recipe, seed, gradients=gid,
+                            objective=objective, objective_options=options,
+                            **vars(cell.pruning)), (train.id,) if gid is None else (train.id, gid),
+                            method=meth, ratio=r, objective=objective, **labels))
             for model_job in models:
                 for dist in spec.distributions:
                     subset = spec.test_subset
@@ -394,7 +403,8 @@ def make_plan(spec: StudySpec) -> Plan:
                         split_seed=None if subset is None else spec.split_seed,
                         quantize=None if dist == "nominal" else "truncate"),
                         (model_job.id,), method=model_job.method, ratio=model_job.ratio,
-                        distribution=dist, level=model_job.level, **labels)
+                        distribution=dist, level=model_job.level, objective=model_job.objective,
+                        **labels)
     jobs = sorted(planned.by_id.values(), key=lambda j: KINDS.index(j.kind))  # stable: plan order
     return Plan(spec, tuple(jobs))
 

@@ -25,11 +25,12 @@ from prunescope.study.store import Store
 
 #: columns of :attr:`StudyResults.frame`, in order (docs/architecture.md, "study")
 FRAME_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distribution", "cls",
-                 "achieved_ratio", "seed", "support", "predicted", "correct")
+                 "achieved_ratio", "seed", "support", "predicted", "correct", "objective")
 #: columns of :attr:`StudyResults.jobs`
 JOB_COLUMNS = ("id", "kind", "dataset", "arch", "method", "ratio", "level", "model", "seed",
                "distribution", "status", "error", "attempts", "started", "finished", "wall_s",
-               "achieved_ratio", "artifacts", "checksums", "info", "deps", "params")
+               "achieved_ratio", "artifacts", "checksums", "info", "deps", "params",
+               "objective")
 #: columns of :attr:`StudyResults.agreement` (plus ``level`` in studies with ``lth``)
 AGREEMENT_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distribution",
                      "agreement")
@@ -151,6 +152,7 @@ def load_results(study: str | os.PathLike[str] | StudySpec, output: str | None =
         "level": np.array([np.nan if j.level is None else j.level for j in plan.jobs],
                           dtype=np.float64),
         "parent": [j.params.get("parent") if j.kind == "evaluate" else None for j in plan.jobs],
+        "objective": [j.objective for j in plan.jobs],
     })
     with Store(spec.output, readonly=True, artifacts=spec.artifacts) as store:
         rows = store.jobs_frame()
@@ -176,14 +178,16 @@ def _frame(jobs: pd.DataFrame, evals: pd.DataFrame, with_level: bool = False) ->
     (and the LTH ``level`` column when ``with_level``)."""
     done = jobs[(jobs["kind"] == "evaluate") & (jobs["status"] == "done")]
     achieved = jobs.set_index("id")["achieved_ratio"]
-    keys = done[["id", "dataset", "arch", "method", "ratio", "model", "seed", "level"]].copy()
+    keys = done[["id", "dataset", "arch", "method", "ratio", "model", "seed", "level",
+                 "objective"]].copy()
     keys["achieved_ratio"] = achieved.reindex(done["parent"]).to_numpy(dtype=np.float64)
     out = keys.merge(evals.rename(columns={"job_id": "id"}), on="id", how="inner")
     for col in ("cls", "support", "predicted", "correct", "model", "seed"):
         out[col] = out[col].astype(np.int64)
     cols = list(FRAME_COLUMNS) + (["level"] if with_level else [])
     out = out[cols].sort_values(
-        ["dataset", "arch", "method", "ratio", "model", "distribution", "cls"], kind="stable")
+        ["dataset", "arch", "method", "ratio", "objective", "model", "distribution", "cls"],
+        kind="stable")
     return out.reset_index(drop=True)
 
 
@@ -450,3 +454,26 @@ def _exemplars(jobs: pd.DataFrame, spec: StudySpec, gallery: int = 12,
                                                          "acc_rest"]),
         images=pd.DataFrame(images, columns=cols_img),
         thumbnails=thumbs, classes=classes)
+
+
+def train_recalls(results: StudyResults) -> pd.DataFrame | None:
+    """The training-split recalls ``ceag`` jobs record (``info["train_recall"]``), as a paired
+    frame for :func:`prunescope.analysis.mitigation`: one row per (pruned model, class) with
+    ``dataset, arch, method, ratio, model, objective, cls``, ``value_before`` (the dense
+    parent's recall), ``value_after`` (the fine-tuned model's), ``accuracy_before``,
+    ``accuracy_after`` (fractions) and the job's ``tolerance``; ``None`` when no job has them."""
+    jobs = results.jobs
+    done = jobs[(jobs["kind"] == "prune_finetune") & (jobs["status"] == "done")]
+    rows = []
+    for j in done.itertuples():
+        rec = (j.info or {}).get("train_recall")
+        if not rec:
+            continue
+        tol = dict((j.params or {}).get("objective_options") or ()).get("tolerance", np.nan)
+        for c, (before, after) in enumerate(zip(rec["dense"], rec["pruned"])):
+            rows.append({"dataset": j.dataset, "arch": j.arch, "method": j.method,
+                         "ratio": float(j.ratio), "model": int(j.model),
+                         "objective": j.objective, "cls": c, "value_before": before,
+                         "value_after": after, "accuracy_before": rec["dense_accuracy"],
+                         "accuracy_after": rec["accuracy"], "tolerance": float(tol)})
+    return pd.DataFrame(rows) if rows else None

@@ -24,6 +24,7 @@ from pydantic_core import PydanticUndefined
 
 from prunescope import choices
 from prunescope.catalog import architectures, methods as registry
+from prunescope.catalog import objectives as objective_registry
 from prunescope.catalog.distributions import CORRUPTIONS
 from prunescope.catalog.protocol import (KEEP_RULES, NORMALISATIONS, RP_COUNTS, UP_SCORES,
                                          VALIDATIONS, TrainOptions)
@@ -61,6 +62,12 @@ def _method(name: Any) -> str:
     return name
 
 
+def _choice(error_of: Any, name: Any) -> str:
+    if (error := error_of(name)) is not None:
+        _refuse(error)
+    return name
+
+
 def _architecture(name: Any) -> str:
     if (error := choices.choice_error(name, architectures.names())) is not None:
         _refuse(error)
@@ -76,6 +83,7 @@ def _distribution(name: Any) -> str:
 Ratio = Annotated[float, PlainValidator(_ratio)]
 DistributionName = Annotated[str, PlainValidator(_distribution)]
 MethodName = Annotated[str, PlainValidator(_method)]
+ObjectiveName = Annotated[str, PlainValidator(lambda name: _choice(choices.objective_error, name))]
 ArchitectureName = Annotated[str, PlainValidator(_architecture)]
 
 
@@ -361,6 +369,12 @@ class _GridKeys(_Table):
         allowed="a non-empty list of compression ratios > 1", min_length=1)
     imbalance: ImbalanceSpec | None = key(None, "see `[imbalance]`", doc_default="absent",
                                           doc_type="table")
+    finetune_objectives: list[ObjectiveName] | None = key(
+        None, "what one-shot pruned models minimise while fine-tuned: " + ", ".join(
+            f"`{o}`" for o in objective_registry.names()) + " (docs/mitigation.md); each "
+        "objective but `ce` enters the pruned jobs' ids with its options, so `[\"ce\"]` keeps "
+        "them as before", doc_default='["ce"]', allowed="a non-empty list of objectives from "
+        + ", ".join(objective_registry.names()), min_length=1)
 
 
 class GridEntry(_GridKeys):
@@ -395,6 +409,11 @@ class StudyFile(_GridKeys, _Settings):
                                        "entries)", min_length=1)
     train: dict[str, Any] = {}
     finetune: dict[str, Any] = {}
+    objective_options: dict[str, Any] = key(
+        {}, "`[objective_options.<objective>]` tables of numbers overriding an objective's "
+        "options for the whole study (`kd`: `temperature` 4, `weight` 0.9; `equalized-loss`: "
+        "`dual_lr` 0.01; `ceag`: `tolerance` 0.01, `dual_lr` 0.01)", doc_default="absent",
+        doc_type="table")
 
     @field_validator("name")
     @classmethod
@@ -403,6 +422,20 @@ class StudyFile(_GridKeys, _Settings):
                 and all(ch.isalnum() or ch in "-_." for ch in name)):
             _refuse()
         return name
+
+    @field_validator("objective_options")
+    @classmethod
+    def _objective_options(cls, tabs: dict[str, Any]) -> dict[str, Any]:
+        for name, tab in tabs.items():
+            if (error := choices.objective_error(name)) is not None:
+                _refuse(error, name, name)
+            if not isinstance(tab, dict):
+                _refuse("a table of option = number", name, tab)
+            try:
+                objective_registry.objective(name).resolve(tab)
+            except ValueError as e:
+                _refuse(str(e), name, tab)
+        return tabs
 
     @field_validator("distributions")
     @classmethod

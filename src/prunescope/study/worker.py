@@ -43,10 +43,11 @@ from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
 from prunescope.metrics import confusion_from_predictions
 from prunescope.prune import data_gradients
-from prunescope.prune.finetune import finetune_seed, prune_one_shot, pruned_meta
+from prunescope.prune.finetune import finetune_seed, objective_meta, prune_one_shot, pruned_meta
 from prunescope.prune.iterative import level_seed, rewind_point, start_level
 from prunescope.prune.narrow import load_structured_checkpoint
 from prunescope.prune.structured import structured_meta, structured_prune_model
+from prunescope.study import mitigation
 from prunescope.study.artifacts import ArtifactDamaged, Artifacts
 from prunescope.study.packs import Pack, stacks
 from prunescope.study.plan import RESULTS_VERSION, Job, job_id
@@ -123,7 +124,10 @@ def run_pack(pack: Pack, ctx: WorkerContext, progress: ProgressFn | None = None
     arts = ctx.open_artifacts()
     with job_settings(ctx.profile):
         if len(pack.jobs) > 1 and pack.kind in _FITTERS and stacks(pack.kind):
-            results = _run_fit_pack(pack, ctx, arts, progress)
+            done = {r.job_id: r for part in mitigation.parts(pack)  # one objective per pack
+                    for r in (_run_fit_pack(part, ctx, arts, progress) if len(part.jobs) > 1
+                              else [_run_one(part.jobs[0], ctx, arts, progress)])}
+            results = [done[j.id] for j in pack.jobs]
         else:
             results = [_run_one(job, ctx, arts, progress) for job in pack.jobs]
     for r in results:  # the sha256 of every file each job wrote, recorded with it
@@ -145,7 +149,8 @@ def _run_one(job: Job, ctx: WorkerContext, arts: Artifacts, progress: ProgressFn
             res = None if fj.recipe is None else fit(  # no recipe: pruned, not fine-tuned
                 fj.model, fj.train, fj.val, fj.recipe, fj.seed, masks=fj.masks,
                 progress=(lambda s_, t_, _i: step(s_, t_)) if step else None,
-                start_step=fj.start_step)
+                start_step=fj.start_step,
+                objective=mitigation.step_loss([job.args], [fj.reference], stacked=False))
             result = finish(fj, res, arts)
         else:
             result = _RUNNERS[job.kind](job, ctx, arts, step)
@@ -209,7 +214,10 @@ def _run_fit_pack(pack: Pack, ctx: WorkerContext, arts: Artifacts,
                             if pack.kind in ("prune_finetune", "lth_level") else None,
                             progress=(lambda s_, t_, _i: progress(first, s_, t_))
                             if progress else None,
-                            profile=profile, start_step=fjs[0].start_step)
+                            profile=profile, start_step=fjs[0].start_step,
+                            objective=mitigation.step_loss([fj.job.args for fj in fjs],
+                                                           [fj.reference for fj in fjs],
+                                                           stacked=True))
         except TrainingDiverged as e:  # fit_pack names the models whose loss diverged
             retry, note = "without" if e.models else "single", f"{type(e).__name__}: {e}"
             for i in e.models:
@@ -480,6 +488,8 @@ class _FitJob:
     densities: dict[str, float] | None = None
     details: dict[str, Any] = field(default_factory=dict)
     start_step: int = 0
+    #: the dense parent as the job's fine-tuning objective reads it (``None``: ``ce``)
+    reference: Any = None
 
 
 def _prepare_train(job: Job, ctx: WorkerContext, arts: Artifacts) -> _FitJob:
@@ -506,6 +516,7 @@ def _finish(fj: _FitJob, fit_res: Any, arts: Artifacts) -> JobResult:
     if fj.densities is not None:
         details["densities"] = fj.densities
     details |= fj.details
+    details |= mitigation.train_recalls(fj.reference, fj.model, fj.train)
     return JobResult(fj.job.id, "done", achieved_ratio=fj.achieved_ratio, artifacts=arts_out,
                      info=details)
 
@@ -537,12 +548,15 @@ def _prepare_prune_finetune(job: Job, ctx: WorkerContext, arts: Artifacts) -> _F
         url = ctx.parent(p.gradients)["gradients"]
         with arts.reading(url) as (path,):
             grads = load_file(str(path), device=ctx.device)
+    train, val = _train_val_of(meta, ctx)
+    ref = mitigation.reference(p, model, train, int(meta["num_classes"]))  # before pruning
     pruned = prune_one_shot(model, meta, p.method, p.ratio, seed=p.seed, recipe=p.recipe,
                             grads=grads, scope=p.scope, options=p.options)
-    train, val = _train_val_of(meta, ctx)
     return _FitJob(job, model, train, val, p.recipe, pruned.finetune_seed, pruned.result.masks,
-                   pruned.meta | {"job_id": job.id}, achieved_ratio=pruned.result.achieved_ratio,
-                   densities=pruned.result.densities)
+                   pruned.meta | {"job_id": job.id} | objective_meta(p.objective,
+                                                                     p.objective_options),
+                   achieved_ratio=pruned.result.achieved_ratio,
+                   densities=pruned.result.densities, reference=ref)
 
 
 def _evaluate(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | None

@@ -339,6 +339,7 @@ def train_net(
     stop_after_step: int | None,
     start_step: int = 0,
     optimizer_state: dict[str, Any] | None = None,
+    objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[FitResult]:
     """The one training loop behind :func:`fit` (G = 1) and
     :func:`~prunescope.train.pack.fit_pack` (G models stacked); callers check the arguments.
@@ -358,6 +359,11 @@ def train_net(
             documents them (``optimizer_state`` only for an unstacked net).
         profile: the device's :class:`~prunescope.train.options.DeviceProfile` (``net`` is on
             its device); its ``pack_options`` are the loop's switches.
+        objective: the fine-tuning loss (:class:`prunescope.train.objectives.StepLoss`, built
+            for these G models), called as ``objective(logits (G, b, K) float32, y (G, b),
+            x (G, b, C, H, W))`` each step; ``None``: the sum of the models' mean
+            cross-entropies. The history's ``train_loss`` and the validation loss that
+            chooses the kept epoch stay cross-entropy either way.
 
     Returns:
         One :class:`FitResult` per model.
@@ -376,7 +382,7 @@ def train_net(
                                                            optimizer_state)
     run = _Run(gens=[data_generator(s) for s in seeds], histories=[[] for _ in range(g)],
                best_loss=[math.inf] * g, best_epoch=[0] * g, kept=[{} for _ in range(g)],
-               step=start_step)
+               step=start_step, objective=objective)
     first_epoch, skip = divmod(start_step, steps)
     for _ in range(first_epoch):  # the data streams of the epochs before start_step
         _epoch_draws(n, used, recipe.augment, run.gens, device)
@@ -417,6 +423,8 @@ class _Run:
     kept: list[dict[str, torch.Tensor]]
     step: int
     stopped: bool = False
+    #: the fine-tuning loss (``train_net``'s ``objective``), ``None`` for cross-entropy
+    objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 def _check_span(start_step: int, stop_after_step: int | None, total_steps: int) -> None:
@@ -489,7 +497,8 @@ def _epoch_steps(run: _Run, net: Net, body: Callable[[torch.Tensor], torch.Tenso
             logits = _forward(body, x, net.stacked)
         flat = logits.float().reshape(-1, logits.shape[-1])
         # mean over all G*b images times G = sum over models of each model's mean CE
-        loss = F.cross_entropy(flat, y.reshape(-1)) * g
+        loss = (F.cross_entropy(flat, y.reshape(-1)) * g if run.objective is None
+                else run.objective(logits.float(), y, x))
         with torch.no_grad():
             per_image = F.cross_entropy(flat.detach(), y.reshape(-1),
                                         reduction="none").view(g, -1)
@@ -572,6 +581,7 @@ def fit(
     options: PackOptions | None = None,
     start_step: int = 0,
     optimizer_state: dict[str, Any] | None = None,
+    objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> FitResult:
     """Train ``model`` in place with ``recipe`` and keep the best-validation-loss epoch.
 
@@ -611,6 +621,9 @@ def fit(
         optimizer_state: the SGD state to start from (``FitResult.optimizer_state`` of a run
             stopped at ``start_step``; default: fresh momentum). Stopping at k and resuming
             from k with it ends bitwise where the uninterrupted run ends (CPU, tested).
+        objective: the fine-tuning loss of one model
+            (:func:`prunescope.train.objectives.build_objective` with ``stacked=False``);
+            ``None``: mean cross-entropy (SPEC 4).
 
     Returns:
         :class:`FitResult`; the model holds the kept weights and is left in eval mode. After
@@ -635,7 +648,7 @@ def fit(
     [result] = train_net(Net(model, 1, stacked=False), [model], [train], [val], recipe, [seed],
                          ([params[n] for n in mask_t], list(mask_t.values())), progress,
                          profile, default_sync_every(profile, sync_every),
-                         stop_after_step, start_step, optimizer_state)
+                         stop_after_step, start_step, optimizer_state, objective)
     return result
 
 

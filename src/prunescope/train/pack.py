@@ -86,6 +86,7 @@ def fit_pack(
     stop_after_step: int | None = None,
     start_step: int = 0,
     profile: DeviceProfile | None = None,
+    objective: Any = None,
 ) -> list[FitResult]:
     """Train G models of one architecture together; per model, what ``fit`` does alone.
 
@@ -113,6 +114,9 @@ def fit_pack(
         sync_every, stop_after_step, start_step: as for :func:`~prunescope.train.fit` (the
             losses of every model are checked every ``sync_every`` steps: 1 on the CPU, 25
             elsewhere; a pack starts with fresh momentum).
+        objective: the fine-tuning loss of the G models
+            (:func:`prunescope.train.objectives.build_objective` with ``stacked=True`` and one
+            reference per model, in this order); ``None``: cross-entropy.
 
     Returns:
         One :class:`~prunescope.train.FitResult` per model, as ``fit`` returns it; its history
@@ -148,7 +152,8 @@ def fit_pack(
 
     return train_net(Net(pack, g, stacked=True), models, trains, vals, recipe, seeds,
                      _pack_masks(pack, masks), progress, prof,
-                     default_sync_every(prof, sync_every), stop_after_step, start_step)
+                     default_sync_every(prof, sync_every), stop_after_step, start_step,
+                     objective=objective)
 
 
 def activation_elements(arch: str, num_classes: int = 10, in_channels: int = 3,
