@@ -1,11 +1,13 @@
 """Study spec validation (issue 5; SPEC 3 ratios, SPEC 4 grid and recipes)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
+from prunescope.catalog.protocol import PruneOptions
 from prunescope.study import SpecError, load_spec, parse_spec
 from prunescope.train import Recipe
 from prunescope.train.pack import PackOptions
@@ -273,14 +275,25 @@ def test_shipped_studies_are_valid():
     lenet = {(c.dataset, c.arch): c for c in paper.cells if c.arch == "lenet5-shrinkbench"}
     assert cells[("mnist", "lenet5-shrinkbench")] == cells[("fashion-mnist", "lenet5-shrinkbench")] \
         == {"mp"}
-    # SPEC 3/4: ShrinkBench pruned the paper's LeNet's classifier, the ResNets' stay protected
-    assert all(c.pruning.prune_classifier for c in lenet.values())
-    assert not any(c.pruning.prune_classifier for c in paper.cells if c.arch.startswith("resnet"))
+    # SPEC 8: the authors' code protects every classifier and masks no bias, counting them
+    fork = PruneOptions(keep_rule="shrinkbench", up_score="signed-5e-4", rp_count="binomial")
+    assert all(c.pruning == fork for c in paper.cells) and len(lenet) == 2
+    assert (paper.validation, paper.normalisation, paper.gradients.mode) == (
+        "test", "fork", "shrinkbench")
+    corrected = load_spec(STUDIES / "paper-corrected.toml")
+    assert all(c.pruning == PruneOptions() for c in corrected.cells)
+    assert [(c.dataset, c.arch, c.methods) for c in corrected.cells] == [
+        (c.dataset, c.arch, c.methods) for c in paper.cells]
+    upstream = load_spec(STUDIES / "paper-lenet-upstream.toml")
+    assert all(c.pruning.prune_classifier and c.pruning.prune_biases
+               for c in upstream.cells if c.arch == "lenet5-shrinkbench")
     for depth in (20, 32, 44, 110):
-        assert cells[("cifar10", f"resnet{depth}")] == {"mp", "up"}
-    assert cells[("cifar10", "resnet56")] == {"mp", "gp", "up", "rp"}
-    assert cells[("cifar100", "resnet56")] == {"mp", "up"}
-    assert paper.recipe("resnet56", "train") == Recipe.paper_resnet()
+        assert cells[("cifar10", f"resnet{depth}")] == {"mp", "up", "mp-at-up"}
+    assert cells[("cifar10", "resnet56")] == {"mp", "gp", "up", "rp", "mp-at-up"}
+    assert cells[("cifar100", "resnet56")] == {"mp", "up", "mp-at-up"}
+    assert paper.recipe("resnet56", "train") == dataclasses.replace(Recipe.paper_resnet(),
+                                                                    weight_decay=0)
+    assert corrected.recipe("resnet56", "train") == Recipe.paper_resnet()
     low = load_spec(STUDIES / "lowratio.toml")
     assert dict(low.cells[0].methods) == {"mp": (2.0, 4.0, 6.0, 8.0, 10.0),
                                           "up": (2.0, 4.0, 6.0, 8.0, 10.0)}

@@ -314,7 +314,7 @@ class _Settings(_Table):
     normalisation: Literal[NORMALISATIONS] = key(
         "dataset", "input normalisation: `dataset` (the registry's training-set mean and std) or "
         "`fork` (the authors' loaders' constants: Fashion-MNIST (0.5, 0.5), MNIST (0.1307, "
-        "0.3081), CIFAR-10 (0.491, 0.482, 0.447) / (0.247, 0.243, 0.262)). Study-wide; in the "
+        "0.3081), CIFAR-10 (0.491, 0.482, 0.447) / (0.247, 0.243, 0.262), CIFAR-100 (0.507, 0.487, 0.441) / (0.267, 0.256, 0.276)). Study-wide; in the "
         "train jobs' ids only when `fork`")
     n_val: int = int_key(
         5000, 1, note="validation images held out of the train split",
