@@ -129,6 +129,7 @@ def train_on_dataset(
     data_dir: str | Path | None = None,
     n_val: int = 5000,
     split_seed: int = 0,
+    training: TrainOptions = TrainOptions(),
     progress: ProgressFn | None = None,
 ) -> TrainRun:
     """Train ``arch`` on ``dataset`` with ``recipe`` (default: the SPEC 4 recipe of ``arch``).
@@ -143,10 +144,15 @@ def train_on_dataset(
         data_dir: dataset cache root (``None``: ``$PRUNESCOPE_DATA`` or ``~/.cache/prunescope``).
         n_val: validation images held out from the training split.
         split_seed: seed of the validation draw (the same for every model of a study).
+        training: which images choose the epoch and how inputs are normalised
+            (:class:`~prunescope.catalog.protocol.TrainOptions`; ``validation = "test"``, the
+            authors' code, trains on the whole split: ``n_val`` is then 0).
         progress: forwarded to :func:`fit`.
     """
     recipe = recipe if recipe is not None else Recipe.paper(arch)
-    info, train, val, test = device_splits(dataset, n_val, split_seed, device, data_dir)
+    n_val = n_val if training.validation == "held-out" else 0
+    info, train, val, test = device_splits(dataset, n_val, split_seed, device, data_dir,
+                                           training=training)
     model = dataset_model(dataset, arch, seed).to(device)
     t0 = time.perf_counter()
     result = fit(model, train, val, recipe, seed=seed, progress=progress)
@@ -154,7 +160,7 @@ def train_on_dataset(
     confusion = evaluate(model, test, info.num_classes, recipe.val_batch_size)
     best = result.history[result.best_epoch - 1]
     acc = float(np.trace(confusion) / confusion.sum())
-    meta = dense_meta(dataset, arch, seed, recipe, n_val, split_seed) | {
+    meta = dense_meta(dataset, arch, seed, recipe, n_val, split_seed, training=training) | {
         "best_epoch": result.best_epoch,
         "history": result.history,
         "metrics": {
