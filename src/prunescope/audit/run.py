@@ -144,9 +144,8 @@ def audit(
             ``n_val`` images (at most a tenth) from ``train_data``.
         distributions: test distributions: ``"nominal"``, ``"<corruption>-<1..5>"``,
             ``"noise-<std>"`` (prunescope.data.corruptions); ``"nominal"`` is always included.
-        class_names: names of the classes, for the worst-hit table.
-        num_classes: the model's number of outputs (checked against it; default: read from it).
-            Every label must be one of them.
+        class_names: names of the classes (worst-hit table); num_classes: the model's outputs
+            (checked against it; default: read from it); every label must be one of them.
         weight_decay: UP's eps, the decay the model was trained with (required for UP unless
             ``meta`` records it).
         mean, std: per-channel input normalisation on the 0..1 scale (default: from train_data).
@@ -156,20 +155,16 @@ def audit(
         delta: prune-potential tolerance in points of test error (0.5 = half a point, as
             :func:`prunescope.metrics.prune_potential` reads it); top_k: classes listed per
             (method, ratio, distribution) in ``worst_classes``.
-        out_dir, report: the audit's folder (``study.sqlite``, ``artifacts/``, ``report/``);
-            whether to write ``<out_dir>/report/report.html`` with figures and tables.
-        workers: jobs run at once, each in its own process of one torch thread (1: in this
-            process with torch's threads).
-        name, dataset: labels used as ``arch`` and ``dataset`` in the frames and the report.
-        meta: a prunescope checkpoint sidecar (gives ``weight_decay`` to UP, and its training
-            history to the under-training check).
-        display: progress sink (:mod:`prunescope.study.progress`); default: one line per
-            finished job on ``log``.
-        log: where the plan, the estimate and progress lines go: a text stream, ``"stderr"``
-            (the default: ``sys.stderr`` at the time of the call) or ``None`` (nowhere).
-        objective, objective_options: the fine-tuning objective of every pruned model
-            (``ce``, ``kd``, ``equalized-loss``, ``ceag``; docs/mitigation.md) and options
-            overriding its defaults; used only with ``finetune``.
+        out_dir, report: the audit's folder (``study.sqlite``, ``artifacts/``, ``report/``),
+            whether to write ``<out_dir>/report/report.html``.
+        workers: jobs run at once, each in a process of one torch thread (1: in this process).
+        name, dataset: the ``arch`` and ``dataset`` labels of the frames and the report; meta:
+            a checkpoint sidecar (UP's ``weight_decay``, the under-training check's history).
+        display: progress sink (:mod:`prunescope.study.progress`; default: a line per finished
+            job on ``log``); log: where the plan, the estimate and progress lines go: a text
+            stream, ``"stderr"`` (``sys.stderr`` at the call) or ``None`` (nowhere).
+        objective, objective_options: every pruned model's fine-tuning objective (``ce``,
+            ``kd``, ``equalized-loss``, ``ceag``: docs/mitigation.md) and options to override.
 
     Returns an :class:`AuditResult`; raises :class:`AuditError` for a bad option, model or data
     (before any work) or failed jobs (after the run; the finished ones are kept).

@@ -16,6 +16,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from prunescope.catalog import objectives
 from prunescope.errors import UserError
 
 _DEBUG = "prunescope.debug"
@@ -107,6 +108,12 @@ DeviceOpt = Annotated[str, typer.Option(
 
 #: ``--trust-pickle``: prune, audit and compare may unpickle a file that can run code
 #: (docs/reliability.md)
+ObjectiveOpt = Annotated[str, typer.Option(
+    "--objective", help=f"Fine-tuning objective, one of: {', '.join(objectives.names())} "
+                        "(docs/mitigation.md).")]
+ObjectiveOptionOpt = Annotated[Optional[list[str]], typer.Option(
+    "--objective-option", help="NAME=VALUE overriding an option of --objective (e.g. weight=0.5 "
+                               "for kd); repeatable.")]
 TrustPickleOpt = Annotated[bool, typer.Option(
     "--trust-pickle", help="Unpickle a .pt file fully (a whole module saved with torch.save(model), "
                            "Torch-Pruning's tp.state_dict), or the pickled module a checkpoint's "

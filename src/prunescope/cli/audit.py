@@ -18,7 +18,8 @@ import typer
 from prunescope._console import console as make_console, styled
 from prunescope import choices
 from prunescope.catalog import methods as registry, objectives
-from prunescope.cli._app import DataDirOpt, DeviceOpt, TrustPickleOpt, app, check, usable_device
+from prunescope.cli._app import (DataDirOpt, DeviceOpt, ObjectiveOpt, ObjectiveOptionOpt,
+                                 TrustPickleOpt, app, check, usable_device)
 
 if TYPE_CHECKING:  # torch and the audit load when a command runs, not for --help
     import torch
@@ -170,12 +171,8 @@ def audit_cmd(
     workers: Annotated[int, typer.Option(
         "--workers", help="Jobs run at once, each in a process of one torch thread (1: in this "
                           "process).")] = 1,
-    objective: Annotated[str, typer.Option(
-        "--objective", help=f"Fine-tuning objective, one of: {', '.join(objectives.names())} "
-                            "(docs/mitigation.md).")] = objectives.DEFAULT,
-    objective_option: Annotated[Optional[list[str]], typer.Option(
-        "--objective-option", help="NAME=VALUE overriding an option of --objective; "
-                                   "repeatable.")] = None,
+    objective: ObjectiveOpt = objectives.DEFAULT,
+    objective_option: ObjectiveOptionOpt = None,
     out: Annotated[Path, typer.Option(
         "--out", help="The audit's folder: its store (rerun to resume), report/report.html and "
                       "the CSV tables.")] = Path("runs/audit"),

@@ -8,7 +8,8 @@ import typer
 
 from prunescope import choices, data as D
 from prunescope._console import console as make_console, styled
-from prunescope.cli._app import (DataDirOpt, DeviceOpt, TrustPickleOpt, app, check, invalid,
+from prunescope.cli._app import (DataDirOpt, DeviceOpt, ObjectiveOpt, ObjectiveOptionOpt,
+                                 TrustPickleOpt, app, check, invalid,
                                  usable_device)
 from prunescope.catalog import methods as registry, objectives
 from prunescope.catalog.protocol import (KEEP_RULES, RP_COUNTS, UP_SCORES, PruneOptions,
@@ -58,12 +59,8 @@ def prune_cmd(
                            "code's UP score).")] = "absolute",
     rp_count: Annotated[str, typer.Option(
         "--rp-count", help=f"One of: {', '.join(RP_COUNTS)}.")] = "exact",
-    objective: Annotated[str, typer.Option(
-        "--objective", help=f"Fine-tuning objective, one of: {', '.join(objectives.names())} "
-                            "(docs/mitigation.md).")] = objectives.DEFAULT,
-    objective_option: Annotated[Optional[list[str]], typer.Option(
-        "--objective-option", help="NAME=VALUE overriding an option of --objective (e.g. "
-                                   "weight=0.5 for kd); repeatable.")] = None,
+    objective: ObjectiveOpt = objectives.DEFAULT,
+    objective_option: ObjectiveOptionOpt = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Pruned checkpoint path (default runs/prune/NAME-METHOD-rRATIO.safetensors); "
                       "masks are stored in it, the sidecar is PATH.json.")] = None,
@@ -73,45 +70,18 @@ def prune_cmd(
 ) -> None:
     """Prune CHECKPOINT to --ratio with --method, fine-tune with the mask held, write the pruned
     checkpoint with its masks, and print the achieved ratio and test accuracy before and after."""
-    from prunescope.prune import count_parameters, prunable
     from prunescope.prune.finetune import finetune_recipe, prune_and_finetune
-    from prunescope.train import TrainingDiverged, device_splits, load_checkpoint, save_checkpoint
+    from prunescope.train import TrainingDiverged, save_checkpoint
 
     console = make_console()
     method = method.lower()
     _check_options(method, ratio, scope, grad_mode, grad_batches, finetune_epochs)
-    for flag, value, allowed in (("--keep-rule", keep_rule, KEEP_RULES),
-                                 ("--up-score", up_score, UP_SCORES),
-                                 ("--rp-count", rp_count, RP_COUNTS)):
-        check(flag, value, choices.choice_error(value, allowed))
-    try:
-        options = PruneOptions(prune_classifier, prune_biases, keep_rule, up_score, rp_count)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--keep-rule") from None
+    options = _prune_options(prune_classifier, prune_biases, keep_rule, up_score, rp_count)
     objective = objective.lower()
     objective_opts = objective_options(objective, objective_option)
-    device = usable_device(device)
-    try:
-        model, meta, old_masks = load_checkpoint(checkpoint, device=device, trust_pickle=trust_pickle)
-    except (FileNotFoundError, ValueError) as e:
-        console.print(styled("error:", "red", f" {e}"))
-        raise typer.Exit(1) from e
-    _check_dense(console, checkpoint, meta, old_masks)
+    model, meta, (train, val, test) = _dense_and_splits(
+        console, checkpoint, usable_device(device), trust_pickle, data_dir, options, ratio)
     dataset = meta["dataset"]
-    reach = choices.reach_error(count_parameters(model), sum(p.numel() for p in prunable(
-        model, prune_classifier=prune_classifier, prune_biases=prune_biases).values()), ratio,
-        f"{meta['arch']} on {dataset}")
-    if reach is not None:
-        console.print(styled("error:", "red", " " + invalid("--ratio", ratio, reach)))
-        raise typer.Exit(1)
-    n_val, split_seed = int(meta.get("n_val", 5000)), int(meta.get("split_seed", 0))
-    try:
-        _, train, val, test = device_splits(dataset, n_val, split_seed, device, data_dir,
-                                            imbalance=meta.get("imbalance"),
-                                            training=TrainOptions.of(meta))
-    except (D.FetchError, ValueError, FileNotFoundError) as e:
-        console.print(styled("error:", "red", f" {e}"))
-        raise typer.Exit(1) from e
     recipe = finetune_recipe(meta["arch"], finetune_epochs or None, max_steps_per_epoch)
     do_finetune = finetune_epochs != 0
     console.print(f"pruning {checkpoint} ({meta['arch']}, {dataset}) with {method.upper()} to "
@@ -137,6 +107,52 @@ def prune_cmd(
     path = save_checkpoint(out, run.model, run.meta, masks=run.result.masks)
     _show(console, run, do_finetune)
     console.print(f"checkpoint: {path} (+ {path.name}.json, masks inside)")
+
+
+def _prune_options(prune_classifier: bool, prune_biases: bool, keep_rule: str, up_score: str,
+                   rp_count: str) -> PruneOptions:
+    """The prunable set and mask rule of the command's flags, each checked (one line naming
+    the flag when one is refused)."""
+    for flag, value, allowed in (("--keep-rule", keep_rule, KEEP_RULES),
+                                 ("--up-score", up_score, UP_SCORES),
+                                 ("--rp-count", rp_count, RP_COUNTS)):
+        check(flag, value, choices.choice_error(value, allowed))
+    try:
+        return PruneOptions(prune_classifier, prune_biases, keep_rule, up_score, rp_count)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--keep-rule") from None
+
+
+def _dense_and_splits(console: Any, checkpoint: Path, device: str, trust_pickle: bool,
+                      data_dir: Any, options: PruneOptions, ratio: float) -> tuple[Any, ...]:
+    """``(model, meta, (train, val, test))`` of a dense ``checkpoint``: the model on ``device``,
+    its sidecar, and the splits it was trained on (its hold-out or, for the authors' protocol,
+    the test split; its normalisation). Exits with one line when the checkpoint cannot be read,
+    is not dense, cannot reach ``ratio`` (SPEC 3's exact rule) or its data cannot be loaded."""
+    from prunescope.prune import count_parameters, prunable
+    from prunescope.train import device_splits, load_checkpoint
+
+    try:
+        model, meta, old_masks = load_checkpoint(checkpoint, device=device, trust_pickle=trust_pickle)
+    except (FileNotFoundError, ValueError) as e:
+        console.print(styled("error:", "red", f" {e}"))
+        raise typer.Exit(1) from e
+    _check_dense(console, checkpoint, meta, old_masks)
+    n_prunable = sum(p.numel() for p in prunable(model, prune_classifier=options.prune_classifier,
+                                                 prune_biases=options.prune_biases).values())
+    reach = choices.reach_error(count_parameters(model), n_prunable, ratio,
+                                f"{meta['arch']} on {meta['dataset']}")
+    if reach is not None and options.keep_rule == "exact":
+        console.print(styled("error:", "red", " " + invalid("--ratio", ratio, reach)))
+        raise typer.Exit(1)
+    n_val, split_seed = int(meta.get("n_val", 5000)), int(meta.get("split_seed", 0))
+    try:
+        return model, meta, device_splits(meta["dataset"], n_val, split_seed, device, data_dir,
+                                          imbalance=meta.get("imbalance"),
+                                          training=TrainOptions.of(meta))[1:]
+    except (D.FetchError, ValueError, FileNotFoundError) as e:
+        console.print(styled("error:", "red", f" {e}"))
+        raise typer.Exit(1) from e
 
 
 def _check_dense(console: Any, checkpoint: Path, meta: dict[str, Any], masks: Any) -> None:
