@@ -1,5 +1,6 @@
 """What exists, without torch: the pruning methods, the architectures, the test-distribution
-grammar and the compression-ratio arithmetic (docs/architecture.md, "The catalog").
+grammar, the compression-ratio arithmetic and the protocol options (``protocol``:
+``PruneOptions``, ``TrainOptions``) (docs/architecture.md, "The catalog").
 
 Every layer reads these records instead of testing a method's or an architecture's name: a new
 method is a score function plus a :class:`~prunescope.catalog.methods.Method` record, a new

@@ -38,7 +38,9 @@ classifier Linear(84, C)                       (N, C) logits
 =========  ==================================  =================
 
 60,074 parameters for 1 channel and 10 classes (ShrinkBench calls the last layer ``fc3``; it
-is ``classifier`` here as in every prunescope model).
+is ``classifier`` here as in every prunescope model). The authors' ShrinkBench fork marks
+``fc3.is_classifier = True`` and never masks a bias (SPEC 8), so the paper pruned neither:
+prunescope's default prunable set; upstream ShrinkBench's LeNet marks no classifier.
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 ``prunable`` picks the weights a criterion may remove, ``data_gradients`` computes the data-loss
 gradient GP and UP need, ``score`` ranks weights by MP, GP, UP or RP, ``make_masks`` keeps the
 top-k to an exact compression ratio (global or per-layer scope), ``prune_model`` does it all for
-one model.
+one model under a :class:`~prunescope.catalog.protocol.PruneOptions` (the default, or the
+authors' code's rules: docs/pruning.md, "The paper-code protocol").
 """
 from prunescope.catalog.ratios import UnreachableRatioError, keep_count
 from prunescope.choices import GRADIENT_MODES, SCOPES

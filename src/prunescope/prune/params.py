@@ -3,7 +3,8 @@
 Prunable by default: the ``weight`` of every convolution (``nn.Conv1d/2d/3d`` and their transposed
 variants) and every ``nn.Linear``, except the final classifier. Biases, BatchNorm parameters and the
 classifier are never pruned unless the caller asks (``prune_biases``, ``prune_classifier``);
-BatchNorm parameters are never prunable.
+BatchNorm parameters are never prunable. This default is also what the paper's code pruned (its
+ShrinkBench fork marks the classifier and masks no bias, SPEC 8).
 """
 from __future__ import annotations
 

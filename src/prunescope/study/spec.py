@@ -362,7 +362,9 @@ class _GridKeys(_Table):
         None, "compression ratios > 1 (all params / nonzero params, SPEC 3). Checked per method "
         "family before any work: one-shot and `lth` up to `n_total / n_fixed` (LeNet-5 57.35, "
         "ResNet-56 at 10 classes 181.0; with `prune_classifier` and `prune_biases` on a LeNet, "
-        "its parameter count); `l1-filter`/`chip` up to the ratio with every channel group down "
+        "its parameter count; with `keep_rule = \"shrinkbench\"` up to ShrinkBench's own limit "
+        "`n_total / (n_total - n_layers)`, `lenet5-shrinkbench` 70.68, since that rule achieves "
+        "less than it states); `l1-filter`/`chip` up to the ratio with every channel group down "
         "to one channel (LeNet-5 4.35, `lenet5-shrinkbench` 4.24, ResNet-20 36.35, ResNet-56 "
         "40.82). The error names the largest reachable ratio; give structured methods their own "
         "`[[grid]]` entry with smaller ratios", doc_default="required when methods are given",
