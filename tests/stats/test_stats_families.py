@@ -455,3 +455,25 @@ def test_the_families_take_their_names_and_orders_as_arguments():
     orders = family_orders()
     assert isinstance(orders, stats.FamilyOrders) and orders.mp_vs_up == ("mp", "up")
     assert stats.all_families(f, orders).keys() == all_families(f).keys()
+
+
+def test_matched_cells_leave_mp_vs_up_to_its_own_family():
+    """A cell of MP, UP and MP kept to UP's count tests the two matched pairs only; MP vs UP
+    stays in the across-architecture family; other cells are as without matched methods."""
+    rng = np.random.default_rng(0)
+    rows = [dict(dataset="c", arch=arch, method=m, ratio=r, distribution="nominal", model=i,
+                 alpha=rng.normal(1, .1))
+            for arch, meths in (("r20", ("mp", "up")), ("r32", ("mp", "up", "mp-at-up")),
+                                ("r56", ("mp", "gp", "up", "rp")))
+            for m in meths for r in (20.0, 50.0) for i in range(5)]
+    a = pd.DataFrame(rows)
+    order = ("mp", "gp", "up", "rp", "mp-at-up")
+    got = stats.method_tests(a, order=order, leave_to_mp_vs_up=("mp", "up"),
+                             matched=("mp-at-up",))
+    table = got.table.reset_index()
+    assert set(table["arch"]) == {"r32", "r56"}
+    assert family_orders().matched == ("mp-at-up",)
+    assert list(table.loc[table["arch"] == "r32", "comparison"]) == ["mp vs mp-at-up",
+                                                                      "up vs mp-at-up"]
+    plain = stats.method_tests(a[a["arch"] == "r56"], order=order, leave_to_mp_vs_up=("mp", "up"))
+    pd.testing.assert_frame_equal(got.table.loc[("c", "r56")], plain.table.loc[("c", "r56")])

@@ -43,10 +43,13 @@ def family_orders() -> stats.FamilyOrders:
     """The names and orders of :func:`prunescope.stats.all_families`, from the catalog: table
     levels (:func:`level_order`), one-shot methods in declaration order for method pairs,
     architecture sizes (``size_order``), :data:`DATASET_PAIRS`, :func:`dataset_arch_choices`
-    and the MP-vs-UP pair (``methods.MP_VS_UP``)."""
+    the MP-vs-UP pair (``methods.MP_VS_UP``) and the methods that keep another's count
+    (``keep_as``)."""
     return stats.FamilyOrders(levels=level_order(), methods=methods.names("one-shot"),
                               arch_sizes=architectures.size_order(), dataset_pairs=DATASET_PAIRS,
-                              dataset_archs=dataset_arch_choices(), mp_vs_up=methods.MP_VS_UP)
+                              dataset_archs=dataset_arch_choices(), mp_vs_up=methods.MP_VS_UP,
+                              matched=tuple(m.name for m in methods.REGISTRY
+                                            if m.keep_as is not None))
 
 
 def dataset_archs(frame: pd.DataFrame) -> dict[str, str]:

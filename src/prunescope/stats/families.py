@@ -80,6 +80,9 @@ class FamilyOrders:
             in order of preference (:func:`dataset_archs`).
         mp_vs_up: the method pair with a family of its own across architectures (family 4,
             :func:`mp_vs_up_tests`); :func:`method_tests` leaves cells of it alone to it.
+        matched: methods that keep another method's count of weights (matched achieved ratios,
+            e.g. ``mp-at-up``): a cell of ``mp_vs_up`` and these alone leaves its ``mp_vs_up``
+            pair to :func:`mp_vs_up_tests` and tests only the matched pairs.
     """
 
     levels: Mapping[str, tuple[object, ...]]
@@ -88,6 +91,7 @@ class FamilyOrders:
     dataset_pairs: tuple[tuple[str, str], ...]
     dataset_archs: Mapping[str, tuple[str, ...]]
     mp_vs_up: tuple[str, str]
+    matched: tuple[str, ...] = ()
 
 
 def dataset_archs(frame: pd.DataFrame, choices: Mapping[str, Sequence[str]]) -> dict[str, str]:
@@ -429,7 +433,7 @@ def method_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None =
                  value: str = "alpha", cell: Sequence[str] = CELL_KEYS,
                  family_by: Sequence[str] | None = None, correction: Correction = "bonferroni",
                  pair_on: Sequence[str] = ("model",), order: Sequence[str] = (),
-                 leave_to_mp_vs_up: tuple[str, str] | None = None,
+                 leave_to_mp_vs_up: tuple[str, str] | None = None, matched: Sequence[str] = (),
                  levels: Levels | None = None, families: Families = "column") -> FamilyResult:
     """SPEC 5 family 4: method pairs at each fixed ratio, two-sided paired t-test (by model: the
     pruned models of one pair share their dense parent).
@@ -445,21 +449,47 @@ def method_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None =
     5-comparison family of its own would report the same test again with a smaller correction.
     So in the paper's grid only CIFAR-10/ResNet-56 (MP, GP, UP, RP: 6 pairs per ratio) gets a
     table here. ``None`` (default): every (dataset, arch, distribution) with two methods or
-    more.
+    more. A cell whose methods are that pair and ``matched`` ones alone (MP, UP and MP kept to
+    UP's count) tests the pairs but that one; the families of ``"column"`` (one cell's one
+    ratio) are unchanged by this, those of ``"table"`` then span such cells and the others apart.
     """
+    kw = dict(cell=cell, family_by=family_by, correction=correction, pair_on=pair_on,
+              levels=levels, families=families, value=value, order=order)
     if leave_to_mp_vs_up is not None:
         pruned = alphas.loc[alphas["method"] != "dense"]
         by = ([pruned[k] for k in _fixed(cell, "method", "ratio") if k in pruned.columns]
               or [pd.Series(0, index=pruned.index)])
-        n_methods = pruned["method"].groupby(by, sort=False, dropna=False).transform("nunique")
-        only_pair = (pruned["method"].isin(leave_to_mp_vs_up)
-                     .groupby(by, sort=False, dropna=False).transform("all"))
-        alphas = pruned.loc[~((n_methods == 2) & only_pair)]
+        methods = pruned["method"].groupby(by, sort=False, dropna=False)
+        only = (pruned["method"].isin((*leave_to_mp_vs_up, *matched))
+                .groupby(by, sort=False, dropna=False).transform("all"))
+        with_matched = pruned["method"].isin(matched).groupby(
+            by, sort=False, dropna=False).transform("any")
+        pair_alone = only & ~with_matched & (methods.transform("nunique") == 2)
+        partnered = only & with_matched
+        if pairs is None and partnered.any():
+            parts = [(pruned.loc[~pair_alone & ~partnered], frozenset()),
+                     (pruned.loc[partnered], {frozenset(leave_to_mp_vs_up)})]
+            results = [_method_family(part, pairs, leave=drop, **kw) for part, drop in parts
+                       if part["method"].nunique() > 1]
+            return FamilyResult(pd.concat([r.table for r in results]),
+                                pd.concat([r.long for r in results], ignore_index=True))
+        alphas = pruned.loc[~pair_alone]
+    return _method_family(alphas, pairs, **kw)
+
+
+def _method_family(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None, *,
+                   cell: Sequence[str], family_by: Sequence[str] | None, correction: Correction,
+                   pair_on: Sequence[str], levels: Levels | None, families: Families, value: str,
+                   order: Sequence[str], leave: set[frozenset[str]] = frozenset()
+                   ) -> FamilyResult:
+    """:func:`method_tests` on ``alphas`` as given: ``pairs``, or every unordered pair of the
+    methods present but those in ``leave``, ordered by ``order`` then name."""
     if pairs is None:
         present = [m for m in pd.unique(alphas["method"]) if m != "dense"]
         order = list(order)
         rank = {m: (order.index(m) if m in order else len(order), str(m)) for m in present}
-        pairs = list(combinations(sorted(present, key=rank.__getitem__), 2))
+        pairs = [p for p in combinations(sorted(present, key=rank.__getitem__), 2)
+                 if frozenset(p) not in leave]
     return _family(alphas, kind="methods", factor="method", column="ratio", fixed=_fixed(cell, "method", "ratio"),
                    family_by=family_by, pairs_of="listed", pairs=pairs, value=value, paired=True,
                    alternative="two-sided", pair_on=pair_on, equal_var=True, correction=correction,
@@ -504,6 +534,6 @@ def all_families(alphas: pd.DataFrame, orders: FamilyOrders, *, value: str = "al
         "archs": arch_tests(alphas, orders.arch_sizes, **kw),
         "datasets": dataset_tests(alphas, orders.dataset_pairs, archs, **kw),
         "methods": method_tests(alphas, order=orders.methods, leave_to_mp_vs_up=orders.mp_vs_up,
-                                **kw),
+                                matched=orders.matched, **kw),
         "mp_vs_up": mp_vs_up_tests(alphas, *orders.mp_vs_up, **kw),
     }
