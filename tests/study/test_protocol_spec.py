@@ -26,7 +26,10 @@ def _ids(text, tmp_path):
             for j in make_plan(parse_spec(text, base_dir=tmp_path)).jobs if j.kind != "evaluate"}
 
 
-def test_each_option_changes_only_the_jobs_it_acts_on(tmp_path):
+def test_pruning_options_enter_pruned_ids_and_training_options_dense_ids(tmp_path):
+    """Each non-default pruning option enters the id of every one-shot job of its cell (MP's
+    too: the options travel as one value), never a train or gradients job's; the training
+    options enter the dense model's id, and so every id below it."""
     base = _ids(BASE, tmp_path)
     pruned = _ids('keep_rule = "shrinkbench"\nup_score = "signed-5e-4"\nrp_count = "binomial"\n'
                   + BASE, tmp_path)

@@ -53,3 +53,19 @@ def test_the_sidecar_carries_the_options_to_later_jobs():
     assert TrainOptions.of(meta) == FORK
     plain = dense_meta("fashion-mnist", "lenet5-shrinkbench", 0, Recipe.paper_lenet(), 5000, 0)
     assert not {"validation", "normalisation", "mean"} & set(plain)
+
+
+def test_audit_of_a_paper_code_checkpoint_uses_its_sets_and_normalisation(fashion, tmp_path):
+    from prunescope.audit.run import checkpoint_arguments
+    from prunescope.models import build_model
+    from prunescope.train import save_checkpoint
+
+    _, test_set = fashion
+    model = build_model("lenet5-shrinkbench", 10, 1, seed=0, image_size=28)
+    meta = dense_meta("fashion-mnist", "lenet5-shrinkbench", 0, Recipe.paper_lenet(), 0, 0,
+                      training=FORK)
+    path = save_checkpoint(tmp_path / "dense.safetensors", model, meta)
+    args = checkpoint_arguments(path)
+    assert (list(args["mean"]), list(args["std"])) == ([0.5], [0.5])
+    assert np.array_equal(args["val_data"][1], test_set.y)
+    assert len(args["train_data"][1]) == 60000

@@ -23,6 +23,7 @@ from prunescope.audit.inputs import (AuditError, DataLike, as_arrays, as_recipe,
 from prunescope.audit.plan import (AuditPlan, data_sha, make_audit_plan, sha, write_data,
                                   write_source)
 from prunescope.catalog import methods as registry, objectives
+from prunescope.catalog.protocol import TrainOptions
 from prunescope.data.device import DeviceImages
 from prunescope.data.splits import train_val_indices, training_split
 from prunescope.study.artifacts import Artifacts
@@ -436,6 +437,7 @@ def checkpoint_arguments(
         raise AuditError(f"{path}: its sidecar names dataset {ds!r}, not one prunescope knows "
                          f"({', '.join(D.names())}); audit it with --model and --data instead")
     info = D.info(ds)
+    training = TrainOptions.of(meta)  # the sidecar's validation and normalisation (SPEC 8)
     if train_data is None or test_data is None:
         try:
             full = D.load(ds, "train", data_dir)
@@ -446,7 +448,9 @@ def checkpoint_arguments(
         tr_idx, va_idx = training_split(full.y, int(meta.get("n_val", 5000)),
                                         int(meta.get("split_seed", 0)), meta.get("imbalance"))
         train_data = train_data if train_data is not None else (full.x[tr_idx], full.y[tr_idx])
-        kwargs.setdefault("val_data", (full.x[va_idx], full.y[va_idx]))
+        held_out = training.validation == "held-out"  # else the authors' protocol: n_val is 0
+        kwargs.setdefault("val_data", (full.x[va_idx], full.y[va_idx]) if held_out
+                          else (test.x, test.y))
         test_data = test_data if test_data is not None else test
     if finetune_epochs is None:
         kwargs.setdefault("finetune", finetune_recipe(meta["arch"], 1, DEFAULT_FINETUNE_STEPS))
@@ -454,7 +458,8 @@ def checkpoint_arguments(
         kwargs.setdefault("finetune", finetune_recipe(meta["arch"], finetune_epochs))
     elif finetune_epochs < 0:
         raise AuditError(f"finetune_epochs = {finetune_epochs} must be >= 0 (0: no fine-tuning)")
-    defaults = {"class_names": info.classes, "mean": info.mean, "std": info.std,
+    mean, std = training.mean_std(ds, (info.mean, info.std))
+    defaults = {"class_names": info.classes, "mean": mean, "std": std,
                 "name": meta["arch"], "dataset": ds}
     return {"model": model, "train_data": train_data, "test_data": test_data, "meta": meta,
             "num_classes": info.num_classes, "_module": False, **defaults, **kwargs}

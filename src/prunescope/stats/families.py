@@ -449,32 +449,44 @@ def method_tests(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None =
     5-comparison family of its own would report the same test again with a smaller correction.
     So in the paper's grid only CIFAR-10/ResNet-56 (MP, GP, UP, RP: 6 pairs per ratio) gets a
     table here. ``None`` (default): every (dataset, arch, distribution) with two methods or
-    more. A cell whose methods are that pair and ``matched`` ones alone (MP, UP and MP kept to
-    UP's count) tests the pairs but that one; the families of ``"column"`` (one cell's one
-    ratio) are unchanged by this, those of ``"table"`` then span such cells and the others apart.
+    more. ``matched`` methods (MP kept to UP's count) are compared only with the pair's two
+    methods, in a family of their own per cell and ratio (MP vs MP@UP, UP vs MP@UP); the other
+    methods' pairs are as without them (ResNet-56: the paper's 6 pairs per ratio).
     """
     kw = dict(cell=cell, family_by=family_by, correction=correction, pair_on=pair_on,
               levels=levels, families=families, value=value, order=order)
-    if leave_to_mp_vs_up is not None:
-        pruned = alphas.loc[alphas["method"] != "dense"]
+    if leave_to_mp_vs_up is None:
+        return _method_family(alphas, pairs, **kw)
+    pruned = alphas.loc[alphas["method"] != "dense"]
+    is_matched = pruned["method"].isin(matched)
+    results = [_method_family(_without_pair_alone(pruned.loc[~is_matched], cell,
+                                                  leave_to_mp_vs_up), pairs, **kw)]
+    if pairs is None and is_matched.any():  # the matched pairs, a family of their own
         by = ([pruned[k] for k in _fixed(cell, "method", "ratio") if k in pruned.columns]
               or [pd.Series(0, index=pruned.index)])
-        methods = pruned["method"].groupby(by, sort=False, dropna=False)
-        only = (pruned["method"].isin((*leave_to_mp_vs_up, *matched))
-                .groupby(by, sort=False, dropna=False).transform("all"))
-        with_matched = pruned["method"].isin(matched).groupby(
-            by, sort=False, dropna=False).transform("any")
-        pair_alone = only & ~with_matched & (methods.transform("nunique") == 2)
-        partnered = only & with_matched
-        if pairs is None and partnered.any():
-            parts = [(pruned.loc[~pair_alone & ~partnered], frozenset()),
-                     (pruned.loc[partnered], {frozenset(leave_to_mp_vs_up)})]
-            results = [_method_family(part, pairs, leave=drop, **kw) for part, drop in parts
-                       if part["method"].nunique() > 1]
-            return FamilyResult(pd.concat([r.table for r in results]),
-                                pd.concat([r.long for r in results], ignore_index=True))
-        alphas = pruned.loc[~pair_alone]
-    return _method_family(alphas, pairs, **kw)
+        with_matched = is_matched.groupby(by, sort=False, dropna=False).transform("any")
+        partners = pruned.loc[with_matched & pruned["method"].isin((*leave_to_mp_vs_up,
+                                                                    *matched))]
+        matched_family = _method_family(partners, None, leave={frozenset(leave_to_mp_vs_up)},
+                                        **kw)
+        long = matched_family.long
+        long["family"] = long["family"].str.replace("methods|", "matched methods|", n=1,
+                                                    regex=False)
+        results.append(FamilyResult(matched_family.table, long))
+    results = [r for r in results if len(r.long)] or results[:1]
+    return FamilyResult(pd.concat([r.table for r in results]),
+                        pd.concat([r.long for r in results], ignore_index=True))
+
+
+def _without_pair_alone(pruned: pd.DataFrame, cell: Sequence[str],
+                        pair: tuple[str, str]) -> pd.DataFrame:
+    """``pruned`` less the (dataset, arch, distribution) groups whose only methods are
+    ``pair`` (their one comparison belongs to :func:`mp_vs_up_tests`)."""
+    by = ([pruned[k] for k in _fixed(cell, "method", "ratio") if k in pruned.columns]
+          or [pd.Series(0, index=pruned.index)])
+    methods = pruned["method"].groupby(by, sort=False, dropna=False)
+    only = pruned["method"].isin(pair).groupby(by, sort=False, dropna=False).transform("all")
+    return pruned.loc[~(only & (methods.transform("nunique") == 2))]
 
 
 def _method_family(alphas: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None, *,
