@@ -147,11 +147,10 @@ def audit(
             ``"noise-<std>"`` (prunescope.data.corruptions); ``"nominal"`` is always included.
         class_names: names of the classes (worst-hit table); num_classes: the model's outputs
             (checked against it; default: read from it); every label must be one of them.
-        weight_decay: UP's eps, the decay the model was trained with (required for UP unless
-            ``meta`` records it).
+        weight_decay: UP's eps, the model's training decay (required for UP unless ``meta`` has it).
         mean, std: per-channel input normalisation on the 0..1 scale (default: from train_data).
-        scope: ``"global"`` or ``"layer"``.
-        grad_mode, grad_batches: how GP/UP's data gradient is accumulated (computed once).
+        scope: ``"global"`` or ``"layer"``; grad_mode, grad_batches: how GP/UP's data gradient
+            is accumulated (computed once).
         seed: seeds RP, the gradient batches, fine-tuning and the corruptions.
         delta: prune-potential tolerance in points of test error (0.5 = half a point, as
             :func:`prunescope.metrics.prune_potential` reads it); top_k: classes listed per
