@@ -303,9 +303,9 @@ def test_shipped_modern_studies_plan(name, counts):
     path = Path(__file__).resolve().parents[2] / "studies" / f"{name}.toml"
     plan = make_plan(load_spec(path))
     assert {k: v for k, v in plan.counts().items() if v} == counts
-    # their dense models and MP jobs are those of quick.toml / paper.toml (shared ids)
+    # their dense models and MP jobs are those of quick.toml / paper-corrected.toml (shared ids)
     base = make_plan(load_spec(path.with_name("quick.toml" if name == "modern"
-                                              else "paper.toml")))
+                                              else "paper-corrected.toml")))
     base_ids = {j.id for j in base.jobs}
     assert all(j.id in base_ids for j in plan.jobs if j.kind in ("train", "prune_finetune"))
 

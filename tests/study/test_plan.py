@@ -122,15 +122,20 @@ def test_a_grid_entry_sets_the_prunable_set_of_its_cells_only(tmp_path):
             == {j.id for j in base.jobs if j.arch == "resnet20"})
 
 
-def test_paper_grid_prunes_lenet_as_shrinkbench_and_keeps_resnet_ids():
-    """studies/paper.toml: the LeNet cells are ShrinkBench's LeNet with last layer and biases
-    prunable (ShrinkBench marks no classifier in it); the ResNets keep their classifier."""
-    spec = load_spec(STUDIES / "paper.toml")
+def test_paper_grid_prunes_as_the_authors_code_and_the_corrected_grid_as_spec():
+    """studies/paper.toml: the authors' code (SPEC 8): every classifier protected, biases never
+    masked but counted; studies/paper-corrected.toml: SPEC's defaults. Issue 13's upstream
+    variant (last layer and biases prunable) is studies/paper-lenet-upstream.toml."""
+    paper = load_spec(STUDIES / "paper.toml")
+    corrected = load_spec(STUDIES / "paper-corrected.toml")
+    upstream = load_spec(STUDIES / "paper-lenet-upstream.toml")
+    assert {(c.pruning.prune_classifier, c.pruning.prune_biases, c.pruning.keep_rule)
+            for c in paper.cells} == {(False, False, "shrinkbench")}
+    assert {(c.pruning.prune_classifier, c.pruning.prune_biases, c.pruning.keep_rule)
+            for c in corrected.cells} == {(False, False, "exact")}
     flags = {(c.dataset, c.arch): (c.pruning.prune_classifier, c.pruning.prune_biases)
-             for c in spec.cells}
-    assert flags[("mnist", "lenet5-shrinkbench")] == flags[("fashion-mnist", "lenet5-shrinkbench")]
+             for c in upstream.cells}
     assert flags[("mnist", "lenet5-shrinkbench")] == (True, True)
-    assert all(v == (False, False) for (d, a), v in flags.items() if a.startswith("resnet"))
 
 
 def test_model_index_is_a_label_not_part_of_the_id(tmp_path):
@@ -163,21 +168,25 @@ def test_estimate_counts_epochs_and_images(tmp_path):
 
 
 def test_paper_grid_size():
-    plan = make_plan(load_spec(STUDIES / "paper.toml"))
     # SPEC 4: 8 (dataset, arch) cells x 30 models; pruned per model: LeNet MP 5 x2 datasets,
-    # 4 ResNets MP+UP 10 each, ResNet-56/CIFAR-10 MP+UP+GP+RP 20, ResNet-56/CIFAR-100 MP+UP 10
-    assert plan.counts()["train"] == 240
-    assert plan.counts()["prune_finetune"] == 30 * (5 + 5 + 4 * 10 + 20 + 10)
-    assert plan.counts()["gradients"] == 30 * 6
-    assert plan.counts()["evaluate"] == 240 + 2400
+    # 4 ResNets MP+UP+MP@UP 15 each, ResNet-56/CIFAR-10 MP+UP+GP+RP+MP@UP 25, ResNet-56/
+    # CIFAR-100 MP+UP+MP@UP 15; the same grid in both protocols
+    for name in ("paper.toml", "paper-corrected.toml"):
+        plan = make_plan(load_spec(STUDIES / name))
+        assert plan.counts()["train"] == 240
+        assert plan.counts()["prune_finetune"] == 30 * (5 + 5 + 4 * 15 + 25 + 15)
+        assert plan.counts()["gradients"] == 30 * 6
+        assert plan.counts()["evaluate"] == 240 + 30 * 110
 
 
-def test_lowratio_shares_ids_with_paper():
-    paper = {j.id for j in make_plan(load_spec(STUDIES / "paper.toml")).jobs}
+def test_lowratio_shares_ids_with_paper_corrected():
+    paper = {j.id for j in make_plan(load_spec(STUDIES / "paper-corrected.toml")).jobs}
     low = make_plan(load_spec(STUDIES / "lowratio.toml"))
     shared = [j for j in low.jobs if j.id in paper]
     assert {j.kind for j in shared} == {"train", "gradients", "prune_finetune", "evaluate"}
     assert {j.ratio for j in shared if j.kind == "prune_finetune"} == {2.0, 4.0, 10.0}
+    assert not {j.id for j in low.jobs} & {j.id for j in make_plan(load_spec(
+        STUDIES / "paper.toml")).jobs}
 
 
 def test_estimate_of_every_gradient_mode(tmp_path):

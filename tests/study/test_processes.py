@@ -228,7 +228,8 @@ def test_ctrl_c_while_workers_start_prints_one_line(tiny_spec, tmp_path):
 def test_ctrl_c_while_the_driver_starts_prints_one_line(tiny_spec, tmp_path):
     """Issue 23: Ctrl-C while `prunescope run` still imports its modules (seconds: torch)
     printed a KeyboardInterrupt traceback of 15 to 97 lines on main; now one line, exit 130,
-    at any moment of the start-up."""
+    at any moment of the start-up (or, on a machine so busy that the signal comes before the
+    interpreter has set its handler, the default action: killed by SIGINT, nothing printed)."""
     f = _long_spec(tiny_spec, tmp_path)
     for delay in (0.3, 1.5):
         proc = _start(f)
@@ -240,6 +241,9 @@ def test_ctrl_c_while_the_driver_starts_prints_one_line(tiny_spec, tmp_path):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if proc.returncode == -signal.SIGINT:  # before the interpreter set its handler (a
+            assert err == "", (delay, err)      # busy machine): killed, nothing printed
+            continue
         assert proc.returncode == 130, (delay, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (delay, err)
         assert err.startswith("interrupted"), (delay, err)

@@ -111,11 +111,13 @@ def jobs_per_model(spec: StudySpec) -> int:
     """The jobs :func:`prunescope.study.plan.make_plan` plans per model (seed) of ``spec``,
     counted without building them: per cell a ``train`` job, a ``gradients`` job for the
     methods that need one, a ``rewind`` job for an iterative method, one job per pruned model
-    (ratio, or level), and an ``evaluate`` job per model (dense included) and distribution."""
+    (ratio and, for one-shot methods, fine-tuning objective; or level), and an ``evaluate`` job
+    per model (dense included) and distribution."""
     total = 0
     for cell in spec.cells:
         records = [registry.method(m) for m, _ in cell.methods]
-        n_models = 1 + sum(len(r) for m, r in cell.methods if not registry.method(m).iterative)
+        n_models = 1 + sum(len(r) * (len(cell.objectives_of(m)) if rec.kind == "one-shot" else 1)
+                           for (m, r), rec in zip(cell.methods, records) if not rec.iterative)
         n_models += len(lth_schedule(spec, cell))
         total += n_models * (1 + len(spec.distributions))
         total += any(r.needs_gradients for r in records) + any(r.iterative for r in records)
