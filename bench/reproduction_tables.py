@@ -48,7 +48,7 @@ def alpha_side_by_side(runs: dict[str, Path]) -> pd.DataFrame:
                                        .itertuples(index=False)]
         out[f"{label}: acc (%)"] = ci["Ā (%)"].round(2)
         parts.append(out.set_index(CELL))
-    return pd.concat(parts, axis=1).reset_index()
+    return _counts_as_ints(pd.concat(parts, axis=1).reset_index())
 
 
 def side_by_side(runs: dict[str, Path], name: str, keys: list[str]) -> pd.DataFrame:
@@ -58,7 +58,15 @@ def side_by_side(runs: dict[str, Path], name: str, keys: list[str]) -> pd.DataFr
         t = _read(folder, name)
         if t is not None:
             parts.append(t.set_index(keys).add_prefix(f"{label}: "))
-    return pd.concat(parts, axis=1).reset_index()
+    return _counts_as_ints(pd.concat(parts, axis=1).reset_index())
+
+
+def _counts_as_ints(frame: pd.DataFrame) -> pd.DataFrame:
+    """Model counts as integers (a row one protocol lacks made them floats with NaN)."""
+    for col in frame.columns:
+        if str(col).endswith((": n", ": models")):
+            frame[col] = frame[col].astype("Int64")
+    return frame
 
 
 def main() -> None:
