@@ -65,7 +65,7 @@ def _counts_as_ints(frame: pd.DataFrame) -> pd.DataFrame:
     """Model counts as integers (a row one protocol lacks made them floats with NaN)."""
     for col in frame.columns:
         if str(col).endswith((": n", ": models")):
-            frame[col] = frame[col].astype("Int64")
+            frame[col] = ["" if pd.isna(v) else str(int(v)) for v in frame[col]]
     return frame
 
 
