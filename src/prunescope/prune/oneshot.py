@@ -57,18 +57,19 @@ def one_shot_masks(
         other = one_shot_masks(model, rec.keep_as, ratio, grads, eps, seed, scope, options, meta)
         result = make_masks(model, scores, scope=scope, keep=sum(other.kept.values()))
         return mask_result(result.masks, n_total, ratio, scope)
-    n_prunable = sum(p.numel() for p in params.values())
+    binomial = rec.draws and options.rp_count == "binomial"
+    if options.keep_rule == "exact" and not binomial:
+        return make_masks(model, scores, ratio, scope=scope)
     biases: dict[str, torch.Tensor] = {}
     if options.keep_rule == "shrinkbench":
         layers = prunable(model, prune_classifier=options.prune_classifier, prune_biases=True)
         biases = {n: p for n, p in layers.items() if n not in params}
         fraction = shrinkbench_fraction(n_total, sum(p.numel() for p in layers.values()), ratio)
     else:
+        n_prunable = sum(p.numel() for p in params.values())
         fraction = keep_count(n_total, n_prunable, ratio) / n_prunable
-    if rec.draws and options.rp_count == "binomial":
+    if binomial:
         return mask_result(binomial_masks(scores, fraction), n_total, ratio, scope)
-    if options.keep_rule == "exact":
-        return make_masks(model, scores, ratio, scope=scope)
     also = ()
     if rec.quantile_over_biases and biases:
         also = tuple(score(method, model, biases, grads=grads, eps=eps, seed=seed, meta=meta,
