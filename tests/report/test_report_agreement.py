@@ -132,3 +132,24 @@ def test_agreement_intervals_stay_within_0_and_100_percent(multi_frame, tmp_path
     expect = 100 / (1 + np.exp(-(lg.mean() + np.array([-lg_half, lg_half]))))
     np.testing.assert_allclose([row["99% CI low"], row["99% CI high"]], expect, rtol=1e-3)
     assert row["agreement (%)"] == pytest.approx(100 * x.mean(), abs=0.01)
+
+
+def test_agreement_of_a_mitigation_study_reads_the_ce_models_only(multi_frame, tmp_path):
+    """A study with a second fine-tuning objective: the agreement view, like every section before
+    "Mitigation", pools only the cross-entropy models (the kd rows' agreement of 0 would pull
+    every mean down), and the Mitigation section is added."""
+    ce = multi_frame.assign(objective="ce")
+    kd = ce[ce["method"] == "mp"].assign(objective="kd")
+    frame = pd.concat([ce, kd], ignore_index=True)
+    ag_ce = _agreement(multi_frame).assign(objective="ce")
+    ag_kd = ag_ce[ag_ce["method"] == "mp"].assign(objective="kd", agreement=0.0)
+    html = render_report(frame, tmp_path, study_name="mitigated",
+                         agreement=pd.concat([ag_ce, ag_kd], ignore_index=True))
+    tab = pd.read_csv(tmp_path / "tables" / "agreement.csv")
+    keys = ["method", "ratio", "distribution"]
+    expect = (100 * ag_ce.groupby(keys)["agreement"].mean()).rename("expect").reset_index()
+    got = tab.merge(expect, on=keys, how="outer", indicator=True)
+    assert (got["_merge"] == "both").all() and (tab["n"] == 4).all()
+    np.testing.assert_allclose(got["agreement (%)"], got["expect"])
+    page = html.read_text(encoding="utf-8")
+    assert "Mitigation" in page and (tmp_path / "tables" / "mitigation.csv").stat().st_size > 0

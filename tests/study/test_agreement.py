@@ -210,6 +210,7 @@ def test_study_results_is_a_plain_dataclass_with_a_lazy_agreement(tmp_path):
         "id": ["d", "p"], "kind": ["evaluate"] * 2, "status": ["done"] * 2,
         "dataset": ["mnist"] * 2, "arch": ["lenet5"] * 2, "method": ["dense", "mp"],
         "ratio": [1.0, 2.0], "model": [0, 0], "distribution": ["nominal"] * 2,
+        "objective": ["ce"] * 2,
         "artifacts": [{"predictions": str(tmp_path / f"{j}.npy")} for j in ("d", "p")]})
     calls = []
 

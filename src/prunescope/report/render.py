@@ -429,7 +429,8 @@ def render_report(results_frame: pd.DataFrame, out_dir: str | Path, *, spec_text
                                nominal),
                 _tables_section(an, out, correction, families), coverage]
     if agreement is not None:
-        sections.insert(-2, _agreement_section(agreement, out, nominal, results_frame))
+        sections.insert(-2, _agreement_section(analysis.ce_only(agreement), out, nominal,
+                                               results_frame))
     extra = [longtail_section(an.paired, an.alphas, training_splits, out, correction)
              if training_splits is not None else None,
              exemplar_section(exemplars, an.paired, out) if exemplars is not None else None]

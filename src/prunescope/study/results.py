@@ -33,7 +33,7 @@ JOB_COLUMNS = ("id", "kind", "dataset", "arch", "method", "ratio", "level", "mod
                "objective")
 #: columns of :attr:`StudyResults.agreement` (plus ``level`` in studies with ``lth``)
 AGREEMENT_COLUMNS = ("dataset", "arch", "method", "ratio", "model", "distribution",
-                     "agreement")
+                     "objective", "agreement")
 
 
 def _no_agreement() -> pd.DataFrame:
@@ -78,7 +78,8 @@ class StudyResults:
             pruned evaluation, columns :data:`AGREEMENT_COLUMNS` (+ ``level`` as in ``frame``):
             ``agreement`` (float64 in [0, 1]) is the fraction of the N_test test images of
             ``distribution`` on which the pruned model predicts the same class as the dense
-            model of the same (dataset, arch, model). Evaluations without a ``predictions``
+            model of the same (dataset, arch, model); ``objective`` is the pruned model's
+            fine-tuning objective (``ce`` by default). Evaluations without a ``predictions``
             artifact (run before predictions were kept), or whose dense partner has none,
             have no row; empty (with these columns) when no evaluation has one. Computed on
             first access when the results came from :func:`load_results`: the warning about
@@ -302,7 +303,7 @@ def _agreement(jobs: pd.DataFrame, with_level: bool = False, study: str | None =
         agree[grp.index] = functional_agreement(st, np.broadcast_to(ref, st.shape))
     out = pairs[cols].assign(agreement=agree.to_numpy())
     out["model"] = out["model"].astype(np.int64)
-    out = out.sort_values(cols[:6] + (["level"] if with_level else []), kind="stable")
+    out = out.sort_values(cols[:7] + (["level"] if with_level else []), kind="stable")
     return out.reset_index(drop=True)
 
 
