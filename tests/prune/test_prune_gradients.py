@@ -1,6 +1,7 @@
 """The data-loss gradient of SPEC 3 ("g ... accumulated over the training split") in its three modes."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -89,6 +90,29 @@ def test_shrinkbench_is_one_train_mode_batch_and_restores_bn_stats():
     close(g, expected)
     eval_g = data_gradients(model, imgs.subset(order.numpy()), mode="full")
     assert any(not torch.allclose(g[n], eval_g[n]) for n in g)  # train-mode BN really was used
+
+
+def test_shrinkbench_augmented_is_the_forks_training_loader_batch():
+    """``augment=True`` (the paper-code protocol on augmenting recipes): the same 128 images of
+    the seeded shuffle, each zero-padded by 4, cropped at the offsets and flipped as drawn after
+    the shuffle (re-expressed here in NumPy), the gradient taken in train mode."""
+    model, imgs = net(), images(n=300)
+    g = data_gradients(model, imgs, mode="shrinkbench", seed=4, augment=True)
+    gen = torch.Generator().manual_seed(4)
+    order = torch.randperm(300, generator=gen)[:128]
+    offsets = torch.randint(0, 9, (128, 2), generator=gen).numpy()
+    flips = (torch.rand(128, generator=gen) < 0.5).numpy()
+    raw = imgs.subset(order.numpy())
+    x = raw.x.cpu().numpy()  # (128, 6, 6, 3) uint8
+    padded = np.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    crops = np.stack([padded[b, oy:oy + 6, ox:ox + 6] for b, (oy, ox) in enumerate(offsets)])
+    crops = np.where(flips[:, None, None, None], crops[:, :, ::-1], crops)
+    xs = imgs.normalize(torch.from_numpy(crops.copy()))
+    close(g, reference(net(), xs, raw.y, train_mode=True))
+    plain = data_gradients(model, imgs, mode="shrinkbench", seed=4)
+    assert any(not torch.allclose(g[n], plain[n]) for n in g)
+    with pytest.raises(ValueError, match="augment is only used with mode='shrinkbench'"):
+        data_gradients(model, imgs, mode="full", augment=True)
 
 
 def test_bad_arguments_are_explained():

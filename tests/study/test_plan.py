@@ -138,6 +138,21 @@ def test_paper_grid_prunes_as_the_authors_code_and_the_corrected_grid_as_spec():
     assert flags[("mnist", "lenet5-shrinkbench")] == (True, True)
 
 
+def test_paper_lenet_is_the_lenet_half_of_paper():
+    """studies/paper-lenet.toml's MP jobs are those of studies/paper.toml's LeNet cells (same
+    ids: a run of the one counts for the other), although paper.toml sets the fork's per-block
+    ResNet recipes and augmented gradient batch; its ResNet gradient jobs are augmented."""
+    paper = make_plan(load_spec(STUDIES / "paper.toml"))
+    lenet = make_plan(load_spec(STUDIES / "paper-lenet.toml"))
+    ids = {j.id for j in paper.jobs}
+    mp = [j for j in lenet.jobs if j.method in ("dense", "mp") and j.kind != "gradients"]
+    assert mp and all(j.id in ids for j in mp)
+    grads = [j for j in paper.jobs if j.kind == "gradients"]
+    assert {j.arch for j in grads if j.params.get("augment")} == {
+        "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"} == {j.arch for j in grads}
+    assert not [j for j in lenet.jobs if "augment" in j.params]
+
+
 def test_model_index_is_a_label_not_part_of_the_id(tmp_path):
     # 5 models contain the 3 models of the 3-model study with the same ids
     three = _plan(tmp=tmp_path)

@@ -55,6 +55,41 @@ weight_decay = 1e-4
     assert ft.schedule == ((2, 0.05), (1, 0.005)) and ft.max_steps_per_epoch == 7
 
 
+def test_recipe_family_tables_sit_between_general_and_arch(tmp_path):
+    """``[train.resnet]`` sets every ResNet's recipe (not the LeNet's); ``[train.<arch>]`` wins
+    over it, ``[train]`` loses to it."""
+    spec = parse_spec("""
+name = "t"
+models = 2
+ratios = [2]
+[[grid]]
+datasets = ["mnist"]
+architectures = ["lenet5"]
+methods = ["mp"]
+[[grid]]
+datasets = ["cifar10"]
+architectures = ["resnet20", "resnet32"]
+methods = ["mp"]
+[train]
+weight_decay = 0
+select = "val_loss"
+[train.resnet]
+select = "val_loss_per_block"
+restart_momentum = true
+[train.resnet32]
+restart_momentum = false
+""", base_dir=tmp_path)
+    fork = dict(weight_decay=0, select="val_loss_per_block", restart_momentum=True)
+    assert spec.recipe("resnet20", "train") == dataclasses.replace(Recipe.paper_resnet(), **fork)
+    assert spec.recipe("resnet32", "train") == dataclasses.replace(
+        Recipe.paper_resnet(), **fork | {"restart_momentum": False})
+    assert spec.recipe("lenet5", "train") == dataclasses.replace(Recipe.paper_lenet(),
+                                                                 weight_decay=0)
+    assert spec.recipe("resnet20", "finetune") == Recipe.paper_resnet_finetune()
+    with pytest.raises(SpecError, match=r"\[train.<family>\] with <family> one of lenet, resnet"):
+        parse_spec(BASE + "[train.vgg]\nweight_decay = 0\n", base_dir=tmp_path)
+
+
 def test_resnet_recipe_scaled_keeps_spec4_shape(tmp_path):
     spec = parse_spec("""
 name = "r"
@@ -75,6 +110,7 @@ epochs = 6
     ("[train]\nepochz = 3", "train.epochz", "allowed keys"),
     ("[gradients]\nmode = 'half'", "gradients.mode", "full, batches, shrinkbench"),
     ("[gradients]\nmode = 'batches'", "gradients.n_batches", ">= 1"),
+    ("[gradients]\naugment = true", "gradients.augment", "false unless gradients.mode"),
     ("[train]\nbatch_size = 'big'", "train.batch_size", "int"),
     ("[train]\nnesterov = 1", "train.nesterov", "bool"),
     ("[train]\nmomentum = 1.5", "train", "momentum"),
@@ -291,8 +327,15 @@ def test_shipped_studies_are_valid():
         assert cells[("cifar10", f"resnet{depth}")] == {"mp", "up", "mp-at-up"}
     assert cells[("cifar10", "resnet56")] == {"mp", "gp", "up", "rp", "mp-at-up"}
     assert cells[("cifar100", "resnet56")] == {"mp", "up", "mp-at-up"}
-    assert paper.recipe("resnet56", "train") == dataclasses.replace(Recipe.paper_resnet(),
-                                                                    weight_decay=0)
+    # the fork: weight decay 0, and per schedule block a fresh optimiser whose best loss starts
+    # at 1 (ResNets only: the LeNet's one block keeps the recipe, and ids, of paper-lenet.toml)
+    fork_blocks = dict(weight_decay=0, select="val_loss_per_block", restart_momentum=True)
+    for phase, base in (("train", Recipe.paper_resnet()),
+                        ("finetune", Recipe.paper_resnet_finetune())):
+        assert paper.recipe("resnet56", phase) == dataclasses.replace(base, **fork_blocks)
+    assert paper.recipe("lenet5-shrinkbench", "train") == dataclasses.replace(
+        Recipe.paper_lenet(), weight_decay=0)
+    assert paper.gradients.augment
     assert corrected.recipe("resnet56", "train") == Recipe.paper_resnet()
     low = load_spec(STUDIES / "lowratio.toml")
     assert dict(low.cells[0].methods) == {"mp": (2.0, 4.0, 6.0, 8.0, 10.0),

@@ -172,6 +172,11 @@ def names() -> tuple[str, ...]:
     return tuple(a.name for a in REGISTRY)
 
 
+def recipe_families() -> tuple[str, ...]:
+    """The recipe families (the records' ``recipe``: ``lenet``, ``resnet``), sorted."""
+    return tuple(sorted({a.recipe for a in REGISTRY}))
+
+
 def architecture(name: str) -> Architecture:
     """The record of ``name``; an unknown name raises ``ValueError`` listing the known ones."""
     found = [a for a in REGISTRY if a.name == name]

@@ -12,7 +12,9 @@ Modes:
     ``"batches"``: the first ``n_batches`` batches of a seeded shuffle, eval mode as above.
     ``"shrinkbench"``: one batch of ``batch_size`` (128 by default) from a seeded shuffle, in
     train mode as ShrinkBench does (BatchNorm normalises with the batch statistics); the running
-    statistics it updates are restored afterwards, so the model's state is unchanged.
+    statistics it updates are restored afterwards, so the model's state is unchanged. With
+    ``augment`` the batch is randomly cropped and flipped as the training loader of the authors'
+    fork draws it (the same images as without, from the same seeded shuffle).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ def data_gradients(
     n_batches: int | None = None,
     batch_size: int = 128,
     seed: int = 0,
+    augment: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Gradient of the mean cross-entropy of ``model`` over (part of) ``images``.
 
@@ -44,6 +47,8 @@ def data_gradients(
         batch_size: images per forward pass (only the cost changes in the eval-mode modes; the
             batch size of ``"shrinkbench"``).
         seed: seed of the shuffle for ``"batches"`` and ``"shrinkbench"``.
+        augment: crop and flip the ``"shrinkbench"`` batch (:meth:`DeviceImages.batches`'s
+            augmentation, drawn from the same seeded generator after the shuffle).
 
     Returns:
         ``{param name: gradient}`` for every parameter with ``requires_grad`` (names as in
@@ -62,6 +67,8 @@ def data_gradients(
         raise ValueError(f"n_batches is only used with mode='batches', not mode={mode!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if augment and mode != "shrinkbench":
+        raise ValueError(f"augment is only used with mode='shrinkbench', not mode={mode!r}")
     if len(images) == 0:
         raise ValueError("cannot compute a data gradient over an empty image set")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -76,7 +83,7 @@ def data_gradients(
         batches = images.batches(batch_size)
     else:
         gen = torch.Generator().manual_seed(int(seed))
-        batches = images.batches(batch_size, shuffle=True, generator=gen,
+        batches = images.batches(batch_size, shuffle=True, augment=augment, generator=gen,
                                  max_steps=gradient_batches(mode, n_batches))
 
     flags = {m: m.training for m in model.modules()}

@@ -91,13 +91,15 @@ def _sampled(p: GradientsParams) -> bool:
 @dataclass(frozen=True)
 class GradientsParams:
     """A ``gradients`` job: the data-loss gradient of dense model ``parent`` by ``mode``;
-    ``n_batches`` batches of ``batch_size`` drawn with ``seed`` unless ``mode`` is ``full``."""
+    ``n_batches`` batches of ``batch_size`` drawn with ``seed`` unless ``mode`` is ``full``,
+    cropped and flipped when ``augment`` (``shrinkbench`` mode of an augmenting recipe)."""
 
     parent: str
     mode: str
     n_batches: int | None = id_field(None, when=_sampled)
     batch_size: int | None = id_field(None, when=_sampled)
     seed: int | None = id_field(None, when=_sampled)
+    augment: bool = False
 
 
 @dataclass(frozen=True)
@@ -369,7 +371,8 @@ def make_plan(spec: StudySpec) -> Plan:
                 grads = add(GradientsParams(
                     train.id, g.mode, n_batches=g.n_batches if sampled else None,
                     batch_size=train_recipe.batch_size if sampled else None,
-                    seed=seed if sampled else None), (train.id,), **labels)
+                    seed=seed if sampled else None,
+                    augment=g.augment and train_recipe.augment), (train.id,), **labels)
             for meth, ratios in methods.items():
                 kind = registry.method(meth).kind
                 if kind == "iterative":

@@ -98,6 +98,10 @@ class GradientSpec(_Table):
     n_batches: int | None = int_key(
         None, 1, note="with gradients.mode = 'batches'", doc_default="absent",
         doc='int >= 1, required with and only with `mode = "batches"`')
+    augment: bool = key(
+        False, "with `mode = \"shrinkbench\"`: the batch is cropped and flipped wherever the "
+        "`[train]` recipe augments (the authors' fork draws it from its training loader); no "
+        "effect on an architecture trained without augmentation (its gradient ids unchanged)")
 
     @model_validator(mode="after")
     def _batches_go_with_their_mode(self) -> GradientSpec:
@@ -105,6 +109,8 @@ class GradientSpec(_Table):
             _refuse("an integer >= 1 when gradients.mode = 'batches'", "n_batches", None)
         if self.mode != "batches" and self.n_batches is not None:
             _refuse("absent unless gradients.mode = 'batches'", "n_batches", self.n_batches)
+        if self.augment and self.mode != "shrinkbench":
+            _refuse("false unless gradients.mode = 'shrinkbench'", "augment", self.augment)
         return self
 
 
@@ -459,8 +465,9 @@ class StudySpec(_Settings):
             ``pruning``).
         distributions: test distributions every model is evaluated on (``nominal`` first).
         train_overrides, finetune_overrides: ``((key, value), ...)`` applied on top of the
-            SPEC 4 recipe of each architecture; ``arch_overrides`` per-architecture ones,
-            ``((phase, arch, ((key, value), ...)), ...)``.
+            SPEC 4 recipe of each architecture; ``arch_overrides`` those of the
+            ``[<phase>.<name>]`` tables, ``((phase, name, ((key, value), ...)), ...)``, ``name``
+            an architecture or a recipe family (``resnet``: every ResNet).
         output: absolute local path of the study's output folder (the SQLite store lives there).
         artifacts: where weights, masks and gradients go: a local path or any fsspec URL.
         path: the spec file (``None`` when parsed from a string); text: its exact text.
@@ -478,14 +485,17 @@ class StudySpec(_Settings):
 
     def recipe(self, arch: str, phase: str) -> Recipe:
         """The recipe of ``phase`` (``train`` or ``finetune``) for ``arch``: SPEC 4's
-        ``Recipe.paper(arch)`` with the spec's ``[train]``/``[finetune]`` overrides, then the
-        ``[train.<arch>]``/``[finetune.<arch>]`` ones."""
+        ``Recipe.paper(arch)`` with the spec's ``[train]``/``[finetune]`` overrides, then those
+        of the architecture's recipe family (``[train.resnet]``), then the architecture's own
+        (``[train.<arch>]``)."""
         if phase not in ("train", "finetune"):
             raise ValueError(f"phase must be 'train' or 'finetune', got {phase!r}")
         base = Recipe.paper(arch, finetune=phase == "finetune")
-        general = self.train_overrides if phase == "train" else self.finetune_overrides
-        specific = next((o for p, a, o in self.arch_overrides if p == phase and a == arch), ())
-        return _apply_overrides(base, dict(general) | dict(specific))
+        over = dict(self.train_overrides if phase == "train" else self.finetune_overrides)
+        for name in (architectures.architecture(arch).recipe, arch):
+            over |= dict(next((o for p, a, o in self.arch_overrides
+                               if p == phase and a == name), ()))
+        return _apply_overrides(base, over)
 
     @property
     def training(self) -> TrainOptions:
@@ -640,8 +650,10 @@ def parse_spec(
         general = {k: val for k, val in tab.items() if not isinstance(val, dict)}
         phase_over[phase] = _recipe_overrides(where, general, (phase,))
         for arch, sub in ((k, val) for k, val in tab.items() if isinstance(val, dict)):
-            if arch not in architectures.names():
-                v.fail(f"{phase}.{arch}", "(table)", f"a recipe key or an architecture table "
+            if arch not in architectures.names() + architectures.recipe_families():
+                v.fail(f"{phase}.{arch}", "(table)", f"a recipe key, a recipe family's table "
+                       f"[{phase}.<family>] with <family> one of "
+                       f"{', '.join(architectures.recipe_families())} or an architecture table "
                        f"[{phase}.<arch>] with <arch> one of {', '.join(architectures.names())}")
             arch_over.append((phase, arch, _recipe_overrides(where, sub, (phase, arch))))
 

@@ -528,7 +528,8 @@ def _gradients(job: Job, ctx: WorkerContext, arts: Artifacts, step: Callable | N
     train, _ = _train_val_of(meta, ctx)
     kw: dict[str, Any] = {"mode": p.mode}
     if p.mode != "full":
-        kw |= {"n_batches": p.n_batches, "batch_size": p.batch_size, "seed": p.seed}
+        kw |= {"n_batches": p.n_batches, "batch_size": p.batch_size, "seed": p.seed,
+               "augment": p.augment}
     grads = data_gradients(model, train, **kw)
     name = f"{job.id}.safetensors"
     with arts.writing(job.kind) as tmp:

@@ -5,8 +5,8 @@ There is one loop, :func:`train_net`, for G >= 1 models trained as one network: 
 it on one model (any ``nn.Module``), :func:`prunescope.train.pack.fit_pack` on G models stacked
 into one (:mod:`prunescope.models.stacked`). Each model draws its own data order and
 augmentation from ``data_generator(seed)`` exactly as :meth:`DeviceImages.batches` draws them,
-its loss is checked for NaN/inf every ``sync_every`` steps, and it keeps its own
-best-validation-loss epoch. ``stop_after_step`` ends a run mid-schedule (LTH rewinding) and
+its loss is checked for NaN/inf every ``sync_every`` steps, and it keeps its own epoch by the
+recipe's ``select`` rule (:mod:`prunescope.train.select`). ``stop_after_step`` ends a run mid-schedule (LTH rewinding) and
 ``start_step`` begins one there (LTH retraining to the end of the schedule).
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ from prunescope.data.device import DeviceImages, crop_flip, epoch_draws
 from prunescope.metrics import confusion_from_predictions
 from prunescope.train.options import DeviceProfile, PackOptions, device_profile
 from prunescope.train.recipe import Recipe
+from prunescope.train.select import EpochChoice
 
 #: progress callback: ``(step, total_steps, info)``; ``step`` counts optimiser steps from 1
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
@@ -54,7 +55,8 @@ class FitResult:
     """What :func:`fit` returns.
 
     Attributes:
-        best_epoch: 1-based epoch whose weights were kept (lowest validation loss).
+        best_epoch: 1-based epoch whose weights were kept (by the recipe's ``select`` rule:
+            the lowest validation loss by default, :mod:`prunescope.train.select`).
         history: one dict per epoch with ``epoch`` (1-based), ``lr``, ``steps``,
             ``train_loss`` (mean cross-entropy over the epoch's training images, nats),
             ``val_loss`` (mean cross-entropy on the validation set, nats), ``val_acc`` (0..1),
@@ -381,8 +383,9 @@ def train_net(
     module, masked_params, masked_by, opt, body = _prepare(net, masks, recipe, options,
                                                            optimizer_state)
     run = _Run(gens=[data_generator(s) for s in seeds], histories=[[] for _ in range(g)],
-               best_loss=[math.inf] * g, best_epoch=[0] * g, kept=[{} for _ in range(g)],
+               choice=EpochChoice(recipe, g), kept=[{} for _ in range(g)],
                step=start_step, objective=objective)
+    restarts = recipe.block_starts() if recipe.restart_momentum else frozenset()
     first_epoch, skip = divmod(start_step, steps)
     for _ in range(first_epoch):  # the data streams of the epochs before start_step
         _epoch_draws(n, used, recipe.augment, run.gens, device)
@@ -392,6 +395,8 @@ def train_net(
             module.train()
             t0 = time.perf_counter()
             begin = skip if epoch == first_epoch + 1 else 0  # steps before start_step
+            if epoch in restarts and begin == 0:  # a new block: the fork's fresh optimiser
+                opt.state.clear()
             order, offsets, flips = _epoch_draws(n, used, recipe.augment, run.gens, device)
             loss_sum, seen = _epoch_steps(
                 run, net, body, opt, trains, (order, offsets, flips), masked_params, masked_by,
@@ -412,14 +417,13 @@ def train_net(
 
 @dataclass
 class _Run:
-    """What :func:`train_net` carries across epochs: each model's data generator, history, best
-    validation loss and epoch, and kept state; the optimiser steps taken so far (``step``) and
-    whether ``stop_after_step`` was reached (``stopped``)."""
+    """What :func:`train_net` carries across epochs: each model's data generator, history, the
+    kept-epoch choice and kept state; the optimiser steps taken so far (``step``) and whether
+    ``stop_after_step`` was reached (``stopped``)."""
 
     gens: list[torch.Generator]
     histories: list[list[dict[str, Any]]]
-    best_loss: list[float]
-    best_epoch: list[int]
+    choice: EpochChoice
     kept: list[dict[str, torch.Tensor]]
     step: int
     stopped: bool = False
@@ -527,7 +531,7 @@ def _end_epoch(run: _Run, net: Net, module: nn.Module, body: Callable[[torch.Ten
                vals: Sequence[DeviceImages], recipe: Recipe, opts: PackOptions, epoch: int,
                lr: float, steps: int, train_losses: list[float], seen: int, t0: float) -> None:
     """Validate every model, raise on a non-finite validation loss, append each model's
-    history record and keep the state of each model whose validation loss improved."""
+    history record and keep the state of each model that the recipe's ``select`` rule keeps."""
     g = net.groups
     train_seconds = time.perf_counter() - t0
     val_losses, val_accs = _validation(body, net, vals, recipe.val_batch_size, opts)
@@ -535,7 +539,7 @@ def _end_epoch(run: _Run, net: Net, module: nn.Module, body: Callable[[torch.Ten
     bad = [i for i, v in enumerate(val_losses) if not math.isfinite(v)]
     if bad:
         raise _diverged(net, epoch, 0, val_losses[bad[0]], bad, bad[0], "validation")
-    improved = [i for i in range(g) if val_losses[i] < run.best_loss[i]]
+    improved = run.choice.update(epoch, val_losses)
     if improved:  # one contiguous copy per channels_last tensor, shared by the models
         state = {k: v.contiguous() for k, v in module.state_dict().items()}
     for i in range(g):
@@ -547,7 +551,6 @@ def _end_epoch(run: _Run, net: Net, module: nn.Module, body: Callable[[torch.Ten
         }
         run.histories[i].append(record | {"pack_size": g} if net.stacked else record)
         if i in improved:
-            run.best_loss[i], run.best_epoch[i] = val_losses[i], epoch
             run.kept[i] = net.model_state(state, i)
 
 
@@ -561,7 +564,7 @@ def _results(run: _Run, net: Net, models: Sequence[nn.Module], opt: torch.optim.
         if not run.stopped:
             model.eval()
         results.append(FitResult(
-            best_epoch=0 if run.stopped else run.best_epoch[i], history=run.histories[i],
+            best_epoch=0 if run.stopped else run.choice.kept_epoch[i], history=run.histories[i],
             state_dict=run.kept[i],
             optimizer_state=copy.deepcopy(opt.state_dict()) if run.stopped and not net.stacked
             else None))
