@@ -43,9 +43,15 @@ def pin_of(path: Path) -> dict[str, Any]:
     }
 
 
+def shipped() -> list[Path]:
+    """The shipped study files, ``studies/*.toml``, without hidden ones (the staged copies
+    ``bench/run_staged.sh`` writes there while it runs)."""
+    return [p for p in sorted(STUDIES.glob("*.toml")) if not p.name.startswith(".")]
+
+
 def current() -> dict[str, dict[str, Any]]:
     """``{study file name: pin entry}`` of every ``studies/*.toml``, computed now."""
-    return {p.name: pin_of(p) for p in sorted(STUDIES.glob("*.toml"))}
+    return {p.name: pin_of(p) for p in shipped()}
 
 
 def problems(pinned: dict[str, dict[str, Any]], now: dict[str, dict[str, Any]]) -> list[str]:
@@ -111,5 +117,5 @@ def test_problems_tells_rekeying_from_an_edit():
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT / "src"))
     PIN.write_text(json.dumps(current(), indent=1, sort_keys=True) + "\n")
-    print(f"pinned the job ids of {len(list(STUDIES.glob('*.toml')))} studies in "
+    print(f"pinned the job ids of {len(shipped())} studies in "
           f"{PIN.relative_to(ROOT)}")

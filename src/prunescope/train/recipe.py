@@ -31,12 +31,9 @@ class Recipe:
         val_batch_size: images per batch when computing the validation loss.
         select: which epoch's weights to keep. ``"val_loss"``: the lowest validation loss of
             the run (SPEC 4). ``"val_loss_per_block"``: the authors' ShrinkBench fork, which
-            runs every schedule block as its own ``run()`` with its best loss reset to 1
-            (``experiment/train.py``): an epoch whose validation loss is below 1 and below
-            every earlier epoch *of its block* overwrites the kept weights, and the last one
-            written is kept (in effect the best epoch of the last block that went below 1).
-            Where no epoch of the run goes below 1 (the fork would then fail to load its
-            checkpoint) the lowest validation loss of the run is kept.
+            runs every schedule block as its own ``run()`` with its best loss reset
+            (``experiment/train.py``) and keeps the last checkpoint written: the lowest
+            validation loss of the *last block* (:mod:`prunescope.train.select`).
         restart_momentum: start every schedule block with fresh momentum (the fork builds a
             new optimiser per block, ``update_optim``); ``False``: one optimiser for the run.
     """

@@ -4,11 +4,12 @@
 
 ``"val_loss_per_block"``: the rule the authors' ShrinkBench fork ends up applying
 (``experiment/train.py``, ``yuxwind/shrinkbench_generate_model``): every schedule block is its
-own ``run()``, which resets its best loss to :data:`FORK_START_LOSS`; an epoch whose validation
-loss is below the block's best so far writes the checkpoint, and the checkpoint loaded after the
-last block is the last one written. Where no epoch of the run goes below
-:data:`FORK_START_LOSS` (the fork would find no checkpoint to load) the lowest validation loss
-of the run is kept instead.
+own ``run()``, which resets its best loss (``top_loss = 1``); an epoch whose loss is below the
+block's best so far writes the checkpoint, and the checkpoint loaded after the last block is
+the last one written. The fork's loss is the mean over batches of each batch's mean
+cross-entropy divided by the batch size (128), far below 1 for any trained model, so every
+block's first epoch writes and the kept weights are those of the last block's lowest
+validation loss (the first such epoch on a tie).
 """
 from __future__ import annotations
 
@@ -16,9 +17,6 @@ import math
 from collections.abc import Sequence
 
 from prunescope.train.recipe import Recipe
-
-#: the fork's ``self.top_loss = 1`` at the start of every block (nats)
-FORK_START_LOSS = 1.0
 
 
 class EpochChoice:
@@ -29,29 +27,16 @@ class EpochChoice:
     """
 
     def __init__(self, recipe: Recipe, groups: int) -> None:
-        self.rule = recipe.select
-        self.starts = recipe.block_starts()
+        self.restarts = recipe.block_starts() if recipe.select == "val_loss_per_block" else {1}
         self.lowest = [math.inf] * groups
-        self.block_lowest = [FORK_START_LOSS] * groups
-        self.written = [False] * groups
         self.kept_epoch = [0] * groups
 
     def update(self, epoch: int, val_losses: Sequence[float]) -> list[int]:
         """Record the validation losses (nats, one per model) of 1-based ``epoch``; returns the
         indices of the models that keep this epoch's weights."""
-        keep = []
-        for i, loss in enumerate(val_losses):
-            if self.rule == "val_loss":
-                kept = loss < self.lowest[i]
-            else:
-                if epoch in self.starts:
-                    self.block_lowest[i] = FORK_START_LOSS
-                if loss < self.block_lowest[i]:
-                    self.block_lowest[i], self.written[i], kept = loss, True, True
-                else:  # the run's lowest, until the fork's rule writes once
-                    kept = not self.written[i] and loss < self.lowest[i]
-            self.lowest[i] = min(self.lowest[i], loss)
-            if kept:
-                self.kept_epoch[i] = epoch
-                keep.append(i)
+        if epoch in self.restarts:  # a new block of the fork's rule (the run's start for SPEC 4)
+            self.lowest = [math.inf] * len(self.lowest)
+        keep = [i for i, loss in enumerate(val_losses) if loss < self.lowest[i]]
+        for i in keep:
+            self.lowest[i], self.kept_epoch[i] = val_losses[i], epoch
         return keep
