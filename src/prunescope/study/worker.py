@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 
 from prunescope.catalog import methods as registry
 from prunescope.catalog.protocol import TrainOptions
-from prunescope.data import info, load, train_val_indices, training_split
+from prunescope.data import info, load, train_val_indices
 from prunescope.data.corruptions import apply_distribution
 from prunescope.data.device import DeviceImages
 from prunescope.metrics import confusion_from_predictions
@@ -55,7 +55,7 @@ from prunescope.study.store import JobResult
 from prunescope.train import (TrainingDiverged, derive_seed, fit, load_checkpoint, predict,
                               save_checkpoint)
 from prunescope.train.checkpoint import sidecar_path
-from prunescope.train.run import dataset_model, dense_meta
+from prunescope.train.run import dataset_model, dense_meta, train_val_images
 from prunescope.train.options import DeviceProfile, device_profile
 from prunescope.train.pack import fit_pack
 
@@ -365,24 +365,14 @@ def _train_val_of(meta: dict[str, Any], ctx: WorkerContext):
 
 
 def _train_val(split: dict[str, Any], data_dir: str | None, device: str):
-    """Training part and validation set of a model's training split as ``DeviceImages``;
-    ``split`` is a train job's params or a checkpoint's meta (``dataset``, ``n_val``,
-    ``split_seed`` and, for a long-tailed split, ``imbalance``:
-    :func:`prunescope.data.training_split`; ``validation = "test"``: the test split chooses
-    the epoch, SPEC 8; ``normalisation = "fork"``: the authors' constants)."""
-
+    """:func:`~prunescope.train.run.train_val_images` of a model's training split, from the
+    worker's cached arrays; ``split`` is a train job's params or a checkpoint's meta
+    (``dataset``, ``n_val``, ``split_seed``, ``imbalance`` for a long-tailed split, and the
+    :class:`TrainOptions` keys)."""
     dataset = split["dataset"]
-    x, y = _split(dataset, "train", data_dir)
-    tr, va = training_split(y, split["n_val"], split["split_seed"], split.get("imbalance"))
-    inf = info(dataset)
-    training = TrainOptions.of(split)
-    mean, std = training.mean_std(dataset, (inf.mean, inf.std))
-    if training.validation == "test":
-        x_val, y_val = _split(dataset, "test", data_dir)
-    else:
-        x_val, y_val = x[va], y[va]
-    return (DeviceImages(x[tr], y[tr], mean, std, device),
-            DeviceImages(x_val, y_val, mean, std, device))
+    return train_val_images(dataset, split["n_val"], split["split_seed"], split.get("imbalance"),
+                            TrainOptions.of(split), lambda part: _split(dataset, part, data_dir),
+                            device)
 
 
 def _test_arrays(arts: Artifacts, dataset: str, subset: int | None, split_seed: int,

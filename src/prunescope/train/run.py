@@ -7,6 +7,7 @@ the device, build the model from ``seed``, ``fit`` it and evaluate it on the tes
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,28 @@ class TrainRun:
         return save_checkpoint(path, self.model, self.meta)
 
 
+#: ``load(part)``: ``(x uint8 (N, H, W, C), y int64 (N,))`` of a dataset's ``"train"`` or
+#: ``"test"`` split
+SplitLoader = Callable[[str], tuple[np.ndarray, np.ndarray]]
+
+
+def train_val_images(dataset: str, n_val: int, split_seed: int, imbalance: dict | None,
+                     training: TrainOptions, load: SplitLoader, device: torch.device | str
+                     ) -> tuple[DeviceImages, DeviceImages]:
+    """``(train, val)`` of a model's training split on ``device``: the official training split
+    (or its long-tailed subset, ``imbalance``) less a seeded stratified hold-out of ``n_val``
+    images (SPEC 4, :func:`D.training_split`), which is ``val``; with ``training.validation =
+    "test"`` (the authors' code, SPEC 8; ``n_val`` 0) ``val`` is the test split instead. Both
+    normalised as ``training.normalisation`` says. The one place a model's splits are made:
+    :func:`device_splits` and the study worker call it, each with its own ``load``."""
+    x, y = load("train")
+    train_idx, val_idx = D.training_split(y, n_val, split_seed, imbalance)
+    mean, std = training.mean_std(dataset, (D.info(dataset).mean, D.info(dataset).std))
+    x_val, y_val = load("test") if training.validation == "test" else (x[val_idx], y[val_idx])
+    return (DeviceImages(x[train_idx], y[train_idx], mean, std, device),
+            DeviceImages(x_val, y_val, mean, std, device))
+
+
 def device_splits(
     dataset: str,
     n_val: int,
@@ -72,18 +95,15 @@ def device_splits(
     the test split. ``training``: ``validation = "test"`` makes ``val`` the test split (the
     authors' code, SPEC 8; give ``n_val = 0``), ``normalisation = "fork"`` their constants.
     Fetches the dataset into the cache (``data_dir``) when it is missing."""
-    info = D.info(dataset)
-    mean, std = training.mean_std(dataset, (info.mean, info.std))
-    train_set = D.load(dataset, "train", data_dir)
-    test_set = D.load(dataset, "test", data_dir)
-    train_idx, val_idx = D.training_split(train_set.y, n_val, split_seed, imbalance)
-    full = DeviceImages(train_set.x, train_set.y, mean, std, device)
-    train, val = full.subset(train_idx), full.subset(val_idx)
-    del full
-    test = DeviceImages(test_set.x, test_set.y, mean, std, device)
+    def load(part: str) -> tuple[np.ndarray, np.ndarray]:
+        split = D.load(dataset, part, data_dir)
+        return split.x, split.y
+
+    train, val = train_val_images(dataset, n_val, split_seed, imbalance, training, load, device)
     if training.validation == "test":
-        val = test
-    return info, train, val, test
+        return D.info(dataset), train, val, val
+    mean, std = training.mean_std(dataset, (D.info(dataset).mean, D.info(dataset).std))
+    return D.info(dataset), train, val, DeviceImages(*load("test"), mean, std, device)
 
 
 def dataset_model(dataset: str, arch: str, seed: int = 0) -> nn.Module:
