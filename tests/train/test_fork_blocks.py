@@ -115,3 +115,32 @@ def test_recipe_block_starts_and_rules():
     assert r.block_starts() == {1, 11, 31}
     with pytest.raises(ValueError, match="select must be one of"):
         Recipe(schedule=((1, 0.1),), select="val_acc")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_restart_momentum_with_the_fused_cuda_optimiser(quadrants):
+    """On CUDA with the fused SGD (the GPU profile's optimiser) clearing the state at a block
+    start is a fresh optimiser too: the second block matches the run resumed there with fresh
+    momentum (up to GPU rounding) and not the run that keeps its momentum."""
+    from prunescope.train.options import PackOptions
+
+    train, val = (s.to("cuda") for s in quadrants)
+    opts = PackOptions(fused_optimizer=True)
+    base = Recipe(schedule=((1, 0.05), (2, 0.02)), batch_size=64, max_steps_per_epoch=4)
+    restarted = Recipe(schedule=base.schedule, batch_size=64, max_steps_per_epoch=4,
+                       restart_momentum=True)
+
+    def run(recipe, **kw):
+        return fit(build_model("lenet5", 4, 1, seed=2).cuda(), train, val, recipe, seed=4,
+                   options=opts, **kw)
+
+    full, kept = run(restarted), run(base)
+    model = build_model("lenet5", 4, 1, seed=2).cuda()
+    fit(model, train, val, base, seed=4, options=opts, stop_after_step=4)
+    rest = fit(model, train, val, base, seed=4, options=opts, start_step=4)
+    got = np.array([h["train_loss"] for h in full.history[1:]])
+    fresh = np.array([h["train_loss"] for h in rest.history])
+    carried = np.array([h["train_loss"] for h in kept.history[1:]])
+    np.testing.assert_allclose(got, fresh, rtol=1e-4)
+    assert np.abs(got - carried).max() > 100 * np.abs(got - fresh).max()
