@@ -4,7 +4,8 @@ with cross-entropy at each pruning ratio.
 Tables: accuracy, alpha and max EAG with 99 % intervals per (cell, objective, ratio); the
 two-sided paired t-tests of each objective against ``ce`` (one family per ratio column); for
 ``ceag`` the fraction of classes whose constraint holds on the training and test splits. Figure:
-accuracy against max EAG, one point per (objective, ratio) with its 99 % interval bars. The
+accuracy against max EAG, one panel per ratio, one point per objective with its 99 % interval
+bars. The
 statistics come from :func:`prunescope.analysis.mitigation`; this module lays them out.
 """
 from __future__ import annotations
@@ -84,31 +85,33 @@ def holds_table(holds: pd.DataFrame) -> pd.DataFrame:
 
 
 def tradeoff_figure(summary: pd.DataFrame, title: str) -> Figure:
-    """Accuracy (%) against max EAG (points): one point per (objective, ratio) with 99 %
-    interval bars on both axes; objectives by colour, ratios by marker."""
+    """Accuracy (%) against max EAG (points), one panel per ratio with its own axes (a
+    collapsed ratio would otherwise squeeze the others into a corner): one point per objective,
+    coloured as its record says, with 99 % interval bars on both axes."""
     acc = summary[summary["value"] == "accuracy_after"].set_index(["objective", "ratio"])
     eag = summary[summary["value"] == "max_eag"].set_index(["objective", "ratio"])
-    fig = new_figure(6.0, 4.2)
-    ax = fig.subplots()
-    markers = dict(zip(sorted(set(acc.index.get_level_values("ratio"))), "osD^v<>p*"))
-    for (obj, ratio) in sorted(acc.index, key=lambda k: (registry.display_order().index(k[0]),
-                                                         k[1])):
-        if (obj, ratio) not in eag.index:
-            continue
-        a, e = acc.loc[(obj, ratio)], eag.loc[(obj, ratio)]
-        x, y = 100 * e["mean"], 100 * a["mean"]
-        xerr = None if not np.isfinite(e["ci_low"]) else [[x - 100 * e["ci_low"]],
-                                                          [100 * e["ci_high"] - x]]
-        yerr = None if not np.isfinite(a["ci_low"]) else [[y - 100 * a["ci_low"]],
-                                                          [100 * a["ci_high"] - y]]
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=markers[ratio],
-                    color=registry.objective(obj).colour, capsize=3,
-                    label=f"{_label(obj)} {ratio_label(ratio)}")
-    ax.set_xlabel("max EAG over classes (points; lower is fairer)")
-    ax.set_ylabel("test accuracy after pruning (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ratios = sorted(set(acc.index.get_level_values("ratio")))
+    fig = new_figure(3.2 * len(ratios) + 0.8, 3.8)
+    axes = np.atleast_1d(fig.subplots(1, len(ratios), squeeze=False)[0])
+    order = registry.display_order()
+    for ax, ratio in zip(axes, ratios):
+        for obj in sorted(acc.xs(ratio, level="ratio").index, key=order.index):
+            if (obj, ratio) not in eag.index:
+                continue
+            a, e = acc.loc[(obj, ratio)], eag.loc[(obj, ratio)]
+            x, y = 100 * e["mean"], 100 * a["mean"]
+            xerr = None if not np.isfinite(e["ci_low"]) else [[x - 100 * e["ci_low"]],
+                                                              [100 * e["ci_high"] - x]]
+            yerr = None if not np.isfinite(a["ci_low"]) else [[y - 100 * a["ci_low"]],
+                                                              [100 * a["ci_high"] - y]]
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o",
+                        color=registry.objective(obj).colour, capsize=3, label=_label(obj))
+        ax.set_title(f"ratio {ratio_label(ratio)}", fontsize=9)
+        ax.set_xlabel("max EAG over classes (points)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy after pruning (%)")
+    axes[-1].legend(fontsize=7)
+    fig.suptitle(f"{title}: up and left is better", fontsize=10)
     return fig
 
 
@@ -130,8 +133,9 @@ def mitigation_section(frame: pd.DataFrame, out: Path, nominal: str = "nominal",
             tradeoff_figure(sub, title), fdir / f"mitigation_{stem}",
             f"Accuracy against max EAG: {title}",
             "Mean over models of test accuracy after pruning against the largest excess "
-            "accuracy gap over classes, one point per objective and ratio, with 99 % t "
-            "intervals on both axes. Down and right is worse.", f"fig-mitigation-{stem}"))
+            "accuracy gap over classes, one panel per ratio and one point per objective, "
+            "with 99 % t intervals on both axes. Down and right is worse.",
+            f"fig-mitigation-{stem}"))
     sec.tables.append(table_item(
         summary_table(mt.summary), tdir / "mitigation", "Objectives per ratio",
         "Mean over models [99 % t interval] of accuracy after pruning, alpha and max EAG "
