@@ -25,7 +25,7 @@ from prunescope.audit.plan import (AuditPlan, data_sha, make_audit_plan, sha, wr
 from prunescope.catalog import methods as registry, objectives
 from prunescope.catalog.protocol import TrainOptions
 from prunescope.data.device import DeviceImages
-from prunescope.data.splits import train_val_indices, training_split
+from prunescope.data.splits import train_val_indices
 from prunescope.study.artifacts import Artifacts
 from prunescope.study.plan import SourceParams
 from prunescope.study.progress import RunDisplay
@@ -427,6 +427,7 @@ def checkpoint_arguments(
     :func:`audit` argument) win over what the sidecar gives."""
     from prunescope import data as D
     from prunescope.prune.finetune import finetune_recipe
+    from prunescope.train.run import train_val_arrays
 
     model, meta, masks = load_model_file(path, device=device, trust_pickle=trust_pickle)
     if masks:
@@ -444,12 +445,11 @@ def checkpoint_arguments(
         except Exception as e:  # noqa: BLE001 -- one line: what is missing and how to get it
             raise AuditError(f"dataset {ds} of {path} is not available: {e}; run `prunescope "
                              f"data fetch {ds}`") from e
-        tr_idx, va_idx = training_split(full.y, int(meta.get("n_val", 5000)),
-                                        int(meta.get("split_seed", 0)), meta.get("imbalance"))
-        train_data = train_data if train_data is not None else (full.x[tr_idx], full.y[tr_idx])
-        held_out = training.validation == "held-out"  # else the authors' protocol: n_val is 0
-        kwargs.setdefault("val_data", (full.x[va_idx], full.y[va_idx]) if held_out
-                          else (test.x, test.y))
+        loaded = {"train": (full.x, full.y), "test": (test.x, test.y)}
+        train, val = train_val_arrays(int(meta.get("n_val", 5000)), int(meta.get("split_seed", 0)),
+                                      meta.get("imbalance"), training, loaded.__getitem__)
+        train_data = train_data if train_data is not None else train
+        kwargs.setdefault("val_data", val)
         test_data = test_data if test_data is not None else test
     if finetune_epochs is None:
         kwargs.setdefault("finetune", finetune_recipe(meta["arch"], 1, DEFAULT_FINETUNE_STEPS))

@@ -5,8 +5,8 @@ Tables: accuracy, alpha and max EAG with 99 % intervals per (cell, objective, ra
 two-sided paired t-tests of each objective against ``ce`` (one family per ratio column); for
 ``ceag`` the fraction of classes whose constraint holds on the training and test splits. Figure:
 accuracy against max EAG, one panel per ratio, one point per objective with its 99 % interval
-bars. The
-statistics come from :func:`prunescope.analysis.mitigation`; this module lays them out.
+bars. The statistics come from :func:`prunescope.analysis.mitigation`; this module lays them
+out.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def tradeoff_figure(summary: pd.DataFrame, title: str) -> Figure:
     eag = summary[summary["value"] == "max_eag"].set_index(["objective", "ratio"])
     ratios = sorted(set(acc.index.get_level_values("ratio")))
     fig = new_figure(3.2 * len(ratios) + 0.8, 3.8)
-    axes = np.atleast_1d(fig.subplots(1, len(ratios), squeeze=False)[0])
+    axes = fig.subplots(1, len(ratios), squeeze=False)[0]
     order = registry.display_order()
     for ax, ratio in zip(axes, ratios):
         for obj in sorted(acc.xs(ratio, level="ratio").index, key=order.index):

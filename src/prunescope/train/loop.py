@@ -6,8 +6,9 @@ it on one model (any ``nn.Module``), :func:`prunescope.train.pack.fit_pack` on G
 into one (:mod:`prunescope.models.stacked`). Each model draws its own data order and
 augmentation from ``data_generator(seed)`` exactly as :meth:`DeviceImages.batches` draws them,
 its loss is checked for NaN/inf every ``sync_every`` steps, and it keeps its own epoch by the
-recipe's ``select`` rule (:mod:`prunescope.train.select`). ``stop_after_step`` ends a run mid-schedule (LTH rewinding) and
-``start_step`` begins one there (LTH retraining to the end of the schedule).
+recipe's ``select`` rule (:mod:`prunescope.train.select`). ``stop_after_step`` ends a run
+mid-schedule (LTH rewinding) and ``start_step`` begins one there (LTH retraining to the end of
+the schedule).
 """
 from __future__ import annotations
 

@@ -61,23 +61,33 @@ class TrainRun:
 #: ``load(part)``: ``(x uint8 (N, H, W, C), y int64 (N,))`` of a dataset's ``"train"`` or
 #: ``"test"`` split
 SplitLoader = Callable[[str], tuple[np.ndarray, np.ndarray]]
+#: ``(x, y)`` arrays as a :data:`SplitLoader` returns them
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def train_val_arrays(n_val: int, split_seed: int, imbalance: dict | None,
+                     training: TrainOptions, load: SplitLoader) -> tuple[Arrays, Arrays]:
+    """``((x, y) train, (x, y) val)`` of a model's training split: the official training split
+    (or its long-tailed subset, ``imbalance``) less a seeded stratified hold-out of ``n_val``
+    images (SPEC 4, :func:`D.training_split`), which is ``val``; with ``training.validation =
+    "test"`` (the authors' code, SPEC 8; ``n_val`` 0) ``val`` is the test split instead. The one
+    place this rule lives: :func:`train_val_images` (the trainers) and the audit of a checkpoint
+    call it, each with its own ``load``."""
+    x, y = load("train")
+    train_idx, val_idx = D.training_split(y, n_val, split_seed, imbalance)
+    val = load("test") if training.validation == "test" else (x[val_idx], y[val_idx])
+    return (x[train_idx], y[train_idx]), val
 
 
 def train_val_images(dataset: str, n_val: int, split_seed: int, imbalance: dict | None,
                      training: TrainOptions, load: SplitLoader, device: torch.device | str
                      ) -> tuple[DeviceImages, DeviceImages]:
-    """``(train, val)`` of a model's training split on ``device``: the official training split
-    (or its long-tailed subset, ``imbalance``) less a seeded stratified hold-out of ``n_val``
-    images (SPEC 4, :func:`D.training_split`), which is ``val``; with ``training.validation =
-    "test"`` (the authors' code, SPEC 8; ``n_val`` 0) ``val`` is the test split instead. Both
-    normalised as ``training.normalisation`` says. The one place a model's splits are made:
-    :func:`device_splits` and the study worker call it, each with its own ``load``."""
-    x, y = load("train")
-    train_idx, val_idx = D.training_split(y, n_val, split_seed, imbalance)
-    mean, std = training.mean_std(dataset, (D.info(dataset).mean, D.info(dataset).std))
-    x_val, y_val = load("test") if training.validation == "test" else (x[val_idx], y[val_idx])
-    return (DeviceImages(x[train_idx], y[train_idx], mean, std, device),
-            DeviceImages(x_val, y_val, mean, std, device))
+    """:func:`train_val_arrays` as ``(train, val)`` ``DeviceImages`` on ``device``, normalised
+    as ``training.normalisation`` says; :func:`device_splits` and the study worker call it."""
+    info = D.info(dataset)
+    mean, std = training.mean_std(dataset, (info.mean, info.std))
+    train, val = train_val_arrays(n_val, split_seed, imbalance, training, load)
+    return DeviceImages(*train, mean, std, device), DeviceImages(*val, mean, std, device)
 
 
 def device_splits(
@@ -100,10 +110,9 @@ def device_splits(
         return split.x, split.y
 
     train, val = train_val_images(dataset, n_val, split_seed, imbalance, training, load, device)
-    if training.validation == "test":
-        return D.info(dataset), train, val, val
-    mean, std = training.mean_std(dataset, (D.info(dataset).mean, D.info(dataset).std))
-    return D.info(dataset), train, val, DeviceImages(*load("test"), mean, std, device)
+    test = val if training.validation == "test" else DeviceImages(*load("test"), train.mean,
+                                                                  train.std, device)
+    return D.info(dataset), train, val, test
 
 
 def dataset_model(dataset: str, arch: str, seed: int = 0) -> nn.Module:

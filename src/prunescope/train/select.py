@@ -27,14 +27,15 @@ class EpochChoice:
     """
 
     def __init__(self, recipe: Recipe, groups: int) -> None:
-        self.restarts = recipe.block_starts() if recipe.select == "val_loss_per_block" else {1}
+        self.restarts = (recipe.block_starts() if recipe.select == "val_loss_per_block"
+                         else frozenset())
         self.lowest = [math.inf] * groups
         self.kept_epoch = [0] * groups
 
     def update(self, epoch: int, val_losses: Sequence[float]) -> list[int]:
         """Record the validation losses (nats, one per model) of 1-based ``epoch``; returns the
         indices of the models that keep this epoch's weights."""
-        if epoch in self.restarts:  # a new block of the fork's rule (the run's start for SPEC 4)
+        if epoch in self.restarts:  # a new block under the fork's rule
             self.lowest = [math.inf] * len(self.lowest)
         keep = [i for i, loss in enumerate(val_losses) if loss < self.lowest[i]]
         for i in keep:
